@@ -1,0 +1,122 @@
+#pragma once
+
+// The server runtime the example programs are built on: N io_contexts, one
+// thread each (one per core by default), listeners with SO_REUSEPORT so the
+// kernel spreads connections across the threads, SIGINT/SIGTERM turned into
+// a graceful stop, and a drain deadline after which the stop is forced.
+//
+// This header is Asio's contract on purpose: servers built on the runtime
+// are written against boost::asio::io_context and tcp::socket.
+//
+//   auto rt = Runtime::Open({.threads = 2}).value();
+//   rt->Listen(ParseEndpoint("127.0.0.1:11311").value(),
+//              [](tcp::socket s, size_t shard) { /* serve s on its context */ });
+//   rt->OnStop([] { /* close idle connections */ });
+//   return rt->Run().ok() ? 0 : 1;   // until SIGTERM
+//
+// Thread safety: Listen() and OnStop() before Run()/Start(); Stop() from any
+// thread, any number of times.
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include "qcloud/core/export.h"
+#include "qcloud/core/log.h"
+#include "qcloud/core/result.h"
+#include "qcloud/core/status.h"
+
+namespace qcloud {
+
+enum class StopSignals {
+  kHandle,  // SIGINT and SIGTERM call Stop()
+  kIgnore,  // the embedding program handles signals itself
+};
+
+struct RuntimeOptions {
+  unsigned threads = 0;                           // io_contexts/threads; 0 = one per core
+  StopSignals stop_signals = StopSignals::kHandle;  // see StopSignals
+  std::chrono::milliseconds drain_timeout{5000};  // after Stop(), time for work to finish
+  int listen_backlog = 1024;                      // listen(2) backlog per socket
+  Logger* logger = nullptr;                       // null = discard
+};
+
+// "host:port", "[v6]:port" or ":port" (all interfaces) to an endpoint.
+// Host must be a numeric address. Errors: kInvalidArgument.
+QCLOUD_EXPORT Result<boost::asio::ip::tcp::endpoint> ParseEndpoint(std::string_view text);
+
+class QCLOUD_EXPORT Runtime {
+ public:
+  using AcceptHandler = std::function<void(boost::asio::ip::tcp::socket socket, size_t shard)>;
+
+  static Result<std::unique_ptr<Runtime>> Open(const RuntimeOptions& options);
+  // Stops (if running) and joins every thread.
+  ~Runtime();
+  Runtime(const Runtime&) = delete;
+  Runtime& operator=(const Runtime&) = delete;
+
+  size_t size() const noexcept { return shards_.size(); }
+  boost::asio::io_context& context(size_t shard) noexcept { return shards_[shard]->io; }
+
+  // Listens on `endpoint` with one SO_REUSEPORT socket per io_context; each
+  // accepted socket is handed to `handler` on the thread of the context that
+  // accepted it. Returns the bound endpoint (port 0 picks a free port, the
+  // same for all shards). Errors: the bind/listen failure (e.g. in use).
+  Result<boost::asio::ip::tcp::endpoint> Listen(const boost::asio::ip::tcp::endpoint& endpoint,
+                                                AcceptHandler handler);
+
+  // `hook` runs once when a stop begins, on an io_context thread, after the
+  // listeners have closed: servers close idle connections there and let busy
+  // ones finish.
+  void OnStop(std::function<void()> hook);
+
+  // Runs every io_context (the caller's thread runs context 0) until Stop()
+  // and the drain finish. Returns ok after a clean drain, kTimedOut when the
+  // drain deadline forced the stop.
+  Status Run();
+  // As Run(), without blocking: threads for every context; then Join().
+  void Start();
+  Status Join();
+  // Begins a graceful stop: close listeners, run the stop hooks, let the
+  // remaining work finish for up to drain_timeout, then stop the contexts.
+  void Stop();
+  bool stopping() const noexcept { return stopping_.load(std::memory_order_acquire); }
+
+ private:
+  struct Shard {
+    boost::asio::io_context io{1};
+    std::unique_ptr<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work;
+    std::vector<std::unique_ptr<boost::asio::ip::tcp::acceptor>> acceptors;
+  };
+  explicit Runtime(const RuntimeOptions& options);
+  void AcceptLoop(size_t shard, boost::asio::ip::tcp::acceptor& acceptor,
+                  std::shared_ptr<AcceptHandler> handler);
+  void BeginStop();
+
+  RuntimeOptions options_;
+  Logger* logger_;
+  std::vector<std::unique_ptr<Shard>> shards_;
+  std::vector<std::function<void()>> stop_hooks_;
+  std::vector<std::thread> threads_;
+  std::thread watchdog_;  // forces the stop when the drain outlives drain_timeout
+  std::atomic<bool> stopping_{false};
+  std::atomic<bool> forced_{false};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool joined_ = false;
+  struct Signals;
+  std::unique_ptr<Signals> signals_;
+};
+
+}  // namespace qcloud

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Installs, from Debian 12 packages, exactly what qcloud's build and tests need.
+# Idempotent: when every package is present it changes nothing and only says so.
+# Works without a terminal (CI has no stdin). Must run as root (or via sudo).
+set -euo pipefail
+
+# Build: g++ 12 is the main compiler; clang only for libFuzzer targets.
+# Boost 1.81 (not the default 1.74): Asio's io_uring backend. Never name a
+# package that pulls libboost-dev: its 1.74 headers conflict with 1.81's.
+build_pkgs=(
+  g++ cmake ninja-build ccache pkg-config git
+  libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
+  libboost-program-options1.81-dev
+  libfmt-dev liburing-dev libssl-dev libxxhash-dev libzstd-dev
+  doctest-dev libbenchmark-dev
+  clang libclang-rt-14-dev
+)
+# Tests: real peers and parsers the interop tests start or call themselves.
+test_pkgs=(
+  python3-prometheus-client   # the Prometheus project's Python text-format parser
+  prometheus                  # promtool: the Go parser Prometheus itself uses
+  curl                        # scrapes the example servers' /metrics
+)
+
+want=("${build_pkgs[@]}")
+if [[ "${1:-}" == "--with-tests" ]]; then
+  want+=("${test_pkgs[@]}")
+fi
+
+missing=()
+for p in "${want[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]} == 0)); then
+  echo "install-deps: all ${#want[@]} packages present"
+  exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}"
+SUDO=""
+if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq </dev/null
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null >/dev/null
+echo "install-deps: done"

@@ -1,0 +1,123 @@
+#include <doctest/doctest.h>
+#include <signal.h>
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
+
+#include "net_client.h"
+#include "qcloud/core/runtime.h"
+#include "qcloud/testing/doctest_helpers.h"
+
+namespace qcloud {
+namespace {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+using namespace std::chrono_literals;
+
+// Echoes 8-byte messages until the peer closes.
+struct Echo : std::enable_shared_from_this<Echo> {
+  explicit Echo(tcp::socket s) : socket(std::move(s)) {}
+  void Start() {
+    asio::async_read(socket, asio::buffer(buf), [self = shared_from_this()](auto ec, size_t) {
+      if (ec) return;
+      asio::async_write(self->socket, asio::buffer(self->buf),
+                        [self](auto ec2, size_t) {
+                          if (!ec2) self->Start();
+                        });
+    });
+  }
+  tcp::socket socket;
+  char buf[8];
+};
+
+TEST_CASE("runtime: endpoints parse") {
+  auto e = REQUIRE_VALUE(ParseEndpoint("127.0.0.1:11311"));
+  CHECK(e.address().to_string() == "127.0.0.1");
+  CHECK(e.port() == 11311);
+  auto v6 = REQUIRE_VALUE(ParseEndpoint("[::1]:80"));
+  CHECK(v6.address().is_v6());
+  auto any = REQUIRE_VALUE(ParseEndpoint(":9100"));
+  CHECK(any.address().is_unspecified());
+  for (const char* bad : {"", "127.0.0.1", "127.0.0.1:", "127.0.0.1:65536", "host:80",
+                          "[::1]80", "1.2.3.4:8x"}) {
+    CHECK_ERRC(ParseEndpoint(bad), Errc::kInvalidArgument);
+  }
+}
+
+TEST_CASE("runtime: serves connections on every shard and stops cleanly") {
+  auto rt = REQUIRE_VALUE(Runtime::Open({.threads = 2, .stop_signals = StopSignals::kIgnore}));
+  CHECK(rt->size() == 2);
+  std::atomic<int> accepted{0};
+  auto ep = REQUIRE_VALUE(rt->Listen(REQUIRE_VALUE(ParseEndpoint("127.0.0.1:0")),
+                                     [&](tcp::socket s, size_t shard) {
+                                       CHECK(shard < 2);
+                                       accepted++;
+                                       std::make_shared<Echo>(std::move(s))->Start();
+                                     }));
+  CHECK(ep.port() != 0);
+  std::atomic<int> hooks{0};
+  rt->OnStop([&] { hooks++; });
+  rt->Start();
+  for (int i = 0; i < 20; ++i) {
+    test::BlockingClient c(ep);
+    std::string msg = "ping" + std::to_string(1000 + i);
+    c.Send(msg);
+    CHECK(c.ReadExactly(8) == msg);
+  }
+  CHECK(accepted.load() == 20);
+  rt->Stop();
+  rt->Stop();  // idempotent
+  CHECK_OK(rt->Join());
+  CHECK(hooks.load() == 1);
+  // The listeners are closed.
+  asio::io_context io;
+  tcp::socket s(io);
+  boost::system::error_code ec;
+  s.connect(ep, ec);
+  CHECK(ec);
+}
+
+TEST_CASE("runtime: the drain deadline forces a stop") {
+  auto rt = REQUIRE_VALUE(Runtime::Open(
+      {.threads = 1, .stop_signals = StopSignals::kIgnore, .drain_timeout = 200ms}));
+  auto ep = REQUIRE_VALUE(rt->Listen(REQUIRE_VALUE(ParseEndpoint("127.0.0.1:0")),
+                                     [](tcp::socket s, size_t) {
+                                       std::make_shared<Echo>(std::move(s))->Start();
+                                     }));
+  rt->Start();
+  test::BlockingClient idle(ep);  // never closes: its read keeps shard 0 busy
+  idle.Send("12345678");
+  CHECK(idle.ReadExactly(8) == "12345678");
+  rt->Stop();
+  CHECK_ERRC(rt->Join(), Errc::kTimedOut);
+}
+
+TEST_CASE("runtime: SIGTERM stops it") {
+  auto rt = REQUIRE_VALUE(Runtime::Open({.threads = 1}));
+  rt->Start();
+  ::raise(SIGTERM);
+  CHECK_OK(rt->Join());
+  CHECK(rt->stopping());
+}
+
+TEST_CASE("runtime: a port held by another socket is an error") {
+  asio::io_context io;
+  tcp::acceptor holder(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  auto rt = REQUIRE_VALUE(Runtime::Open({.threads = 1, .stop_signals = StopSignals::kIgnore}));
+  auto r = rt->Listen(holder.local_endpoint(), [](tcp::socket, size_t) {});
+  CHECK_FALSE(r.ok());
+  CHECK(r.status().message().find("listen on 127.0.0.1") == 0);
+}
+
+TEST_CASE("runtime: options are validated") {
+  CHECK_ERRC(Runtime::Open({.threads = 5000}), Errc::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace qcloud
