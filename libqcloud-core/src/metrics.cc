@@ -85,18 +85,26 @@ void RenderLabels(std::string& out, const std::vector<std::string>& names,
   out += '}';
 }
 
-// A family whose single value is read from a callback at render time.
-class CallbackFamily final : public detail::FamilyBase {
+// A family whose samples are produced by a callback at render time.
+class CollectorFamily final : public detail::FamilyBase {
  public:
-  CallbackFamily(std::string name, std::string help, MetricType type, std::function<double()> read)
-      : FamilyBase(std::move(name), std::move(help), type, {}), read_(std::move(read)) {}
+  using Collect = std::function<std::vector<MetricsRegistry::Sample>()>;
+  CollectorFamily(std::string name, std::string help, MetricType type,
+                  std::vector<std::string> label_names, Collect collect)
+      : FamilyBase(std::move(name), std::move(help), type, std::move(label_names)),
+        collect_(std::move(collect)) {}
   void Render(std::string& out) const override {
     RenderHeader(out, *this);
-    fmt::format_to(std::back_inserter(out), "{} {}\n", name_, FormatMetricValue(read_()));
+    for (const auto& sample : collect_()) {
+      CheckArity(sample.label_values.size());
+      out += name_;
+      RenderLabels(out, label_names_, sample.label_values);
+      fmt::format_to(std::back_inserter(out), " {}\n", FormatMetricValue(sample.value));
+    }
   }
 
  private:
-  std::function<double()> read_;
+  Collect collect_;
 };
 
 }  // namespace
@@ -288,12 +296,20 @@ Result<HistogramFamily*> MetricsRegistry::AddHistogram(std::string name, std::st
 
 Status MetricsRegistry::AddCallback(std::string name, std::string help, MetricType type,
                                     std::function<double()> read) {
-  if (type == MetricType::kHistogram) {
-    return InvalidArgument("callback metrics are counters or gauges");
-  }
   if (!read) return InvalidArgument("callback metric without a callback");
-  return Register(
-      std::make_unique<CallbackFamily>(std::move(name), std::move(help), type, std::move(read)));
+  return AddCollector(std::move(name), std::move(help), type, {},
+                      [read = std::move(read)] { return std::vector<Sample>{{{}, read()}}; });
+}
+
+Status MetricsRegistry::AddCollector(std::string name, std::string help, MetricType type,
+                                     std::vector<std::string> label_names,
+                                     std::function<std::vector<Sample>()> collect) {
+  if (type == MetricType::kHistogram) {
+    return InvalidArgument("collected metrics are counters or gauges");
+  }
+  if (!collect) return InvalidArgument("collector without a callback");
+  return Register(std::make_unique<CollectorFamily>(std::move(name), std::move(help), type,
+                                                    std::move(label_names), std::move(collect)));
 }
 
 std::string MetricsRegistry::RenderText() const {

@@ -86,6 +86,25 @@ TEST_CASE("metrics: callbacks are read at render time") {
              Errc::kInvalidArgument);
 }
 
+TEST_CASE("metrics: collectors produce labelled samples at render time") {
+  MetricsRegistry reg;
+  int calls = 0;
+  CHECK_OK(reg.AddCollector("cpu_seconds_total", "CPU time.", MetricType::kCounter, {"mode"}, [&] {
+    ++calls;
+    return std::vector<MetricsRegistry::Sample>{{{"user"}, 1.5}, {{"system"}, 2}};
+  }));
+  std::string text = reg.RenderText();
+  CHECK(calls == 1);
+  CHECK(text ==
+        "# HELP cpu_seconds_total CPU time.\n"
+        "# TYPE cpu_seconds_total counter\n"
+        "cpu_seconds_total{mode=\"user\"} 1.5\n"
+        "cpu_seconds_total{mode=\"system\"} 2\n");
+  CHECK_ERRC(reg.AddCollector("x", "x", MetricType::kGauge, {"bad-label"}, [] {
+    return std::vector<MetricsRegistry::Sample>{};
+  }), Errc::kInvalidArgument);
+}
+
 TEST_CASE("metrics: concurrent updates are not lost") {
   MetricsRegistry reg;
   auto* c = REQUIRE_VALUE(reg.AddCounter("hits_total", "Hits.", {"shard"}));

@@ -108,7 +108,7 @@ class QCLOUD_EXPORT FamilyBase {
 
 // All children of one metric name, one per distinct label-value tuple.
 template <typename M>
-class Family final : public detail::FamilyBase {
+class QCLOUD_EXPORT Family final : public detail::FamilyBase {
  public:
   using FamilyBase::FamilyBase;
 
@@ -130,9 +130,10 @@ class Family final : public detail::FamilyBase {
   std::map<std::vector<std::string>, std::unique_ptr<M>> children_;
 };
 
-extern template class QCLOUD_EXPORT Family<Counter>;
-extern template class QCLOUD_EXPORT Family<Gauge>;
-extern template class QCLOUD_EXPORT Family<Histogram>;
+// Instantiated once, in metrics.cc.
+extern template class Family<Counter>;
+extern template class Family<Gauge>;
+extern template class Family<Histogram>;
 
 using CounterFamily = Family<Counter>;
 using GaugeFamily = Family<Gauge>;
@@ -162,6 +163,18 @@ class QCLOUD_EXPORT MetricsRegistry {
   // rendering thread and must be thread-safe.
   Status AddCallback(std::string name, std::string help, MetricType type,
                      std::function<double()> read);
+
+  // A labelled counter or gauge family whose samples are produced at render
+  // time (values read from /proc, a library's stats struct). Each sample
+  // must carry one value per label name. `collect` runs on the rendering
+  // thread, under the registry's lock: it must not call into the registry.
+  struct Sample {
+    std::vector<std::string> label_values;
+    double value = 0;
+  };
+  Status AddCollector(std::string name, std::string help, MetricType type,
+                      std::vector<std::string> label_names,
+                      std::function<std::vector<Sample>()> collect);
 
   // The whole registry in the text exposition format, families in
   // registration order.
