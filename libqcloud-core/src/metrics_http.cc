@@ -19,7 +19,7 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using asio::ip::tcp;
 
-constexpr size_t kHeaderLimit = 8 * 1024;
+constexpr size_t kHeaderLimit = size_t{8} * 1024;
 
 class Session;
 

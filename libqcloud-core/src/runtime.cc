@@ -125,7 +125,7 @@ Result<tcp::endpoint> Runtime::Listen(const tcp::endpoint& endpoint, AcceptHandl
 }
 
 void Runtime::AcceptLoop(size_t shard, tcp::acceptor& acceptor,
-                         std::shared_ptr<AcceptHandler> handler) {
+                         const std::shared_ptr<AcceptHandler>& handler) {
   acceptor.async_accept(
       shards_[shard]->io, [this, shard, &acceptor, handler](boost::system::error_code ec,
                                                            tcp::socket socket) {

@@ -49,8 +49,8 @@ class CoreErrorCategory final : public std::error_category {
 }  // namespace
 
 const std::error_category& CoreCategory() noexcept {
-  static const CoreErrorCategory category;
-  return category;
+  static const CoreErrorCategory kCategory;
+  return kCategory;
 }
 
 Status::Status(std::error_code code, std::string message)

@@ -101,7 +101,7 @@ class QCLOUD_EXPORT Runtime {
   };
   explicit Runtime(const RuntimeOptions& options);
   void AcceptLoop(size_t shard, boost::asio::ip::tcp::acceptor& acceptor,
-                  std::shared_ptr<AcceptHandler> handler);
+                  const std::shared_ptr<AcceptHandler>& handler);
   void BeginStop();
 
   RuntimeOptions options_;
