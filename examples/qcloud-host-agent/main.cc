@@ -72,26 +72,25 @@ Status RegisterHostMetrics(MetricsRegistry& reg, SnapshotCache& cache) {
         auto s = cache.Get();
         return std::vector<Sample>{{{"1m"}, s.load1}, {{"5m"}, s.load5}, {{"15m"}, s.load15}};
       }));
+  // rx/tx pairs of one /proc/net/dev column per device.
+  auto per_device = [&cache](uint64_t agent::NetDevice::*rx, uint64_t agent::NetDevice::*tx) {
+    return [&cache, rx, tx] {
+      std::vector<Sample> out;
+      for (const auto& d : cache.Get().net) {
+        out.push_back({{d.name, "rx"}, static_cast<double>(d.*rx)});
+        out.push_back({{d.name, "tx"}, static_cast<double>(d.*tx)});
+      }
+      return out;
+    };
+  };
   QCLOUD_RETURN_IF_ERROR(reg.AddCollector(
       "qcloud_host_network_bytes_total", "Bytes through each network device.",
-      MetricType::kCounter, {"device", "direction"}, [&cache] {
-        std::vector<Sample> out;
-        for (const auto& d : cache.Get().net) {
-          out.push_back({{d.name, "rx"}, static_cast<double>(d.rx_bytes)});
-          out.push_back({{d.name, "tx"}, static_cast<double>(d.tx_bytes)});
-        }
-        return out;
-      }));
+      MetricType::kCounter, {"device", "direction"},
+      per_device(&agent::NetDevice::rx_bytes, &agent::NetDevice::tx_bytes)));
   QCLOUD_RETURN_IF_ERROR(reg.AddCollector(
       "qcloud_host_network_packets_total", "Packets through each network device.",
-      MetricType::kCounter, {"device", "direction"}, [&cache] {
-        std::vector<Sample> out;
-        for (const auto& d : cache.Get().net) {
-          out.push_back({{d.name, "rx"}, static_cast<double>(d.rx_packets)});
-          out.push_back({{d.name, "tx"}, static_cast<double>(d.tx_packets)});
-        }
-        return out;
-      }));
+      MetricType::kCounter, {"device", "direction"},
+      per_device(&agent::NetDevice::rx_packets, &agent::NetDevice::tx_packets)));
   return Status::Ok();
 }
 
