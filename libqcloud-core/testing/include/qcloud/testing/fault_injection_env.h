@@ -13,6 +13,10 @@
 //   * SetFailure() makes writes, syncs or everything fail with an I/O error,
 //     as a dying disk would.
 //
+// Limitation: unsynced writes are remembered by the path the file was opened
+// with; a file renamed while it still has unsynced writes is not modelled
+// exactly (the usual pattern, write + Sync + rename, is).
+//
 // Typical crash test: run the code on the env, DropUnsyncedData(), reopen
 // the code under test on the same env and check its recovery.
 //
