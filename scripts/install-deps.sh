@@ -20,6 +20,9 @@ test_pkgs=(
   python3-prometheus-client   # the Prometheus project's Python text-format parser
   prometheus                  # promtool: the Go parser Prometheus itself uses
   curl                        # scrapes the example servers' /metrics
+  memcached                   # the peer qcloud-kvd is compared with, reply for reply
+  libmemcached-tools          # memccapable (conformance), memccp/memccat/..., memcslap, memcaslap
+  python3-pymemcache          # a real memcache client library (run with /usr/bin/python3)
 )
 
 want=("${build_pkgs[@]}")

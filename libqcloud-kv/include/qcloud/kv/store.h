@@ -1,0 +1,260 @@
+#pragma once
+
+// qcloud::kv::Store — CMEM's memory engine: a key-value cache whose items
+// live in fixed-size blocks carved from one preallocated pool.
+//
+//   auto store = qcloud::kv::Store::Open({.memory_bytes = 256 << 20}).value();
+//   store->Set("user:42", "alice", {.flags = 0, .exptime = 0});
+//   std::string v;
+//   if (store->Get("user:42", &v)) { ... }
+//
+// Memory model. The budget (`memory_bytes`) is split into blocks of
+// `block_size` bytes, allocated and freed in O(1) from per-shard free lists,
+// so memory never fragments however the value sizes change over time. An
+// item is a chain of blocks; its first block holds the header (total length,
+// flags, expiry, CAS) and the key, so a reader knows up front how many blocks
+// to fetch ("length prediction"). The hash index is a bucket array of 32-bit
+// block numbers with the chain link inside each item's header: no per-item
+// heap node, no std::string.
+//
+// Eviction. When a shard's blocks are used up, a CLOCK hand (second chance,
+// an approximation of LRU) sweeps the shard's buckets: expired and flushed
+// items are reclaimed first; an item read since the hand last passed keeps
+// its place once; the rest are evicted. With `Eviction::kNone` a store that
+// is full fails with kNoMemory instead (memcached's -M).
+//
+// Time follows memcached's rules for exptime: 0 never expires; 1..2592000
+// (30 days) is seconds from now; larger values are an absolute UNIX time;
+// a negative value (or an absolute time in the past) is already expired.
+//
+// Thread safety: every method may be called from any thread. The store is
+// split into `shards` independently locked shards chosen by key hash.
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <type_traits>
+
+#include "qcloud/core/bytes.h"
+#include "qcloud/core/clock.h"
+#include "qcloud/core/export.h"
+#include "qcloud/core/result.h"
+
+namespace qcloud::kv {
+
+struct StoreShard;  // private: one locked part of the store
+
+inline constexpr size_t kMaxKeyLength = 250;  // memcached's KEY_MAX_LENGTH
+// memcached counts 56 bytes of item header + key + NUL + value + "\r\n"
+// against its item size limit (-I); Store uses the same sum so that the
+// largest storable value is the same as memcached's for any key.
+inline constexpr size_t kMemcachedItemOverhead = 59;
+
+enum class Eviction : uint8_t {
+  kClock,  // evict cold items (CLOCK, second chance) to make room
+  kNone,   // never evict: a full store refuses writes with kNoMemory
+};
+
+struct StoreOptions {
+  size_t memory_bytes = size_t{64} << 20;    // item memory budget in bytes (blocks); default 64 MiB
+  size_t block_size = 64;                    // bytes per block: 32..4096, a multiple of 8; default 64
+  size_t item_size_max = size_t{1} << 20;    // max of 59 + key + value bytes (memcached -I); 1 MiB
+  unsigned shards = 16;                      // independently locked parts, a power of two; default 16
+  Eviction eviction = Eviction::kClock;      // what a full store does; see Eviction
+  Clock* clock = nullptr;                    // time source for expiry; null = RealClock()
+};
+
+enum class StoreMode : uint8_t {
+  kSet,      // store unconditionally
+  kAdd,      // store only if the key is absent
+  kReplace,  // store only if the key is present
+  kAppend,   // add the bytes after the existing value (flags/exptime unchanged)
+  kPrepend,  // add the bytes before the existing value (flags/exptime unchanged)
+};
+
+enum class Outcome : uint8_t {
+  kOk,          // stored / deleted / touched / found
+  kNotStored,   // add on a present key, replace/append/prepend on an absent key
+  kExists,      // CAS given and it does not match the item's
+  kNotFound,    // no such (live) key
+  kTooLarge,    // key + value exceed item_size_max
+  kNoMemory,    // the store is full and may not evict (or the item exceeds a shard)
+  kNonNumeric,  // incr/decr on a value that is not a decimal uint64
+  kBadKey,      // key empty or longer than kMaxKeyLength
+};
+
+// What a reader sees of an item. Valid only inside the Read() callback.
+class QCLOUD_EXPORT ItemView {
+ public:
+  std::string_view key() const noexcept;
+  uint32_t flags() const noexcept;
+  uint64_t cas() const noexcept;
+  size_t value_size() const noexcept;
+  // Remaining time to live in seconds, -1 for an item that never expires.
+  int64_t ttl() const noexcept;
+  // Seconds since the item was last read or written (before this read).
+  uint32_t idle_seconds() const noexcept;
+  // The item had been read before this read.
+  bool fetched_before() const noexcept;
+  // Invalidated (meta "I") and not yet replaced: readers should refresh it.
+  bool stale() const noexcept;
+  // This read won the right to recompute the item (meta "W").
+  bool won() const noexcept;
+  // Another reader already won the right to recompute (meta "Z").
+  bool win_token_taken() const noexcept;
+  // The item was stored with a binary (base64 on the wire) key.
+  bool binary_key() const noexcept;
+  // Appends the value's bytes to `out` (one copy, block by block).
+  void AppendValueTo(Buffer& out) const;
+  void CopyValueTo(char* dst) const noexcept;  // dst has value_size() bytes
+
+ private:
+  friend class Store;
+  ItemView(const StoreShard* shard, uint32_t head, uint32_t now, uint8_t extra) noexcept
+      : shard_(shard), head_(head), now_(now), extra_(extra) {}
+  const StoreShard* shard_;
+  uint32_t head_;
+  uint32_t now_;
+  uint8_t extra_;
+};
+
+struct ReadOptions {
+  std::optional<int64_t> touch_exptime;  // set a new exptime on a hit (gat/touch, meta T)
+  bool update_access = true;             // a hit marks the item recently used (meta u = false)
+  std::optional<int64_t> vivify_exptime;  // on a miss create an empty item, caller wins (meta N)
+  std::optional<uint32_t> recache_below;  // win if ttl < this many seconds (meta R)
+};
+
+struct WriteOptions {
+  uint32_t flags = 0;     // opaque client flags, returned by reads
+  int64_t exptime = 0;    // memcached exptime, see the header comment
+  uint64_t cas = 0;       // nonzero: store only if the item's CAS equals this (kExists/kNotFound)
+  bool binary_key = false;  // remember that the key was sent base64-encoded (meta b)
+  bool invalidate_if_cas_older = false;  // meta ms I: a stale CAS marks the item stale instead of kExists
+};
+
+struct WriteResult {
+  Outcome outcome = Outcome::kOk;
+  uint64_t cas = 0;  // the stored item's new CAS when outcome == kOk
+};
+
+struct ArithOptions {
+  bool increment = true;                 // false: decrement, clamped at 0
+  uint64_t delta = 1;                    // added (wraps at 2^64) or subtracted
+  uint64_t cas = 0;                      // nonzero: only if the item's CAS matches
+  std::optional<uint64_t> initial;       // on a miss create the item with this value
+  int64_t exptime = 0;                   // exptime of an item created by `initial`
+};
+
+struct ArithResult {
+  Outcome outcome = Outcome::kOk;
+  uint64_t value = 0;  // the new value
+  uint64_t cas = 0;    // the item's new CAS
+  bool created = false;
+};
+
+struct DeleteOptions {
+  uint64_t cas = 0;                  // nonzero: only if the item's CAS matches
+  bool invalidate = false;           // meta md I: mark stale (new CAS) instead of deleting
+  std::optional<int64_t> exptime;    // with invalidate: new exptime
+};
+
+struct StoreStats {
+  size_t block_size = 0;
+  uint64_t total_blocks = 0;
+  uint64_t used_blocks = 0;
+  uint64_t curr_items = 0;
+  uint64_t total_items = 0;      // items ever stored
+  uint64_t item_bytes = 0;       // memcached's "bytes": sum of 59 + key + value of live items
+  uint64_t evictions = 0;        // live items removed to make room
+  uint64_t reclaimed = 0;        // expired or flushed items whose memory was reused
+  uint64_t expired_unfetched = 0;
+  uint64_t evicted_unfetched = 0;
+  uint64_t hash_buckets = 0;
+  uint64_t hash_expansions = 0;
+  uint64_t memory_bytes = 0;     // the configured budget
+  uint64_t index_bytes = 0;      // memory of the hash buckets
+};
+
+class QCLOUD_EXPORT Store {
+ public:
+  // Validates the options and maps the block pool (pages are touched only
+  // when first used, so an idle store costs little RSS). Errors:
+  // kInvalidArgument for options out of range, kResourceExhausted when the
+  // pool cannot be mapped.
+  static Result<std::unique_ptr<Store>> Open(const StoreOptions& options);
+  ~Store();
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  // Looks `key` up. On a hit calls visit(item) with the shard locked (keep
+  // it short; do not call back into the store) and returns kOk; otherwise
+  // kNotFound (or kBadKey). With vivify_exptime, a miss creates an empty
+  // item and visits it with won() set.
+  template <typename F>
+  Outcome Read(std::string_view key, const ReadOptions& options, F&& visit) {
+    return ReadImpl(key, options, &Thunk<F>, &visit);
+  }
+  // Copies the value of `key` into *value. True on a hit.
+  bool Get(std::string_view key, std::string* value, uint32_t* flags = nullptr,
+           uint64_t* cas = nullptr);
+
+  // Stores `value` under `key` per `mode`; see Outcome for the failures.
+  WriteResult Write(StoreMode mode, std::string_view key, ByteView value,
+                    const WriteOptions& options);
+  WriteResult Set(std::string_view key, std::string_view value, const WriteOptions& options = {}) {
+    return Write(StoreMode::kSet, key, ByteView(value), options);
+  }
+  Outcome Delete(std::string_view key, const DeleteOptions& options = {});
+  // Sets a new exptime. kOk or kNotFound.
+  Outcome Touch(std::string_view key, int64_t exptime);
+  // incr/decr on a value holding a decimal number (leading spaces, trailing
+  // spaces allowed as memcached writes them). A result no longer than the
+  // old value is written in place, padded with spaces (memcached does too).
+  ArithResult Arith(std::string_view key, const ArithOptions& options);
+
+  // Makes every item stored or read before now (delay <= 0) or before the
+  // time the memcached exptime `delay` names, invisible from that time on.
+  void FlushAll(int64_t delay = 0);
+
+  StoreStats Stats() const;
+  const StoreOptions& options() const noexcept { return options_; }
+  // Seconds since Open() on the store's clock (memcached's "uptime").
+  uint32_t Uptime() const noexcept;
+  // The largest value storable under a key of `key_size` bytes.
+  size_t MaxValueSize(size_t key_size) const noexcept;
+
+ private:
+  using VisitFn = void (*)(void*, const ItemView&);
+  template <typename F>
+  static void Thunk(void* f, const ItemView& item) {
+    (*static_cast<std::remove_reference_t<F>*>(f))(item);
+  }
+  explicit Store(const StoreOptions& options);
+  Outcome ReadImpl(std::string_view key, const ReadOptions& options, VisitFn visit, void* ctx);
+  uint32_t Now() const noexcept;
+  uint32_t ToEngineTime(int64_t exptime, uint32_t now) const noexcept;
+  StoreShard& ShardFor(uint64_t hash) noexcept;
+  uint64_t NextCas() noexcept { return next_cas_.fetch_add(1, std::memory_order_relaxed); }
+  bool Visible(const StoreShard& s, uint32_t head, uint32_t now) const noexcept;
+  Outcome MakeRoom(StoreShard& s, uint32_t blocks, uint32_t now);
+
+  StoreOptions options_;
+  Clock* clock_;
+  MonoTime start_mono_;
+  int64_t start_wall_ = 0;  // UNIX seconds at Open() - 2, memcached's process_started
+  void* pool_ = nullptr;
+  size_t pool_bytes_ = 0;
+  std::unique_ptr<StoreShard[]> shards_;
+  unsigned shard_count_ = 0;
+  unsigned shard_shift_ = 0;
+  std::atomic<uint64_t> next_cas_{1};
+  std::atomic<uint32_t> oldest_live_{0};  // flush_all: items last used at or before this are gone
+  std::atomic<uint64_t> oldest_cas_{0};   // flush_all: and items with a CAS below this
+};
+
+}  // namespace qcloud::kv

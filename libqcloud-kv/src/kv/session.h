@@ -1,0 +1,112 @@
+#pragma once
+
+// One client connection's protocol state machine, independent of sockets:
+// the I/O loop hands it the bytes received so far, it consumes the complete
+// requests at their front and appends the replies. The protocol (memcached
+// text + meta, or memcached binary) is chosen by the connection's first byte
+// (0x80 = binary), as memcached does.
+//
+// Bounds (network input never makes the server allocate without limit):
+//   - a text line may be at most `max_line` bytes (2048, memcached's limit)
+//     unless it is a get/gets, whose key lists may reach `max_get_line`;
+//     beyond that the connection is closed without a reply, as memcached;
+//   - a value is buffered only up to item_size_max; larger ones are
+//     discarded as they arrive ("swallowed") and answered with an error;
+//   - Process() stops taking requests while more than `output_high_water`
+//     reply bytes wait (a client that does not read its replies stops being
+//     read; its memory stays bounded); a multi-get resumes key by key.
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "qcloud/core/bytes.h"
+#include "qcloud/kv/server.h"
+#include "qcloud/kv/store.h"
+
+namespace qcloud::kv {
+
+// Counters of one worker thread (one writer, read by `stats` from any).
+struct alignas(64) WorkerCounters {
+#define QCLOUD_KV_COUNTERS(X)                                                                 \
+  X(cmd_get) X(cmd_set) X(cmd_flush) X(cmd_touch) X(cmd_meta) X(get_hits) X(get_misses)       \
+      X(delete_misses) X(delete_hits) X(incr_misses) X(incr_hits) X(decr_misses) X(decr_hits) \
+          X(cas_misses) X(cas_hits) X(cas_badval) X(touch_hits) X(touch_misses)               \
+              X(store_too_large) X(store_no_memory) X(bytes_read) X(bytes_written)            \
+                  X(total_connections) X(protocol_errors)
+#define QCLOUD_KV_DECLARE(name) std::atomic<uint64_t> name{0};
+  QCLOUD_KV_COUNTERS(QCLOUD_KV_DECLARE)
+#undef QCLOUD_KV_DECLARE
+  std::atomic<int64_t> curr_connections{0};
+};
+
+inline void Bump(std::atomic<uint64_t>& c, uint64_t n = 1) noexcept {
+  c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+}
+
+// What every session of a server shares.
+struct ServerShared {
+  Store* store = nullptr;
+  ServerOptions options;
+  std::vector<WorkerCounters>* workers = nullptr;  // one per worker thread
+  std::atomic<uint32_t> verbosity{0};
+  std::atomic<uint64_t> rejected_connections{0};
+  std::atomic<int64_t> reset_time{0};
+  int64_t started_unix = 0;
+  // Sum of every worker's counters (stats); `reset` zeroes them.
+  void ResetCounters();
+};
+
+class Session {
+ public:
+  Session(ServerShared& shared, WorkerCounters& counters) noexcept
+      : shared_(shared), counters_(counters) {}
+
+  // Consumes complete requests from the front of `in` and appends their
+  // replies to `out`. Returns the number of bytes consumed; the rest (an
+  // incomplete request) must be offered again with more bytes after it.
+  size_t Process(ByteView in, Buffer& out);
+
+  // The connection must close once `out` has been sent (quit, or input that
+  // violates the protocol beyond recovery).
+  bool closing() const noexcept { return closing_; }
+  // Process() stopped early because `out` is over the high-water mark.
+  bool blocked(const Buffer& out) const noexcept {
+    return out.size() >= shared_.options.output_high_water;
+  }
+
+ private:
+  enum class Mode : uint8_t { kUnknown, kText, kBinary };
+  // Text protocol. Each returns the bytes consumed after the line, or -1
+  // when the data block has not fully arrived (nothing is consumed then).
+  int64_t Text(std::string_view line, ByteView rest, Buffer& out);
+  int64_t Storage(const std::vector<std::string_view>& t, int kind, ByteView rest, Buffer& out);
+  void Retrieval(std::string_view line, const std::vector<std::string_view>& t, bool cas,
+                 bool touch, Buffer& out);
+  void Arithmetic(const std::vector<std::string_view>& t, bool incr, Buffer& out);
+  void Touch(const std::vector<std::string_view>& t, Buffer& out);
+  void DeleteCmd(const std::vector<std::string_view>& t, Buffer& out);
+  void FlushAll(const std::vector<std::string_view>& t, Buffer& out);
+  void Verbosity(const std::vector<std::string_view>& t, Buffer& out);
+  void Stats(const std::vector<std::string_view>& t, Buffer& out);
+  int64_t MetaGet(const std::vector<std::string_view>& t, Buffer& out);
+  int64_t MetaSet(const std::vector<std::string_view>& t, ByteView rest, Buffer& out);
+  int64_t MetaDelete(const std::vector<std::string_view>& t, Buffer& out);
+  int64_t MetaArith(const std::vector<std::string_view>& t, Buffer& out);
+  void Reply(Buffer& out, std::string_view s);
+  // Binary protocol: one packet; returns bytes consumed, 0 = incomplete.
+  size_t Binary(ByteView in, Buffer& out);
+
+  ServerShared& shared_;
+  WorkerCounters& counters_;
+  Mode mode_ = Mode::kUnknown;
+  bool closing_ = false;
+  bool noreply_ = false;       // the current text command asked for no reply
+  uint64_t swallow_ = 0;       // bytes still to discard (oversized value)
+  std::string after_swallow_;  // reply sent once the discard completes
+  size_t get_resume_ = 0;      // multi-get paused on output: keys already answered
+};
+
+}  // namespace qcloud::kv

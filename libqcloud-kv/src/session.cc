@@ -1,0 +1,1301 @@
+// memcached's text and meta protocols, reply for reply. The exact strings,
+// token counts and the order of checks follow memcached 1.6.18 (see
+// docs/notes/memcached-protocol.md and tests/interop/kv_differential.py,
+// which compares every reply with a real memcached). Where memcached's
+// behaviour looks odd it is kept on purpose when a client can see it:
+//   - a storage command whose line is invalid does not consume its data
+//     block: the data line is then read as a command (usually "ERROR");
+//   - a data block is exactly <bytes> + "\r\n", checked by count only;
+//   - an oversized value is discarded by count, then answered;
+//   - "noreply" is found before validation, so it also hides errors.
+
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include <fmt/format.h>
+
+#include "kv/session.h"
+
+namespace qcloud::kv {
+
+namespace {
+
+constexpr size_t kMaxTokens = 24;  // memcached's MAX_TOKENS (incl. the terminal one)
+
+// memcached's tokenizer: split on ' ' only, at most kMaxTokens-1 words; the
+// unsplit remainder (if any) is returned in *rest. A NUL ends the line
+// (memcached works on C strings).
+void Tokenize(std::string_view line, std::vector<std::string_view>& words,
+              std::string_view* rest) {
+  words.clear();
+  if (size_t nul = line.find('\0'); nul != std::string_view::npos) line = line.substr(0, nul);
+  size_t i = 0;
+  const size_t n = line.size();
+  while (i < n) {
+    while (i < n && line[i] == ' ') ++i;
+    if (i >= n) break;
+    size_t j = i;
+    while (j < n && line[j] != ' ') ++j;
+    words.push_back(line.substr(i, j - i));
+    i = j;
+    if (words.size() == kMaxTokens - 1) {
+      if (i < n) ++i;  // the separating space
+      if (rest != nullptr) *rest = line.substr(std::min(i, n));
+      return;
+    }
+  }
+  if (rest != nullptr) *rest = {};
+}
+
+// Copies a token into a NUL-terminated buffer for the C parsers memcached
+// uses, so that their quirks (leading '+', spaces, wrap-around) match.
+struct CToken {
+  explicit CToken(std::string_view t) : s(t) {}
+  std::string s;
+  const char* c_str() const { return s.c_str(); }
+};
+
+bool EndOk(const char* str, const char* end) {
+  const unsigned char c = static_cast<unsigned char>(*end);
+  return c == ' ' || (c >= '\t' && c <= '\r') || (c == '\0' && end != str);
+}
+
+// memcached's safe_strtoull.
+bool SafeStrtoull(std::string_view t, uint64_t* out) {
+  CToken tok(t);
+  const char* str = tok.c_str();
+  errno = 0;
+  char* end = nullptr;
+  const unsigned long long v = std::strtoull(str, &end, 10);
+  if (errno == ERANGE || end == str) return false;
+  if (!EndOk(str, end)) return false;
+  if (static_cast<long long>(v) < 0 && std::memchr(str, '-', static_cast<size_t>(end - str))) {
+    return false;
+  }
+  *out = v;
+  return true;
+}
+
+// memcached's safe_strtoul into 32 bits (unsigned long is 64-bit here, so
+// the value wraps modulo 2^32 as memcached's does).
+bool SafeStrtoul32(std::string_view t, uint32_t* out) {
+  uint64_t v = 0;
+  if (!SafeStrtoull(t, &v)) return false;
+  *out = static_cast<uint32_t>(v);
+  return true;
+}
+
+// memcached's safe_strtol into int32 (wraps like memcached's).
+bool SafeStrtol32(std::string_view t, int32_t* out) {
+  CToken tok(t);
+  const char* str = tok.c_str();
+  errno = 0;
+  char* end = nullptr;
+  const long v = std::strtol(str, &end, 10);
+  if (errno == ERANGE || end == str) return false;
+  if (!EndOk(str, end)) return false;
+  *out = static_cast<int32_t>(v);
+  return true;
+}
+
+void AppendUnsigned(Buffer& out, uint64_t v) {
+  char buf[24];
+  char* p = buf + sizeof buf;
+  do {
+    *--p = static_cast<char>('0' + v % 10);
+    v /= 10;
+  } while (v != 0);
+  out.Append(ByteView(p, static_cast<size_t>(buf + sizeof buf - p)));
+}
+
+void AppendSigned(Buffer& out, int64_t v) {
+  if (v < 0) {
+    out.Append(ByteView(std::string_view("-")));
+    AppendUnsigned(out, static_cast<uint64_t>(-(v + 1)) + 1);
+  } else {
+    AppendUnsigned(out, static_cast<uint64_t>(v));
+  }
+}
+
+void Put(Buffer& out, std::string_view s) { out.Append(ByteView(s)); }
+
+constexpr char kB64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+bool Base64Decode(std::string_view in, std::string* out) {
+  if (in.empty() || in.size() % 4 != 0) return false;
+  out->clear();
+  uint32_t acc = 0;
+  int bits = 0;
+  size_t pad = 0;
+  for (size_t i = 0; i < in.size(); ++i) {
+    const char c = in[i];
+    int v;
+    if (c == '=') {
+      if (i + 2 < in.size()) return false;
+      ++pad;
+      v = 0;
+    } else {
+      if (pad != 0) return false;
+      const char* p = std::strchr(kB64, c);
+      if (p == nullptr || c == '\0') return false;
+      v = static_cast<int>(p - kB64);
+    }
+    acc = (acc << 6) | static_cast<uint32_t>(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out->push_back(static_cast<char>((acc >> bits) & 0xff));
+    }
+  }
+  out->resize(out->size() - pad);
+  return !out->empty();
+}
+
+void Base64Encode(std::string_view in, Buffer& out) {
+  std::string s;
+  size_t i = 0;
+  for (; i + 3 <= in.size(); i += 3) {
+    const uint32_t v = (static_cast<uint8_t>(in[i]) << 16) | (static_cast<uint8_t>(in[i + 1]) << 8) |
+                       static_cast<uint8_t>(in[i + 2]);
+    s += kB64[v >> 18];
+    s += kB64[(v >> 12) & 63];
+    s += kB64[(v >> 6) & 63];
+    s += kB64[v & 63];
+  }
+  if (i < in.size()) {
+    uint32_t v = static_cast<uint8_t>(in[i]) << 16;
+    if (i + 1 < in.size()) v |= static_cast<uint8_t>(in[i + 1]) << 8;
+    s += kB64[v >> 18];
+    s += kB64[(v >> 12) & 63];
+    s += (i + 1 < in.size()) ? kB64[(v >> 6) & 63] : '=';
+    s += '=';
+  }
+  Put(out, s);
+}
+
+bool IsNoreply(const std::vector<std::string_view>& t) {
+  return t.size() >= 2 && t.back() == "noreply";
+}
+
+enum StorageKind { kSetCmd, kAddCmd, kReplaceCmd, kAppendCmd, kPrependCmd, kCasCmd };
+
+}  // namespace
+
+void ServerShared::ResetCounters() {
+  for (auto& w : *workers) {
+#define QCLOUD_KV_RESET(name) w.name.store(0, std::memory_order_relaxed);
+    QCLOUD_KV_COUNTERS(QCLOUD_KV_RESET)
+#undef QCLOUD_KV_RESET
+  }
+  rejected_connections.store(0, std::memory_order_relaxed);
+}
+
+void Session::Reply(Buffer& out, std::string_view s) {
+  if (noreply_) return;
+  Put(out, s);
+  Put(out, "\r\n");
+}
+
+size_t Session::Process(ByteView in, Buffer& out) {
+  size_t used = 0;
+  while (!closing_ && !blocked(out)) {
+    ByteView rest = in.subview(used, in.size() - used);
+    if (swallow_ > 0) {
+      const size_t n = static_cast<size_t>(std::min<uint64_t>(swallow_, rest.size()));
+      used += n;
+      swallow_ -= n;
+      if (swallow_ > 0) break;
+      Put(out, after_swallow_);
+      after_swallow_.clear();
+      continue;
+    }
+    if (rest.empty()) break;
+    if (mode_ == Mode::kUnknown) {
+      mode_ = rest.u8()[0] == 0x80 ? Mode::kBinary : Mode::kText;
+    }
+    if (mode_ == Mode::kBinary) {
+      const size_t n = Binary(rest, out);
+      if (n == 0) break;
+      used += n;
+      continue;
+    }
+    const char* begin = rest.chars();
+    const void* nl = std::memchr(begin, '\n', rest.size());
+    if (nl == nullptr) {
+      // No complete line. memcached closes a connection that buffers more
+      // than 2048 bytes without a newline unless the line is a get/gets
+      // (which may list many keys), allowing up to 100 leading spaces.
+      if (rest.size() > shared_.options.max_line) {
+        size_t s = 0;
+        while (s < rest.size() && s < 100 && begin[s] == ' ') ++s;
+        std::string_view head(begin + s, rest.size() - s);
+        const bool is_get = head.starts_with("get ") || head.starts_with("gets ");
+        if (!is_get || rest.size() > shared_.options.max_get_line) {
+          Bump(counters_.protocol_errors);
+          closing_ = true;
+        }
+      }
+      break;
+    }
+    const size_t line_len = static_cast<size_t>(static_cast<const char*>(nl) - begin);
+    std::string_view line(begin, line_len);
+    if (line_len > 0 && line.back() == '\r') line.remove_suffix(1);
+    const ByteView after = rest.subview(line_len + 1, rest.size() - line_len - 1);
+    const size_t out_before = out.size();
+    noreply_ = false;
+    const int64_t data = Text(line, after, out);
+    if (data < 0) break;  // the value has not fully arrived
+    if (get_resume_ != 0) break;  // multi-get paused on a full output buffer
+    used += line_len + 1 + static_cast<size_t>(data);
+    (void)out_before;
+  }
+  return used;
+}
+
+int64_t Session::Text(std::string_view line, ByteView rest, Buffer& out) {
+  thread_local std::vector<std::string_view> t;
+  std::string_view remainder;
+  Tokenize(line, t, &remainder);
+  if (t.empty() || t[0].size() < 2) {
+    Reply(out, "ERROR");
+    return 0;
+  }
+  const size_t ntokens = t.size() + 1;  // memcached counts a terminal token
+  const std::string_view cmd = t[0];
+  auto error = [&] {
+    Reply(out, "ERROR");
+    return int64_t{0};
+  };
+  if (cmd[0] == 'm' && cmd.size() == 2) {
+    switch (cmd[1]) {
+      case 'g':
+        return MetaGet(t, out);
+      case 's':
+        return MetaSet(t, rest, out);
+      case 'd':
+        return MetaDelete(t, out);
+      case 'a':
+        return MetaArith(t, out);
+      case 'n':
+        Put(out, "MN\r\n");
+        return 0;
+      default:
+        return error();
+    }
+  }
+  if (cmd == "get" || cmd == "gets" || cmd == "gat" || cmd == "gats") {
+    if (ntokens < 3) return error();
+    Retrieval(line, t, cmd == "gets" || cmd == "gats", cmd[1] == 'a', out);
+    return 0;
+  }
+  int kind = -1;
+  if (cmd == "set") kind = kSetCmd;
+  if (cmd == "add") kind = kAddCmd;
+  if (cmd == "replace") kind = kReplaceCmd;
+  if (cmd == "append") kind = kAppendCmd;
+  if (cmd == "prepend") kind = kPrependCmd;
+  if (cmd == "cas") kind = kCasCmd;
+  if (kind >= 0) {
+    const size_t want = kind == kCasCmd ? 7 : 6;
+    if (ntokens != want && ntokens != want + 1) return error();
+    return Storage(t, kind, rest, out);
+  }
+  if (cmd == "incr" || cmd == "decr") {
+    if (ntokens != 4 && ntokens != 5) return error();
+    Arithmetic(t, cmd == "incr", out);
+    return 0;
+  }
+  if (cmd == "touch") {
+    if (ntokens != 4 && ntokens != 5) return error();
+    Touch(t, out);
+    return 0;
+  }
+  if (cmd == "delete") {
+    if (ntokens < 3 || ntokens > 5) return error();
+    DeleteCmd(t, out);
+    return 0;
+  }
+  if (cmd == "stats") {
+    Stats(t, out);
+    return 0;
+  }
+  if (cmd == "flush_all") {
+    if (ntokens < 2 || ntokens > 4) return error();
+    FlushAll(t, out);
+    return 0;
+  }
+  if (cmd == "version") {
+    Put(out, "VERSION ");
+    Put(out, shared_.options.version);
+    Put(out, "\r\n");
+    return 0;
+  }
+  if (cmd == "quit") {
+    closing_ = true;
+    return 0;
+  }
+  if (cmd == "verbosity") {
+    if (ntokens != 3 && ntokens != 4) return error();
+    Verbosity(t, out);
+    return 0;
+  }
+  if (cmd == "shutdown") {
+    Put(out, "ERROR: shutdown not enabled\r\n");
+    return 0;
+  }
+  // memcached drops connections that speak HTTP to it.
+  if (t.size() >= 2 && t[t.size() - 1].starts_with("HTTP/")) {
+    closing_ = true;
+    return 0;
+  }
+  return error();
+}
+
+int64_t Session::Storage(const std::vector<std::string_view>& t, int kind, ByteView rest,
+                         Buffer& out) {
+  noreply_ = IsNoreply(t);
+  const std::string_view key = t[1];
+  if (key.size() > kMaxKeyLength) {
+    Reply(out, "CLIENT_ERROR bad command line format");
+    return 0;
+  }
+  uint32_t flags = 0;
+  int32_t exptime = 0;
+  int32_t vlen = 0;
+  if (!(SafeStrtoul32(t[2], &flags) && SafeStrtol32(t[3], &exptime) && SafeStrtol32(t[4], &vlen))) {
+    Reply(out, "CLIENT_ERROR bad command line format");
+    return 0;
+  }
+  uint64_t cas = 0;
+  if (kind == kCasCmd && !SafeStrtoull(t[5], &cas)) {
+    Reply(out, "CLIENT_ERROR bad command line format");
+    return 0;
+  }
+  if (vlen < 0 || vlen > INT_MAX - 2) {
+    Reply(out, "CLIENT_ERROR bad command line format");
+    return 0;
+  }
+  const size_t total = static_cast<size_t>(vlen) + 2;
+  Store& store = *shared_.store;
+  if (static_cast<size_t>(vlen) > store.MaxValueSize(key.size())) {
+    // Discard the data as it arrives, then answer (memcached's swallow).
+    Bump(counters_.store_too_large);
+    if (kind == kSetCmd) store.Delete(key);  // no stale value survives a failed set
+    const size_t now_n = std::min(total, rest.size());
+    swallow_ = total - now_n;
+    std::string reply = noreply_ ? "" : "SERVER_ERROR object too large for cache\r\n";
+    if (swallow_ == 0) {
+      Put(out, reply);
+    } else {
+      after_swallow_ = std::move(reply);
+    }
+    return static_cast<int64_t>(now_n);
+  }
+  if (rest.size() < total) return -1;
+  Bump(counters_.cmd_set);
+  const ByteView data = rest.first(static_cast<size_t>(vlen));
+  if (rest.chars()[vlen] != '\r' || rest.chars()[vlen + 1] != '\n') {
+    Reply(out, "CLIENT_ERROR bad data chunk");
+    return static_cast<int64_t>(total);
+  }
+  static constexpr StoreMode kModes[] = {StoreMode::kSet,    StoreMode::kAdd,
+                                         StoreMode::kReplace, StoreMode::kAppend,
+                                         StoreMode::kPrepend, StoreMode::kSet};
+  WriteOptions w;
+  w.flags = flags;
+  w.exptime = exptime;
+  w.cas = cas;
+  if (kind == kCasCmd && cas == 0) {
+    // Text cas with unique 0 never matches (memcached compares it as is).
+    w.cas = 0;
+  }
+  WriteResult r;
+  if (kind == kCasCmd && cas == 0) {
+    // Store::Write treats cas 0 as "no cas"; memcached's text cas 0 is a
+    // real comparison that fails (EXISTS) or misses (NOT_FOUND).
+    std::string dummy;
+    r.outcome = store.Get(key, nullptr) ? Outcome::kExists : Outcome::kNotFound;
+  } else {
+    r = store.Write(kModes[kind], key, data, w);
+  }
+  switch (r.outcome) {
+    case Outcome::kOk:
+      if (kind == kCasCmd) Bump(counters_.cas_hits);
+      Reply(out, "STORED");
+      break;
+    case Outcome::kNotStored:
+      Reply(out, "NOT_STORED");
+      break;
+    case Outcome::kExists:
+      Bump(counters_.cas_badval);
+      Reply(out, "EXISTS");
+      break;
+    case Outcome::kNotFound:
+      Bump(counters_.cas_misses);
+      Reply(out, "NOT_FOUND");
+      break;
+    case Outcome::kTooLarge:
+      Bump(counters_.store_too_large);
+      Reply(out, "SERVER_ERROR object too large for cache");
+      break;
+    case Outcome::kNoMemory:
+      Bump(counters_.store_no_memory);
+      Reply(out, "SERVER_ERROR out of memory storing object");
+      break;
+    default:
+      Reply(out, "CLIENT_ERROR bad command line format");
+      break;
+  }
+  return static_cast<int64_t>(total);
+}
+
+void Session::Retrieval(std::string_view line, const std::vector<std::string_view>& t, bool cas,
+                        bool touch, Buffer& out) {
+  Store& store = *shared_.store;
+  size_t first = 1;
+  ReadOptions ro;
+  if (touch) {
+    int32_t exptime = 0;
+    if (!SafeStrtol32(t[1], &exptime)) {
+      Put(out, "CLIENT_ERROR invalid exptime argument\r\n");
+      return;
+    }
+    ro.touch_exptime = exptime;
+    first = 2;
+  }
+  // Keys are walked over the whole line (memcached re-tokenizes past its
+  // 24-token window, so a get may name any number of keys).
+  std::string_view keys = line.substr(0, line.find('\0'));
+  size_t pos = 0;
+  for (size_t skip = 0; skip < first; ++skip) {
+    while (pos < keys.size() && keys[pos] == ' ') ++pos;
+    while (pos < keys.size() && keys[pos] != ' ') ++pos;
+  }
+  size_t index = 0;
+  while (true) {
+    while (pos < keys.size() && keys[pos] == ' ') ++pos;
+    if (pos >= keys.size()) break;
+    size_t end = pos;
+    while (end < keys.size() && keys[end] != ' ') ++end;
+    const std::string_view key = keys.substr(pos, end - pos);
+    pos = end;
+    if (index++ < get_resume_) continue;
+    if (key.size() > kMaxKeyLength) {
+      get_resume_ = 0;
+      Put(out, "CLIENT_ERROR bad command line format\r\n");
+      return;
+    }
+    if (touch) {
+      Bump(counters_.cmd_touch);
+    } else {
+      Bump(counters_.cmd_get);
+    }
+    const Outcome o = store.Read(key, ro, [&](const ItemView& item) {
+      Put(out, "VALUE ");
+      Put(out, key);
+      Put(out, " ");
+      AppendUnsigned(out, item.flags());
+      Put(out, " ");
+      AppendUnsigned(out, item.value_size());
+      if (cas) {
+        Put(out, " ");
+        AppendUnsigned(out, item.cas());
+      }
+      Put(out, "\r\n");
+      item.AppendValueTo(out);
+      Put(out, "\r\n");
+    });
+    if (o == Outcome::kOk) {
+      Bump(touch ? counters_.touch_hits : counters_.get_hits);
+    } else {
+      Bump(touch ? counters_.touch_misses : counters_.get_misses);
+    }
+    if (blocked(out)) {
+      get_resume_ = index;  // continue after this key once the client reads
+      return;
+    }
+  }
+  get_resume_ = 0;
+  Put(out, "END\r\n");
+}
+
+void Session::Arithmetic(const std::vector<std::string_view>& t, bool incr, Buffer& out) {
+  noreply_ = IsNoreply(t);
+  if (t[1].size() > kMaxKeyLength) {
+    Reply(out, "CLIENT_ERROR bad command line format");
+    return;
+  }
+  uint64_t delta = 0;
+  if (!SafeStrtoull(t[2], &delta)) {
+    Reply(out, "CLIENT_ERROR invalid numeric delta argument");
+    return;
+  }
+  ArithOptions o;
+  o.increment = incr;
+  o.delta = delta;
+  const ArithResult r = shared_.store->Arith(t[1], o);
+  switch (r.outcome) {
+    case Outcome::kOk: {
+      Bump(incr ? counters_.incr_hits : counters_.decr_hits);
+      if (noreply_) return;
+      AppendUnsigned(out, r.value);
+      Put(out, "\r\n");
+      return;
+    }
+    case Outcome::kNonNumeric:
+      Reply(out, "CLIENT_ERROR cannot increment or decrement non-numeric value");
+      return;
+    case Outcome::kNoMemory:
+      Reply(out, "SERVER_ERROR out of memory");
+      return;
+    default:
+      Bump(incr ? counters_.incr_misses : counters_.decr_misses);
+      Reply(out, "NOT_FOUND");
+      return;
+  }
+}
+
+void Session::Touch(const std::vector<std::string_view>& t, Buffer& out) {
+  noreply_ = IsNoreply(t);
+  if (t[1].size() > kMaxKeyLength) {
+    Reply(out, "CLIENT_ERROR bad command line format");
+    return;
+  }
+  int32_t exptime = 0;
+  if (!SafeStrtol32(t[2], &exptime)) {
+    Reply(out, "CLIENT_ERROR invalid exptime argument");
+    return;
+  }
+  Bump(counters_.cmd_touch);
+  if (shared_.store->Touch(t[1], exptime) == Outcome::kOk) {
+    Bump(counters_.touch_hits);
+    Reply(out, "TOUCHED");
+  } else {
+    Bump(counters_.touch_misses);
+    Reply(out, "NOT_FOUND");
+  }
+}
+
+void Session::DeleteCmd(const std::vector<std::string_view>& t, Buffer& out) {
+  const size_t ntokens = t.size() + 1;
+  if (ntokens > 3) {
+    const bool hold_is_zero = t[2] == "0";
+    const bool sets_noreply = IsNoreply(t);
+    noreply_ = sets_noreply;
+    const bool valid =
+        (ntokens == 4 && (hold_is_zero || sets_noreply)) || (ntokens == 5 && hold_is_zero && sets_noreply);
+    if (!valid) {
+      Reply(out, "CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]");
+      return;
+    }
+  }
+  if (t[1].size() > kMaxKeyLength) {
+    Reply(out, "CLIENT_ERROR bad command line format");
+    return;
+  }
+  if (shared_.store->Delete(t[1]) == Outcome::kOk) {
+    Bump(counters_.delete_hits);
+    Reply(out, "DELETED");
+  } else {
+    Bump(counters_.delete_misses);
+    Reply(out, "NOT_FOUND");
+  }
+}
+
+void Session::FlushAll(const std::vector<std::string_view>& t, Buffer& out) {
+  noreply_ = IsNoreply(t);
+  const size_t ntokens = t.size() + 1;
+  int32_t delay = 0;
+  if (ntokens != (noreply_ ? 3u : 2u)) {
+    if (!SafeStrtol32(t[1], &delay)) {
+      Reply(out, "CLIENT_ERROR invalid exptime argument");
+      return;
+    }
+  }
+  Bump(counters_.cmd_flush);
+  shared_.store->FlushAll(delay);
+  Reply(out, "OK");
+}
+
+void Session::Verbosity(const std::vector<std::string_view>& t, Buffer& out) {
+  noreply_ = IsNoreply(t);
+  uint32_t level = 0;
+  if (!SafeStrtoul32(t[1], &level)) {
+    Reply(out, "CLIENT_ERROR bad command line format");
+    return;
+  }
+  shared_.verbosity.store(std::min<uint32_t>(level, 2), std::memory_order_relaxed);
+  Reply(out, "OK");
+}
+
+void Session::Stats(const std::vector<std::string_view>& t, Buffer& out) {
+  auto stat = [&](std::string_view name, auto value) {
+    Put(out, "STAT ");
+    Put(out, name);
+    Put(out, " ");
+    Put(out, fmt::format("{}", value));
+    Put(out, "\r\n");
+  };
+  Store& store = *shared_.store;
+  const StoreStats ss = store.Stats();
+  if (t.size() == 1) {
+    uint64_t sum[64] = {};
+    int64_t curr = 0;
+    for (auto& w : *shared_.workers) {
+      size_t i = 0;
+#define QCLOUD_KV_SUM(name) sum[i++] += w.name.load(std::memory_order_relaxed);
+      QCLOUD_KV_COUNTERS(QCLOUD_KV_SUM)
+#undef QCLOUD_KV_SUM
+      curr += w.curr_connections.load(std::memory_order_relaxed);
+    }
+    size_t i = 0;
+#define QCLOUD_KV_INDEX(name) const uint64_t name = sum[i++];
+    QCLOUD_KV_COUNTERS(QCLOUD_KV_INDEX)
+#undef QCLOUD_KV_INDEX
+    (void)protocol_errors;
+    rusage ru{};
+    ::getrusage(RUSAGE_SELF, &ru);
+    const int64_t now_unix = shared_.started_unix + store.Uptime();
+    stat("pid", ::getpid());
+    stat("uptime", store.Uptime());
+    stat("time", now_unix);
+    stat("version", shared_.options.version);
+    stat("pointer_size", sizeof(void*) * 8);
+    stat("rusage_user", fmt::format("{}.{:06}", ru.ru_utime.tv_sec, ru.ru_utime.tv_usec));
+    stat("rusage_system", fmt::format("{}.{:06}", ru.ru_stime.tv_sec, ru.ru_stime.tv_usec));
+    stat("max_connections", shared_.options.max_connections);
+    stat("curr_connections", curr);
+    stat("total_connections", total_connections);
+    stat("rejected_connections", shared_.rejected_connections.load(std::memory_order_relaxed));
+    stat("connection_structures", curr);
+    stat("cmd_get", cmd_get);
+    stat("cmd_set", cmd_set);
+    stat("cmd_flush", cmd_flush);
+    stat("cmd_touch", cmd_touch);
+    stat("cmd_meta", cmd_meta);
+    stat("get_hits", get_hits);
+    stat("get_misses", get_misses);
+    stat("get_expired", 0);
+    stat("get_flushed", 0);
+    stat("delete_misses", delete_misses);
+    stat("delete_hits", delete_hits);
+    stat("incr_misses", incr_misses);
+    stat("incr_hits", incr_hits);
+    stat("decr_misses", decr_misses);
+    stat("decr_hits", decr_hits);
+    stat("cas_misses", cas_misses);
+    stat("cas_hits", cas_hits);
+    stat("cas_badval", cas_badval);
+    stat("touch_hits", touch_hits);
+    stat("touch_misses", touch_misses);
+    stat("store_too_large", store_too_large);
+    stat("store_no_memory", store_no_memory);
+    stat("auth_cmds", 0);
+    stat("auth_errors", 0);
+    stat("bytes_read", bytes_read);
+    stat("bytes_written", bytes_written);
+    stat("limit_maxbytes", ss.memory_bytes);
+    stat("accepting_conns", 1);
+    stat("threads", shared_.options.threads);
+    stat("conn_yields", 0);
+    stat("hash_power_level", ss.hash_buckets == 0 ? 0 : std::bit_width(ss.hash_buckets) - 1);
+    stat("hash_bytes", ss.index_bytes);
+    stat("hash_is_expanding", 0);
+    stat("bytes", ss.item_bytes);
+    stat("curr_items", ss.curr_items);
+    stat("total_items", ss.total_items);
+    stat("expired_unfetched", ss.expired_unfetched);
+    stat("evicted_unfetched", ss.evicted_unfetched);
+    stat("evictions", ss.evictions);
+    stat("reclaimed", ss.reclaimed);
+    stat("block_size", ss.block_size);
+    stat("total_blocks", ss.total_blocks);
+    stat("used_blocks", ss.used_blocks);
+    stat("protocol_errors", sum[23]);
+    Put(out, "END\r\n");
+    return;
+  }
+  const std::string_view sub = t[1];
+  if (sub == "reset") {
+    shared_.ResetCounters();
+    Put(out, "RESET\r\n");
+    return;
+  }
+  if (sub == "settings") {
+    stat("maxbytes", ss.memory_bytes);
+    stat("maxconns", shared_.options.max_connections);
+    stat("tcpport", shared_.options.listen.substr(shared_.options.listen.rfind(':') + 1));
+    stat("verbosity", shared_.verbosity.load(std::memory_order_relaxed));
+    stat("evictions",
+         store.options().eviction == Eviction::kClock ? "on" : "off");
+    stat("num_threads", shared_.options.threads);
+    stat("cas_enabled", "yes");
+    stat("item_size_max", store.options().item_size_max);
+    stat("block_size", store.options().block_size);
+    stat("flush_enabled", "yes");
+    stat("idle_timeout", 0);
+    Put(out, "END\r\n");
+    return;
+  }
+  if (sub == "slabs") {
+    // The block pool is CMEM's one "slab class": every item is a chain of
+    // blocks of the same size.
+    stat("1:chunk_size", ss.block_size);
+    stat("1:total_chunks", ss.total_blocks);
+    stat("1:used_chunks", ss.used_blocks);
+    stat("1:free_chunks", ss.total_blocks - ss.used_blocks);
+    stat("active_slabs", 1);
+    stat("total_malloced", ss.used_blocks * ss.block_size);
+    Put(out, "END\r\n");
+    return;
+  }
+  if (sub == "items") {
+    if (ss.curr_items > 0) {
+      stat("items:1:number", ss.curr_items);
+      stat("items:1:evicted", ss.evictions);
+      stat("items:1:evicted_unfetched", ss.evicted_unfetched);
+      stat("items:1:expired_unfetched", ss.expired_unfetched);
+      stat("items:1:reclaimed", ss.reclaimed);
+    }
+    Put(out, "END\r\n");
+    return;
+  }
+  if (sub == "blocks") {
+    stat("block_size", ss.block_size);
+    stat("total_blocks", ss.total_blocks);
+    stat("used_blocks", ss.used_blocks);
+    stat("free_blocks", ss.total_blocks - ss.used_blocks);
+    stat("memory_bytes", ss.memory_bytes);
+    stat("hash_buckets", ss.hash_buckets);
+    stat("hash_expansions", ss.hash_expansions);
+    stat("index_bytes", ss.index_bytes);
+    Put(out, "END\r\n");
+    return;
+  }
+  Put(out, "ERROR\r\n");
+}
+
+// ---------------------------------------------------------------------------
+// Meta commands.
+
+namespace {
+
+struct MetaFlags {
+  std::string_view order;  // return flags in request order (one char each)
+  std::string_view opaque;
+  bool base64 = false, value = false, quiet = false, no_update = false, invalidate = false;
+  bool has_mode = false;
+  char mode = 0;
+  std::optional<int32_t> ttl;      // T
+  std::optional<int32_t> vivify;   // N
+  std::optional<int32_t> recache;  // R
+  std::optional<uint32_t> client_flags;  // F
+  std::optional<uint64_t> cas;     // C
+  std::optional<uint64_t> delta;   // D
+  std::optional<uint64_t> initial;  // J
+  std::string ret;  // storage for `order`
+  const char* error = nullptr;
+};
+
+// memcached's _meta_flag_preparse: one pass over the flag tokens, every
+// flag at most once, numeric arguments checked.
+bool ParseMetaFlags(const std::vector<std::string_view>& t, size_t start, MetaFlags& f) {
+  bool seen[128] = {};
+  for (size_t i = start; i < t.size(); ++i) {
+    const std::string_view tok = t[i];
+    const unsigned char o = static_cast<unsigned char>(tok[0]);
+    if (o >= 127 || seen[o]) {
+      f.error = "CLIENT_ERROR duplicate flag";
+      return false;
+    }
+    seen[o] = true;
+    const std::string_view arg = tok.substr(1);
+    switch (o) {
+      case 'b':
+        f.base64 = true;
+        break;
+      case 'N':
+      case 'T':
+      case 'R': {
+        int32_t v = 0;
+        if (!SafeStrtol32(arg, &v)) {
+          f.error = "CLIENT_ERROR bad token in command line format";
+          return false;
+        }
+        (o == 'N' ? f.vivify : o == 'T' ? f.ttl : f.recache) = v;
+        break;
+      }
+      case 'O':
+        if (tok.size() > 32) {
+          f.error = "CLIENT_ERROR opaque token too long";
+          return false;
+        }
+        f.opaque = arg;
+        f.ret.push_back('O');
+        break;
+      case 'k':
+      case 's':
+      case 't':
+      case 'c':
+      case 'f':
+      case 'h':
+      case 'l':
+        f.ret.push_back(static_cast<char>(o));
+        break;
+      case 'P':
+      case 'L':
+        break;
+      case 'v':
+        f.value = true;
+        break;
+      case 'u':
+        f.no_update = true;
+        break;
+      case 'q':
+        f.quiet = true;
+        break;
+      case 'I':
+        f.invalidate = true;
+        break;
+      case 'M':
+        if (tok.size() != 2) {
+          f.error = "CLIENT_ERROR incorrect length for M token";
+          return false;
+        }
+        f.has_mode = true;
+        f.mode = tok[1];
+        break;
+      case 'F': {
+        uint32_t v = 0;
+        if (!SafeStrtoul32(arg, &v)) {
+          f.error = "CLIENT_ERROR bad token in command line format";
+          return false;
+        }
+        f.client_flags = v;
+        break;
+      }
+      case 'C': {
+        uint64_t v = 0;
+        if (!SafeStrtoull(arg, &v)) {
+          f.error = "CLIENT_ERROR bad token in command line format";
+          return false;
+        }
+        f.cas = v;
+        break;
+      }
+      case 'D':
+      case 'J': {
+        uint64_t v = 0;
+        if (!SafeStrtoull(arg, &v)) {
+          f.error = "CLIENT_ERROR bad token in command line format";
+          return false;
+        }
+        (o == 'D' ? f.delta : f.initial) = v;
+        break;
+      }
+      default:
+        f.error = "CLIENT_ERROR invalid flag";
+        return false;
+    }
+  }
+  f.order = f.ret;
+  return true;
+}
+
+// Appends " k<key>" (base64 and " b" for binary keys).
+void MetaKey(Buffer& out, std::string_view key, bool binary) {
+  Put(out, " k");
+  if (binary) {
+    Base64Encode(key, out);
+    Put(out, " b");
+  } else {
+    Put(out, key);
+  }
+}
+
+}  // namespace
+
+int64_t Session::MetaGet(const std::vector<std::string_view>& t, Buffer& out) {
+  Bump(counters_.cmd_meta);
+  if (t.size() < 2) {
+    Put(out, "ERROR\r\n");
+    return 0;
+  }
+  std::string_view key = t[1];
+  if (key.size() > kMaxKeyLength) {
+    Put(out, "CLIENT_ERROR bad command line format\r\n");
+    return 0;
+  }
+  if (t.size() + 1 > 20 + 4) {
+    Put(out, "CLIENT_ERROR options flags are too long\r\n");
+    return 0;
+  }
+  MetaFlags f;
+  if (!ParseMetaFlags(t, 2, f)) {
+    Put(out, f.error);
+    Put(out, "\r\n");
+    return 0;
+  }
+  std::string decoded;
+  if (f.base64) {
+    if (!Base64Decode(key, &decoded)) {
+      Put(out, "CLIENT_ERROR error decoding key\r\n");
+      return 0;
+    }
+    key = decoded;
+  }
+  ReadOptions ro;
+  ro.update_access = !f.no_update;
+  if (f.ttl) ro.touch_exptime = *f.ttl;
+  if (f.vivify) ro.vivify_exptime = *f.vivify;
+  if (f.recache && *f.recache > 0) ro.recache_below = static_cast<uint32_t>(*f.recache);
+  Bump(counters_.cmd_get);
+  bool hit = false;
+  shared_.store->Read(key, ro, [&](const ItemView& item) {
+    hit = true;
+    if (f.value) {
+      Put(out, "VA ");
+      AppendUnsigned(out, item.value_size());
+    } else {
+      Put(out, "HD");
+    }
+    for (char c : f.order) {
+      switch (c) {
+        case 'O':
+          Put(out, " O");
+          Put(out, f.opaque);
+          break;
+        case 'k':
+          MetaKey(out, item.key(), item.binary_key());
+          break;
+        case 's':
+          Put(out, " s");
+          AppendUnsigned(out, item.value_size());
+          break;
+        case 't':
+          Put(out, " t");
+          AppendSigned(out, item.ttl());
+          break;
+        case 'c':
+          Put(out, " c");
+          AppendUnsigned(out, item.cas());
+          break;
+        case 'f':
+          Put(out, " f");
+          AppendUnsigned(out, item.flags());
+          break;
+        case 'h':
+          Put(out, item.fetched_before() ? " h1" : " h0");
+          break;
+        case 'l':
+          Put(out, " l");
+          AppendUnsigned(out, item.idle_seconds());
+          break;
+      }
+    }
+    if (item.win_token_taken()) Put(out, " Z");
+    if (item.stale()) Put(out, " X");
+    if (item.won()) Put(out, " W");
+    Put(out, "\r\n");
+    if (f.value) {
+      item.AppendValueTo(out);
+      Put(out, "\r\n");
+    }
+  });
+  if (hit) {
+    Bump(counters_.get_hits);
+    if (f.ttl) Bump(counters_.touch_hits);
+    return 0;
+  }
+  Bump(counters_.get_misses);
+  if (f.quiet) return 0;
+  Put(out, "EN");
+  for (char c : f.order) {
+    if (c == 'O') {
+      Put(out, " O");
+      Put(out, f.opaque);
+    } else if (c == 'k') {
+      MetaKey(out, key, f.base64);
+    }
+  }
+  Put(out, "\r\n");
+  return 0;
+}
+
+int64_t Session::MetaSet(const std::vector<std::string_view>& t, ByteView rest, Buffer& out) {
+  Bump(counters_.cmd_meta);
+  if (t.size() < 2) {
+    Put(out, "ERROR\r\n");
+    return 0;
+  }
+  std::string_view key = t[1];
+  if (key.size() > kMaxKeyLength || t.size() < 3) {
+    Put(out, "CLIENT_ERROR bad command line format\r\n");
+    return 0;
+  }
+  int32_t vlen = 0;
+  if (!SafeStrtol32(t[2], &vlen) || vlen < 0 || vlen > INT_MAX - 2) {
+    Put(out, "CLIENT_ERROR bad command line format\r\n");
+    return 0;
+  }
+  const size_t total = static_cast<size_t>(vlen) + 2;
+  // From here on every error discards the data block.
+  auto fail = [&](std::string_view msg) -> int64_t {
+    const size_t now_n = std::min(total, rest.size());
+    swallow_ = total - now_n;
+    std::string reply = std::string(msg) + "\r\n";
+    if (swallow_ == 0) {
+      Put(out, reply);
+    } else {
+      after_swallow_ = std::move(reply);
+    }
+    return static_cast<int64_t>(now_n);
+  };
+  if (t.size() + 1 > 20 + 4) return fail("CLIENT_ERROR options flags are too long");
+  MetaFlags f;
+  if (!ParseMetaFlags(t, 3, f)) return fail(f.error);
+  std::string decoded;
+  if (f.base64) {
+    if (!Base64Decode(key, &decoded)) return fail("CLIENT_ERROR error decoding key");
+    key = decoded;
+  }
+  StoreMode mode = StoreMode::kSet;
+  if (f.has_mode) {
+    switch (f.mode) {
+      case 'S': mode = StoreMode::kSet; break;
+      case 'E': mode = StoreMode::kAdd; break;
+      case 'R': mode = StoreMode::kReplace; break;
+      case 'A': mode = StoreMode::kAppend; break;
+      case 'P': mode = StoreMode::kPrepend; break;
+      default:
+        return fail("CLIENT_ERROR invalid mode for ms M token");
+    }
+  }
+  Store& store = *shared_.store;
+  if (static_cast<size_t>(vlen) > store.MaxValueSize(key.size())) {
+    Bump(counters_.store_too_large);
+    store.Delete(key);  // memcached: a failed ms never leaves the old value
+    return fail("SERVER_ERROR object too large for cache");
+  }
+  if (rest.size() < total) return -1;
+  if (rest.chars()[vlen] != '\r' || rest.chars()[vlen + 1] != '\n') {
+    Put(out, "CLIENT_ERROR bad data chunk\r\n");
+    return static_cast<int64_t>(total);
+  }
+  Bump(counters_.cmd_set);
+  WriteOptions w;
+  w.flags = f.client_flags.value_or(0);
+  w.exptime = f.ttl.value_or(0);
+  w.cas = f.cas.value_or(0);
+  w.binary_key = f.base64;
+  w.invalidate_if_cas_older = f.invalidate;
+  WriteResult r;
+  if (f.cas && *f.cas == 0) {
+    uint64_t cur = 0;
+    r.outcome = store.Get(key, nullptr, nullptr, &cur) ? Outcome::kExists : Outcome::kNotFound;
+  } else {
+    r = store.Write(mode, key, rest.first(static_cast<size_t>(vlen)), w);
+  }
+  std::string_view code;
+  switch (r.outcome) {
+    case Outcome::kOk: code = "HD"; break;
+    case Outcome::kNotStored: code = "NS"; break;
+    case Outcome::kExists: code = "EX"; break;
+    case Outcome::kNotFound: code = "NF"; break;
+    case Outcome::kNoMemory:
+      Bump(counters_.store_no_memory);
+      Put(out, "SERVER_ERROR out of memory storing object\r\n");
+      return static_cast<int64_t>(total);
+    default:
+      Put(out, "SERVER_ERROR object too large for cache\r\n");
+      return static_cast<int64_t>(total);
+  }
+  if (f.quiet && r.outcome == Outcome::kOk) return static_cast<int64_t>(total);
+  Put(out, code);
+  for (char c : f.order) {
+    if (c == 'O') {
+      Put(out, " O");
+      Put(out, f.opaque);
+    } else if (c == 'k') {
+      MetaKey(out, key, f.base64);
+    } else if (c == 'c') {
+      Put(out, " c");
+      AppendUnsigned(out, r.outcome == Outcome::kOk ? r.cas : 0);
+    }
+  }
+  Put(out, "\r\n");
+  return static_cast<int64_t>(total);
+}
+
+int64_t Session::MetaDelete(const std::vector<std::string_view>& t, Buffer& out) {
+  Bump(counters_.cmd_meta);
+  if (t.size() < 2) {
+    Put(out, "ERROR\r\n");
+    return 0;
+  }
+  std::string_view key = t[1];
+  if (key.size() > kMaxKeyLength) {
+    Put(out, "CLIENT_ERROR bad command line format\r\n");
+    return 0;
+  }
+  MetaFlags f;
+  std::string decoded;
+  bool ok = ParseMetaFlags(t, 2, f);
+  if (ok) {
+    for (char c : f.order) {
+      if (c != 'k' && c != 'O') ok = false;
+    }
+    if (f.value || f.no_update || f.vivify || f.recache || f.client_flags || f.delta ||
+        f.initial || f.has_mode) {
+      ok = false;
+    }
+  }
+  if (ok && f.base64 && !Base64Decode(key, &decoded)) ok = false;
+  if (!ok) {
+    Put(out, "CLIENT_ERROR invalid or duplicate flag\r\n");
+    return 0;
+  }
+  if (f.base64) key = decoded;
+  DeleteOptions d;
+  d.cas = f.cas.value_or(0);
+  d.invalidate = f.invalidate;
+  if (f.ttl) d.exptime = *f.ttl;
+  const Outcome o = shared_.store->Delete(key, d);
+  std::string_view code;
+  switch (o) {
+    case Outcome::kOk:
+      Bump(counters_.delete_hits);
+      code = "HD";
+      break;
+    case Outcome::kExists:
+      code = "EX";
+      break;
+    default:
+      Bump(counters_.delete_misses);
+      code = "NF";
+      break;
+  }
+  if (f.quiet && o == Outcome::kOk) return 0;
+  Put(out, code);
+  for (char c : f.order) {
+    if (c == 'O') {
+      Put(out, " O");
+      Put(out, f.opaque);
+    } else if (c == 'k') {
+      MetaKey(out, key, f.base64);
+    }
+  }
+  Put(out, "\r\n");
+  return 0;
+}
+
+int64_t Session::MetaArith(const std::vector<std::string_view>& t, Buffer& out) {
+  Bump(counters_.cmd_meta);
+  if (t.size() < 2) {
+    Put(out, "ERROR\r\n");
+    return 0;
+  }
+  std::string_view key = t[1];
+  if (key.size() > kMaxKeyLength) {
+    Put(out, "CLIENT_ERROR bad command line format\r\n");
+    return 0;
+  }
+  MetaFlags f;
+  std::string decoded;
+  bool ok = ParseMetaFlags(t, 2, f);
+  if (ok && f.base64 && !Base64Decode(key, &decoded)) ok = false;
+  if (!ok) {
+    Put(out, "CLIENT_ERROR invalid or duplicate flag\r\n");
+    return 0;
+  }
+  if (f.base64) key = decoded;
+  bool incr = true;
+  if (f.has_mode) {
+    switch (f.mode) {
+      case 'I': case 'i': case '+': incr = true; break;
+      case 'D': case 'd': case '-': incr = false; break;
+      default:
+        Put(out, "CLIENT_ERROR invalid mode for ma M token\r\n");
+        return 0;
+    }
+  }
+  ArithOptions a;
+  a.increment = incr;
+  a.delta = f.delta.value_or(1);
+  a.cas = f.cas.value_or(0);
+  if (f.vivify) {
+    a.initial = f.initial.value_or(0);
+    a.exptime = *f.vivify;
+  }
+  const ArithResult r = shared_.store->Arith(key, a);
+  if (r.outcome == Outcome::kOk && f.ttl && !r.created) shared_.store->Touch(key, *f.ttl);
+  switch (r.outcome) {
+    case Outcome::kOk:
+      Bump(incr ? counters_.incr_hits : counters_.decr_hits);
+      break;
+    case Outcome::kNonNumeric:
+      Put(out, "CLIENT_ERROR cannot increment or decrement non-numeric value\r\n");
+      return 0;
+    case Outcome::kNoMemory:
+      Put(out, "SERVER_ERROR out of memory\r\n");
+      return 0;
+    case Outcome::kExists:
+      Put(out, "EX\r\n");
+      return 0;
+    default:
+      Bump(incr ? counters_.incr_misses : counters_.decr_misses);
+      if (f.quiet) return 0;
+      Put(out, "NF\r\n");
+      return 0;
+  }
+  if (f.quiet && !f.value) return 0;
+  std::string digits = fmt::format("{}", r.value);
+  if (f.value) {
+    Put(out, "VA ");
+    AppendUnsigned(out, digits.size());
+  } else {
+    Put(out, "HD");
+  }
+  int64_t ttl = -1;
+  if (f.order.find('t') != std::string_view::npos) {
+    shared_.store->Read(key, {.update_access = false},
+                        [&](const ItemView& item) { ttl = item.ttl(); });
+  }
+  for (char c : f.order) {
+    switch (c) {
+      case 'O':
+        Put(out, " O");
+        Put(out, f.opaque);
+        break;
+      case 'k':
+        MetaKey(out, key, f.base64);
+        break;
+      case 'c':
+        Put(out, " c");
+        AppendUnsigned(out, r.cas);
+        break;
+      case 't':
+        Put(out, " t");
+        AppendSigned(out, ttl);
+        break;
+      default:
+        break;
+    }
+  }
+  Put(out, "\r\n");
+  if (f.value) {
+    Put(out, digits);
+    Put(out, "\r\n");
+  }
+  return 0;
+}
+
+}  // namespace qcloud::kv
