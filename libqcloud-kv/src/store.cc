@@ -299,8 +299,8 @@ Store::~Store() {
 }
 
 Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
-  if (options.block_size < 32 || options.block_size > 4096 || options.block_size % 8 != 0) {
-    return InvalidArgument("block_size must be 32..4096 and a multiple of 8");
+  if (options.block_size < 40 || options.block_size > 4096 || options.block_size % 8 != 0) {
+    return InvalidArgument("block_size must be 40..4096 and a multiple of 8");
   }
   if (options.shards == 0 || !std::has_single_bit(options.shards) || options.shards > 1024) {
     return InvalidArgument("shards must be a power of two in 1..1024");

@@ -61,7 +61,7 @@ enum class Eviction : uint8_t {
 
 struct StoreOptions {
   size_t memory_bytes = size_t{64} << 20;    // item memory budget in bytes (blocks); default 64 MiB
-  size_t block_size = 64;                    // bytes per block: 32..4096, a multiple of 8; default 64
+  size_t block_size = 64;                    // bytes per block: 40..4096, a multiple of 8; default 64
   size_t item_size_max = size_t{1} << 20;    // max of 59 + key + value bytes (memcached -I); 1 MiB
   unsigned shards = 16;                      // independently locked parts, a power of two; default 16
   Eviction eviction = Eviction::kClock;      // what a full store does; see Eviction

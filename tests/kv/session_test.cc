@@ -1,0 +1,214 @@
+// The protocol state machine without sockets: framing across arbitrary
+// splits, memcached's recovery rules after bad input, the bounds on lines,
+// values and unread replies, and the binary protocol's framing.
+#include <doctest/doctest.h>
+
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kv/session.h"
+#include "qcloud/kv/store.h"
+#include "qcloud/testing/doctest_helpers.h"
+
+using namespace qcloud;
+using namespace qcloud::kv;
+
+namespace {
+
+struct Node {
+  explicit Node(StoreOptions so = {}, ServerOptions opts = {})
+      : store(REQUIRE_VALUE(Store::Open(so))), workers(1) {
+    shared.store = store.get();
+    shared.options = opts;
+    shared.workers = &workers;
+  }
+  std::unique_ptr<Store> store;
+  std::vector<WorkerCounters> workers;
+  ServerShared shared;
+};
+
+// Feeds `input` in pieces of `chunk` bytes (0 = all at once), as a socket
+// would, and returns everything the session replied.
+std::string Run(Node& node, const std::string& input, size_t chunk = 0, bool* closed = nullptr) {
+  Session session(node.shared, node.workers[0]);
+  std::string pending;
+  Buffer out;
+  size_t pos = 0;
+  while (pos < input.size() && !session.closing()) {
+    const size_t n = chunk == 0 ? input.size() - pos : std::min(chunk, input.size() - pos);
+    pending.append(input, pos, n);
+    pos += n;
+    const size_t used = session.Process(ByteView(pending), out);
+    pending.erase(0, used);
+  }
+  if (closed != nullptr) *closed = session.closing();
+  return out.readable().ToString();
+}
+
+std::string Bin(uint8_t op, std::string_view extras, std::string_view key,
+                std::string_view value, uint64_t cas = 0) {
+  std::string p(24, '\0');
+  p[0] = static_cast<char>(0x80);
+  p[1] = static_cast<char>(op);
+  p[2] = static_cast<char>(key.size() >> 8);
+  p[3] = static_cast<char>(key.size());
+  p[4] = static_cast<char>(extras.size());
+  const uint32_t body = static_cast<uint32_t>(extras.size() + key.size() + value.size());
+  for (int i = 0; i < 4; ++i) p[8 + i] = static_cast<char>(body >> (24 - 8 * i));
+  p[12] = '\xde';
+  p[13] = '\xad';
+  p[14] = '\xbe';
+  p[15] = '\xef';
+  for (int i = 0; i < 8; ++i) p[16 + i] = static_cast<char>(cas >> (56 - 8 * i));
+  return p + std::string(extras) + std::string(key) + std::string(value);
+}
+
+}  // namespace
+
+TEST_CASE("a pipeline gives the same replies however the bytes are split") {
+  const std::string input =
+      "set a 1 0 3\r\nabc\r\nget a b\r\nappend a 0 0 2\r\nde\r\ngets a\r\n"
+      "incr n 1\r\nset n 0 0 2\r\n10\r\ndecr n 3\r\nget n\r\nbogus\r\n"
+      "ms m 2 T0 F3\r\nhi\r\nmg m v f s k\r\nmn\r\ndelete a\r\nget a\r\n";
+  Node whole;
+  const std::string expected = Run(whole, input);
+  CHECK(expected ==
+        "STORED\r\nVALUE a 1 3\r\nabc\r\nEND\r\nSTORED\r\nVALUE a 1 5 2\r\nabcde\r\nEND\r\n"
+        "NOT_FOUND\r\nSTORED\r\n7\r\nVALUE n 0 2\r\n7 \r\nEND\r\nERROR\r\n"
+        "HD\r\nVA 2 f3 s2 km\r\nhi\r\nMN\r\nDELETED\r\nEND\r\n");
+  for (size_t chunk : {1u, 2u, 3u, 7u, 13u}) {
+    Node node;
+    CAPTURE(chunk);
+    CHECK(Run(node, input, chunk) == expected);
+  }
+}
+
+TEST_CASE("bad input: memcached's replies and recovery") {
+  Node node;
+  // Invalid command line: the data block is not consumed and reads as a command.
+  CHECK(Run(node, "set k abc 0 1\r\na\r\n") ==
+        "CLIENT_ERROR bad command line format\r\nERROR\r\n");
+  // Bad data chunk: resynchronise by byte count.
+  CHECK(Run(node, "set k 0 0 1\r\nABCDEFG\r\nget k\r\n") ==
+        "CLIENT_ERROR bad data chunk\r\nERROR\r\nEND\r\n");
+  CHECK(Run(node, std::string("set ") + std::string(251, 'k') + " 0 0 1\r\na\r\n") ==
+        "CLIENT_ERROR bad command line format\r\nERROR\r\n");
+  CHECK(Run(node, "delete a b\r\n") ==
+        "CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]\r\n");
+  CHECK(Run(node, "incr k abc\r\n") == "CLIENT_ERROR invalid numeric delta argument\r\n");
+  CHECK(Run(node, "touch k abc\r\n") == "CLIENT_ERROR invalid exptime argument\r\n");
+  CHECK(Run(node, "set k 0 0 1 noreply\r\nAB\r\n") == "ERROR\r\n");
+  CHECK(Run(node, "\r\n \r\nSET k 0 0 1\r\nget\r\n") == "ERROR\r\nERROR\r\nERROR\r\nERROR\r\n");
+  CHECK(Run(node, "mg k v v\r\nms k 1 Z\r\nx\r\nmn\r\n") ==
+        "CLIENT_ERROR duplicate flag\r\nCLIENT_ERROR invalid flag\r\nMN\r\n");
+}
+
+TEST_CASE("an oversized value is swallowed by count, then answered") {
+  Node node;
+  Run(node, "set big 0 0 1\r\nZ\r\n");
+  const std::string body(2000000, 'y');
+  for (size_t chunk : {0u, 4096u, 65536u}) {
+    CAPTURE(chunk);
+    CHECK(Run(node, "set big 0 0 2000000\r\n" + body + "\r\nget big\r\n", chunk) ==
+          "SERVER_ERROR object too large for cache\r\nEND\r\n");
+  }
+  Run(node, "set big 0 0 1\r\nZ\r\n");
+  CHECK(Run(node, "replace big 0 0 2000000\r\n" + body + "\r\nget big\r\n") ==
+        "SERVER_ERROR object too large for cache\r\nVALUE big 0 1\r\nZ\r\nEND\r\n");
+}
+
+TEST_CASE("a line without a newline is bounded") {
+  Node node;
+  bool closed = false;
+  CHECK(Run(node, std::string(2048, 'a'), 0, &closed).empty());
+  CHECK_FALSE(closed);
+  CHECK(Run(node, std::string(2049, 'a'), 0, &closed).empty());
+  CHECK(closed);
+  // get/gets may carry many keys on one line.
+  std::string keys = "get";
+  for (int i = 0; i < 2000; ++i) keys += " key" + std::to_string(i);
+  CHECK(Run(node, keys, 512, &closed).empty());
+  CHECK_FALSE(closed);
+  CHECK(Run(node, keys + "\r\n", 512, &closed) == "END\r\n");
+  // ...up to max_get_line.
+  Node small({}, {.max_get_line = 4096});
+  CHECK(Run(small, "get " + std::string(5000, 'k'), 1000, &closed).empty());
+  CHECK(closed);
+}
+
+TEST_CASE("replies to a client that does not read stay bounded") {
+  Node node({}, {.output_high_water = 64 * 1024});
+  Run(node, "set v 0 0 10000\r\n" + std::string(10000, 'v') + "\r\n");
+  std::string line = "get";
+  for (int i = 0; i < 1000; ++i) line += " v";  // 10 MB of replies asked for
+  line += "\r\nversion\r\n";
+  Session session(node.shared, node.workers[0]);
+  Buffer out;
+  std::string pending = line;
+  size_t total_out = 0;
+  size_t max_out = 0;
+  for (int round = 0; round < 10000 && !pending.empty(); ++round) {
+    const size_t used = session.Process(ByteView(pending), out);
+    pending.erase(0, used);
+    max_out = std::max(max_out, out.size());
+    total_out += out.size();
+    const std::string s = out.readable().ToString();
+    if (s.ends_with("VERSION 1.6.18-qcloud\r\n")) {
+      total_out = total_out;  // done
+      out.Clear();
+      break;
+    }
+    out.Clear();  // the client reads everything that was queued
+  }
+  CHECK(pending.empty());
+  CHECK(max_out <= 64 * 1024 + 10100);  // one value over the mark at most
+  CHECK(total_out > 1000 * 10000);
+}
+
+TEST_CASE("quit closes after the replies before it") {
+  Node node;
+  bool closed = false;
+  CHECK(Run(node, "version\r\nquit\r\nversion\r\n", 0, &closed) == "VERSION 1.6.18-qcloud\r\n");
+  CHECK(closed);
+}
+
+TEST_CASE("binary protocol: set, get, quiet commands, errors") {
+  Node node;
+  const std::string extras_set("\0\0\xca\xfe\0\0\0\0", 8);
+  std::string in = Bin(0x01, extras_set, "k", "val") + Bin(0x00, "", "k", "") +
+                   Bin(0x09, "", "nokey", "") + Bin(0x0c, "", "nokey", "") + Bin(0x0a, "", "", "");
+  const std::string out = Run(node, in, 5);
+  // SET ok (24), GET hit (24+4+3), GETQ miss (silent), GETK miss (24+5), NOOP (24)
+  REQUIRE(out.size() == 24 + 31 + 29 + 24);
+  CHECK(static_cast<uint8_t>(out[0]) == 0x81);
+  CHECK(out.substr(24 + 24, 7) == std::string("\0\0\xca\xfeval", 7));
+  CHECK(out.substr(24 + 31 + 6, 2) == std::string("\0\x01", 2));  // KEY_ENOENT
+  CHECK(out.substr(24 + 31 + 24, 5) == "nokey");
+  // Key longer than 250: Invalid arguments and close.
+  bool closed = false;
+  const std::string bad = Run(node, Bin(0x00, "", std::string(251, 'k'), ""), 0, &closed);
+  CHECK(closed);
+  CHECK(bad.substr(24) == "Invalid arguments");
+  // Bad magic: close without a reply.
+  CHECK(Run(node, Bin(0x0a, "", "", "") + std::string(24, '\x42'), 0, &closed).size() == 24);
+  CHECK(closed);
+}
+
+TEST_CASE("random bytes never break the session (smoke; the fuzzer goes further)") {
+  Node node({.memory_bytes = 4 << 20, .item_size_max = 64 * 1024});
+  std::mt19937 rng(7);
+  const char* pieces[] = {"set ", "get ", "mg ", "ms ", " 0 ", " 1 ", "\r\n", "\n", "k", "noreply",
+                          "incr ", "cas ", "gat ", "99999999999", "-1", " v", " T", " b"};
+  for (int i = 0; i < 2000; ++i) {
+    std::string input;
+    for (int j = 0; j < 30; ++j) {
+      if (rng() % 4 == 0) {
+        input.push_back(static_cast<char>(rng()));
+      } else {
+        input += pieces[rng() % std::size(pieces)];
+      }
+    }
+    Run(node, input, 1 + rng() % 16);
+  }
+}
