@@ -6,12 +6,16 @@
 //   printf 'set k 0 0 1\r\nv\r\nget k\r\n' | nc -q1 127.0.0.1 11311
 //
 // Prints "qcloud-kvd listening on HOST:PORT" once it accepts connections;
-// SIGINT/SIGTERM stop it cleanly (replies in flight are sent first).
+// SIGINT/SIGTERM stop it cleanly (replies in flight are sent first). With
+// --ssd-dir, cold items live on SSD, and a clean stop saves memory there
+// too, so a restart on the same directory serves every item it had.
 
 #include <pthread.h>
 #include <signal.h>
 
+#include <condition_variable>
 #include <cstdio>
+#include <mutex>
 #include <iostream>
 #include <string>
 #include <thread>
@@ -67,6 +71,8 @@ int main(int argc, char** argv) {
   size_t max_connections = 4096;
   std::string ssd_dir;
   std::string cold_after = "7d";
+  size_t ssd_mb = 16384;
+  bool compress_cold = false;
   bool no_evict = false;
 
   po::options_description desc("qcloud-kvd options");
@@ -82,7 +88,9 @@ int main(int argc, char** argv) {
                                          "refuse writes when full (memcached -M)")(
       "ssd-dir", po::value(&ssd_dir), "directory of the cold (SSD) tier")(
       "cold-after", po::value(&cold_after)->default_value(cold_after),
-      "sink items not read for this long (with --ssd-dir)");
+      "sink items not read for this long (with --ssd-dir): 30s, 12h, 7d")(
+      "ssd-mb", po::value(&ssd_mb)->default_value(ssd_mb), "cold tier capacity in MiB")(
+      "compress-cold", po::bool_switch(&compress_cold), "zstd values on the cold tier");
   po::variables_map vm;
   try {
     po::store(po::parse_command_line(argc, argv, desc), vm);
@@ -98,10 +106,6 @@ int main(int argc, char** argv) {
   std::chrono::milliseconds cold{};
   if (!ParseDuration(cold_after, &cold)) {
     std::cerr << "qcloud-kvd: bad --cold-after " << cold_after << "\n";
-    return 2;
-  }
-  if (!ssd_dir.empty()) {
-    std::cerr << "qcloud-kvd: --ssd-dir: the cold tier is not built yet\n";
     return 2;
   }
 
@@ -120,6 +124,10 @@ int main(int argc, char** argv) {
   so.block_size = block_size;
   so.item_size_max = item_size_max;
   so.eviction = no_evict ? kv::Eviction::kNone : kv::Eviction::kClock;
+  so.ssd_dir = ssd_dir;
+  so.ssd_bytes = ssd_mb << 20;
+  so.cold_after = std::chrono::duration_cast<std::chrono::seconds>(cold);
+  so.compress_cold = compress_cold;
   auto store = kv::Store::Open(so);
   if (!store.ok()) {
     std::cerr << "qcloud-kvd: " << store.status().ToString() << "\n";
@@ -145,12 +153,39 @@ int main(int argc, char** argv) {
   }
   std::cout << "qcloud-kvd listening on " << (*server)->address() << std::endl;
 
+  // The store's background work (idle items sink, cold buffer written out,
+  // segments cleaned) runs here, once a second, until the stop.
+  std::mutex mu;
+  std::condition_variable cv;
+  bool stop = false;
+  std::thread maintenance([&] {
+    std::unique_lock lock(mu);
+    while (!cv.wait_for(lock, std::chrono::seconds(1), [&] { return stop; })) {
+      lock.unlock();
+      if (Status s = (*store)->Maintain(); !s.ok()) {
+        logger.Log(LogLevel::kWarning, "maintenance: " + s.ToString());
+      }
+      lock.lock();
+    }
+  });
   std::thread signals([&] {
     int sig = 0;
     sigwait(&sigs, &sig);
     (*server)->Stop();
   });
   for (auto& t : workers) t.join();
+  {
+    std::lock_guard lock(mu);
+    stop = true;
+  }
+  cv.notify_all();
+  maintenance.join();
+  if (!ssd_dir.empty()) {
+    // A clean stop loses nothing: what is in memory goes to the cold tier.
+    if (Status s = (*store)->SinkAll(); !s.ok()) {
+      std::cerr << "qcloud-kvd: saving memory to " << ssd_dir << ": " << s.ToString() << "\n";
+    }
+  }
   // Wake the signal thread if the stop came from a failing worker.
   pthread_kill(signals.native_handle(), SIGTERM);
   signals.join();

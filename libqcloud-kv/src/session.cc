@@ -720,6 +720,9 @@ void Session::Stats(const std::vector<std::string_view>& t, Buffer& out) {
     stat("total_blocks", ss.total_blocks);
     stat("used_blocks", ss.used_blocks);
     stat("protocol_errors", sum[23]);
+    stat("cold_items", ss.cold_items);
+    stat("cold_sunk", ss.cold_sunk);
+    stat("cold_reactivated", ss.cold_reactivated);
     Put(out, "END\r\n");
     return;
   }
@@ -765,6 +768,23 @@ void Session::Stats(const std::vector<std::string_view>& t, Buffer& out) {
       stat("items:1:expired_unfetched", ss.expired_unfetched);
       stat("items:1:reclaimed", ss.reclaimed);
     }
+    Put(out, "END\r\n");
+    return;
+  }
+  if (sub == "cold") {
+    // The SSD tier (zeros when the node runs without one).
+    stat("cold_items", ss.cold_items);
+    stat("cold_segments", ss.cold_segments);
+    stat("cold_disk_bytes", ss.cold_disk_bytes);
+    stat("cold_live_bytes", ss.cold_live_bytes);
+    stat("cold_stub_bytes", ss.cold_stub_bytes);
+    stat("cold_sunk", ss.cold_sunk);
+    stat("cold_reactivated", ss.cold_reactivated);
+    stat("cold_reads", ss.cold_reads);
+    stat("cold_compactions", ss.cold_compactions);
+    stat("cold_full", ss.cold_full);
+    stat("cold_errors", ss.cold_errors);
+    stat("cold_recovered", ss.cold_recovered);
     Put(out, "END\r\n");
     return;
   }

@@ -30,7 +30,9 @@
 #include <mutex>
 #include <vector>
 
+#include "kv/cold_tier.h"
 #include "qcloud/core/check.h"
+#include "qcloud/core/env.h"
 #include "qcloud/core/hash.h"
 #include "qcloud/core/status.h"
 
@@ -95,6 +97,9 @@ struct StoreShard {
   uint64_t expired_unfetched = 0;
   uint64_t evicted_unfetched = 0;
   uint64_t expansions = 0;
+  uint64_t reactivated = 0;
+  uint64_t cold_errors = 0;
+  uint32_t scan = 0;  // Maintain(): next bucket to look at for idle items
 
   std::byte* At(uint32_t b) const noexcept { return base + size_t{b - 1} * block; }
   uint32_t Next(uint32_t b) const noexcept { return Load<uint32_t>(At(b) + kOffNext); }
@@ -295,6 +300,7 @@ Store::Store(const StoreOptions& options)
     : options_(options), clock_(options.clock != nullptr ? options.clock : &RealClock()) {}
 
 Store::~Store() {
+  cold_.reset();  // writes its buffer out and syncs
   if (pool_ != nullptr) ::munmap(pool_, pool_bytes_);
 }
 
@@ -341,6 +347,22 @@ Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
       std::chrono::duration_cast<std::chrono::seconds>(store->clock_->WallNow().time_since_epoch())
           .count() -
       2;
+  if (!options.ssd_dir.empty()) {
+    Env* env = options.env;
+    if (env == nullptr) {
+      QCLOUD_ASSIGN_OR_RETURN(store->owned_env_, OpenPosixEnv());
+      env = store->owned_env_.get();
+    }
+    ColdTierOptions co;
+    co.env = env;
+    co.dir = options.ssd_dir;
+    co.capacity_bytes = options.ssd_bytes;
+    co.segment_bytes = options.segment_bytes;
+    co.compress = options.compress_cold;
+    QCLOUD_ASSIGN_OR_RETURN(store->cold_, ColdTier::Open(co));
+    // CAS values stay unique across restarts: continue above every CAS on disk.
+    store->next_cas_.store(store->cold_->max_cas() + 1, std::memory_order_relaxed);
+  }
   return store;
 }
 
@@ -403,8 +425,12 @@ Outcome Store::MakeRoom(StoreShard& s, uint32_t blocks, uint32_t now) {
         if ((ctl & kRef) != 0) {
           s.SetCtl(h, static_cast<uint8_t>(ctl & ~kRef));
         } else {
-          if ((ctl & kFetched) == 0) ++s.evicted_unfetched;
-          ++s.evictions;
+          // With a cold tier the item sinks to SSD; it is lost only when
+          // the tier is full.
+          if (cold_ == nullptr || !Sink(s, h, now)) {
+            if ((ctl & kFetched) == 0) ++s.evicted_unfetched;
+            ++s.evictions;
+          }
           s.Remove(link);
           continue;
         }
@@ -416,6 +442,80 @@ Outcome Store::MakeRoom(StoreShard& s, uint32_t blocks, uint32_t now) {
   return s.Available() >= blocks ? Outcome::kOk : Outcome::kNoMemory;
 }
 
+bool Store::Sink(StoreShard& s, uint32_t h, uint32_t now) {
+  const std::byte* p = s.At(h);
+  char key[kMaxKeyLength];
+  const size_t klen = s.KLen(h);
+  s.KeyOf(h, key);
+  ColdItem item;
+  item.value.resize(s.VLen(h));
+  s.Transfer<false>(h, kHeader + klen, reinterpret_cast<std::byte*>(item.value.data()),
+                    item.value.size());
+  item.flags = Load<uint32_t>(p + kOffFlags);
+  item.cas = Load<uint64_t>(p + kOffCas);
+  const uint32_t exp = Load<uint32_t>(p + kOffExp);
+  item.exptime = exp == 0 ? 0 : start_wall_ + exp;
+  item.atime = start_wall_ + std::min(Load<uint32_t>(p + kOffATime), now);
+  const std::string_view k(key, klen);
+  const Status st = cold_->Put(k, Xxh3_64(ByteView(k)), item);
+  if (!st.ok() && st.code() != Errc::kResourceExhausted) ++s.cold_errors;
+  return st.ok();
+}
+
+void Store::DropCold(StoreShard& s, std::string_view key, uint64_t hash) {
+  if (cold_ == nullptr || !cold_->MayContain(hash)) return;
+  auto found = cold_->Find(key, hash);
+  if (!found.ok()) {
+    ++s.cold_errors;
+  } else if (found->has_value() && !cold_->Erase(key, hash, (*found)->location).ok()) {
+    ++s.cold_errors;
+  }
+}
+
+bool Store::FaultIn(StoreShard& s, std::string_view key, uint64_t hash, uint32_t now) {
+  if (cold_ == nullptr || !cold_->MayContain(hash)) return false;
+  auto found = cold_->Find(key, hash);
+  if (!found.ok()) {
+    ++s.cold_errors;
+    return false;
+  }
+  if (!found->has_value()) return false;
+  ColdItem& item = **found;
+  uint32_t exp = 0;
+  if (item.exptime != 0) {
+    exp = item.exptime <= start_wall_ ? 1
+                                      : static_cast<uint32_t>(std::min<int64_t>(
+                                            item.exptime - start_wall_, UINT32_MAX - 1));
+  }
+  const int64_t at = item.atime - start_wall_;
+  const uint32_t atime = at <= 0 ? 0 : static_cast<uint32_t>(std::min<int64_t>(at, now));
+  if (exp != 0 && exp <= now) {  // expired while cold
+    (void)cold_->Erase(key, hash, item.location);
+    return false;
+  }
+  const uint32_t n = s.BlocksFor(kHeader + key.size() + item.value.size());
+  if (MakeRoom(s, n, now) != Outcome::kOk) return false;
+  const uint32_t h = s.AllocateChain(n);
+  std::byte* p = s.At(h);
+  Put<uint32_t>(p + kOffATime, atime);
+  Put<uint32_t>(p + kOffExp, exp);
+  Put<uint64_t>(p + kOffCas, item.cas);
+  Put<uint32_t>(p + kOffVLen, static_cast<uint32_t>(item.value.size()));
+  Put<uint32_t>(p + kOffFlags, item.flags);
+  Put<uint8_t>(p + kOffKLen, static_cast<uint8_t>(key.size()));
+  Put<uint8_t>(p + kOffCtl, kFetched);
+  s.Transfer<true>(h, kHeader, reinterpret_cast<std::byte*>(const_cast<char*>(key.data())),
+                   key.size());
+  s.Transfer<true>(h, kHeader + key.size(), reinterpret_cast<std::byte*>(item.value.data()),
+                   item.value.size());
+  s.LinkAtHead(h, hash);
+  --s.total_items;  // not a new item
+  s.MaybeExpand();
+  if (!cold_->Erase(key, hash, item.location).ok()) ++s.cold_errors;
+  ++s.reactivated;
+  return true;
+}
+
 Outcome Store::ReadImpl(std::string_view key, const ReadOptions& options, VisitFn visit,
                         void* ctx) {
   if (key.empty() || key.size() > kMaxKeyLength) return Outcome::kBadKey;
@@ -425,6 +525,10 @@ Outcome Store::ReadImpl(std::string_view key, const ReadOptions& options, VisitF
   std::lock_guard lock(s.mu);
   std::byte* link = s.FindLink(key, hash);
   uint32_t h = Load<uint32_t>(link);
+  if (h == 0 && FaultIn(s, key, hash, now)) {
+    link = s.FindLink(key, hash);
+    h = Load<uint32_t>(link);
+  }
   if (h != 0 && !Visible(s, h, now)) {
     if ((s.Ctl(h) & kFetched) == 0) ++s.expired_unfetched;
     ++s.reclaimed;
@@ -503,6 +607,10 @@ WriteResult Store::Write(StoreMode mode, std::string_view key, ByteView value,
   std::lock_guard lock(s.mu);
   std::byte* link = s.FindLink(key, hash);
   uint32_t old = Load<uint32_t>(link);
+  if (old == 0 && FaultIn(s, key, hash, now)) {
+    link = s.FindLink(key, hash);
+    old = Load<uint32_t>(link);
+  }
   if (old != 0 && !Visible(s, old, now)) {
     if ((s.Ctl(old) & kFetched) == 0) ++s.expired_unfetched;
     ++s.reclaimed;
@@ -568,8 +676,13 @@ WriteResult Store::Write(StoreMode mode, std::string_view key, ByteView value,
     return {Outcome::kNoMemory};
   }
   // The sweep may have removed the old item (it was cold): find it again.
+  // If it sank to the cold tier meanwhile, that copy must not outlive it.
   link = s.FindLink(key, hash);
-  if (Load<uint32_t>(link) != 0) s.Remove(link);
+  if (Load<uint32_t>(link) != 0) {
+    s.Remove(link);
+  } else if (old != 0) {
+    DropCold(s, key, hash);
+  }
   const uint32_t h = s.AllocateChain(n);
   std::byte* p = s.At(h);
   const uint64_t cas = NextCas();
@@ -595,7 +708,11 @@ Outcome Store::Delete(std::string_view key, const DeleteOptions& options) {
   const uint32_t now = Now();
   std::lock_guard lock(s.mu);
   std::byte* link = s.FindLink(key, hash);
-  const uint32_t h = Load<uint32_t>(link);
+  uint32_t h = Load<uint32_t>(link);
+  if (h == 0 && FaultIn(s, key, hash, now)) {
+    link = s.FindLink(key, hash);
+    h = Load<uint32_t>(link);
+  }
   if (h == 0) return Outcome::kNotFound;
   if (!Visible(s, h, now)) {
     ++s.reclaimed;
@@ -653,6 +770,10 @@ ArithResult Store::Arith(std::string_view key, const ArithOptions& options) {
   std::unique_lock lock(s.mu);
   std::byte* link = s.FindLink(key, hash);
   uint32_t h = Load<uint32_t>(link);
+  if (h == 0 && FaultIn(s, key, hash, now)) {
+    link = s.FindLink(key, hash);
+    h = Load<uint32_t>(link);
+  }
   if (h != 0 && !Visible(s, h, now)) {
     ++s.reclaimed;
     s.Remove(link);
@@ -704,7 +825,11 @@ ArithResult Store::Arith(std::string_view key, const ArithOptions& options) {
   const uint32_t n = s.BlocksFor(kHeader + key.size() + static_cast<size_t>(len));
   if (MakeRoom(s, n, now) != Outcome::kOk) return {Outcome::kNoMemory};
   link = s.FindLink(key, hash);
-  if (Load<uint32_t>(link) != 0) s.Remove(link);
+  if (Load<uint32_t>(link) != 0) {
+    s.Remove(link);
+  } else {
+    DropCold(s, key, hash);  // the old item sank during MakeRoom
+  }
   h = s.AllocateChain(n);
   p = s.At(h);
   Put<uint32_t>(p + kOffATime, now);
@@ -733,6 +858,69 @@ void Store::FlushAll(int64_t delay) {
   if (deadline - 1 <= now) {
     oldest_cas_.store(next_cas_.load(std::memory_order_relaxed), std::memory_order_relaxed);
   }
+  if (cold_ != nullptr) {
+    // Every cold item was last used before now, so the flush covers all of
+    // them: drop the tier now, or at the deadline (Maintain).
+    if (deadline - 1 <= now) {
+      (void)cold_->DropAll();
+    } else {
+      cold_flush_pending_.store(true, std::memory_order_relaxed);
+    }
+  }
+}
+
+Status Store::Maintain(size_t buckets) {
+  if (cold_ == nullptr) return Status::Ok();
+  const uint32_t now = Now();
+  const uint32_t oldest = oldest_live_.load(std::memory_order_relaxed);
+  if (cold_flush_pending_.load(std::memory_order_relaxed) && oldest != 0 && oldest <= now) {
+    cold_flush_pending_.store(false, std::memory_order_relaxed);
+    QCLOUD_RETURN_IF_ERROR(cold_->DropAll());
+  }
+  const uint64_t idle = static_cast<uint64_t>(options_.cold_after.count());
+  for (unsigned i = 0; i < shard_count_; ++i) {
+    StoreShard& s = shards_[i];
+    std::lock_guard lock(s.mu);
+    for (size_t step = 0; step < buckets && step < s.buckets.size(); ++step) {
+      const uint32_t bucket = s.scan;
+      s.scan = static_cast<uint32_t>((s.scan + 1) & (s.buckets.size() - 1));
+      std::byte* link = reinterpret_cast<std::byte*>(&s.buckets[bucket]);
+      for (uint32_t h = Load<uint32_t>(link); h != 0; h = Load<uint32_t>(link)) {
+        if (!Visible(s, h, now)) {
+          ++s.reclaimed;
+          s.Remove(link);
+          continue;
+        }
+        const uint32_t atime = Load<uint32_t>(s.At(h) + kOffATime);
+        if (now >= atime && now - atime >= idle && Sink(s, h, now)) {
+          s.Remove(link);
+          continue;
+        }
+        link = s.At(h) + kOffHNext;
+      }
+    }
+  }
+  QCLOUD_RETURN_IF_ERROR(cold_->Sync());
+  return cold_->MaybeCompact(0.5).status();
+}
+
+Status Store::SinkAll() {
+  if (cold_ == nullptr) return NotSupported("no cold tier configured");
+  const uint32_t now = Now();
+  for (unsigned i = 0; i < shard_count_; ++i) {
+    StoreShard& s = shards_[i];
+    std::lock_guard lock(s.mu);
+    for (uint32_t& slot : s.buckets) {
+      std::byte* link = reinterpret_cast<std::byte*>(&slot);
+      for (uint32_t h = Load<uint32_t>(link); h != 0; h = Load<uint32_t>(link)) {
+        if (Visible(s, h, now) && !Sink(s, h, now)) {
+          return Status(Errc::kResourceExhausted, "cold tier full");
+        }
+        s.Remove(link);
+      }
+    }
+  }
+  return cold_->Sync();
 }
 
 StoreStats Store::Stats() const {
@@ -754,6 +942,21 @@ StoreStats Store::Stats() const {
     st.hash_buckets += s.buckets.size();
     st.hash_expansions += s.expansions;
     st.index_bytes += s.buckets.size() * sizeof(uint32_t);
+    st.cold_reactivated += s.reactivated;
+    st.cold_errors += s.cold_errors;
+  }
+  if (cold_ != nullptr) {
+    const ColdTierStats c = cold_->Stats();
+    st.cold_items = c.items;
+    st.cold_disk_bytes = c.disk_bytes;
+    st.cold_live_bytes = c.live_bytes;
+    st.cold_stub_bytes = c.stub_bytes;
+    st.cold_segments = c.segments;
+    st.cold_sunk = c.sunk;
+    st.cold_reads = c.reads;
+    st.cold_compactions = c.compactions;
+    st.cold_full = c.full;
+    st.cold_recovered = c.recovered;
   }
   return st;
 }

@@ -31,6 +31,7 @@
 // split into `shards` independently locked shards chosen by key hash.
 
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -44,9 +45,14 @@
 #include "qcloud/core/export.h"
 #include "qcloud/core/result.h"
 
+namespace qcloud {
+class Env;
+}
+
 namespace qcloud::kv {
 
 struct StoreShard;  // private: one locked part of the store
+class ColdTier;     // private: the SSD tier
 
 inline constexpr size_t kMaxKeyLength = 250;  // memcached's KEY_MAX_LENGTH
 // memcached counts 56 bytes of item header + key + NUL + value + "\r\n"
@@ -66,6 +72,18 @@ struct StoreOptions {
   unsigned shards = 16;                      // independently locked parts, a power of two; default 16
   Eviction eviction = Eviction::kClock;      // what a full store does; see Eviction
   Clock* clock = nullptr;                    // time source for expiry; null = RealClock()
+
+  // The cold tier (CMEM's SSD sinking). With ssd_dir set, items pushed out
+  // by memory pressure, and items not read for cold_after (see Maintain),
+  // are written to log-structured segment files there instead of being
+  // dropped; a read brings them back into memory. Only when the tier is
+  // full does eviction drop items. Its contents survive a restart.
+  std::string ssd_dir;                          // segment directory; empty = memory only
+  Env* env = nullptr;                           // file system for ssd_dir; null = POSIX (io_uring)
+  uint64_t ssd_bytes = uint64_t{16} << 30;      // cold tier capacity in bytes; default 16 GiB
+  uint64_t segment_bytes = uint64_t{16} << 20;  // size of one segment file; default 16 MiB
+  std::chrono::seconds cold_after{7 * 24 * 3600};  // idle time before an item sinks; 7 days
+  bool compress_cold = false;                   // zstd (level 1) values of 128+ bytes on disk
 };
 
 enum class StoreMode : uint8_t {
@@ -178,6 +196,19 @@ struct StoreStats {
   uint64_t hash_expansions = 0;
   uint64_t memory_bytes = 0;     // the configured budget
   uint64_t index_bytes = 0;      // memory of the hash buckets
+  // Cold tier (all 0 without one).
+  uint64_t cold_items = 0;        // items on SSD (each has a stub in memory)
+  uint64_t cold_disk_bytes = 0;   // size of the segment files
+  uint64_t cold_live_bytes = 0;   // bytes of live records in them
+  uint64_t cold_stub_bytes = 0;   // memory of the stubs
+  uint64_t cold_segments = 0;
+  uint64_t cold_sunk = 0;         // items written to the tier
+  uint64_t cold_reactivated = 0;  // sunk items read back into memory
+  uint64_t cold_reads = 0;        // record reads from disk
+  uint64_t cold_compactions = 0;
+  uint64_t cold_full = 0;         // sinks refused: tier full (those items were evicted)
+  uint64_t cold_errors = 0;       // I/O or checksum failures (the item counts as a miss)
+  uint64_t cold_recovered = 0;    // items found on disk at Open
 };
 
 class QCLOUD_EXPORT Store {
@@ -221,6 +252,15 @@ class QCLOUD_EXPORT Store {
   // time the memcached exptime `delay` names, invisible from that time on.
   void FlushAll(int64_t delay = 0);
 
+  // Background work, run by the caller's thread every second or so: sinks
+  // items idle for cold_after (visiting up to `buckets` hash buckets per
+  // shard), writes the cold tier's buffer out and cleans its oldest
+  // segment when half of the tier is garbage. No-op without a cold tier.
+  Status Maintain(size_t buckets = 4096);
+  // Sinks every item in memory to the cold tier and makes it durable (a
+  // clean shutdown that loses nothing). kNotSupported without a cold tier.
+  Status SinkAll();
+
   StoreStats Stats() const;
   const StoreOptions& options() const noexcept { return options_; }
   // Seconds since Open() on the store's clock (memcached's "uptime").
@@ -242,6 +282,9 @@ class QCLOUD_EXPORT Store {
   uint64_t NextCas() noexcept { return next_cas_.fetch_add(1, std::memory_order_relaxed); }
   bool Visible(const StoreShard& s, uint32_t head, uint32_t now) const noexcept;
   Outcome MakeRoom(StoreShard& s, uint32_t blocks, uint32_t now);
+  bool Sink(StoreShard& s, uint32_t head, uint32_t now);
+  bool FaultIn(StoreShard& s, std::string_view key, uint64_t hash, uint32_t now);
+  void DropCold(StoreShard& s, std::string_view key, uint64_t hash);
 
   StoreOptions options_;
   Clock* clock_;
@@ -255,6 +298,9 @@ class QCLOUD_EXPORT Store {
   std::atomic<uint64_t> next_cas_{1};
   std::atomic<uint32_t> oldest_live_{0};  // flush_all: items last used at or before this are gone
   std::atomic<uint64_t> oldest_cas_{0};   // flush_all: and items with a CAS below this
+  std::unique_ptr<Env> owned_env_;
+  std::unique_ptr<ColdTier> cold_;
+  std::atomic<bool> cold_flush_pending_{false};  // a delayed flush_all still has to drop the tier
 };
 
 }  // namespace qcloud::kv
