@@ -156,15 +156,15 @@ size_t Session::Binary(ByteView in, Buffer& out) {
   Header h{p[1], Be16(p + 2), p[4], Be32(p + 8), p + 12, Be64(p + 16)};
   Store& store = *shared_.store;
   const size_t max_body = store.options().item_size_max + 8 + kMaxKeyLength;
-  if (h.keylen > kMaxKeyLength || !ValidLengths(h)) {
-    Bump(counters_.protocol_errors);
-    Simple(out, h, kEinval);
-    closing_ = true;
-    return in.size();
-  }
   if (uint64_t{h.keylen} + h.extlen > h.bodylen) {
     Bump(counters_.protocol_errors);
     Simple(out, h, kUnknownCommand);
+    closing_ = true;
+    return in.size();
+  }
+  if (h.keylen > kMaxKeyLength || !ValidLengths(h)) {
+    Bump(counters_.protocol_errors);
+    Simple(out, h, kEinval);
     closing_ = true;
     return in.size();
   }
@@ -285,6 +285,7 @@ size_t Session::Binary(ByteView in, Buffer& out) {
       const bool incr = h.opcode == kIncrement || h.opcode == kIncrementQ;
       ArithOptions a;
       a.increment = incr;
+      a.in_place = false;
       a.delta = Be64(extras);
       a.cas = h.cas;
       const uint32_t exp = Be32(extras + 16);

@@ -280,9 +280,16 @@ class Worker {
   }
 
   void ArmRecv(Conn& c) {
-    auto space = c.in.Prepare(shared_.options.read_buffer / 2);
+    // Like memcached, read a command line into at most read_buffer (16 KiB)
+    // bytes: a longer line without a newline then closes the connection
+    // the same way. Values (partial data blocks) read in 16 KiB steps.
+    const size_t pending = c.in.size();
+    const size_t want = shared_.options.read_buffer > pending + 4096
+                            ? shared_.options.read_buffer - pending
+                            : shared_.options.read_buffer;
+    auto space = c.in.Prepare(want);
     io_uring_sqe* sqe = Sqe();
-    io_uring_prep_recv(sqe, c.fd, space.data(), space.size(), 0);
+    io_uring_prep_recv(sqe, c.fd, space.data(), want, 0);
     io_uring_sqe_set_data64(sqe, Encode(&c, kRecv));
     c.recv_armed = true;
   }

@@ -479,6 +479,20 @@ void Session::Retrieval(std::string_view line, const std::vector<std::string_vie
     while (pos < keys.size() && keys[pos] == ' ') ++pos;
     while (pos < keys.size() && keys[pos] != ' ') ++pos;
   }
+  // A key over 250 bytes anywhere fails the whole command before any
+  // VALUE is sent (memcached drops the replies it had built).
+  if (get_resume_ == 0) {
+    for (size_t p = pos; p < keys.size();) {
+      while (p < keys.size() && keys[p] == ' ') ++p;
+      size_t e = p;
+      while (e < keys.size() && keys[e] != ' ') ++e;
+      if (e - p > kMaxKeyLength) {
+        Put(out, "CLIENT_ERROR bad command line format\r\n");
+        return;
+      }
+      p = e;
+    }
+  }
   size_t index = 0;
   while (true) {
     while (pos < keys.size() && keys[pos] == ' ') ++pos;
@@ -896,7 +910,7 @@ bool ParseMetaFlags(const std::vector<std::string_view>& t, size_t start, MetaFl
       case 'F': {
         uint32_t v = 0;
         if (!SafeStrtoul32(arg, &v)) {
-          f.error = "CLIENT_ERROR bad token in command line format";
+          f.error = "CLIENT_ERROR bad command line format";
           return false;
         }
         f.client_flags = v;
@@ -954,7 +968,7 @@ int64_t Session::MetaGet(const std::vector<std::string_view>& t, Buffer& out) {
     Put(out, "CLIENT_ERROR bad command line format\r\n");
     return 0;
   }
-  if (t.size() + 1 > 20 + 4) {
+  if (t.size() >= 20) {  // memcached: more than 20 tokens with the terminal one
     Put(out, "CLIENT_ERROR options flags are too long\r\n");
     return 0;
   }
@@ -1061,6 +1075,10 @@ int64_t Session::MetaSet(const std::vector<std::string_view>& t, ByteView rest, 
     Put(out, "CLIENT_ERROR bad command line format\r\n");
     return 0;
   }
+  if (t.size() >= 20) {  // checked before the data length: nothing is swallowed
+    Put(out, "CLIENT_ERROR options flags too long\r\n");
+    return 0;
+  }
   int32_t vlen = 0;
   if (!SafeStrtol32(t[2], &vlen) || vlen < 0 || vlen > INT_MAX - 2) {
     Put(out, "CLIENT_ERROR bad command line format\r\n");
@@ -1079,7 +1097,6 @@ int64_t Session::MetaSet(const std::vector<std::string_view>& t, ByteView rest, 
     }
     return static_cast<int64_t>(now_n);
   };
-  if (t.size() + 1 > 20 + 4) return fail("CLIENT_ERROR options flags are too long");
   MetaFlags f;
   if (!ParseMetaFlags(t, 3, f)) return fail(f.error);
   std::string decoded;
@@ -1166,18 +1183,13 @@ int64_t Session::MetaDelete(const std::vector<std::string_view>& t, Buffer& out)
     Put(out, "CLIENT_ERROR bad command line format\r\n");
     return 0;
   }
+  if (t.size() >= 20) {
+    Put(out, "CLIENT_ERROR options flags too long\r\n");
+    return 0;
+  }
   MetaFlags f;
   std::string decoded;
   bool ok = ParseMetaFlags(t, 2, f);
-  if (ok) {
-    for (char c : f.order) {
-      if (c != 'k' && c != 'O') ok = false;
-    }
-    if (f.value || f.no_update || f.vivify || f.recache || f.client_flags || f.delta ||
-        f.initial || f.has_mode) {
-      ok = false;
-    }
-  }
   if (ok && f.base64 && !Base64Decode(key, &decoded)) ok = false;
   if (!ok) {
     Put(out, "CLIENT_ERROR invalid or duplicate flag\r\n");
@@ -1228,6 +1240,10 @@ int64_t Session::MetaArith(const std::vector<std::string_view>& t, Buffer& out) 
     Put(out, "CLIENT_ERROR bad command line format\r\n");
     return 0;
   }
+  if (t.size() >= 20) {
+    Put(out, "CLIENT_ERROR options flags too long\r\n");
+    return 0;
+  }
   MetaFlags f;
   std::string decoded;
   bool ok = ParseMetaFlags(t, 2, f);
@@ -1240,8 +1256,8 @@ int64_t Session::MetaArith(const std::vector<std::string_view>& t, Buffer& out) 
   bool incr = true;
   if (f.has_mode) {
     switch (f.mode) {
-      case 'I': case 'i': case '+': incr = true; break;
-      case 'D': case 'd': case '-': incr = false; break;
+      case 'I': case '+': incr = true; break;
+      case 'D': case '-': incr = false; break;
       default:
         Put(out, "CLIENT_ERROR invalid mode for ma M token\r\n");
         return 0;
@@ -1256,7 +1272,18 @@ int64_t Session::MetaArith(const std::vector<std::string_view>& t, Buffer& out) 
     a.exptime = *f.vivify;
   }
   const ArithResult r = shared_.store->Arith(key, a);
-  if (r.outcome == Outcome::kOk && f.ttl && !r.created) shared_.store->Touch(key, *f.ttl);
+  // (memcached 1.6.18 applies T only to an item that N creates.)
+  auto echo = [&] {
+    for (char c : f.order) {
+      if (c == 'O') {
+        Put(out, " O");
+        Put(out, f.opaque);
+      } else if (c == 'k') {
+        MetaKey(out, key, f.base64);
+      }
+    }
+    Put(out, "\r\n");
+  };
   switch (r.outcome) {
     case Outcome::kOk:
       Bump(incr ? counters_.incr_hits : counters_.decr_hits);
@@ -1268,12 +1295,13 @@ int64_t Session::MetaArith(const std::vector<std::string_view>& t, Buffer& out) 
       Put(out, "SERVER_ERROR out of memory\r\n");
       return 0;
     case Outcome::kExists:
-      Put(out, "EX\r\n");
+      Put(out, "EX");
+      echo();
       return 0;
     default:
       Bump(incr ? counters_.incr_misses : counters_.decr_misses);
-      if (f.quiet) return 0;
-      Put(out, "NF\r\n");
+      Put(out, "NF");  // q hides only HD
+      echo();
       return 0;
   }
   if (f.quiet && !f.value) return 0;

@@ -573,8 +573,8 @@ Outcome Store::ReadImpl(std::string_view key, const ReadOptions& options, VisitF
     extra |= kViewWon;
     new_ctl |= kWinSent;
   }
-  visit(ctx, ItemView(&s, h, now, extra));
   if (options.touch_exptime) Put<uint32_t>(p + kOffExp, ToEngineTime(*options.touch_exptime, now));
+  visit(ctx, ItemView(&s, h, now, extra));
   if (options.update_access) {
     new_ctl |= kRef | kFetched;
     Put<uint32_t>(p + kOffATime, now);
@@ -809,7 +809,7 @@ ArithResult Store::Arith(std::string_view key, const ArithOptions& options) {
   const int len =
       std::snprintf(digits, sizeof digits, "%llu", static_cast<unsigned long long>(v));
   const uint64_t cas = NextCas();
-  if (static_cast<size_t>(len) <= vlen) {
+  if (options.in_place && static_cast<size_t>(len) <= vlen) {
     // In place, padded with spaces, keeping the length (memcached does).
     std::string padded(digits, static_cast<size_t>(len));
     padded.resize(vlen, ' ');

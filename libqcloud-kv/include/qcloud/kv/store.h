@@ -166,6 +166,10 @@ struct ArithOptions {
   uint64_t cas = 0;                      // nonzero: only if the item's CAS matches
   std::optional<uint64_t> initial;       // on a miss create the item with this value
   int64_t exptime = 0;                   // exptime of an item created by `initial`
+  // A result no longer than the old value overwrites it in place, padded
+  // with spaces (memcached's text and meta protocols do this; its binary
+  // protocol writes a new item of the exact length: false).
+  bool in_place = true;
 };
 
 struct ArithResult {
@@ -244,8 +248,7 @@ class QCLOUD_EXPORT Store {
   // Sets a new exptime. kOk or kNotFound.
   Outcome Touch(std::string_view key, int64_t exptime);
   // incr/decr on a value holding a decimal number (leading spaces, trailing
-  // spaces allowed as memcached writes them). A result no longer than the
-  // old value is written in place, padded with spaces (memcached does too).
+  // spaces allowed as memcached writes them); see ArithOptions::in_place.
   ArithResult Arith(std::string_view key, const ArithOptions& options);
 
   // Makes every item stored or read before now (delay <= 0) or before the
