@@ -285,7 +285,6 @@ size_t Session::Binary(ByteView in, Buffer& out) {
       const bool incr = h.opcode == kIncrement || h.opcode == kIncrementQ;
       ArithOptions a;
       a.increment = incr;
-      a.in_place = false;
       a.delta = Be64(extras);
       a.cas = h.cas;
       const uint32_t exp = Be32(extras + 16);

@@ -347,6 +347,25 @@ int64_t Session::Text(std::string_view line, ByteView rest, Buffer& out) {
     Verbosity(t, out);
     return 0;
   }
+  if (cmd == "cache_memlimit") {
+    if (ntokens != 3 && ntokens != 4) return error();
+    noreply_ = IsNoreply(t);
+    uint32_t mb = 0;
+    if (!SafeStrtoul32(t[1], &mb)) {
+      Reply(out, "ERROR");
+    } else if (mb < 8) {
+      Reply(out, "MEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m");
+    } else if (mb > 1000000000) {
+      Reply(out, "MEMLIMIT_ADJUST_FAILED input value is megabytes not bytes");
+    } else if ((uint64_t{mb} << 20) == shared_.store->options().memory_bytes) {
+      Reply(out, "OK");
+    } else {
+      // The block pool is sized once, at start; memcached's own reply for
+      // a limit it cannot apply.
+      Reply(out, "MEMLIMIT_ADJUST_FAILED out of bounds or unable to adjust");
+    }
+    return 0;
+  }
   if (cmd == "shutdown") {
     Put(out, "ERROR: shutdown not enabled\r\n");
     return 0;

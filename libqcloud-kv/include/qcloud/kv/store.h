@@ -167,8 +167,8 @@ struct ArithOptions {
   std::optional<uint64_t> initial;       // on a miss create the item with this value
   int64_t exptime = 0;                   // exptime of an item created by `initial`
   // A result no longer than the old value overwrites it in place, padded
-  // with spaces (memcached's text and meta protocols do this; its binary
-  // protocol writes a new item of the exact length: false).
+  // with spaces, as memcached does in all three protocols while no other
+  // request holds the item. false writes a new item of the exact length.
   bool in_place = true;
 };
 
