@@ -66,7 +66,7 @@ int main(int argc, char** argv) {
   std::string listen = "127.0.0.1:11311";
   size_t memory_mb = 64;
   unsigned threads = 1;
-  size_t block_size = 64;
+  size_t block_size = 100;
   size_t item_size_max = 1 << 20;
   size_t max_connections = 4096;
   std::string ssd_dir;

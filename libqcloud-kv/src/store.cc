@@ -3,17 +3,28 @@
 //   pool: one anonymous mapping, split evenly between the shards; block
 //   numbers are 1-based within a shard (0 means "none").
 //
-//   every block:   [u32 next block of this item, 0 at the end][payload]
-//   first block:   [u32 next][u32 hash-chain next][u32 atime][u32 exptime]
-//                  [u64 cas][u32 value length][u32 flags][u8 key length]
-//                  [u8 control bits][key][value...]   (34-byte header)
+//   first block:   [u32 hash-chain next][u32 atime][56-bit cas][u8 control]
+//                  [u8 key length][u24 value length]         (20 bytes, fixed)
+//                  then the optional fields, in this order, each a u32:
+//                    next block      if the item has more than one block
+//                    exptime         if it expires (kHasExp)
+//                    client flags    if they are not 0 (kHasFlags)
+//                    value length    if it is >= 0xffffff (the u24 says so)
+//                  then [key][value...]
+//   other blocks:  [u32 next block, 0 at the end][payload]
+//   free blocks:   [u32 next free block]
+//
+// So a 16-byte key with a 64-byte value and no flags or expiry takes 100
+// bytes: one block at the default block size. memcached stores client
+// flags only when they are not 0 for the same reason.
 //
 // Invariants (hold whenever a shard's mutex is free):
 //   - every block of a shard is exactly one of: never used (>= fresh), on
 //     the free list, or in the chain of exactly one linked item;
 //   - an item is linked in exactly one bucket chain, the one its key hashes
 //     to; items = number of linked items;
-//   - the chain length of an item equals BlocksFor(34 + klen + vlen).
+//   - the chain length of an item equals Plan(klen, vlen, ...).blocks, and
+//     kChained is set iff it is more than one block.
 // Times (atime, exptime) are engine seconds: 2 at Open(), like memcached's
 // rel_time_t, so "time - 1" never underflows.
 
@@ -40,23 +51,28 @@ namespace qcloud::kv {
 
 namespace {
 
-constexpr size_t kOffNext = 0;
-constexpr size_t kOffHNext = 4;
-constexpr size_t kOffATime = 8;
-constexpr size_t kOffExp = 12;
-constexpr size_t kOffCas = 16;
-constexpr size_t kOffVLen = 24;
-constexpr size_t kOffFlags = 28;
-constexpr size_t kOffKLen = 32;
-constexpr size_t kOffCtl = 33;
-constexpr size_t kHeader = 34;
+static_assert(std::endian::native == std::endian::little, "the item header is little-endian");
+
+constexpr size_t kOffHNext = 0;
+constexpr size_t kOffATime = 4;
+constexpr size_t kOffCas = 8;    // low 7 bytes of a u64 whose top byte is the control byte
+constexpr size_t kOffCtl = 15;
+constexpr size_t kOffKLen = 16;
+constexpr size_t kOffVLen = 17;  // u24
+constexpr size_t kFixedHeader = 20;
+constexpr uint32_t kLongVLen = 0xffffff;
+constexpr uint64_t kCasMask = (uint64_t{1} << 56) - 1;
 
 // Control bits.
-constexpr uint8_t kRef = 1;       // read since the CLOCK hand last passed
-constexpr uint8_t kFetched = 2;   // read at least once
-constexpr uint8_t kStale = 4;     // invalidated (meta I)
-constexpr uint8_t kWinSent = 8;   // a reader was given the recompute token
-constexpr uint8_t kBinKey = 16;   // stored with a base64 key
+constexpr uint8_t kRef = 1;        // read since the CLOCK hand last passed
+constexpr uint8_t kFetched = 2;    // read at least once
+constexpr uint8_t kStale = 4;      // invalidated (meta I)
+constexpr uint8_t kWinSent = 8;    // a reader was given the recompute token
+constexpr uint8_t kBinKey = 16;    // stored with a base64 key
+constexpr uint8_t kChained = 32;   // more than one block: the next field is present
+constexpr uint8_t kHasExp = 64;    // the exptime field is present
+constexpr uint8_t kHasFlags = 128; // the flags field is present
+constexpr uint8_t kFormat = kChained | kHasExp | kHasFlags;
 
 // ItemView::extra_ bits.
 constexpr uint8_t kViewWon = 1;
@@ -78,13 +94,29 @@ void Put(std::byte* p, T v) noexcept {
 
 }  // namespace
 
+// What an item's header holds besides its key and value.
+struct ItemMeta {
+  uint32_t atime = 0;
+  uint32_t exptime = 0;
+  uint32_t flags = 0;
+  uint64_t cas = 0;
+  uint8_t ctl = 0;  // control bits other than kFormat
+};
+
+// Where an item of a given shape goes: its header size and block count.
+struct ItemPlan {
+  uint8_t format = 0;  // kChained | kHasExp | kHasFlags
+  uint32_t header = 0;
+  uint32_t blocks = 0;
+};
+
 struct StoreShard {
   std::mutex mu;
   std::byte* base = nullptr;  // block 1 starts here
   size_t block = 0;           // block size
   uint32_t capacity = 0;      // blocks in this shard
   uint32_t fresh = 1;         // lowest never-used block
-  uint32_t free_head = 0;     // freed blocks, linked through their next field
+  uint32_t free_head = 0;     // freed blocks, linked through their first word
   uint32_t free_count = 0;
   std::vector<uint32_t> buckets;
   uint32_t hand = 0;  // CLOCK: next bucket to sweep
@@ -102,31 +134,102 @@ struct StoreShard {
   uint32_t scan = 0;  // Maintain(): next bucket to look at for idle items
 
   std::byte* At(uint32_t b) const noexcept { return base + size_t{b - 1} * block; }
-  uint32_t Next(uint32_t b) const noexcept { return Load<uint32_t>(At(b) + kOffNext); }
   uint8_t KLen(uint32_t h) const noexcept { return Load<uint8_t>(At(h) + kOffKLen); }
-  uint32_t VLen(uint32_t h) const noexcept { return Load<uint32_t>(At(h) + kOffVLen); }
   uint8_t Ctl(uint32_t h) const noexcept { return Load<uint8_t>(At(h) + kOffCtl); }
   void SetCtl(uint32_t h, uint8_t c) noexcept { Put<uint8_t>(At(h) + kOffCtl, c); }
   uint32_t Available() const noexcept { return free_count + (capacity - (fresh - 1)); }
 
-  uint32_t BlocksFor(size_t total) const noexcept {
-    if (total <= block) return 1;
-    const size_t rest = total - block;
-    return static_cast<uint32_t>(1 + (rest + block - 5) / (block - 4));
+  uint64_t Cas(uint32_t h) const noexcept { return Load<uint64_t>(At(h) + kOffCas) & kCasMask; }
+  void SetCas(uint32_t h, uint64_t cas) noexcept {
+    std::memcpy(At(h) + kOffCas, &cas, 7);  // little-endian: the low 7 bytes
+  }
+  uint32_t ATime(uint32_t h) const noexcept { return Load<uint32_t>(At(h) + kOffATime); }
+  void SetATime(uint32_t h, uint32_t t) noexcept { Put<uint32_t>(At(h) + kOffATime, t); }
+  uint32_t ShortVLen(uint32_t h) const noexcept {
+    uint32_t v = 0;
+    std::memcpy(&v, At(h) + kOffVLen, 3);
+    return v;
+  }
+
+  // Offset of an optional field (kChained, kHasExp or kHasFlags; 0 for the
+  // long value length) in an item whose control byte is `ctl`.
+  static size_t OptionalOffset(uint8_t ctl, uint8_t field) noexcept {
+    size_t off = kFixedHeader;
+    if (field == kChained) return off;
+    off += (ctl & kChained) != 0 ? 4 : 0;
+    if (field == kHasExp) return off;
+    off += (ctl & kHasExp) != 0 ? 4 : 0;
+    if (field == kHasFlags) return off;
+    return off + ((ctl & kHasFlags) != 0 ? 4 : 0);
+  }
+  uint32_t VLen(uint32_t h) const noexcept {
+    const uint32_t v = ShortVLen(h);
+    if (v != kLongVLen) return v;
+    return Load<uint32_t>(At(h) + OptionalOffset(Ctl(h), 0));
+  }
+  uint32_t Exp(uint32_t h) const noexcept {
+    const uint8_t ctl = Ctl(h);
+    if ((ctl & kHasExp) == 0) return 0;
+    return Load<uint32_t>(At(h) + OptionalOffset(ctl, kHasExp));
+  }
+  // Sets the exptime in place; false when the item has no field for it
+  // (then it must be rewritten, see Store::Retime).
+  bool SetExp(uint32_t h, uint32_t exp) noexcept {
+    const uint8_t ctl = Ctl(h);
+    if ((ctl & kHasExp) == 0) return exp == 0;
+    Put<uint32_t>(At(h) + OptionalOffset(ctl, kHasExp), exp);
+    return true;
+  }
+  uint32_t Flags(uint32_t h) const noexcept {
+    const uint8_t ctl = Ctl(h);
+    if ((ctl & kHasFlags) == 0) return 0;
+    return Load<uint32_t>(At(h) + OptionalOffset(ctl, kHasFlags));
+  }
+  // Logical offset of the key (the header's size).
+  size_t KeyOffset(uint32_t h) const noexcept {
+    const uint8_t ctl = Ctl(h);
+    return OptionalOffset(ctl, 0) + (ShortVLen(h) == kLongVLen ? 4 : 0);
+  }
+  ItemMeta Meta(uint32_t h) const noexcept {
+    return {ATime(h), Exp(h), Flags(h), Cas(h), static_cast<uint8_t>(Ctl(h) & ~kFormat)};
+  }
+
+  ItemPlan Plan(size_t klen, size_t vlen, uint32_t exptime, uint32_t flags) const noexcept {
+    ItemPlan p;
+    p.format = static_cast<uint8_t>((exptime != 0 ? kHasExp : 0) | (flags != 0 ? kHasFlags : 0));
+    p.header = static_cast<uint32_t>(kFixedHeader + (exptime != 0 ? 4 : 0) + (flags != 0 ? 4 : 0) +
+                                     (vlen >= kLongVLen ? 4 : 0));
+    const size_t total = p.header + klen + vlen;
+    if (total <= block) {
+      p.blocks = 1;
+      return p;
+    }
+    p.format |= kChained;
+    p.header += 4;
+    const size_t rest = total + 4 - block;  // continuation blocks carry block - 4 each
+    p.blocks = static_cast<uint32_t>(1 + (rest + block - 5) / (block - 4));
+    return p;
+  }
+
+  // The block after `b` in item `h`'s chain (b == h: the first block).
+  uint32_t NextOf(uint32_t h, uint32_t b) const noexcept {
+    if (b != h) return Load<uint32_t>(At(b));
+    if ((Ctl(h) & kChained) == 0) return 0;
+    return Load<uint32_t>(At(h) + kFixedHeader);
   }
 
   // Copies `n` bytes at logical offset `off` of item `h` (the key starts at
-  // offset kHeader) into `dst`, or from `src` when writing.
+  // KeyOffset(h)) into `dst`, or from `src` when writing.
   template <bool kWrite>
   void Transfer(uint32_t h, size_t off, std::byte* buf, size_t n) const noexcept {
     uint32_t b = h;
     // Skip whole blocks: the first holds block bytes, the others block-4.
     if (off >= block) {
       off -= block;
-      b = Next(b);
+      b = NextOf(h, h);
       while (off >= block - 4) {
         off -= block - 4;
-        b = Next(b);
+        b = Load<uint32_t>(At(b));
       }
       off += 4;
     }
@@ -139,18 +242,20 @@ struct StoreShard {
       }
       buf += take;
       n -= take;
-      b = Next(b);
+      if (n == 0) break;
+      b = NextOf(h, b);
       off = 4;
     }
   }
 
   bool KeyEquals(uint32_t h, std::string_view key) const noexcept {
     if (KLen(h) != key.size()) return false;
-    if (kHeader + key.size() <= block) {
-      return std::memcmp(At(h) + kHeader, key.data(), key.size()) == 0;
+    const size_t off = KeyOffset(h);
+    if (off + key.size() <= block) {
+      return std::memcmp(At(h) + off, key.data(), key.size()) == 0;
     }
     char tmp[kMaxKeyLength];
-    Transfer<false>(h, kHeader, reinterpret_cast<std::byte*>(tmp), key.size());
+    Transfer<false>(h, off, reinterpret_cast<std::byte*>(tmp), key.size());
     return std::memcmp(tmp, key.data(), key.size()) == 0;
   }
 
@@ -165,40 +270,74 @@ struct StoreShard {
     return link;
   }
 
-  // Takes `n` blocks (the caller made room) and links them into a chain.
-  uint32_t AllocateChain(uint32_t n) noexcept {
-    QCLOUD_DCHECK(Available() >= n);
-    uint32_t head = 0;
-    uint32_t prev = 0;
-    for (uint32_t i = 0; i < n; ++i) {
-      uint32_t b;
-      if (free_head != 0) {
-        b = free_head;
-        free_head = Next(b);
-        --free_count;
-      } else {
-        b = fresh++;
+  uint32_t TakeBlock() noexcept {
+    if (free_head == 0) return fresh++;
+    const uint32_t b = free_head;
+    free_head = Load<uint32_t>(At(b));
+    --free_count;
+    return b;
+  }
+
+  // Builds an item (the caller made room for plan.blocks) and links it at
+  // the head of its bucket chain.
+  uint32_t NewItem(std::string_view key, uint64_t hash, ByteView value, const ItemMeta& m,
+                   const ItemPlan& plan) noexcept {
+    QCLOUD_DCHECK(Available() >= plan.blocks);
+    const uint32_t h = TakeBlock();
+    std::byte* p = At(h);
+    Put<uint32_t>(p + kOffATime, m.atime);
+    Put<uint64_t>(p + kOffCas, (m.cas & kCasMask) |
+                                   (uint64_t{static_cast<uint8_t>((m.ctl & ~kFormat) | plan.format)}
+                                    << 56));
+    Put<uint8_t>(p + kOffKLen, static_cast<uint8_t>(key.size()));
+    const uint32_t short_vlen = value.size() >= kLongVLen ? kLongVLen : static_cast<uint32_t>(value.size());
+    std::memcpy(p + kOffVLen, &short_vlen, 3);
+    size_t off = kFixedHeader;
+    if ((plan.format & kChained) != 0) {
+      // Continuation blocks: each records the next; the last records 0.
+      uint32_t prev = 0;
+      for (uint32_t i = 1; i < plan.blocks; ++i) {
+        const uint32_t b = TakeBlock();
+        Put<uint32_t>(At(b), 0);
+        Put<uint32_t>(prev == 0 ? p + kFixedHeader : At(prev), b);
+        prev = b;
       }
-      Put<uint32_t>(At(b) + kOffNext, 0);
-      if (prev == 0) {
-        head = b;
-      } else {
-        Put<uint32_t>(At(prev) + kOffNext, b);
-      }
-      prev = b;
+      off += 4;
     }
-    used_blocks += n;
-    return head;
+    if ((plan.format & kHasExp) != 0) {
+      Put<uint32_t>(p + off, m.exptime);
+      off += 4;
+    }
+    if ((plan.format & kHasFlags) != 0) {
+      Put<uint32_t>(p + off, m.flags);
+      off += 4;
+    }
+    if (short_vlen == kLongVLen) {
+      Put<uint32_t>(p + off, static_cast<uint32_t>(value.size()));
+      off += 4;
+    }
+    QCLOUD_DCHECK(off == plan.header);
+    used_blocks += plan.blocks;
+    Transfer<true>(h, off, reinterpret_cast<std::byte*>(const_cast<char*>(key.data())), key.size());
+    Transfer<true>(h, off + key.size(), const_cast<std::byte*>(value.data()), value.size());
+    uint32_t& slot = buckets[hash & (buckets.size() - 1)];
+    Put<uint32_t>(p + kOffHNext, slot);
+    slot = h;
+    ++items;
+    ++total_items;
+    item_bytes += kMemcachedItemOverhead + key.size() + value.size();
+    return h;
   }
 
   void FreeChain(uint32_t h) noexcept {
-    while (h != 0) {
-      const uint32_t next = Next(h);
-      Put<uint32_t>(At(h) + kOffNext, free_head);
-      free_head = h;
+    uint32_t b = h;
+    while (b != 0) {
+      const uint32_t next = NextOf(h, b);
+      Put<uint32_t>(At(b), free_head);
+      free_head = b;
       ++free_count;
       --used_blocks;
-      h = next;
+      b = next;
     }
   }
 
@@ -211,22 +350,19 @@ struct StoreShard {
     FreeChain(h);
   }
 
-  void LinkAtHead(uint32_t h, uint64_t hash) noexcept {
-    uint32_t& slot = buckets[hash & (buckets.size() - 1)];
-    Put<uint32_t>(At(h) + kOffHNext, slot);
-    slot = h;
-    ++items;
-    ++total_items;
-    item_bytes += kMemcachedItemOverhead + KLen(h) + VLen(h);
-  }
-
   void KeyOf(uint32_t h, char* out) const noexcept {
-    Transfer<false>(h, kHeader, reinterpret_cast<std::byte*>(out), KLen(h));
+    Transfer<false>(h, KeyOffset(h), reinterpret_cast<std::byte*>(out), KLen(h));
+  }
+  void ValueOf(uint32_t h, char* out) const noexcept {
+    Transfer<false>(h, KeyOffset(h) + KLen(h), reinterpret_cast<std::byte*>(out), VLen(h));
   }
 
-  // Doubles the bucket array when the chains average 1.5 items (as memcached).
+  // Doubles the bucket array when the chains average 2 items. (memcached
+  // grows at 1.5; at 2 the index costs 2-4 bytes per item, and a lookup
+  // walks 2 items on average: one cache miss more now and then, where a
+  // request costs microseconds of syscalls anyway.)
   void MaybeExpand() {
-    if (items * 2 < buckets.size() * 3) return;
+    if (items < buckets.size() * 2) return;
     if (buckets.size() >= (size_t{1} << 31)) return;
     std::vector<uint32_t> bigger(buckets.size() * 2, 0);
     const uint64_t mask = bigger.size() - 1;
@@ -258,23 +394,24 @@ std::string_view ItemView::key() const noexcept {
   // is returned from a per-thread copy when it spans blocks.
   const StoreShard& s = *shard_;
   const size_t klen = s.KLen(head_);
-  if (kHeader + klen <= s.block) {
-    return {reinterpret_cast<const char*>(s.At(head_) + kHeader), klen};
+  const size_t off = s.KeyOffset(head_);
+  if (off + klen <= s.block) {
+    return {reinterpret_cast<const char*>(s.At(head_) + off), klen};
   }
   thread_local char copy[kMaxKeyLength];
   s.KeyOf(head_, copy);
   return {copy, klen};
 }
-uint32_t ItemView::flags() const noexcept { return Load<uint32_t>(shard_->At(head_) + kOffFlags); }
-uint64_t ItemView::cas() const noexcept { return Load<uint64_t>(shard_->At(head_) + kOffCas); }
+uint32_t ItemView::flags() const noexcept { return shard_->Flags(head_); }
+uint64_t ItemView::cas() const noexcept { return shard_->Cas(head_); }
 size_t ItemView::value_size() const noexcept { return shard_->VLen(head_); }
 int64_t ItemView::ttl() const noexcept {
-  const uint32_t exp = Load<uint32_t>(shard_->At(head_) + kOffExp);
+  const uint32_t exp = shard_->Exp(head_);
   if (exp == 0) return -1;
   return static_cast<int64_t>(exp) - now_;
 }
 uint32_t ItemView::idle_seconds() const noexcept {
-  const uint32_t at = Load<uint32_t>(shard_->At(head_) + kOffATime);
+  const uint32_t at = shard_->ATime(head_);
   return now_ > at ? now_ - at : 0;
 }
 bool ItemView::fetched_before() const noexcept { return (extra_ & kViewFetched) != 0; }
@@ -283,8 +420,7 @@ bool ItemView::won() const noexcept { return (extra_ & kViewWon) != 0; }
 bool ItemView::win_token_taken() const noexcept { return (extra_ & kViewTokenTaken) != 0; }
 bool ItemView::binary_key() const noexcept { return (shard_->Ctl(head_) & kBinKey) != 0; }
 void ItemView::CopyValueTo(char* dst) const noexcept {
-  shard_->Transfer<false>(head_, kHeader + shard_->KLen(head_), reinterpret_cast<std::byte*>(dst),
-                          value_size());
+  shard_->ValueOf(head_, dst);
 }
 void ItemView::AppendValueTo(Buffer& out) const {
   const size_t n = value_size();
@@ -305,8 +441,8 @@ Store::~Store() {
 }
 
 Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
-  if (options.block_size < 40 || options.block_size > 4096 || options.block_size % 8 != 0) {
-    return InvalidArgument("block_size must be 40..4096 and a multiple of 8");
+  if (options.block_size < 40 || options.block_size > 4096 || options.block_size % 4 != 0) {
+    return InvalidArgument("block_size must be 40..4096 and a multiple of 4");
   }
   if (options.shards == 0 || !std::has_single_bit(options.shards) || options.shards > 1024) {
     return InvalidArgument("shards must be a power of two in 1..1024");
@@ -392,14 +528,13 @@ StoreShard& Store::ShardFor(uint64_t hash) noexcept {
 }
 
 bool Store::Visible(const StoreShard& s, uint32_t h, uint32_t now) const noexcept {
-  const std::byte* p = s.At(h);
-  const uint32_t exp = Load<uint32_t>(p + kOffExp);
+  const uint32_t exp = s.Exp(h);
   if (exp != 0 && exp <= now) return false;
   const uint32_t oldest = oldest_live_.load(std::memory_order_relaxed);
   if (oldest != 0 && oldest <= now) {
-    if (Load<uint32_t>(p + kOffATime) <= oldest) return false;
+    if (s.ATime(h) <= oldest) return false;
     const uint64_t oldest_cas = oldest_cas_.load(std::memory_order_relaxed);
-    if (oldest_cas != 0 && Load<uint64_t>(p + kOffCas) < oldest_cas) return false;
+    if (oldest_cas != 0 && s.Cas(h) < oldest_cas) return false;
   }
   return true;
 }
@@ -443,19 +578,17 @@ Outcome Store::MakeRoom(StoreShard& s, uint32_t blocks, uint32_t now) {
 }
 
 bool Store::Sink(StoreShard& s, uint32_t h, uint32_t now) {
-  const std::byte* p = s.At(h);
   char key[kMaxKeyLength];
   const size_t klen = s.KLen(h);
   s.KeyOf(h, key);
   ColdItem item;
   item.value.resize(s.VLen(h));
-  s.Transfer<false>(h, kHeader + klen, reinterpret_cast<std::byte*>(item.value.data()),
-                    item.value.size());
-  item.flags = Load<uint32_t>(p + kOffFlags);
-  item.cas = Load<uint64_t>(p + kOffCas);
-  const uint32_t exp = Load<uint32_t>(p + kOffExp);
+  s.ValueOf(h, item.value.data());
+  item.flags = s.Flags(h);
+  item.cas = s.Cas(h);
+  const uint32_t exp = s.Exp(h);
   item.exptime = exp == 0 ? 0 : start_wall_ + exp;
-  item.atime = start_wall_ + std::min(Load<uint32_t>(p + kOffATime), now);
+  item.atime = start_wall_ + std::min(s.ATime(h), now);
   const std::string_view k(key, klen);
   const Status st = cold_->Put(k, Xxh3_64(ByteView(k)), item);
   if (!st.ok() && st.code() != Errc::kResourceExhausted) ++s.cold_errors;
@@ -493,27 +626,37 @@ bool Store::FaultIn(StoreShard& s, std::string_view key, uint64_t hash, uint32_t
     (void)cold_->Erase(key, hash, item.location);
     return false;
   }
-  const uint32_t n = s.BlocksFor(kHeader + key.size() + item.value.size());
-  if (MakeRoom(s, n, now) != Outcome::kOk) return false;
-  const uint32_t h = s.AllocateChain(n);
-  std::byte* p = s.At(h);
-  Put<uint32_t>(p + kOffATime, atime);
-  Put<uint32_t>(p + kOffExp, exp);
-  Put<uint64_t>(p + kOffCas, item.cas);
-  Put<uint32_t>(p + kOffVLen, static_cast<uint32_t>(item.value.size()));
-  Put<uint32_t>(p + kOffFlags, item.flags);
-  Put<uint8_t>(p + kOffKLen, static_cast<uint8_t>(key.size()));
-  Put<uint8_t>(p + kOffCtl, kFetched);
-  s.Transfer<true>(h, kHeader, reinterpret_cast<std::byte*>(const_cast<char*>(key.data())),
-                   key.size());
-  s.Transfer<true>(h, kHeader + key.size(), reinterpret_cast<std::byte*>(item.value.data()),
-                   item.value.size());
-  s.LinkAtHead(h, hash);
+  const ItemPlan plan = s.Plan(key.size(), item.value.size(), exp, item.flags);
+  if (MakeRoom(s, plan.blocks, now) != Outcome::kOk) return false;
+  s.NewItem(key, hash, ByteView(item.value), {atime, exp, item.flags, item.cas, kFetched}, plan);
   --s.total_items;  // not a new item
   s.MaybeExpand();
   if (!cold_->Erase(key, hash, item.location).ok()) ++s.cold_errors;
   ++s.reactivated;
   return true;
+}
+
+uint32_t Store::Retime(StoreShard& s, std::string_view key, uint64_t hash, uint32_t h,
+                       uint32_t exp, uint32_t now) {
+  if (s.SetExp(h, exp)) return h;
+  // The header has no exptime field: rewrite the item with one.
+  ItemMeta m = s.Meta(h);
+  m.exptime = exp;
+  std::string value(s.VLen(h), '\0');
+  s.ValueOf(h, value.data());
+  const ItemPlan plan = s.Plan(key.size(), value.size(), exp, m.flags);
+  if (MakeRoom(s, plan.blocks, now) != Outcome::kOk) return 0;
+  // The sweep may have taken the item (it was cold): its copy is `value`.
+  std::byte* link = s.FindLink(key, hash);
+  if (Load<uint32_t>(link) != 0) {
+    s.Remove(link);
+  } else {
+    DropCold(s, key, hash);
+  }
+  h = s.NewItem(key, hash, ByteView(value), m, plan);
+  --s.total_items;  // not a new item
+  s.MaybeExpand();
+  return h;
 }
 
 Outcome Store::ReadImpl(std::string_view key, const ReadOptions& options, VisitFn visit,
@@ -539,32 +682,21 @@ Outcome Store::ReadImpl(std::string_view key, const ReadOptions& options, VisitF
   if (h == 0) {
     if (!options.vivify_exptime) return Outcome::kNotFound;
     // Meta N: create an empty item; this reader wins the recompute token.
-    const uint32_t n = s.BlocksFor(kHeader + key.size());
-    if (MakeRoom(s, n, now) != Outcome::kOk) return Outcome::kNotFound;
-    h = s.AllocateChain(n);
-    std::byte* p = s.At(h);
-    Put<uint32_t>(p + kOffATime, now);
-    Put<uint32_t>(p + kOffExp, ToEngineTime(*options.vivify_exptime, now));
-    Put<uint64_t>(p + kOffCas, NextCas());
-    Put<uint32_t>(p + kOffVLen, 0);
-    Put<uint32_t>(p + kOffFlags, 0);
-    Put<uint8_t>(p + kOffKLen, static_cast<uint8_t>(key.size()));
-    Put<uint8_t>(p + kOffCtl, kWinSent);
-    s.Transfer<true>(h, kHeader, reinterpret_cast<std::byte*>(const_cast<char*>(key.data())),
-                     key.size());
-    s.LinkAtHead(h, hash);
+    const uint32_t exp = ToEngineTime(*options.vivify_exptime, now);
+    const ItemPlan plan = s.Plan(key.size(), 0, exp, 0);
+    if (MakeRoom(s, plan.blocks, now) != Outcome::kOk) return Outcome::kNotFound;
+    h = s.NewItem(key, hash, ByteView(), {now, exp, 0, NextCas(), kWinSent}, plan);
     s.MaybeExpand();
     extra = kViewWon;
     visit(ctx, ItemView(&s, h, now, extra));
     return Outcome::kOk;
   }
-  std::byte* p = s.At(h);
   const uint8_t ctl = s.Ctl(h);
   if ((ctl & kFetched) != 0) extra |= kViewFetched;
   uint8_t new_ctl = ctl;
   // Recompute tokens (meta W/Z): a stale item or one close to expiry is
   // handed to exactly one reader.
-  const uint32_t exp = Load<uint32_t>(p + kOffExp);
+  const uint32_t exp = s.Exp(h);
   bool wants_token = (ctl & kStale) != 0;
   if (options.recache_below && exp != 0 && exp - now < *options.recache_below) wants_token = true;
   if ((ctl & kWinSent) != 0) {
@@ -573,13 +705,16 @@ Outcome Store::ReadImpl(std::string_view key, const ReadOptions& options, VisitF
     extra |= kViewWon;
     new_ctl |= kWinSent;
   }
-  if (options.touch_exptime) Put<uint32_t>(p + kOffExp, ToEngineTime(*options.touch_exptime, now));
+  if (options.touch_exptime) {
+    h = Retime(s, key, hash, h, ToEngineTime(*options.touch_exptime, now), now);
+    if (h == 0) return Outcome::kNoMemory;
+  }
   visit(ctx, ItemView(&s, h, now, extra));
   if (options.update_access) {
     new_ctl |= kRef | kFetched;
-    Put<uint32_t>(p + kOffATime, now);
+    s.SetATime(h, now);
   }
-  if (new_ctl != ctl) s.SetCtl(h, new_ctl);
+  s.SetCtl(h, static_cast<uint8_t>((new_ctl & ~kFormat) | (s.Ctl(h) & kFormat)));
   return Outcome::kOk;
 }
 
@@ -637,7 +772,7 @@ WriteResult Store::Write(StoreMode mode, std::string_view key, ByteView value,
   }
   if (options.cas != 0) {
     if (old == 0) return {Outcome::kNotFound};
-    const uint64_t cur = Load<uint64_t>(s.At(old) + kOffCas);
+    const uint64_t cur = s.Cas(old);
     if (cur != options.cas) {
       if (options.invalidate_if_cas_older && options.cas < cur) {
         mark_stale = true;
@@ -651,9 +786,8 @@ WriteResult Store::Write(StoreMode mode, std::string_view key, ByteView value,
   std::string joined;  // append/prepend: old and new bytes, before the old item may be evicted
   ByteView data = value;
   if (mode == StoreMode::kAppend || mode == StoreMode::kPrepend) {
-    const std::byte* op = s.At(old);
-    flags = Load<uint32_t>(op + kOffFlags);
-    exp = Load<uint32_t>(op + kOffExp);
+    flags = s.Flags(old);
+    exp = s.Exp(old);
     ctl = static_cast<uint8_t>(s.Ctl(old) & kBinKey);
     const size_t old_len = s.VLen(old);
     if (old_len + value.size() > MaxValueSize(key.size())) return {Outcome::kNotStored};
@@ -663,12 +797,12 @@ WriteResult Store::Write(StoreMode mode, std::string_view key, ByteView value,
       std::memcpy(dst, value.data(), value.size());
       dst += value.size();
     }
-    s.Transfer<false>(old, kHeader + key.size(), reinterpret_cast<std::byte*>(dst), old_len);
+    s.ValueOf(old, dst);
     if (mode == StoreMode::kAppend) std::memcpy(dst + old_len, value.data(), value.size());
     data = ByteView(joined);
   }
-  const uint32_t n = s.BlocksFor(kHeader + key.size() + data.size());
-  if (MakeRoom(s, n, now) != Outcome::kOk) {
+  const ItemPlan plan = s.Plan(key.size(), data.size(), exp, flags);
+  if (MakeRoom(s, plan.blocks, now) != Outcome::kOk) {
     if (mode == StoreMode::kSet) {
       link = s.FindLink(key, hash);
       if (Load<uint32_t>(link) != 0) s.Remove(link);
@@ -683,20 +817,9 @@ WriteResult Store::Write(StoreMode mode, std::string_view key, ByteView value,
   } else if (old != 0) {
     DropCold(s, key, hash);
   }
-  const uint32_t h = s.AllocateChain(n);
-  std::byte* p = s.At(h);
   const uint64_t cas = NextCas();
-  Put<uint32_t>(p + kOffATime, now);
-  Put<uint32_t>(p + kOffExp, exp);
-  Put<uint64_t>(p + kOffCas, cas);
-  Put<uint32_t>(p + kOffVLen, static_cast<uint32_t>(data.size()));
-  Put<uint32_t>(p + kOffFlags, flags);
-  Put<uint8_t>(p + kOffKLen, static_cast<uint8_t>(key.size()));
-  Put<uint8_t>(p + kOffCtl, static_cast<uint8_t>(ctl | (mark_stale ? kStale : 0)));
-  s.Transfer<true>(h, kHeader, reinterpret_cast<std::byte*>(const_cast<char*>(key.data())),
-                   key.size());
-  s.Transfer<true>(h, kHeader + key.size(), const_cast<std::byte*>(data.data()), data.size());
-  s.LinkAtHead(h, hash);
+  s.NewItem(key, hash, data,
+            {now, exp, flags, cas, static_cast<uint8_t>(ctl | (mark_stale ? kStale : 0))}, plan);
   s.MaybeExpand();
   return {Outcome::kOk, cas};
 }
@@ -719,11 +842,13 @@ Outcome Store::Delete(std::string_view key, const DeleteOptions& options) {
     s.Remove(link);
     return Outcome::kNotFound;
   }
-  std::byte* p = s.At(h);
-  if (options.cas != 0 && Load<uint64_t>(p + kOffCas) != options.cas) return Outcome::kExists;
+  if (options.cas != 0 && s.Cas(h) != options.cas) return Outcome::kExists;
   if (options.invalidate) {
-    Put<uint64_t>(p + kOffCas, NextCas());
-    if (options.exptime) Put<uint32_t>(p + kOffExp, ToEngineTime(*options.exptime, now));
+    if (options.exptime) {
+      h = Retime(s, key, hash, h, ToEngineTime(*options.exptime, now), now);
+      if (h == 0) return Outcome::kNoMemory;
+    }
+    s.SetCas(h, NextCas());
     s.SetCtl(h, static_cast<uint8_t>((s.Ctl(h) | kStale) & ~kWinSent));
     return Outcome::kOk;
   }
@@ -792,13 +917,12 @@ ArithResult Store::Arith(std::string_view key, const ArithOptions& options) {
     if (r.outcome != Outcome::kOk) return {r.outcome};
     return {Outcome::kOk, *options.initial, r.cas, true};
   }
-  std::byte* p = s.At(h);
   const size_t vlen = s.VLen(h);
   // memcached: empty values and chunked (large) items are not numbers.
   if (vlen == 0 || vlen > 512 * 1024) return {Outcome::kNonNumeric};
-  if (options.cas != 0 && Load<uint64_t>(p + kOffCas) != options.cas) return {Outcome::kExists};
+  if (options.cas != 0 && s.Cas(h) != options.cas) return {Outcome::kExists};
   std::string value(vlen, '\0');
-  s.Transfer<false>(h, kHeader + key.size(), reinterpret_cast<std::byte*>(value.data()), vlen);
+  s.ValueOf(h, value.data());
   uint64_t v = 0;
   if (!ParseStoredNumber(value.data(), vlen, &v)) return {Outcome::kNonNumeric};
   if (options.increment) {
@@ -813,37 +937,24 @@ ArithResult Store::Arith(std::string_view key, const ArithOptions& options) {
     // In place, padded with spaces, keeping the length (memcached does).
     std::string padded(digits, static_cast<size_t>(len));
     padded.resize(vlen, ' ');
-    s.Transfer<true>(h, kHeader + key.size(), reinterpret_cast<std::byte*>(padded.data()), vlen);
-    Put<uint64_t>(p + kOffCas, cas);
-    Put<uint32_t>(p + kOffATime, now);
+    s.Transfer<true>(h, s.KeyOffset(h) + key.size(), reinterpret_cast<std::byte*>(padded.data()),
+                     vlen);
+    s.SetCas(h, cas);
+    s.SetATime(h, now);
     s.SetCtl(h, static_cast<uint8_t>(s.Ctl(h) | kRef));
     return {Outcome::kOk, v, cas};
   }
-  const uint32_t flags = Load<uint32_t>(p + kOffFlags);
-  const uint32_t exp = Load<uint32_t>(p + kOffExp);
-  const uint8_t ctl = static_cast<uint8_t>(s.Ctl(h) & kBinKey);
-  const uint32_t n = s.BlocksFor(kHeader + key.size() + static_cast<size_t>(len));
-  if (MakeRoom(s, n, now) != Outcome::kOk) return {Outcome::kNoMemory};
+  const ItemMeta old = s.Meta(h);
+  const ItemPlan plan = s.Plan(key.size(), static_cast<size_t>(len), old.exptime, old.flags);
+  if (MakeRoom(s, plan.blocks, now) != Outcome::kOk) return {Outcome::kNoMemory};
   link = s.FindLink(key, hash);
   if (Load<uint32_t>(link) != 0) {
     s.Remove(link);
   } else {
     DropCold(s, key, hash);  // the old item sank during MakeRoom
   }
-  h = s.AllocateChain(n);
-  p = s.At(h);
-  Put<uint32_t>(p + kOffATime, now);
-  Put<uint32_t>(p + kOffExp, exp);
-  Put<uint64_t>(p + kOffCas, cas);
-  Put<uint32_t>(p + kOffVLen, static_cast<uint32_t>(len));
-  Put<uint32_t>(p + kOffFlags, flags);
-  Put<uint8_t>(p + kOffKLen, static_cast<uint8_t>(key.size()));
-  Put<uint8_t>(p + kOffCtl, ctl);
-  s.Transfer<true>(h, kHeader, reinterpret_cast<std::byte*>(const_cast<char*>(key.data())),
-                   key.size());
-  s.Transfer<true>(h, kHeader + key.size(), reinterpret_cast<std::byte*>(digits),
-                   static_cast<size_t>(len));
-  s.LinkAtHead(h, hash);
+  s.NewItem(key, hash, ByteView(digits, static_cast<size_t>(len)),
+            {now, old.exptime, old.flags, cas, static_cast<uint8_t>(old.ctl & kBinKey)}, plan);
   s.MaybeExpand();
   return {Outcome::kOk, v, cas};
 }
@@ -891,7 +1002,7 @@ Status Store::Maintain(size_t buckets) {
           s.Remove(link);
           continue;
         }
-        const uint32_t atime = Load<uint32_t>(s.At(h) + kOffATime);
+        const uint32_t atime = s.ATime(h);
         if (now >= atime && now - atime >= idle && Sink(s, h, now)) {
           s.Remove(link);
           continue;

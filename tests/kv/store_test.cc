@@ -30,7 +30,7 @@ std::string Value(Store& s, std::string_view key) {
 
 TEST_CASE("options are validated") {
   CHECK_ERRC(Store::Open({.block_size = 32}), Errc::kInvalidArgument);
-  CHECK_ERRC(Store::Open({.block_size = 65}), Errc::kInvalidArgument);
+  CHECK_ERRC(Store::Open({.block_size = 66}), Errc::kInvalidArgument);
   CHECK_ERRC(Store::Open({.shards = 3}), Errc::kInvalidArgument);
   CHECK_ERRC(Store::Open({.memory_bytes = 1 << 20, .item_size_max = 1 << 20}),
              Errc::kInvalidArgument);
@@ -86,6 +86,71 @@ TEST_CASE("values of every length round-trip through block chains") {
     REQUIRE(s->Set(long_key, "payload").outcome == Outcome::kOk);
     CHECK(Value(*s, long_key) == "payload");
     s->Read(long_key, {}, [&](const ItemView& item) { CHECK(item.key() == long_key); });
+  }
+}
+
+TEST_CASE("optional header fields: flags, expiry, long lengths, and touch rewriting an item") {
+  // An item carries exptime and flags only when they are not 0; touching an
+  // item that has no exptime field rewrites it. Every layout must keep the
+  // key, the value, the CAS and the other fields.
+  ManualClock clock;
+  for (size_t block : {40u, 44u, 100u, 104u, 256u}) {
+    CAPTURE(block);
+    auto s = Make({.memory_bytes = 32 << 20, .block_size = block, .clock = &clock});
+    for (size_t len : {0u, 1u, 15u, 16u, 56u, 60u, 64u, 76u, 80u, 84u, 200u, 5000u}) {
+      for (uint32_t flags : {0u, 0xdeadbeefu}) {
+        CAPTURE(len);
+        CAPTURE(flags);
+        const std::string key = "k" + std::to_string(len) + "-" + std::to_string(flags) +
+                                std::string(len % 17, 'x');
+        std::string val(len, '\0');
+        for (size_t i = 0; i < len; ++i) val[i] = static_cast<char>(i * 7 + len);
+        const uint64_t cas = s->Set(key, val, {.flags = flags}).cas;
+        s->Read(key, {}, [&](const ItemView& item) {
+          CHECK(item.ttl() == -1);
+          CHECK(item.flags() == flags);
+          CHECK(item.key() == key);
+        });
+        CHECK(s->Touch(key, 100) == Outcome::kOk);  // gains an exptime field
+        std::string got;
+        uint32_t got_flags = 1;
+        uint64_t got_cas = 0;
+        REQUIRE(s->Get(key, &got, &got_flags, &got_cas));
+        CHECK(got == val);
+        CHECK(got_flags == flags);
+        CHECK(got_cas == cas);  // touch keeps the CAS, as in memcached
+        s->Read(key, {}, [&](const ItemView& item) {
+          CHECK(item.ttl() == 100);
+          CHECK(item.key() == key);
+        });
+        CHECK(s->Touch(key, 0) == Outcome::kOk);  // the field stays, holding 0
+        s->Read(key, {}, [&](const ItemView& item) { CHECK(item.ttl() == -1); });
+        CHECK(s->Write(StoreMode::kAppend, key, ByteView(std::string_view("+")), {}).outcome ==
+              Outcome::kOk);
+        REQUIRE(s->Get(key, &got, &got_flags));
+        CHECK(got == val + "+");
+        CHECK(got_flags == flags);
+      }
+    }
+    const StoreStats st = s->Stats();
+    CHECK(st.curr_items == 24);
+  }
+  SUBCASE("a value of 16 MiB or more stores its length in an extra field") {
+    auto s = Make({.memory_bytes = 128 << 20, .item_size_max = 32 << 20, .clock = &clock});
+    for (size_t len : {size_t{0xffffff} - 1, size_t{0xffffff}, size_t{0xffffff} + 1,
+                       size_t{20} << 20}) {
+      CAPTURE(len);
+      std::string val(len, 'v');
+      val[len - 1] = 'e';
+      REQUIRE(s->Set("big", val, {.flags = 3, .exptime = 50}).outcome == Outcome::kOk);
+      std::string got;
+      uint32_t flags = 0;
+      REQUIRE(s->Get("big", &got, &flags));
+      CHECK(got.size() == len);
+      CHECK(got == val);
+      CHECK(flags == 3);
+      s->Read("big", {}, [&](const ItemView& item) { CHECK(item.ttl() == 50); });
+    }
   }
 }
 

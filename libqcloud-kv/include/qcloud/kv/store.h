@@ -67,7 +67,7 @@ enum class Eviction : uint8_t {
 
 struct StoreOptions {
   size_t memory_bytes = size_t{64} << 20;    // item memory budget in bytes (blocks); default 64 MiB
-  size_t block_size = 64;                    // bytes per block: 40..4096, a multiple of 8; default 64
+  size_t block_size = 100;                   // bytes per block: 40..4096, a multiple of 4; default 100
   size_t item_size_max = size_t{1} << 20;    // max of 59 + key + value bytes (memcached -I); 1 MiB
   unsigned shards = 16;                      // independently locked parts, a power of two; default 16
   Eviction eviction = Eviction::kClock;      // what a full store does; see Eviction
@@ -287,6 +287,10 @@ class QCLOUD_EXPORT Store {
   Outcome MakeRoom(StoreShard& s, uint32_t blocks, uint32_t now);
   bool Sink(StoreShard& s, uint32_t head, uint32_t now);
   bool FaultIn(StoreShard& s, std::string_view key, uint64_t hash, uint32_t now);
+  // Sets item `head`'s exptime, rewriting it when its header has no room for
+  // one; returns the item's (maybe new) first block, 0 when out of memory.
+  uint32_t Retime(StoreShard& s, std::string_view key, uint64_t hash, uint32_t head, uint32_t exp,
+                  uint32_t now);
   void DropCold(StoreShard& s, std::string_view key, uint64_t hash);
 
   StoreOptions options_;
