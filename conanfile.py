@@ -20,6 +20,7 @@ _components = {
     "core": ("qcloud-core", ["boost::headers", "fmt::fmt", "openssl::crypto", "zstd::zstdlib",
                              "xxhash::xxhash", "liburing::liburing"]),
     "testing": ("qcloud-testing", ["core", "fmt::fmt", "doctest::doctest"]),
+    "kv": ("qcloud-kv", ["core", "fmt::fmt", "liburing::liburing", "xxhash::xxhash"]),
 }
 
 

@@ -37,7 +37,7 @@ fi
 
 # 2. A component that does not exist is a clear configure error.
 if cmake -S "$src/tests/package/consumer" -B "$work/consumer-bad" -G Ninja \
-     -DCMAKE_PREFIX_PATH="$prefix" -DQCLOUD_CONSUMER_COMPONENTS="core;nosuch" >"$work/bad.log" 2>&1; then
+     -DCMAKE_PREFIX_PATH="$prefix" -DQCLOUD_CONSUMER_COMPONENTS="core;kv;nosuch" >"$work/bad.log" 2>&1; then
   echo "FAIL: find_package accepted a missing component"; exit 1
 fi
 grep -q "qcloud has no component 'nosuch'" "$work/bad.log" \
@@ -46,7 +46,7 @@ grep -q "qcloud has no component 'nosuch'" "$work/bad.log" \
 # 3. pkg-config.
 pcdir="$(dirname "$(find "$prefix" -name qcloud-core.pc | head -1)")"
 static_flag=""; [[ $mode == static ]] && static_flag="--static"
-flags=$(PKG_CONFIG_PATH="$pcdir" pkg-config $static_flag --cflags --libs qcloud-core)
+flags=$(PKG_CONFIG_PATH="$pcdir" pkg-config $static_flag --cflags --libs qcloud-kv qcloud-core)
 g++ -O1 -o "$work/pc_consumer" "$src/tests/package/consumer/main.cc" $flags
 LD_LIBRARY_PATH="$(dirname "$lib")" "$work/pc_consumer" >/dev/null
 echo "ok: $mode SDK consumed through find_package and pkg-config"

@@ -1,4 +1,5 @@
-// Uses a slice of every part of qcloud::core through the installed headers.
+// Uses a slice of every part of qcloud::core, and qcloud::kv's store,
+// through the installed headers.
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -9,6 +10,7 @@
 #include "qcloud/core/metrics.h"
 #include "qcloud/core/result.h"
 #include "qcloud/core/runtime.h"
+#include "qcloud/kv/store.h"
 
 #define EXPECT(cond)                                              \
   do {                                                            \
@@ -51,7 +53,14 @@ int main() {
   (*rt)->Stop();
   EXPECT((*rt)->Join().ok());
 
-  std::printf("consumer: qcloud::core works (io backend %s)\n",
+  auto store = kv::Store::Open({.memory_bytes = 8 << 20});
+  EXPECT(store.ok());
+  EXPECT((*store)->Set("user:42", "alice", {.flags = 5}).outcome == kv::Outcome::kOk);
+  std::string value;
+  uint32_t flags = 0;
+  EXPECT((*store)->Get("user:42", &value, &flags) && value == "alice" && flags == 5);
+
+  std::printf("consumer: qcloud::core and qcloud::kv work (io backend %s)\n",
               std::string((*env)->io_backend()).c_str());
   return 0;
 }
