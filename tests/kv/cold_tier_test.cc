@@ -112,7 +112,7 @@ TEST_CASE("deletes, overwrites and appends of sunk items never resurrect old val
   }
 }
 
-TEST_CASE("items idle for cold_after sink; a read brings them back") {
+TEST_CASE("items idle for cold_after sink, and a read brings them back") {
   testing::MemEnv env;
   ManualClock clock;
   StoreOptions o = Cold(env, clock, 64 << 20);

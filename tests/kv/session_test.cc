@@ -195,7 +195,7 @@ TEST_CASE("binary protocol: set, get, quiet commands, errors") {
   CHECK(closed);
 }
 
-TEST_CASE("random bytes never break the session (smoke; the fuzzer goes further)") {
+TEST_CASE("random bytes never break the session - a smoke test, the fuzzer goes further") {
   Node node({.memory_bytes = 4 << 20, .item_size_max = 64 * 1024});
   std::mt19937 rng(7);
   const char* pieces[] = {"set ", "get ", "mg ", "ms ", " 0 ", " 1 ", "\r\n", "\n", "k", "noreply",
