@@ -636,6 +636,22 @@ bool Store::FaultIn(StoreShard& s, std::string_view key, uint64_t hash, uint32_t
   return true;
 }
 
+std::byte* Store::Lookup(StoreShard& s, std::string_view key, uint64_t hash, uint32_t now) {
+  std::byte* link = s.FindLink(key, hash);
+  uint32_t h = Load<uint32_t>(link);
+  if (h == 0 && FaultIn(s, key, hash, now)) {
+    link = s.FindLink(key, hash);
+    h = Load<uint32_t>(link);
+  }
+  if (h != 0 && !Visible(s, h, now)) {
+    if ((s.Ctl(h) & kFetched) == 0) ++s.expired_unfetched;
+    ++s.reclaimed;
+    s.Remove(link);  // *link now names the next item in the chain, or 0
+    link = s.FindLink(key, hash);
+  }
+  return link;
+}
+
 uint32_t Store::Retime(StoreShard& s, std::string_view key, uint64_t hash, uint32_t h,
                        uint32_t exp, uint32_t now) {
   if (s.SetExp(h, exp)) return h;
@@ -666,18 +682,7 @@ Outcome Store::ReadImpl(std::string_view key, const ReadOptions& options, VisitF
   StoreShard& s = ShardFor(hash);
   const uint32_t now = Now();
   std::lock_guard lock(s.mu);
-  std::byte* link = s.FindLink(key, hash);
-  uint32_t h = Load<uint32_t>(link);
-  if (h == 0 && FaultIn(s, key, hash, now)) {
-    link = s.FindLink(key, hash);
-    h = Load<uint32_t>(link);
-  }
-  if (h != 0 && !Visible(s, h, now)) {
-    if ((s.Ctl(h) & kFetched) == 0) ++s.expired_unfetched;
-    ++s.reclaimed;
-    s.Remove(link);
-    h = 0;
-  }
+  uint32_t h = Load<uint32_t>(Lookup(s, key, hash, now));
   uint8_t extra = 0;
   if (h == 0) {
     if (!options.vivify_exptime) return Outcome::kNotFound;
@@ -740,18 +745,8 @@ WriteResult Store::Write(StoreMode mode, std::string_view key, ByteView value,
   StoreShard& s = ShardFor(hash);
   const uint32_t now = Now();
   std::lock_guard lock(s.mu);
-  std::byte* link = s.FindLink(key, hash);
-  uint32_t old = Load<uint32_t>(link);
-  if (old == 0 && FaultIn(s, key, hash, now)) {
-    link = s.FindLink(key, hash);
-    old = Load<uint32_t>(link);
-  }
-  if (old != 0 && !Visible(s, old, now)) {
-    if ((s.Ctl(old) & kFetched) == 0) ++s.expired_unfetched;
-    ++s.reclaimed;
-    s.Remove(link);
-    old = 0;
-  }
+  std::byte* link = Lookup(s, key, hash, now);
+  const uint32_t old = Load<uint32_t>(link);
   uint8_t ctl = options.binary_key ? kBinKey : 0;
   bool mark_stale = false;
   switch (mode) {
@@ -830,18 +825,9 @@ Outcome Store::Delete(std::string_view key, const DeleteOptions& options) {
   StoreShard& s = ShardFor(hash);
   const uint32_t now = Now();
   std::lock_guard lock(s.mu);
-  std::byte* link = s.FindLink(key, hash);
+  std::byte* link = Lookup(s, key, hash, now);
   uint32_t h = Load<uint32_t>(link);
-  if (h == 0 && FaultIn(s, key, hash, now)) {
-    link = s.FindLink(key, hash);
-    h = Load<uint32_t>(link);
-  }
   if (h == 0) return Outcome::kNotFound;
-  if (!Visible(s, h, now)) {
-    ++s.reclaimed;
-    s.Remove(link);
-    return Outcome::kNotFound;
-  }
   if (options.cas != 0 && s.Cas(h) != options.cas) return Outcome::kExists;
   if (options.invalidate) {
     if (options.exptime) {
@@ -893,17 +879,8 @@ ArithResult Store::Arith(std::string_view key, const ArithOptions& options) {
   StoreShard& s = ShardFor(hash);
   const uint32_t now = Now();
   std::unique_lock lock(s.mu);
-  std::byte* link = s.FindLink(key, hash);
+  std::byte* link = Lookup(s, key, hash, now);
   uint32_t h = Load<uint32_t>(link);
-  if (h == 0 && FaultIn(s, key, hash, now)) {
-    link = s.FindLink(key, hash);
-    h = Load<uint32_t>(link);
-  }
-  if (h != 0 && !Visible(s, h, now)) {
-    ++s.reclaimed;
-    s.Remove(link);
-    h = 0;
-  }
   char digits[24];
   if (h == 0) {
     if (!options.initial) return {Outcome::kNotFound};

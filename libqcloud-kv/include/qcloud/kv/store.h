@@ -287,6 +287,10 @@ class QCLOUD_EXPORT Store {
   Outcome MakeRoom(StoreShard& s, uint32_t blocks, uint32_t now);
   bool Sink(StoreShard& s, uint32_t head, uint32_t now);
   bool FaultIn(StoreShard& s, std::string_view key, uint64_t hash, uint32_t now);
+  // The link to `key`'s item (shard lock held): brought back from the cold
+  // tier if it sank there, reclaimed if expired or flushed; *link == 0 when
+  // there is no live item.
+  std::byte* Lookup(StoreShard& s, std::string_view key, uint64_t hash, uint32_t now);
   // Sets item `head`'s exptime, rewriting it when its header has no room for
   // one; returns the item's (maybe new) first block, 0 when out of memory.
   uint32_t Retime(StoreShard& s, std::string_view key, uint64_t hash, uint32_t head, uint32_t exp,
