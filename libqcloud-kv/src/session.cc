@@ -974,6 +974,33 @@ void MetaKey(Buffer& out, std::string_view key, bool binary) {
   }
 }
 
+// md and ma: the key and flags, with memcached's replies to bad ones (they
+// differ from mg's and ms's). False when an error was written.
+bool MetaKeyAndFlags(const std::vector<std::string_view>& t, Buffer& out, std::string_view& key,
+                     MetaFlags& f, std::string& decoded) {
+  if (t.size() < 2) {
+    Put(out, "ERROR\r\n");
+    return false;
+  }
+  key = t[1];
+  if (key.size() > kMaxKeyLength) {
+    Put(out, "CLIENT_ERROR bad command line format\r\n");
+    return false;
+  }
+  if (t.size() >= 20) {
+    Put(out, "CLIENT_ERROR options flags too long\r\n");
+    return false;
+  }
+  bool ok = ParseMetaFlags(t, 2, f);
+  if (ok && f.base64 && !Base64Decode(key, &decoded)) ok = false;
+  if (!ok) {
+    Put(out, "CLIENT_ERROR invalid or duplicate flag\r\n");
+    return false;
+  }
+  if (f.base64) key = decoded;
+  return true;
+}
+
 }  // namespace
 
 int64_t Session::MetaGet(const std::vector<std::string_view>& t, Buffer& out) {
@@ -1193,28 +1220,10 @@ int64_t Session::MetaSet(const std::vector<std::string_view>& t, ByteView rest, 
 
 int64_t Session::MetaDelete(const std::vector<std::string_view>& t, Buffer& out) {
   Bump(counters_.cmd_meta);
-  if (t.size() < 2) {
-    Put(out, "ERROR\r\n");
-    return 0;
-  }
-  std::string_view key = t[1];
-  if (key.size() > kMaxKeyLength) {
-    Put(out, "CLIENT_ERROR bad command line format\r\n");
-    return 0;
-  }
-  if (t.size() >= 20) {
-    Put(out, "CLIENT_ERROR options flags too long\r\n");
-    return 0;
-  }
+  std::string_view key;
   MetaFlags f;
   std::string decoded;
-  bool ok = ParseMetaFlags(t, 2, f);
-  if (ok && f.base64 && !Base64Decode(key, &decoded)) ok = false;
-  if (!ok) {
-    Put(out, "CLIENT_ERROR invalid or duplicate flag\r\n");
-    return 0;
-  }
-  if (f.base64) key = decoded;
+  if (!MetaKeyAndFlags(t, out, key, f, decoded)) return 0;
   DeleteOptions d;
   d.cas = f.cas.value_or(0);
   d.invalidate = f.invalidate;
@@ -1250,28 +1259,10 @@ int64_t Session::MetaDelete(const std::vector<std::string_view>& t, Buffer& out)
 
 int64_t Session::MetaArith(const std::vector<std::string_view>& t, Buffer& out) {
   Bump(counters_.cmd_meta);
-  if (t.size() < 2) {
-    Put(out, "ERROR\r\n");
-    return 0;
-  }
-  std::string_view key = t[1];
-  if (key.size() > kMaxKeyLength) {
-    Put(out, "CLIENT_ERROR bad command line format\r\n");
-    return 0;
-  }
-  if (t.size() >= 20) {
-    Put(out, "CLIENT_ERROR options flags too long\r\n");
-    return 0;
-  }
+  std::string_view key;
   MetaFlags f;
   std::string decoded;
-  bool ok = ParseMetaFlags(t, 2, f);
-  if (ok && f.base64 && !Base64Decode(key, &decoded)) ok = false;
-  if (!ok) {
-    Put(out, "CLIENT_ERROR invalid or duplicate flag\r\n");
-    return 0;
-  }
-  if (f.base64) key = decoded;
+  if (!MetaKeyAndFlags(t, out, key, f, decoded)) return 0;
   bool incr = true;
   if (f.has_mode) {
     switch (f.mode) {
