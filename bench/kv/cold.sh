@@ -112,51 +112,13 @@ case $fs_type in
   tmpfs|ramfs) echo "cold.sh: WARNING: $DIR is $fs_type: the cold tier would be in memory; use --dir on a disk" >&2 ;;
 esac
 
-# start_kvd_with ARGS...: qcloud-kvd --listen 127.0.0.1:0 ARGS..., pinned; sets
-# SERVER_PID and SERVER_PORT (lib.sh's start_kvd fixes --memory 1024).
-start_kvd_with() {
-  local pid port=""
-  taskset -c "$SERVER_CPU" "$KVD" --listen 127.0.0.1:0 "$@" >"$tmp/kvd.out" 2>"$tmp/kvd.err" &
-  pid=$!
-  PIDS+=("$pid")
-  for _ in $(seq 600); do  # reopening a tier scans it: allow 30 s
-    port=$(sed -n 's/^qcloud-kvd listening on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$tmp/kvd.out" | head -n1)
-    if [[ -n $port ]]; then break; fi
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.05
-  done
-  if [[ -z $port ]] || ! kill -0 "$pid" 2>/dev/null; then
-    cat "$tmp/kvd.out" "$tmp/kvd.err" >&2
-    stop_server "$pid"
-    die "qcloud-kvd $* did not print 'qcloud-kvd listening on 127.0.0.1:PORT' within 30 s"
-  fi
-  SERVER_PID=$pid SERVER_PORT=$port
+start_kvd_with() {  # ARGS...: lib.sh's start_kvd, and say what started
+  start_kvd "$@"
   echo "  qcloud-kvd $*: pid $SERVER_PID, port $SERVER_PORT, CPU $SERVER_CPU" >&2
 }
-
-# start_mc MB: memcached -m MB, pinned; sets SERVER_PID and SERVER_PORT.
-start_mc() {
-  local mc_args=(-l 127.0.0.1 -U 0 -t 1 -m "$1" -c 4096) port pid
-  if [[ $(id -u) == 0 ]]; then mc_args+=(-u root); fi
-  for _ in 1 2 3 4 5; do
-    port=$((20000 + RANDOM % 30000))
-    if kv_port_busy "$port"; then continue; fi
-    taskset -c "$SERVER_CPU" "$MEMCACHED" "${mc_args[@]}" -p "$port" >"$tmp/memcached.log" 2>&1 &
-    pid=$!
-    PIDS+=("$pid")
-    for _ in $(seq 100); do
-      if kv_listening "$pid" "$port"; then
-        SERVER_PID=$pid SERVER_PORT=$port
-        echo "  memcached -m $1: pid $SERVER_PID, port $SERVER_PORT, CPU $SERVER_CPU" >&2
-        return 0
-      fi
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.05
-    done
-    stop_server "$pid"
-  done
-  cat "$tmp/memcached.log" >&2
-  die "memcached did not start"
+start_mc() {  # MB
+  start_memcached "$1"
+  echo "  memcached -m $1: pid $SERVER_PID, port $SERVER_PORT, CPU $SERVER_CPU" >&2
 }
 
 # stop_pid PID LIMIT_S: SIGTERM, SIGKILL after LIMIT_S; sets STOP_RC (the

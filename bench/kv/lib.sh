@@ -67,9 +67,11 @@ kv_listening() {  # PID PORT
 }
 kv_port_busy() { command -v ss >/dev/null && [[ -n $(ss -Htan "sport = :$1" 2>/dev/null) ]]; }
 
-# start_memcached / start_kvd set SERVER_PID and SERVER_PORT.
+# start_memcached [MB] / start_kvd [ARGS...] set SERVER_PID and SERVER_PORT.
+# Defaults: memcached -m 1024; qcloud-kvd --memory 1024 --threads 1.
 start_memcached() {
-  local mc_args=(-l 127.0.0.1 -U 0 -t 1 -m 1024 -c 4096) port pid
+  local mb=${1:-1024} port pid
+  local mc_args=(-l 127.0.0.1 -U 0 -t 1 -m "$mb" -c 4096)
   if [[ $(id -u) == 0 ]]; then mc_args+=(-u root); fi
   for _ in 1 2 3 4 5; do
     port=$((20000 + RANDOM % 30000))
@@ -93,10 +95,11 @@ start_memcached() {
 
 start_kvd() {
   local pid port=""
-  taskset -c "$SERVER_CPU" "$KVD" --listen 127.0.0.1:0 --memory 1024 --threads 1 >"$tmp/kvd.out" 2>"$tmp/kvd.err" &
+  if [[ $# -eq 0 ]]; then set -- --memory 1024 --threads 1; fi
+  taskset -c "$SERVER_CPU" "$KVD" --listen 127.0.0.1:0 "$@" >"$tmp/kvd.out" 2>"$tmp/kvd.err" &
   pid=$!
   PIDS+=("$pid")
-  for _ in $(seq 200); do
+  for _ in $(seq 600); do  # reopening a cold tier scans it: allow 30 s
     port=$(sed -n 's/^qcloud-kvd listening on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$tmp/kvd.out" | head -n1)
     if [[ -n $port ]]; then break; fi
     kill -0 "$pid" 2>/dev/null || break
@@ -105,13 +108,13 @@ start_kvd() {
   if [[ -z $port ]] || ! kill -0 "$pid" 2>/dev/null; then
     cat "$tmp/kvd.out" "$tmp/kvd.err" >&2
     stop_server "$pid"
-    die "qcloud-kvd did not print 'qcloud-kvd listening on 127.0.0.1:PORT' within 10 s"
+    die "qcloud-kvd $* did not print 'qcloud-kvd listening on 127.0.0.1:PORT' within 30 s"
   fi
   SERVER_PID=$pid SERVER_PORT=$port
 }
 
 start_server() {  # memcached | qcloud-kvd
-  if [[ $1 == memcached ]]; then start_memcached; else start_kvd; fi
+  if [[ $1 == memcached ]]; then start_memcached 1024; else start_kvd --memory 1024 --threads 1; fi
   echo "  $1: pid $SERVER_PID, port $SERVER_PORT, CPU $SERVER_CPU" >&2
 }
 
