@@ -17,8 +17,9 @@ from conan.tools.files import copy
 
 # name -> (library file name, requirements: other components or "pkg::component")
 _components = {
-    "core": ("qcloud-core", ["boost::headers", "fmt::fmt", "openssl::crypto", "zstd::zstdlib",
-                             "xxhash::xxhash", "liburing::liburing"]),
+    "core": ("qcloud-core", ["fmt::fmt", "openssl::crypto", "zstd::zstdlib", "xxhash::xxhash",
+                             "liburing::liburing"]),
+    "runtime": ("qcloud-runtime", ["core", "boost::headers", "fmt::fmt"]),
     "testing": ("qcloud-testing", ["core", "fmt::fmt", "doctest::doctest"]),
     "kv": ("qcloud-kv", ["core", "fmt::fmt", "liburing::liburing", "xxhash::xxhash"]),
 }

@@ -1,7 +1,7 @@
 // qcloud-host-agent: the monitoring agent of a host. Serves the host's CPU,
 // memory, load and network counters at /metrics in the Prometheus text
 // format, so Prometheus (or qcloud-monitord) can scrape it, and logs a
-// one-line summary of the host every --log-interval seconds.
+// one-line summary of the host every --log-interval (10s; 0 = never).
 //
 //   qcloud-host-agent --listen 127.0.0.1:9464
 //   curl -s http://127.0.0.1:9464/metrics
@@ -10,18 +10,17 @@
 #include <iostream>
 #include <mutex>
 
-#include <boost/asio/steady_timer.hpp>
-#include <boost/program_options.hpp>
 #include <fmt/format.h>
 
+#include "cli.h"
 #include "host_stats.h"
 #include "qcloud/core/clock.h"
+#include "qcloud/core/lifecycle.h"
 #include "qcloud/core/log.h"
 #include "qcloud/core/metrics.h"
-#include "qcloud/core/metrics_http.h"
-#include "qcloud/core/runtime.h"
+#include "qcloud/runtime/metrics_http.h"
+#include "qcloud/runtime/runtime.h"
 
-namespace po = boost::program_options;
 using namespace qcloud;
 using Sample = MetricsRegistry::Sample;
 
@@ -94,85 +93,70 @@ Status RegisterHostMetrics(MetricsRegistry& reg, SnapshotCache& cache) {
   return Status::Ok();
 }
 
-// Logs "cpu N% busy, memory X/Y GiB used, load L" every interval.
-void ScheduleSummary(boost::asio::steady_timer& timer, std::chrono::seconds interval,
-                     std::string proc_root, agent::HostSnapshot last, Logger& log) {
-  timer.expires_after(interval);
-  timer.async_wait([&timer, interval, proc_root, last = std::move(last),
-                    &log](boost::system::error_code ec) {
-    if (ec) return;
-    auto now = agent::ReadHost(proc_root);
+// Logs "cpu N% busy, memory X/Y GiB used, load L" since the last call.
+class Summary {
+ public:
+  explicit Summary(std::string proc_root)
+      : proc_root_(std::move(proc_root)), last_(agent::ReadHost(proc_root_)) {}
+  Status Log(Logger& log) {
+    auto now = agent::ReadHost(proc_root_);
     double total = now.memory_bytes["total"], avail = now.memory_bytes["available"];
     log.Log(LogLevel::kInfo,
             fmt::format("host: cpu {:.1f}% busy over {} cpus, memory {:.2f}/{:.2f} GiB used, "
                         "load {:.2f}",
-                        100 * agent::CpuBusyFraction(last, now), now.cpus.size(),
+                        100 * agent::CpuBusyFraction(last_, now), now.cpus.size(),
                         (total - avail) / (1 << 30), total / (1 << 30), now.load1));
-    ScheduleSummary(timer, interval, proc_root, std::move(now), log);
-  });
-}
+    last_ = std::move(now);
+    return Status::Ok();
+  }
+
+ private:
+  std::string proc_root_;
+  agent::HostSnapshot last_;
+};
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string listen, proc_root;
-  unsigned threads;
-  unsigned log_interval;
-  po::options_description desc("qcloud-host-agent: host metrics for Prometheus and qcloud-monitord");
-  desc.add_options()("help,h", "show this help")(
-      "listen", po::value(&listen)->default_value("127.0.0.1:9464"), "address:port to serve /metrics on")(
-      "threads", po::value(&threads)->default_value(1), "server threads")(
-      "log-interval", po::value(&log_interval)->default_value(10),
-      "seconds between host summaries on stderr (0 = none)")(
-      "proc", po::value(&proc_root)->default_value("/proc"), "procfs root to read");
-  po::variables_map vm;
-  try {
-    po::store(po::parse_command_line(argc, argv, desc), vm);
-    po::notify(vm);
-  } catch (const std::exception& e) {
-    std::cerr << "qcloud-host-agent: " << e.what() << "\n" << desc;
-    return 2;
-  }
-  if (vm.count("help")) {
-    std::cout << desc;
-    return 0;
-  }
+  Endpoint listen{.address = "127.0.0.1", .port = 9464};
+  std::string proc_root = "/proc";
+  unsigned threads = 1;
+  std::chrono::milliseconds log_interval{};
+  examples::CommandLine cli("qcloud-host-agent",
+                            "host metrics for Prometheus and qcloud-monitord");
+  cli.AddEndpoint("listen", &listen, "address to serve /metrics on");
+  cli.AddNumber("threads", &threads, "server threads", 64u);
+  cli.AddDuration("log-interval", &log_interval, "10s",
+                  "time between host summaries on stderr (0 = none)");
+  cli.AddString("proc", &proc_root, "procfs root to read");
+  if (auto exit = cli.Parse(argc, argv)) return *exit;
+  Logger& log = cli.logger();
 
-  StderrLogger log;
-  auto endpoint = ParseEndpoint(listen);
-  if (!endpoint) {
-    std::cerr << "qcloud-host-agent: " << endpoint.error().ToString() << "\n";
-    return 2;
-  }
+  auto life = Lifecycle::Open({.logger = &log});
+  if (!life) return cli.Exit(life.error());
+  if (Status s = (*life)->HandleSignals(); !s.ok()) return cli.Exit(s);
   auto rt = Runtime::Open({.threads = threads, .logger = &log});
-  if (!rt) {
-    std::cerr << "qcloud-host-agent: " << rt.error().ToString() << "\n";
-    return 2;
-  }
+  if (!rt) return cli.Exit(rt.error());
   MetricsRegistry registry;
   SnapshotCache cache(proc_root);
-  if (auto s = RegisterHostMetrics(registry, cache); !s.ok()) {
-    std::cerr << "qcloud-host-agent: " << s.ToString() << "\n";
-    return 1;
-  }
-  auto bound = ServeMetrics(**rt, *endpoint, registry);
-  if (!bound) {
-    std::cerr << "qcloud-host-agent: " << bound.error().ToString() << "\n";
-    return 1;
-  }
-  boost::asio::steady_timer timer((*rt)->context(0));
-  if (log_interval > 0) {
-    ScheduleSummary(timer, std::chrono::seconds(log_interval), proc_root, agent::ReadHost(proc_root),
-                    log);
-    (*rt)->OnStop([&timer] { timer.cancel(); });
+  if (Status s = RegisterHostMetrics(registry, cache); !s.ok()) return cli.Exit(s);
+  auto bound = ServeMetrics(**rt, listen, registry);
+  if (!bound) return cli.Exit(bound.error());
+
+  Runtime& r = **rt;
+  (*life)->Spawn("http", [&r] { return r.Run(); });
+  (*life)->OnStop("http", [&r] {
+    r.Stop();
+    return Status::Ok();
+  });
+  Summary summary(proc_root);
+  if (log_interval.count() > 0) {
+    (*life)->Every("summary", log_interval, [&summary, &log] { return summary.Log(log); });
   }
   auto snap = agent::ReadHost(proc_root);
-  std::cout << fmt::format("qcloud-host-agent: serving http://{}:{}/metrics ({} cpus, {} network "
+  std::cout << fmt::format("qcloud-host-agent: serving http://{}/metrics ({} cpus, {} network "
                            "devices; Ctrl-C stops)",
-                           bound->address().to_string(), bound->port(), snap.cpus.size(),
-                           snap.net.size())
+                           bound->ToString(), snap.cpus.size(), snap.net.size())
             << std::endl;
-  Status s = (*rt)->Run();
-  log.Log(LogLevel::kInfo, fmt::format("stopped: {}", s.ToString()));
-  return s.ok() ? 0 : 1;
+  return cli.Exit((*life)->Run());
 }

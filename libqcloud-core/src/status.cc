@@ -67,6 +67,8 @@ Status Status::FromErrno(int err, std::string_view context) {
     case EEXIST: mapped = Errc::kAlreadyExists; break;
     case EINVAL: mapped = Errc::kInvalidArgument; break;
     case ENOSPC: mapped = Errc::kResourceExhausted; break;
+    case EIO: mapped = Errc::kIoError; break;
+    case ETIMEDOUT: mapped = Errc::kTimedOut; break;
     default: break;
   }
   std::string msg = fmt::format("{}: {}", context, std::strerror(err));

@@ -23,6 +23,7 @@
 #include <fmt/format.h>
 
 #include "kv/session.h"
+#include "kv/stats.h"
 
 namespace qcloud::kv {
 
@@ -195,7 +196,7 @@ void ServerShared::ResetCounters() {
     QCLOUD_KV_COUNTERS(QCLOUD_KV_RESET)
 #undef QCLOUD_KV_RESET
   }
-  rejected_connections.store(0, std::memory_order_relaxed);
+  if (loop != nullptr) loop->ResetStats();
 }
 
 void Session::Reply(Buffer& out, std::string_view s) {
@@ -261,7 +262,7 @@ size_t Session::Process(ByteView in, Buffer& out) {
 }
 
 int64_t Session::Text(std::string_view line, ByteView rest, Buffer& out) {
-  thread_local std::vector<std::string_view> t;
+  std::vector<std::string_view>& t = tokens_;
   std::string_view remainder;
   Tokenize(line, t, &remainder);
   if (t.empty() || t[0].size() < 2) {
@@ -678,85 +679,14 @@ void Session::Stats(const std::vector<std::string_view>& t, Buffer& out) {
     Put(out, "\r\n");
   };
   Store& store = *shared_.store;
-  const StoreStats ss = store.Stats();
-  if (t.size() == 1) {
-    uint64_t sum[64] = {};
-    int64_t curr = 0;
-    for (auto& w : *shared_.workers) {
-      size_t i = 0;
-#define QCLOUD_KV_SUM(name) sum[i++] += w.name.load(std::memory_order_relaxed);
-      QCLOUD_KV_COUNTERS(QCLOUD_KV_SUM)
-#undef QCLOUD_KV_SUM
-      curr += w.curr_connections.load(std::memory_order_relaxed);
-    }
-    size_t i = 0;
-#define QCLOUD_KV_INDEX(name) const uint64_t name = sum[i++];
-    QCLOUD_KV_COUNTERS(QCLOUD_KV_INDEX)
-#undef QCLOUD_KV_INDEX
-    (void)protocol_errors;
-    rusage ru{};
-    ::getrusage(RUSAGE_SELF, &ru);
-    const int64_t now_unix = shared_.started_unix + store.Uptime();
-    stat("pid", ::getpid());
-    stat("uptime", store.Uptime());
-    stat("time", now_unix);
-    stat("version", shared_.options.version);
-    stat("pointer_size", sizeof(void*) * 8);
-    stat("rusage_user", fmt::format("{}.{:06}", ru.ru_utime.tv_sec, ru.ru_utime.tv_usec));
-    stat("rusage_system", fmt::format("{}.{:06}", ru.ru_stime.tv_sec, ru.ru_stime.tv_usec));
-    stat("max_connections", shared_.options.max_connections);
-    stat("curr_connections", curr);
-    stat("total_connections", total_connections);
-    stat("rejected_connections", shared_.rejected_connections.load(std::memory_order_relaxed));
-    stat("connection_structures", curr);
-    stat("cmd_get", cmd_get);
-    stat("cmd_set", cmd_set);
-    stat("cmd_flush", cmd_flush);
-    stat("cmd_touch", cmd_touch);
-    stat("cmd_meta", cmd_meta);
-    stat("get_hits", get_hits);
-    stat("get_misses", get_misses);
-    stat("get_expired", 0);
-    stat("get_flushed", 0);
-    stat("delete_misses", delete_misses);
-    stat("delete_hits", delete_hits);
-    stat("incr_misses", incr_misses);
-    stat("incr_hits", incr_hits);
-    stat("decr_misses", decr_misses);
-    stat("decr_hits", decr_hits);
-    stat("cas_misses", cas_misses);
-    stat("cas_hits", cas_hits);
-    stat("cas_badval", cas_badval);
-    stat("touch_hits", touch_hits);
-    stat("touch_misses", touch_misses);
-    stat("store_too_large", store_too_large);
-    stat("store_no_memory", store_no_memory);
-    stat("auth_cmds", 0);
-    stat("auth_errors", 0);
-    stat("bytes_read", bytes_read);
-    stat("bytes_written", bytes_written);
-    stat("limit_maxbytes", ss.memory_bytes);
-    stat("accepting_conns", 1);
-    stat("threads", shared_.options.threads);
-    stat("conn_yields", 0);
-    stat("hash_power_level", ss.hash_buckets == 0 ? 0 : std::bit_width(ss.hash_buckets) - 1);
-    stat("hash_bytes", ss.index_bytes);
-    stat("hash_is_expanding", 0);
-    stat("bytes", ss.item_bytes);
-    stat("curr_items", ss.curr_items);
-    stat("total_items", ss.total_items);
-    stat("expired_unfetched", ss.expired_unfetched);
-    stat("evicted_unfetched", ss.evicted_unfetched);
-    stat("evictions", ss.evictions);
-    stat("reclaimed", ss.reclaimed);
-    stat("block_size", ss.block_size);
-    stat("total_blocks", ss.total_blocks);
-    stat("used_blocks", ss.used_blocks);
-    stat("protocol_errors", sum[23]);
-    stat("cold_items", ss.cold_items);
-    stat("cold_sunk", ss.cold_sunk);
-    stat("cold_reactivated", ss.cold_reactivated);
+  const StatsSnapshot snap = TakeStatsSnapshot(shared_);
+  const StoreStats& ss = snap.store;
+  auto rows = [&](std::span<const StatRow> table) {
+    for (const StatRow& row : table) stat(row.name, StatText(row.read(snap)));
     Put(out, "END\r\n");
+  };
+  if (t.size() == 1) {
+    rows(GeneralStats());
     return;
   }
   const std::string_view sub = t[1];
@@ -805,20 +735,7 @@ void Session::Stats(const std::vector<std::string_view>& t, Buffer& out) {
     return;
   }
   if (sub == "cold") {
-    // The SSD tier (zeros when the node runs without one).
-    stat("cold_items", ss.cold_items);
-    stat("cold_segments", ss.cold_segments);
-    stat("cold_disk_bytes", ss.cold_disk_bytes);
-    stat("cold_live_bytes", ss.cold_live_bytes);
-    stat("cold_stub_bytes", ss.cold_stub_bytes);
-    stat("cold_sunk", ss.cold_sunk);
-    stat("cold_reactivated", ss.cold_reactivated);
-    stat("cold_reads", ss.cold_reads);
-    stat("cold_compactions", ss.cold_compactions);
-    stat("cold_full", ss.cold_full);
-    stat("cold_errors", ss.cold_errors);
-    stat("cold_recovered", ss.cold_recovered);
-    Put(out, "END\r\n");
+    rows(ColdStats());  // the SSD tier (zeros when the node runs without one)
     return;
   }
   if (sub == "blocks") {

@@ -387,21 +387,10 @@ struct StoreShard {
 // ---------------------------------------------------------------------------
 // ItemView
 
-std::string_view ItemView::key() const noexcept {
-  // Keys longer than the first block are rare (block_size >= 32 holds 30+
-  // bytes after the header only from 64 up); the view returns the first
-  // block's part plus the rest through the copy API. For simplicity the key
-  // is returned from a per-thread copy when it spans blocks.
-  const StoreShard& s = *shard_;
-  const size_t klen = s.KLen(head_);
-  const size_t off = s.KeyOffset(head_);
-  if (off + klen <= s.block) {
-    return {reinterpret_cast<const char*>(s.At(head_) + off), klen};
-  }
-  thread_local char copy[kMaxKeyLength];
-  s.KeyOf(head_, copy);
-  return {copy, klen};
-}
+// The reader's own key: a view is only handed out for an item whose key
+// equals it, and the reader's key outlives the callback, where a key that
+// spans blocks would otherwise need a copy somewhere.
+std::string_view ItemView::key() const noexcept { return key_; }
 uint32_t ItemView::flags() const noexcept { return shard_->Flags(head_); }
 uint64_t ItemView::cas() const noexcept { return shard_->Cas(head_); }
 size_t ItemView::value_size() const noexcept { return shard_->VLen(head_); }
@@ -429,18 +418,82 @@ void ItemView::AppendValueTo(Buffer& out) const {
   out.Commit(n);
 }
 
+// The engine. Store forwards to it; everything here is private to the library.
+class StoreImpl {
+ public:
+  using VisitFn = void (*)(void*, const ItemView&);
+  static Result<std::unique_ptr<StoreImpl>> Open(const StoreOptions& options);
+  explicit StoreImpl(const StoreOptions& options);
+  ~StoreImpl();
+
+  Outcome ReadImpl(std::string_view key, const ReadOptions& options, VisitFn visit, void* ctx);
+  bool Get(std::string_view key, std::string* value, uint32_t* flags, uint64_t* cas);
+  WriteResult Write(StoreMode mode, std::string_view key, ByteView value,
+                    const WriteOptions& options);
+  template <typename F>
+  Outcome Read(std::string_view key, const ReadOptions& options, F&& visit) {
+    return ReadImpl(
+        key, options,
+        [](void* f, const ItemView& item) { (*static_cast<std::remove_reference_t<F>*>(f))(item); },
+        &visit);
+  }
+  Outcome Delete(std::string_view key, const DeleteOptions& options = {});
+  Outcome Touch(std::string_view key, int64_t exptime);
+  ArithResult Arith(std::string_view key, const ArithOptions& options);
+  void FlushAll(int64_t delay);
+  Status Maintain(size_t buckets);
+  Status SinkAll();
+  StoreStats Stats() const;
+  uint32_t Uptime() const noexcept;
+  size_t MaxValueSize(size_t key_size) const noexcept;
+
+  uint32_t Now() const noexcept;
+  uint32_t ToEngineTime(int64_t exptime, uint32_t now) const noexcept;
+  StoreShard& ShardFor(uint64_t hash) noexcept;
+  uint64_t NextCas() noexcept { return next_cas_.fetch_add(1, std::memory_order_relaxed); }
+  bool Visible(const StoreShard& s, uint32_t head, uint32_t now) const noexcept;
+  Outcome MakeRoom(StoreShard& s, uint32_t blocks, uint32_t now);
+  bool Sink(StoreShard& s, uint32_t head, uint32_t now);
+  bool FaultIn(StoreShard& s, std::string_view key, uint64_t hash, uint32_t now);
+  // The link to `key`'s item (shard lock held): brought back from the cold
+  // tier if it sank there, reclaimed if expired or flushed; *link == 0 when
+  // there is no live item.
+  std::byte* Lookup(StoreShard& s, std::string_view key, uint64_t hash, uint32_t now);
+  // Sets item `head`'s exptime, rewriting it when its header has no room for
+  // one; returns the item's (maybe new) first block, 0 when out of memory.
+  uint32_t Retime(StoreShard& s, std::string_view key, uint64_t hash, uint32_t head, uint32_t exp,
+                  uint32_t now);
+  void DropCold(StoreShard& s, std::string_view key, uint64_t hash);
+
+  StoreOptions options_;
+  Clock* clock_;
+  MonoTime start_mono_;
+  int64_t start_wall_ = 0;  // UNIX seconds at Open() - 2, memcached's process_started
+  void* pool_ = nullptr;
+  size_t pool_bytes_ = 0;
+  std::unique_ptr<StoreShard[]> shards_;
+  unsigned shard_count_ = 0;
+  unsigned shard_shift_ = 0;
+  std::atomic<uint64_t> next_cas_{1};
+  std::atomic<uint32_t> oldest_live_{0};  // flush_all: items last used at or before this are gone
+  std::atomic<uint64_t> oldest_cas_{0};   // flush_all: and items with a CAS below this
+  std::unique_ptr<Env> owned_env_;
+  std::unique_ptr<ColdTier> cold_;
+  std::atomic<bool> cold_flush_pending_{false};  // a delayed flush_all still has to drop the tier
+};
+
 // ---------------------------------------------------------------------------
 // Store
 
-Store::Store(const StoreOptions& options)
+StoreImpl::StoreImpl(const StoreOptions& options)
     : options_(options), clock_(options.clock != nullptr ? options.clock : &RealClock()) {}
 
-Store::~Store() {
+StoreImpl::~StoreImpl() {
   cold_.reset();  // writes its buffer out and syncs
   if (pool_ != nullptr) ::munmap(pool_, pool_bytes_);
 }
 
-Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
+Result<std::unique_ptr<StoreImpl>> StoreImpl::Open(const StoreOptions& options) {
   if (options.block_size < 40 || options.block_size > 4096 || options.block_size % 4 != 0) {
     return InvalidArgument("block_size must be 40..4096 and a multiple of 4");
   }
@@ -454,7 +507,7 @@ Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
     return InvalidArgument("memory_bytes must be at least twice item_size_max");
   }
   const uint64_t max_blocks = uint64_t{UINT32_MAX} - 1;
-  std::unique_ptr<Store> store(new Store(options));
+  std::unique_ptr<StoreImpl> store(new StoreImpl(options));
   // Fewer shards when the budget is small: each shard must be able to hold
   // two of the largest items (memcached: -I at most half of -m).
   unsigned shards = options.shards;
@@ -502,18 +555,18 @@ Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
   return store;
 }
 
-uint32_t Store::Now() const noexcept {
+uint32_t StoreImpl::Now() const noexcept {
   const auto d = clock_->MonotonicNow() - start_mono_;
   return static_cast<uint32_t>(std::chrono::duration_cast<std::chrono::seconds>(d).count()) + 2;
 }
 
-uint32_t Store::Uptime() const noexcept { return Now() - 2; }
+uint32_t StoreImpl::Uptime() const noexcept { return Now() - 2; }
 
-size_t Store::MaxValueSize(size_t key_size) const noexcept {
+size_t StoreImpl::MaxValueSize(size_t key_size) const noexcept {
   return options_.item_size_max - kMemcachedItemOverhead - key_size;
 }
 
-uint32_t Store::ToEngineTime(int64_t exptime, uint32_t now) const noexcept {
+uint32_t StoreImpl::ToEngineTime(int64_t exptime, uint32_t now) const noexcept {
   if (exptime == 0) return 0;
   if (exptime < 0) return 1;  // already expired
   if (exptime > kRelativeLimit) {
@@ -523,11 +576,11 @@ uint32_t Store::ToEngineTime(int64_t exptime, uint32_t now) const noexcept {
   return static_cast<uint32_t>(std::min<int64_t>(exptime + now, UINT32_MAX - 1));
 }
 
-StoreShard& Store::ShardFor(uint64_t hash) noexcept {
+StoreShard& StoreImpl::ShardFor(uint64_t hash) noexcept {
   return shards_[shard_count_ == 1 ? 0 : hash >> shard_shift_];
 }
 
-bool Store::Visible(const StoreShard& s, uint32_t h, uint32_t now) const noexcept {
+bool StoreImpl::Visible(const StoreShard& s, uint32_t h, uint32_t now) const noexcept {
   const uint32_t exp = s.Exp(h);
   if (exp != 0 && exp <= now) return false;
   const uint32_t oldest = oldest_live_.load(std::memory_order_relaxed);
@@ -539,7 +592,7 @@ bool Store::Visible(const StoreShard& s, uint32_t h, uint32_t now) const noexcep
   return true;
 }
 
-Outcome Store::MakeRoom(StoreShard& s, uint32_t blocks, uint32_t now) {
+Outcome StoreImpl::MakeRoom(StoreShard& s, uint32_t blocks, uint32_t now) {
   if (blocks > s.capacity) return Outcome::kNoMemory;
   // Two full turns of the hand clear every reference bit and then evict, so
   // the sweep ends; reclaiming dead items costs nothing in either mode.
@@ -577,7 +630,7 @@ Outcome Store::MakeRoom(StoreShard& s, uint32_t blocks, uint32_t now) {
   return s.Available() >= blocks ? Outcome::kOk : Outcome::kNoMemory;
 }
 
-bool Store::Sink(StoreShard& s, uint32_t h, uint32_t now) {
+bool StoreImpl::Sink(StoreShard& s, uint32_t h, uint32_t now) {
   char key[kMaxKeyLength];
   const size_t klen = s.KLen(h);
   s.KeyOf(h, key);
@@ -595,7 +648,7 @@ bool Store::Sink(StoreShard& s, uint32_t h, uint32_t now) {
   return st.ok();
 }
 
-void Store::DropCold(StoreShard& s, std::string_view key, uint64_t hash) {
+void StoreImpl::DropCold(StoreShard& s, std::string_view key, uint64_t hash) {
   if (cold_ == nullptr || !cold_->MayContain(hash)) return;
   auto found = cold_->Find(key, hash);
   if (!found.ok()) {
@@ -605,7 +658,7 @@ void Store::DropCold(StoreShard& s, std::string_view key, uint64_t hash) {
   }
 }
 
-bool Store::FaultIn(StoreShard& s, std::string_view key, uint64_t hash, uint32_t now) {
+bool StoreImpl::FaultIn(StoreShard& s, std::string_view key, uint64_t hash, uint32_t now) {
   if (cold_ == nullptr || !cold_->MayContain(hash)) return false;
   auto found = cold_->Find(key, hash);
   if (!found.ok()) {
@@ -636,7 +689,7 @@ bool Store::FaultIn(StoreShard& s, std::string_view key, uint64_t hash, uint32_t
   return true;
 }
 
-std::byte* Store::Lookup(StoreShard& s, std::string_view key, uint64_t hash, uint32_t now) {
+std::byte* StoreImpl::Lookup(StoreShard& s, std::string_view key, uint64_t hash, uint32_t now) {
   std::byte* link = s.FindLink(key, hash);
   uint32_t h = Load<uint32_t>(link);
   if (h == 0 && FaultIn(s, key, hash, now)) {
@@ -652,7 +705,7 @@ std::byte* Store::Lookup(StoreShard& s, std::string_view key, uint64_t hash, uin
   return link;
 }
 
-uint32_t Store::Retime(StoreShard& s, std::string_view key, uint64_t hash, uint32_t h,
+uint32_t StoreImpl::Retime(StoreShard& s, std::string_view key, uint64_t hash, uint32_t h,
                        uint32_t exp, uint32_t now) {
   if (s.SetExp(h, exp)) return h;
   // The header has no exptime field: rewrite the item with one.
@@ -675,7 +728,7 @@ uint32_t Store::Retime(StoreShard& s, std::string_view key, uint64_t hash, uint3
   return h;
 }
 
-Outcome Store::ReadImpl(std::string_view key, const ReadOptions& options, VisitFn visit,
+Outcome StoreImpl::ReadImpl(std::string_view key, const ReadOptions& options, VisitFn visit,
                         void* ctx) {
   if (key.empty() || key.size() > kMaxKeyLength) return Outcome::kBadKey;
   const uint64_t hash = Xxh3_64(ByteView(key));
@@ -693,7 +746,7 @@ Outcome Store::ReadImpl(std::string_view key, const ReadOptions& options, VisitF
     h = s.NewItem(key, hash, ByteView(), {now, exp, 0, NextCas(), kWinSent}, plan);
     s.MaybeExpand();
     extra = kViewWon;
-    visit(ctx, ItemView(&s, h, now, extra));
+    visit(ctx, ItemView(&s, h, now, extra, key));
     return Outcome::kOk;
   }
   const uint8_t ctl = s.Ctl(h);
@@ -714,7 +767,7 @@ Outcome Store::ReadImpl(std::string_view key, const ReadOptions& options, VisitF
     h = Retime(s, key, hash, h, ToEngineTime(*options.touch_exptime, now), now);
     if (h == 0) return Outcome::kNoMemory;
   }
-  visit(ctx, ItemView(&s, h, now, extra));
+  visit(ctx, ItemView(&s, h, now, extra, key));
   if (options.update_access) {
     new_ctl |= kRef | kFetched;
     s.SetATime(h, now);
@@ -723,7 +776,7 @@ Outcome Store::ReadImpl(std::string_view key, const ReadOptions& options, VisitF
   return Outcome::kOk;
 }
 
-bool Store::Get(std::string_view key, std::string* value, uint32_t* flags, uint64_t* cas) {
+bool StoreImpl::Get(std::string_view key, std::string* value, uint32_t* flags, uint64_t* cas) {
   return Read(key, {}, [&](const ItemView& item) {
            if (value != nullptr) {
              value->resize(item.value_size());
@@ -734,7 +787,7 @@ bool Store::Get(std::string_view key, std::string* value, uint32_t* flags, uint6
          }) == Outcome::kOk;
 }
 
-WriteResult Store::Write(StoreMode mode, std::string_view key, ByteView value,
+WriteResult StoreImpl::Write(StoreMode mode, std::string_view key, ByteView value,
                          const WriteOptions& options) {
   if (key.empty() || key.size() > kMaxKeyLength) return {Outcome::kBadKey};
   if (value.size() > MaxValueSize(key.size())) {
@@ -819,7 +872,7 @@ WriteResult Store::Write(StoreMode mode, std::string_view key, ByteView value,
   return {Outcome::kOk, cas};
 }
 
-Outcome Store::Delete(std::string_view key, const DeleteOptions& options) {
+Outcome StoreImpl::Delete(std::string_view key, const DeleteOptions& options) {
   if (key.empty() || key.size() > kMaxKeyLength) return Outcome::kBadKey;
   const uint64_t hash = Xxh3_64(ByteView(key));
   StoreShard& s = ShardFor(hash);
@@ -842,7 +895,7 @@ Outcome Store::Delete(std::string_view key, const DeleteOptions& options) {
   return Outcome::kOk;
 }
 
-Outcome Store::Touch(std::string_view key, int64_t exptime) {
+Outcome StoreImpl::Touch(std::string_view key, int64_t exptime) {
   ReadOptions o;
   o.touch_exptime = exptime;
   return Read(key, o, [](const ItemView&) {});
@@ -873,7 +926,7 @@ bool ParseStoredNumber(const char* begin, size_t len, uint64_t* out) {
 
 }  // namespace
 
-ArithResult Store::Arith(std::string_view key, const ArithOptions& options) {
+ArithResult StoreImpl::Arith(std::string_view key, const ArithOptions& options) {
   if (key.empty() || key.size() > kMaxKeyLength) return {Outcome::kBadKey};
   const uint64_t hash = Xxh3_64(ByteView(key));
   StoreShard& s = ShardFor(hash);
@@ -936,7 +989,7 @@ ArithResult Store::Arith(std::string_view key, const ArithOptions& options) {
   return {Outcome::kOk, v, cas};
 }
 
-void Store::FlushAll(int64_t delay) {
+void StoreImpl::FlushAll(int64_t delay) {
   const uint32_t now = Now();
   // memcached (with CAS enabled): oldest_live = deadline - 1, and for an
   // immediate flush every CAS issued so far is also too old, which covers
@@ -957,7 +1010,7 @@ void Store::FlushAll(int64_t delay) {
   }
 }
 
-Status Store::Maintain(size_t buckets) {
+Status StoreImpl::Maintain(size_t buckets) {
   if (cold_ == nullptr) return Status::Ok();
   const uint32_t now = Now();
   const uint32_t oldest = oldest_live_.load(std::memory_order_relaxed);
@@ -992,7 +1045,7 @@ Status Store::Maintain(size_t buckets) {
   return cold_->MaybeCompact(0.5).status();
 }
 
-Status Store::SinkAll() {
+Status StoreImpl::SinkAll() {
   if (cold_ == nullptr) return NotSupported("no cold tier configured");
   const uint32_t now = Now();
   for (unsigned i = 0; i < shard_count_; ++i) {
@@ -1011,7 +1064,7 @@ Status Store::SinkAll() {
   return cold_->Sync();
 }
 
-StoreStats Store::Stats() const {
+StoreStats StoreImpl::Stats() const {
   StoreStats st;
   st.block_size = options_.block_size;
   st.memory_bytes = options_.memory_bytes;
@@ -1048,5 +1101,42 @@ StoreStats Store::Stats() const {
   }
   return st;
 }
+
+// ---------------------------------------------------------------------------
+// Store: the public face, forwarding to the engine.
+
+Store::Store(std::unique_ptr<StoreImpl> impl) noexcept : impl_(std::move(impl)) {}
+Store::~Store() = default;
+
+Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
+  QCLOUD_ASSIGN_OR_RETURN(auto impl, StoreImpl::Open(options));
+  return std::unique_ptr<Store>(new Store(std::move(impl)));
+}
+
+Outcome Store::ReadImpl(std::string_view key, const ReadOptions& options, VisitFn visit,
+                        void* ctx) {
+  return impl_->ReadImpl(key, options, visit, ctx);
+}
+bool Store::Get(std::string_view key, std::string* value, uint32_t* flags, uint64_t* cas) {
+  return impl_->Get(key, value, flags, cas);
+}
+WriteResult Store::Write(StoreMode mode, std::string_view key, ByteView value,
+                         const WriteOptions& options) {
+  return impl_->Write(mode, key, value, options);
+}
+Outcome Store::Delete(std::string_view key, const DeleteOptions& options) {
+  return impl_->Delete(key, options);
+}
+Outcome Store::Touch(std::string_view key, int64_t exptime) { return impl_->Touch(key, exptime); }
+ArithResult Store::Arith(std::string_view key, const ArithOptions& options) {
+  return impl_->Arith(key, options);
+}
+void Store::FlushAll(int64_t delay) { impl_->FlushAll(delay); }
+Status Store::Maintain(size_t buckets) { return impl_->Maintain(buckets); }
+Status Store::SinkAll() { return impl_->SinkAll(); }
+StoreStats Store::Stats() const { return impl_->Stats(); }
+const StoreOptions& Store::options() const noexcept { return impl_->options_; }
+uint32_t Store::Uptime() const noexcept { return impl_->Uptime(); }
+size_t Store::MaxValueSize(size_t key_size) const noexcept { return impl_->MaxValueSize(key_size); }
 
 }  // namespace qcloud::kv

@@ -3,7 +3,7 @@
 #include <string>
 
 #include "net_client.h"
-#include "qcloud/core/metrics_http.h"
+#include "qcloud/runtime/metrics_http.h"
 #include "qcloud/testing/doctest_helpers.h"
 
 namespace qcloud {
@@ -13,10 +13,11 @@ using boost::asio::ip::tcp;
 
 struct Server {
   Server() {
-    rt = REQUIRE_VALUE(Runtime::Open({.threads = 1, .stop_signals = StopSignals::kIgnore}));
+    rt = REQUIRE_VALUE(Runtime::Open({.threads = 1}));
     auto* c = REQUIRE_VALUE(registry.AddCounter("test_requests_total", "Requests.", {"path"}));
     c->WithLabels({"/a\"b"}).Increment(7);
-    ep = REQUIRE_VALUE(ServeMetrics(*rt, REQUIRE_VALUE(ParseEndpoint("127.0.0.1:0")), registry));
+    ep = ToAsio(
+        REQUIRE_VALUE(ServeMetrics(*rt, REQUIRE_VALUE(ParseEndpoint("127.0.0.1:0")), registry)));
     rt->Start();
   }
   ~Server() {

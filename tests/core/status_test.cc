@@ -43,6 +43,8 @@ TEST_CASE("status: ok and error") {
 TEST_CASE("status: from errno") {
   CHECK(Status::FromErrno(ENOENT, "open /x") == Errc::kNotFound);
   CHECK(Status::FromErrno(ENOSPC, "write") == Errc::kResourceExhausted);
+  CHECK(Status::FromErrno(EIO, "read") == Errc::kIoError);  // as env.h promises
+  CHECK(Status::FromErrno(ETIMEDOUT, "connect") == Errc::kTimedOut);
   Status s = Status::FromErrno(EACCES, "open /root/x");
   CHECK(s.code() == std::error_code(EACCES, std::system_category()));
   CHECK(s.message().find("open /root/x") == 0);

@@ -44,8 +44,9 @@ struct Node {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  static Node* node = new Node();  // one store across inputs, like a server
   if (size == 0) return 0;
+  // A fresh store per input, so a crash reproduces from that one input.
+  auto node = std::make_unique<Node>();
   const size_t chunk = 1 + data[0] % 64;
   ByteView input(data + 1, size - 1);
   Session session(node->shared, node->workers[0]);

@@ -27,9 +27,14 @@ echo "installed: ${lib#$prefix/}"
 
 # 1. CMake: find_package(qcloud CONFIG REQUIRED COMPONENTS core).
 cmake -S "$src/tests/package/consumer" -B "$work/consumer" -G Ninja \
-  -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
+  -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_EXPORT_COMPILE_COMMANDS=ON >/dev/null
 cmake --build "$work/consumer" >/dev/null
 "$work/consumer/qcloud_consumer"
+"$work/consumer/qcloud_runtime_consumer"
+# The kv-only consumer compiled without any Boost include directory.
+if grep -q '"command".*qcloud_consumer.dir.*-I[^ ]*boost' "$work/consumer/compile_commands.json" 2>/dev/null; then
+  echo "FAIL: Boost on the include path of the kv-only consumer"; exit 1
+fi
 if [[ $mode == shared ]]; then
   # Not `ldd | grep -q`: grep exits at the first match, ldd may then die of
   # SIGPIPE, and pipefail turns that into a failure.
@@ -51,6 +56,7 @@ grep -q "qcloud has no component 'nosuch'" "$work/bad.log" \
 pcdir="$(dirname "$(find "$prefix" -name qcloud-core.pc | head -1)")"
 static_flag=""; [[ $mode == static ]] && static_flag="--static"
 flags=$(PKG_CONFIG_PATH="$pcdir" pkg-config $static_flag --cflags --libs qcloud-kv qcloud-core)
-g++ -O1 -o "$work/pc_consumer" "$src/tests/package/consumer/main.cc" $flags
+[[ $flags != *boost* ]] || { echo "FAIL: pkg-config qcloud-kv names Boost: $flags"; exit 1; }
+g++ -O1 -o "$work/pc_consumer" "$src/tests/package/consumer/main.cc" $flags -lpthread
 LD_LIBRARY_PATH="$(dirname "$lib")" "$work/pc_consumer" >/dev/null
 echo "ok: $mode SDK consumed through find_package and pkg-config"

@@ -23,23 +23,32 @@
 #include <vector>
 
 #include "qcloud/core/bytes.h"
+#include "qcloud/core/tcp_server.h"
 #include "qcloud/kv/server.h"
 #include "qcloud/kv/store.h"
 
 namespace qcloud::kv {
 
-// Counters of one worker thread (one writer, read by `stats` from any).
-struct alignas(64) WorkerCounters {
+// The protocol's counters of one worker thread (one writer, read by `stats`
+// and /metrics from any). Connection and byte counts are the connection
+// loop's (TcpServerStats).
 #define QCLOUD_KV_COUNTERS(X)                                                                 \
   X(cmd_get) X(cmd_set) X(cmd_flush) X(cmd_touch) X(cmd_meta) X(get_hits) X(get_misses)       \
       X(delete_misses) X(delete_hits) X(incr_misses) X(incr_hits) X(decr_misses) X(decr_hits) \
           X(cas_misses) X(cas_hits) X(cas_badval) X(touch_hits) X(touch_misses)               \
-              X(store_too_large) X(store_no_memory) X(bytes_read) X(bytes_written)            \
-                  X(total_connections) X(protocol_errors)
+              X(store_too_large) X(store_no_memory) X(protocol_errors)
+
+enum CounterIndex : size_t {
+#define QCLOUD_KV_INDEX(name) kCounter_##name,
+  QCLOUD_KV_COUNTERS(QCLOUD_KV_INDEX)
+#undef QCLOUD_KV_INDEX
+  kCounterCount
+};
+
+struct alignas(64) WorkerCounters {
 #define QCLOUD_KV_DECLARE(name) std::atomic<uint64_t> name{0};
   QCLOUD_KV_COUNTERS(QCLOUD_KV_DECLARE)
 #undef QCLOUD_KV_DECLARE
-  std::atomic<int64_t> curr_connections{0};
 };
 
 inline void Bump(std::atomic<uint64_t>& c, uint64_t n = 1) noexcept {
@@ -51,15 +60,14 @@ struct ServerShared {
   Store* store = nullptr;
   ServerOptions options;
   std::vector<WorkerCounters>* workers = nullptr;  // one per worker thread
+  TcpServer* loop = nullptr;  // connection and byte counts; null in tests without sockets
   std::atomic<uint32_t> verbosity{0};
-  std::atomic<uint64_t> rejected_connections{0};
-  std::atomic<int64_t> reset_time{0};
   int64_t started_unix = 0;
-  // Sum of every worker's counters (stats); `reset` zeroes them.
+  // `stats reset`: zeroes the protocol's and the loop's counters.
   void ResetCounters();
 };
 
-class Session {
+class Session final : public StreamSession {
  public:
   Session(ServerShared& shared, WorkerCounters& counters) noexcept
       : shared_(shared), counters_(counters) {}
@@ -67,13 +75,13 @@ class Session {
   // Consumes complete requests from the front of `in` and appends their
   // replies to `out`. Returns the number of bytes consumed; the rest (an
   // incomplete request) must be offered again with more bytes after it.
-  size_t Process(ByteView in, Buffer& out);
+  size_t Process(ByteView in, Buffer& out) override;
 
   // The connection must close once `out` has been sent (quit, or input that
   // violates the protocol beyond recovery).
-  bool closing() const noexcept { return closing_; }
+  bool closing() const noexcept override { return closing_; }
   // Process() stopped early because `out` is over the high-water mark.
-  bool blocked(const Buffer& out) const noexcept {
+  bool blocked(const Buffer& out) const noexcept override {
     return out.size() >= shared_.options.output_high_water;
   }
 
@@ -107,6 +115,7 @@ class Session {
   uint64_t swallow_ = 0;       // bytes still to discard (oversized value)
   std::string after_swallow_;  // reply sent once the discard completes
   size_t get_resume_ = 0;      // multi-get paused on output: keys already answered
+  std::vector<std::string_view> tokens_;  // the current text line's words (reused)
 };
 
 }  // namespace qcloud::kv

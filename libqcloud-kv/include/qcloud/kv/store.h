@@ -52,7 +52,7 @@ class Env;
 namespace qcloud::kv {
 
 struct StoreShard;  // private: one locked part of the store
-class ColdTier;     // private: the SSD tier
+class StoreImpl;    // private: the engine behind Store
 
 inline constexpr size_t kMaxKeyLength = 250;  // memcached's KEY_MAX_LENGTH
 // memcached counts 56 bytes of item header + key + NUL + value + "\r\n"
@@ -131,10 +131,12 @@ class QCLOUD_EXPORT ItemView {
   void CopyValueTo(char* dst) const noexcept;  // dst has value_size() bytes
 
  private:
-  friend class Store;
-  ItemView(const StoreShard* shard, uint32_t head, uint32_t now, uint8_t extra) noexcept
-      : shard_(shard), head_(head), now_(now), extra_(extra) {}
+  friend class StoreImpl;
+  ItemView(const StoreShard* shard, uint32_t head, uint32_t now, uint8_t extra,
+           std::string_view key) noexcept
+      : shard_(shard), key_(key), head_(head), now_(now), extra_(extra) {}
   const StoreShard* shard_;
+  std::string_view key_;  // the key the reader asked for (it equals the item's)
   uint32_t head_;
   uint32_t now_;
   uint8_t extra_;
@@ -265,7 +267,7 @@ class QCLOUD_EXPORT Store {
   Status SinkAll();
 
   StoreStats Stats() const;
-  const StoreOptions& options() const noexcept { return options_; }
+  const StoreOptions& options() const noexcept;
   // Seconds since Open() on the store's clock (memcached's "uptime").
   uint32_t Uptime() const noexcept;
   // The largest value storable under a key of `key_size` bytes.
@@ -277,41 +279,12 @@ class QCLOUD_EXPORT Store {
   static void Thunk(void* f, const ItemView& item) {
     (*static_cast<std::remove_reference_t<F>*>(f))(item);
   }
-  explicit Store(const StoreOptions& options);
+  explicit Store(std::unique_ptr<StoreImpl> impl) noexcept;
   Outcome ReadImpl(std::string_view key, const ReadOptions& options, VisitFn visit, void* ctx);
-  uint32_t Now() const noexcept;
-  uint32_t ToEngineTime(int64_t exptime, uint32_t now) const noexcept;
-  StoreShard& ShardFor(uint64_t hash) noexcept;
-  uint64_t NextCas() noexcept { return next_cas_.fetch_add(1, std::memory_order_relaxed); }
-  bool Visible(const StoreShard& s, uint32_t head, uint32_t now) const noexcept;
-  Outcome MakeRoom(StoreShard& s, uint32_t blocks, uint32_t now);
-  bool Sink(StoreShard& s, uint32_t head, uint32_t now);
-  bool FaultIn(StoreShard& s, std::string_view key, uint64_t hash, uint32_t now);
-  // The link to `key`'s item (shard lock held): brought back from the cold
-  // tier if it sank there, reclaimed if expired or flushed; *link == 0 when
-  // there is no live item.
-  std::byte* Lookup(StoreShard& s, std::string_view key, uint64_t hash, uint32_t now);
-  // Sets item `head`'s exptime, rewriting it when its header has no room for
-  // one; returns the item's (maybe new) first block, 0 when out of memory.
-  uint32_t Retime(StoreShard& s, std::string_view key, uint64_t hash, uint32_t head, uint32_t exp,
-                  uint32_t now);
-  void DropCold(StoreShard& s, std::string_view key, uint64_t hash);
 
-  StoreOptions options_;
-  Clock* clock_;
-  MonoTime start_mono_;
-  int64_t start_wall_ = 0;  // UNIX seconds at Open() - 2, memcached's process_started
-  void* pool_ = nullptr;
-  size_t pool_bytes_ = 0;
-  std::unique_ptr<StoreShard[]> shards_;
-  unsigned shard_count_ = 0;
-  unsigned shard_shift_ = 0;
-  std::atomic<uint64_t> next_cas_{1};
-  std::atomic<uint32_t> oldest_live_{0};  // flush_all: items last used at or before this are gone
-  std::atomic<uint64_t> oldest_cas_{0};   // flush_all: and items with a CAS below this
-  std::unique_ptr<Env> owned_env_;
-  std::unique_ptr<ColdTier> cold_;
-  std::atomic<bool> cold_flush_pending_{false};  // a delayed flush_all still has to drop the tier
+  // The engine, behind a pointer so that libqcloud-kv.so's ABI outlives
+  // changes to its layout.
+  std::unique_ptr<StoreImpl> impl_;
 };
 
 }  // namespace qcloud::kv

@@ -13,7 +13,7 @@
 #include "qcloud/core/export.h"
 #include "qcloud/core/metrics.h"
 #include "qcloud/core/result.h"
-#include "qcloud/core/runtime.h"
+#include "qcloud/runtime/runtime.h"
 
 namespace qcloud {
 
@@ -24,8 +24,8 @@ struct MetricsHttpOptions {
 
 // Listens on `endpoint` through the runtime (one SO_REUSEPORT socket per
 // shard) and returns the bound endpoint. `registry` must outlive `runtime`.
-QCLOUD_EXPORT Result<boost::asio::ip::tcp::endpoint> ServeMetrics(
-    Runtime& runtime, const boost::asio::ip::tcp::endpoint& endpoint,
+QCLOUD_EXPORT Result<Endpoint> ServeMetrics(
+    Runtime& runtime, const Endpoint& endpoint,
     const MetricsRegistry& registry, const MetricsHttpOptions& options = {});
 
 }  // namespace qcloud

@@ -1,25 +1,29 @@
 #pragma once
 
-// The server runtime the example programs are built on: N io_contexts, one
-// thread each (one per core by default), listeners with SO_REUSEPORT so the
-// kernel spreads connections across the threads, SIGINT/SIGTERM turned into
-// a graceful stop, and a drain deadline after which the stop is forced.
+// qcloud::runtime — the Asio server runtime, for servers written against
+// Boost.Asio/Beast (HTTP front ends, /metrics): N io_contexts, one thread
+// each (one per core by default), listeners with SO_REUSEPORT so the kernel
+// spreads connections across the threads, a graceful stop, and a drain
+// deadline after which the stop is forced.
 //
-// This header is Asio's contract on purpose: servers built on the runtime
-// are written against boost::asio::io_context and tcp::socket.
+// It is a component of its own so that a program linking only qcloud::core
+// or qcloud::kv has no Boost on its include path. This header is Asio's
+// contract on purpose: servers built on it are written against
+// boost::asio::io_context and tcp::socket. It installs no signal handler:
+// the program's Lifecycle (qcloud/core/lifecycle.h) calls Stop().
 //
 //   auto rt = Runtime::Open({.threads = 2}).value();
 //   rt->Listen(ParseEndpoint("127.0.0.1:11311").value(),
 //              [](tcp::socket s, size_t shard) { /* serve s on its context */ });
 //   rt->OnStop([] { /* close idle connections */ });
-//   return rt->Run().ok() ? 0 : 1;   // until SIGTERM
+//   life->Spawn("http", [&] { return rt->Run(); });
+//   life->OnStop("http", [&] { rt->Stop(); return Status::Ok(); });
 //
 // Thread safety: Listen() and OnStop() before Run()/Start(); Stop() from any
 // thread, any number of times.
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstddef>
 #include <functional>
 #include <memory>
@@ -32,6 +36,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
+#include "qcloud/core/endpoint.h"
 #include "qcloud/core/export.h"
 #include "qcloud/core/log.h"
 #include "qcloud/core/result.h"
@@ -39,22 +44,16 @@
 
 namespace qcloud {
 
-enum class StopSignals {
-  kHandle,  // SIGINT and SIGTERM call Stop()
-  kIgnore,  // the embedding program handles signals itself
-};
-
 struct RuntimeOptions {
   unsigned threads = 0;                           // io_contexts/threads; 0 = one per core
-  StopSignals stop_signals = StopSignals::kHandle;  // see StopSignals
   std::chrono::milliseconds drain_timeout{5000};  // after Stop(), time for work to finish
   int listen_backlog = 1024;                      // listen(2) backlog per socket
-  Logger* logger = nullptr;                       // null = discard
+  Logger* logger = nullptr;  // not owned, must outlive the Runtime; null = discard
 };
 
-// "host:port", "[v6]:port" or ":port" (all interfaces) to an endpoint.
-// Host must be a numeric address. Errors: kInvalidArgument.
-QCLOUD_EXPORT Result<boost::asio::ip::tcp::endpoint> ParseEndpoint(std::string_view text);
+// Between core's Endpoint and Asio's.
+QCLOUD_EXPORT boost::asio::ip::tcp::endpoint ToAsio(const Endpoint& endpoint);
+QCLOUD_EXPORT Endpoint FromAsio(const boost::asio::ip::tcp::endpoint& endpoint);
 
 class QCLOUD_EXPORT Runtime {
  public:
@@ -73,8 +72,7 @@ class QCLOUD_EXPORT Runtime {
   // accepted socket is handed to `handler` on the thread of the context that
   // accepted it. Returns the bound endpoint (port 0 picks a free port, the
   // same for all shards). Errors: the bind/listen failure (e.g. in use).
-  Result<boost::asio::ip::tcp::endpoint> Listen(const boost::asio::ip::tcp::endpoint& endpoint,
-                                                AcceptHandler handler);
+  Result<Endpoint> Listen(const Endpoint& endpoint, AcceptHandler handler);
 
   // `hook` runs once when a stop begins, on an io_context thread, after the
   // listeners have closed: servers close idle connections there and let busy
@@ -103,20 +101,20 @@ class QCLOUD_EXPORT Runtime {
   void AcceptLoop(size_t shard, boost::asio::ip::tcp::acceptor& acceptor,
                   const std::shared_ptr<AcceptHandler>& handler);
   void BeginStop();
+  void RunShard(size_t shard);
+  void StartFrom(size_t first_shard);
 
   RuntimeOptions options_;
   Logger* logger_;
   std::vector<std::unique_ptr<Shard>> shards_;
   std::vector<std::function<void()>> stop_hooks_;
   std::vector<std::thread> threads_;
-  std::thread watchdog_;  // forces the stop when the drain outlives drain_timeout
   std::atomic<bool> stopping_{false};
   std::atomic<bool> forced_{false};
   std::mutex mu_;
-  std::condition_variable cv_;
+  bool started_ = false;
   bool joined_ = false;
-  struct Signals;
-  std::unique_ptr<Signals> signals_;
+  std::atomic<int64_t> drain_deadline_ns_{0};  // steady_clock; 0 = no stop yet
 };
 
 }  // namespace qcloud

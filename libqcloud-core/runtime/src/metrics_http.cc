@@ -1,6 +1,6 @@
-// The only Beast translation unit of libqcloud-core (Beast costs ~15 s of
+// The only Beast translation unit of libqcloud-runtime (Beast costs ~15 s of
 // compile time per file here).
-#include "qcloud/core/metrics_http.h"
+#include "qcloud/runtime/metrics_http.h"
 
 #include <memory>
 #include <mutex>
@@ -109,7 +109,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
 }  // namespace
 
-Result<tcp::endpoint> ServeMetrics(Runtime& runtime, const tcp::endpoint& endpoint,
+Result<Endpoint> ServeMetrics(Runtime& runtime, const Endpoint& endpoint,
                                    const MetricsRegistry& registry,
                                    const MetricsHttpOptions& options) {
   if (options.path.empty() || options.path[0] != '/') {

@@ -1,12 +1,9 @@
-#include "qcloud/core/runtime.h"
+#include "qcloud/runtime/runtime.h"
 
 #include <sys/socket.h>
 
-#include <charconv>
-
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <fmt/format.h>
 
@@ -18,46 +15,24 @@ using asio::ip::tcp;
 namespace {
 using ReusePort = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
 
+// How often a running shard looks at the drain deadline.
+constexpr std::chrono::milliseconds kDeadlineCheck{50};
+
 void LogLine(Logger* logger, LogLevel level, const std::string& line) {
   if (logger->Enabled(level)) logger->Log(level, line);
 }
 }  // namespace
 
-Result<tcp::endpoint> ParseEndpoint(std::string_view text) {
-  std::string_view host, port;
-  if (text.starts_with('[')) {
-    auto close = text.find(']');
-    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
-      return InvalidArgument(fmt::format("bad endpoint '{}': want [v6addr]:port", text));
-    }
-    host = text.substr(1, close - 1);
-    port = text.substr(close + 2);
-  } else {
-    auto colon = text.rfind(':');
-    if (colon == std::string_view::npos) {
-      return InvalidArgument(fmt::format("bad endpoint '{}': want host:port", text));
-    }
-    host = text.substr(0, colon);
-    port = text.substr(colon + 1);
-  }
-  unsigned p = 0;
-  auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), p);
-  if (ec != std::errc() || end != port.data() + port.size() || p > 65535) {
-    return InvalidArgument(fmt::format("bad port in endpoint '{}'", text));
-  }
-  asio::ip::address addr = asio::ip::address_v4::any();
-  if (!host.empty()) {
-    boost::system::error_code aec;
-    addr = asio::ip::make_address(std::string(host), aec);
-    if (aec) return InvalidArgument(fmt::format("bad address in endpoint '{}'", text));
-  }
-  return tcp::endpoint(addr, static_cast<unsigned short>(p));
+tcp::endpoint ToAsio(const Endpoint& endpoint) {
+  // Endpoint's address is numeric text (ParseEndpoint normalized it).
+  boost::system::error_code ec;
+  auto addr = asio::ip::make_address(endpoint.address, ec);
+  return tcp::endpoint(ec ? asio::ip::address(asio::ip::address_v4::any()) : addr, endpoint.port);
 }
 
-struct Runtime::Signals {
-  explicit Signals(asio::io_context& io) : set(io, SIGINT, SIGTERM) {}
-  asio::signal_set set;
-};
+Endpoint FromAsio(const tcp::endpoint& endpoint) {
+  return Endpoint{.address = endpoint.address().to_string(), .port = endpoint.port()};
+}
 
 Runtime::Runtime(const RuntimeOptions& options)
     : options_(options), logger_(options.logger ? options.logger : &DiscardLogger()) {}
@@ -73,15 +48,6 @@ Result<std::unique_ptr<Runtime>> Runtime::Open(const RuntimeOptions& options) {
         shard->io.get_executor());
     rt->shards_.push_back(std::move(shard));
   }
-  if (options.stop_signals == StopSignals::kHandle) {
-    rt->signals_ = std::make_unique<Signals>(rt->shards_[0]->io);
-    Runtime* self = rt.get();
-    rt->signals_->set.async_wait([self](const boost::system::error_code& ec, int signo) {
-      if (ec) return;
-      LogLine(self->logger_, LogLevel::kInfo, fmt::format("signal {}: stopping", signo));
-      self->Stop();
-    });
-  }
   return rt;
 }
 
@@ -95,9 +61,9 @@ Runtime::~Runtime() {
   if (started) (void)Join();
 }
 
-Result<tcp::endpoint> Runtime::Listen(const tcp::endpoint& endpoint, AcceptHandler handler) {
+Result<Endpoint> Runtime::Listen(const Endpoint& endpoint, AcceptHandler handler) {
   auto shared = std::make_shared<AcceptHandler>(std::move(handler));
-  tcp::endpoint bound = endpoint;
+  tcp::endpoint bound = ToAsio(endpoint);
   std::vector<std::unique_ptr<tcp::acceptor>> made;
   for (auto& shard : shards_) {
     auto acc = std::make_unique<tcp::acceptor>(shard->io);
@@ -109,8 +75,7 @@ Result<tcp::endpoint> Runtime::Listen(const tcp::endpoint& endpoint, AcceptHandl
     if (!ec) acc->listen(options_.listen_backlog, ec);
     if (ec) {
       return Status(std::error_code(ec.value(), std::system_category()),
-                    fmt::format("listen on {}:{}: {}", endpoint.address().to_string(),
-                                endpoint.port(), ec.message()));
+                    fmt::format("listen on {}: {}", endpoint.ToString(), ec.message()));
     }
     // Port 0: the first socket picks a port; the others join it.
     bound = acc->local_endpoint();
@@ -121,7 +86,7 @@ Result<tcp::endpoint> Runtime::Listen(const tcp::endpoint& endpoint, AcceptHandl
     shards_[i]->acceptors.push_back(std::move(made[i]));
     asio::post(shards_[i]->io, [this, i, &acc, shared] { AcceptLoop(i, acc, shared); });
   }
-  return bound;
+  return FromAsio(bound);
 }
 
 void Runtime::AcceptLoop(size_t shard, tcp::acceptor& acceptor,
@@ -150,26 +115,20 @@ void Runtime::AcceptLoop(size_t shard, tcp::acceptor& acceptor,
 
 void Runtime::OnStop(std::function<void()> hook) { stop_hooks_.push_back(std::move(hook)); }
 
-void Runtime::Start() {
+void Runtime::StartFrom(size_t first) {
   std::lock_guard lock(mu_);
-  for (size_t i = threads_.size(); i < shards_.size(); ++i) {
-    threads_.emplace_back([this, i] {
-      // The asio pattern for handlers that throw: log and keep serving, so
-      // one bad handler does not take the whole shard down.
-      while (true) {
-        try {
-          shards_[i]->io.run();
-          return;
-        } catch (const std::exception& e) {
-          LogLine(logger_, LogLevel::kError, fmt::format("shard {}: handler threw: {}", i, e.what()));
-        }
-      }
-    });
+  if (started_) return;
+  started_ = true;
+  for (size_t i = first; i < shards_.size(); ++i) {
+    threads_.emplace_back([this, i] { RunShard(i); });
   }
 }
 
+void Runtime::Start() { StartFrom(0); }
+
 Status Runtime::Run() {
-  Start();
+  StartFrom(1);
+  RunShard(0);
   return Join();
 }
 
@@ -184,8 +143,6 @@ Status Runtime::Join() {
     std::lock_guard lock(mu_);
     joined_ = true;
   }
-  cv_.notify_all();
-  if (watchdog_.joinable()) watchdog_.join();
   if (forced_.load()) return Status(Errc::kTimedOut, "drain deadline passed; stop forced");
   return Status::Ok();
 }
@@ -196,10 +153,6 @@ void Runtime::Stop() {
 }
 
 void Runtime::BeginStop() {
-  if (signals_) {
-    boost::system::error_code ignored;
-    signals_->set.cancel(ignored);
-  }
   for (auto& shard : shards_) {
     asio::post(shard->io, [s = shard.get()] {
       for (auto& acc : s->acceptors) {
@@ -211,14 +164,33 @@ void Runtime::BeginStop() {
   for (auto& hook : stop_hooks_) hook();
   // Without the guards each io_context returns once its last operation ends.
   for (auto& shard : shards_) shard->work.reset();
-  watchdog_ = std::thread([this] {
-    std::unique_lock lock(mu_);
-    if (!cv_.wait_for(lock, options_.drain_timeout, [this] { return joined_; })) {
-      forced_.store(true);
-      LogLine(logger_, LogLevel::kWarning, "drain deadline passed: forcing stop");
+  drain_deadline_ns_.store(
+      (std::chrono::steady_clock::now() + options_.drain_timeout).time_since_epoch().count(),
+      std::memory_order_release);
+}
+
+// Each shard's thread runs its context in slices and looks at the drain
+// deadline between them, so the forced stop needs no watchdog thread. A
+// context returns from a slice early once it is out of work: the clean end.
+void Runtime::RunShard(size_t i) {
+  asio::io_context& io = shards_[i]->io;
+  while (!io.stopped()) {
+    // The asio pattern for handlers that throw: log and keep serving, so
+    // one bad handler does not take the whole shard down.
+    try {
+      io.run_for(kDeadlineCheck);
+    } catch (const std::exception& e) {
+      LogLine(logger_, LogLevel::kError, fmt::format("shard {}: handler threw: {}", i, e.what()));
+    }
+    const int64_t deadline = drain_deadline_ns_.load(std::memory_order_acquire);
+    if (deadline != 0 && std::chrono::steady_clock::now().time_since_epoch().count() > deadline &&
+        !io.stopped()) {
+      if (!forced_.exchange(true)) {
+        LogLine(logger_, LogLevel::kWarning, "drain deadline passed: forcing stop");
+      }
       for (auto& shard : shards_) shard->io.stop();
     }
-  });
+  }
 }
 
 }  // namespace qcloud

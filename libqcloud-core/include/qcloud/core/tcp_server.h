@@ -1,0 +1,163 @@
+#pragma once
+
+// TcpServer: the connection loop under every qcloud server that speaks a
+// byte-stream protocol (memcached, NBD, ...). The protocol is a socket-free
+// state machine, a StreamSession; the loop owns sockets, buffers, limits and
+// the stop, and is the same for every protocol.
+//
+//   struct Echo : StreamSession { ... };
+//   struct Factory : SessionFactory {
+//     std::unique_ptr<StreamSession> NewSession(unsigned) override { ... }
+//   } factory;
+//   auto server = TcpServer::Open(factory, {.listen = "127.0.0.1:0", .threads = 2}).value();
+//   for (unsigned i = 0; i < server->threads(); ++i)
+//     life->Spawn("worker", [&, i] { return server->Serve(i); });   // see lifecycle.h
+//   ...
+//   server->Stop();
+//
+// The server owns no threads: the caller runs Serve(i) for every worker
+// index on a thread of its own. Each worker has its own SO_REUSEPORT
+// listening socket (the kernel spreads connections), its own event loop and
+// its own connections; workers share only the factory and the connection
+// count.
+//
+// Backends. io_uring (default where the kernel allows it): every receive and
+// send a loop turn produces goes to the kernel in one io_uring_enter, which
+// also waits for the next completions, so N busy connections cost one system
+// call a turn where epoll pays epoll_wait plus a read and a write per
+// request. epoll: the fallback when io_uring_setup is refused (old kernel,
+// kernel.io_uring_disabled, a seccomp policy such as Docker's default), or
+// when asked for; level-triggered, non-blocking sockets.
+//
+// Per connection: received bytes accumulate in an input buffer that is
+// offered to the session's Process(); what it consumes is dropped, its
+// replies are sent in order. A connection is not read while the session is
+// blocked() (a client that does not read its replies costs bounded memory)
+// and is closed when its unconsumed input exceeds max_input, after the
+// session says closing() and its replies are out, when the peer closes, on
+// a socket error, or at the stop. One connection's failure never touches
+// another's.
+//
+// Stop: Stop() closes the listeners and stops reading; replies already
+// produced are sent for up to drain_timeout (on the injected Clock); then
+// the remaining connections are closed (counted in drain_forced_closes) and
+// Serve() returns.
+//
+// Thread safety: Serve(i) once per worker index, on its own thread; Stop()
+// and the statistics from any thread. The factory and sessions are called
+// on the worker thread that owns the connection.
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "qcloud/core/bytes.h"
+#include "qcloud/core/clock.h"
+#include "qcloud/core/endpoint.h"
+#include "qcloud/core/export.h"
+#include "qcloud/core/log.h"
+#include "qcloud/core/result.h"
+#include "qcloud/core/status.h"
+
+namespace qcloud {
+
+// One connection's protocol state machine.
+class StreamSession {
+ public:
+  virtual ~StreamSession() = default;
+  // Consumes complete requests from the front of `in` and appends their
+  // replies to `out`; returns the bytes consumed (<= in.size()). The rest is
+  // offered again with more bytes after it.
+  virtual size_t Process(ByteView in, Buffer& out) = 0;
+  // The connection closes once `out` has been sent.
+  virtual bool closing() const noexcept = 0;
+  // While true the connection is not read (e.g. `out` is over a high-water mark).
+  virtual bool blocked(const Buffer& out) const noexcept = 0;
+};
+
+class SessionFactory {
+ public:
+  virtual ~SessionFactory() = default;
+  // A session for a new connection accepted by worker `worker`; called on
+  // that worker's thread.
+  virtual std::unique_ptr<StreamSession> NewSession(unsigned worker) = 0;
+};
+
+enum class LoopBackend {
+  kAuto,     // io_uring if the kernel allows it, else epoll
+  kIoUring,  // io_uring or an error from Open()
+  kEpoll,    // epoll even where io_uring works
+};
+
+QCLOUD_EXPORT const char* LoopBackendName(LoopBackend backend) noexcept;
+
+struct TcpServerOptions {
+  std::string listen = "127.0.0.1:0";   // endpoint.h grammar; port 0 = pick a free port
+  unsigned threads = 1;                 // workers (call Serve(i) for each), 1..256
+  size_t max_connections = 4096;        // across workers; more are sent reject_message, closed
+  std::string reject_message;           // bytes sent to a refused connection; "" = none
+  size_t read_buffer = 16 * 1024;       // bytes asked of one receive (at least 1 KiB)
+  size_t max_input = size_t{64} << 20;  // unconsumed input that closes a connection
+  int listen_backlog = 1024;            // listen(2) backlog per worker socket
+  std::chrono::milliseconds drain_timeout{1000};  // after Stop(): time to send pending replies
+  LoopBackend backend = LoopBackend::kAuto;       // see LoopBackend
+  bool tcp_nodelay = true;              // request/response protocols want small replies out now
+  // Drain deadline time source. Not owned; must outlive the server. Null = RealClock().
+  Clock* clock = nullptr;
+  // Accept and loop failures. Not owned; must outlive the server. Null = discard.
+  Logger* logger = nullptr;
+};
+
+// Counters of one worker, or the sum over workers.
+struct TcpServerStats {
+  int64_t curr_connections = 0;
+  uint64_t total_connections = 0;     // accepted and served
+  uint64_t rejected_connections = 0;  // refused by max_connections
+  uint64_t bytes_read = 0;
+  uint64_t bytes_written = 0;
+  uint64_t input_overflows = 0;       // closed for exceeding max_input
+  uint64_t drain_forced_closes = 0;   // closed at the drain deadline with replies unsent
+};
+
+class QCLOUD_EXPORT TcpServer {
+ public:
+  // Binds one listening socket per worker and picks the backend. `factory`
+  // is not owned and must outlive the server. Errors: kInvalidArgument (bad
+  // options or address), the socket/bind/listen failure (e.g. address in
+  // use), kNotSupported when kIoUring was asked for and the kernel refuses it.
+  static Result<std::unique_ptr<TcpServer>> Open(SessionFactory& factory,
+                                                 const TcpServerOptions& options);
+  ~TcpServer();
+  TcpServer(const TcpServer&) = delete;
+  TcpServer& operator=(const TcpServer&) = delete;
+
+  // The bound address (the real port when 0 was asked).
+  const Endpoint& address() const noexcept;
+  unsigned threads() const noexcept;
+  // kIoUring or kEpoll: what Open() chose.
+  LoopBackend backend() const noexcept;
+
+  // Runs worker `index` until Stop() and the drain end. Errors:
+  // kInvalidArgument for a bad index; the event loop's setup or wait failure
+  // (its connections are closed; the other workers go on).
+  Status Serve(unsigned index);
+  // Begins the stop of every worker. Idempotent; any thread.
+  void Stop();
+
+  TcpServerStats stats() const noexcept;
+  TcpServerStats worker_stats(unsigned index) const noexcept;
+  // Zeroes the totals (total/rejected connections, bytes); current
+  // connections stay. For a protocol's "reset statistics" command.
+  void ResetStats() noexcept;
+
+  struct Impl;
+
+ private:
+  explicit TcpServer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace qcloud

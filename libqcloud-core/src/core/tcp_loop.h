@@ -1,0 +1,119 @@
+#pragma once
+
+// Private: what TcpServer's two backends share. Invariants:
+//   - a Conn belongs to one worker thread; only that thread touches it;
+//   - a Conn's fd is closed exactly once, when no kernel operation on its
+//     buffers is in flight (io_uring) — then the Conn is deleted;
+//   - Impl::connections counts open connections across workers and is what
+//     max_connections is checked against; each worker's LoopCounters has
+//     one writer (its thread) and any number of readers.
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "qcloud/core/bytes.h"
+#include "qcloud/core/tcp_server.h"
+
+namespace qcloud::core_internal {
+
+struct alignas(64) LoopCounters {
+  std::atomic<int64_t> curr_connections{0};
+  std::atomic<uint64_t> total_connections{0};
+  std::atomic<uint64_t> rejected_connections{0};
+  std::atomic<uint64_t> bytes_read{0};
+  std::atomic<uint64_t> bytes_written{0};
+  std::atomic<uint64_t> input_overflows{0};
+  std::atomic<uint64_t> drain_forced_closes{0};
+};
+
+// One writer: a plain load+store is enough and avoids a locked add.
+inline void Bump(std::atomic<uint64_t>& c, uint64_t n = 1) noexcept {
+  c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+}
+
+struct Conn {
+  int fd = -1;
+  std::unique_ptr<StreamSession> session;
+  Buffer in;
+  Buffer out;
+  Buffer sending;           // io_uring: the buffer the kernel is sending from
+  bool recv_armed = false;  // io_uring: a receive is in flight
+  bool send_armed = false;  // io_uring: a send is in flight
+  bool eof = false;         // no more input: peer finished, session closing, or stop
+  bool dead = false;        // closing: waiting for in-flight operations, then close
+  bool reaping = false;     // queued for the close at the end of the loop turn
+  uint32_t epoll_events = 0;  // epoll: the interest registered now
+};
+
+}  // namespace qcloud::core_internal
+
+namespace qcloud {
+
+struct TcpServer::Impl {
+  SessionFactory* factory = nullptr;
+  TcpServerOptions options;
+  Clock* clock = nullptr;
+  Logger* logger = nullptr;
+  Endpoint address;
+  LoopBackend backend = LoopBackend::kIoUring;
+  std::vector<int> listen_fds;
+  std::vector<int> wake_fds;
+  std::unique_ptr<core_internal::LoopCounters[]> counters;
+  std::atomic<bool> stopping{false};
+  std::atomic<int64_t> connections{0};
+
+  ~Impl();
+  void Log(LogLevel level, const std::string& line) const {
+    if (logger->Enabled(level)) logger->Log(level, line);
+  }
+};
+
+}  // namespace qcloud
+
+namespace qcloud::core_internal {
+
+// Base of both backends' workers: admission, the session step and closing.
+class LoopWorker {
+ public:
+  LoopWorker(TcpServer::Impl& server, unsigned index)
+      : server_(server),
+        index_(index),
+        counters_(server.counters[index]),
+        listen_fd_(server.listen_fds[index]),
+        wake_fd_(server.wake_fds[index]) {}
+  virtual ~LoopWorker() = default;
+  virtual Status Run() = 0;
+
+ protected:
+  // A freshly accepted socket: refused (reject message, close) over the
+  // connection limit or at the stop, else a new Conn in conns_.
+  Conn* Admit(int fd);
+  // Offers the buffered input to the session; marks eof when the session is
+  // closing or the input outgrew max_input.
+  void Feed(Conn& c);
+  bool WantsInput(const Conn& c) const { return !c.eof && !c.dead && !c.session->blocked(c.out); }
+  // Closes the fd, forgets the Conn. No operation may be in flight on it.
+  void Close(Conn* c);
+  // At the drain deadline: closes every connection still open.
+  void CloseAll();
+  MonoTime Now() const { return server_.clock->MonotonicNow(); }
+  bool stopping() const { return server_.stopping.load(std::memory_order_acquire); }
+
+  TcpServer::Impl& server_;
+  const unsigned index_;
+  LoopCounters& counters_;
+  const int listen_fd_;
+  const int wake_fd_;
+  std::vector<Conn*> conns_;
+};
+
+std::unique_ptr<LoopWorker> NewIoUringWorker(TcpServer::Impl& server, unsigned index);
+std::unique_ptr<LoopWorker> NewEpollWorker(TcpServer::Impl& server, unsigned index);
+// True when this thread may set up an io_uring (kernel support, no seccomp
+// refusal, kernel.io_uring_disabled off).
+bool IoUringAllowed() noexcept;
+
+}  // namespace qcloud::core_internal

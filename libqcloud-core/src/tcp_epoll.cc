@@ -1,0 +1,194 @@
+// TcpServer's epoll backend: the fallback where io_uring is refused.
+// Level-triggered, non-blocking sockets. A readable connection gets one
+// receive per loop turn (so one busy client cannot starve the others), its
+// input goes to the session, and the replies are sent at once; what the
+// socket does not take waits for EPOLLOUT. Interest follows state: EPOLLIN
+// while the session wants input, EPOLLOUT while replies wait.
+
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "core/tcp_loop.h"
+
+namespace qcloud::core_internal {
+
+namespace {
+
+constexpr int kMaxEvents = 256;
+constexpr int kDrainPollMs = 100;
+// Connections taken from the backlog per listener event, so a connection
+// storm does not starve the established connections.
+constexpr int kAcceptBurst = 64;
+
+class EpollWorker final : public LoopWorker {
+ public:
+  using LoopWorker::LoopWorker;
+
+  ~EpollWorker() override {
+    if (epfd_ >= 0) ::close(epfd_);
+  }
+
+  Status Run() override {
+    epfd_ = ::epoll_create1(EPOLL_CLOEXEC);
+    if (epfd_ < 0) return Status::FromErrno(errno, "epoll_create1");
+    // The listener and the wake eventfd are told apart from connections by
+    // their addresses: &listen_tag_ and &wake_tag_.
+    if (!Add(listen_fd_, EPOLLIN, &listen_tag_) || !Add(wake_fd_, EPOLLIN, &wake_tag_)) {
+      return Status::FromErrno(errno, "epoll_ctl");
+    }
+    Status result;
+    bool draining = false;
+    MonoTime deadline{};
+    epoll_event events[kMaxEvents];
+    while (true) {
+      if (stopping() && !draining) {
+        draining = true;
+        deadline = Now() + server_.options.drain_timeout;
+        ::epoll_ctl(epfd_, EPOLL_CTL_DEL, listen_fd_, nullptr);
+        ::shutdown(listen_fd_, SHUT_RDWR);
+        for (size_t i = conns_.size(); i-- > 0;) {
+          conns_[i]->eof = true;
+          Update(*conns_[i]);
+        }
+        Reap();
+      }
+      if (draining && conns_.empty()) break;
+      if (draining && Now() >= deadline) break;
+      const int n = ::epoll_wait(epfd_, events, kMaxEvents, draining ? kDrainPollMs : -1);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        result = Status::FromErrno(errno, "epoll_wait");
+        break;
+      }
+      for (int i = 0; i < n; ++i) {
+        void* tag = events[i].data.ptr;
+        if (tag == &listen_tag_) {
+          AcceptSome();
+        } else if (tag == &wake_tag_) {
+          uint64_t v;
+          [[maybe_unused]] ssize_t r = ::read(wake_fd_, &v, sizeof v);
+        } else {
+          OnEvents(*static_cast<Conn*>(tag), events[i].events);
+        }
+      }
+      Reap();
+    }
+    CloseAll();
+    return result;
+  }
+
+ private:
+  bool Add(int fd, uint32_t events, void* tag) {
+    epoll_event ev{};
+    ev.events = events;
+    ev.data.ptr = tag;
+    return ::epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) == 0;
+  }
+
+  void AcceptSome() {
+    for (int i = 0; i < kAcceptBurst; ++i) {
+      const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (fd < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && !stopping()) {
+          // EMFILE and friends: the connection waits in the backlog.
+          server_.Log(LogLevel::kWarning, fmt::format("accept: {}", std::strerror(errno)));
+        }
+        return;
+      }
+      Conn* c = Admit(fd);
+      if (c == nullptr) continue;
+      c->epoll_events = EPOLLIN;
+      if (!Add(fd, EPOLLIN, c)) {
+        c->dead = true;
+        to_close_.push_back(c);
+      }
+    }
+  }
+
+  void OnEvents(Conn& c, uint32_t events) {
+    if (c.reaping) return;
+    if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+      if (WantsInput(c)) Receive(c);
+      if (events & EPOLLERR) c.dead = true;
+    }
+    Update(c);
+  }
+
+  void Receive(Conn& c) {
+    const size_t rb = server_.options.read_buffer;
+    const size_t pending = c.in.size();
+    const size_t want = rb > pending + 4096 ? rb - pending : rb;
+    auto space = c.in.Prepare(want);
+    const ssize_t n = ::recv(c.fd, space.data(), want, 0);
+    if (n > 0) {
+      c.in.Commit(static_cast<size_t>(n));
+      Bump(counters_.bytes_read, static_cast<uint64_t>(n));
+      Feed(c);
+    } else if (n == 0) {
+      c.eof = true;
+    } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+      c.eof = true;
+      c.dead = true;
+    }
+  }
+
+  // Sends what is queued, then sets the interest (or closes) from the state.
+  void Update(Conn& c) {
+    while (!c.dead && !c.out.empty()) {
+      const ssize_t n = ::send(c.fd, c.out.data(), c.out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n > 0) {
+        Bump(counters_.bytes_written, static_cast<uint64_t>(n));
+        c.out.Consume(static_cast<size_t>(n));
+        if (c.out.empty() || !c.session->blocked(c.out)) Feed(c);  // room again: take more input
+      } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        break;
+      } else if (n < 0 && errno == EINTR) {
+        continue;
+      } else {
+        c.dead = true;
+      }
+    }
+    if (c.dead || (c.eof && c.out.empty())) {
+      if (!c.reaping) to_close_.push_back(&c);
+      c.reaping = true;
+      return;
+    }
+    uint32_t want = 0;
+    if (WantsInput(c)) {
+      want |= EPOLLIN;
+      c.in.ShrinkIfIdle(server_.options.read_buffer * 4);
+    }
+    if (!c.out.empty()) want |= EPOLLOUT;
+    if (want != c.epoll_events) {
+      epoll_event ev{};
+      ev.events = want;
+      ev.data.ptr = &c;
+      ::epoll_ctl(epfd_, EPOLL_CTL_MOD, c.fd, &ev);
+      c.epoll_events = want;
+    }
+  }
+
+  void Reap() {
+    for (Conn* c : to_close_) Close(c);  // close(2) also leaves the epoll set
+    to_close_.clear();
+  }
+
+  int epfd_ = -1;
+  char listen_tag_ = 0;
+  char wake_tag_ = 0;
+  std::vector<Conn*> to_close_;
+};
+
+}  // namespace
+
+std::unique_ptr<LoopWorker> NewEpollWorker(TcpServer::Impl& server, unsigned index) {
+  return std::make_unique<EpollWorker>(server, index);
+}
+
+}  // namespace qcloud::core_internal

@@ -1,0 +1,234 @@
+// TcpServer: options, listening sockets, the backend choice, statistics, and
+// the parts of a worker both backends share (core/tcp_loop.h).
+
+#include "qcloud/core/tcp_server.h"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include <fmt/format.h>
+
+#include "core/tcp_loop.h"
+
+namespace qcloud {
+
+using core_internal::LoopCounters;
+
+namespace {
+constexpr unsigned kMaxWorkers = 256;
+constexpr size_t kMinReadBuffer = 1024;
+}  // namespace
+
+const char* LoopBackendName(LoopBackend backend) noexcept {
+  switch (backend) {
+    case LoopBackend::kAuto: return "auto";
+    case LoopBackend::kIoUring: return "io_uring";
+    case LoopBackend::kEpoll: return "epoll";
+  }
+  return "?";
+}
+
+TcpServer::Impl::~Impl() {
+  for (int fd : listen_fds) ::close(fd);
+  for (int fd : wake_fds) ::close(fd);
+}
+
+TcpServer::TcpServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+TcpServer::~TcpServer() = default;
+const Endpoint& TcpServer::address() const noexcept { return impl_->address; }
+unsigned TcpServer::threads() const noexcept { return impl_->options.threads; }
+LoopBackend TcpServer::backend() const noexcept { return impl_->backend; }
+
+Result<std::unique_ptr<TcpServer>> TcpServer::Open(SessionFactory& factory,
+                                                   const TcpServerOptions& options) {
+  if (options.threads == 0 || options.threads > kMaxWorkers) {
+    return InvalidArgument(fmt::format("threads must be 1..{}", kMaxWorkers));
+  }
+  if (options.read_buffer < kMinReadBuffer || options.max_input < options.read_buffer) {
+    return InvalidArgument("read_buffer must be >= 1 KiB and max_input >= read_buffer");
+  }
+  if (options.max_connections == 0) return InvalidArgument("max_connections must be > 0");
+  if (options.drain_timeout.count() < 0) return InvalidArgument("negative drain_timeout");
+  QCLOUD_ASSIGN_OR_RETURN(Endpoint listen, ParseEndpoint(options.listen));
+
+  auto impl = std::make_unique<Impl>();
+  impl->factory = &factory;
+  impl->options = options;
+  impl->clock = options.clock != nullptr ? options.clock : &RealClock();
+  impl->logger = options.logger != nullptr ? options.logger : &DiscardLogger();
+  impl->counters = std::make_unique<LoopCounters[]>(options.threads);
+  switch (options.backend) {
+    case LoopBackend::kAuto:
+      impl->backend =
+          core_internal::IoUringAllowed() ? LoopBackend::kIoUring : LoopBackend::kEpoll;
+      break;
+    case LoopBackend::kIoUring:
+      if (!core_internal::IoUringAllowed()) {
+        return Status(Errc::kNotSupported, "io_uring refused by the kernel or a seccomp policy");
+      }
+      impl->backend = LoopBackend::kIoUring;
+      break;
+    case LoopBackend::kEpoll:
+      impl->backend = LoopBackend::kEpoll;
+      break;
+  }
+
+  sockaddr_storage addr{};
+  const socklen_t len = listen.ToSockaddr(&addr);
+  for (unsigned i = 0; i < options.threads; ++i) {
+    // epoll accepts until EAGAIN, so its listeners must not block; io_uring
+    // arms a poll itself and wants them blocking.
+    const int nonblock = impl->backend == LoopBackend::kEpoll ? SOCK_NONBLOCK : 0;
+    const int fd = ::socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC | nonblock, 0);
+    if (fd < 0) return Status::FromErrno(errno, "socket");
+    impl->listen_fds.push_back(fd);
+    const int one = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0) {
+      return Status::FromErrno(errno, "bind " + listen.ToString());
+    }
+    if (::listen(fd, options.listen_backlog) != 0) return Status::FromErrno(errno, "listen");
+    if (i == 0) {
+      // Port 0: the other workers bind the port the kernel chose.
+      socklen_t l = sizeof addr;
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &l);
+    }
+    const int wfd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (wfd < 0) return Status::FromErrno(errno, "eventfd");
+    impl->wake_fds.push_back(wfd);
+  }
+  impl->address = Endpoint::FromSockaddr(addr);
+  return std::unique_ptr<TcpServer>(new TcpServer(std::move(impl)));
+}
+
+Status TcpServer::Serve(unsigned index) {
+  if (index >= impl_->options.threads) return InvalidArgument("no such worker");
+  auto worker = impl_->backend == LoopBackend::kEpoll
+                    ? core_internal::NewEpollWorker(*impl_, index)
+                    : core_internal::NewIoUringWorker(*impl_, index);
+  return worker->Run();
+}
+
+void TcpServer::Stop() {
+  if (impl_->stopping.exchange(true, std::memory_order_acq_rel)) return;
+  for (int fd : impl_->wake_fds) {
+    const uint64_t one = 1;
+    [[maybe_unused]] ssize_t n = ::write(fd, &one, sizeof one);
+  }
+}
+
+TcpServerStats TcpServer::worker_stats(unsigned index) const noexcept {
+  TcpServerStats s;
+  if (index >= impl_->options.threads) return s;
+  const LoopCounters& c = impl_->counters[index];
+  constexpr auto r = std::memory_order_relaxed;
+  s.curr_connections = c.curr_connections.load(r);
+  s.total_connections = c.total_connections.load(r);
+  s.rejected_connections = c.rejected_connections.load(r);
+  s.bytes_read = c.bytes_read.load(r);
+  s.bytes_written = c.bytes_written.load(r);
+  s.input_overflows = c.input_overflows.load(r);
+  s.drain_forced_closes = c.drain_forced_closes.load(r);
+  return s;
+}
+
+TcpServerStats TcpServer::stats() const noexcept {
+  TcpServerStats sum;
+  for (unsigned i = 0; i < impl_->options.threads; ++i) {
+    const TcpServerStats s = worker_stats(i);
+    sum.curr_connections += s.curr_connections;
+    sum.total_connections += s.total_connections;
+    sum.rejected_connections += s.rejected_connections;
+    sum.bytes_read += s.bytes_read;
+    sum.bytes_written += s.bytes_written;
+    sum.input_overflows += s.input_overflows;
+    sum.drain_forced_closes += s.drain_forced_closes;
+  }
+  return sum;
+}
+
+void TcpServer::ResetStats() noexcept {
+  // A racing Bump() on the worker may put back a few increments: the reset
+  // is as exact as memcached's `stats reset`, not more.
+  for (unsigned i = 0; i < impl_->options.threads; ++i) {
+    LoopCounters& c = impl_->counters[i];
+    c.total_connections.store(0, std::memory_order_relaxed);
+    c.rejected_connections.store(0, std::memory_order_relaxed);
+    c.bytes_read.store(0, std::memory_order_relaxed);
+    c.bytes_written.store(0, std::memory_order_relaxed);
+  }
+}
+
+namespace core_internal {
+
+Conn* LoopWorker::Admit(int fd) {
+  const TcpServerOptions& o = server_.options;
+  if (stopping() ||
+      server_.connections.load(std::memory_order_relaxed) >=
+          static_cast<int64_t>(o.max_connections)) {
+    if (!stopping() && !o.reject_message.empty()) {
+      [[maybe_unused]] ssize_t n = ::send(fd, o.reject_message.data(), o.reject_message.size(),
+                                          MSG_NOSIGNAL | MSG_DONTWAIT);
+    }
+    ::close(fd);
+    Bump(counters_.rejected_connections);
+    return nullptr;
+  }
+  if (o.tcp_nodelay) {
+    const int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  }
+  auto* c = new Conn;
+  c->fd = fd;
+  c->session = server_.factory->NewSession(index_);
+  conns_.push_back(c);
+  server_.connections.fetch_add(1, std::memory_order_relaxed);
+  counters_.curr_connections.fetch_add(1, std::memory_order_relaxed);
+  Bump(counters_.total_connections);
+  return c;
+}
+
+void LoopWorker::Feed(Conn& c) {
+  if (c.dead) return;
+  const size_t used = c.session->Process(c.in.readable(), c.out);
+  c.in.Consume(used);
+  if (c.session->closing()) c.eof = true;
+  if (c.in.size() > server_.options.max_input) {
+    // The session kept buffering without consuming: its own bounds should
+    // have closed it first; the loop's bound is the last line of defence.
+    Bump(counters_.input_overflows);
+    c.eof = true;
+    c.dead = true;
+  }
+}
+
+void LoopWorker::Close(Conn* c) {
+  ::close(c->fd);
+  auto it = std::find(conns_.begin(), conns_.end(), c);
+  if (it != conns_.end()) {
+    *it = conns_.back();
+    conns_.pop_back();
+  }
+  server_.connections.fetch_sub(1, std::memory_order_relaxed);
+  counters_.curr_connections.fetch_sub(1, std::memory_order_relaxed);
+  delete c;
+}
+
+void LoopWorker::CloseAll() {
+  while (!conns_.empty()) {
+    Conn* c = conns_.back();
+    if (!c->out.empty() || !c->sending.empty()) Bump(counters_.drain_forced_closes);
+    Close(c);
+  }
+}
+
+}  // namespace core_internal
+}  // namespace qcloud

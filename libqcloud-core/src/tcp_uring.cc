@@ -1,0 +1,281 @@
+// TcpServer's io_uring backend. Each connection has at most one receive and
+// one send in flight; every completion that arrives in one io_uring_enter is
+// handled, and the receives and sends it produced go to the kernel together
+// with the next io_uring_enter, which also waits for the next completions.
+//
+// Connection lifecycle: accepted (multishot accept) -> receiving; each
+// receive feeds the session, whose replies are queued in `out`; `out` is
+// swapped into `sending` when no send is in flight, so a buffer is never
+// touched by the kernel and by the session at once. A connection ends when
+// the peer closes its side (after our replies are sent), on an error, when
+// the session is closing, or at the stop; its fd is closed only when no
+// operation is in flight.
+
+#include <liburing.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "core/tcp_loop.h"
+
+namespace qcloud::core_internal {
+
+namespace {
+
+constexpr unsigned kSubmissionEntries = 1024;
+constexpr unsigned kCompletionEntries = 8192;  // many connections' completions per wait
+constexpr unsigned kProbeEntries = 4;
+// While draining, how long one wait may block before the deadline is checked.
+constexpr long kDrainPollNs = 100L * 1000 * 1000;
+// At exit, how many waits for the completions of shut-down sockets.
+constexpr int kExitDrainRounds = 50;
+
+// user_data = Conn pointer | tag; Conn's alignment leaves the low bits free.
+enum Tag : uintptr_t { kRecv = 0, kSend = 1, kAccept = 2, kWake = 3 };
+constexpr uintptr_t kTagMask = 3;
+static_assert(alignof(Conn) > kTagMask, "tags live in the low bits of Conn pointers");
+
+uint64_t Encode(Conn* c, Tag t) { return reinterpret_cast<uintptr_t>(c) | t; }
+
+class IoUringWorker final : public LoopWorker {
+ public:
+  using LoopWorker::LoopWorker;
+
+  ~IoUringWorker() override {
+    if (ring_ready_) io_uring_queue_exit(&ring_);
+  }
+
+  Status Run() override {
+    io_uring_params params{};
+    params.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_CQSIZE;
+    params.cq_entries = kCompletionEntries;
+    int rc = io_uring_queue_init_params(kSubmissionEntries, &ring_, &params);
+    if (rc == -EINVAL) {  // kernels before 6.1: no DEFER_TASKRUN
+      params = {};
+      params.flags = IORING_SETUP_CQSIZE;
+      params.cq_entries = kCompletionEntries;
+      rc = io_uring_queue_init_params(kSubmissionEntries, &ring_, &params);
+    }
+    if (rc < 0) return Status::FromErrno(-rc, "io_uring_queue_init");
+    ring_ready_ = true;
+    ArmAccept();
+    ArmWake();
+    Status result;
+    bool draining = false;
+    MonoTime deadline{};
+    while (true) {
+      if (stopping() && !draining) {
+        draining = true;
+        deadline = Now() + server_.options.drain_timeout;
+        // New connections are refused by the kernel from now on.
+        ::shutdown(listen_fd_, SHUT_RDWR);
+        for (size_t i = conns_.size(); i-- > 0;) StopReading(*conns_[i]);
+        Reap();
+      }
+      if (draining && conns_.empty()) break;
+      if (draining && Now() >= deadline) break;
+      __kernel_timespec ts{0, kDrainPollNs};
+      io_uring_cqe* cqe = nullptr;
+      rc = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, draining ? &ts : nullptr, nullptr);
+      if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY) {
+        result = Status::FromErrno(-rc, "io_uring wait");
+        break;
+      }
+      HandleCompletions();
+      Reap();
+    }
+    Shutdown();
+    return result;
+  }
+
+ private:
+  io_uring_sqe* Sqe() {
+    io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+    if (sqe == nullptr) {
+      io_uring_submit(&ring_);
+      sqe = io_uring_get_sqe(&ring_);
+    }
+    return sqe;
+  }
+
+  void HandleCompletions() {
+    unsigned head;
+    unsigned seen = 0;
+    io_uring_cqe* cqe;
+    io_uring_for_each_cqe(&ring_, head, cqe) {
+      ++seen;
+      Handle(cqe->user_data, cqe->res, cqe->flags);
+    }
+    io_uring_cq_advance(&ring_, seen);
+  }
+
+  // Every socket is shut down so that its in-flight operations complete;
+  // only then are buffers freed and fds closed.
+  void Shutdown() {
+    for (Conn* c : conns_) ::shutdown(c->fd, SHUT_RDWR);
+    for (int round = 0; round < kExitDrainRounds && Armed(); ++round) {
+      __kernel_timespec ts{0, 10 * 1000 * 1000};
+      io_uring_cqe* cqe = nullptr;
+      if (io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr) < 0 && !Armed()) break;
+      HandleCompletions();
+    }
+    io_uring_queue_exit(&ring_);
+    ring_ready_ = false;
+    CloseAll();
+  }
+
+  bool Armed() const {
+    for (const Conn* c : conns_) {
+      if (c->recv_armed || c->send_armed) return true;
+    }
+    return false;
+  }
+
+  void ArmAccept() {
+    io_uring_sqe* sqe = Sqe();
+    io_uring_prep_multishot_accept(sqe, listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    io_uring_sqe_set_data64(sqe, Encode(nullptr, kAccept));
+  }
+
+  void ArmWake() {
+    io_uring_sqe* sqe = Sqe();
+    io_uring_prep_read(sqe, wake_fd_, &wake_value_, sizeof wake_value_, 0);
+    io_uring_sqe_set_data64(sqe, Encode(nullptr, kWake));
+  }
+
+  void ArmRecv(Conn& c) {
+    // Ask for read_buffer bytes, less what is already pending, so a session
+    // that bounds its line length sees the same chunks as from a read(2)
+    // loop; at least 4 KiB so a long value still arrives in big steps.
+    const size_t rb = server_.options.read_buffer;
+    const size_t pending = c.in.size();
+    const size_t want = rb > pending + 4096 ? rb - pending : rb;
+    auto space = c.in.Prepare(want);
+    io_uring_sqe* sqe = Sqe();
+    io_uring_prep_recv(sqe, c.fd, space.data(), want, 0);
+    io_uring_sqe_set_data64(sqe, Encode(&c, kRecv));
+    c.recv_armed = true;
+  }
+
+  void ArmSend(Conn& c) {
+    io_uring_sqe* sqe = Sqe();
+    io_uring_prep_send(sqe, c.fd, c.sending.data(), c.sending.size(), MSG_NOSIGNAL);
+    io_uring_sqe_set_data64(sqe, Encode(&c, kSend));
+    c.send_armed = true;
+  }
+
+  void Handle(uint64_t data, int res, unsigned flags) {
+    const Tag tag = static_cast<Tag>(data & kTagMask);
+    Conn* c = reinterpret_cast<Conn*>(data & ~uint64_t{kTagMask});
+    switch (tag) {
+      case kAccept:
+        OnAccept(res);
+        if ((flags & IORING_CQE_F_MORE) == 0 && !stopping()) ArmAccept();
+        return;
+      case kWake:
+        return;  // Run() notices the stop
+      case kRecv:
+        c->recv_armed = false;
+        if (res > 0) {
+          c->in.Commit(static_cast<size_t>(res));
+          Bump(counters_.bytes_read, static_cast<uint64_t>(res));
+          Feed(*c);
+        } else if (res != -EINTR && res != -EAGAIN) {
+          // 0: the peer finished sending; replies still go out, then close.
+          c->eof = true;
+          if (res < 0) c->dead = true;
+        }
+        Drive(*c);
+        return;
+      case kSend:
+        c->send_armed = false;
+        if (res < 0) {
+          c->dead = true;
+          c->eof = true;
+        } else {
+          Bump(counters_.bytes_written, static_cast<uint64_t>(res));
+          c->sending.Consume(static_cast<size_t>(res));
+          if (!c->sending.empty()) {
+            ArmSend(*c);
+            return;
+          }
+          // Room in the output again: a blocked session may take more input.
+          Feed(*c);
+        }
+        Drive(*c);
+        return;
+    }
+  }
+
+  void OnAccept(int fd) {
+    if (fd < 0) {
+      if (fd != -ECANCELED && fd != -EINVAL && !stopping()) {
+        server_.Log(LogLevel::kWarning, fmt::format("accept: {}", std::strerror(-fd)));
+      }
+      return;
+    }
+    if (Conn* c = Admit(fd)) ArmRecv(*c);
+  }
+
+  // Starts a send if none is in flight, and decides whether to read more or
+  // to close.
+  void Drive(Conn& c) {
+    if (!c.send_armed && !c.out.empty() && !c.dead) {
+      std::swap(c.out, c.sending);
+      ArmSend(c);
+    }
+    if (c.dead || (c.eof && !c.send_armed)) {
+      c.dead = true;
+      if (!c.recv_armed && !c.send_armed) {
+        if (!c.reaping) to_close_.push_back(&c);
+        c.reaping = true;
+      } else if (c.recv_armed) {
+        ::shutdown(c.fd, SHUT_RDWR);  // completes the pending receive
+      }
+      return;
+    }
+    if (!c.recv_armed && WantsInput(c)) {
+      c.in.ShrinkIfIdle(server_.options.read_buffer * 4);
+      c.out.ShrinkIfIdle(server_.options.read_buffer * 4);
+      ArmRecv(c);
+    }
+  }
+
+  void StopReading(Conn& c) {
+    c.eof = true;
+    if (c.recv_armed) {
+      ::shutdown(c.fd, SHUT_RD);
+    } else {
+      Drive(c);
+    }
+  }
+
+  void Reap() {
+    for (Conn* c : to_close_) Close(c);
+    to_close_.clear();
+  }
+
+  io_uring ring_{};
+  bool ring_ready_ = false;
+  uint64_t wake_value_ = 0;
+  std::vector<Conn*> to_close_;
+};
+
+}  // namespace
+
+bool IoUringAllowed() noexcept {
+  io_uring probe;
+  if (io_uring_queue_init(kProbeEntries, &probe, 0) < 0) return false;
+  io_uring_queue_exit(&probe);
+  return true;
+}
+
+std::unique_ptr<LoopWorker> NewIoUringWorker(TcpServer::Impl& server, unsigned index) {
+  return std::make_unique<IoUringWorker>(server, index);
+}
+
+}  // namespace qcloud::core_internal

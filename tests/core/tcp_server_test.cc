@@ -1,0 +1,324 @@
+// The connection loop under every qcloud byte-stream server, with both
+// backends: serving, the connection limit, slow readers, input bounds, the
+// stop and its drain deadline, and the epoll fallback under a seccomp
+// filter that refuses io_uring as Docker's default profile does.
+
+#include <doctest/doctest.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+
+#include <atomic>
+#include <chrono>
+#include <future>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/tcp_loop.h"
+#include "qcloud/core/clock.h"
+#include "qcloud/core/tcp_server.h"
+#include "qcloud/testing/doctest_helpers.h"
+#include "socket_client.h"
+
+namespace qcloud {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr size_t kHighWater = 64 * 1024;
+
+// Lines in, lines out: "big N" answers N bytes of 'x' and a newline,
+// "quit" closes, anything else is echoed.
+class LineSession final : public StreamSession {
+ public:
+  explicit LineSession(std::atomic<int>& commands) : commands_(commands) {}
+  size_t Process(ByteView in, Buffer& out) override {
+    size_t used = 0;
+    std::string_view text = in.AsStringView();
+    while (!closing_ && !blocked(out)) {
+      const size_t nl = text.find('\n', used);
+      if (nl == std::string_view::npos) break;
+      const std::string_view line = text.substr(used, nl - used);
+      used = nl + 1;
+      commands_++;
+      if (line == "quit") {
+        closing_ = true;
+      } else if (line.starts_with("big ")) {
+        const std::string big(std::stoul(std::string(line.substr(4))), 'x');
+        out.Append(std::string_view(big));
+        out.Append(std::string_view("\n"));
+      } else {
+        out.Append(line);
+        out.Append(std::string_view("\n"));
+      }
+    }
+    return used;
+  }
+  bool closing() const noexcept override { return closing_; }
+  bool blocked(const Buffer& out) const noexcept override { return out.size() >= kHighWater; }
+
+ private:
+  std::atomic<int>& commands_;
+  bool closing_ = false;
+};
+
+struct Lines final : SessionFactory {
+  std::unique_ptr<StreamSession> NewSession(unsigned) override {
+    return std::make_unique<LineSession>(commands);
+  }
+  std::atomic<int> commands{0};
+};
+
+// A server with its workers on threads; Stop() and join at the end.
+struct Running {
+  Running(Lines& lines, TcpServerOptions o) {
+    server = REQUIRE_VALUE(TcpServer::Open(lines, o));
+    for (unsigned i = 0; i < server->threads(); ++i) {
+      results.push_back(std::async(std::launch::async, [this, i] { return server->Serve(i); }));
+    }
+  }
+  // Stops and returns the first worker failure.
+  Status Finish() {
+    server->Stop();
+    Status first;
+    for (auto& r : results) {
+      Status s = r.get();
+      if (first.ok() && !s.ok()) first = s;
+    }
+    results.clear();
+    return first;
+  }
+  ~Running() {
+    if (!results.empty()) (void)Finish();
+  }
+  std::unique_ptr<TcpServer> server;
+  std::vector<std::future<Status>> results;
+};
+
+// Runs `body` once per backend this host allows (io_uring may be refused).
+template <typename F>
+void ForEachBackend(F body) {
+  for (LoopBackend b : {LoopBackend::kIoUring, LoopBackend::kEpoll}) {
+    if (b == LoopBackend::kIoUring && !core_internal::IoUringAllowed()) {
+      MESSAGE("io_uring refused on this host: testing epoll only");
+      continue;
+    }
+    INFO("backend ", LoopBackendName(b));
+    body(b);
+  }
+}
+
+// Waits (bounded) until `pred` holds; the loop's work is on other threads.
+template <typename P>
+bool Eventually(P pred) {
+  for (int i = 0; i < 500; ++i) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(10ms);
+  }
+  return pred();
+}
+
+TEST_CASE("tcp server: every worker serves and counts with each backend") {
+  ForEachBackend([](LoopBackend backend) {
+    Lines lines;
+    Running r(lines, {.threads = 2, .backend = backend});
+    CHECK(r.server->backend() == backend);
+    CHECK(r.server->address().port != 0);
+    for (int i = 0; i < 20; ++i) {
+      test::SocketClient c(r.server->address());
+      REQUIRE(c.connected());
+      const std::string msg = "hello " + std::to_string(i) + "\n";
+      REQUIRE(c.Send(msg));
+      CHECK(c.Read(msg.size()) == msg);
+      REQUIRE(c.Send("quit\n"));
+      CHECK(c.ClosedByPeer());
+    }
+    CHECK(Eventually([&] { return r.server->stats().curr_connections == 0; }));
+    const TcpServerStats s = r.server->stats();
+    CHECK(s.total_connections == 20);
+    CHECK(s.bytes_read > 20 * 12);
+    CHECK(s.bytes_written > 20 * 8);
+    CHECK_OK(r.Finish());
+  });
+}
+
+TEST_CASE("tcp server: over the connection limit a client gets the reject message") {
+  ForEachBackend([](LoopBackend backend) {
+    Lines lines;
+    Running r(lines, {.max_connections = 2, .reject_message = "BUSY\r\n", .backend = backend});
+    test::SocketClient a(r.server->address()), b(r.server->address());
+    for (auto* c : {&a, &b}) {
+      REQUIRE(c->Send("ping\n"));
+      CHECK(c->Read(5) == "ping\n");
+    }
+    test::SocketClient refused(r.server->address());
+    CHECK(refused.Read(6) == "BUSY\r\n");
+    CHECK(refused.ClosedByPeer());
+    CHECK(r.server->stats().rejected_connections == 1);
+    // The admitted ones are untouched, and a freed slot is reused.
+    REQUIRE(a.Send("quit\n"));
+    CHECK(a.ClosedByPeer());
+    CHECK(Eventually([&] { return r.server->stats().curr_connections == 1; }));
+    test::SocketClient later(r.server->address());
+    REQUIRE(later.Send("again\n"));
+    CHECK(later.Read(6) == "again\n");
+    REQUIRE(b.Send("still\n"));
+    CHECK(b.Read(6) == "still\n");
+  });
+}
+
+TEST_CASE("tcp server: a reader that does not read is paused and loses nothing") {
+  ForEachBackend([](LoopBackend backend) {
+    Lines lines;
+    Running r(lines, {.backend = backend});
+    constexpr int kBig = 64;
+    constexpr size_t kEach = 1 << 20;
+    test::SocketClient slow(r.server->address(), 64 * 1024);
+    std::string cmds;
+    for (int i = 0; i < kBig; ++i) cmds += "big " + std::to_string(kEach) + "\n";
+    REQUIRE(slow.Send(cmds));  // 64 MiB of replies asked for, none read yet
+    // Another client is served meanwhile.
+    test::SocketClient good(r.server->address());
+    for (int i = 0; i < 50; ++i) {
+      REQUIRE(good.Send("round trip\n"));
+      REQUIRE(good.Read(11) == "round trip\n");
+    }
+    // The slow client's session was paused: far from all its commands ran.
+    CHECK(lines.commands.load() < 50 + kBig / 2);
+    // Reading everything now gets every byte, in order.
+    const std::string all = slow.Read(kBig * (kEach + 1));
+    CHECK(all.size() == kBig * (kEach + 1));
+    CHECK(all.find_first_not_of("x\n") == std::string::npos);
+  });
+}
+
+TEST_CASE("tcp server: input beyond max_input closes that connection only") {
+  ForEachBackend([](LoopBackend backend) {
+    Lines lines;
+    Running r(lines, {.read_buffer = 4096, .max_input = 64 * 1024, .backend = backend});
+    test::SocketClient other(r.server->address());
+    test::SocketClient flood(r.server->address());
+    const std::string no_newline(256 * 1024, 'a');
+    (void)flood.Send(no_newline);  // may fail half way once the server closes
+    CHECK(flood.ClosedByPeer());
+    CHECK(r.server->stats().input_overflows == 1);
+    REQUIRE(other.Send("fine\n"));
+    CHECK(other.Read(5) == "fine\n");
+  });
+}
+
+TEST_CASE("tcp server: stop sends the replies already made, then returns") {
+  ForEachBackend([](LoopBackend backend) {
+    Lines lines;
+    Running r(lines, {.backend = backend});
+    test::SocketClient c(r.server->address(), 64 * 1024);
+    REQUIRE(c.Send("big 2000000\n"));
+    REQUIRE(Eventually([&] { return lines.commands.load() == 1; }));
+    r.server->Stop();
+    const std::string got = c.Read(2000001);
+    CHECK(got.size() == 2000001);
+    CHECK(c.ClosedByPeer());
+    CHECK_OK(r.Finish());
+    CHECK(r.server->stats().drain_forced_closes == 0);
+    // New connections are refused once the stop began.
+    test::SocketClient late(r.server->address());
+    CHECK((!late.connected() || late.ClosedByPeer()));
+  });
+}
+
+TEST_CASE("tcp server: the drain deadline closes a client that never reads") {
+  ForEachBackend([](LoopBackend backend) {
+    ManualClock clock;
+    Lines lines;
+    Running r(lines, {.drain_timeout = 1000ms, .backend = backend, .clock = &clock});
+    test::SocketClient c(r.server->address(), 64 * 1024);
+    REQUIRE(c.Send("big 8000000\n"));
+    REQUIRE(Eventually([&] { return lines.commands.load() == 1; }));
+    r.server->Stop();
+    std::this_thread::sleep_for(50ms);
+    CHECK(r.results[0].wait_for(0ms) == std::future_status::timeout);  // still draining
+    clock.Advance(1001ms);
+    CHECK(r.results[0].wait_for(5s) == std::future_status::ready);
+    CHECK_OK(r.Finish());
+    CHECK(r.server->stats().drain_forced_closes == 1);
+    CHECK(r.server->stats().curr_connections == 0);
+  });
+}
+
+TEST_CASE("tcp server: options are checked") {
+  Lines lines;
+  CHECK_ERRC(TcpServer::Open(lines, {.threads = 0}), Errc::kInvalidArgument);
+  CHECK_ERRC(TcpServer::Open(lines, {.listen = "localhost:1"}), Errc::kInvalidArgument);
+  CHECK_ERRC(TcpServer::Open(lines, {.read_buffer = 10}), Errc::kInvalidArgument);
+  CHECK_ERRC(TcpServer::Open(lines, {.max_connections = 0}), Errc::kInvalidArgument);
+  Running r(lines, {});
+  auto second = TcpServer::Open(lines, {.listen = r.server->address().ToString()});
+  CHECK(second.ok());  // SO_REUSEPORT: a second server may join the port
+  CHECK_ERRC(r.server->Serve(7), Errc::kInvalidArgument);
+}
+
+// Makes io_uring_setup fail with EPERM in the calling thread (and threads
+// it starts), as Docker's default seccomp profile does.
+bool RefuseIoUringInThisThread() {
+  sock_filter filter[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA)),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+  };
+  sock_fprog prog{static_cast<unsigned short>(sizeof filter / sizeof filter[0]), filter};
+  return ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 &&
+         ::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) == 0;
+}
+
+TEST_CASE("tcp server: falls back to epoll when seccomp refuses io_uring") {
+  Lines lines;
+  std::promise<Endpoint> bound;
+  struct Outcome {
+    bool filtered = false;
+    bool uring_refused = false;
+    LoopBackend chosen = LoopBackend::kAuto;
+    bool forced_uring_unsupported = false;
+    Status served;
+  };
+  std::unique_ptr<TcpServer> server;
+  // The filter stays on this thread: the test process keeps io_uring.
+  auto filtered = std::async(std::launch::async, [&] {
+    Outcome o;
+    o.filtered = RefuseIoUringInThisThread();
+    o.uring_refused = !core_internal::IoUringAllowed();
+    auto forced = TcpServer::Open(lines, {.backend = LoopBackend::kIoUring});
+    o.forced_uring_unsupported = !forced.ok() && forced.status() == Errc::kNotSupported;
+    auto s = TcpServer::Open(lines, {});
+    if (!s.ok()) {
+      bound.set_value(Endpoint{});
+      o.served = s.status();
+      return o;
+    }
+    server = std::move(*s);
+    o.chosen = server->backend();
+    bound.set_value(server->address());
+    o.served = server->Serve(0);
+    return o;
+  });
+  const Endpoint ep = bound.get_future().get();
+  REQUIRE(ep.port != 0);
+  {
+    test::SocketClient c(ep);
+    REQUIRE(c.Send("under seccomp\n"));
+    CHECK(c.Read(14) == "under seccomp\n");
+  }
+  server->Stop();
+  Outcome o = filtered.get();
+  REQUIRE(o.filtered);
+  CHECK(o.uring_refused);
+  CHECK(o.forced_uring_unsupported);
+  CHECK(o.chosen == LoopBackend::kEpoll);
+  CHECK_OK(o.served);
+}
+
+}  // namespace
+}  // namespace qcloud
