@@ -13,6 +13,7 @@ foreach(c IN LISTS components)
   get_property(finds GLOBAL PROPERTY QCLOUD_${c}_FIND_DEPENDENCIES)
   get_property(cdeps GLOBAL PROPERTY QCLOUD_${c}_COMPONENT_DEPS)
   get_property(pc_requires GLOBAL PROPERTY QCLOUD_${c}_PC_REQUIRES)
+  get_property(pc_requires_private GLOBAL PROPERTY QCLOUD_${c}_PC_REQUIRES_PRIVATE)
   get_property(pc_libs GLOBAL PROPERTY QCLOUD_${c}_PC_LIBS)
 
   install(DIRECTORY "${dir}/include/" DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}"
@@ -38,12 +39,17 @@ foreach(c IN LISTS components)
   # pkg-config: shared libs need only -lqcloud-<c>; static archives also need
   # their dependencies, which Requires.private/Libs.private carry.
   set(QCLOUD_PC_NAME ${c})
+  # Requires: other components and what the headers expose; the rest only
+  # for static linking.
   set(QCLOUD_PC_REQUIRES "")
-  foreach(d IN LISTS cdeps)
-    string(APPEND QCLOUD_PC_REQUIRES " qcloud-${d}")
+  foreach(d IN LISTS cdeps pc_requires)
+    string(APPEND QCLOUD_PC_REQUIRES " ")
+    if(d IN_LIST components)
+      string(APPEND QCLOUD_PC_REQUIRES "qcloud-")
+    endif()
+    string(APPEND QCLOUD_PC_REQUIRES "${d}")
   endforeach()
-  set(QCLOUD_PC_REQUIRES_PRIVATE "${pc_requires}")
-  string(REPLACE ";" " " QCLOUD_PC_REQUIRES_PRIVATE "${QCLOUD_PC_REQUIRES_PRIVATE}")
+  string(REPLACE ";" " " QCLOUD_PC_REQUIRES_PRIVATE "${pc_requires_private}")
   string(REPLACE ";" " " QCLOUD_PC_LIBS_PRIVATE "${pc_libs}")
   configure_file("${CMAKE_CURRENT_LIST_DIR}/qcloud.pc.in"
                  "${CMAKE_CURRENT_BINARY_DIR}/pkgconfig/qcloud-${c}.pc" @ONLY)

@@ -1,46 +1,77 @@
-# qcloud_add_library(<name> SOURCES ... [PUBLIC_DEPS ...] [PRIVATE_DEPS ...]
-#                    [FIND_DEPENDENCIES "<find_dependency args>" ...]
-#                    [PC_REQUIRES ...] [PC_LIBS ...])
+# qcloud_add_library(<name> SOURCES ... [PUBLIC <dep>...] [PRIVATE <dep>...] [DIR <dir>])
 #
 # Creates qcloud_<name> (alias qcloud::<name>, file libqcloud-<name>), with the
-# public headers in libqcloud-<name>/include and the private ones in src/.
+# public headers in <dir>/include and the private ones in <dir>/src (<dir>
+# defaults to the calling directory). Each <dep> is another qcloud component
+# (core, runtime, ...) or a name from the dependency table
+# (cmake/QcloudDependencies.cmake); the table expands it into the link line,
+# the installed package config's find lines, the .pc file's Requires and the
+# component list checked against conanfile.py. PUBLIC: the component's
+# headers expose it (consumers get it too); PRIVATE: implementation only.
+#
 # Also creates qcloud_<name>_objects, an object library with the same sources
 # that tests link, so internals are testable in shared builds too (hidden
 # symbols are not exported from the .so).
-# FIND_DEPENDENCIES are CMake lines the installed package config runs before
-# the component's targets load (find_dependency(...), pkg_check_modules(...));
-# COMPONENT_DEPS names other qcloud components it needs; PC_* feed
-# qcloud-<name>.pc.
 set_property(GLOBAL PROPERTY QCLOUD_COMPONENTS "")
 set_property(GLOBAL PROPERTY QCLOUD_PUBLIC_HEADERS "")
 
+# Appends to <out> the items of the dependency table's <field> for <dep>.
+function(_qcloud_dep_field out dep field)
+  get_property(v GLOBAL PROPERTY QCLOUD_DEP_${dep}_${field})
+  set(${out} ${${out}} ${v} PARENT_SCOPE)
+endfunction()
+
 function(qcloud_add_library name)
-  cmake_parse_arguments(A "" "DIR"
-    "SOURCES;PUBLIC_DEPS;PRIVATE_DEPS;FIND_DEPENDENCIES;COMPONENT_DEPS;PC_REQUIRES;PC_LIBS"
-    ${ARGN})
+  cmake_parse_arguments(A "" "DIR" "SOURCES;PUBLIC;PRIVATE" ${ARGN})
   if(NOT A_DIR)
     set(A_DIR "${CMAKE_CURRENT_SOURCE_DIR}")
   endif()
   set(tgt qcloud_${name})
+  get_property(components GLOBAL PROPERTY QCLOUD_COMPONENTS)
+  get_property(table GLOBAL PROPERTY QCLOUD_DEPENDENCIES)
 
-  # Objects shared by the library and the tests. Against other qcloud
-  # components the objects take their *_objects usage requirements, so a
+  # Expand the names. obj_* link the *_objects of other components, so a
   # test that links several object libraries gets each object file once.
-  set(obj_public_deps "")
-  foreach(d IN LISTS A_PUBLIC_DEPS)
-    if(d MATCHES "^qcloud::(.*)$")
-      list(APPEND obj_public_deps qcloud_${CMAKE_MATCH_1}_objects)
-    else()
-      list(APPEND obj_public_deps ${d})
-    endif()
+  foreach(v lib_public lib_private obj_public obj_private finds cdeps pc_public pc_private
+          pc_libs conan)
+    set(${v} "")
   endforeach()
+  foreach(scope PUBLIC PRIVATE)
+    foreach(d IN LISTS A_${scope})
+      string(TOLOWER ${scope} lscope)
+      if(d IN_LIST components)
+        list(APPEND lib_${lscope} qcloud::${d})
+        list(APPEND obj_${lscope} qcloud_${d}_objects)
+        list(APPEND cdeps ${d})
+        list(APPEND conan ${d})
+      elseif(d IN_LIST table)
+        set(t "")
+        _qcloud_dep_field(t ${d} TARGET)
+        list(APPEND lib_${lscope} ${t})
+        list(APPEND obj_${lscope} ${t})
+        _qcloud_dep_field(finds ${d} FIND)
+        if(scope STREQUAL PUBLIC)
+          _qcloud_dep_field(pc_public ${d} PKG)
+        else()
+          _qcloud_dep_field(pc_private ${d} PKG)
+        endif()
+        _qcloud_dep_field(pc_libs ${d} LIBS)
+        _qcloud_dep_field(conan ${d} CONAN)
+      else()
+        message(FATAL_ERROR "qcloud_add_library(${name}): '${d}' is neither a qcloud component "
+                            "(${components}) nor in cmake/QcloudDependencies.cmake (${table})")
+      endif()
+    endforeach()
+  endforeach()
+  list(REMOVE_DUPLICATES finds)
+
   add_library(${tgt}_objects OBJECT ${A_SOURCES})
   target_include_directories(${tgt}_objects
     PUBLIC "${A_DIR}/include"
     PRIVATE "${A_DIR}/src")
   target_link_libraries(${tgt}_objects
-    PUBLIC ${obj_public_deps}
-    PRIVATE ${A_PRIVATE_DEPS} $<BUILD_INTERFACE:qcloud::warnings>)
+    PUBLIC ${obj_public}
+    PRIVATE ${obj_private} $<BUILD_INTERFACE:qcloud::warnings>)
   target_compile_features(${tgt}_objects PUBLIC cxx_std_20)
 
   add_library(${tgt} $<TARGET_OBJECTS:${tgt}_objects>)
@@ -48,7 +79,7 @@ function(qcloud_add_library name)
   target_include_directories(${tgt} PUBLIC
     "$<BUILD_INTERFACE:${A_DIR}/include>"
     "$<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>")
-  target_link_libraries(${tgt} PUBLIC ${A_PUBLIC_DEPS} PRIVATE ${A_PRIVATE_DEPS})
+  target_link_libraries(${tgt} PUBLIC ${lib_public} PRIVATE ${lib_private})
   target_compile_features(${tgt} PUBLIC cxx_std_20)
   set_target_properties(${tgt} PROPERTIES
     OUTPUT_NAME qcloud-${name}
@@ -60,10 +91,29 @@ function(qcloud_add_library name)
   set_property(GLOBAL APPEND PROPERTY QCLOUD_PUBLIC_HEADERS ${headers})
   set_property(GLOBAL APPEND PROPERTY QCLOUD_COMPONENTS ${name})
   set_property(GLOBAL PROPERTY QCLOUD_${name}_DIR "${A_DIR}")
-  set_property(GLOBAL PROPERTY QCLOUD_${name}_FIND_DEPENDENCIES "${A_FIND_DEPENDENCIES}")
-  set_property(GLOBAL PROPERTY QCLOUD_${name}_COMPONENT_DEPS "${A_COMPONENT_DEPS}")
-  set_property(GLOBAL PROPERTY QCLOUD_${name}_PC_REQUIRES "${A_PC_REQUIRES}")
-  set_property(GLOBAL PROPERTY QCLOUD_${name}_PC_LIBS "${A_PC_LIBS}")
+  set_property(GLOBAL PROPERTY QCLOUD_${name}_FIND_DEPENDENCIES "${finds}")
+  set_property(GLOBAL PROPERTY QCLOUD_${name}_COMPONENT_DEPS "${cdeps}")
+  set_property(GLOBAL PROPERTY QCLOUD_${name}_PC_REQUIRES "${pc_public}")
+  set_property(GLOBAL PROPERTY QCLOUD_${name}_PC_REQUIRES_PRIVATE "${pc_private}")
+  list(REMOVE_DUPLICATES pc_libs)
+  set_property(GLOBAL PROPERTY QCLOUD_${name}_PC_LIBS "${pc_libs}")
+  list(REMOVE_DUPLICATES conan)
+  set_property(GLOBAL PROPERTY QCLOUD_${name}_CONAN "${conan}")
+endfunction()
+
+# Writes <file>: one line per component, "<name> <library file> <conan
+# requirement>...", what conanfile.py's _components must say
+# (tests/package/conan_components.py compares the two).
+function(qcloud_write_component_manifest file)
+  get_property(components GLOBAL PROPERTY QCLOUD_COMPONENTS)
+  set(text "")
+  foreach(c IN LISTS components)
+    get_property(conan GLOBAL PROPERTY QCLOUD_${c}_CONAN)
+    list(SORT conan)
+    string(REPLACE ";" " " conan "${conan}")
+    string(APPEND text "${c} qcloud-${c} ${conan}\n")
+  endforeach()
+  file(WRITE "${file}" "${text}")
 endfunction()
 
 # One translation unit per public header, each including only that header:

@@ -1,5 +1,7 @@
 #include "qcloud/core/bytes.h"
 
+#include <array>
+
 #include <algorithm>
 #include <utility>
 
@@ -16,6 +18,66 @@ std::string ToHex(ByteView bytes) {
     out[2 * i + 1] = kDigits[b & 0xf];
   }
   return out;
+}
+
+namespace {
+constexpr char kBase64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+constexpr int8_t kNotBase64 = -1;
+constexpr auto kBase64Values = [] {
+  std::array<int8_t, 256> t{};
+  t.fill(kNotBase64);
+  for (int i = 0; i < 64; ++i) t[static_cast<unsigned char>(kBase64[i])] = static_cast<int8_t>(i);
+  return t;
+}();
+}  // namespace
+
+std::string Base64Encode(ByteView bytes) {
+  const uint8_t* in = bytes.u8();
+  const size_t n = bytes.size();
+  std::string out;
+  out.reserve((n + 2) / 3 * 4);
+  size_t i = 0;
+  for (; i + 3 <= n; i += 3) {
+    const uint32_t v = (uint32_t{in[i]} << 16) | (uint32_t{in[i + 1]} << 8) | in[i + 2];
+    out += kBase64[v >> 18];
+    out += kBase64[(v >> 12) & 63];
+    out += kBase64[(v >> 6) & 63];
+    out += kBase64[v & 63];
+  }
+  if (i < n) {
+    uint32_t v = uint32_t{in[i]} << 16;
+    if (i + 1 < n) v |= uint32_t{in[i + 1]} << 8;
+    out += kBase64[v >> 18];
+    out += kBase64[(v >> 12) & 63];
+    out += i + 1 < n ? kBase64[(v >> 6) & 63] : '=';
+    out += '=';
+  }
+  return out;
+}
+
+bool Base64Decode(std::string_view text, std::string* out) {
+  if (text.size() % 4 != 0) return false;
+  out->clear();
+  out->reserve(text.size() / 4 * 3);
+  size_t pad = 0;
+  if (!text.empty() && text.back() == '=') pad = text[text.size() - 2] == '=' ? 2 : 1;
+  uint32_t acc = 0;
+  for (size_t i = 0; i < text.size(); ++i) {
+    int v = 0;
+    if (i < text.size() - pad) {
+      v = kBase64Values[static_cast<unsigned char>(text[i])];
+      if (v == kNotBase64) return false;  // includes a '=' before the end
+    }
+    acc = (acc << 6) | static_cast<uint32_t>(v);
+    if (i % 4 == 3) {
+      out->push_back(static_cast<char>(acc >> 16));
+      out->push_back(static_cast<char>(acc >> 8));
+      out->push_back(static_cast<char>(acc));
+      acc = 0;
+    }
+  }
+  out->resize(out->size() - pad);
+  return true;
 }
 
 Buffer::Buffer(size_t initial_capacity)

@@ -151,4 +151,12 @@ Result<std::unique_ptr<IoBackendImpl>> NewIoUringBackend(unsigned entries) {
   return IoUringBackend::Create(entries);
 }
 
+bool IoUringAllowed() noexcept {
+  constexpr unsigned kProbeEntries = 4;
+  io_uring probe;
+  if (io_uring_queue_init(kProbeEntries, &probe, 0) < 0) return false;
+  io_uring_queue_exit(&probe);
+  return true;
+}
+
 }  // namespace qcloud::core_internal

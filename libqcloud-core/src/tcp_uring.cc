@@ -28,7 +28,6 @@ namespace {
 
 constexpr unsigned kSubmissionEntries = 1024;
 constexpr unsigned kCompletionEntries = 8192;  // many connections' completions per wait
-constexpr unsigned kProbeEntries = 4;
 // While draining, how long one wait may block before the deadline is checked.
 constexpr long kDrainPollNs = 100L * 1000 * 1000;
 // At exit, how many waits for the completions of shut-down sockets.
@@ -266,13 +265,6 @@ class IoUringWorker final : public LoopWorker {
 };
 
 }  // namespace
-
-bool IoUringAllowed() noexcept {
-  io_uring probe;
-  if (io_uring_queue_init(kProbeEntries, &probe, 0) < 0) return false;
-  io_uring_queue_exit(&probe);
-  return true;
-}
 
 std::unique_ptr<LoopWorker> NewIoUringWorker(TcpServer::Impl& server, unsigned index) {
   return std::make_unique<IoUringWorker>(server, index);

@@ -371,7 +371,7 @@ Status ColdTier::Put(std::string_view key, uint64_t hash, const ColdItem& item) 
   }
   if (disk_bytes_ + record.size() > options_.capacity_bytes) {
     ++stats_.full;
-    return Status(Errc::kResourceExhausted, "cold tier full");
+    return Status(kv::Errc::kColdTierFull, "cold tier full");
   }
   ++seq_;
   max_cas_ = std::max(max_cas_, item.cas);

@@ -22,6 +22,7 @@
 
 #include <fmt/format.h>
 
+#include "kv/numbers.h"
 #include "kv/session.h"
 #include "kv/stats.h"
 
@@ -56,131 +57,11 @@ void Tokenize(std::string_view line, std::vector<std::string_view>& words,
   if (rest != nullptr) *rest = {};
 }
 
-// Copies a token into a NUL-terminated buffer for the C parsers memcached
-// uses, so that their quirks (leading '+', spaces, wrap-around) match.
-struct CToken {
-  explicit CToken(std::string_view t) : s(t) {}
-  std::string s;
-  const char* c_str() const { return s.c_str(); }
-};
-
-bool EndOk(const char* str, const char* end) {
-  const unsigned char c = static_cast<unsigned char>(*end);
-  return c == ' ' || (c >= '\t' && c <= '\r') || (c == '\0' && end != str);
-}
-
-// memcached's safe_strtoull.
-bool SafeStrtoull(std::string_view t, uint64_t* out) {
-  CToken tok(t);
-  const char* str = tok.c_str();
-  errno = 0;
-  char* end = nullptr;
-  const unsigned long long v = std::strtoull(str, &end, 10);
-  if (errno == ERANGE || end == str) return false;
-  if (!EndOk(str, end)) return false;
-  if (static_cast<long long>(v) < 0 && std::memchr(str, '-', static_cast<size_t>(end - str))) {
-    return false;
-  }
-  *out = v;
-  return true;
-}
-
-// memcached's safe_strtoul into 32 bits (unsigned long is 64-bit here, so
-// the value wraps modulo 2^32 as memcached's does).
-bool SafeStrtoul32(std::string_view t, uint32_t* out) {
-  uint64_t v = 0;
-  if (!SafeStrtoull(t, &v)) return false;
-  *out = static_cast<uint32_t>(v);
-  return true;
-}
-
-// memcached's safe_strtol into int32 (wraps like memcached's).
-bool SafeStrtol32(std::string_view t, int32_t* out) {
-  CToken tok(t);
-  const char* str = tok.c_str();
-  errno = 0;
-  char* end = nullptr;
-  const long v = std::strtol(str, &end, 10);
-  if (errno == ERANGE || end == str) return false;
-  if (!EndOk(str, end)) return false;
-  *out = static_cast<int32_t>(v);
-  return true;
-}
-
-void AppendUnsigned(Buffer& out, uint64_t v) {
-  char buf[24];
-  char* p = buf + sizeof buf;
-  do {
-    *--p = static_cast<char>('0' + v % 10);
-    v /= 10;
-  } while (v != 0);
-  out.Append(ByteView(p, static_cast<size_t>(buf + sizeof buf - p)));
-}
-
-void AppendSigned(Buffer& out, int64_t v) {
-  if (v < 0) {
-    out.Append(ByteView(std::string_view("-")));
-    AppendUnsigned(out, static_cast<uint64_t>(-(v + 1)) + 1);
-  } else {
-    AppendUnsigned(out, static_cast<uint64_t>(v));
-  }
-}
-
 void Put(Buffer& out, std::string_view s) { out.Append(ByteView(s)); }
 
-constexpr char kB64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-bool Base64Decode(std::string_view in, std::string* out) {
-  if (in.empty() || in.size() % 4 != 0) return false;
-  out->clear();
-  uint32_t acc = 0;
-  int bits = 0;
-  size_t pad = 0;
-  for (size_t i = 0; i < in.size(); ++i) {
-    const char c = in[i];
-    int v;
-    if (c == '=') {
-      if (i + 2 < in.size()) return false;
-      ++pad;
-      v = 0;
-    } else {
-      if (pad != 0) return false;
-      const char* p = std::strchr(kB64, c);
-      if (p == nullptr || c == '\0') return false;
-      v = static_cast<int>(p - kB64);
-    }
-    acc = (acc << 6) | static_cast<uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out->push_back(static_cast<char>((acc >> bits) & 0xff));
-    }
-  }
-  out->resize(out->size() - pad);
-  return !out->empty();
-}
-
-void Base64Encode(std::string_view in, Buffer& out) {
-  std::string s;
-  size_t i = 0;
-  for (; i + 3 <= in.size(); i += 3) {
-    const uint32_t v = (static_cast<uint8_t>(in[i]) << 16) | (static_cast<uint8_t>(in[i + 1]) << 8) |
-                       static_cast<uint8_t>(in[i + 2]);
-    s += kB64[v >> 18];
-    s += kB64[(v >> 12) & 63];
-    s += kB64[(v >> 6) & 63];
-    s += kB64[v & 63];
-  }
-  if (i < in.size()) {
-    uint32_t v = static_cast<uint8_t>(in[i]) << 16;
-    if (i + 1 < in.size()) v |= static_cast<uint8_t>(in[i + 1]) << 8;
-    s += kB64[v >> 18];
-    s += kB64[(v >> 12) & 63];
-    s += (i + 1 < in.size()) ? kB64[(v >> 6) & 63] : '=';
-    s += '=';
-  }
-  Put(out, s);
-}
+// A cold-tier failure on the key: memcached's form for a server-side error.
+// The item may exist, so it is never answered as a miss.
+constexpr std::string_view kColdTierError = "SERVER_ERROR cold tier I/O error";
 
 bool IsNoreply(const std::vector<std::string_view>& t) {
   return t.size() >= 2 && t.back() == "noreply";
@@ -470,6 +351,9 @@ int64_t Session::Storage(const std::vector<std::string_view>& t, int kind, ByteV
       Bump(counters_.store_no_memory);
       Reply(out, "SERVER_ERROR out of memory storing object");
       break;
+    case Outcome::kIoError:
+      Reply(out, kColdTierError);
+      break;
     default:
       Reply(out, "CLIENT_ERROR bad command line format");
       break;
@@ -549,6 +433,12 @@ void Session::Retrieval(std::string_view line, const std::vector<std::string_vie
     });
     if (o == Outcome::kOk) {
       Bump(touch ? counters_.touch_hits : counters_.get_hits);
+    } else if (o == Outcome::kIoError) {
+      // As memcached ends a get it cannot complete: the error, no END.
+      get_resume_ = 0;
+      Put(out, kColdTierError);
+      Put(out, "\r\n");
+      return;
     } else {
       Bump(touch ? counters_.touch_misses : counters_.get_misses);
     }
@@ -590,6 +480,9 @@ void Session::Arithmetic(const std::vector<std::string_view>& t, bool incr, Buff
     case Outcome::kNoMemory:
       Reply(out, "SERVER_ERROR out of memory");
       return;
+    case Outcome::kIoError:
+      Reply(out, kColdTierError);
+      return;
     default:
       Bump(incr ? counters_.incr_misses : counters_.decr_misses);
       Reply(out, "NOT_FOUND");
@@ -609,9 +502,12 @@ void Session::Touch(const std::vector<std::string_view>& t, Buffer& out) {
     return;
   }
   Bump(counters_.cmd_touch);
-  if (shared_.store->Touch(t[1], exptime) == Outcome::kOk) {
+  const Outcome o = shared_.store->Touch(t[1], exptime);
+  if (o == Outcome::kOk) {
     Bump(counters_.touch_hits);
     Reply(out, "TOUCHED");
+  } else if (o == Outcome::kIoError) {
+    Reply(out, kColdTierError);
   } else {
     Bump(counters_.touch_misses);
     Reply(out, "NOT_FOUND");
@@ -635,9 +531,12 @@ void Session::DeleteCmd(const std::vector<std::string_view>& t, Buffer& out) {
     Reply(out, "CLIENT_ERROR bad command line format");
     return;
   }
-  if (shared_.store->Delete(t[1]) == Outcome::kOk) {
+  const Outcome o = shared_.store->Delete(t[1]);
+  if (o == Outcome::kOk) {
     Bump(counters_.delete_hits);
     Reply(out, "DELETED");
+  } else if (o == Outcome::kIoError) {
+    Reply(out, kColdTierError);
   } else {
     Bump(counters_.delete_misses);
     Reply(out, "NOT_FOUND");
@@ -884,11 +783,31 @@ bool ParseMetaFlags(const std::vector<std::string_view>& t, size_t start, MetaFl
 void MetaKey(Buffer& out, std::string_view key, bool binary) {
   Put(out, " k");
   if (binary) {
-    Base64Encode(key, out);
+    Put(out, Base64Encode(ByteView(key)));
     Put(out, " b");
   } else {
     Put(out, key);
   }
+}
+
+// Echoes the return flags in request order (no line end): O (opaque) and k
+// (key) the same way for every meta command; the others through `other(flag)`.
+template <typename Other>
+void EchoFlags(Buffer& out, const MetaFlags& f, std::string_view key, bool binary_key,
+               Other&& other) {
+  for (char c : f.order) {
+    if (c == 'O') {
+      Put(out, " O");
+      Put(out, f.opaque);
+    } else if (c == 'k') {
+      MetaKey(out, key, binary_key);
+    } else {
+      other(c);
+    }
+  }
+}
+void EchoFlags(Buffer& out, const MetaFlags& f, std::string_view key, bool binary_key) {
+  EchoFlags(out, f, key, binary_key, [](char) {});
 }
 
 // md and ma: the key and flags, with memcached's replies to bad ones (they
@@ -909,7 +828,7 @@ bool MetaKeyAndFlags(const std::vector<std::string_view>& t, Buffer& out, std::s
     return false;
   }
   bool ok = ParseMetaFlags(t, 2, f);
-  if (ok && f.base64 && !Base64Decode(key, &decoded)) ok = false;
+  if (ok && f.base64 && !DecodeBinaryKey(key, &decoded)) ok = false;
   if (!ok) {
     Put(out, "CLIENT_ERROR invalid or duplicate flag\r\n");
     return false;
@@ -943,7 +862,7 @@ int64_t Session::MetaGet(const std::vector<std::string_view>& t, Buffer& out) {
   }
   std::string decoded;
   if (f.base64) {
-    if (!Base64Decode(key, &decoded)) {
+    if (!DecodeBinaryKey(key, &decoded)) {
       Put(out, "CLIENT_ERROR error decoding key\r\n");
       return 0;
     }
@@ -956,7 +875,7 @@ int64_t Session::MetaGet(const std::vector<std::string_view>& t, Buffer& out) {
   if (f.recache && *f.recache > 0) ro.recache_below = static_cast<uint32_t>(*f.recache);
   Bump(counters_.cmd_get);
   bool hit = false;
-  shared_.store->Read(key, ro, [&](const ItemView& item) {
+  const Outcome read = shared_.store->Read(key, ro, [&](const ItemView& item) {
     hit = true;
     if (f.value) {
       Put(out, "VA ");
@@ -964,15 +883,8 @@ int64_t Session::MetaGet(const std::vector<std::string_view>& t, Buffer& out) {
     } else {
       Put(out, "HD");
     }
-    for (char c : f.order) {
+    EchoFlags(out, f, item.key(), item.binary_key(), [&](char c) {
       switch (c) {
-        case 'O':
-          Put(out, " O");
-          Put(out, f.opaque);
-          break;
-        case 'k':
-          MetaKey(out, item.key(), item.binary_key());
-          break;
         case 's':
           Put(out, " s");
           AppendUnsigned(out, item.value_size());
@@ -997,7 +909,7 @@ int64_t Session::MetaGet(const std::vector<std::string_view>& t, Buffer& out) {
           AppendUnsigned(out, item.idle_seconds());
           break;
       }
-    }
+    });
     if (item.win_token_taken()) Put(out, " Z");
     if (item.stale()) Put(out, " X");
     if (item.won()) Put(out, " W");
@@ -1012,17 +924,15 @@ int64_t Session::MetaGet(const std::vector<std::string_view>& t, Buffer& out) {
     if (f.ttl) Bump(counters_.touch_hits);
     return 0;
   }
+  if (read == Outcome::kIoError) {
+    Put(out, kColdTierError);
+    Put(out, "\r\n");
+    return 0;
+  }
   Bump(counters_.get_misses);
   if (f.quiet) return 0;
   Put(out, "EN");
-  for (char c : f.order) {
-    if (c == 'O') {
-      Put(out, " O");
-      Put(out, f.opaque);
-    } else if (c == 'k') {
-      MetaKey(out, key, f.base64);
-    }
-  }
+  EchoFlags(out, f, key, f.base64);
   Put(out, "\r\n");
   return 0;
 }
@@ -1064,7 +974,7 @@ int64_t Session::MetaSet(const std::vector<std::string_view>& t, ByteView rest, 
   if (!ParseMetaFlags(t, 3, f)) return fail(f.error);
   std::string decoded;
   if (f.base64) {
-    if (!Base64Decode(key, &decoded)) return fail("CLIENT_ERROR error decoding key");
+    if (!DecodeBinaryKey(key, &decoded)) return fail("CLIENT_ERROR error decoding key");
     key = decoded;
   }
   StoreMode mode = StoreMode::kSet;
@@ -1114,23 +1024,22 @@ int64_t Session::MetaSet(const std::vector<std::string_view>& t, ByteView rest, 
       Bump(counters_.store_no_memory);
       Put(out, "SERVER_ERROR out of memory storing object\r\n");
       return static_cast<int64_t>(total);
+    case Outcome::kIoError:
+      Put(out, kColdTierError);
+      Put(out, "\r\n");
+      return static_cast<int64_t>(total);
     default:
       Put(out, "SERVER_ERROR object too large for cache\r\n");
       return static_cast<int64_t>(total);
   }
   if (f.quiet && r.outcome == Outcome::kOk) return static_cast<int64_t>(total);
   Put(out, code);
-  for (char c : f.order) {
-    if (c == 'O') {
-      Put(out, " O");
-      Put(out, f.opaque);
-    } else if (c == 'k') {
-      MetaKey(out, key, f.base64);
-    } else if (c == 'c') {
+  EchoFlags(out, f, key, f.base64, [&](char c) {
+    if (c == 'c') {
       Put(out, " c");
       AppendUnsigned(out, r.outcome == Outcome::kOk ? r.cas : 0);
     }
-  }
+  });
   Put(out, "\r\n");
   return static_cast<int64_t>(total);
 }
@@ -1155,6 +1064,10 @@ int64_t Session::MetaDelete(const std::vector<std::string_view>& t, Buffer& out)
     case Outcome::kExists:
       code = "EX";
       break;
+    case Outcome::kIoError:
+      Put(out, kColdTierError);
+      Put(out, "\r\n");
+      return 0;
     default:
       Bump(counters_.delete_misses);
       code = "NF";
@@ -1162,14 +1075,7 @@ int64_t Session::MetaDelete(const std::vector<std::string_view>& t, Buffer& out)
   }
   if (f.quiet && o == Outcome::kOk) return 0;
   Put(out, code);
-  for (char c : f.order) {
-    if (c == 'O') {
-      Put(out, " O");
-      Put(out, f.opaque);
-    } else if (c == 'k') {
-      MetaKey(out, key, f.base64);
-    }
-  }
+  EchoFlags(out, f, key, f.base64);
   Put(out, "\r\n");
   return 0;
 }
@@ -1201,14 +1107,7 @@ int64_t Session::MetaArith(const std::vector<std::string_view>& t, Buffer& out) 
   const ArithResult r = shared_.store->Arith(key, a);
   // (memcached 1.6.18 applies T only to an item that N creates.)
   auto echo = [&] {
-    for (char c : f.order) {
-      if (c == 'O') {
-        Put(out, " O");
-        Put(out, f.opaque);
-      } else if (c == 'k') {
-        MetaKey(out, key, f.base64);
-      }
-    }
+    EchoFlags(out, f, key, f.base64);
     Put(out, "\r\n");
   };
   switch (r.outcome) {
@@ -1220,6 +1119,10 @@ int64_t Session::MetaArith(const std::vector<std::string_view>& t, Buffer& out) 
       return 0;
     case Outcome::kNoMemory:
       Put(out, "SERVER_ERROR out of memory\r\n");
+      return 0;
+    case Outcome::kIoError:
+      Put(out, kColdTierError);
+      Put(out, "\r\n");
       return 0;
     case Outcome::kExists:
       Put(out, "EX");
@@ -1244,27 +1147,15 @@ int64_t Session::MetaArith(const std::vector<std::string_view>& t, Buffer& out) 
     shared_.store->Read(key, {.update_access = false},
                         [&](const ItemView& item) { ttl = item.ttl(); });
   }
-  for (char c : f.order) {
-    switch (c) {
-      case 'O':
-        Put(out, " O");
-        Put(out, f.opaque);
-        break;
-      case 'k':
-        MetaKey(out, key, f.base64);
-        break;
-      case 'c':
-        Put(out, " c");
-        AppendUnsigned(out, r.cas);
-        break;
-      case 't':
-        Put(out, " t");
-        AppendSigned(out, ttl);
-        break;
-      default:
-        break;
+  EchoFlags(out, f, key, f.base64, [&](char c) {
+    if (c == 'c') {
+      Put(out, " c");
+      AppendUnsigned(out, r.cas);
+    } else if (c == 't') {
+      Put(out, " t");
+      AppendSigned(out, ttl);
     }
-  }
+  });
   Put(out, "\r\n");
   if (f.value) {
     Put(out, digits);

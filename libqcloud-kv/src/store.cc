@@ -42,6 +42,7 @@
 #include <vector>
 
 #include "kv/cold_tier.h"
+#include "kv/numbers.h"
 #include "qcloud/core/check.h"
 #include "qcloud/core/env.h"
 #include "qcloud/core/hash.h"
@@ -454,16 +455,20 @@ class StoreImpl {
   bool Visible(const StoreShard& s, uint32_t head, uint32_t now) const noexcept;
   Outcome MakeRoom(StoreShard& s, uint32_t blocks, uint32_t now);
   bool Sink(StoreShard& s, uint32_t head, uint32_t now);
-  bool FaultIn(StoreShard& s, std::string_view key, uint64_t hash, uint32_t now);
+  enum class Fault { kAbsent, kIn, kIoError };
+  Fault FaultIn(StoreShard& s, std::string_view key, uint64_t hash, uint32_t now);
   // The link to `key`'s item (shard lock held): brought back from the cold
   // tier if it sank there, reclaimed if expired or flushed; *link == 0 when
   // there is no live item.
+  // nullptr when the key's sunk copy could not be read (I/O or checksum
+  // error, counted in cold_errors): the caller answers kIoError, never a miss.
   std::byte* Lookup(StoreShard& s, std::string_view key, uint64_t hash, uint32_t now);
   // Sets item `head`'s exptime, rewriting it when its header has no room for
   // one; returns the item's (maybe new) first block, 0 when out of memory.
   uint32_t Retime(StoreShard& s, std::string_view key, uint64_t hash, uint32_t head, uint32_t exp,
                   uint32_t now);
-  void DropCold(StoreShard& s, std::string_view key, uint64_t hash);
+  // Erases the key's sunk copy, if any. False (counted) when the tier failed.
+  bool DropCold(StoreShard& s, std::string_view key, uint64_t hash);
 
   StoreOptions options_;
   Clock* clock_;
@@ -479,7 +484,8 @@ class StoreImpl {
   std::atomic<uint64_t> oldest_cas_{0};   // flush_all: and items with a CAS below this
   std::unique_ptr<Env> owned_env_;
   std::unique_ptr<ColdTier> cold_;
-  std::atomic<bool> cold_flush_pending_{false};  // a delayed flush_all still has to drop the tier
+  std::atomic<bool> cold_flush_pending_{false};  // a flush_all still has to drop the tier
+  std::atomic<uint64_t> cold_drop_errors_{0};     // failed drops of the tier (flush_all)
 };
 
 // ---------------------------------------------------------------------------
@@ -518,7 +524,7 @@ Result<std::unique_ptr<StoreImpl>> StoreImpl::Open(const StoreOptions& options) 
   void* p = ::mmap(nullptr, store->pool_bytes_, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) {
-    return Status(Errc::kResourceExhausted, "mmap of the block pool failed");
+    return Status(qcloud::Errc::kResourceExhausted, "mmap of the block pool failed");
   }
   store->pool_ = p;
   store->shard_count_ = shards;
@@ -644,28 +650,30 @@ bool StoreImpl::Sink(StoreShard& s, uint32_t h, uint32_t now) {
   item.atime = start_wall_ + std::min(s.ATime(h), now);
   const std::string_view k(key, klen);
   const Status st = cold_->Put(k, Xxh3_64(ByteView(k)), item);
-  if (!st.ok() && st.code() != Errc::kResourceExhausted) ++s.cold_errors;
+  if (!st.ok() && st.code() != kv::Errc::kColdTierFull) ++s.cold_errors;
   return st.ok();
 }
 
-void StoreImpl::DropCold(StoreShard& s, std::string_view key, uint64_t hash) {
-  if (cold_ == nullptr || !cold_->MayContain(hash)) return;
+bool StoreImpl::DropCold(StoreShard& s, std::string_view key, uint64_t hash) {
+  if (cold_ == nullptr || !cold_->MayContain(hash)) return true;
   auto found = cold_->Find(key, hash);
-  if (!found.ok()) {
-    ++s.cold_errors;
-  } else if (found->has_value() && !cold_->Erase(key, hash, (*found)->location).ok()) {
-    ++s.cold_errors;
-  }
-}
-
-bool StoreImpl::FaultIn(StoreShard& s, std::string_view key, uint64_t hash, uint32_t now) {
-  if (cold_ == nullptr || !cold_->MayContain(hash)) return false;
-  auto found = cold_->Find(key, hash);
-  if (!found.ok()) {
+  if (!found.ok() ||
+      (found->has_value() && !cold_->Erase(key, hash, (*found)->location).ok())) {
     ++s.cold_errors;
     return false;
   }
-  if (!found->has_value()) return false;
+  return true;
+}
+
+StoreImpl::Fault StoreImpl::FaultIn(StoreShard& s, std::string_view key, uint64_t hash,
+                                    uint32_t now) {
+  if (cold_ == nullptr || !cold_->MayContain(hash)) return Fault::kAbsent;
+  auto found = cold_->Find(key, hash);
+  if (!found.ok()) {
+    ++s.cold_errors;
+    return Fault::kIoError;
+  }
+  if (!found->has_value()) return Fault::kAbsent;
   ColdItem& item = **found;
   uint32_t exp = 0;
   if (item.exptime != 0) {
@@ -676,25 +684,35 @@ bool StoreImpl::FaultIn(StoreShard& s, std::string_view key, uint64_t hash, uint
   const int64_t at = item.atime - start_wall_;
   const uint32_t atime = at <= 0 ? 0 : static_cast<uint32_t>(std::min<int64_t>(at, now));
   if (exp != 0 && exp <= now) {  // expired while cold
-    (void)cold_->Erase(key, hash, item.location);
-    return false;
+    if (!cold_->Erase(key, hash, item.location).ok()) ++s.cold_errors;
+    return Fault::kAbsent;
   }
   const ItemPlan plan = s.Plan(key.size(), item.value.size(), exp, item.flags);
-  if (MakeRoom(s, plan.blocks, now) != Outcome::kOk) return false;
+  // No room (nothing evictable, Eviction::kNone): the item stays cold and
+  // the reader sees a miss, as for any item a full store cannot hold.
+  if (MakeRoom(s, plan.blocks, now) != Outcome::kOk) return Fault::kAbsent;
   s.NewItem(key, hash, ByteView(item.value), {atime, exp, item.flags, item.cas, kFetched}, plan);
   --s.total_items;  // not a new item
   s.MaybeExpand();
   if (!cold_->Erase(key, hash, item.location).ok()) ++s.cold_errors;
   ++s.reactivated;
-  return true;
+  return Fault::kIn;
 }
 
 std::byte* StoreImpl::Lookup(StoreShard& s, std::string_view key, uint64_t hash, uint32_t now) {
   std::byte* link = s.FindLink(key, hash);
   uint32_t h = Load<uint32_t>(link);
-  if (h == 0 && FaultIn(s, key, hash, now)) {
-    link = s.FindLink(key, hash);
-    h = Load<uint32_t>(link);
+  if (h == 0) {
+    switch (FaultIn(s, key, hash, now)) {
+      case Fault::kAbsent:
+        break;
+      case Fault::kIoError:
+        return nullptr;
+      case Fault::kIn:
+        link = s.FindLink(key, hash);
+        h = Load<uint32_t>(link);
+        break;
+    }
   }
   if (h != 0 && !Visible(s, h, now)) {
     if ((s.Ctl(h) & kFetched) == 0) ++s.expired_unfetched;
@@ -719,8 +737,8 @@ uint32_t StoreImpl::Retime(StoreShard& s, std::string_view key, uint64_t hash, u
   std::byte* link = s.FindLink(key, hash);
   if (Load<uint32_t>(link) != 0) {
     s.Remove(link);
-  } else {
-    DropCold(s, key, hash);
+  } else if (!DropCold(s, key, hash)) {
+    return 0;
   }
   h = s.NewItem(key, hash, ByteView(value), m, plan);
   --s.total_items;  // not a new item
@@ -735,7 +753,9 @@ Outcome StoreImpl::ReadImpl(std::string_view key, const ReadOptions& options, Vi
   StoreShard& s = ShardFor(hash);
   const uint32_t now = Now();
   std::lock_guard lock(s.mu);
-  uint32_t h = Load<uint32_t>(Lookup(s, key, hash, now));
+  const std::byte* found = Lookup(s, key, hash, now);
+  if (found == nullptr) return Outcome::kIoError;
+  uint32_t h = Load<uint32_t>(found);
   uint8_t extra = 0;
   if (h == 0) {
     if (!options.vivify_exptime) return Outcome::kNotFound;
@@ -799,6 +819,7 @@ WriteResult StoreImpl::Write(StoreMode mode, std::string_view key, ByteView valu
   const uint32_t now = Now();
   std::lock_guard lock(s.mu);
   std::byte* link = Lookup(s, key, hash, now);
+  if (link == nullptr) return {Outcome::kIoError};
   const uint32_t old = Load<uint32_t>(link);
   uint8_t ctl = options.binary_key ? kBinKey : 0;
   bool mark_stale = false;
@@ -862,8 +883,8 @@ WriteResult StoreImpl::Write(StoreMode mode, std::string_view key, ByteView valu
   link = s.FindLink(key, hash);
   if (Load<uint32_t>(link) != 0) {
     s.Remove(link);
-  } else if (old != 0) {
-    DropCold(s, key, hash);
+  } else if (old != 0 && !DropCold(s, key, hash)) {
+    return {Outcome::kIoError};  // its only copy is on the failing tier
   }
   const uint64_t cas = NextCas();
   s.NewItem(key, hash, data,
@@ -879,6 +900,7 @@ Outcome StoreImpl::Delete(std::string_view key, const DeleteOptions& options) {
   const uint32_t now = Now();
   std::lock_guard lock(s.mu);
   std::byte* link = Lookup(s, key, hash, now);
+  if (link == nullptr) return Outcome::kIoError;
   uint32_t h = Load<uint32_t>(link);
   if (h == 0) return Outcome::kNotFound;
   if (options.cas != 0 && s.Cas(h) != options.cas) return Outcome::kExists;
@@ -901,31 +923,6 @@ Outcome StoreImpl::Touch(std::string_view key, int64_t exptime) {
   return Read(key, o, [](const ItemView&) {});
 }
 
-namespace {
-
-// memcached's safe_strtoull on an item's value (which memcached stores
-// followed by "\r\n"): strtoull, then the number must end at a space/CR or
-// the end, and a '-' is refused when the result would look negative.
-bool ParseStoredNumber(const char* begin, size_t len, uint64_t* out) {
-  std::string tmp(begin, len);
-  tmp += "\r\n";
-  errno = 0;
-  char* end = nullptr;
-  const unsigned long long v = std::strtoull(tmp.c_str(), &end, 10);
-  if (errno == ERANGE || end == tmp.c_str()) return false;
-  const unsigned char c = static_cast<unsigned char>(*end);
-  if (c == ' ' || (c >= '\t' && c <= '\r') || (c == '\0' && end != tmp.c_str())) {
-    if (static_cast<long long>(v) < 0 && std::memchr(tmp.c_str(), '-', end - tmp.c_str())) {
-      return false;
-    }
-    *out = v;
-    return true;
-  }
-  return false;
-}
-
-}  // namespace
-
 ArithResult StoreImpl::Arith(std::string_view key, const ArithOptions& options) {
   if (key.empty() || key.size() > kMaxKeyLength) return {Outcome::kBadKey};
   const uint64_t hash = Xxh3_64(ByteView(key));
@@ -933,6 +930,7 @@ ArithResult StoreImpl::Arith(std::string_view key, const ArithOptions& options) 
   const uint32_t now = Now();
   std::unique_lock lock(s.mu);
   std::byte* link = Lookup(s, key, hash, now);
+  if (link == nullptr) return {Outcome::kIoError};
   uint32_t h = Load<uint32_t>(link);
   char digits[24];
   if (h == 0) {
@@ -954,7 +952,7 @@ ArithResult StoreImpl::Arith(std::string_view key, const ArithOptions& options) 
   std::string value(vlen, '\0');
   s.ValueOf(h, value.data());
   uint64_t v = 0;
-  if (!ParseStoredNumber(value.data(), vlen, &v)) return {Outcome::kNonNumeric};
+  if (!SafeStrtoull(std::string_view(value.data(), vlen), &v)) return {Outcome::kNonNumeric};
   if (options.increment) {
     v += options.delta;
   } else {
@@ -980,8 +978,8 @@ ArithResult StoreImpl::Arith(std::string_view key, const ArithOptions& options) 
   link = s.FindLink(key, hash);
   if (Load<uint32_t>(link) != 0) {
     s.Remove(link);
-  } else {
-    DropCold(s, key, hash);  // the old item sank during MakeRoom
+  } else if (!DropCold(s, key, hash)) {  // the old item sank during MakeRoom
+    return {Outcome::kIoError};
   }
   s.NewItem(key, hash, ByteView(digits, static_cast<size_t>(len)),
             {now, old.exptime, old.flags, cas, static_cast<uint8_t>(old.ctl & kBinKey)}, plan);
@@ -1002,9 +1000,11 @@ void StoreImpl::FlushAll(int64_t delay) {
   if (cold_ != nullptr) {
     // Every cold item was last used before now, so the flush covers all of
     // them: drop the tier now, or at the deadline (Maintain).
-    if (deadline - 1 <= now) {
-      (void)cold_->DropAll();
-    } else {
+    // A failed drop only leaks disk space: the flushed items are already
+    // invisible (their atime is before oldest_live_). It is counted and
+    // retried by Maintain(), which reports the error.
+    if (deadline - 1 > now || !cold_->DropAll().ok()) {
+      if (deadline - 1 <= now) cold_drop_errors_.fetch_add(1, std::memory_order_relaxed);
       cold_flush_pending_.store(true, std::memory_order_relaxed);
     }
   }
@@ -1015,8 +1015,11 @@ Status StoreImpl::Maintain(size_t buckets) {
   const uint32_t now = Now();
   const uint32_t oldest = oldest_live_.load(std::memory_order_relaxed);
   if (cold_flush_pending_.load(std::memory_order_relaxed) && oldest != 0 && oldest <= now) {
+    if (Status st = cold_->DropAll(); !st.ok()) {
+      cold_drop_errors_.fetch_add(1, std::memory_order_relaxed);
+      return st.WithContext("flush_all of the cold tier (retried)");
+    }
     cold_flush_pending_.store(false, std::memory_order_relaxed);
-    QCLOUD_RETURN_IF_ERROR(cold_->DropAll());
   }
   const uint64_t idle = static_cast<uint64_t>(options_.cold_after.count());
   for (unsigned i = 0; i < shard_count_; ++i) {
@@ -1055,7 +1058,7 @@ Status StoreImpl::SinkAll() {
       std::byte* link = reinterpret_cast<std::byte*>(&slot);
       for (uint32_t h = Load<uint32_t>(link); h != 0; h = Load<uint32_t>(link)) {
         if (Visible(s, h, now) && !Sink(s, h, now)) {
-          return Status(Errc::kResourceExhausted, "cold tier full");
+          return Status(kv::Errc::kColdTierFull, "SinkAll: the cold tier has no room for memory");
         }
         s.Remove(link);
       }
@@ -1086,6 +1089,7 @@ StoreStats StoreImpl::Stats() const {
     st.cold_reactivated += s.reactivated;
     st.cold_errors += s.cold_errors;
   }
+  st.cold_errors += cold_drop_errors_.load(std::memory_order_relaxed);
   if (cold_ != nullptr) {
     const ColdTierStats c = cold_->Stats();
     st.cold_items = c.items;

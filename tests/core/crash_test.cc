@@ -50,7 +50,8 @@ TEST_CASE("crash: WriteFileAtomically leaves the old or the new file whole under
       // Child: rewrite the file as fast as it can, each version numbered.
       auto env = OpenPosixEnv();
       if (!env.ok()) _exit(3);
-      for (uint64_t n = 1000 * (round + 1);; ++n) {
+      // Each round numbers from far above what any earlier round can reach.
+      for (uint64_t n = uint64_t{1} << (32 + round);; ++n) {
         if (!WriteFileAtomically(**env, path, Record(n)).ok()) _exit(4);
       }
     }

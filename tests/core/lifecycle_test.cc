@@ -129,7 +129,9 @@ TEST_CASE("lifecycle: SIGTERM begins the stop") {
       stopped = true;
       return Status::Ok();
     });
-    ::kill(::getpid(), SIGTERM);
+    // To this thread, where it is blocked and waits for the signalfd; a
+    // process-wide kill could land on another test's thread instead.
+    ::pthread_kill(::pthread_self(), SIGTERM);
     CHECK_OK(life->Run());
     CHECK(stopped.load());
   }

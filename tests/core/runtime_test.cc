@@ -1,11 +1,13 @@
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include <boost/asio/post.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
 
@@ -39,10 +41,12 @@ struct Echo : std::enable_shared_from_this<Echo> {
 TEST_CASE("runtime: serves connections on every shard and stops cleanly") {
   auto rt = REQUIRE_VALUE(Runtime::Open({.threads = 2}));
   CHECK(rt->size() == 2);
+  // The handler runs on the shards' threads: it counts, the test checks.
   std::atomic<int> accepted{0};
+  std::atomic<int> per_shard[3] = {0, 0, 0};
   auto ep = REQUIRE_VALUE(rt->Listen(REQUIRE_VALUE(ParseEndpoint("127.0.0.1:0")),
                                      [&](tcp::socket s, size_t shard) {
-                                       CHECK(shard < 2);
+                                       per_shard[std::min<size_t>(shard, 2)]++;
                                        accepted++;
                                        std::make_shared<Echo>(std::move(s))->Start();
                                      }));
@@ -57,6 +61,10 @@ TEST_CASE("runtime: serves connections on every shard and stops cleanly") {
     CHECK(c.ReadExactly(8) == msg);
   }
   CHECK(accepted.load() == 20);
+  CHECK(per_shard[2].load() == 0);  // no shard index out of range
+  // SO_REUSEPORT spreads 20 connections over both (all on one: p = 2^-19).
+  CHECK(per_shard[0].load() > 0);
+  CHECK(per_shard[1].load() > 0);
   rt->Stop();
   rt->Stop();  // idempotent
   CHECK_OK(rt->Join());
@@ -86,10 +94,14 @@ TEST_CASE("runtime: the drain deadline forces a stop") {
 
 TEST_CASE("runtime: Run serves on the calling thread until Stop") {
   auto rt = REQUIRE_VALUE(Runtime::Open({.threads = 1}));
-  std::thread stopper([&] { rt->Stop(); });
+  std::thread::id ran_on;
+  // Posted before Run(): it runs once Run() serves context 0, then stops it.
+  boost::asio::post(rt->context(0), [&] {
+    ran_on = std::this_thread::get_id();
+    rt->Stop();
+  });
   CHECK_OK(rt->Run());
-  stopper.join();
-  CHECK(rt->stopping());
+  CHECK(ran_on == std::this_thread::get_id());
 }
 
 TEST_CASE("runtime: a port held by another socket is an error") {

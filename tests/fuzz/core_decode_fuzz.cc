@@ -1,5 +1,6 @@
 // Fuzzes core's decoders of untrusted bytes: ByteReader (the base of every
-// on-disk and on-wire record) and bounded zstd decompression. Besides
+// on-disk and on-wire record), bounded zstd decompression, Base64, and the
+// text grammars of endpoints, durations and sizes. Besides
 // "no crash, no out-of-bounds read" (ASan), it checks that what decodes
 // re-encodes to the same bytes and that the zstd cap holds.
 #include <cstddef>
@@ -8,6 +9,8 @@
 
 #include "qcloud/core/bytes.h"
 #include "qcloud/core/compress.h"
+#include "qcloud/core/endpoint.h"
+#include "qcloud/core/units.h"
 
 using namespace qcloud;
 
@@ -19,7 +22,7 @@ using namespace qcloud;
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   ByteView input(data + 1, size - 1);
-  switch (data[0] % 3) {
+  switch (data[0] % 5) {
     case 0: {
       // A sequence of reads chosen by the input itself.
       ByteReader r(input);
@@ -74,6 +77,28 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       FUZZ_ASSERT(c.ok());
       auto d = ZstdDecompress(c->readable(), input.size());
       FUZZ_ASSERT(d.ok() && d->readable() == input);
+      break;
+    }
+    case 3: {
+      // Base64: what decodes re-encodes to text that decodes the same; any
+      // bytes survive encode + decode.
+      std::string decoded, again;
+      if (Base64Decode(input.AsStringView(), &decoded)) {
+        FUZZ_ASSERT(decoded.size() <= input.size() / 4 * 3);
+        FUZZ_ASSERT(Base64Decode(Base64Encode(ByteView(decoded)), &again) && again == decoded);
+      }
+      FUZZ_ASSERT(Base64Decode(Base64Encode(input), &again) && ByteView(again) == input);
+      break;
+    }
+    case 4: {
+      // Endpoints print as they parse; sizes and durations never wrap.
+      const std::string_view text = input.AsStringView();
+      if (auto ep = ParseEndpoint(text); ep.ok()) {
+        auto back = ParseEndpoint(ep->ToString());
+        FUZZ_ASSERT(back.ok() && *back == *ep);
+      }
+      if (auto d = ParseDuration(text); d.ok()) FUZZ_ASSERT(d->count() >= 0);
+      (void)ParseByteSize(text, 1 << 20);
       break;
     }
   }

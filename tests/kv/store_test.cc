@@ -6,6 +6,7 @@
 #include <map>
 #include <random>
 #include <string>
+#include <atomic>
 #include <thread>
 
 #include "qcloud/core/clock.h"
@@ -29,11 +30,11 @@ std::string Value(Store& s, std::string_view key) {
 }  // namespace
 
 TEST_CASE("options are validated") {
-  CHECK_ERRC(Store::Open({.block_size = 32}), Errc::kInvalidArgument);
-  CHECK_ERRC(Store::Open({.block_size = 66}), Errc::kInvalidArgument);
-  CHECK_ERRC(Store::Open({.shards = 3}), Errc::kInvalidArgument);
+  CHECK_ERRC(Store::Open({.block_size = 32}), qcloud::Errc::kInvalidArgument);
+  CHECK_ERRC(Store::Open({.block_size = 66}), qcloud::Errc::kInvalidArgument);
+  CHECK_ERRC(Store::Open({.shards = 3}), qcloud::Errc::kInvalidArgument);
   CHECK_ERRC(Store::Open({.memory_bytes = 1 << 20, .item_size_max = 1 << 20}),
-             Errc::kInvalidArgument);
+             qcloud::Errc::kInvalidArgument);
   CHECK(Store::Open({.memory_bytes = 4 << 20, .shards = 64}).ok());  // shards reduced to fit
 }
 
@@ -202,7 +203,7 @@ TEST_CASE("random operations agree with a model") {
   const StoreStats st = s->Stats();
   CHECK(st.curr_items == model.size());
   CHECK(st.evictions == 0);
-  CHECK(st.hash_expansions > 0);  // 4 shards x 1024 buckets grow past 1.5 items/bucket
+  CHECK(st.hash_expansions > 0);  // 4 shards x 1024 buckets grow past 2 items/bucket
   for (const auto& [k, v] : model) REQUIRE(Value(*s, k) == v);
 }
 
@@ -314,21 +315,25 @@ TEST_CASE("incr and decr: wrap, clamp, padding, non-numeric, auto-create") {
 TEST_CASE("concurrent writers and readers on shared keys") {
   auto s = Make({.memory_bytes = 64 << 20});
   std::vector<std::thread> threads;
+  // doctest's assertions are not for other threads (a failing REQUIRE there
+  // terminates): count what is wrong and check it after the join.
+  std::atomic<int> torn{0};
   for (int t = 0; t < 4; ++t) {
-    threads.emplace_back([&s, t] {
+    threads.emplace_back([&s, &torn, t] {
       for (int i = 0; i < 20000; ++i) {
         const std::string key = "k" + std::to_string(i % 1000);
         if ((i + t) % 3 == 0) {
           s->Set(key, std::string(static_cast<size_t>(i % 500), 'x'));
         } else {
           std::string v;
-          if (s->Get(key, &v)) REQUIRE(v == std::string(v.size(), 'x'));
+          if (s->Get(key, &v) && v != std::string(v.size(), 'x')) torn++;
         }
         s->Arith("counter", {.initial = 0});
       }
     });
   }
   for (auto& th : threads) th.join();
+  CHECK(torn.load() == 0);
   std::string v;
   REQUIRE(s->Get("counter", &v));
   CHECK(std::stoull(v) == 4 * 20000 - 1);  // the first call created it with 0

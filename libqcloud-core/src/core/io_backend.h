@@ -29,6 +29,11 @@ std::unique_ptr<IoBackendImpl> NewPosixBackend();
 // kernel.io_uring_disabled); PosixEnv then falls back to NewPosixBackend().
 Result<std::unique_ptr<IoBackendImpl>> NewIoUringBackend(unsigned entries);
 
+// True when this thread may set up an io_uring: kernel support, no seccomp
+// refusal, kernel.io_uring_disabled off. Used to pick fallbacks, and by
+// tests to skip (with the reason) what needs io_uring.
+bool IoUringAllowed() noexcept;
+
 // Completes one request synchronously with pread/pwrite from where it stands
 // (request.transferred bytes already done).
 void FinishWithPosix(int fd, IoRequest& request) noexcept;

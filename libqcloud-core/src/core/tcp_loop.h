@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "core/io_backend.h"
 #include "qcloud/core/bytes.h"
 #include "qcloud/core/tcp_server.h"
 
@@ -112,8 +113,5 @@ class LoopWorker {
 
 std::unique_ptr<LoopWorker> NewIoUringWorker(TcpServer::Impl& server, unsigned index);
 std::unique_ptr<LoopWorker> NewEpollWorker(TcpServer::Impl& server, unsigned index);
-// True when this thread may set up an io_uring (kernel support, no seccomp
-// refusal, kernel.io_uring_disabled off).
-bool IoUringAllowed() noexcept;
 
 }  // namespace qcloud::core_internal

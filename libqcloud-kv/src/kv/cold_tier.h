@@ -51,6 +51,7 @@
 
 #include "qcloud/core/bytes.h"
 #include "qcloud/core/env.h"
+#include "qcloud/kv/errc.h"
 #include "qcloud/core/result.h"
 
 namespace qcloud::kv {
@@ -97,7 +98,7 @@ class ColdTier {
   // The live record of `key`, or nullopt.
   Result<std::optional<ColdItem>> Find(std::string_view key, uint64_t hash);
   // Appends `item` (location ignored) as the live record of `key`,
-  // superseding any older one. kResourceExhausted when the tier is full.
+  // superseding any older one. kv::Errc::kColdTierFull when the tier is full.
   Status Put(std::string_view key, uint64_t hash, const ColdItem& item);
   // Kills the record at `location` (from Find) for `key`: a tombstone.
   Status Erase(std::string_view key, uint64_t hash, uint64_t location);

@@ -106,6 +106,13 @@ class Session final : public StreamSession {
   void Reply(Buffer& out, std::string_view s);
   // Binary protocol: one packet; returns bytes consumed, 0 = incomplete.
   size_t Binary(ByteView in, Buffer& out);
+  struct BinaryRequest;  // a packet whose body has arrived (binary.cc)
+  void BinaryRetrieve(const BinaryRequest& r, Buffer& out);  // get/getk/gat(k), quiet or not
+  void BinaryStore(const BinaryRequest& r, Buffer& out);     // set/add/replace/append/prepend
+  void BinaryDelete(const BinaryRequest& r, Buffer& out);
+  void BinaryArith(const BinaryRequest& r, Buffer& out);     // incr/decr
+  void BinaryTouch(const BinaryRequest& r, Buffer& out);
+  void BinaryStat(const BinaryRequest& r, Buffer& out);
 
   ServerShared& shared_;
   WorkerCounters& counters_;

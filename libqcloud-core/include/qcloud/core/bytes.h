@@ -133,6 +133,39 @@ inline uint64_t DecodeFixed64(const std::byte* src) noexcept {
   return v;
 }
 
+// Big-endian (network order) fixed-width codings, for wire formats that
+// define them: memcached's binary protocol, NBD, VXLAN, GRE, IP headers.
+inline void EncodeBigEndian16(std::byte* dst, uint16_t v) noexcept {
+  dst[0] = static_cast<std::byte>(v >> 8);
+  dst[1] = static_cast<std::byte>(v);
+}
+inline void EncodeBigEndian32(std::byte* dst, uint32_t v) noexcept {
+  for (int i = 0; i < 4; ++i) dst[i] = static_cast<std::byte>(v >> (24 - 8 * i));
+}
+inline void EncodeBigEndian64(std::byte* dst, uint64_t v) noexcept {
+  for (int i = 0; i < 8; ++i) dst[i] = static_cast<std::byte>(v >> (56 - 8 * i));
+}
+inline uint16_t DecodeBigEndian16(const std::byte* src) noexcept {
+  return static_cast<uint16_t>((static_cast<unsigned>(src[0]) << 8) | static_cast<unsigned>(src[1]));
+}
+inline uint32_t DecodeBigEndian32(const std::byte* src) noexcept {
+  uint32_t v = 0;
+  for (int i = 0; i < 4; ++i) v = (v << 8) | static_cast<uint32_t>(src[i]);
+  return v;
+}
+inline uint64_t DecodeBigEndian64(const std::byte* src) noexcept {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v = (v << 8) | static_cast<uint64_t>(src[i]);
+  return v;
+}
+
+// Base64, RFC 4648 section 4 (standard alphabet, '=' padding), as memcached's
+// meta protocol, S3 (Content-MD5) and HTTP Basic use it.
+QCLOUD_EXPORT std::string Base64Encode(ByteView bytes);
+// Strict: the length must be a multiple of 4, padding only at the end, no
+// whitespace or other characters. False (and *out unspecified) otherwise.
+QCLOUD_EXPORT bool Base64Decode(std::string_view text, std::string* out);
+
 // Longest varint64 encoding in bytes.
 inline constexpr size_t kMaxVarint64Length = 10;
 

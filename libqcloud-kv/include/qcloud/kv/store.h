@@ -44,6 +44,7 @@
 #include "qcloud/core/clock.h"
 #include "qcloud/core/export.h"
 #include "qcloud/core/result.h"
+#include "qcloud/kv/errc.h"
 
 namespace qcloud {
 class Env;
@@ -71,7 +72,7 @@ struct StoreOptions {
   size_t item_size_max = size_t{1} << 20;    // max of 59 + key + value bytes (memcached -I); 1 MiB
   unsigned shards = 16;                      // independently locked parts, a power of two; default 16
   Eviction eviction = Eviction::kClock;      // what a full store does; see Eviction
-  Clock* clock = nullptr;                    // time source for expiry; null = RealClock()
+  Clock* clock = nullptr;  // time source for expiry; not owned, outlives the store; null = RealClock()
 
   // The cold tier (CMEM's SSD sinking). With ssd_dir set, items pushed out
   // by memory pressure, and items not read for cold_after (see Maintain),
@@ -79,7 +80,7 @@ struct StoreOptions {
   // dropped; a read brings them back into memory. Only when the tier is
   // full does eviction drop items. Its contents survive a restart.
   std::string ssd_dir;                          // segment directory; empty = memory only
-  Env* env = nullptr;                           // file system for ssd_dir; null = POSIX (io_uring)
+  Env* env = nullptr;  // file system for ssd_dir; not owned, outlives the store; null = POSIX (io_uring)
   uint64_t ssd_bytes = uint64_t{16} << 30;      // cold tier capacity in bytes; default 16 GiB
   uint64_t segment_bytes = uint64_t{16} << 20;  // size of one segment file; default 16 MiB
   std::chrono::seconds cold_after{7 * 24 * 3600};  // idle time before an item sinks; 7 days
@@ -103,6 +104,9 @@ enum class Outcome : uint8_t {
   kNoMemory,    // the store is full and may not evict (or the item exceeds a shard)
   kNonNumeric,  // incr/decr on a value that is not a decimal uint64
   kBadKey,      // key empty or longer than kMaxKeyLength
+  kIoError,     // the key's copy on the cold tier could not be read or erased
+                // (counted in StoreStats::cold_errors); the item may exist, so
+                // this is never reported as a miss
 };
 
 // What a reader sees of an item. Valid only inside the Read() callback.
@@ -213,7 +217,7 @@ struct StoreStats {
   uint64_t cold_reads = 0;        // record reads from disk
   uint64_t cold_compactions = 0;
   uint64_t cold_full = 0;         // sinks refused: tier full (those items were evicted)
-  uint64_t cold_errors = 0;       // I/O or checksum failures (the item counts as a miss)
+  uint64_t cold_errors = 0;       // I/O or checksum failures (answered kIoError, not as misses)
   uint64_t cold_recovered = 0;    // items found on disk at Open
 };
 
@@ -263,7 +267,8 @@ class QCLOUD_EXPORT Store {
   // segment when half of the tier is garbage. No-op without a cold tier.
   Status Maintain(size_t buckets = 4096);
   // Sinks every item in memory to the cold tier and makes it durable (a
-  // clean shutdown that loses nothing). kNotSupported without a cold tier.
+  // clean shutdown that loses nothing). Errors: kNotSupported without a cold
+  // tier, kv::Errc::kColdTierFull, the tier's I/O errors.
   Status SinkAll();
 
   StoreStats Stats() const;

@@ -1,0 +1,79 @@
+# The one table of qcloud's third-party dependencies. For each: the CMake
+# target the build links, the lines the installed qcloudConfig.cmake runs to
+# find it again, its pkg-config module (for the .pc files' Requires), extra
+# link flags, and its Conan reference (checked against conanfile.py by the
+# test package/conan_components_match_cmake). qcloud_add_library() takes
+# names from this table and expands them into all four places.
+#
+# All come from Debian 12 packages (scripts/install-deps.sh); under Conan,
+# liburing and xxHash are CMake config packages, on Debian pkg-config modules:
+# the target chosen here decides which find lines the installed config runs.
+
+find_package(Boost 1.81...<1.82 CONFIG REQUIRED COMPONENTS json url program_options)
+find_package(fmt CONFIG REQUIRED)
+find_package(OpenSSL REQUIRED)
+find_package(zstd CONFIG REQUIRED)
+find_package(Threads REQUIRED)
+find_package(PkgConfig REQUIRED)
+
+set_property(GLOBAL PROPERTY QCLOUD_DEPENDENCIES "")
+
+# qcloud_dependency(<name> TARGET <t> [FIND <line>...] [PKG <module>]
+#                   [LIBS <flags>...] [CONAN <ref>])
+function(qcloud_dependency name)
+  cmake_parse_arguments(A "" "TARGET;PKG;CONAN" "FIND;LIBS" ${ARGN})
+  foreach(field TARGET PKG CONAN FIND LIBS)
+    set_property(GLOBAL PROPERTY QCLOUD_DEP_${name}_${field} "${A_${field}}")
+  endforeach()
+  set_property(GLOBAL APPEND PROPERTY QCLOUD_DEPENDENCIES ${name})
+endfunction()
+
+# Debian ships zstd's shared target only; Conan names it by its linkage.
+if(TARGET zstd::libzstd_shared)
+  set(_zstd zstd::libzstd_shared)
+else()
+  set(_zstd zstd::libzstd_static)
+endif()
+
+find_package(liburing CONFIG QUIET)
+if(TARGET liburing::liburing)
+  set(_uring_target liburing::liburing)
+  set(_uring_find "find_dependency(liburing CONFIG)")
+else()
+  pkg_check_modules(liburing REQUIRED IMPORTED_TARGET liburing>=2.0)
+  set(_uring_target PkgConfig::liburing)
+  set(_uring_find "find_dependency(PkgConfig)"
+                  "pkg_check_modules(liburing REQUIRED IMPORTED_TARGET liburing)")
+endif()
+
+find_package(xxHash CONFIG QUIET)
+if(TARGET xxHash::xxhash)
+  set(_xxhash_target xxHash::xxhash)
+  set(_xxhash_find "find_dependency(xxHash CONFIG)")
+else()
+  pkg_check_modules(libxxhash REQUIRED IMPORTED_TARGET libxxhash>=0.8)
+  set(_xxhash_target PkgConfig::libxxhash)
+  set(_xxhash_find "find_dependency(PkgConfig)"
+                   "pkg_check_modules(libxxhash REQUIRED IMPORTED_TARGET libxxhash)")
+endif()
+
+qcloud_dependency(threads TARGET Threads::Threads FIND "find_dependency(Threads)"
+                  LIBS -lpthread CONAN "")
+qcloud_dependency(boost TARGET Boost::headers FIND "find_dependency(Boost 1.81 CONFIG)"
+                  CONAN boost::headers)
+qcloud_dependency(fmt TARGET fmt::fmt FIND "find_dependency(fmt CONFIG)" PKG fmt CONAN fmt::fmt)
+qcloud_dependency(openssl TARGET OpenSSL::Crypto FIND "find_dependency(OpenSSL)" PKG libcrypto
+                  CONAN openssl::crypto)
+qcloud_dependency(zstd TARGET ${_zstd} FIND "find_dependency(zstd CONFIG)" PKG libzstd
+                  CONAN zstd::zstdlib)
+qcloud_dependency(liburing TARGET ${_uring_target} FIND ${_uring_find} PKG liburing
+                  CONAN liburing::liburing)
+qcloud_dependency(xxhash TARGET ${_xxhash_target} FIND ${_xxhash_find} PKG libxxhash
+                  CONAN xxhash::xxhash)
+qcloud_dependency(doctest TARGET doctest::doctest FIND "find_dependency(doctest CONFIG)"
+                  CONAN doctest::doctest)
+
+# Targets for code outside the libraries (tests, examples, benchmarks).
+set(QCLOUD_ZSTD ${_zstd})
+set(QCLOUD_LIBURING ${_uring_target})
+set(QCLOUD_XXHASH ${_xxhash_target})
