@@ -22,6 +22,7 @@ _components = {
     "runtime": ("qcloud-runtime", ["core", "boost::headers", "fmt::fmt"]),
     "testing": ("qcloud-testing", ["core", "fmt::fmt", "doctest::doctest"]),
     "kv": ("qcloud-kv", ["core", "fmt::fmt", "liburing::liburing", "xxhash::xxhash"]),
+    "object": ("qcloud-object", ["core", "fmt::fmt"]),
 }
 
 

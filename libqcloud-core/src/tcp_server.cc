@@ -174,12 +174,12 @@ Conn* LoopWorker::Admit(int fd) {
   if (stopping() ||
       server_.connections.load(std::memory_order_relaxed) >=
           static_cast<int64_t>(o.max_connections)) {
+    Bump(counters_.rejected_connections);  // before the client can see the close
     if (!stopping() && !o.reject_message.empty()) {
       [[maybe_unused]] ssize_t n = ::send(fd, o.reject_message.data(), o.reject_message.size(),
                                           MSG_NOSIGNAL | MSG_DONTWAIT);
     }
     ::close(fd);
-    Bump(counters_.rejected_connections);
     return nullptr;
   }
   if (o.tcp_nodelay) {

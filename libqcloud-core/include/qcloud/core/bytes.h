@@ -90,6 +90,9 @@ class QCLOUD_EXPORT Buffer {
 
   // Marks n readable bytes as consumed. Precondition: n <= size().
   void Consume(size_t n) noexcept;
+  // Drops readable bytes from the tail, keeping the first n (padding read
+  // along with a record, say). Precondition: n <= size().
+  void KeepFirst(size_t n) noexcept { write_ = read_ + n; }
   void Clear() noexcept { read_ = write_ = 0; }
 
   // Returns at least `n` writable bytes after the readable ones (moving the
