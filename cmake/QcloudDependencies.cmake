@@ -57,6 +57,17 @@ else()
                    "pkg_check_modules(libxxhash REQUIRED IMPORTED_TARGET libxxhash)")
 endif()
 
+find_package(lmdb CONFIG QUIET)
+if(TARGET lmdb::lmdb)
+  set(_lmdb_target lmdb::lmdb)
+  set(_lmdb_find "find_dependency(lmdb CONFIG)")
+else()
+  pkg_check_modules(lmdb REQUIRED IMPORTED_TARGET lmdb)
+  set(_lmdb_target PkgConfig::lmdb)
+  set(_lmdb_find "find_dependency(PkgConfig)"
+                 "pkg_check_modules(lmdb REQUIRED IMPORTED_TARGET lmdb)")
+endif()
+
 qcloud_dependency(threads TARGET Threads::Threads FIND "find_dependency(Threads)"
                   LIBS -lpthread CONAN "")
 qcloud_dependency(boost TARGET Boost::headers FIND "find_dependency(Boost 1.81 CONFIG)"
@@ -70,6 +81,7 @@ qcloud_dependency(liburing TARGET ${_uring_target} FIND ${_uring_find} PKG libur
                   CONAN liburing::liburing)
 qcloud_dependency(xxhash TARGET ${_xxhash_target} FIND ${_xxhash_find} PKG libxxhash
                   CONAN xxhash::xxhash)
+qcloud_dependency(lmdb TARGET ${_lmdb_target} FIND ${_lmdb_find} PKG lmdb CONAN lmdb::lmdb)
 qcloud_dependency(doctest TARGET doctest::doctest FIND "find_dependency(doctest CONFIG)"
                   CONAN doctest::doctest)
 
@@ -77,3 +89,4 @@ qcloud_dependency(doctest TARGET doctest::doctest FIND "find_dependency(doctest 
 set(QCLOUD_ZSTD ${_zstd})
 set(QCLOUD_LIBURING ${_uring_target})
 set(QCLOUD_XXHASH ${_xxhash_target})
+set(QCLOUD_LMDB ${_lmdb_target})

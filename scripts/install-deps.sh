@@ -12,6 +12,7 @@ build_pkgs=(
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
   libboost-program-options1.81-dev
   libfmt-dev liburing-dev libssl-dev libxxhash-dev libzstd-dev
+  liblmdb-dev                 # COS's file and user indexes (bench/object/index_choice.cc says why)
   doctest-dev libbenchmark-dev
   clang libclang-rt-14-dev
 )
