@@ -22,7 +22,7 @@ _components = {
     "runtime": ("qcloud-runtime", ["core", "boost::headers", "fmt::fmt"]),
     "testing": ("qcloud-testing", ["core", "fmt::fmt", "doctest::doctest"]),
     "kv": ("qcloud-kv", ["core", "fmt::fmt", "liburing::liburing", "xxhash::xxhash"]),
-    "object": ("qcloud-object", ["core", "fmt::fmt"]),
+    "object": ("qcloud-object", ["core", "fmt::fmt", "lmdb::lmdb"]),
 }
 
 
@@ -60,6 +60,7 @@ class QcloudConan(ConanFile):
         self.requires("zstd/1.5.5")
         self.requires("xxhash/0.8.1")
         self.requires("liburing/2.3")
+        self.requires("lmdb/0.9.31")
         # qcloud::testing's public header uses doctest.
         self.requires("doctest/2.4.9", transitive_headers=True)
 

@@ -1,0 +1,753 @@
+// IndexStore over LMDB. Three named databases in one environment:
+//   buckets  bucket name                      -> BucketRecord (owner, created)
+//   owners   owner '\0' bucket                -> "" (a user's buckets, in order)
+//   objects  len(bucket) bucket key           -> ObjectMeta (EncodeObjectMeta)
+// The objects key starts with the bucket name's length (one byte, names are
+// at most 63), so one bucket's keys are contiguous and in S3's byte order.
+//
+// Writes go through Write(): concurrent callers are gathered into one LMDB
+// write transaction by whoever finds no commit running (the leader); each
+// caller's changes run in a nested transaction, so one caller's failure
+// (say, "bucket not empty") undoes only its own changes. One commit, one
+// fdatasync (with Durability::kDurable) for the whole group.
+
+#include "qcloud/object/index_store.h"
+
+#include <lmdb.h>
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <algorithm>
+#include <functional>
+#include <mutex>
+
+#include <fmt/format.h>
+
+#include "qcloud/core/bytes.h"
+
+namespace qcloud::object {
+
+namespace {
+
+constexpr uint8_t kMetaVersion = 1;
+constexpr size_t kMaxEtag = 256;
+constexpr size_t kMaxContentType = 1024;
+constexpr size_t kMaxUserMetaEntries = 1024;
+constexpr size_t kMaxUserMetaBytes = 8 * 1024;  // S3: 2 KiB of user metadata in total
+constexpr size_t kMaxChunks = size_t{1} << 24;
+constexpr size_t kMaxOwnerBytes = 256;
+constexpr size_t kMaxListKeys = 1000;
+constexpr unsigned kMaxDbs = 8;
+
+uint64_t ZigZag(int64_t v) { return (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63); }
+int64_t UnZigZag(uint64_t v) { return static_cast<int64_t>(v >> 1) ^ -static_cast<int64_t>(v & 1); }
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+Status LmdbError(int rc, std::string_view what) {
+  switch (rc) {
+    case MDB_MAP_FULL:
+      return Status(Errc::kResourceExhausted, fmt::format("{}: index map full", what));
+    case MDB_CORRUPTED:
+    case MDB_PAGE_NOTFOUND:
+    case MDB_INVALID:
+    case MDB_VERSION_MISMATCH:
+      return Corruption(fmt::format("{}: {}", what, mdb_strerror(rc)));
+    default:
+      if (rc > 0) return Status::FromErrno(rc, what);
+      return IoError(fmt::format("{}: {}", what, mdb_strerror(rc)));
+  }
+}
+
+MDB_val Val(std::string_view s) { return {s.size(), const_cast<char*>(s.data())}; }
+std::string_view View(const MDB_val& v) { return {static_cast<const char*>(v.mv_data), v.mv_size}; }
+
+bool ValidBucket(std::string_view b) {
+  if (b.size() < 3 || b.size() > kMaxBucketBytes) return false;
+  auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
+  if (!alnum(b.front()) || !alnum(b.back())) return false;
+  for (char c : b) {
+    if (!alnum(c) && c != '-' && c != '.') return false;
+  }
+  return b.find("..") == std::string_view::npos;
+}
+
+Status CheckBucketName(std::string_view bucket) {
+  if (bucket.empty() || bucket.size() > kMaxBucketBytes) {
+    return NotFound(fmt::format("no bucket '{}'", bucket));
+  }
+  return Status::Ok();
+}
+
+Status CheckKey(std::string_view key) {
+  if (key.empty() || key.size() > kMaxKeyBytes) {
+    return InvalidArgument(fmt::format("object key of {} bytes: must be 1..{}", key.size(), kMaxKeyBytes));
+  }
+  return Status::Ok();
+}
+
+std::string ObjectKey(std::string_view bucket, std::string_view key) {
+  std::string k;
+  k.reserve(1 + bucket.size() + key.size());
+  k.push_back(static_cast<char>(bucket.size()));
+  k.append(bucket);
+  k.append(key);
+  return k;
+}
+
+// The smallest string greater than every string starting with `s`; "" when
+// there is none (s is all 0xff).
+std::string Successor(std::string s) {
+  while (!s.empty() && static_cast<unsigned char>(s.back()) == 0xff) s.pop_back();
+  if (!s.empty()) s.back() = static_cast<char>(static_cast<unsigned char>(s.back()) + 1);
+  return s;
+}
+
+// LMDB keys are at most 511 bytes (its compile-time MDB_MAXKEYSIZE); S3
+// keys reach 1024. A composite key (length byte, bucket, key) of up to
+// kDirectMax bytes is its own LMDB key. A longer one lives in a "bundle":
+// the LMDB record under its first kBundleKey bytes, holding every such key's
+// rest and record, sorted. Direct keys are shorter than bundle keys, so the
+// two never collide, and LMDB's order of direct keys and bundles is the
+// order of the full keys (a direct key that is a prefix of a bundle's keys
+// is shorter, hence first).
+constexpr size_t kDirectMax = 479;
+constexpr size_t kBundleKey = 480;
+constexpr size_t kMaxBundleEntries = 1 << 20;
+constexpr size_t kMaxRecordBytes = 64 * 1024 * 1024;
+
+using BundleEntries = std::vector<std::pair<std::string, std::string>>;  // (rest, record)
+
+std::string EncodeBundle(const BundleEntries& entries) {
+  Buffer out;
+  ByteWriter w(out);
+  w.PutU8(kMetaVersion);
+  w.PutVarint64(entries.size());
+  for (const auto& [rest, record] : entries) {
+    w.PutLengthPrefixed(ByteView(rest));
+    w.PutLengthPrefixed(ByteView(record));
+  }
+  return out.readable().ToString();
+}
+
+Result<BundleEntries> DecodeBundle(std::string_view bytes) {
+  ByteReader r{ByteView(bytes)};
+  auto version = r.ReadU8();
+  auto n = r.ReadVarint64();
+  if (!version || *version != kMetaVersion || !n || *n > kMaxBundleEntries || *n > r.remaining() / 2) {
+    return Corruption("long-key bundle: damaged header");
+  }
+  BundleEntries entries;
+  for (uint64_t i = 0; i < *n; ++i) {
+    auto rest = r.ReadLengthPrefixed(kMaxKeyBytes + 1 + kMaxBucketBytes);
+    auto record = r.ReadLengthPrefixed(kMaxRecordBytes);
+    if (!rest || !record) return Corruption("long-key bundle: damaged entry");
+    entries.emplace_back(rest->ToString(), record->ToString());
+  }
+  if (!r.empty()) return Corruption("long-key bundle: trailing bytes");
+  return entries;
+}
+
+// Reads, writes and deletes one composite key, bundled or not.
+Result<std::optional<std::string>> GetRecord(MDB_txn* txn, MDB_dbi dbi, std::string_view composite) {
+  const bool direct = composite.size() <= kDirectMax;
+  MDB_val k = Val(direct ? composite : composite.substr(0, kBundleKey)), v;
+  const int rc = mdb_get(txn, dbi, &k, &v);
+  if (rc == MDB_NOTFOUND) return std::optional<std::string>();
+  if (rc != 0) return LmdbError(rc, "get object");
+  if (direct) return std::optional<std::string>(std::string(View(v)));
+  QCLOUD_ASSIGN_OR_RETURN(BundleEntries entries, DecodeBundle(View(v)));
+  const std::string_view rest = composite.substr(kBundleKey);
+  for (auto& [r, record] : entries) {
+    if (r == rest) return std::optional<std::string>(std::move(record));
+  }
+  return std::optional<std::string>();
+}
+
+Status PutRecord(MDB_txn* txn, MDB_dbi dbi, std::string_view composite, std::string_view record) {
+  if (composite.size() <= kDirectMax) {
+    MDB_val k = Val(composite), v = Val(record);
+    const int rc = mdb_put(txn, dbi, &k, &v, 0);
+    return rc == 0 ? Status::Ok() : LmdbError(rc, "put object");
+  }
+  MDB_val k = Val(composite.substr(0, kBundleKey)), v;
+  BundleEntries entries;
+  int rc = mdb_get(txn, dbi, &k, &v);
+  if (rc == 0) {
+    QCLOUD_ASSIGN_OR_RETURN(entries, DecodeBundle(View(v)));
+  } else if (rc != MDB_NOTFOUND) {
+    return LmdbError(rc, "get bundle");
+  }
+  const std::string rest(composite.substr(kBundleKey));
+  auto it = std::lower_bound(entries.begin(), entries.end(), rest,
+                             [](const auto& e, const std::string& r) { return e.first < r; });
+  if (it != entries.end() && it->first == rest) {
+    it->second = std::string(record);
+  } else {
+    if (entries.size() >= kMaxBundleEntries) {
+      return Status(Errc::kResourceExhausted, "too many long keys share their first 480 bytes");
+    }
+    entries.insert(it, {rest, std::string(record)});
+  }
+  const std::string bundle = EncodeBundle(entries);
+  MDB_val nv = Val(bundle);
+  rc = mdb_put(txn, dbi, &k, &nv, 0);
+  return rc == 0 ? Status::Ok() : LmdbError(rc, "put bundle");
+}
+
+Status DeleteRecord(MDB_txn* txn, MDB_dbi dbi, std::string_view composite) {
+  if (composite.size() <= kDirectMax) {
+    MDB_val k = Val(composite);
+    const int rc = mdb_del(txn, dbi, &k, nullptr);
+    return rc == 0 ? Status::Ok() : LmdbError(rc, "delete object");
+  }
+  MDB_val k = Val(composite.substr(0, kBundleKey)), v;
+  int rc = mdb_get(txn, dbi, &k, &v);
+  if (rc != 0) return LmdbError(rc, "get bundle");
+  QCLOUD_ASSIGN_OR_RETURN(BundleEntries entries, DecodeBundle(View(v)));
+  const std::string_view rest = composite.substr(kBundleKey);
+  std::erase_if(entries, [&](const auto& e) { return e.first == rest; });
+  if (entries.empty()) {
+    rc = mdb_del(txn, dbi, &k, nullptr);
+    return rc == 0 ? Status::Ok() : LmdbError(rc, "delete bundle");
+  }
+  const std::string bundle = EncodeBundle(entries);
+  MDB_val nv = Val(bundle);
+  rc = mdb_put(txn, dbi, &k, &nv, 0);
+  return rc == 0 ? Status::Ok() : LmdbError(rc, "put bundle");
+}
+
+// Walks composite keys in order, direct ones and the entries of bundles.
+class ObjectCursor {
+ public:
+  ObjectCursor(MDB_txn* txn, MDB_dbi dbi) { status_ = Rc(mdb_cursor_open(txn, dbi, &c_), "cursor"); }
+  ~ObjectCursor() {
+    if (c_ != nullptr) mdb_cursor_close(c_);
+  }
+  ObjectCursor(const ObjectCursor&) = delete;
+  ObjectCursor& operator=(const ObjectCursor&) = delete;
+
+  // To the first key >= target.
+  void Seek(std::string_view target) {
+    if (!status_.ok()) return;
+    const std::string lk(target.size() <= kDirectMax ? target : target.substr(0, kBundleKey));
+    MDB_val k = Val(lk), v;
+    Load(mdb_cursor_get(c_, &k, &v, MDB_SET_RANGE), k, v);
+    if (valid_ && bundle_ && target.size() > kDirectMax && View(k) == lk) {
+      const std::string_view rest = target.substr(kBundleKey);
+      while (pos_ < entries_.size() && entries_[pos_].first < rest) ++pos_;
+      if (pos_ == entries_.size()) Next();
+      else Compose();
+    }
+  }
+  void Next() {
+    if (!valid_) return;
+    if (bundle_ && ++pos_ < entries_.size()) {
+      Compose();
+      return;
+    }
+    MDB_val k, v;
+    Load(mdb_cursor_get(c_, &k, &v, MDB_NEXT), k, v);
+  }
+  bool valid() const { return valid_; }
+  const Status& status() const { return status_; }
+  std::string_view key() const { return bundle_ ? std::string_view(key_) : direct_key_; }
+  std::string_view value() const {
+    return bundle_ ? std::string_view(entries_[pos_].second) : direct_value_;
+  }
+
+ private:
+  Status Rc(int rc, std::string_view what) { return rc == 0 ? Status::Ok() : LmdbError(rc, what); }
+  void Load(int rc, const MDB_val& k, const MDB_val& v) {
+    valid_ = false;
+    if (rc == MDB_NOTFOUND) return;
+    if (rc != 0) {
+      status_ = LmdbError(rc, "cursor");
+      return;
+    }
+    bundle_ = k.mv_size == kBundleKey;
+    if (!bundle_) {
+      direct_key_ = View(k);
+      direct_value_ = View(v);
+      valid_ = true;
+      return;
+    }
+    auto entries = DecodeBundle(View(v));
+    if (!entries.ok()) {
+      status_ = entries.status();
+      return;
+    }
+    entries_ = std::move(*entries);
+    bundle_key_ = std::string(View(k));
+    pos_ = 0;
+    if (entries_.empty()) {  // never written so; skip
+      MDB_val k2, v2;
+      Load(mdb_cursor_get(c_, &k2, &v2, MDB_NEXT), k2, v2);
+      return;
+    }
+    Compose();
+  }
+  void Compose() {
+    key_ = bundle_key_ + entries_[pos_].first;
+    valid_ = true;
+  }
+
+  MDB_cursor* c_ = nullptr;
+  Status status_;
+  bool valid_ = false;
+  bool bundle_ = false;
+  std::string_view direct_key_, direct_value_;  // valid while the txn lives
+  BundleEntries entries_;
+  std::string bundle_key_, key_;
+  size_t pos_ = 0;
+};
+
+std::string EncodeBucket(const BucketInfo& b) {
+  Buffer out;
+  ByteWriter w(out);
+  w.PutU8(kMetaVersion);
+  w.PutLengthPrefixed(ByteView(b.owner));
+  w.PutVarint64(ZigZag(b.created_ms));
+  return out.readable().ToString();
+}
+
+Result<BucketInfo> DecodeBucket(std::string_view name, std::string_view bytes) {
+  ByteReader r{ByteView(bytes)};
+  BucketInfo b;
+  b.name = std::string(name);
+  auto v = r.ReadU8();
+  auto owner = r.ReadLengthPrefixed(kMaxOwnerBytes);
+  auto created = r.ReadVarint64();
+  if (!v || *v != kMetaVersion || !owner || !created || !r.empty()) {
+    return Corruption(fmt::format("bucket record of {} is damaged", name));
+  }
+  b.owner = owner->ToString();
+  b.created_ms = UnZigZag(*created);
+  return b;
+}
+
+}  // namespace
+
+std::string EncodeObjectMeta(const ObjectMeta& m) {
+  Buffer out;
+  ByteWriter w(out);
+  w.PutU8(kMetaVersion);
+  w.PutVarint64(m.size);
+  w.PutVarint64(ZigZag(m.mtime_ms));
+  w.PutLengthPrefixed(ByteView(m.etag));
+  w.PutLengthPrefixed(ByteView(m.content_type));
+  w.PutVarint64(m.user_metadata.size());
+  for (const auto& [name, value] : m.user_metadata) {
+    w.PutLengthPrefixed(ByteView(name));
+    w.PutLengthPrefixed(ByteView(value));
+  }
+  w.PutVarint64(m.chunks.size());
+  for (const ChunkRef& c : m.chunks) {
+    w.PutVarint64(c.store);
+    w.PutFixed64(c.chunk.value);
+    w.PutVarint64(c.length);
+  }
+  return out.readable().ToString();
+}
+
+Result<ObjectMeta> DecodeObjectMeta(std::string_view bytes) {
+  ByteReader r{ByteView(bytes)};
+  ObjectMeta m;
+  auto bad = [](std::string_view what) {
+    return Corruption(fmt::format("object record: {}", what));
+  };
+  auto version = r.ReadU8();
+  if (!version || *version != kMetaVersion) return bad("unknown version");
+  auto size = r.ReadVarint64();
+  auto mtime = r.ReadVarint64();
+  auto etag = r.ReadLengthPrefixed(kMaxEtag);
+  auto type = r.ReadLengthPrefixed(kMaxContentType);
+  auto nmeta = r.ReadVarint64();
+  if (!size || !mtime || !etag || !type || !nmeta || *nmeta > kMaxUserMetaEntries) {
+    return bad("damaged header");
+  }
+  m.size = *size;
+  m.mtime_ms = UnZigZag(*mtime);
+  m.etag = etag->ToString();
+  m.content_type = type->ToString();
+  for (uint64_t i = 0; i < *nmeta; ++i) {
+    auto name = r.ReadLengthPrefixed(kMaxUserMetaBytes);
+    auto value = r.ReadLengthPrefixed(kMaxUserMetaBytes);
+    if (!name || !value) return bad("damaged user metadata");
+    m.user_metadata.emplace_back(name->ToString(), value->ToString());
+  }
+  auto nchunks = r.ReadVarint64();
+  // A chunk takes at least 10 bytes: a count beyond that is a lie.
+  if (!nchunks || *nchunks > kMaxChunks || *nchunks > r.remaining() / 10) return bad("damaged chunk count");
+  uint64_t total = 0;
+  m.chunks.reserve(static_cast<size_t>(*nchunks));
+  for (uint64_t i = 0; i < *nchunks; ++i) {
+    auto store = r.ReadVarint64();
+    auto chunk = r.ReadFixed64();
+    auto length = r.ReadVarint64();
+    if (!store || *store > UINT32_MAX || !chunk || !length) return bad("damaged chunk");
+    if (*length > UINT64_MAX - total) return bad("chunk lengths overflow");
+    total += *length;
+    m.chunks.push_back({static_cast<uint32_t>(*store), ChunkId{*chunk}, *length});
+  }
+  if (!r.empty()) return bad("trailing bytes");
+  if (total != m.size) return bad("chunk lengths do not add up to the size");
+  return m;
+}
+
+struct IndexStore::Impl {
+  IndexOptions options;
+  MDB_env* env = nullptr;
+  MDB_dbi buckets{}, owners{}, objects{};
+
+  // Group commit.
+  struct Request {
+    std::function<Status(MDB_txn*)> fn;
+    Status result;
+    bool done = false;
+  };
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<Request*> queue;
+  bool committing = false;
+
+  ~Impl() {
+    if (env != nullptr) mdb_env_close(env);
+  }
+
+  Status Write(std::function<Status(MDB_txn*)> fn) {
+    Request req{std::move(fn)};
+    std::unique_lock lock(mu);
+    queue.push_back(&req);
+    while (!req.done) {
+      if (committing) {
+        cv.wait(lock);
+        continue;
+      }
+      committing = true;
+      std::deque<Request*> batch;
+      batch.swap(queue);
+      lock.unlock();
+      CommitGroup(batch);
+      lock.lock();
+      committing = false;
+      for (Request* r : batch) r->done = true;
+      cv.notify_all();
+    }
+    return req.result;
+  }
+
+  void CommitGroup(std::deque<Request*>& batch) {
+    MDB_txn* txn = nullptr;
+    int rc = mdb_txn_begin(env, nullptr, 0, &txn);
+    if (rc != 0) {
+      for (Request* r : batch) r->result = LmdbError(rc, "begin write");
+      return;
+    }
+    for (Request* r : batch) {
+      MDB_txn* child = nullptr;
+      rc = mdb_txn_begin(env, txn, 0, &child);
+      if (rc != 0) {
+        r->result = LmdbError(rc, "begin nested");
+        continue;
+      }
+      r->result = r->fn(child);
+      if (r->result.ok()) {
+        rc = mdb_txn_commit(child);
+        if (rc != 0) r->result = LmdbError(rc, "commit nested");
+      } else {
+        mdb_txn_abort(child);
+      }
+    }
+    rc = mdb_txn_commit(txn);
+    if (rc != 0) {
+      const Status s = LmdbError(rc, "commit");
+      for (Request* r : batch) {
+        if (r->result.ok()) r->result = s;
+      }
+    }
+  }
+
+  // Runs fn over a read-only snapshot.
+  template <typename Fn>
+  auto Read(Fn&& fn) const -> decltype(fn(static_cast<MDB_txn*>(nullptr))) {
+    MDB_txn* txn = nullptr;
+    const int rc = mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn);
+    if (rc != 0) return LmdbError(rc, "begin read");
+    auto result = fn(txn);
+    mdb_txn_abort(txn);
+    return result;
+  }
+};
+
+IndexStore::IndexStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+IndexStore::~IndexStore() = default;
+
+Result<std::unique_ptr<IndexStore>> IndexStore::Open(const IndexOptions& options) {
+  if (options.dir.empty()) return InvalidArgument("IndexOptions::dir is empty");
+  if (options.map_bytes < (uint64_t{1} << 20)) return InvalidArgument("map_bytes below 1 MiB");
+  if (::mkdir(options.dir.c_str(), 0755) != 0 && errno != EEXIST) {
+    return Status::FromErrno(errno, "mkdir " + options.dir);
+  }
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  int rc = mdb_env_create(&impl->env);
+  if (rc != 0) return LmdbError(rc, "mdb_env_create");
+  mdb_env_set_maxdbs(impl->env, kMaxDbs);
+  rc = mdb_env_set_mapsize(impl->env, options.map_bytes);
+  if (rc != 0) return LmdbError(rc, "mdb_env_set_mapsize");
+  // MDB_NOTLS: read transactions are not tied to threads. MDB_NOSYNC: a
+  // commit is written (pwrite) but not fdatasync'd: it survives the
+  // process, not the machine, which is what kProcessCrash promises.
+  unsigned flags = MDB_NOTLS;
+  if (options.durability == Durability::kProcessCrash) flags |= MDB_NOSYNC;
+  rc = mdb_env_open(impl->env, options.dir.c_str(), flags, 0644);
+  if (rc != 0) return LmdbError(rc, "open index " + options.dir);
+  MDB_txn* txn = nullptr;
+  rc = mdb_txn_begin(impl->env, nullptr, 0, &txn);
+  if (rc != 0) return LmdbError(rc, "begin");
+  for (auto [name, dbi] : {std::pair{"buckets", &impl->buckets}, std::pair{"owners", &impl->owners},
+                           std::pair{"objects", &impl->objects}}) {
+    rc = mdb_dbi_open(txn, name, MDB_CREATE, dbi);
+    if (rc != 0) {
+      mdb_txn_abort(txn);
+      return LmdbError(rc, std::string("open table ") + name);
+    }
+  }
+  rc = mdb_txn_commit(txn);
+  if (rc != 0) return LmdbError(rc, "commit");
+  return std::unique_ptr<IndexStore>(new IndexStore(std::move(impl)));
+}
+
+Status IndexStore::CreateBucket(std::string_view owner, std::string_view bucket) {
+  if (!ValidBucket(bucket)) return InvalidArgument(fmt::format("invalid bucket name '{}'", bucket));
+  if (owner.empty() || owner.size() > kMaxOwnerBytes || owner.find('\0') != std::string_view::npos) {
+    return InvalidArgument("owner must be 1..256 bytes without NUL");
+  }
+  const std::string record = EncodeBucket({std::string(bucket), std::string(owner), NowMs()});
+  std::string owner_key = std::string(owner) + '\0' + std::string(bucket);
+  return impl_->Write([&](MDB_txn* txn) -> Status {
+    MDB_val k = Val(bucket), v = Val(record);
+    int rc = mdb_put(txn, impl_->buckets, &k, &v, MDB_NOOVERWRITE);
+    if (rc == MDB_KEYEXIST) return Status(Errc::kAlreadyExists, fmt::format("bucket {} exists", bucket));
+    if (rc != 0) return LmdbError(rc, "put bucket");
+    MDB_val ok = Val(owner_key), empty{0, nullptr};
+    rc = mdb_put(txn, impl_->owners, &ok, &empty, 0);
+    return rc == 0 ? Status::Ok() : LmdbError(rc, "put owner");
+  });
+}
+
+Status IndexStore::DeleteBucket(std::string_view bucket) {
+  return impl_->Write([&](MDB_txn* txn) -> Status {
+    MDB_val k = Val(bucket), v;
+    int rc = mdb_get(txn, impl_->buckets, &k, &v);
+    if (rc == MDB_NOTFOUND) return NotFound(fmt::format("no bucket {}", bucket));
+    if (rc != 0) return LmdbError(rc, "get bucket");
+    QCLOUD_ASSIGN_OR_RETURN(BucketInfo info, DecodeBucket(bucket, View(v)));
+    // Empty? The first objects key at or after the bucket's range start.
+    const std::string start = ObjectKey(bucket, "");
+    ObjectCursor c(txn, impl_->objects);
+    c.Seek(start);
+    QCLOUD_RETURN_IF_ERROR(c.status());
+    const bool has_objects = c.valid() && c.key().starts_with(start);
+    if (has_objects) return Status(Errc::kAborted, fmt::format("bucket {} is not empty", bucket));
+    rc = mdb_del(txn, impl_->buckets, &k, nullptr);
+    if (rc != 0) return LmdbError(rc, "delete bucket");
+    const std::string owner_key = info.owner + '\0' + std::string(bucket);
+    MDB_val ok = Val(owner_key);
+    rc = mdb_del(txn, impl_->owners, &ok, nullptr);
+    return rc == 0 || rc == MDB_NOTFOUND ? Status::Ok() : LmdbError(rc, "delete owner entry");
+  });
+}
+
+Result<BucketInfo> IndexStore::GetBucket(std::string_view bucket) const {
+  return impl_->Read([&](MDB_txn* txn) -> Result<BucketInfo> {
+    MDB_val k = Val(bucket), v;
+    const int rc = mdb_get(txn, impl_->buckets, &k, &v);
+    if (rc == MDB_NOTFOUND) return NotFound(fmt::format("no bucket {}", bucket));
+    if (rc != 0) return LmdbError(rc, "get bucket");
+    return DecodeBucket(bucket, View(v));
+  });
+}
+
+Result<std::vector<BucketInfo>> IndexStore::ListBuckets(std::string_view owner) const {
+  return impl_->Read([&](MDB_txn* txn) -> Result<std::vector<BucketInfo>> {
+    std::vector<BucketInfo> out;
+    const std::string start = std::string(owner) + '\0';
+    MDB_cursor* c = nullptr;
+    int rc = mdb_cursor_open(txn, impl_->owners, &c);
+    if (rc != 0) return LmdbError(rc, "cursor");
+    MDB_val k = Val(start), v;
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0 && View(k).starts_with(start);
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+      const std::string_view name = View(k).substr(start.size());
+      MDB_val bk = Val(name), bv;
+      if (mdb_get(txn, impl_->buckets, &bk, &bv) == 0) {
+        auto info = DecodeBucket(name, View(bv));
+        if (!info.ok()) {
+          mdb_cursor_close(c);
+          return info.status();
+        }
+        out.push_back(std::move(*info));
+      }
+    }
+    mdb_cursor_close(c);
+    return out;
+  });
+}
+
+Result<ObjectMeta> IndexStore::GetObject(std::string_view bucket, std::string_view key) const {
+  QCLOUD_RETURN_IF_ERROR(CheckKey(key));
+  QCLOUD_RETURN_IF_ERROR(CheckBucketName(bucket));
+  const std::string k = ObjectKey(bucket, key);
+  return impl_->Read([&](MDB_txn* txn) -> Result<ObjectMeta> {
+    QCLOUD_ASSIGN_OR_RETURN(auto record, GetRecord(txn, impl_->objects, k));
+    if (!record) return NotFound(fmt::format("no object {}/{}", bucket, key));
+    return DecodeObjectMeta(*record);
+  });
+}
+
+Status IndexStore::PutObject(std::string_view bucket, std::string_view key, const ObjectMeta& meta,
+                             std::optional<ObjectMeta>* replaced) {
+  QCLOUD_RETURN_IF_ERROR(CheckKey(key));
+  QCLOUD_RETURN_IF_ERROR(CheckBucketName(bucket));
+  uint64_t total = 0;
+  for (const ChunkRef& c : meta.chunks) total += c.length;
+  if (total != meta.size) return InvalidArgument("chunk lengths do not add up to the size");
+  if (meta.etag.size() > kMaxEtag || meta.content_type.size() > kMaxContentType ||
+      meta.user_metadata.size() > kMaxUserMetaEntries) {
+    return InvalidArgument("object metadata over its limits");
+  }
+  const std::string k = ObjectKey(bucket, key);
+  const std::string record = EncodeObjectMeta(meta);
+  std::optional<ObjectMeta> old;
+  Status s = impl_->Write([&](MDB_txn* txn) -> Status {
+    MDB_val bk = Val(bucket), bv;
+    int rc = mdb_get(txn, impl_->buckets, &bk, &bv);
+    if (rc == MDB_NOTFOUND) return NotFound(fmt::format("no bucket {}", bucket));
+    if (rc != 0) return LmdbError(rc, "get bucket");
+    old.reset();
+    QCLOUD_ASSIGN_OR_RETURN(auto previous, GetRecord(txn, impl_->objects, k));
+    if (previous) {
+      QCLOUD_ASSIGN_OR_RETURN(ObjectMeta meta_before, DecodeObjectMeta(*previous));
+      old = std::move(meta_before);
+    }
+    return PutRecord(txn, impl_->objects, k, record);
+  });
+  if (s.ok() && replaced != nullptr) *replaced = std::move(old);
+  return s;
+}
+
+Status IndexStore::PutObjects(std::string_view bucket,
+                              const std::vector<std::pair<std::string, ObjectMeta>>& objects) {
+  QCLOUD_RETURN_IF_ERROR(CheckBucketName(bucket));
+  std::vector<std::pair<std::string, std::string>> records;
+  records.reserve(objects.size());
+  for (const auto& [key, meta] : objects) {
+    QCLOUD_RETURN_IF_ERROR(CheckKey(key));
+    uint64_t total = 0;
+    for (const ChunkRef& c : meta.chunks) total += c.length;
+    if (total != meta.size) return InvalidArgument(fmt::format("{}: chunk lengths do not add up", key));
+    records.emplace_back(ObjectKey(bucket, key), EncodeObjectMeta(meta));
+  }
+  return impl_->Write([&](MDB_txn* txn) -> Status {
+    MDB_val bk = Val(bucket), bv;
+    const int rc = mdb_get(txn, impl_->buckets, &bk, &bv);
+    if (rc == MDB_NOTFOUND) return NotFound(fmt::format("no bucket {}", bucket));
+    if (rc != 0) return LmdbError(rc, "get bucket");
+    for (const auto& [k, record] : records) QCLOUD_RETURN_IF_ERROR(PutRecord(txn, impl_->objects, k, record));
+    return Status::Ok();
+  });
+}
+
+Status IndexStore::DeleteObject(std::string_view bucket, std::string_view key,
+                                std::optional<ObjectMeta>* removed) {
+  QCLOUD_RETURN_IF_ERROR(CheckKey(key));
+  QCLOUD_RETURN_IF_ERROR(CheckBucketName(bucket));
+  const std::string k = ObjectKey(bucket, key);
+  std::optional<ObjectMeta> old;
+  Status s = impl_->Write([&](MDB_txn* txn) -> Status {
+    QCLOUD_ASSIGN_OR_RETURN(auto previous, GetRecord(txn, impl_->objects, k));
+    if (!previous) return NotFound(fmt::format("no object {}/{}", bucket, key));
+    QCLOUD_ASSIGN_OR_RETURN(ObjectMeta meta_before, DecodeObjectMeta(*previous));
+    old = std::move(meta_before);
+    return DeleteRecord(txn, impl_->objects, k);
+  });
+  if (s.ok() && removed != nullptr) *removed = std::move(old);
+  return s;
+}
+
+Result<ListResult> IndexStore::List(std::string_view bucket, const ListOptions& o) const {
+  if (o.max_keys == 0 || o.max_keys > kMaxListKeys) return InvalidArgument("max_keys must be 1..1000");
+  QCLOUD_RETURN_IF_ERROR(CheckBucketName(bucket));
+  if (o.prefix.size() > kMaxKeyBytes || o.start_after.size() > kMaxKeyBytes) {
+    return InvalidArgument("prefix or start_after over 1024 bytes");
+  }
+  const std::string range = ObjectKey(bucket, o.prefix);  // every listed key starts with it
+  const size_t head = 1 + bucket.size();
+  return impl_->Read([&](MDB_txn* txn) -> Result<ListResult> {
+    MDB_val bk = Val(bucket), bv;
+    int rc = mdb_get(txn, impl_->buckets, &bk, &bv);
+    if (rc == MDB_NOTFOUND) return NotFound(fmt::format("no bucket {}", bucket));
+    if (rc != 0) return LmdbError(rc, "get bucket");
+    // Where to start: the prefix, or just after start_after; a start_after
+    // that is one of this listing's common prefixes skips the keys under it.
+    std::string seek = range;
+    bool skip_equal = false;
+    if (!o.start_after.empty() && ObjectKey(bucket, o.start_after) >= range) {
+      const std::string& sa = o.start_after;
+      const bool is_prefix_of_listing = !o.delimiter.empty() && sa.starts_with(o.prefix) &&
+                                        sa.ends_with(o.delimiter) &&
+                                        sa.find(o.delimiter, o.prefix.size()) == sa.size() - o.delimiter.size();
+      if (is_prefix_of_listing) {
+        seek = ObjectKey(bucket, Successor(sa));
+      } else {
+        seek = ObjectKey(bucket, sa);
+        skip_equal = true;
+      }
+    }
+    ListResult out;
+    ObjectCursor c(txn, impl_->objects);
+    c.Seek(seek);
+    if (c.valid() && skip_equal && c.key() == seek) c.Next();
+    size_t count = 0;
+    std::string last;
+    while (c.valid() && c.key().starts_with(range)) {
+      const std::string_view key = c.key().substr(head);
+      size_t at = std::string_view::npos;
+      if (!o.delimiter.empty()) at = key.find(o.delimiter, o.prefix.size());
+      if (count == o.max_keys) {
+        out.truncated = true;
+        break;
+      }
+      ++count;
+      if (at != std::string_view::npos) {
+        std::string cp(key.substr(0, at + o.delimiter.size()));
+        last = cp;
+        const std::string next = Successor(cp);
+        out.common_prefixes.push_back(std::move(cp));
+        if (next.empty()) break;
+        c.Seek(ObjectKey(bucket, next));  // one seek past the whole prefix
+        continue;
+      }
+      auto meta = DecodeObjectMeta(c.value());
+      if (!meta.ok()) return meta.status().WithContext(std::string(key));
+      last = std::string(key);
+      out.objects.push_back({last, meta->size, meta->etag, meta->mtime_ms});
+      c.Next();
+    }
+    QCLOUD_RETURN_IF_ERROR(c.status());
+    if (out.truncated) out.next_start_after = last;
+    return out;
+  });
+}
+
+}  // namespace qcloud::object
