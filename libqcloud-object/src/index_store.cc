@@ -2,6 +2,7 @@
 //   buckets  bucket name                      -> BucketRecord (owner, created)
 //   owners   owner '\0' bucket                -> "" (a user's buckets, in order)
 //   objects  len(bucket) bucket key           -> ObjectMeta (EncodeObjectMeta)
+//   contents ContentId::Encode()               -> references, chunk list
 // The objects key starts with the bucket name's length (one byte, names are
 // at most 63), so one bucket's keys are contiguous and in S3's byte order.
 //
@@ -336,6 +337,72 @@ Result<BucketInfo> DecodeBucket(std::string_view name, std::string_view bytes) {
 
 }  // namespace
 
+std::string ContentId::Encode() const {
+  std::string out(kEncodedSize, '\0');
+  std::memcpy(out.data(), md5, sizeof md5);
+  std::memcpy(out.data() + sizeof md5, sha256, sizeof sha256);
+  EncodeBigEndian64(reinterpret_cast<std::byte*>(out.data() + sizeof md5 + sizeof sha256), size);
+  return out;
+}
+
+namespace {
+
+void PutChunks(ByteWriter& w, const std::vector<ChunkRef>& chunks) {
+  w.PutVarint64(chunks.size());
+  for (const ChunkRef& c : chunks) {
+    w.PutVarint64(c.store);
+    w.PutFixed64(c.chunk.value);
+    w.PutVarint64(c.length);
+  }
+}
+
+Status ReadChunks(ByteReader& r, std::vector<ChunkRef>* chunks, uint64_t* total) {
+  auto n = r.ReadVarint64();
+  // A chunk takes at least 10 bytes: a count beyond that is a lie.
+  if (!n || *n > kMaxChunks || *n > r.remaining() / 10) return Corruption("damaged chunk count");
+  chunks->reserve(static_cast<size_t>(*n));
+  for (uint64_t i = 0; i < *n; ++i) {
+    auto store = r.ReadVarint64();
+    auto chunk = r.ReadFixed64();
+    auto length = r.ReadVarint64();
+    if (!store || *store > UINT32_MAX || !chunk || !length) return Corruption("damaged chunk");
+    if (*length > UINT64_MAX - *total) return Corruption("chunk lengths overflow");
+    *total += *length;
+    chunks->push_back({static_cast<uint32_t>(*store), ChunkId{*chunk}, *length});
+  }
+  return Status::Ok();
+}
+
+// A content's record: how many objects share it, and its chunks.
+struct ContentRecord {
+  uint64_t references = 0;
+  std::vector<ChunkRef> chunks;
+};
+
+std::string EncodeContent(const ContentRecord& c) {
+  Buffer out;
+  ByteWriter w(out);
+  w.PutU8(kMetaVersion);
+  w.PutVarint64(c.references);
+  PutChunks(w, c.chunks);
+  return out.readable().ToString();
+}
+
+Result<ContentRecord> DecodeContent(std::string_view bytes) {
+  ByteReader r{ByteView(bytes)};
+  ContentRecord c;
+  auto version = r.ReadU8();
+  auto refs = r.ReadVarint64();
+  if (!version || *version != kMetaVersion || !refs) return Corruption("content record: damaged");
+  c.references = *refs;
+  uint64_t total = 0;
+  QCLOUD_RETURN_IF_ERROR(ReadChunks(r, &c.chunks, &total));
+  if (!r.empty()) return Corruption("content record: trailing bytes");
+  return c;
+}
+
+}  // namespace
+
 std::string EncodeObjectMeta(const ObjectMeta& m) {
   Buffer out;
   ByteWriter w(out);
@@ -349,12 +416,8 @@ std::string EncodeObjectMeta(const ObjectMeta& m) {
     w.PutLengthPrefixed(ByteView(name));
     w.PutLengthPrefixed(ByteView(value));
   }
-  w.PutVarint64(m.chunks.size());
-  for (const ChunkRef& c : m.chunks) {
-    w.PutVarint64(c.store);
-    w.PutFixed64(c.chunk.value);
-    w.PutVarint64(c.length);
-  }
+  PutChunks(w, m.chunks);
+  w.PutLengthPrefixed(ByteView(m.content));
   return out.readable().ToString();
 }
 
@@ -384,20 +447,13 @@ Result<ObjectMeta> DecodeObjectMeta(std::string_view bytes) {
     if (!name || !value) return bad("damaged user metadata");
     m.user_metadata.emplace_back(name->ToString(), value->ToString());
   }
-  auto nchunks = r.ReadVarint64();
-  // A chunk takes at least 10 bytes: a count beyond that is a lie.
-  if (!nchunks || *nchunks > kMaxChunks || *nchunks > r.remaining() / 10) return bad("damaged chunk count");
   uint64_t total = 0;
-  m.chunks.reserve(static_cast<size_t>(*nchunks));
-  for (uint64_t i = 0; i < *nchunks; ++i) {
-    auto store = r.ReadVarint64();
-    auto chunk = r.ReadFixed64();
-    auto length = r.ReadVarint64();
-    if (!store || *store > UINT32_MAX || !chunk || !length) return bad("damaged chunk");
-    if (*length > UINT64_MAX - total) return bad("chunk lengths overflow");
-    total += *length;
-    m.chunks.push_back({static_cast<uint32_t>(*store), ChunkId{*chunk}, *length});
+  QCLOUD_RETURN_IF_ERROR(ReadChunks(r, &m.chunks, &total));
+  auto content = r.ReadLengthPrefixed(ContentId::kEncodedSize);
+  if (!content || (!content->empty() && content->size() != ContentId::kEncodedSize)) {
+    return bad("damaged content id");
   }
+  m.content = content->ToString();
   if (!r.empty()) return bad("trailing bytes");
   if (total != m.size) return bad("chunk lengths do not add up to the size");
   return m;
@@ -406,7 +462,14 @@ Result<ObjectMeta> DecodeObjectMeta(std::string_view bytes) {
 struct IndexStore::Impl {
   IndexOptions options;
   MDB_env* env = nullptr;
-  MDB_dbi buckets{}, owners{}, objects{};
+  MDB_dbi buckets{}, owners{}, objects{}, contents{};
+
+  // Writes (or with nullopt deletes) the object under composite key `k` in
+  // `txn`, keeping the contents' reference counts; fills `out`.
+  Status ApplyObject(MDB_txn* txn, std::string_view k, std::optional<ObjectMeta> meta,
+                     WriteOutcome& out);
+  // Drops one reference to what `meta` points at; collects freed chunks.
+  Status Release(MDB_txn* txn, const ObjectMeta& meta, std::vector<ChunkRef>& free_chunks);
 
   // Group commit.
   struct Request {
@@ -515,7 +578,7 @@ Result<std::unique_ptr<IndexStore>> IndexStore::Open(const IndexOptions& options
   rc = mdb_txn_begin(impl->env, nullptr, 0, &txn);
   if (rc != 0) return LmdbError(rc, "begin");
   for (auto [name, dbi] : {std::pair{"buckets", &impl->buckets}, std::pair{"owners", &impl->owners},
-                           std::pair{"objects", &impl->objects}}) {
+                           std::pair{"objects", &impl->objects}, std::pair{"contents", &impl->contents}}) {
     rc = mdb_dbi_open(txn, name, MDB_CREATE, dbi);
     if (rc != 0) {
       mdb_txn_abort(txn);
@@ -615,74 +678,173 @@ Result<ObjectMeta> IndexStore::GetObject(std::string_view bucket, std::string_vi
   });
 }
 
-Status IndexStore::PutObject(std::string_view bucket, std::string_view key, const ObjectMeta& meta,
-                             std::optional<ObjectMeta>* replaced) {
-  QCLOUD_RETURN_IF_ERROR(CheckKey(key));
-  QCLOUD_RETURN_IF_ERROR(CheckBucketName(bucket));
+Status IndexStore::Impl::Release(MDB_txn* txn, const ObjectMeta& meta,
+                                 std::vector<ChunkRef>& free_chunks) {
+  if (meta.content.empty()) {
+    free_chunks.insert(free_chunks.end(), meta.chunks.begin(), meta.chunks.end());
+    return Status::Ok();
+  }
+  MDB_val ck = Val(meta.content), found;
+  int rc = mdb_get(txn, contents, &ck, &found);
+  if (rc == MDB_NOTFOUND) return Corruption("an object names content the index does not hold");
+  if (rc != 0) return LmdbError(rc, "get content");
+  QCLOUD_ASSIGN_OR_RETURN(ContentRecord c, DecodeContent(View(found)));
+  if (c.references <= 1) {
+    free_chunks.insert(free_chunks.end(), c.chunks.begin(), c.chunks.end());
+    rc = mdb_del(txn, contents, &ck, nullptr);
+    return rc == 0 ? Status::Ok() : LmdbError(rc, "delete content");
+  }
+  --c.references;
+  const std::string record = EncodeContent(c);
+  MDB_val nv = Val(record);
+  rc = mdb_put(txn, contents, &ck, &nv, 0);
+  return rc == 0 ? Status::Ok() : LmdbError(rc, "put content");
+}
+
+Status IndexStore::Impl::ApplyObject(MDB_txn* txn, std::string_view k,
+                                     std::optional<ObjectMeta> meta, WriteOutcome& out) {
+  QCLOUD_ASSIGN_OR_RETURN(auto previous, GetRecord(txn, objects, k));
+  if (previous) {
+    QCLOUD_ASSIGN_OR_RETURN(ObjectMeta before, DecodeObjectMeta(*previous));
+    out.previous = std::move(before);
+  }
+  if (meta) {
+    if (!meta->content.empty()) {
+      // Take a reference first, so that replacing an object by the same
+      // content never sees the count reach zero.
+      MDB_val ck = Val(meta->content), found;
+      int rc = mdb_get(txn, contents, &ck, &found);
+      ContentRecord c;
+      if (rc == 0) {
+        QCLOUD_ASSIGN_OR_RETURN(c, DecodeContent(View(found)));
+        ++c.references;
+        out.free_chunks.insert(out.free_chunks.end(), meta->chunks.begin(), meta->chunks.end());
+        meta->chunks = c.chunks;
+        out.deduplicated = true;
+      } else if (rc == MDB_NOTFOUND) {
+        if (meta->chunks.empty() && meta->size > 0) {
+          return NotFound("content not stored: an instant upload needs the bytes");
+        }
+        c = {1, meta->chunks};
+      } else {
+        return LmdbError(rc, "get content");
+      }
+      const std::string record = EncodeContent(c);
+      MDB_val nv = Val(record);
+      rc = mdb_put(txn, contents, &ck, &nv, 0);
+      if (rc != 0) return LmdbError(rc, "put content");
+    }
+    QCLOUD_RETURN_IF_ERROR(PutRecord(txn, objects, k, EncodeObjectMeta(*meta)));
+  } else {
+    if (!out.previous) return NotFound("no such object");
+    QCLOUD_RETURN_IF_ERROR(DeleteRecord(txn, objects, k));
+  }
+  if (out.previous) QCLOUD_RETURN_IF_ERROR(Release(txn, *out.previous, out.free_chunks));
+  return Status::Ok();
+}
+
+namespace {
+Status CheckMeta(const ObjectMeta& meta) {
   uint64_t total = 0;
   for (const ChunkRef& c : meta.chunks) total += c.length;
-  if (total != meta.size) return InvalidArgument("chunk lengths do not add up to the size");
+  const bool instant = !meta.content.empty() && meta.chunks.empty();
+  if (total != meta.size && !instant) return InvalidArgument("chunk lengths do not add up to the size");
+  if (!meta.content.empty() && meta.content.size() != ContentId::kEncodedSize) {
+    return InvalidArgument("content id must be ContentId::Encode()'s 56 bytes");
+  }
   if (meta.etag.size() > kMaxEtag || meta.content_type.size() > kMaxContentType ||
       meta.user_metadata.size() > kMaxUserMetaEntries) {
     return InvalidArgument("object metadata over its limits");
   }
-  const std::string k = ObjectKey(bucket, key);
-  const std::string record = EncodeObjectMeta(meta);
-  std::optional<ObjectMeta> old;
-  Status s = impl_->Write([&](MDB_txn* txn) -> Status {
-    MDB_val bk = Val(bucket), bv;
-    int rc = mdb_get(txn, impl_->buckets, &bk, &bv);
-    if (rc == MDB_NOTFOUND) return NotFound(fmt::format("no bucket {}", bucket));
-    if (rc != 0) return LmdbError(rc, "get bucket");
-    old.reset();
-    QCLOUD_ASSIGN_OR_RETURN(auto previous, GetRecord(txn, impl_->objects, k));
-    if (previous) {
-      QCLOUD_ASSIGN_OR_RETURN(ObjectMeta meta_before, DecodeObjectMeta(*previous));
-      old = std::move(meta_before);
-    }
-    return PutRecord(txn, impl_->objects, k, record);
-  });
-  if (s.ok() && replaced != nullptr) *replaced = std::move(old);
-  return s;
+  return Status::Ok();
 }
+}  // namespace
 
-Status IndexStore::PutObjects(std::string_view bucket,
-                              const std::vector<std::pair<std::string, ObjectMeta>>& objects) {
+Status IndexStore::PutObject(std::string_view bucket, std::string_view key, const ObjectMeta& meta,
+                             WriteOutcome* outcome) {
+  QCLOUD_RETURN_IF_ERROR(CheckKey(key));
   QCLOUD_RETURN_IF_ERROR(CheckBucketName(bucket));
-  std::vector<std::pair<std::string, std::string>> records;
-  records.reserve(objects.size());
-  for (const auto& [key, meta] : objects) {
-    QCLOUD_RETURN_IF_ERROR(CheckKey(key));
-    uint64_t total = 0;
-    for (const ChunkRef& c : meta.chunks) total += c.length;
-    if (total != meta.size) return InvalidArgument(fmt::format("{}: chunk lengths do not add up", key));
-    records.emplace_back(ObjectKey(bucket, key), EncodeObjectMeta(meta));
-  }
-  return impl_->Write([&](MDB_txn* txn) -> Status {
+  QCLOUD_RETURN_IF_ERROR(CheckMeta(meta));
+  const std::string k = ObjectKey(bucket, key);
+  WriteOutcome out;
+  Status s = impl_->Write([&](MDB_txn* txn) -> Status {
+    out = {};
     MDB_val bk = Val(bucket), bv;
     const int rc = mdb_get(txn, impl_->buckets, &bk, &bv);
     if (rc == MDB_NOTFOUND) return NotFound(fmt::format("no bucket {}", bucket));
     if (rc != 0) return LmdbError(rc, "get bucket");
-    for (const auto& [k, record] : records) QCLOUD_RETURN_IF_ERROR(PutRecord(txn, impl_->objects, k, record));
-    return Status::Ok();
+    return impl_->ApplyObject(txn, k, meta, out);
   });
+  if (s.ok() && outcome != nullptr) *outcome = std::move(out);
+  return s;
 }
 
-Status IndexStore::DeleteObject(std::string_view bucket, std::string_view key,
-                                std::optional<ObjectMeta>* removed) {
+Status IndexStore::PutObjects(std::string_view bucket,
+                              const std::vector<std::pair<std::string, ObjectMeta>>& objects,
+                              std::vector<ChunkRef>* free_chunks) {
+  QCLOUD_RETURN_IF_ERROR(CheckBucketName(bucket));
+  std::vector<std::string> keys;
+  keys.reserve(objects.size());
+  for (const auto& [key, meta] : objects) {
+    QCLOUD_RETURN_IF_ERROR(CheckKey(key));
+    QCLOUD_RETURN_IF_ERROR(CheckMeta(meta).WithContext(key));
+    keys.push_back(ObjectKey(bucket, key));
+  }
+  std::vector<ChunkRef> freed;
+  Status s = impl_->Write([&](MDB_txn* txn) -> Status {
+    freed.clear();
+    MDB_val bk = Val(bucket), bv;
+    const int rc = mdb_get(txn, impl_->buckets, &bk, &bv);
+    if (rc == MDB_NOTFOUND) return NotFound(fmt::format("no bucket {}", bucket));
+    if (rc != 0) return LmdbError(rc, "get bucket");
+    for (size_t i = 0; i < objects.size(); ++i) {
+      WriteOutcome out;
+      QCLOUD_RETURN_IF_ERROR(impl_->ApplyObject(txn, keys[i], objects[i].second, out));
+      freed.insert(freed.end(), out.free_chunks.begin(), out.free_chunks.end());
+    }
+    return Status::Ok();
+  });
+  if (s.ok() && free_chunks != nullptr) *free_chunks = std::move(freed);
+  return s;
+}
+
+Status IndexStore::DeleteObject(std::string_view bucket, std::string_view key, WriteOutcome* outcome) {
   QCLOUD_RETURN_IF_ERROR(CheckKey(key));
   QCLOUD_RETURN_IF_ERROR(CheckBucketName(bucket));
   const std::string k = ObjectKey(bucket, key);
-  std::optional<ObjectMeta> old;
+  WriteOutcome out;
   Status s = impl_->Write([&](MDB_txn* txn) -> Status {
-    QCLOUD_ASSIGN_OR_RETURN(auto previous, GetRecord(txn, impl_->objects, k));
-    if (!previous) return NotFound(fmt::format("no object {}/{}", bucket, key));
-    QCLOUD_ASSIGN_OR_RETURN(ObjectMeta meta_before, DecodeObjectMeta(*previous));
-    old = std::move(meta_before);
-    return DeleteRecord(txn, impl_->objects, k);
+    out = {};
+    Status st = impl_->ApplyObject(txn, k, std::nullopt, out);
+    if (st == Errc::kNotFound) return NotFound(fmt::format("no object {}/{}", bucket, key));
+    return st;
   });
-  if (s.ok() && removed != nullptr) *removed = std::move(old);
+  if (s.ok() && outcome != nullptr) *outcome = std::move(out);
   return s;
+}
+
+Result<std::vector<ChunkRef>> IndexStore::FindContent(const ContentId& content) const {
+  const std::string k = content.Encode();
+  return impl_->Read([&](MDB_txn* txn) -> Result<std::vector<ChunkRef>> {
+    MDB_val ck = Val(k), cv;
+    const int rc = mdb_get(txn, impl_->contents, &ck, &cv);
+    if (rc == MDB_NOTFOUND) return NotFound("content not stored");
+    if (rc != 0) return LmdbError(rc, "get content");
+    QCLOUD_ASSIGN_OR_RETURN(ContentRecord c, DecodeContent(View(cv)));
+    return c.chunks;
+  });
+}
+
+Result<uint64_t> IndexStore::ContentReferences(const ContentId& content) const {
+  const std::string k = content.Encode();
+  return impl_->Read([&](MDB_txn* txn) -> Result<uint64_t> {
+    MDB_val ck = Val(k), cv;
+    const int rc = mdb_get(txn, impl_->contents, &ck, &cv);
+    if (rc == MDB_NOTFOUND) return uint64_t{0};
+    if (rc != 0) return LmdbError(rc, "get content");
+    QCLOUD_ASSIGN_OR_RETURN(ContentRecord c, DecodeContent(View(cv)));
+    return c.references;
+  });
 }
 
 Result<ListResult> IndexStore::List(std::string_view bucket, const ListOptions& o) const {

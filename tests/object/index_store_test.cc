@@ -98,17 +98,19 @@ TEST_CASE("index: objects are put, replaced, read and deleted whole") {
   TempDir dir;
   auto index = REQUIRE_VALUE(IndexStore::Open({.dir = dir.path}));
   REQUIRE_OK(index->CreateBucket("alice", "photos"));
-  std::optional<ObjectMeta> old;
-  CHECK_OK(index->PutObject("photos", "2014/a.jpg", Meta(1), &old));
-  CHECK_FALSE(old.has_value());
+  WriteOutcome out;
+  CHECK_OK(index->PutObject("photos", "2014/a.jpg", Meta(1), &out));
+  CHECK_FALSE(out.previous.has_value());
+  CHECK(out.free_chunks.empty());
   CHECK(REQUIRE_VALUE(index->GetObject("photos", "2014/a.jpg")) == Meta(1));
-  CHECK_OK(index->PutObject("photos", "2014/a.jpg", Meta(2), &old));
-  REQUIRE(old.has_value());
-  CHECK(*old == Meta(1));  // the caller frees these chunks
+  CHECK_OK(index->PutObject("photos", "2014/a.jpg", Meta(2), &out));
+  REQUIRE(out.previous.has_value());
+  CHECK(*out.previous == Meta(1));
+  CHECK(out.free_chunks == Meta(1).chunks);  // not shared: the caller frees them
   CHECK(REQUIRE_VALUE(index->GetObject("photos", "2014/a.jpg")) == Meta(2));
-  std::optional<ObjectMeta> removed;
-  CHECK_OK(index->DeleteObject("photos", "2014/a.jpg", &removed));
-  CHECK(removed == Meta(2));
+  CHECK_OK(index->DeleteObject("photos", "2014/a.jpg", &out));
+  CHECK(out.previous == Meta(2));
+  CHECK(out.free_chunks == Meta(2).chunks);
   CHECK_ERRC(index->GetObject("photos", "2014/a.jpg"), Errc::kNotFound);
   CHECK_ERRC(index->DeleteObject("photos", "2014/a.jpg"), Errc::kNotFound);
   CHECK_ERRC(index->PutObject("nosuch", "k", Meta(1)), Errc::kNotFound);
@@ -127,6 +129,83 @@ TEST_CASE("index: objects are put, replaced, read and deleted whole") {
   // Another bucket's key of the same name is another object.
   REQUIRE_OK(index->CreateBucket("alice", "photos2"));
   CHECK_ERRC(index->GetObject("photos2", "%00"), Errc::kNotFound);
+}
+
+ContentId Content(uint8_t md5_byte, uint8_t sha_byte, uint64_t size) {
+  ContentId c;
+  std::fill(std::begin(c.md5), std::end(c.md5), md5_byte);
+  std::fill(std::begin(c.sha256), std::end(c.sha256), sha_byte);
+  c.size = size;
+  return c;
+}
+
+ObjectMeta WithContent(uint64_t version, const ContentId& c) {
+  ObjectMeta m = Meta(version, c.size);
+  m.content = c.Encode();
+  return m;
+}
+
+TEST_CASE("index: identical content is stored once, counted, and freed with its last object") {
+  TempDir dir;
+  auto index = REQUIRE_VALUE(IndexStore::Open({.dir = dir.path}));
+  REQUIRE_OK(index->CreateBucket("alice", "photos"));
+  REQUIRE_OK(index->CreateBucket("bob", "backup"));
+  const ContentId c = Content(1, 2, 100);
+  const ObjectMeta first = WithContent(10, c);  // chunks 11, 12
+  WriteOutcome out;
+  REQUIRE_OK(index->PutObject("photos", "a.jpg", first, &out));
+  CHECK_FALSE(out.deduplicated);
+  CHECK(out.free_chunks.empty());
+  // The same bytes again, by another user: the new chunks are not needed.
+  const ObjectMeta second = WithContent(20, c);  // chunks 21, 22
+  REQUIRE_OK(index->PutObject("backup", "copy.jpg", second, &out));
+  CHECK(out.deduplicated);
+  CHECK(out.free_chunks == second.chunks);
+  CHECK(REQUIRE_VALUE(index->GetObject("backup", "copy.jpg")).chunks == first.chunks);
+  CHECK(REQUIRE_VALUE(index->ContentReferences(c)) == 2);
+  // Instant upload: the hashes and size only.
+  ObjectMeta instant = WithContent(30, c);
+  instant.chunks.clear();
+  REQUIRE_OK(index->PutObject("photos", "b.jpg", instant, &out));
+  CHECK(out.deduplicated);
+  CHECK(out.free_chunks.empty());
+  CHECK(REQUIRE_VALUE(index->GetObject("photos", "b.jpg")).chunks == first.chunks);
+  CHECK(REQUIRE_VALUE(index->FindContent(c)) == first.chunks);
+  CHECK(REQUIRE_VALUE(index->ContentReferences(c)) == 3);
+  // Unknown content cannot be uploaded instantly...
+  ObjectMeta unknown = WithContent(40, Content(9, 9, 100));
+  unknown.chunks.clear();
+  CHECK_ERRC(index->PutObject("photos", "c.jpg", unknown), Errc::kNotFound);
+  CHECK_ERRC(index->GetObject("photos", "c.jpg"), Errc::kNotFound);
+  // ...and the same MD5 with another SHA-256 is other content.
+  const ContentId collision = Content(1, 3, 100);
+  REQUIRE_OK(index->PutObject("photos", "d.jpg", WithContent(50, collision), &out));
+  CHECK_FALSE(out.deduplicated);
+  CHECK(REQUIRE_VALUE(index->ContentReferences(collision)) == 1);
+  // Replacing an object by the same content changes nothing.
+  REQUIRE_OK(index->PutObject("photos", "a.jpg", WithContent(60, c), &out));
+  CHECK(out.free_chunks == WithContent(60, c).chunks);  // only the duplicates just written
+  CHECK(REQUIRE_VALUE(index->ContentReferences(c)) == 3);
+  // References go; the chunks are handed back with the last one.
+  REQUIRE_OK(index->DeleteObject("photos", "a.jpg", &out));
+  CHECK(out.free_chunks.empty());
+  REQUIRE_OK(index->PutObject("photos", "b.jpg", Meta(70), &out));  // replaced by unshared bytes
+  CHECK(out.free_chunks.empty());
+  CHECK(REQUIRE_VALUE(index->ContentReferences(c)) == 1);
+  REQUIRE_OK(index->DeleteObject("backup", "copy.jpg", &out));
+  CHECK(out.free_chunks == first.chunks);
+  CHECK(REQUIRE_VALUE(index->ContentReferences(c)) == 0);
+  CHECK_ERRC(index->FindContent(c), Errc::kNotFound);
+  // A batch releases what it replaces too.
+  std::vector<ChunkRef> freed;
+  REQUIRE_OK(index->PutObjects("photos", {{"b.jpg", Meta(80)}, {"d.jpg", Meta(90)}}, &freed));
+  std::vector<ChunkRef> want = Meta(70).chunks;
+  const std::vector<ChunkRef> d_chunks = WithContent(50, collision).chunks;
+  want.insert(want.end(), d_chunks.begin(), d_chunks.end());
+  CHECK(freed == want);
+  ObjectMeta bad = WithContent(1, c);
+  bad.content = "short";
+  CHECK_ERRC(index->PutObject("photos", "e", bad), Errc::kInvalidArgument);
 }
 
 // S3's listing, by brute force over a sorted key set.

@@ -8,8 +8,9 @@
 //   auto index = IndexStore::Open({.dir = "/data/index"}).value();
 //   QCLOUD_RETURN_IF_ERROR(index->CreateBucket("alice", "photos"));
 //   ObjectMeta meta{.size = 5, .etag = "...", .chunks = {{.store = 0, .chunk = id, .length = 5}}};
-//   std::optional<ObjectMeta> replaced;
-//   QCLOUD_RETURN_IF_ERROR(index->PutObject("photos", "2014/a.jpg", meta, &replaced));
+//   WriteOutcome out;
+//   QCLOUD_RETURN_IF_ERROR(index->PutObject("photos", "2014/a.jpg", meta, &out));
+//   for (const ChunkRef& c : out.free_chunks) ...  // no longer referenced: delete from CHX
 //   ListResult page = index->List("photos", {.prefix = "2014/", .delimiter = "/"}).value();
 //
 // Atomicity: every call is one LMDB write transaction: a PutObject that
@@ -20,6 +21,18 @@
 // one fdatasync (group commit). Without it (kProcessCrash, the default) a
 // returned call survives kill -9 of the process (it is in the kernel's page
 // cache) but not a power cut.
+//
+// De-duplication: an object whose meta names its content (MD5 + SHA-256 +
+// size, so that an MD5 collision can never merge two contents) shares the
+// chunks of every other object with that content, across buckets and
+// users; the content's reference count lives in the same transaction as
+// the objects. A PUT whose content is already stored keeps the stored
+// chunks and hands the ones it wrote back as free_chunks; one that brings
+// no chunks at all is an "instant upload", refused with kNotFound when the
+// content is unknown. Chunks are handed back for deletion only when the
+// transaction that dropped their last reference has committed, so a crash
+// can leave an unreferenced chunk (collected at the next start by the
+// object store) but never lose a referenced one.
 //
 // Listing follows S3's ListObjectsV2: keys in byte order, `prefix`,
 // `delimiter` rolling keys up into common prefixes, `max_keys` counting both,
@@ -60,7 +73,27 @@ struct ObjectMeta {
   int64_t mtime_ms = 0;      // last modified, UNIX milliseconds
   std::vector<std::pair<std::string, std::string>> user_metadata;  // x-amz-meta-<name>: value
   std::vector<ChunkRef> chunks;  // in order; their lengths add up to `size`
+  // ContentId::Encode() of the bytes, for de-duplication; "" = not shared
+  // (its chunks belong to this object alone).
+  std::string content;
   friend bool operator==(const ObjectMeta&, const ObjectMeta&) = default;
+};
+
+// What identifies content for de-duplication.
+struct QCLOUD_EXPORT ContentId {
+  static constexpr size_t kEncodedSize = 16 + 32 + 8;
+  uint8_t md5[16] = {};
+  uint8_t sha256[32] = {};
+  uint64_t size = 0;
+  // 56 bytes: md5, sha256, size big-endian.
+  std::string Encode() const;
+};
+
+// What a write did besides storing the object.
+struct WriteOutcome {
+  std::optional<ObjectMeta> previous;  // the object it replaced or removed
+  std::vector<ChunkRef> free_chunks;   // referenced by nothing any more: delete them
+  bool deduplicated = false;           // the content was already stored
 };
 
 struct BucketInfo {
@@ -127,18 +160,24 @@ class QCLOUD_EXPORT IndexStore {
   // Objects: the file index. Errors: kNotFound (no such bucket or key),
   // kInvalidArgument (key empty or over 1024 bytes).
   Result<ObjectMeta> GetObject(std::string_view bucket, std::string_view key) const;
-  // Creates or replaces; `replaced` (optional) receives the previous meta,
-  // whose chunks the caller may now free.
+  // Creates or replaces. With meta.content set, the stored object shares
+  // the content's chunks (see De-duplication); with no chunks and unknown
+  // content: kNotFound. `outcome` (optional) says what else happened.
   Status PutObject(std::string_view bucket, std::string_view key, const ObjectMeta& meta,
-                   std::optional<ObjectMeta>* replaced = nullptr);
+                   WriteOutcome* outcome = nullptr);
   // Imports many objects in one transaction, all or none (migrations,
-  // restores, tests); what they replace is not returned, so use it only
-  // where no chunks need freeing.
+  // restores, tests); `free_chunks` receives every chunk they released.
   Status PutObjects(std::string_view bucket,
-                    const std::vector<std::pair<std::string, ObjectMeta>>& objects);
-  // kNotFound when absent; `removed` (optional) receives the meta.
+                    const std::vector<std::pair<std::string, ObjectMeta>>& objects,
+                    std::vector<ChunkRef>* free_chunks = nullptr);
+  // kNotFound when absent.
   Status DeleteObject(std::string_view bucket, std::string_view key,
-                      std::optional<ObjectMeta>* removed = nullptr);
+                      WriteOutcome* outcome = nullptr);
+  // The chunks of stored content: what an instant upload would share.
+  // kNotFound when unknown.
+  Result<std::vector<ChunkRef>> FindContent(const ContentId& content) const;
+  // How many objects share the content (0 when unknown).
+  Result<uint64_t> ContentReferences(const ContentId& content) const;
   Result<ListResult> List(std::string_view bucket, const ListOptions& options) const;
 
   struct Impl;
