@@ -571,6 +571,14 @@ Result<size_t> ChxStore::Compact() {
   return todo.size();
 }
 
+std::vector<ChunkId> ChxStore::ListChunks() const {
+  std::shared_lock lock(impl_->mu);
+  std::vector<ChunkId> ids;
+  ids.reserve(impl_->index.size());
+  impl_->index.ForEach([&](uint64_t id, uint64_t) { ids.push_back(ChunkId{id}); });
+  return ids;
+}
+
 ChxStats ChxStore::Stats() const {
   const Impl& im = *impl_;
   ChxStats s;

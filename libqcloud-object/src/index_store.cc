@@ -241,7 +241,8 @@ class ObjectCursor {
     if (!status_.ok()) return;
     const std::string lk(target.size() <= kDirectMax ? target : target.substr(0, kBundleKey));
     MDB_val k = Val(lk), v;
-    Load(mdb_cursor_get(c_, &k, &v, MDB_SET_RANGE), k, v);
+    // LMDB refuses empty keys: seeking to "" is seeking to the first.
+    Load(mdb_cursor_get(c_, &k, &v, lk.empty() ? MDB_FIRST : MDB_SET_RANGE), k, v);
     if (valid_ && bundle_ && target.size() > kDirectMax && View(k) == lk) {
       const std::string_view rest = target.substr(kBundleKey);
       while (pos_ < entries_.size() && entries_[pos_].first < rest) ++pos_;
@@ -844,6 +845,33 @@ Result<uint64_t> IndexStore::ContentReferences(const ContentId& content) const {
     if (rc != 0) return LmdbError(rc, "get content");
     QCLOUD_ASSIGN_OR_RETURN(ContentRecord c, DecodeContent(View(cv)));
     return c.references;
+  });
+}
+
+Status IndexStore::VisitChunks(const std::function<void(const ChunkRef&)>& fn) const {
+  return impl_->Read([&](MDB_txn* txn) -> Status {
+    MDB_cursor* c = nullptr;
+    int rc = mdb_cursor_open(txn, impl_->contents, &c);
+    if (rc != 0) return LmdbError(rc, "cursor");
+    MDB_val k, v;
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+      auto content = DecodeContent(View(v));
+      if (!content.ok()) {
+        mdb_cursor_close(c);
+        return content.status();
+      }
+      for (const ChunkRef& r : content->chunks) fn(r);
+    }
+    mdb_cursor_close(c);
+    ObjectCursor objects(txn, impl_->objects);
+    objects.Seek("");
+    for (; objects.valid(); objects.Next()) {
+      QCLOUD_ASSIGN_OR_RETURN(ObjectMeta meta, DecodeObjectMeta(objects.value()));
+      if (meta.content.empty()) {
+        for (const ChunkRef& r : meta.chunks) fn(r);
+      }
+    }
+    return objects.status();
   });
 }
 

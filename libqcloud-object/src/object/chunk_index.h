@@ -51,6 +51,12 @@ class ChunkIndex {
   std::optional<uint64_t> Find(uint64_t id) const noexcept;
   bool Erase(uint64_t id) noexcept;
   size_t size() const noexcept { return size_; }
+  template <typename Fn>
+  void ForEach(Fn&& fn) const {
+    for (const Slot& s : slots_) {
+      if (s.id != 0) fn(s.id, s.packed);
+    }
+  }
   size_t memory_bytes() const noexcept { return slots_.size() * sizeof(Slot); }
 
  private:

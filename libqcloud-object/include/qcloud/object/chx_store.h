@@ -39,6 +39,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "qcloud/core/bytes.h"
 #include "qcloud/core/env.h"
@@ -103,6 +104,10 @@ class QCLOUD_EXPORT ChxStore {
   // Rewrites every sealed volume at least compact_dead_ratio dead; returns
   // how many. Run it from a background thread; reads and appends go on.
   Result<size_t> Compact();
+
+  // Every live chunk's id (a snapshot), for garbage collection by the owner
+  // of the references.
+  std::vector<ChunkId> ListChunks() const;
 
   ChxStats Stats() const;
 

@@ -43,6 +43,7 @@
 // wait for writes.
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -178,6 +179,10 @@ class QCLOUD_EXPORT IndexStore {
   Result<std::vector<ChunkRef>> FindContent(const ContentId& content) const;
   // How many objects share the content (0 when unknown).
   Result<uint64_t> ContentReferences(const ContentId& content) const;
+  // Calls fn for every chunk the index references (each once per content
+  // or unshared object), over one snapshot: the "mark" of a garbage
+  // collection of chunk stores.
+  Status VisitChunks(const std::function<void(const ChunkRef&)>& fn) const;
   Result<ListResult> List(std::string_view bucket, const ListOptions& options) const;
 
   struct Impl;

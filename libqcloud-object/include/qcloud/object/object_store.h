@@ -1,0 +1,136 @@
+#pragma once
+
+// qcloud::object::ObjectStore — COS's storage: objects cut into chunks
+// spread over several CHX stores (one per disk), named by the index
+// (IndexStore), de-duplicated by content. What the S3 front end calls.
+//
+//   auto store = ObjectStore::Open({.disks = {"/d1/chx", "/d2/chx"}, .index_dir = "/d1/index"}).value();
+//   QCLOUD_RETURN_IF_ERROR(store->index().CreateBucket("alice", "photos"));
+//   auto w = store->BeginPut();
+//   QCLOUD_RETURN_IF_ERROR(w->Write(part1));            // as the body arrives
+//   QCLOUD_RETURN_IF_ERROR(w->Write(part2));
+//   ObjectMeta meta = w->Finish("photos", "a.jpg", {.content_type = "image/jpeg"}).value();
+//   Buffer range = store->Get("photos", "a.jpg", 100, 50).value();
+//
+// A PUT's bytes go to chunks of `chunk_bytes` as they arrive, each on the
+// next disk in turn, while MD5 (the ETag) and SHA-256 are computed; Finish()
+// names the object in one index transaction. Until then nothing is visible,
+// and a writer dropped without Finish() deletes its chunks: an upload cut
+// short leaves nothing behind. If the content was stored already, the new
+// chunks are deleted and the object shares the stored ones; PutInstant()
+// does that without the bytes.
+//
+// Garbage: chunks go only after the index transaction that dropped their
+// last reference; a crash in between leaves unreferenced chunks, which
+// Open() collects (it lists every disk's chunks and keeps the referenced).
+//
+// Durability follows IndexOptions: with kDurable, the chunks are fsync'd
+// before the index commit that names them.
+//
+// Thread safety: every method from any thread; a writer from one thread.
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "qcloud/core/bytes.h"
+#include "qcloud/core/env.h"
+#include "qcloud/core/export.h"
+#include "qcloud/core/hash.h"
+#include "qcloud/core/log.h"
+#include "qcloud/core/result.h"
+#include "qcloud/object/chx_store.h"
+#include "qcloud/object/index_store.h"
+
+namespace qcloud::object {
+
+struct ObjectStoreOptions {
+  std::vector<std::string> disks;        // one CHX store directory per disk; at least one
+  std::string index_dir;                 // the LMDB environment of the indexes
+  Env* env = nullptr;                    // for the CHX stores; not owned, outlives the store; null = POSIX
+  Durability durability = Durability::kProcessCrash;  // see IndexOptions
+  uint64_t chunk_bytes = uint64_t{8} << 20;   // an object is cut into chunks of this size; 8 MiB
+  uint64_t volume_bytes = uint64_t{1} << 30;  // CHX volume size; 1 GiB
+  uint64_t index_map_bytes = uint64_t{64} << 30;  // LMDB map size (address space)
+  Logger* logger = nullptr;              // not owned, outlives the store; null = discard
+};
+
+struct PutOptions {
+  std::string content_type;
+  std::vector<std::pair<std::string, std::string>> user_metadata;
+  std::optional<Md5Digest> expected_md5;  // Content-MD5: Finish() fails kCorruption on mismatch
+};
+
+struct ObjectStoreStats {
+  uint64_t chunks = 0;          // over every disk
+  uint64_t chunk_bytes = 0;     // their live data bytes
+  uint64_t collected_chunks = 0;  // unreferenced chunks deleted by Open()
+  uint64_t free_errors = 0;     // chunks that could not be deleted (counted, retried at Open)
+};
+
+class ObjectStore;
+
+// One PUT in progress. Not thread-safe; drop it (or Abort()) to give up.
+class QCLOUD_EXPORT ObjectWriter {
+ public:
+  ~ObjectWriter();  // aborts unless finished
+  ObjectWriter(const ObjectWriter&) = delete;
+  ObjectWriter& operator=(const ObjectWriter&) = delete;
+
+  // Appends bytes of the body. Errors: the chunk store's.
+  Status Write(ByteView data);
+  // Names the object. Errors: kNotFound (no bucket), kInvalidArgument (key),
+  // kCorruption (expected_md5 does not match: S3's BadDigest); on any error
+  // the chunks written are deleted.
+  Result<ObjectMeta> Finish(std::string_view bucket, std::string_view key, const PutOptions& options);
+  void Abort();
+  uint64_t size() const noexcept;
+
+ private:
+  friend class ObjectStore;
+  struct Impl;
+  explicit ObjectWriter(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+class QCLOUD_EXPORT ObjectStore {
+ public:
+  // Opens every disk and the index, then collects unreferenced chunks.
+  // Errors: kInvalidArgument (options), the stores' errors.
+  static Result<std::unique_ptr<ObjectStore>> Open(const ObjectStoreOptions& options);
+  ~ObjectStore();
+  ObjectStore(const ObjectStore&) = delete;
+  ObjectStore& operator=(const ObjectStore&) = delete;
+
+  // Buckets and listings.
+  IndexStore& index() noexcept;
+
+  std::unique_ptr<ObjectWriter> BeginPut();
+  // PUT of a body already in memory.
+  Result<ObjectMeta> Put(std::string_view bucket, std::string_view key, ByteView body,
+                         const PutOptions& options = {});
+  // Instant upload: the object gets stored content without its bytes.
+  // kNotFound when no stored content has these hashes and size.
+  Result<ObjectMeta> PutInstant(std::string_view bucket, std::string_view key,
+                                const ContentId& content, const PutOptions& options = {});
+  // Bytes [offset, offset + length) of the object (to its end when length
+  // is nullopt). Errors: kNotFound, kOutOfRange (offset past the end),
+  // kCorruption (a chunk failed its checksum: never served).
+  Result<Buffer> Get(std::string_view bucket, std::string_view key, uint64_t offset = 0,
+                     std::optional<uint64_t> length = std::nullopt);
+  Status Delete(std::string_view bucket, std::string_view key);
+
+  ObjectStoreStats Stats() const;
+
+ private:
+  friend class ObjectWriter;
+  struct Impl;
+  explicit ObjectStore(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace qcloud::object

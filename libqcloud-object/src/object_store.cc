@@ -1,0 +1,270 @@
+#include "qcloud/object/object_store.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <unordered_set>
+
+#include <fmt/format.h>
+
+#include "qcloud/core/hash.h"
+
+namespace qcloud::object {
+
+namespace {
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+constexpr uint64_t kMinChunkBytes = 4096;
+
+}  // namespace
+
+struct ObjectStore::Impl {
+  ObjectStoreOptions options;
+  Logger* logger = nullptr;
+  std::vector<std::unique_ptr<ChxStore>> disks;
+  std::unique_ptr<IndexStore> index;
+  std::atomic<uint64_t> next_disk{0};
+  std::atomic<uint64_t> collected{0};
+  std::atomic<uint64_t> free_errors{0};
+
+  void Log(LogLevel level, const std::string& line) const {
+    if (logger->Enabled(level)) logger->Log(level, line);
+  }
+
+  // Deletes chunks nothing references any more. A failure is counted and
+  // logged: the chunk is garbage the next Open() collects.
+  void Free(const std::vector<ChunkRef>& chunks) {
+    for (const ChunkRef& c : chunks) {
+      if (c.store >= disks.size()) continue;
+      Status s = disks[c.store]->Delete(c.chunk);
+      if (!s.ok() && !(s == Errc::kNotFound)) {
+        free_errors++;
+        Log(LogLevel::kWarning, s.WithContext("freeing a chunk").ToString());
+      }
+    }
+  }
+
+  Status SyncDisks() {
+    for (auto& d : disks) QCLOUD_RETURN_IF_ERROR(d->Sync());
+    return Status::Ok();
+  }
+
+  // Mark (the index's references) and sweep (every disk's chunks).
+  Status CollectGarbage() {
+    std::vector<std::unordered_set<uint64_t>> live(disks.size());
+    QCLOUD_RETURN_IF_ERROR(index->VisitChunks([&](const ChunkRef& r) {
+      if (r.store < live.size()) live[r.store].insert(r.chunk.value);
+    }));
+    for (size_t i = 0; i < disks.size(); ++i) {
+      for (ChunkId id : disks[i]->ListChunks()) {
+        if (live[i].count(id.value) != 0) continue;
+        QCLOUD_RETURN_IF_ERROR(disks[i]->Delete(id));
+        collected++;
+      }
+    }
+    if (collected.load() > 0) {
+      Log(LogLevel::kInfo, fmt::format("collected {} unreferenced chunks", collected.load()));
+    }
+    return SyncDisks();
+  }
+};
+
+struct ObjectWriter::Impl {
+  ObjectStore::Impl* store = nullptr;
+  std::string pending;            // bytes not yet in a chunk
+  std::vector<ChunkRef> written;  // chunks this PUT wrote
+  Md5Hasher md5;
+  Sha256Hasher sha256;
+  uint64_t size = 0;
+  bool done = false;
+
+  Status Flush() {
+    if (pending.empty()) return Status::Ok();
+    const uint32_t disk = static_cast<uint32_t>(store->next_disk++ % store->disks.size());
+    QCLOUD_ASSIGN_OR_RETURN(ChunkId id, store->disks[disk]->Append(ByteView(pending)));
+    written.push_back({disk, id, pending.size()});
+    pending.clear();
+    return Status::Ok();
+  }
+  void Abort() {
+    if (done) return;
+    done = true;
+    store->Free(written);
+    written.clear();
+  }
+};
+
+ObjectWriter::ObjectWriter(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+ObjectWriter::~ObjectWriter() { impl_->Abort(); }
+void ObjectWriter::Abort() { impl_->Abort(); }
+uint64_t ObjectWriter::size() const noexcept { return impl_->size; }
+
+Status ObjectWriter::Write(ByteView data) {
+  Impl& w = *impl_;
+  if (w.done) return Status(Errc::kAborted, "write after Finish or Abort");
+  w.md5.Update(data);
+  w.sha256.Update(data);
+  w.size += data.size();
+  const uint64_t chunk = w.store->options.chunk_bytes;
+  while (!data.empty()) {
+    const size_t take = static_cast<size_t>(std::min<uint64_t>(data.size(), chunk - w.pending.size()));
+    w.pending.append(data.chars(), take);
+    data.RemovePrefix(take);
+    if (w.pending.size() == chunk) {
+      if (Status s = w.Flush(); !s.ok()) {
+        w.Abort();
+        return s;
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+Result<ObjectMeta> ObjectWriter::Finish(std::string_view bucket, std::string_view key,
+                                        const PutOptions& options) {
+  Impl& w = *impl_;
+  if (w.done) return Status(Errc::kAborted, "Finish after Finish or Abort");
+  auto fail = [&](Status s) {
+    w.Abort();
+    return s;
+  };
+  if (Status s = w.Flush(); !s.ok()) return fail(s);
+  const Md5Digest md5 = w.md5.Finish();
+  const Sha256Digest sha = w.sha256.Finish();
+  if (options.expected_md5 && *options.expected_md5 != md5) {
+    return fail(Corruption("the body's MD5 does not match Content-MD5"));
+  }
+  ContentId content;
+  std::memcpy(content.md5, md5.data(), md5.size());
+  std::memcpy(content.sha256, sha.data(), sha.size());
+  content.size = w.size;
+  ObjectMeta meta;
+  meta.size = w.size;
+  meta.etag = ToHex(AsBytes(md5));
+  meta.content_type = options.content_type;
+  meta.user_metadata = options.user_metadata;
+  meta.mtime_ms = NowMs();
+  meta.chunks = w.written;
+  meta.content = content.Encode();
+  if (w.store->options.durability == Durability::kDurable) {
+    if (Status s = w.store->SyncDisks(); !s.ok()) return fail(s);
+  }
+  WriteOutcome out;
+  if (Status s = w.store->index->PutObject(bucket, key, meta, &out); !s.ok()) return fail(s);
+  w.done = true;  // the chunks belong to the index now
+  w.store->Free(out.free_chunks);
+  if (out.deduplicated) {
+    QCLOUD_ASSIGN_OR_RETURN(meta, w.store->index->GetObject(bucket, key));
+  }
+  return meta;
+}
+
+ObjectStore::ObjectStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+ObjectStore::~ObjectStore() = default;
+IndexStore& ObjectStore::index() noexcept { return *impl_->index; }
+
+Result<std::unique_ptr<ObjectStore>> ObjectStore::Open(const ObjectStoreOptions& options) {
+  if (options.disks.empty()) return InvalidArgument("ObjectStoreOptions::disks is empty");
+  if (options.disks.size() > UINT32_MAX) return InvalidArgument("too many disks");
+  if (options.chunk_bytes < kMinChunkBytes || options.chunk_bytes > (uint64_t{64} << 20)) {
+    return InvalidArgument("chunk_bytes must be 4 KiB..64 MiB");
+  }
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  impl->logger = options.logger != nullptr ? options.logger : &DiscardLogger();
+  for (const std::string& dir : options.disks) {
+    QCLOUD_ASSIGN_OR_RETURN(
+        auto chx, ChxStore::Open({.dir = dir,
+                                  .env = options.env,
+                                  .volume_bytes = options.volume_bytes,
+                                  .max_chunk_bytes = static_cast<uint32_t>(options.chunk_bytes),
+                                  .logger = options.logger}));
+    impl->disks.push_back(std::move(chx));
+  }
+  QCLOUD_ASSIGN_OR_RETURN(impl->index,
+                          IndexStore::Open({.dir = options.index_dir,
+                                            .durability = options.durability,
+                                            .map_bytes = options.index_map_bytes}));
+  QCLOUD_RETURN_IF_ERROR(impl->CollectGarbage());
+  return std::unique_ptr<ObjectStore>(new ObjectStore(std::move(impl)));
+}
+
+std::unique_ptr<ObjectWriter> ObjectStore::BeginPut() {
+  auto w = std::make_unique<ObjectWriter::Impl>();
+  w->store = impl_.get();
+  return std::unique_ptr<ObjectWriter>(new ObjectWriter(std::move(w)));
+}
+
+Result<ObjectMeta> ObjectStore::Put(std::string_view bucket, std::string_view key, ByteView body,
+                                    const PutOptions& options) {
+  auto w = BeginPut();
+  QCLOUD_RETURN_IF_ERROR(w->Write(body));
+  return w->Finish(bucket, key, options);
+}
+
+Result<ObjectMeta> ObjectStore::PutInstant(std::string_view bucket, std::string_view key,
+                                           const ContentId& content, const PutOptions& options) {
+  ObjectMeta meta;
+  meta.size = content.size;
+  meta.etag = ToHex(ByteView(content.md5, sizeof content.md5));
+  meta.content_type = options.content_type;
+  meta.user_metadata = options.user_metadata;
+  meta.mtime_ms = NowMs();
+  meta.content = content.Encode();
+  WriteOutcome out;
+  QCLOUD_RETURN_IF_ERROR(impl_->index->PutObject(bucket, key, meta, &out));
+  impl_->Free(out.free_chunks);
+  return impl_->index->GetObject(bucket, key);
+}
+
+Result<Buffer> ObjectStore::Get(std::string_view bucket, std::string_view key, uint64_t offset,
+                                std::optional<uint64_t> length) {
+  QCLOUD_ASSIGN_OR_RETURN(ObjectMeta meta, impl_->index->GetObject(bucket, key));
+  if (offset > meta.size || (offset == meta.size && meta.size > 0)) {
+    return Status(Errc::kOutOfRange, fmt::format("offset {} past the object's {} bytes", offset, meta.size));
+  }
+  const uint64_t end = length ? std::min(meta.size, offset + *length) : meta.size;
+  Buffer out(static_cast<size_t>(end - offset));
+  uint64_t at = 0;  // the current chunk's first byte in the object
+  for (const ChunkRef& c : meta.chunks) {
+    const uint64_t chunk_end = at + c.length;
+    if (chunk_end > offset && at < end) {
+      if (c.store >= impl_->disks.size()) return Corruption("object names a disk that is not configured");
+      QCLOUD_ASSIGN_OR_RETURN(Buffer data, impl_->disks[c.store]->Read(c.chunk));
+      if (data.size() != c.length) return Corruption("chunk length differs from the index");
+      const uint64_t from = std::max(offset, at) - at;
+      const uint64_t to = std::min(end, chunk_end) - at;
+      out.Append(data.readable().subview(static_cast<size_t>(from), static_cast<size_t>(to - from)));
+    }
+    at = chunk_end;
+    if (at >= end) break;
+  }
+  return out;
+}
+
+Status ObjectStore::Delete(std::string_view bucket, std::string_view key) {
+  WriteOutcome out;
+  QCLOUD_RETURN_IF_ERROR(impl_->index->DeleteObject(bucket, key, &out));
+  impl_->Free(out.free_chunks);
+  return Status::Ok();
+}
+
+ObjectStoreStats ObjectStore::Stats() const {
+  ObjectStoreStats s;
+  for (const auto& d : impl_->disks) {
+    const ChxStats c = d->Stats();
+    s.chunks += c.chunks;
+    s.chunk_bytes += c.live_bytes;
+  }
+  s.collected_chunks = impl_->collected.load();
+  s.free_errors = impl_->free_errors.load();
+  return s;
+}
+
+}  // namespace qcloud::object
