@@ -1,0 +1,99 @@
+#pragma once
+
+// AWS Signature Version 4 for S3, the server's side: rebuild the canonical
+// request from what arrived, sign it with the caller's secret key and
+// compare, for the Authorization header and for presigned URLs.
+//
+//   sigv4::Request req{.method = "GET", .path = "/photos/a.jpg", .query = "", .headers = ...};
+//   auto who = sigv4::Verify(req, [&](std::string_view key) { return users.SecretOf(key); },
+//                            clock.WallNow());
+//   if (!who.ok()) ...  // object::Errc::kSignatureDoesNotMatch, kRequestTimeTooSkewed, ...
+//
+// Canonicalisation follows S3 (not the other services): the path is
+// percent-decoded once and re-encoded with every byte but A-Z a-z 0-9 - _ .
+// ~ and '/' escaped, never normalised ("a/../b" stays); query parameters are
+// decoded, re-encoded the same way ('/' escaped too) and sorted; header
+// values are trimmed with inner runs of spaces folded to one.
+//
+// Bounds: headers and query are what the HTTP layer already bounded; a
+// signed-header list over 64 names or an Authorization over 4 KiB is
+// refused as malformed.
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "qcloud/core/clock.h"
+#include "qcloud/core/export.h"
+#include "qcloud/core/hash.h"
+#include "qcloud/core/result.h"
+#include "qcloud/object/errc.h"
+
+namespace qcloud::object::sigv4 {
+
+struct Request {
+  std::string_view method;  // "GET", "PUT", ...
+  std::string_view path;    // as received: percent-encoded, without the query
+  std::string_view query;   // as received, without '?'
+  std::vector<std::pair<std::string, std::string>> headers;  // any case, values as received
+};
+
+// The parsed "AWS4-HMAC-SHA256 Credential=..., SignedHeaders=..., Signature=...".
+struct Authorization {
+  std::string access_key;
+  std::string date;     // YYYYMMDD of the credential scope
+  std::string region;
+  std::string service;  // "s3"
+  std::vector<std::string> signed_headers;  // lower case, sorted
+  std::string signature;                    // 64 hex digits
+};
+
+// Errors: object::Errc::kAuthorizationMalformed.
+QCLOUD_EXPORT Result<Authorization> ParseAuthorization(std::string_view header);
+
+// The pieces, exposed for tests, clients and the fuzzer.
+QCLOUD_EXPORT std::string UriEncode(std::string_view decoded, bool encode_slash);
+// Percent-decoding; nullopt for a malformed escape.
+QCLOUD_EXPORT std::optional<std::string> UriDecode(std::string_view encoded);
+QCLOUD_EXPORT std::string CanonicalQuery(std::string_view query, bool drop_signature);
+QCLOUD_EXPORT std::string CanonicalRequest(const Request& request,
+                                           const std::vector<std::string>& signed_headers,
+                                           std::string_view payload_hash, bool presigned);
+QCLOUD_EXPORT std::string StringToSign(std::string_view amz_date, std::string_view scope,
+                                       std::string_view canonical_request);
+QCLOUD_EXPORT Sha256Digest SigningKey(std::string_view secret, std::string_view date,
+                                      std::string_view region, std::string_view service);
+// Hex HMAC-SHA256 of the string to sign.
+QCLOUD_EXPORT std::string Signature(const Sha256Digest& key, std::string_view string_to_sign);
+
+// Looks up a secret key; nullopt = no such access key.
+using SecretLookup = std::function<std::optional<std::string>(std::string_view access_key)>;
+
+struct Verified {
+  std::string access_key;
+  std::string payload_hash;  // x-amz-content-sha256 (hex, UNSIGNED-PAYLOAD, STREAMING-...)
+  std::string region;
+  bool presigned = false;
+};
+
+// Checks a request signed in its Authorization header or by a presigned
+// URL. `now` is the server's wall clock. Errors (object::Errc):
+// kAuthorizationMalformed, kInvalidAccessKeyId, kSignatureDoesNotMatch,
+// kRequestTimeTooSkewed (header more than 15 minutes off), kRequestExpired
+// (presigned URL past X-Amz-Expires), kAccessDenied (no signature at all).
+QCLOUD_EXPORT Result<Verified> Verify(const Request& request, const SecretLookup& secrets,
+                                      WallTime now);
+
+// Adds the query parameters of a presigned GET (host signed) valid for
+// `expires`; returns the query string to append after '?'. For tests and
+// tools; S3 clients do this themselves.
+QCLOUD_EXPORT std::string Presign(const Request& request, std::string_view access_key,
+                                  std::string_view secret, std::string_view region,
+                                  WallTime now, std::chrono::seconds expires);
+
+}  // namespace qcloud::object::sigv4

@@ -1,0 +1,402 @@
+#include "qcloud/object/sigv4.h"
+
+#include <algorithm>
+#include <cctype>
+#include <ctime>
+
+#include <fmt/format.h>
+
+#include "qcloud/core/bytes.h"
+
+namespace qcloud::object::sigv4 {
+
+namespace {
+
+constexpr std::string_view kAlgorithm = "AWS4-HMAC-SHA256";
+constexpr std::string_view kTerminator = "aws4_request";
+constexpr std::string_view kUnsignedPayload = "UNSIGNED-PAYLOAD";
+constexpr size_t kMaxAuthorization = 4096;
+constexpr size_t kMaxSignedHeaders = 64;
+constexpr auto kMaxSkew = std::chrono::minutes(15);
+constexpr int64_t kMaxPresignSeconds = 7 * 24 * 3600;  // S3: a week
+
+Status Malformed(std::string msg) { return Status(Errc::kAuthorizationMalformed, std::move(msg)); }
+
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+std::string_view Trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+// Trimmed, with runs of spaces folded to one (SigV4's header value rule).
+std::string FoldSpaces(std::string_view v) {
+  v = Trim(v);
+  std::string out;
+  out.reserve(v.size());
+  bool space = false;
+  for (char c : v) {
+    if (c == ' ' || c == '\t') {
+      space = true;
+      continue;
+    }
+    if (space && !out.empty()) out.push_back(' ');
+    space = false;
+    out.push_back(c);
+  }
+  return out;
+}
+
+std::optional<std::string> Header(const Request& r, std::string_view lower_name) {
+  for (const auto& [name, value] : r.headers) {
+    if (Lower(name) == lower_name) return value;
+  }
+  return std::nullopt;
+}
+
+// "20130524T000000Z" <-> time.
+std::optional<WallTime> ParseAmzDate(std::string_view s) {
+  if (s.size() != 16 || s[8] != 'T' || s[15] != 'Z') return std::nullopt;
+  auto num = [&](size_t at, size_t n) -> std::optional<int> {
+    int v = 0;
+    for (size_t i = at; i < at + n; ++i) {
+      if (s[i] < '0' || s[i] > '9') return std::nullopt;
+      v = v * 10 + (s[i] - '0');
+    }
+    return v;
+  };
+  auto y = num(0, 4), mo = num(4, 2), d = num(6, 2), h = num(9, 2), mi = num(11, 2), se = num(13, 2);
+  if (!y || !mo || !d || !h || !mi || !se || *mo < 1 || *mo > 12 || *d < 1 || *d > 31 || *h > 23 ||
+      *mi > 59 || *se > 60) {
+    return std::nullopt;
+  }
+  std::tm tm{};
+  tm.tm_year = *y - 1900;
+  tm.tm_mon = *mo - 1;
+  tm.tm_mday = *d;
+  tm.tm_hour = *h;
+  tm.tm_min = *mi;
+  tm.tm_sec = *se;
+  return WallTime(std::chrono::seconds(::timegm(&tm)));
+}
+
+std::string FormatAmzDate(WallTime t) {
+  const std::time_t secs = std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
+  std::tm tm{};
+  ::gmtime_r(&secs, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y%m%dT%H%M%SZ", &tm);
+  return buf;
+}
+
+bool ConstantTimeEqual(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  unsigned char diff = 0;
+  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return diff == 0;
+}
+
+std::vector<std::pair<std::string, std::string>> QueryParams(std::string_view query) {
+  std::vector<std::pair<std::string, std::string>> out;
+  while (!query.empty()) {
+    const size_t amp = query.find('&');
+    const std::string_view piece = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    if (piece.empty()) continue;
+    const size_t eq = piece.find('=');
+    out.emplace_back(std::string(piece.substr(0, eq)),
+                     eq == std::string_view::npos ? std::string() : std::string(piece.substr(eq + 1)));
+  }
+  return out;
+}
+
+// "AK/20130524/us-east-1/s3/aws4_request".
+Status ParseCredential(std::string_view credential, Authorization* a) {
+  std::vector<std::string_view> parts;
+  size_t from = 0;
+  for (size_t i = 0; i <= credential.size(); ++i) {
+    if (i == credential.size() || credential[i] == '/') {
+      parts.push_back(credential.substr(from, i - from));
+      from = i + 1;
+    }
+  }
+  if (parts.size() != 5 || parts[0].empty() || parts[1].size() != 8 || parts[2].empty() ||
+      parts[4] != kTerminator) {
+    return Malformed(fmt::format("credential '{}' is not <key>/<date>/<region>/s3/aws4_request", credential));
+  }
+  if (parts[3] != "s3") return Malformed(fmt::format("credential names service '{}', not s3", parts[3]));
+  a->access_key = std::string(parts[0]);
+  a->date = std::string(parts[1]);
+  a->region = std::string(parts[2]);
+  a->service = std::string(parts[3]);
+  return Status::Ok();
+}
+
+Status ParseSignedHeaders(std::string_view list, Authorization* a) {
+  a->signed_headers.clear();
+  size_t from = 0;
+  for (size_t i = 0; i <= list.size(); ++i) {
+    if (i == list.size() || list[i] == ';') {
+      if (i == from) return Malformed("empty name in SignedHeaders");
+      a->signed_headers.push_back(Lower(list.substr(from, i - from)));
+      from = i + 1;
+      if (a->signed_headers.size() > kMaxSignedHeaders) return Malformed("too many signed headers");
+    }
+  }
+  if (a->signed_headers.empty()) return Malformed("no SignedHeaders");
+  if (std::find(a->signed_headers.begin(), a->signed_headers.end(), "host") == a->signed_headers.end()) {
+    return Malformed("SignedHeaders must include host");
+  }
+  return Status::Ok();
+}
+
+bool IsHex64(std::string_view s) {
+  return s.size() == 64 && std::all_of(s.begin(), s.end(), [](char c) {
+           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+         });
+}
+
+}  // namespace
+
+std::string UriEncode(std::string_view s, bool encode_slash) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(s.size() * 3);
+  for (unsigned char c : s) {
+    const bool unreserved = std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~';
+    if (unreserved || (c == '/' && !encode_slash)) {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 15]);
+    }
+  }
+  return out;
+}
+
+std::optional<std::string> UriDecode(std::string_view s) {
+  auto hex = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '%') {
+      out.push_back(s[i]);
+      continue;
+    }
+    if (i + 2 >= s.size()) return std::nullopt;
+    const int hi = hex(s[i + 1]), lo = hex(s[i + 2]);
+    if (hi < 0 || lo < 0) return std::nullopt;
+    out.push_back(static_cast<char>(hi * 16 + lo));
+    i += 2;
+  }
+  return out;
+}
+
+std::string CanonicalQuery(std::string_view query, bool drop_signature) {
+  std::vector<std::pair<std::string, std::string>> params;
+  for (auto& [name, value] : QueryParams(query)) {
+    const std::string n = UriEncode(UriDecode(name).value_or(name), true);
+    if (drop_signature && n == "X-Amz-Signature") continue;
+    params.emplace_back(n, UriEncode(UriDecode(value).value_or(value), true));
+  }
+  std::sort(params.begin(), params.end());
+  std::string out;
+  for (const auto& [n, v] : params) {
+    if (!out.empty()) out.push_back('&');
+    out += n;
+    out.push_back('=');
+    out += v;
+  }
+  return out;
+}
+
+std::string CanonicalRequest(const Request& r, const std::vector<std::string>& signed_headers,
+                             std::string_view payload_hash, bool presigned) {
+  std::string path = UriEncode(UriDecode(r.path).value_or(std::string(r.path)), false);
+  if (path.empty()) path = "/";
+  std::string out;
+  out += r.method;
+  out += '\n';
+  out += path;
+  out += '\n';
+  out += CanonicalQuery(r.query, presigned);
+  out += '\n';
+  for (const std::string& name : signed_headers) {
+    std::string joined;
+    for (const auto& [n, v] : r.headers) {
+      if (Lower(n) != name) continue;
+      if (!joined.empty()) joined.push_back(',');
+      joined += FoldSpaces(v);
+    }
+    out += name;
+    out += ':';
+    out += joined;
+    out += '\n';
+  }
+  out += '\n';
+  for (size_t i = 0; i < signed_headers.size(); ++i) {
+    if (i > 0) out += ';';
+    out += signed_headers[i];
+  }
+  out += '\n';
+  out += payload_hash;
+  return out;
+}
+
+std::string StringToSign(std::string_view amz_date, std::string_view scope,
+                         std::string_view canonical_request) {
+  return fmt::format("{}\n{}\n{}\n{}", kAlgorithm, amz_date, scope,
+                     ToHex(AsBytes(Sha256(ByteView(canonical_request)))));
+}
+
+Sha256Digest SigningKey(std::string_view secret, std::string_view date, std::string_view region,
+                        std::string_view service) {
+  const std::string k = "AWS4" + std::string(secret);
+  const Sha256Digest k_date = HmacSha256(ByteView(k), ByteView(date));
+  const Sha256Digest k_region = HmacSha256(AsBytes(k_date), ByteView(region));
+  const Sha256Digest k_service = HmacSha256(AsBytes(k_region), ByteView(service));
+  return HmacSha256(AsBytes(k_service), ByteView(kTerminator));
+}
+
+std::string Signature(const Sha256Digest& key, std::string_view string_to_sign) {
+  return ToHex(AsBytes(HmacSha256(AsBytes(key), ByteView(string_to_sign))));
+}
+
+Result<Authorization> ParseAuthorization(std::string_view header) {
+  if (header.size() > kMaxAuthorization) return Malformed("Authorization header too long");
+  if (!header.starts_with(kAlgorithm) || header.size() == kAlgorithm.size() ||
+      header[kAlgorithm.size()] != ' ') {
+    return Malformed("Authorization is not AWS4-HMAC-SHA256");
+  }
+  std::string_view rest = header.substr(kAlgorithm.size() + 1);
+  Authorization a;
+  bool have_credential = false, have_headers = false, have_signature = false;
+  while (!rest.empty()) {
+    const size_t comma = rest.find(',');
+    const std::string_view item = Trim(rest.substr(0, comma));
+    rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+    const size_t eq = item.find('=');
+    if (eq == std::string_view::npos) return Malformed(fmt::format("bad Authorization item '{}'", item));
+    const std::string_view name = item.substr(0, eq), value = item.substr(eq + 1);
+    if (name == "Credential") {
+      QCLOUD_RETURN_IF_ERROR(ParseCredential(value, &a));
+      have_credential = true;
+    } else if (name == "SignedHeaders") {
+      QCLOUD_RETURN_IF_ERROR(ParseSignedHeaders(value, &a));
+      have_headers = true;
+    } else if (name == "Signature") {
+      if (!IsHex64(value)) return Malformed("Signature is not 64 lower-case hex digits");
+      a.signature = std::string(value);
+      have_signature = true;
+    } else {
+      return Malformed(fmt::format("unknown Authorization item '{}'", name));
+    }
+  }
+  if (!have_credential || !have_headers || !have_signature) {
+    return Malformed("Authorization needs Credential, SignedHeaders and Signature");
+  }
+  return a;
+}
+
+Result<Verified> Verify(const Request& r, const SecretLookup& secrets, WallTime now) {
+  Verified out;
+  Authorization a;
+  std::string amz_date;
+  std::string payload;
+  const auto header = Header(r, "authorization");
+  if (header) {
+    QCLOUD_ASSIGN_OR_RETURN(a, ParseAuthorization(*header));
+    auto date = Header(r, "x-amz-date");
+    if (!date) return Malformed("x-amz-date is missing");
+    amz_date = std::string(Trim(*date));
+    auto payload_header = Header(r, "x-amz-content-sha256");
+    if (!payload_header) return Malformed("x-amz-content-sha256 is missing");
+    payload = std::string(Trim(*payload_header));
+    auto t = ParseAmzDate(amz_date);
+    if (!t) return Malformed(fmt::format("bad x-amz-date '{}'", amz_date));
+    if (*t > now + kMaxSkew || *t < now - kMaxSkew) {
+      return Status(Errc::kRequestTimeTooSkewed,
+                    fmt::format("request time {} is more than 15 minutes from the server's", amz_date));
+    }
+  } else {
+    std::string algorithm, credential, expires, signed_headers;
+    for (const auto& [name, value] : QueryParams(r.query)) {
+      auto v = UriDecode(value);
+      if (!v) return Malformed("bad escape in the query");
+      if (name == "X-Amz-Algorithm") algorithm = *v;
+      if (name == "X-Amz-Credential") credential = *v;
+      if (name == "X-Amz-Date") amz_date = *v;
+      if (name == "X-Amz-Expires") expires = *v;
+      if (name == "X-Amz-SignedHeaders") signed_headers = *v;
+      if (name == "X-Amz-Signature") a.signature = *v;
+    }
+    if (algorithm.empty() && a.signature.empty()) {
+      return Status(Errc::kAccessDenied, "the request is not signed");
+    }
+    if (algorithm != kAlgorithm) return Malformed("X-Amz-Algorithm must be AWS4-HMAC-SHA256");
+    QCLOUD_RETURN_IF_ERROR(ParseCredential(credential, &a));
+    QCLOUD_RETURN_IF_ERROR(ParseSignedHeaders(signed_headers, &a));
+    if (!IsHex64(a.signature)) return Malformed("X-Amz-Signature is not 64 lower-case hex digits");
+    auto t = ParseAmzDate(amz_date);
+    if (!t) return Malformed(fmt::format("bad X-Amz-Date '{}'", amz_date));
+    int64_t secs = -1;
+    if (!expires.empty() && expires.size() <= 7 &&
+        std::all_of(expires.begin(), expires.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+      secs = std::stoll(expires);
+    }
+    if (secs < 1 || secs > kMaxPresignSeconds) return Malformed("X-Amz-Expires must be 1..604800");
+    if (now > *t + std::chrono::seconds(secs)) return Status(Errc::kRequestExpired, "Request has expired");
+    if (*t > now + kMaxSkew) return Status(Errc::kRequestTimeTooSkewed, "X-Amz-Date is in the future");
+    payload = std::string(kUnsignedPayload);
+    out.presigned = true;
+  }
+  if (a.date != amz_date.substr(0, 8)) {
+    return Malformed(fmt::format("credential date {} is not the request's {}", a.date, amz_date.substr(0, 8)));
+  }
+  const std::optional<std::string> secret = secrets(a.access_key);
+  if (!secret) {
+    return Status(Errc::kInvalidAccessKeyId, fmt::format("no access key '{}'", a.access_key));
+  }
+  const std::string scope = fmt::format("{}/{}/{}/{}", a.date, a.region, a.service, kTerminator);
+  const std::string canonical = CanonicalRequest(r, a.signed_headers, payload, out.presigned);
+  const std::string expected =
+      Signature(SigningKey(*secret, a.date, a.region, a.service), StringToSign(amz_date, scope, canonical));
+  if (!ConstantTimeEqual(expected, a.signature)) {
+    return Status(Errc::kSignatureDoesNotMatch,
+                  "the request signature we calculated does not match the signature you provided");
+  }
+  out.access_key = a.access_key;
+  out.payload_hash = payload;
+  out.region = a.region;
+  return out;
+}
+
+std::string Presign(const Request& r, std::string_view access_key, std::string_view secret,
+                    std::string_view region, WallTime now, std::chrono::seconds expires) {
+  const std::string amz_date = FormatAmzDate(now);
+  const std::string date = amz_date.substr(0, 8);
+  const std::string credential = fmt::format("{}/{}/{}/s3/{}", access_key, date, region, kTerminator);
+  std::string query(r.query);
+  if (!query.empty()) query += '&';
+  query += fmt::format("X-Amz-Algorithm={}&X-Amz-Credential={}&X-Amz-Date={}&X-Amz-Expires={}&X-Amz-SignedHeaders=host",
+                       kAlgorithm, UriEncode(credential, true), amz_date, expires.count());
+  Request signed_request = r;
+  signed_request.query = query;
+  const std::string scope = fmt::format("{}/{}/s3/{}", date, region, kTerminator);
+  const std::string canonical = CanonicalRequest(signed_request, {"host"}, kUnsignedPayload, true);
+  const std::string sig = Signature(SigningKey(secret, date, region, "s3"), StringToSign(amz_date, scope, canonical));
+  return query + "&X-Amz-Signature=" + sig;
+}
+
+}  // namespace qcloud::object::sigv4
