@@ -255,6 +255,15 @@ Status ObjectStore::Delete(std::string_view bucket, std::string_view key) {
   return Status::Ok();
 }
 
+Result<size_t> ObjectStore::Maintain() {
+  size_t total = 0;
+  for (auto& d : impl_->disks) {
+    QCLOUD_ASSIGN_OR_RETURN(size_t n, d->Compact());
+    total += n;
+  }
+  return total;
+}
+
 ObjectStoreStats ObjectStore::Stats() const {
   ObjectStoreStats s;
   for (const auto& d : impl_->disks) {

@@ -124,6 +124,11 @@ class QCLOUD_EXPORT ObjectStore {
                      std::optional<uint64_t> length = std::nullopt);
   Status Delete(std::string_view bucket, std::string_view key);
 
+  // Background work, run by the program every few seconds (Lifecycle's
+  // Every): compacts every disk's mostly-deleted volumes. Reads and writes
+  // go on meanwhile. Returns the volumes rewritten.
+  Result<size_t> Maintain();
+
   ObjectStoreStats Stats() const;
 
  private:
