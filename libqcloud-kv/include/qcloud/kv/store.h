@@ -240,7 +240,9 @@ class QCLOUD_EXPORT Store {
   Outcome Read(std::string_view key, const ReadOptions& options, F&& visit) {
     return ReadImpl(key, options, &Thunk<F>, &visit);
   }
-  // Copies the value of `key` into *value. True on a hit.
+  // Copies the value of `key` into *value. True on a hit; false on a miss
+  // and on Outcome::kIoError alike, so callers that must tell those apart
+  // (the protocol sessions do) use Read().
   bool Get(std::string_view key, std::string* value, uint32_t* flags = nullptr,
            uint64_t* cas = nullptr);
 
