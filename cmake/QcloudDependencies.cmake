@@ -35,38 +35,25 @@ else()
   set(_zstd zstd::libzstd_static)
 endif()
 
-find_package(liburing CONFIG QUIET)
-if(TARGET liburing::liburing)
-  set(_uring_target liburing::liburing)
-  set(_uring_find "find_dependency(liburing CONFIG)")
-else()
-  pkg_check_modules(liburing REQUIRED IMPORTED_TARGET liburing>=2.0)
-  set(_uring_target PkgConfig::liburing)
-  set(_uring_find "find_dependency(PkgConfig)"
-                  "pkg_check_modules(liburing REQUIRED IMPORTED_TARGET liburing)")
-endif()
-
-find_package(xxHash CONFIG QUIET)
-if(TARGET xxHash::xxhash)
-  set(_xxhash_target xxHash::xxhash)
-  set(_xxhash_find "find_dependency(xxHash CONFIG)")
-else()
-  pkg_check_modules(libxxhash REQUIRED IMPORTED_TARGET libxxhash>=0.8)
-  set(_xxhash_target PkgConfig::libxxhash)
-  set(_xxhash_find "find_dependency(PkgConfig)"
-                   "pkg_check_modules(libxxhash REQUIRED IMPORTED_TARGET libxxhash)")
-endif()
-
-find_package(lmdb CONFIG QUIET)
-if(TARGET lmdb::lmdb)
-  set(_lmdb_target lmdb::lmdb)
-  set(_lmdb_find "find_dependency(lmdb CONFIG)")
-else()
-  pkg_check_modules(lmdb REQUIRED IMPORTED_TARGET lmdb)
-  set(_lmdb_target PkgConfig::lmdb)
-  set(_lmdb_find "find_dependency(PkgConfig)"
-                 "pkg_check_modules(lmdb REQUIRED IMPORTED_TARGET lmdb)")
-endif()
+# A library that is a CMake config package under Conan and a pkg-config
+# module on Debian: sets <prefix>_target and <prefix>_find (the installed
+# config's lines) to whichever was found, so the export and the find agree.
+#   _qcloud_config_or_pkg(<prefix> <package> <config target> <pc module> <pc version>)
+macro(_qcloud_config_or_pkg prefix package config_target module version)
+  find_package(${package} CONFIG QUIET)
+  if(TARGET ${config_target})
+    set(${prefix}_target ${config_target})
+    set(${prefix}_find "find_dependency(${package} CONFIG)")
+  else()
+    pkg_check_modules(${module} REQUIRED IMPORTED_TARGET ${module}${version})
+    set(${prefix}_target PkgConfig::${module})
+    set(${prefix}_find "find_dependency(PkgConfig)"
+                       "pkg_check_modules(${module} REQUIRED IMPORTED_TARGET ${module})")
+  endif()
+endmacro()
+_qcloud_config_or_pkg(_uring liburing liburing::liburing liburing ">=2.0")
+_qcloud_config_or_pkg(_xxhash xxHash xxHash::xxhash libxxhash ">=0.8")
+_qcloud_config_or_pkg(_lmdb lmdb lmdb::lmdb lmdb "")
 
 qcloud_dependency(threads TARGET Threads::Threads FIND "find_dependency(Threads)"
                   LIBS -lpthread CONAN "")

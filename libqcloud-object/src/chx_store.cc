@@ -184,6 +184,15 @@ struct ChxStore::Impl {
   Status MarkDeleted(Volume& v, uint64_t offset, RecordHeader h);
   Status CompactVolume(std::shared_ptr<Volume> v);  // by value: it erases the table's copy
   Status SyncAll();
+  // Where the chunk is, and its volume (kept open for the caller's read).
+  Status Locate(ChunkId id, ChunkLocation* loc, std::shared_ptr<Volume>* v) const {
+    std::shared_lock lock(mu);
+    auto packed = index.Find(id.value);
+    if (!packed) return NotFound(fmt::format("no chunk {:#x}", id.value));
+    *loc = ChunkLocation::Unpack(*packed);
+    *v = volumes.at(loc->volume);
+    return Status::Ok();
+  }
 };
 
 ChxStore::ChxStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -439,13 +448,7 @@ Result<Buffer> ChxStore::Read(ChunkId id) {
   Impl& im = *impl_;
   ChunkLocation loc;
   std::shared_ptr<Volume> v;
-  {
-    std::shared_lock lock(im.mu);
-    auto packed = im.index.Find(id.value);
-    if (!packed) return NotFound(fmt::format("no chunk {:#x}", id.value));
-    loc = ChunkLocation::Unpack(*packed);
-    v = im.volumes.at(loc.volume);
-  }
+  QCLOUD_RETURN_IF_ERROR(im.Locate(id, &loc, &v));
   Buffer buf(loc.read_span);
   auto dst = buf.Prepare(loc.read_span);
   QCLOUD_ASSIGN_OR_RETURN(size_t got, v->file->ReadAt(loc.offset, dst.first(loc.read_span)));
@@ -479,13 +482,7 @@ Status ChxStore::Delete(ChunkId id) {
   std::lock_guard lock(im.append_mu);  // no compaction moves it meanwhile
   ChunkLocation loc;
   std::shared_ptr<Volume> v;
-  {
-    std::shared_lock rlock(im.mu);
-    auto packed = im.index.Find(id.value);
-    if (!packed) return NotFound(fmt::format("no chunk {:#x}", id.value));
-    loc = ChunkLocation::Unpack(*packed);
-    v = im.volumes.at(loc.volume);
-  }
+  QCLOUD_RETURN_IF_ERROR(im.Locate(id, &loc, &v));
   std::byte hb[kRecordHeaderSize];
   QCLOUD_ASSIGN_OR_RETURN(size_t got, v->file->ReadAt(loc.offset, {hb, sizeof hb}));
   auto h = chx::DecodeRecordHeader(ByteView(hb, got), im.options.max_chunk_bytes);

@@ -2,11 +2,7 @@
 // the pread/pwrite fallback and MemEnv; and the proof that the fallback is
 // chosen when the kernel refuses io_uring.
 #include <doctest/doctest.h>
-#include <linux/filter.h>
-#include <linux/seccomp.h>
 #include <stdlib.h>
-#include <sys/prctl.h>
-#include <sys/syscall.h>
 
 #include <algorithm>
 #include <cstddef>
@@ -18,6 +14,7 @@
 #include "core/io_backend.h"
 #include "qcloud/core/env.h"
 #include "qcloud/testing/doctest_helpers.h"
+#include "seccomp.h"
 #include "qcloud/testing/mem_env.h"
 
 namespace qcloud {
@@ -182,21 +179,6 @@ TEST_CASE("env: options are validated") {
   CHECK_ERRC(OpenPosixEnv({.ring_entries = 0}), Errc::kInvalidArgument);
 }
 
-// Installs a seccomp filter on the calling thread only that makes
-// io_uring_setup fail with EPERM, as Docker's default profile and
-// kernel.io_uring_disabled=2 do.
-bool RefuseIoUringOnThisThread() {
-  sock_filter filter[] = {
-      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA)),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-  };
-  sock_fprog prog{.len = static_cast<unsigned short>(std::size(filter)), .filter = filter};
-  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return false;
-  return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) == 0;
-}
-
 TEST_CASE("env: fallback is chosen when io_uring is refused") {
   TempDir dir;
   // The filter binds only the thread that installs it, so the rest of the
@@ -204,7 +186,7 @@ TEST_CASE("env: fallback is chosen when io_uring is refused") {
   bool installed = false;
   std::string backend_auto, forced_error, contents;
   std::thread t([&] {
-    installed = RefuseIoUringOnThisThread();
+    installed = test::RefuseIoUringInThisThread();
     if (!installed) return;
     auto forced = OpenPosixEnv({.backend = IoBackend::kIoUring});
     forced_error = forced.ok() ? "ok" : forced.error().ToString();

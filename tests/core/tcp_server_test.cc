@@ -4,11 +4,7 @@
 // filter that refuses io_uring as Docker's default profile does.
 
 #include <doctest/doctest.h>
-#include <linux/filter.h>
-#include <linux/seccomp.h>
 #include <stddef.h>
-#include <sys/prctl.h>
-#include <sys/syscall.h>
 
 #include <atomic>
 #include <chrono>
@@ -21,6 +17,7 @@
 #include "qcloud/core/clock.h"
 #include "qcloud/core/tcp_server.h"
 #include "qcloud/testing/doctest_helpers.h"
+#include "seccomp.h"
 #include "socket_client.h"
 
 namespace qcloud {
@@ -263,20 +260,6 @@ TEST_CASE("tcp server: options are checked") {
   CHECK_ERRC(r.server->Serve(7), Errc::kInvalidArgument);
 }
 
-// Makes io_uring_setup fail with EPERM in the calling thread (and threads
-// it starts), as Docker's default seccomp profile does.
-bool RefuseIoUringInThisThread() {
-  sock_filter filter[] = {
-      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA)),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-  };
-  sock_fprog prog{static_cast<unsigned short>(sizeof filter / sizeof filter[0]), filter};
-  return ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 &&
-         ::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) == 0;
-}
-
 TEST_CASE("tcp server: falls back to epoll when seccomp refuses io_uring") {
   Lines lines;
   std::promise<Endpoint> bound;
@@ -291,7 +274,7 @@ TEST_CASE("tcp server: falls back to epoll when seccomp refuses io_uring") {
   // The filter stays on this thread: the test process keeps io_uring.
   auto filtered = std::async(std::launch::async, [&] {
     Outcome o;
-    o.filtered = RefuseIoUringInThisThread();
+    o.filtered = test::RefuseIoUringInThisThread();
     o.uring_refused = !core_internal::IoUringAllowed();
     auto forced = TcpServer::Open(lines, {.backend = LoopBackend::kIoUring});
     o.forced_uring_unsupported = !forced.ok() && forced.status() == Errc::kNotSupported;
