@@ -6,7 +6,6 @@
 #include "qcloud/kv/server.h"
 
 #include <algorithm>
-#include <ctime>
 #include <mutex>
 
 #include <fmt/format.h>
@@ -89,7 +88,8 @@ Result<std::unique_ptr<Server>> Server::Open(Store& store, const ServerOptions& 
   impl->shared.options = options;
   impl->counters = std::vector<WorkerCounters>(options.threads);
   impl->shared.workers = &impl->counters;
-  impl->shared.started_unix = static_cast<int64_t>(std::time(nullptr));
+  impl->shared.started_unix =
+      std::chrono::duration_cast<std::chrono::seconds>(impl->clock->WallNow().time_since_epoch()).count();
   impl->sessions = std::make_unique<Sessions>(impl->shared);
 
   TcpServerOptions lo;

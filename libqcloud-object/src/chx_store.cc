@@ -152,6 +152,7 @@ struct ChxStore::Impl {
   Env* env = nullptr;
   std::unique_ptr<Env> owned_env;
   Logger* logger = nullptr;
+  Clock* clock = nullptr;
 
   mutable std::shared_mutex mu;
   ChunkIndex index;                                     // guarded by mu
@@ -213,6 +214,7 @@ Result<std::unique_ptr<ChxStore>> ChxStore::Open(const ChxOptions& options) {
   auto impl = std::make_unique<Impl>();
   impl->options = options;
   impl->logger = options.logger != nullptr ? options.logger : &DiscardLogger();
+  impl->clock = options.clock != nullptr ? options.clock : &RealClock();
   impl->env = options.env;
   if (impl->env == nullptr) {
     QCLOUD_ASSIGN_OR_RETURN(impl->owned_env, OpenPosixEnv());
@@ -223,15 +225,21 @@ Result<std::unique_ptr<ChxStore>> ChxStore::Open(const ChxOptions& options) {
   return std::unique_ptr<ChxStore>(new ChxStore(std::move(impl)));
 }
 
+namespace {
+Status WriteVolumeHeader(File& f, uint32_t id, const Clock& clock) {
+  const auto created = std::chrono::duration_cast<std::chrono::seconds>(clock.WallNow().time_since_epoch());
+  std::byte header[kVolumeHeaderSize];
+  chx::EncodeVolumeHeader({.volume_id = id, .created_unix = static_cast<uint64_t>(created.count())}, header);
+  return f.WriteAt(0, ByteView(header, sizeof header));
+}
+}  // namespace
+
 Result<std::shared_ptr<Volume>> ChxStore::Impl::CreateVolume(uint32_t id) {
   auto v = std::make_shared<Volume>();
   v->id = id;
   v->path = PathOf(id);
   QCLOUD_ASSIGN_OR_RETURN(auto f, env->OpenFile(v->path, OpenMode::kCreateExclusive));
-  std::byte header[kVolumeHeaderSize];
-  chx::EncodeVolumeHeader({.volume_id = id, .created_unix = static_cast<uint64_t>(std::time(nullptr))},
-                          header);
-  QCLOUD_RETURN_IF_ERROR(f->WriteAt(0, ByteView(header, sizeof header)));
+  QCLOUD_RETURN_IF_ERROR(WriteVolumeHeader(*f, id, *clock));
   v->file = std::move(f);
   return v;
 }
@@ -278,10 +286,7 @@ Status ChxStore::Impl::Recover() {
       if (size < kVolumeHeaderSize && id == ids.back()) {
         // Created, then a crash before its header was written: start over.
         QCLOUD_RETURN_IF_ERROR(f->Truncate(0));
-        std::byte fresh[kVolumeHeaderSize];
-        chx::EncodeVolumeHeader({.volume_id = id, .created_unix = static_cast<uint64_t>(std::time(nullptr))},
-                                fresh);
-        QCLOUD_RETURN_IF_ERROR(f->WriteAt(0, ByteView(fresh, sizeof fresh)));
+        QCLOUD_RETURN_IF_ERROR(WriteVolumeHeader(*f, id, *clock));
         truncated += size;
         size = kVolumeHeaderSize;
         vh = chx::VolumeHeader{.volume_id = id};
@@ -391,15 +396,19 @@ Result<ChunkId> ChxStore::Append(ByteView data) {
     return Status(Errc::kTooLarge, fmt::format("chunk of {} bytes > max_chunk_bytes {}",
                                                data.size(), im.options.max_chunk_bytes));
   }
+  // Everything but the id is prepared before the lock: hashing and copying
+  // a chunk of megabytes must not serialise the other appenders.
   const uint64_t span = RecordSpan(data.size());
+  const uint64_t sum = chx::DataSum(data);
   Buffer record(span);
   std::byte* bytes = record.Prepare(span).data();
-  std::memset(bytes, 0, span);
   std::memcpy(bytes + kRecordHeaderSize, data.data(), data.size());
+  std::memset(bytes + kRecordHeaderSize + data.size(), 0, span - kRecordHeaderSize - data.size());
   record.Commit(span);
   std::lock_guard lock(im.append_mu);
   if (im.next_seq == kMaxSequence) QCLOUD_RETURN_IF_ERROR(im.RollVolume());
-  // The volume may roll inside WriteRecord: the id is taken after.
+  // Roll before taking the id, which names the volume the record lands in
+  // (WriteRecord then finds room and does not roll again).
   if (im.active->end + span > im.options.volume_bytes && im.active->end > kVolumeHeaderSize) {
     QCLOUD_RETURN_IF_ERROR(im.RollVolume());
   }
@@ -407,7 +416,7 @@ Result<ChunkId> ChxStore::Append(ByteView data) {
   chx::EncodeRecordHeader({.type = RecordType::kChunk,
                            .id = id.value,
                            .length = static_cast<uint32_t>(data.size()),
-                           .data_sum = chx::DataSum(data)},
+                           .data_sum = sum},
                           bytes);
   QCLOUD_ASSIGN_OR_RETURN(uint64_t offset, im.WriteRecord(record.readable()));
   ++im.next_seq;

@@ -47,11 +47,6 @@ constexpr unsigned kMaxDbs = 8;
 uint64_t ZigZag(int64_t v) { return (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63); }
 int64_t UnZigZag(uint64_t v) { return static_cast<int64_t>(v >> 1) ^ -static_cast<int64_t>(v & 1); }
 
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 Status LmdbError(int rc, std::string_view what) {
   switch (rc) {
@@ -462,6 +457,7 @@ Result<ObjectMeta> DecodeObjectMeta(std::string_view bytes) {
 
 struct IndexStore::Impl {
   IndexOptions options;
+  Clock* clock = nullptr;
   MDB_env* env = nullptr;
   MDB_dbi buckets{}, owners{}, objects{}, contents{};
 
@@ -563,6 +559,7 @@ Result<std::unique_ptr<IndexStore>> IndexStore::Open(const IndexOptions& options
   }
   auto impl = std::make_unique<Impl>();
   impl->options = options;
+  impl->clock = options.clock != nullptr ? options.clock : &RealClock();
   int rc = mdb_env_create(&impl->env);
   if (rc != 0) return LmdbError(rc, "mdb_env_create");
   mdb_env_set_maxdbs(impl->env, kMaxDbs);
@@ -596,7 +593,7 @@ Status IndexStore::CreateBucket(std::string_view owner, std::string_view bucket)
   if (owner.empty() || owner.size() > kMaxOwnerBytes || owner.find('\0') != std::string_view::npos) {
     return InvalidArgument("owner must be 1..256 bytes without NUL");
   }
-  const std::string record = EncodeBucket({std::string(bucket), std::string(owner), NowMs()});
+  const std::string record = EncodeBucket({std::string(bucket), std::string(owner), UnixMs(*impl_->clock)});
   std::string owner_key = std::string(owner) + '\0' + std::string(bucket);
   return impl_->Write([&](MDB_txn* txn) -> Status {
     MDB_val k = Val(bucket), v = Val(record);

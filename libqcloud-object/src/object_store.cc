@@ -14,12 +14,6 @@ namespace qcloud::object {
 
 namespace {
 
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 constexpr uint64_t kMinChunkBytes = 4096;
 
 }  // namespace
@@ -27,6 +21,7 @@ constexpr uint64_t kMinChunkBytes = 4096;
 struct ObjectStore::Impl {
   ObjectStoreOptions options;
   Logger* logger = nullptr;
+  Clock* clock = nullptr;
   std::vector<std::unique_ptr<ChxStore>> disks;
   std::unique_ptr<IndexStore> index;
   std::atomic<uint64_t> next_disk{0};
@@ -149,7 +144,7 @@ Result<ObjectMeta> ObjectWriter::Finish(std::string_view bucket, std::string_vie
   meta.etag = ToHex(AsBytes(md5));
   meta.content_type = options.content_type;
   meta.user_metadata = options.user_metadata;
-  meta.mtime_ms = NowMs();
+  meta.mtime_ms = UnixMs(*w.store->clock);
   meta.chunks = w.written;
   meta.content = content.Encode();
   if (w.store->options.durability == Durability::kDurable) {
@@ -178,19 +173,22 @@ Result<std::unique_ptr<ObjectStore>> ObjectStore::Open(const ObjectStoreOptions&
   auto impl = std::make_unique<Impl>();
   impl->options = options;
   impl->logger = options.logger != nullptr ? options.logger : &DiscardLogger();
+  impl->clock = options.clock != nullptr ? options.clock : &RealClock();
   for (const std::string& dir : options.disks) {
     QCLOUD_ASSIGN_OR_RETURN(
         auto chx, ChxStore::Open({.dir = dir,
                                   .env = options.env,
                                   .volume_bytes = options.volume_bytes,
                                   .max_chunk_bytes = static_cast<uint32_t>(options.chunk_bytes),
-                                  .logger = options.logger}));
+                                  .logger = options.logger,
+                                  .clock = impl->clock}));
     impl->disks.push_back(std::move(chx));
   }
   QCLOUD_ASSIGN_OR_RETURN(impl->index,
                           IndexStore::Open({.dir = options.index_dir,
                                             .durability = options.durability,
-                                            .map_bytes = options.index_map_bytes}));
+                                            .map_bytes = options.index_map_bytes,
+                                            .clock = impl->clock}));
   QCLOUD_RETURN_IF_ERROR(impl->CollectGarbage());
   return std::unique_ptr<ObjectStore>(new ObjectStore(std::move(impl)));
 }
@@ -215,7 +213,7 @@ Result<ObjectMeta> ObjectStore::PutInstant(std::string_view bucket, std::string_
   meta.etag = ToHex(ByteView(content.md5, sizeof content.md5));
   meta.content_type = options.content_type;
   meta.user_metadata = options.user_metadata;
-  meta.mtime_ms = NowMs();
+  meta.mtime_ms = UnixMs(*impl_->clock);
   meta.content = content.Encode();
   WriteOutcome out;
   QCLOUD_RETURN_IF_ERROR(impl_->index->PutObject(bucket, key, meta, &out));

@@ -28,7 +28,8 @@ struct Fixture {
             .index_dir = index_dir,
             .env = &env,
             .chunk_bytes = 64 * 1024,
-            .volume_bytes = 1 << 20};
+            .volume_bytes = 1 << 20,
+            .clock = &clock};
   }
   std::unique_ptr<ObjectStore> Open() {
     auto s = REQUIRE_VALUE(ObjectStore::Open(Options()));
@@ -36,6 +37,7 @@ struct Fixture {
     return s;
   }
   testing::MemEnv env;
+  ManualClock clock;  // 2014-01-01T00:00:00Z
   std::string index_dir;
 };
 
@@ -71,6 +73,8 @@ TEST_CASE("object store: bodies are cut into chunks over the disks and read back
   CHECK(meta.size == big.size());
   CHECK(meta.chunks.size() == 5);
   CHECK(meta.etag == ToHex(AsBytes(Md5(ByteView(big)))));
+  CHECK(meta.mtime_ms == 1388534400000);  // the injected clock's time
+  CHECK(s->index().GetBucket("photos").value().created_ms == 1388534400000);
   std::set<uint32_t> disks;
   for (const ChunkRef& c : meta.chunks) disks.insert(c.store);
   CHECK(disks.size() == 3);  // spread over every disk

@@ -42,6 +42,7 @@
 #include <vector>
 
 #include "qcloud/core/bytes.h"
+#include "qcloud/core/clock.h"
 #include "qcloud/core/env.h"
 #include "qcloud/core/export.h"
 #include "qcloud/core/log.h"
@@ -64,6 +65,7 @@ struct ChxOptions {
   uint32_t max_chunk_bytes = 64u << 20;        // largest chunk (Append refuses more); 64 MiB
   double compact_dead_ratio = 0.5;      // Compact() rewrites sealed volumes at least this dead
   Logger* logger = nullptr;             // recovery and compaction reports; not owned; null = discard
+  Clock* clock = nullptr;               // volumes' creation times; not owned, outlives the store; null = real
 };
 
 struct ChxStats {

@@ -51,6 +51,7 @@
 #include <utility>
 #include <vector>
 
+#include "qcloud/core/clock.h"
 #include "qcloud/core/export.h"
 #include "qcloud/core/result.h"
 #include "qcloud/core/status.h"
@@ -134,7 +135,13 @@ struct IndexOptions {
   std::string dir;                             // the LMDB environment; created if missing
   Durability durability = Durability::kProcessCrash;  // see Durability
   uint64_t map_bytes = uint64_t{64} << 30;     // LMDB's map (virtual address space, not RAM); 64 GiB
+  Clock* clock = nullptr;  // buckets' creation times; not owned, outlives the store; null = real
 };
+
+// A wall-clock reading as UNIX milliseconds (ObjectMeta::mtime_ms and the like).
+inline int64_t UnixMs(const Clock& clock) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(clock.WallNow().time_since_epoch()).count();
+}
 
 // Limits S3 sets, enforced here so that no caller can store more.
 inline constexpr size_t kMaxKeyBytes = 1024;

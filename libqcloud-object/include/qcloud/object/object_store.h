@@ -57,6 +57,7 @@ struct ObjectStoreOptions {
   uint64_t volume_bytes = uint64_t{1} << 30;  // CHX volume size; 1 GiB
   uint64_t index_map_bytes = uint64_t{64} << 30;  // LMDB map size (address space)
   Logger* logger = nullptr;              // not owned, outlives the store; null = discard
+  Clock* clock = nullptr;                // objects' mtimes; not owned, outlives the store; null = real
 };
 
 struct PutOptions {
