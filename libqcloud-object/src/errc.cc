@@ -16,6 +16,10 @@ class ObjectErrorCategory final : public std::error_category {
       case Errc::kRequestTimeTooSkewed: return "request time too skewed";
       case Errc::kRequestExpired: return "request expired";
       case Errc::kAccessDenied: return "access denied";
+      case Errc::kNoSuchUpload: return "no such upload";
+      case Errc::kInvalidPart: return "invalid part";
+      case Errc::kInvalidPartOrder: return "invalid part order";
+      case Errc::kEntityTooSmall: return "entity too small";
     }
     return "unknown object error " + std::to_string(ev);
   }
@@ -24,6 +28,10 @@ class ObjectErrorCategory final : public std::error_category {
       case Errc::kAuthorizationMalformed: return std::errc::invalid_argument;
       case Errc::kRequestTimeTooSkewed:
       case Errc::kRequestExpired: return std::errc::timed_out;
+      case Errc::kNoSuchUpload: return std::errc::no_such_file_or_directory;
+      case Errc::kInvalidPart:
+      case Errc::kInvalidPartOrder:
+      case Errc::kEntityTooSmall: return std::errc::invalid_argument;
       default: return std::errc::permission_denied;
     }
   }

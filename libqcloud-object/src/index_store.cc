@@ -3,6 +3,9 @@
 //   owners   owner '\0' bucket                -> "" (a user's buckets, in order)
 //   objects  len(bucket) bucket key           -> ObjectMeta (EncodeObjectMeta)
 //   contents ContentId::Encode()               -> references, chunk list
+//   uploads  upload id                         -> UploadInfo (multipart in progress)
+//   parts    upload id, part number (BE32)     -> PartInfo
+//   bucket_uploads len(bucket) bucket upload id -> "" (a bucket's uploads)
 // The objects key starts with the bucket name's length (one byte, names are
 // at most 63), so one bucket's keys are contiguous and in S3's byte order.
 //
@@ -17,6 +20,7 @@
 #include <lmdb.h>
 #include <sys/stat.h>
 
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
@@ -25,10 +29,13 @@
 #include <algorithm>
 #include <functional>
 #include <mutex>
+#include <random>
 
 #include <fmt/format.h>
 
 #include "qcloud/core/bytes.h"
+#include "qcloud/core/hash.h"
+#include "qcloud/object/errc.h"
 
 namespace qcloud::object {
 
@@ -51,7 +58,7 @@ int64_t UnZigZag(uint64_t v) { return static_cast<int64_t>(v >> 1) ^ -static_cas
 Status LmdbError(int rc, std::string_view what) {
   switch (rc) {
     case MDB_MAP_FULL:
-      return Status(Errc::kResourceExhausted, fmt::format("{}: index map full", what));
+      return Status(qcloud::Errc::kResourceExhausted, fmt::format("{}: index map full", what));
     case MDB_CORRUPTED:
     case MDB_PAGE_NOTFOUND:
     case MDB_INVALID:
@@ -189,7 +196,7 @@ Status PutRecord(MDB_txn* txn, MDB_dbi dbi, std::string_view composite, std::str
     it->second = std::string(record);
   } else {
     if (entries.size() >= kMaxBundleEntries) {
-      return Status(Errc::kResourceExhausted, "too many long keys share their first 480 bytes");
+      return Status(qcloud::Errc::kResourceExhausted, "too many long keys share their first 480 bytes");
     }
     entries.insert(it, {rest, std::string(record)});
   }
@@ -331,6 +338,61 @@ Result<BucketInfo> DecodeBucket(std::string_view name, std::string_view bytes) {
   return b;
 }
 
+std::string EncodeUpload(const UploadInfo& u) {
+  Buffer out;
+  ByteWriter w(out);
+  w.PutU8(kMetaVersion);
+  w.PutLengthPrefixed(ByteView(u.bucket));
+  w.PutLengthPrefixed(ByteView(u.key));
+  w.PutLengthPrefixed(ByteView(u.owner));
+  w.PutVarint64(ZigZag(u.initiated_ms));
+  w.PutLengthPrefixed(ByteView(u.content_type));
+  w.PutVarint64(u.user_metadata.size());
+  for (const auto& [name, value] : u.user_metadata) {
+    w.PutLengthPrefixed(ByteView(name));
+    w.PutLengthPrefixed(ByteView(value));
+  }
+  return out.readable().ToString();
+}
+
+Result<UploadInfo> DecodeUpload(std::string_view id, std::string_view bytes) {
+  ByteReader r{ByteView(bytes)};
+  UploadInfo u;
+  u.upload_id = std::string(id);
+  auto v = r.ReadU8();
+  auto bucket = r.ReadLengthPrefixed(kMaxBucketBytes);
+  auto key = r.ReadLengthPrefixed(kMaxKeyBytes);
+  auto owner = r.ReadLengthPrefixed(kMaxOwnerBytes);
+  auto initiated = r.ReadVarint64();
+  auto type = r.ReadLengthPrefixed(kMaxContentType);
+  auto nmeta = r.ReadVarint64();
+  if (!v || *v != kMetaVersion || !bucket || !key || !owner || !initiated || !type || !nmeta ||
+      *nmeta > kMaxUserMetaEntries) {
+    return Corruption("upload record: damaged");
+  }
+  u.bucket = bucket->ToString();
+  u.key = key->ToString();
+  u.owner = owner->ToString();
+  u.initiated_ms = UnZigZag(*initiated);
+  u.content_type = type->ToString();
+  for (uint64_t i = 0; i < *nmeta; ++i) {
+    auto name = r.ReadLengthPrefixed(kMaxUserMetaBytes);
+    auto value = r.ReadLengthPrefixed(kMaxUserMetaBytes);
+    if (!name || !value) return Corruption("upload record: damaged user metadata");
+    u.user_metadata.emplace_back(name->ToString(), value->ToString());
+  }
+  if (!r.empty()) return Corruption("upload record: trailing bytes");
+  return u;
+}
+
+std::string PartKey(std::string_view upload_id, uint32_t number) {
+  std::string k(upload_id);
+  char be[4];
+  EncodeBigEndian32(reinterpret_cast<std::byte*>(be), number);
+  k.append(be, 4);
+  return k;
+}
+
 }  // namespace
 
 std::string ContentId::Encode() const {
@@ -397,6 +459,35 @@ Result<ContentRecord> DecodeContent(std::string_view bytes) {
   return c;
 }
 
+std::string EncodePart(const PartInfo& p) {
+  Buffer out;
+  ByteWriter w(out);
+  w.PutU8(kMetaVersion);
+  w.PutVarint64(p.size);
+  w.PutLengthPrefixed(ByteView(p.etag));
+  w.PutVarint64(ZigZag(p.mtime_ms));
+  PutChunks(w, p.chunks);
+  return out.readable().ToString();
+}
+
+Result<PartInfo> DecodePart(uint32_t number, std::string_view bytes) {
+  ByteReader r{ByteView(bytes)};
+  PartInfo p;
+  p.number = number;
+  auto v = r.ReadU8();
+  auto size = r.ReadVarint64();
+  auto etag = r.ReadLengthPrefixed(kMaxEtag);
+  auto mtime = r.ReadVarint64();
+  if (!v || *v != kMetaVersion || !size || !etag || !mtime) return Corruption("part record: damaged");
+  p.size = *size;
+  p.etag = etag->ToString();
+  p.mtime_ms = UnZigZag(*mtime);
+  uint64_t total = 0;
+  QCLOUD_RETURN_IF_ERROR(ReadChunks(r, &p.chunks, &total));
+  if (!r.empty() || total != p.size) return Corruption("part record: damaged chunk list");
+  return p;
+}
+
 }  // namespace
 
 std::string EncodeObjectMeta(const ObjectMeta& m) {
@@ -460,6 +551,7 @@ struct IndexStore::Impl {
   Clock* clock = nullptr;
   MDB_env* env = nullptr;
   MDB_dbi buckets{}, owners{}, objects{}, contents{};
+  MDB_dbi uploads{}, parts{}, bucket_uploads{};
 
   // Writes (or with nullopt deletes) the object under composite key `k` in
   // `txn`, keeping the contents' reference counts; fills `out`.
@@ -467,6 +559,15 @@ struct IndexStore::Impl {
                      WriteOutcome& out);
   // Drops one reference to what `meta` points at; collects freed chunks.
   Status Release(MDB_txn* txn, const ObjectMeta& meta, std::vector<ChunkRef>& free_chunks);
+  // The upload's record, or kNoSuchUpload.
+  Result<UploadInfo> LoadUpload(MDB_txn* txn, std::string_view upload_id) const;
+  // Visits the upload's parts in number order; fn returns false to stop.
+  Status ForEachPart(MDB_txn* txn, std::string_view upload_id, uint32_t after,
+                     const std::function<Result<bool>(PartInfo&&)>& fn) const;
+  // Deletes the upload and its parts; the chunks of parts not in `kept` go
+  // to free_chunks.
+  Status DropUpload(MDB_txn* txn, const UploadInfo& upload, const std::vector<uint32_t>& kept,
+                    std::vector<ChunkRef>& free_chunks);
 
   // Group commit.
   struct Request {
@@ -576,7 +677,9 @@ Result<std::unique_ptr<IndexStore>> IndexStore::Open(const IndexOptions& options
   rc = mdb_txn_begin(impl->env, nullptr, 0, &txn);
   if (rc != 0) return LmdbError(rc, "begin");
   for (auto [name, dbi] : {std::pair{"buckets", &impl->buckets}, std::pair{"owners", &impl->owners},
-                           std::pair{"objects", &impl->objects}, std::pair{"contents", &impl->contents}}) {
+                           std::pair{"objects", &impl->objects}, std::pair{"contents", &impl->contents},
+                           std::pair{"uploads", &impl->uploads}, std::pair{"parts", &impl->parts},
+                           std::pair{"bucket_uploads", &impl->bucket_uploads}}) {
     rc = mdb_dbi_open(txn, name, MDB_CREATE, dbi);
     if (rc != 0) {
       mdb_txn_abort(txn);
@@ -598,7 +701,7 @@ Status IndexStore::CreateBucket(std::string_view owner, std::string_view bucket)
   return impl_->Write([&](MDB_txn* txn) -> Status {
     MDB_val k = Val(bucket), v = Val(record);
     int rc = mdb_put(txn, impl_->buckets, &k, &v, MDB_NOOVERWRITE);
-    if (rc == MDB_KEYEXIST) return Status(Errc::kAlreadyExists, fmt::format("bucket {} exists", bucket));
+    if (rc == MDB_KEYEXIST) return Status(qcloud::Errc::kAlreadyExists, fmt::format("bucket {} exists", bucket));
     if (rc != 0) return LmdbError(rc, "put bucket");
     MDB_val ok = Val(owner_key), empty{0, nullptr};
     rc = mdb_put(txn, impl_->owners, &ok, &empty, 0);
@@ -606,8 +709,10 @@ Status IndexStore::CreateBucket(std::string_view owner, std::string_view bucket)
   });
 }
 
-Status IndexStore::DeleteBucket(std::string_view bucket) {
-  return impl_->Write([&](MDB_txn* txn) -> Status {
+Status IndexStore::DeleteBucket(std::string_view bucket, std::vector<ChunkRef>* free_chunks) {
+  std::vector<ChunkRef> freed;
+  Status s = impl_->Write([&](MDB_txn* txn) -> Status {
+    freed.clear();
     MDB_val k = Val(bucket), v;
     int rc = mdb_get(txn, impl_->buckets, &k, &v);
     if (rc == MDB_NOTFOUND) return NotFound(fmt::format("no bucket {}", bucket));
@@ -619,14 +724,34 @@ Status IndexStore::DeleteBucket(std::string_view bucket) {
     c.Seek(start);
     QCLOUD_RETURN_IF_ERROR(c.status());
     const bool has_objects = c.valid() && c.key().starts_with(start);
-    if (has_objects) return Status(Errc::kAborted, fmt::format("bucket {} is not empty", bucket));
+    if (has_objects) return Status(qcloud::Errc::kAborted, fmt::format("bucket {} is not empty", bucket));
     rc = mdb_del(txn, impl_->buckets, &k, nullptr);
     if (rc != 0) return LmdbError(rc, "delete bucket");
     const std::string owner_key = info.owner + '\0' + std::string(bucket);
     MDB_val ok = Val(owner_key);
     rc = mdb_del(txn, impl_->owners, &ok, nullptr);
-    return rc == 0 || rc == MDB_NOTFOUND ? Status::Ok() : LmdbError(rc, "delete owner entry");
+    if (rc != 0 && rc != MDB_NOTFOUND) return LmdbError(rc, "delete owner entry");
+    // Uploads in progress go with the bucket.
+    std::vector<std::string> ids;
+    {
+      MDB_cursor* uc = nullptr;
+      rc = mdb_cursor_open(txn, impl_->bucket_uploads, &uc);
+      if (rc != 0) return LmdbError(rc, "cursor");
+      MDB_val uk = Val(start), uv;
+      for (rc = mdb_cursor_get(uc, &uk, &uv, MDB_SET_RANGE); rc == 0 && View(uk).starts_with(start);
+           rc = mdb_cursor_get(uc, &uk, &uv, MDB_NEXT)) {
+        ids.emplace_back(View(uk).substr(start.size()));
+      }
+      mdb_cursor_close(uc);
+    }
+    for (const std::string& id : ids) {
+      QCLOUD_ASSIGN_OR_RETURN(UploadInfo u, impl_->LoadUpload(txn, id));
+      QCLOUD_RETURN_IF_ERROR(impl_->DropUpload(txn, u, {}, freed));
+    }
+    return Status::Ok();
   });
+  if (s.ok() && free_chunks != nullptr) *free_chunks = std::move(freed);
+  return s;
 }
 
 Result<BucketInfo> IndexStore::GetBucket(std::string_view bucket) const {
@@ -814,7 +939,7 @@ Status IndexStore::DeleteObject(std::string_view bucket, std::string_view key, W
   Status s = impl_->Write([&](MDB_txn* txn) -> Status {
     out = {};
     Status st = impl_->ApplyObject(txn, k, std::nullopt, out);
-    if (st == Errc::kNotFound) return NotFound(fmt::format("no object {}/{}", bucket, key));
+    if (st == qcloud::Errc::kNotFound) return NotFound(fmt::format("no object {}/{}", bucket, key));
     return st;
   });
   if (s.ok() && outcome != nullptr) *outcome = std::move(out);
@@ -868,7 +993,19 @@ Status IndexStore::VisitChunks(const std::function<void(const ChunkRef&)>& fn) c
         for (const ChunkRef& r : meta.chunks) fn(r);
       }
     }
-    return objects.status();
+    QCLOUD_RETURN_IF_ERROR(objects.status());
+    rc = mdb_cursor_open(txn, impl_->parts, &c);
+    if (rc != 0) return LmdbError(rc, "cursor");
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+      auto part = DecodePart(0, View(v));
+      if (!part.ok()) {
+        mdb_cursor_close(c);
+        return part.status();
+      }
+      for (const ChunkRef& r : part->chunks) fn(r);
+    }
+    mdb_cursor_close(c);
+    return Status::Ok();
   });
 }
 
@@ -935,6 +1072,356 @@ Result<ListResult> IndexStore::List(std::string_view bucket, const ListOptions& 
     if (out.truncated) out.next_start_after = last;
     return out;
   });
+}
+
+Result<UploadInfo> IndexStore::Impl::LoadUpload(MDB_txn* txn, std::string_view upload_id) const {
+  MDB_val k = Val(upload_id), v;
+  if (upload_id.empty() || upload_id.size() > 64) {
+    return Status(object::Errc::kNoSuchUpload, fmt::format("no upload '{}'", upload_id));
+  }
+  const int rc = mdb_get(txn, uploads, &k, &v);
+  if (rc == MDB_NOTFOUND) return Status(object::Errc::kNoSuchUpload, fmt::format("no upload '{}'", upload_id));
+  if (rc != 0) return LmdbError(rc, "get upload");
+  return DecodeUpload(upload_id, View(v));
+}
+
+Status IndexStore::Impl::ForEachPart(MDB_txn* txn, std::string_view upload_id, uint32_t after,
+                                     const std::function<Result<bool>(PartInfo&&)>& fn) const {
+  MDB_cursor* c = nullptr;
+  int rc = mdb_cursor_open(txn, parts, &c);
+  if (rc != 0) return LmdbError(rc, "cursor");
+  const std::string start = PartKey(upload_id, after + 1);
+  MDB_val k = Val(start), v;
+  Status status;
+  for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+    const std::string_view key = View(k);
+    if (key.size() != upload_id.size() + 4 || !key.starts_with(upload_id)) break;
+    const uint32_t number = DecodeBigEndian32(reinterpret_cast<const std::byte*>(key.data() + upload_id.size()));
+    auto part = DecodePart(number, View(v));
+    if (!part.ok()) {
+      status = part.status();
+      break;
+    }
+    auto more = fn(std::move(*part));
+    if (!more.ok()) {
+      status = more.status();
+      break;
+    }
+    if (!*more) break;
+  }
+  if (status.ok() && rc != 0 && rc != MDB_NOTFOUND) status = LmdbError(rc, "cursor");
+  mdb_cursor_close(c);
+  return status;
+}
+
+Status IndexStore::Impl::DropUpload(MDB_txn* txn, const UploadInfo& upload,
+                                    const std::vector<uint32_t>& kept,
+                                    std::vector<ChunkRef>& free_chunks) {
+  std::vector<std::string> part_keys;
+  QCLOUD_RETURN_IF_ERROR(ForEachPart(txn, upload.upload_id, 0, [&](PartInfo&& part) -> Result<bool> {
+    if (!std::binary_search(kept.begin(), kept.end(), part.number)) {
+      free_chunks.insert(free_chunks.end(), part.chunks.begin(), part.chunks.end());
+    }
+    part_keys.push_back(PartKey(upload.upload_id, part.number));
+    return true;
+  }));
+  for (const std::string& pk : part_keys) {
+    MDB_val k = Val(pk);
+    const int rc = mdb_del(txn, parts, &k, nullptr);
+    if (rc != 0) return LmdbError(rc, "delete part");
+  }
+  MDB_val uk = Val(upload.upload_id);
+  int rc = mdb_del(txn, uploads, &uk, nullptr);
+  if (rc != 0) return LmdbError(rc, "delete upload");
+  const std::string bk = ObjectKey(upload.bucket, upload.upload_id);
+  MDB_val bkv = Val(bk);
+  rc = mdb_del(txn, bucket_uploads, &bkv, nullptr);
+  return rc == 0 || rc == MDB_NOTFOUND ? Status::Ok() : LmdbError(rc, "delete bucket upload");
+}
+
+Result<ObjectMeta> IndexStore::CopyObject(std::string_view src_bucket, std::string_view src_key,
+                                          std::string_view dst_bucket, std::string_view dst_key,
+                                          const ObjectMeta* replacement, WriteOutcome* outcome) {
+  QCLOUD_RETURN_IF_ERROR(CheckKey(src_key));
+  QCLOUD_RETURN_IF_ERROR(CheckKey(dst_key));
+  QCLOUD_RETURN_IF_ERROR(CheckBucketName(src_bucket));
+  QCLOUD_RETURN_IF_ERROR(CheckBucketName(dst_bucket));
+  if (replacement != nullptr &&
+      (replacement->content_type.size() > kMaxContentType ||
+       replacement->user_metadata.size() > kMaxUserMetaEntries)) {
+    return InvalidArgument("object metadata over its limits");
+  }
+  const std::string sk = ObjectKey(src_bucket, src_key);
+  const std::string dk = ObjectKey(dst_bucket, dst_key);
+  const int64_t now = UnixMs(*impl_->clock);
+  WriteOutcome out;
+  ObjectMeta copy;
+  Status s = impl_->Write([&](MDB_txn* txn) -> Status {
+    out = {};
+    MDB_val bk = Val(dst_bucket), bv;
+    int rc = mdb_get(txn, impl_->buckets, &bk, &bv);
+    if (rc == MDB_NOTFOUND) return NotFound(fmt::format("no bucket {}", dst_bucket));
+    if (rc != 0) return LmdbError(rc, "get bucket");
+    QCLOUD_ASSIGN_OR_RETURN(auto record, GetRecord(txn, impl_->objects, sk));
+    if (!record) return NotFound(fmt::format("no object {}/{}", src_bucket, src_key));
+    QCLOUD_ASSIGN_OR_RETURN(copy, DecodeObjectMeta(*record));
+    if (copy.content.empty()) {
+      return Status(qcloud::Errc::kNotSupported, "the source's chunks are not shared: copy its bytes");
+    }
+    if (replacement != nullptr) {
+      copy.content_type = replacement->content_type;
+      copy.user_metadata = replacement->user_metadata;
+    }
+    copy.mtime_ms = now;
+    // No chunks of its own: ApplyObject takes a reference to the content's.
+    ObjectMeta named = copy;
+    named.chunks.clear();
+    return impl_->ApplyObject(txn, dk, named, out);
+  });
+  if (!s.ok()) return s;
+  if (outcome != nullptr) *outcome = std::move(out);
+  return copy;
+}
+
+Result<std::string> IndexStore::CreateUpload(const UploadInfo& info) {
+  QCLOUD_RETURN_IF_ERROR(CheckKey(info.key));
+  QCLOUD_RETURN_IF_ERROR(CheckBucketName(info.bucket));
+  if (info.owner.size() > kMaxOwnerBytes || info.content_type.size() > kMaxContentType ||
+      info.user_metadata.size() > kMaxUserMetaEntries) {
+    return InvalidArgument("upload metadata over its limits");
+  }
+  uint8_t raw[16];
+  {
+    std::random_device rd;
+    for (size_t i = 0; i < sizeof raw; i += 4) {
+      const uint32_t r = rd();
+      std::memcpy(raw + i, &r, 4);
+    }
+  }
+  UploadInfo u = info;
+  u.upload_id = ToHex(ByteView(raw, sizeof raw));
+  u.initiated_ms = UnixMs(*impl_->clock);
+  const std::string record = EncodeUpload(u);
+  const std::string bk = ObjectKey(u.bucket, u.upload_id);
+  QCLOUD_RETURN_IF_ERROR(impl_->Write([&](MDB_txn* txn) -> Status {
+    MDB_val b = Val(u.bucket), bv;
+    int rc = mdb_get(txn, impl_->buckets, &b, &bv);
+    if (rc == MDB_NOTFOUND) return NotFound(fmt::format("no bucket {}", u.bucket));
+    if (rc != 0) return LmdbError(rc, "get bucket");
+    MDB_val k = Val(u.upload_id), v = Val(record);
+    rc = mdb_put(txn, impl_->uploads, &k, &v, MDB_NOOVERWRITE);
+    if (rc != 0) return LmdbError(rc, "put upload");
+    MDB_val k2 = Val(bk), empty{0, nullptr};
+    rc = mdb_put(txn, impl_->bucket_uploads, &k2, &empty, 0);
+    return rc == 0 ? Status::Ok() : LmdbError(rc, "put bucket upload");
+  }));
+  return u.upload_id;
+}
+
+Result<UploadInfo> IndexStore::GetUpload(std::string_view upload_id) const {
+  return impl_->Read([&](MDB_txn* txn) { return impl_->LoadUpload(txn, upload_id); });
+}
+
+Status IndexStore::PutPart(std::string_view upload_id, const PartInfo& part,
+                           std::vector<ChunkRef>* free_chunks) {
+  if (part.number < 1 || part.number > kMaxPartNumber) {
+    return InvalidArgument(fmt::format("part number {} outside 1..{}", part.number, kMaxPartNumber));
+  }
+  uint64_t total = 0;
+  for (const ChunkRef& c : part.chunks) total += c.length;
+  if (total != part.size || part.etag.size() > kMaxEtag) return InvalidArgument("part record is inconsistent");
+  const std::string key = PartKey(upload_id, part.number);
+  const std::string record = EncodePart(part);
+  std::vector<ChunkRef> freed;
+  Status s = impl_->Write([&](MDB_txn* txn) -> Status {
+    freed.clear();
+    QCLOUD_RETURN_IF_ERROR(impl_->LoadUpload(txn, upload_id).status());
+    MDB_val k = Val(key), v;
+    int rc = mdb_get(txn, impl_->parts, &k, &v);
+    if (rc == 0) {
+      QCLOUD_ASSIGN_OR_RETURN(PartInfo old, DecodePart(part.number, View(v)));
+      freed = std::move(old.chunks);
+    } else if (rc != MDB_NOTFOUND) {
+      return LmdbError(rc, "get part");
+    }
+    MDB_val nv = Val(record);
+    rc = mdb_put(txn, impl_->parts, &k, &nv, 0);
+    return rc == 0 ? Status::Ok() : LmdbError(rc, "put part");
+  });
+  if (s.ok() && free_chunks != nullptr) *free_chunks = std::move(freed);
+  return s;
+}
+
+Result<ListPartsResult> IndexStore::ListParts(std::string_view upload_id, uint32_t after,
+                                              size_t max_parts) const {
+  if (max_parts == 0 || max_parts > kMaxListKeys) return InvalidArgument("max_parts must be 1..1000");
+  return impl_->Read([&](MDB_txn* txn) -> Result<ListPartsResult> {
+    QCLOUD_RETURN_IF_ERROR(impl_->LoadUpload(txn, upload_id).status());
+    ListPartsResult out;
+    if (after >= kMaxPartNumber) return out;
+    QCLOUD_RETURN_IF_ERROR(impl_->ForEachPart(txn, upload_id, after, [&](PartInfo&& p) -> Result<bool> {
+      if (out.parts.size() == max_parts) {
+        out.truncated = true;
+        return false;
+      }
+      out.parts.push_back(std::move(p));
+      return true;
+    }));
+    if (out.truncated) out.next_marker = out.parts.back().number;
+    return out;
+  });
+}
+
+Result<ListUploadsResult> IndexStore::ListUploads(std::string_view bucket,
+                                                  const ListUploadsOptions& o) const {
+  if (o.max_uploads == 0 || o.max_uploads > kMaxListKeys) return InvalidArgument("max_uploads must be 1..1000");
+  QCLOUD_RETURN_IF_ERROR(CheckBucketName(bucket));
+  return impl_->Read([&](MDB_txn* txn) -> Result<ListUploadsResult> {
+    MDB_val bk = Val(bucket), bv;
+    int rc = mdb_get(txn, impl_->buckets, &bk, &bv);
+    if (rc == MDB_NOTFOUND) return NotFound(fmt::format("no bucket {}", bucket));
+    if (rc != 0) return LmdbError(rc, "get bucket");
+    std::vector<UploadInfo> all;
+    const std::string start = ObjectKey(bucket, "");
+    MDB_cursor* c = nullptr;
+    rc = mdb_cursor_open(txn, impl_->bucket_uploads, &c);
+    if (rc != 0) return LmdbError(rc, "cursor");
+    MDB_val k = Val(start), v;
+    Status status;
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0 && View(k).starts_with(start);
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+      auto u = impl_->LoadUpload(txn, View(k).substr(start.size()));
+      if (!u.ok()) {
+        status = u.status();
+        break;
+      }
+      if (!u->key.starts_with(o.prefix)) continue;
+      if (!o.key_marker.empty()) {
+        if (u->key < o.key_marker) continue;
+        if (u->key == o.key_marker &&
+            (o.upload_id_marker.empty() || u->upload_id <= o.upload_id_marker)) {
+          continue;
+        }
+      }
+      all.push_back(std::move(*u));
+    }
+    mdb_cursor_close(c);
+    QCLOUD_RETURN_IF_ERROR(status);
+    std::sort(all.begin(), all.end(), [](const UploadInfo& a, const UploadInfo& b) {
+      return a.key != b.key ? a.key < b.key : a.upload_id < b.upload_id;
+    });
+    ListUploadsResult out;
+    if (all.size() > o.max_uploads) {
+      all.resize(o.max_uploads);
+      out.truncated = true;
+      out.next_key_marker = all.back().key;
+      out.next_upload_id_marker = all.back().upload_id;
+    }
+    out.uploads = std::move(all);
+    return out;
+  });
+}
+
+namespace {
+std::string_view Unquote(std::string_view etag) {
+  if (etag.size() >= 2 && etag.front() == '"' && etag.back() == '"') etag = etag.substr(1, etag.size() - 2);
+  return etag;
+}
+bool SameEtag(std::string_view a, std::string_view b) {
+  a = Unquote(a);
+  b = Unquote(b);
+  return std::equal(a.begin(), a.end(), b.begin(), b.end(),
+                    [](char x, char y) { return std::tolower(static_cast<unsigned char>(x)) ==
+                                                std::tolower(static_cast<unsigned char>(y)); });
+}
+}  // namespace
+
+Result<ObjectMeta> IndexStore::CompleteUpload(std::string_view upload_id,
+                                              const std::vector<std::pair<uint32_t, std::string>>& parts,
+                                              uint64_t min_part_bytes, WriteOutcome* outcome) {
+  if (parts.empty()) return InvalidArgument("a multipart upload completes with at least one part");
+  std::vector<uint32_t> numbers;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    if (i > 0 && parts[i].first <= parts[i - 1].first) {
+      return Status(object::Errc::kInvalidPartOrder, "parts must be listed in ascending part-number order");
+    }
+    numbers.push_back(parts[i].first);
+  }
+  // A content id of its own: the MD5 half is the multipart ETag's digest,
+  // the SHA-256 half random (the whole body's SHA-256 is not known here), so
+  // copies share it and no upload can ever match it.
+  ContentId content;
+  {
+    std::random_device rd;
+    for (size_t i = 0; i < sizeof content.sha256; i += 4) {
+      const uint32_t r = rd();
+      std::memcpy(content.sha256 + i, &r, 4);
+    }
+  }
+  const int64_t now = UnixMs(*impl_->clock);
+  WriteOutcome out;
+  ObjectMeta meta;
+  Status s = impl_->Write([&](MDB_txn* txn) -> Status {
+    out = {};
+    meta = {};
+    QCLOUD_ASSIGN_OR_RETURN(UploadInfo u, impl_->LoadUpload(txn, upload_id));
+    MDB_val bk = Val(u.bucket), bv;
+    const int rc = mdb_get(txn, impl_->buckets, &bk, &bv);
+    if (rc == MDB_NOTFOUND) return NotFound(fmt::format("no bucket {}", u.bucket));
+    if (rc != 0) return LmdbError(rc, "get bucket");
+    Md5Hasher etag_md5;
+    for (size_t i = 0; i < parts.size(); ++i) {
+      const auto& [number, etag] = parts[i];
+      const std::string pk = PartKey(upload_id, number);
+      MDB_val k = Val(pk), v;
+      const int prc = mdb_get(txn, impl_->parts, &k, &v);
+      if (prc == MDB_NOTFOUND) {
+        return Status(object::Errc::kInvalidPart, fmt::format("part {} was not uploaded", number));
+      }
+      if (prc != 0) return LmdbError(prc, "get part");
+      QCLOUD_ASSIGN_OR_RETURN(PartInfo part, DecodePart(number, View(v)));
+      if (!SameEtag(etag, part.etag)) {
+        return Status(object::Errc::kInvalidPart, fmt::format("part {}: ETag {} is not the part's", number, etag));
+      }
+      if (i + 1 < parts.size() && part.size < min_part_bytes) {
+        return Status(object::Errc::kEntityTooSmall,
+                      fmt::format("part {} has {} bytes; all but the last need {}", number, part.size,
+                                  min_part_bytes));
+      }
+      std::string digest;
+      if (!FromHex(part.etag, &digest) || digest.size() != 16) {
+        return Corruption("part record: ETag is not an MD5");
+      }
+      etag_md5.Update(ByteView(digest));
+      meta.size += part.size;
+      meta.chunks.insert(meta.chunks.end(), part.chunks.begin(), part.chunks.end());
+    }
+    const Md5Digest d = etag_md5.Finish();
+    meta.etag = fmt::format("{}-{}", ToHex(AsBytes(d)), parts.size());
+    meta.content_type = u.content_type;
+    meta.user_metadata = u.user_metadata;
+    meta.mtime_ms = now;
+    ContentId id = content;
+    std::memcpy(id.md5, d.data(), d.size());
+    id.size = meta.size;
+    meta.content = id.Encode();
+    QCLOUD_RETURN_IF_ERROR(impl_->ApplyObject(txn, ObjectKey(u.bucket, u.key), meta, out));
+    return impl_->DropUpload(txn, u, numbers, out.free_chunks);
+  });
+  if (!s.ok()) return s;
+  if (outcome != nullptr) *outcome = std::move(out);
+  return meta;
+}
+
+Status IndexStore::AbortUpload(std::string_view upload_id, std::vector<ChunkRef>* free_chunks) {
+  std::vector<ChunkRef> freed;
+  Status s = impl_->Write([&](MDB_txn* txn) -> Status {
+    freed.clear();
+    QCLOUD_ASSIGN_OR_RETURN(UploadInfo u, impl_->LoadUpload(txn, upload_id));
+    return impl_->DropUpload(txn, u, {}, freed);
+  });
+  if (s.ok() && free_chunks != nullptr) *free_chunks = std::move(freed);
+  return s;
 }
 
 }  // namespace qcloud::object

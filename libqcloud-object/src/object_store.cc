@@ -38,7 +38,7 @@ struct ObjectStore::Impl {
     for (const ChunkRef& c : chunks) {
       if (c.store >= disks.size()) continue;
       Status s = disks[c.store]->Delete(c.chunk);
-      if (!s.ok() && !(s == Errc::kNotFound)) {
+      if (!s.ok() && !(s == qcloud::Errc::kNotFound)) {
         free_errors++;
         Log(LogLevel::kWarning, s.WithContext("freeing a chunk").ToString());
       }
@@ -102,7 +102,7 @@ uint64_t ObjectWriter::size() const noexcept { return impl_->size; }
 
 Status ObjectWriter::Write(ByteView data) {
   Impl& w = *impl_;
-  if (w.done) return Status(Errc::kAborted, "write after Finish or Abort");
+  if (w.done) return Status(qcloud::Errc::kAborted, "write after Finish or Abort");
   w.md5.Update(data);
   w.sha256.Update(data);
   w.size += data.size();
@@ -124,7 +124,7 @@ Status ObjectWriter::Write(ByteView data) {
 Result<ObjectMeta> ObjectWriter::Finish(std::string_view bucket, std::string_view key,
                                         const PutOptions& options) {
   Impl& w = *impl_;
-  if (w.done) return Status(Errc::kAborted, "Finish after Finish or Abort");
+  if (w.done) return Status(qcloud::Errc::kAborted, "Finish after Finish or Abort");
   auto fail = [&](Status s) {
     w.Abort();
     return s;
@@ -158,6 +158,35 @@ Result<ObjectMeta> ObjectWriter::Finish(std::string_view bucket, std::string_vie
     QCLOUD_ASSIGN_OR_RETURN(meta, w.store->index->GetObject(bucket, key));
   }
   return meta;
+}
+
+Result<PartInfo> ObjectWriter::FinishPart(std::string_view upload_id, uint32_t number,
+                                          const std::optional<Md5Digest>& expected_md5) {
+  Impl& w = *impl_;
+  if (w.done) return Status(qcloud::Errc::kAborted, "FinishPart after Finish or Abort");
+  auto fail = [&](Status s) {
+    w.Abort();
+    return s;
+  };
+  if (Status s = w.Flush(); !s.ok()) return fail(s);
+  const Md5Digest md5 = w.md5.Finish();
+  if (expected_md5 && *expected_md5 != md5) {
+    return fail(Corruption("the body's MD5 does not match Content-MD5"));
+  }
+  PartInfo part;
+  part.number = number;
+  part.size = w.size;
+  part.etag = ToHex(AsBytes(md5));
+  part.mtime_ms = UnixMs(*w.store->clock);
+  part.chunks = w.written;
+  if (w.store->options.durability == Durability::kDurable) {
+    if (Status s = w.store->SyncDisks(); !s.ok()) return fail(s);
+  }
+  std::vector<ChunkRef> replaced;
+  if (Status s = w.store->index->PutPart(upload_id, part, &replaced); !s.ok()) return fail(s);
+  w.done = true;
+  w.store->Free(replaced);
+  return part;
 }
 
 ObjectStore::ObjectStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -224,10 +253,14 @@ Result<ObjectMeta> ObjectStore::PutInstant(std::string_view bucket, std::string_
 Result<Buffer> ObjectStore::Get(std::string_view bucket, std::string_view key, uint64_t offset,
                                 std::optional<uint64_t> length) {
   QCLOUD_ASSIGN_OR_RETURN(ObjectMeta meta, impl_->index->GetObject(bucket, key));
+  return Read(meta, offset, length.value_or(meta.size));
+}
+
+Result<Buffer> ObjectStore::Read(const ObjectMeta& meta, uint64_t offset, uint64_t length) {
   if (offset > meta.size || (offset == meta.size && meta.size > 0)) {
-    return Status(Errc::kOutOfRange, fmt::format("offset {} past the object's {} bytes", offset, meta.size));
+    return Status(qcloud::Errc::kOutOfRange, fmt::format("offset {} past the object's {} bytes", offset, meta.size));
   }
-  const uint64_t end = length ? std::min(meta.size, offset + *length) : meta.size;
+  const uint64_t end = offset + std::min(length, meta.size - offset);
   Buffer out(static_cast<size_t>(end - offset));
   uint64_t at = 0;  // the current chunk's first byte in the object
   for (const ChunkRef& c : meta.chunks) {
@@ -250,6 +283,69 @@ Status ObjectStore::Delete(std::string_view bucket, std::string_view key) {
   WriteOutcome out;
   QCLOUD_RETURN_IF_ERROR(impl_->index->DeleteObject(bucket, key, &out));
   impl_->Free(out.free_chunks);
+  return Status::Ok();
+}
+
+Status ObjectStore::DeleteBucket(std::string_view bucket) {
+  std::vector<ChunkRef> freed;
+  QCLOUD_RETURN_IF_ERROR(impl_->index->DeleteBucket(bucket, &freed));
+  impl_->Free(freed);
+  return Status::Ok();
+}
+
+Result<ObjectMeta> ObjectStore::Copy(std::string_view src_bucket, std::string_view src_key,
+                                     std::string_view dst_bucket, std::string_view dst_key,
+                                     const PutOptions* replacement) {
+  ObjectMeta given;
+  if (replacement != nullptr) {
+    given.content_type = replacement->content_type;
+    given.user_metadata = replacement->user_metadata;
+  }
+  WriteOutcome out;
+  auto copied = impl_->index->CopyObject(src_bucket, src_key, dst_bucket, dst_key,
+                                         replacement != nullptr ? &given : nullptr, &out);
+  if (copied.ok()) {
+    impl_->Free(out.free_chunks);
+    return copied;
+  }
+  if (!(copied.status() == qcloud::Errc::kNotSupported)) return copied.status();
+  // A source whose chunks are its own: copy the bytes, a chunk at a time.
+  QCLOUD_ASSIGN_OR_RETURN(ObjectMeta src, impl_->index->GetObject(src_bucket, src_key));
+  PutOptions options{.content_type = src.content_type, .user_metadata = src.user_metadata};
+  if (replacement != nullptr) options = *replacement;
+  auto w = BeginPut();
+  for (uint64_t at = 0; at < src.size; at += impl_->options.chunk_bytes) {
+    QCLOUD_ASSIGN_OR_RETURN(Buffer piece, Read(src, at, impl_->options.chunk_bytes));
+    QCLOUD_RETURN_IF_ERROR(w->Write(piece.readable()));
+  }
+  return w->Finish(dst_bucket, dst_key, options);
+}
+
+Result<std::string> ObjectStore::CreateUpload(std::string_view bucket, std::string_view key,
+                                              std::string_view owner, const PutOptions& options) {
+  UploadInfo info;
+  info.bucket = std::string(bucket);
+  info.key = std::string(key);
+  info.owner = std::string(owner);
+  info.content_type = options.content_type;
+  info.user_metadata = options.user_metadata;
+  return impl_->index->CreateUpload(info);
+}
+
+Result<ObjectMeta> ObjectStore::CompleteUpload(std::string_view upload_id,
+                                               const std::vector<std::pair<uint32_t, std::string>>& parts,
+                                               uint64_t min_part_bytes) {
+  WriteOutcome out;
+  QCLOUD_ASSIGN_OR_RETURN(ObjectMeta meta,
+                          impl_->index->CompleteUpload(upload_id, parts, min_part_bytes, &out));
+  impl_->Free(out.free_chunks);
+  return meta;
+}
+
+Status ObjectStore::AbortUpload(std::string_view upload_id) {
+  std::vector<ChunkRef> freed;
+  QCLOUD_RETURN_IF_ERROR(impl_->index->AbortUpload(upload_id, &freed));
+  impl_->Free(freed);
   return Status::Ok();
 }
 

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "qcloud/core/hash.h"
+#include "qcloud/object/errc.h"
 #include "qcloud/testing/doctest_helpers.h"
 #include "qcloud/testing/mem_env.h"
 
@@ -84,8 +85,8 @@ TEST_CASE("object store: bodies are cut into chunks over the disks and read back
     INFO(off << "+" << len);
     CHECK(Get(*s, "big.bin", off, len) == big.substr(off, len));
   }
-  CHECK_ERRC(s->Get("photos", "big.bin", big.size() + 1), Errc::kOutOfRange);
-  CHECK_ERRC(s->Get("photos", "nothing"), Errc::kNotFound);
+  CHECK_ERRC(s->Get("photos", "big.bin", big.size() + 1), qcloud::Errc::kOutOfRange);
+  CHECK_ERRC(s->Get("photos", "nothing"), qcloud::Errc::kNotFound);
   // Empty objects exist too.
   REQUIRE_VALUE(s->Put("photos", "empty", ByteView()));
   CHECK(Get(*s, "empty").empty());
@@ -113,7 +114,7 @@ TEST_CASE("object store: identical content is stored once and freed with its las
   CHECK(instant.chunks == second.chunks);
   CHECK(instant.etag == second.etag);
   CHECK(Get(*s, "c", 1000, 10) == body.substr(1000, 10));
-  CHECK_ERRC(s->PutInstant("photos", "d", IdOf(Body(3, 10))), Errc::kNotFound);
+  CHECK_ERRC(s->PutInstant("photos", "d", IdOf(Body(3, 10))), qcloud::Errc::kNotFound);
   REQUIRE_OK(s->Delete("photos", "a"));
   REQUIRE_OK(s->Delete("photos", "b"));
   CHECK(s->Stats().chunks == chunks_one);
@@ -135,12 +136,12 @@ TEST_CASE("object store: an upload cut short or refused leaves nothing") {
     CHECK(s->Stats().chunks == 4);  // written as they came
   }  // the client went away: no Finish
   CHECK(s->Stats().chunks == 0);
-  CHECK_ERRC(s->index().GetObject("photos", "never"), Errc::kNotFound);
+  CHECK_ERRC(s->index().GetObject("photos", "never"), qcloud::Errc::kNotFound);
   // A wrong Content-MD5 (S3's BadDigest) and a missing bucket refuse the PUT whole.
   const std::string body = Body(7, 100 * 1024);
   Md5Digest wrong{};
-  CHECK_ERRC(s->Put("photos", "bad", ByteView(body), {.expected_md5 = wrong}), Errc::kCorruption);
-  CHECK_ERRC(s->Put("nosuch", "k", ByteView(body)), Errc::kNotFound);
+  CHECK_ERRC(s->Put("photos", "bad", ByteView(body), {.expected_md5 = wrong}), qcloud::Errc::kCorruption);
+  CHECK_ERRC(s->Put("nosuch", "k", ByteView(body)), qcloud::Errc::kNotFound);
   CHECK(s->Stats().chunks == 0);
   CHECK_OK(s->Put("photos", "good", ByteView(body), {.expected_md5 = Md5(ByteView(body))}).status());
 }
@@ -175,17 +176,142 @@ TEST_CASE("object store: a chunk with bit rot fails the GET, it is never served"
     auto file = REQUIRE_VALUE(f.env.OpenFile(vol, OpenMode::kReadWrite));
     REQUIRE_OK(file->WriteAt(64 + 32 + 10, std::string_view("\x01")));
   }
-  CHECK_ERRC(s->Get("photos", "k"), Errc::kCorruption);
+  CHECK_ERRC(s->Get("photos", "k"), qcloud::Errc::kCorruption);
+}
+
+TEST_CASE("object store: multipart parts become one object whole with S3's ETag") {
+  Fixture f;
+  auto s = f.Open();
+  const std::string p1 = Body(20, 100 * 1024), p2 = Body(21, 70 * 1024), p3 = Body(22, 1000);
+  const std::string id = REQUIRE_VALUE(s->CreateUpload("photos", "big", "alice", {.content_type = "video/mp4"}));
+  CHECK(id.size() == 32);
+  auto put_part = [&](uint32_t n, const std::string& body) {
+    auto w = s->BeginPut();
+    REQUIRE_OK(w->Write(ByteView(body)));
+    return REQUIRE_VALUE(w->FinishPart(id, n));
+  };
+  const PartInfo a = put_part(1, p1);
+  put_part(2, Body(23, 5000));  // replaced below: its chunk is freed
+  const PartInfo b = put_part(2, p2);
+  const PartInfo c = put_part(3, p3);
+  put_part(4, Body(24, 3000));  // uploaded, left out of the completion: freed
+  CHECK(a.etag == ToHex(AsBytes(Md5(ByteView(p1)))));
+  const ListPartsResult listed = REQUIRE_VALUE(s->index().ListParts(id, 0, 2));
+  REQUIRE(listed.parts.size() == 2);
+  CHECK(listed.truncated);
+  CHECK(listed.next_marker == 2);
+  CHECK(REQUIRE_VALUE(s->index().ListParts(id, 2, 10)).parts.size() == 2);
+  const ListUploadsResult uploads = REQUIRE_VALUE(s->index().ListUploads("photos", {}));
+  REQUIRE(uploads.uploads.size() == 1);
+  CHECK(uploads.uploads[0].key == "big");
+  // Not yet visible; S3's refusals.
+  CHECK_ERRC(s->index().GetObject("photos", "big"), qcloud::Errc::kNotFound);
+  CHECK_ERRC(s->CompleteUpload(id, {{2, b.etag}, {1, a.etag}}, 50 * 1024), object::Errc::kInvalidPartOrder);
+  CHECK_ERRC(s->CompleteUpload(id, {{1, a.etag}, {2, a.etag}}, 50 * 1024), object::Errc::kInvalidPart);
+  CHECK_ERRC(s->CompleteUpload(id, {{1, a.etag}, {5, a.etag}}, 50 * 1024), object::Errc::kInvalidPart);
+  CHECK_ERRC(s->CompleteUpload(id, {{1, a.etag}, {2, b.etag}, {3, c.etag}}), object::Errc::kEntityTooSmall);
+  const ObjectMeta meta = REQUIRE_VALUE(
+      s->CompleteUpload(id, {{1, '"' + a.etag + '"'}, {2, b.etag}, {3, c.etag}}, 50 * 1024));
+  std::string digests;
+  for (const PartInfo* p : {&a, &b, &c}) {
+    std::string raw;
+    REQUIRE(FromHex(p->etag, &raw));
+    digests += raw;
+  }
+  CHECK(meta.etag == ToHex(AsBytes(Md5(ByteView(digests)))) + "-3");
+  CHECK(meta.content_type == "video/mp4");
+  CHECK(Get(*s, "big") == p1 + p2 + p3);
+  CHECK(Get(*s, "big", 100 * 1024 - 5, 10) == (p1 + p2).substr(100 * 1024 - 5, 10));
+  CHECK_ERRC(s->index().GetUpload(id), object::Errc::kNoSuchUpload);
+  CHECK_ERRC(s->CompleteUpload(id, {{1, a.etag}}, 0), object::Errc::kNoSuchUpload);
+  CHECK(REQUIRE_VALUE(s->index().ListUploads("photos", {})).uploads.empty());
+  // Only the completed object's chunks remain: 2 + 2 + 1.
+  CHECK(s->Stats().chunks == 5);
+  // Survives a restart: nothing collected.
+  s.reset();
+  s = f.Open();
+  CHECK(s->Stats().collected_chunks == 0);
+  CHECK(Get(*s, "big") == p1 + p2 + p3);
+  REQUIRE_OK(s->Delete("photos", "big"));
+  CHECK(s->Stats().chunks == 0);
+}
+
+TEST_CASE("object store: aborted uploads and deleted buckets free their parts") {
+  Fixture f;
+  auto s = f.Open();
+  const std::string id = REQUIRE_VALUE(s->CreateUpload("photos", "k", "alice"));
+  auto w = s->BeginPut();
+  REQUIRE_OK(w->Write(ByteView(Body(30, 100 * 1024))));
+  REQUIRE_VALUE(w->FinishPart(id, 1));
+  CHECK(s->Stats().chunks == 2);
+  // Parts are referenced: a restart keeps them.
+  s.reset();
+  s = f.Open();
+  CHECK(s->Stats().chunks == 2);
+  REQUIRE_OK(s->AbortUpload(id));
+  CHECK(s->Stats().chunks == 0);
+  CHECK_ERRC(s->AbortUpload(id), object::Errc::kNoSuchUpload);
+  auto w2 = s->BeginPut();
+  REQUIRE_OK(w2->Write(ByteView(Body(31, 10))));
+  CHECK_ERRC(w2->FinishPart(id, 1), object::Errc::kNoSuchUpload);
+  CHECK(s->Stats().chunks == 0);
+  const std::string id2 = REQUIRE_VALUE(s->CreateUpload("photos", "k", "alice"));
+  auto w3 = s->BeginPut();
+  REQUIRE_OK(w3->Write(ByteView(Body(32, 10))));
+  CHECK_ERRC(w3->FinishPart(id2, 10001), qcloud::Errc::kInvalidArgument);
+  auto w4 = s->BeginPut();
+  REQUIRE_OK(w4->Write(ByteView(Body(32, 10))));
+  REQUIRE_VALUE(w4->FinishPart(id2, 7));
+  CHECK(s->Stats().chunks == 1);
+  REQUIRE_OK(s->DeleteBucket("photos"));
+  CHECK(s->Stats().chunks == 0);
+  CHECK_ERRC(s->index().GetUpload(id2), object::Errc::kNoSuchUpload);
+}
+
+TEST_CASE("object store: a copy shares the content and keeps or replaces the metadata") {
+  Fixture f;
+  auto s = f.Open();
+  const std::string body = Body(40, 150 * 1024);
+  REQUIRE_VALUE(s->Put("photos", "src", ByteView(body),
+                       {.content_type = "text/plain", .user_metadata = {{"a", "1"}}}));
+  const uint64_t chunks = s->Stats().chunks;
+  const ObjectMeta same = REQUIRE_VALUE(s->Copy("photos", "src", "photos", "dst"));
+  CHECK(same.content_type == "text/plain");
+  CHECK(same.user_metadata == std::vector<std::pair<std::string, std::string>>{{"a", "1"}});
+  PutOptions replaced{.content_type = "image/png", .user_metadata = {{"b", "2"}}};
+  const ObjectMeta other = REQUIRE_VALUE(s->Copy("photos", "src", "photos", "dst2", &replaced));
+  CHECK(other.content_type == "image/png");
+  // In place with new metadata (S3's way to change metadata).
+  REQUIRE_VALUE(s->Copy("photos", "src", "photos", "src", &replaced));
+  CHECK(REQUIRE_VALUE(s->index().GetObject("photos", "src")).content_type == "image/png");
+  CHECK(s->Stats().chunks == chunks);
+  CHECK(Get(*s, "dst2") == body);
+  CHECK(REQUIRE_VALUE(s->index().ContentReferences(IdOf(body))) == 3);
+  CHECK_ERRC(s->Copy("photos", "nope", "photos", "x"), qcloud::Errc::kNotFound);
+  CHECK_ERRC(s->Copy("photos", "src", "nobucket", "x"), qcloud::Errc::kNotFound);
+  for (const char* k : {"src", "dst", "dst2"}) REQUIRE_OK(s->Delete("photos", k));
+  CHECK(s->Stats().chunks == 0);
+  // A multipart object is copied by reference too.
+  const std::string id = REQUIRE_VALUE(s->CreateUpload("photos", "mp", "alice"));
+  auto w = s->BeginPut();
+  REQUIRE_OK(w->Write(ByteView(body)));
+  const PartInfo p = REQUIRE_VALUE(w->FinishPart(id, 1));
+  REQUIRE_VALUE(s->CompleteUpload(id, {{1, p.etag}}));
+  REQUIRE_VALUE(s->Copy("photos", "mp", "photos", "mp2"));
+  REQUIRE_OK(s->Delete("photos", "mp"));
+  CHECK(Get(*s, "mp2") == body);
+  REQUIRE_OK(s->Delete("photos", "mp2"));
+  CHECK(s->Stats().chunks == 0);
 }
 
 TEST_CASE("object store: options are checked") {
   Fixture f;
   auto o = f.Options();
   o.disks.clear();
-  CHECK_ERRC(ObjectStore::Open(o), Errc::kInvalidArgument);
+  CHECK_ERRC(ObjectStore::Open(o), qcloud::Errc::kInvalidArgument);
   o = f.Options();
   o.chunk_bytes = 100;
-  CHECK_ERRC(ObjectStore::Open(o), Errc::kInvalidArgument);
+  CHECK_ERRC(ObjectStore::Open(o), qcloud::Errc::kInvalidArgument);
 }
 
 }  // namespace

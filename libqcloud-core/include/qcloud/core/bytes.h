@@ -68,6 +68,9 @@ using MutableByteView = std::span<std::byte>;
 
 // Lower-case hexadecimal of `bytes` ("" for empty input).
 QCLOUD_EXPORT std::string ToHex(ByteView bytes);
+// The inverse, either case; false (and *out unspecified) for an odd length
+// or a character that is not a hex digit.
+QCLOUD_EXPORT bool FromHex(std::string_view text, std::string* out);
 
 class QCLOUD_EXPORT Buffer {
  public:

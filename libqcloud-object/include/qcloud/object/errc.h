@@ -17,6 +17,10 @@ enum class Errc {
   kRequestTimeTooSkewed = 4,    // RequestTimeTooSkewed
   kRequestExpired = 5,          // AccessDenied: Request has expired
   kAccessDenied = 6,            // AccessDenied
+  kNoSuchUpload = 7,            // NoSuchUpload
+  kInvalidPart = 8,             // InvalidPart
+  kInvalidPartOrder = 9,        // InvalidPartOrder
+  kEntityTooSmall = 10,         // EntityTooSmall
 };
 
 QCLOUD_EXPORT const std::error_category& ObjectCategory() noexcept;

@@ -126,6 +126,49 @@ struct ListResult {
   std::string next_start_after;
 };
 
+// A multipart upload in progress (S3's CreateMultipartUpload .. Complete).
+struct UploadInfo {
+  std::string upload_id;  // assigned by CreateUpload: 32 hex digits
+  std::string bucket;
+  std::string key;
+  std::string owner;
+  int64_t initiated_ms = 0;
+  std::string content_type;  // what the completed object will carry
+  std::vector<std::pair<std::string, std::string>> user_metadata;
+};
+
+// One uploaded part.
+struct PartInfo {
+  uint32_t number = 0;   // 1..10000
+  uint64_t size = 0;
+  std::string etag;      // hex MD5 of the part's bytes
+  int64_t mtime_ms = 0;
+  std::vector<ChunkRef> chunks;  // their lengths add up to `size`
+};
+
+struct ListPartsResult {
+  std::vector<PartInfo> parts;  // in part-number order
+  bool truncated = false;
+  uint32_t next_marker = 0;     // when truncated: pass as `after`
+};
+
+struct ListUploadsOptions {
+  std::string prefix;            // only uploads of keys starting with it
+  std::string key_marker;        // only uploads after (key_marker, upload_id_marker)
+  std::string upload_id_marker;  // with key_marker; "" = every upload of key_marker is skipped
+  size_t max_uploads = 1000;     // 1..1000
+};
+
+struct ListUploadsResult {
+  std::vector<UploadInfo> uploads;  // by key, then initiation time
+  bool truncated = false;
+  std::string next_key_marker, next_upload_id_marker;
+};
+
+// Limits S3 sets on multipart uploads.
+inline constexpr uint32_t kMaxPartNumber = 10000;
+inline constexpr uint64_t kMinPartBytes = uint64_t{5} << 20;  // every part but the last
+
 enum class Durability {
   kProcessCrash,  // returned writes survive kill -9 of the process (default)
   kDurable,       // and a power cut: fdatasync, group-committed
@@ -158,9 +201,10 @@ class QCLOUD_EXPORT IndexStore {
   // Buckets: the user index. Names follow S3's rules (3-63 of a-z 0-9 . -,
   // starting and ending with a letter or digit). Errors: kInvalidArgument
   // (name), kAlreadyExists, kNotFound, kAborted (DeleteBucket of a bucket
-  // that still holds objects: S3's BucketNotEmpty).
+  // that still holds objects: S3's BucketNotEmpty). DeleteBucket aborts the
+  // bucket's multipart uploads in progress; their chunks go to free_chunks.
   Status CreateBucket(std::string_view owner, std::string_view bucket);
-  Status DeleteBucket(std::string_view bucket);
+  Status DeleteBucket(std::string_view bucket, std::vector<ChunkRef>* free_chunks = nullptr);
   Result<BucketInfo> GetBucket(std::string_view bucket) const;
   // The owner's buckets in name order.
   Result<std::vector<BucketInfo>> ListBuckets(std::string_view owner) const;
@@ -191,6 +235,44 @@ class QCLOUD_EXPORT IndexStore {
   // collection of chunk stores.
   Status VisitChunks(const std::function<void(const ChunkRef&)>& fn) const;
   Result<ListResult> List(std::string_view bucket, const ListOptions& options) const;
+
+  // Copies an object's name, in one transaction: the copy shares the
+  // source's content (one more reference, no bytes copied). With
+  // `replacement`, the copy takes its content type and user metadata
+  // instead of the source's. Errors: kNotFound (either bucket, the source
+  // key), kNotSupported (a source without a content id: its chunks are
+  // not shared; copy the bytes instead).
+  Result<ObjectMeta> CopyObject(std::string_view src_bucket, std::string_view src_key,
+                                std::string_view dst_bucket, std::string_view dst_key,
+                                const ObjectMeta* replacement = nullptr,
+                                WriteOutcome* outcome = nullptr);
+
+  // Multipart uploads. Parts are held under the upload until it completes
+  // (their chunks become the object's, in one transaction; parts left out
+  // are freed) or is aborted (every part freed). Uploads are listed per
+  // bucket at a cost proportional to the bucket's uploads in progress.
+  // Errors: kNotFound (bucket), object::Errc::kNoSuchUpload (unknown or
+  // finished upload), kInvalidArgument (part number outside 1..10000).
+  Result<std::string> CreateUpload(const UploadInfo& info);
+  Result<UploadInfo> GetUpload(std::string_view upload_id) const;
+  // Adds or replaces part `part.number`; the replaced part's chunks go to
+  // free_chunks.
+  Status PutPart(std::string_view upload_id, const PartInfo& part,
+                 std::vector<ChunkRef>* free_chunks = nullptr);
+  Result<ListPartsResult> ListParts(std::string_view upload_id, uint32_t after,
+                                    size_t max_parts) const;
+  Result<ListUploadsResult> ListUploads(std::string_view bucket,
+                                        const ListUploadsOptions& options) const;
+  // Makes the object from `parts` (number, ETag with or without quotes), in
+  // ascending order, each but the last at least `min_part_bytes`. The
+  // object's ETag is S3's: hex MD5 of the parts' MD5s, "-", the part count.
+  // Errors besides the above: object::Errc::kInvalidPartOrder,
+  // kInvalidPart (missing part or ETag mismatch), kEntityTooSmall.
+  Result<ObjectMeta> CompleteUpload(std::string_view upload_id,
+                                    const std::vector<std::pair<uint32_t, std::string>>& parts,
+                                    uint64_t min_part_bytes = kMinPartBytes,
+                                    WriteOutcome* outcome = nullptr);
+  Status AbortUpload(std::string_view upload_id, std::vector<ChunkRef>* free_chunks = nullptr);
 
   struct Impl;
 

@@ -88,6 +88,12 @@ class QCLOUD_EXPORT ObjectWriter {
   // kCorruption (expected_md5 does not match: S3's BadDigest); on any error
   // the chunks written are deleted.
   Result<ObjectMeta> Finish(std::string_view bucket, std::string_view key, const PutOptions& options);
+  // Makes the bytes part `number` of multipart upload `upload_id`,
+  // replacing an earlier upload of that part. Errors: kNoSuchUpload,
+  // kInvalidArgument (number), kCorruption (expected_md5); the chunks are
+  // deleted on any error.
+  Result<PartInfo> FinishPart(std::string_view upload_id, uint32_t number,
+                              const std::optional<Md5Digest>& expected_md5 = std::nullopt);
   void Abort();
   uint64_t size() const noexcept;
 
@@ -123,7 +129,31 @@ class QCLOUD_EXPORT ObjectStore {
   // kCorruption (a chunk failed its checksum: never served).
   Result<Buffer> Get(std::string_view bucket, std::string_view key, uint64_t offset = 0,
                      std::optional<uint64_t> length = std::nullopt);
+  // Bytes [offset, offset + length) of the object `meta` describes (as
+  // GetObject returned it): a large object is served in pieces this way
+  // without a second index lookup. length is clamped to the object's end.
+  // Errors: kOutOfRange, kCorruption; kNotFound when the object was
+  // replaced or deleted and its chunks freed since `meta` was read.
+  Result<Buffer> Read(const ObjectMeta& meta, uint64_t offset, uint64_t length);
   Status Delete(std::string_view bucket, std::string_view key);
+  // Deletes an empty bucket and its multipart uploads in progress.
+  Status DeleteBucket(std::string_view bucket);
+
+  // A copy sharing the source's content: no bytes move (a source without a
+  // content id is copied byte by byte). `replacement` (S3's metadata
+  // directive REPLACE) gives the copy its own content type and metadata.
+  Result<ObjectMeta> Copy(std::string_view src_bucket, std::string_view src_key,
+                          std::string_view dst_bucket, std::string_view dst_key,
+                          const PutOptions* replacement = nullptr);
+
+  // Multipart uploads (see IndexStore): parts are written with BeginPut()
+  // and ObjectWriter::FinishPart().
+  Result<std::string> CreateUpload(std::string_view bucket, std::string_view key,
+                                   std::string_view owner, const PutOptions& options = {});
+  Result<ObjectMeta> CompleteUpload(std::string_view upload_id,
+                                    const std::vector<std::pair<uint32_t, std::string>>& parts,
+                                    uint64_t min_part_bytes = kMinPartBytes);
+  Status AbortUpload(std::string_view upload_id);
 
   // Background work, run by the program every few seconds (Lifecycle's
   // Every): compacts every disk's mostly-deleted volumes. Reads and writes
