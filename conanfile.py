@@ -23,6 +23,7 @@ _components = {
     "testing": ("qcloud-testing", ["core", "fmt::fmt", "doctest::doctest"]),
     "kv": ("qcloud-kv", ["core", "fmt::fmt", "liburing::liburing", "xxhash::xxhash"]),
     "object": ("qcloud-object", ["core", "fmt::fmt", "lmdb::lmdb"]),
+    "s3": ("qcloud-s3", ["object", "runtime", "fmt::fmt", "pugixml::pugixml"]),
 }
 
 
@@ -61,6 +62,7 @@ class QcloudConan(ConanFile):
         self.requires("xxhash/0.8.1")
         self.requires("liburing/2.3")
         self.requires("lmdb/0.9.31")
+        self.requires("pugixml/1.13")
         # qcloud::testing's public header uses doctest.
         self.requires("doctest/2.4.9", transitive_headers=True)
 

@@ -14,6 +14,7 @@ find_package(fmt CONFIG REQUIRED)
 find_package(OpenSSL REQUIRED)
 find_package(zstd CONFIG REQUIRED)
 find_package(Threads REQUIRED)
+find_package(pugixml CONFIG REQUIRED)
 find_package(PkgConfig REQUIRED)
 
 set_property(GLOBAL PROPERTY QCLOUD_DEPENDENCIES "")
@@ -69,6 +70,8 @@ qcloud_dependency(liburing TARGET ${_uring_target} FIND ${_uring_find} PKG libur
 qcloud_dependency(xxhash TARGET ${_xxhash_target} FIND ${_xxhash_find} PKG libxxhash
                   CONAN xxhash::xxhash)
 qcloud_dependency(lmdb TARGET ${_lmdb_target} FIND ${_lmdb_find} PKG lmdb CONAN lmdb::lmdb)
+qcloud_dependency(pugixml TARGET pugixml::pugixml FIND "find_dependency(pugixml CONFIG)" PKG pugixml
+                  CONAN pugixml::pugixml)
 qcloud_dependency(doctest TARGET doctest::doctest FIND "find_dependency(doctest CONFIG)"
                   CONAN doctest::doctest)
 

@@ -13,6 +13,7 @@ build_pkgs=(
   libboost-program-options1.81-dev
   libfmt-dev liburing-dev libssl-dev libxxhash-dev libzstd-dev
   liblmdb-dev                 # COS's file and user indexes (bench/object/index_choice.cc says why)
+  libpugixml-dev              # the S3 front end's request XML
   doctest-dev libbenchmark-dev
   clang libclang-rt-14-dev
 )
@@ -24,6 +25,8 @@ test_pkgs=(
   memcached                   # the peer qcloud-kvd is compared with, reply for reply
   libmemcached-tools          # memccapable (conformance), memccp/memccat/..., memcslap, memcaslap
   python3-pymemcache          # a real memcache client library (run with /usr/bin/python3)
+  s3cmd rclone awscli python3-boto3  # real S3 clients for qcloud-cosd (awscli v2 is /usr/bin/aws)
+  nginx-light                 # the peer bench/object compares GETs with
 )
 
 want=("${build_pkgs[@]}")

@@ -44,6 +44,10 @@ void CommandLine::AddString(const char* name, std::string* out, const char* help
   impl_->desc.add_options()(name, po::value(out)->default_value(*out), help);
 }
 
+void CommandLine::AddStrings(const char* name, std::vector<std::string>* out, const char* help) {
+  impl_->desc.add_options()(name, po::value(out)->composing(), help);
+}
+
 void CommandLine::AddParsed(const char* name, std::string default_text, const char* help,
                             Apply apply) {
   auto text = std::make_unique<std::string>(default_text);

@@ -40,6 +40,8 @@ class CommandLine {
   void AddFlag(const char* name, bool* out, const char* help);
   // Free text; the default is *out.
   void AddString(const char* name, std::string* out, const char* help);
+  // Free text, given any number of times (each occurrence appended).
+  void AddStrings(const char* name, std::vector<std::string>* out, const char* help);
   // Decimal digits only, at most `max`; the default is *out.
   template <std::unsigned_integral T>
   void AddNumber(const char* name, T* out, const char* help,

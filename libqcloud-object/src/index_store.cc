@@ -6,6 +6,7 @@
 //   uploads  upload id                         -> UploadInfo (multipart in progress)
 //   parts    upload id, part number (BE32)     -> PartInfo
 //   bucket_uploads len(bucket) bucket upload id -> "" (a bucket's uploads)
+//   bucket_attrs len(bucket) bucket name      -> value (a bucket's settings)
 // The objects key starts with the bucket name's length (one byte, names are
 // at most 63), so one bucket's keys are contiguous and in S3's byte order.
 //
@@ -49,7 +50,7 @@ constexpr size_t kMaxUserMetaBytes = 8 * 1024;  // S3: 2 KiB of user metadata in
 constexpr size_t kMaxChunks = size_t{1} << 24;
 constexpr size_t kMaxOwnerBytes = 256;
 constexpr size_t kMaxListKeys = 1000;
-constexpr unsigned kMaxDbs = 8;
+constexpr unsigned kMaxDbs = 16;
 
 uint64_t ZigZag(int64_t v) { return (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63); }
 int64_t UnZigZag(uint64_t v) { return static_cast<int64_t>(v >> 1) ^ -static_cast<int64_t>(v & 1); }
@@ -551,7 +552,7 @@ struct IndexStore::Impl {
   Clock* clock = nullptr;
   MDB_env* env = nullptr;
   MDB_dbi buckets{}, owners{}, objects{}, contents{};
-  MDB_dbi uploads{}, parts{}, bucket_uploads{};
+  MDB_dbi uploads{}, parts{}, bucket_uploads{}, bucket_attrs{};
 
   // Writes (or with nullopt deletes) the object under composite key `k` in
   // `txn`, keeping the contents' reference counts; fills `out`.
@@ -679,7 +680,8 @@ Result<std::unique_ptr<IndexStore>> IndexStore::Open(const IndexOptions& options
   for (auto [name, dbi] : {std::pair{"buckets", &impl->buckets}, std::pair{"owners", &impl->owners},
                            std::pair{"objects", &impl->objects}, std::pair{"contents", &impl->contents},
                            std::pair{"uploads", &impl->uploads}, std::pair{"parts", &impl->parts},
-                           std::pair{"bucket_uploads", &impl->bucket_uploads}}) {
+                           std::pair{"bucket_uploads", &impl->bucket_uploads},
+                           std::pair{"bucket_attrs", &impl->bucket_attrs}}) {
     rc = mdb_dbi_open(txn, name, MDB_CREATE, dbi);
     if (rc != 0) {
       mdb_txn_abort(txn);
@@ -748,6 +750,18 @@ Status IndexStore::DeleteBucket(std::string_view bucket, std::vector<ChunkRef>* 
       QCLOUD_ASSIGN_OR_RETURN(UploadInfo u, impl_->LoadUpload(txn, id));
       QCLOUD_RETURN_IF_ERROR(impl_->DropUpload(txn, u, {}, freed));
     }
+    // And its settings.
+    MDB_cursor* ac = nullptr;
+    rc = mdb_cursor_open(txn, impl_->bucket_attrs, &ac);
+    if (rc != 0) return LmdbError(rc, "cursor");
+    MDB_val ak = Val(start), av;
+    for (rc = mdb_cursor_get(ac, &ak, &av, MDB_SET_RANGE); rc == 0 && View(ak).starts_with(start);
+         rc = mdb_cursor_get(ac, &ak, &av, MDB_NEXT)) {
+      rc = mdb_cursor_del(ac, 0);
+      if (rc != 0) break;
+    }
+    mdb_cursor_close(ac);
+    if (rc != 0 && rc != MDB_NOTFOUND) return LmdbError(rc, "delete bucket settings");
     return Status::Ok();
   });
   if (s.ok() && free_chunks != nullptr) *free_chunks = std::move(freed);
@@ -787,6 +801,38 @@ Result<std::vector<BucketInfo>> IndexStore::ListBuckets(std::string_view owner) 
     }
     mdb_cursor_close(c);
     return out;
+  });
+}
+
+Status IndexStore::SetBucketAttribute(std::string_view bucket, std::string_view name,
+                                      std::string_view value) {
+  if (name.empty() || name.size() > 64) return InvalidArgument("bucket setting names are 1..64 bytes");
+  if (value.size() > 64 * 1024) return InvalidArgument("bucket setting over 64 KiB");
+  QCLOUD_RETURN_IF_ERROR(CheckBucketName(bucket));
+  const std::string k = ObjectKey(bucket, name);
+  return impl_->Write([&](MDB_txn* txn) -> Status {
+    MDB_val bk = Val(bucket), bv;
+    int rc = mdb_get(txn, impl_->buckets, &bk, &bv);
+    if (rc == MDB_NOTFOUND) return NotFound(fmt::format("no bucket {}", bucket));
+    if (rc != 0) return LmdbError(rc, "get bucket");
+    MDB_val ak = Val(k), av = Val(value);
+    rc = value.empty() ? mdb_del(txn, impl_->bucket_attrs, &ak, nullptr)
+                       : mdb_put(txn, impl_->bucket_attrs, &ak, &av, 0);
+    return rc == 0 || rc == MDB_NOTFOUND ? Status::Ok() : LmdbError(rc, "put bucket setting");
+  });
+}
+
+Result<std::optional<std::string>> IndexStore::GetBucketAttribute(std::string_view bucket,
+                                                                  std::string_view name) const {
+  if (name.empty() || name.size() > 64) return InvalidArgument("bucket setting names are 1..64 bytes");
+  QCLOUD_RETURN_IF_ERROR(CheckBucketName(bucket));
+  const std::string k = ObjectKey(bucket, name);
+  return impl_->Read([&](MDB_txn* txn) -> Result<std::optional<std::string>> {
+    MDB_val ak = Val(k), av;
+    const int rc = mdb_get(txn, impl_->bucket_attrs, &ak, &av);
+    if (rc == MDB_NOTFOUND) return std::optional<std::string>();
+    if (rc != 0) return LmdbError(rc, "get bucket setting");
+    return std::optional<std::string>(std::string(View(av)));
   });
 }
 

@@ -370,8 +370,8 @@ Result<Verified> Verify(const Request& r, const SecretLookup& secrets, WallTime 
   }
   const std::string scope = fmt::format("{}/{}/{}/{}", a.date, a.region, a.service, kTerminator);
   const std::string canonical = CanonicalRequest(r, a.signed_headers, payload, out.presigned);
-  const std::string expected =
-      Signature(SigningKey(*secret, a.date, a.region, a.service), StringToSign(amz_date, scope, canonical));
+  const Sha256Digest key = SigningKey(*secret, a.date, a.region, a.service);
+  const std::string expected = Signature(key, StringToSign(amz_date, scope, canonical));
   if (!ConstantTimeEqual(expected, a.signature)) {
     return Status(Errc::kSignatureDoesNotMatch,
                   "the request signature we calculated does not match the signature you provided");
@@ -379,6 +379,10 @@ Result<Verified> Verify(const Request& r, const SecretLookup& secrets, WallTime 
   out.access_key = a.access_key;
   out.payload_hash = payload;
   out.region = a.region;
+  out.amz_date = amz_date;
+  out.scope = scope;
+  out.signature = a.signature;
+  out.signing_key = key;
   return out;
 }
 
@@ -397,6 +401,158 @@ std::string Presign(const Request& r, std::string_view access_key, std::string_v
   const std::string canonical = CanonicalRequest(signed_request, {"host"}, kUnsignedPayload, true);
   const std::string sig = Signature(SigningKey(secret, date, region, "s3"), StringToSign(amz_date, scope, canonical));
   return query + "&X-Amz-Signature=" + sig;
+}
+
+namespace {
+constexpr size_t kMaxChunkLine = 4096;
+constexpr uint64_t kMaxChunk = uint64_t{64} << 20;
+constexpr size_t kMaxTrailers = 16;
+// SHA-256 of the empty string, hex: part of every chunk's string to sign.
+constexpr std::string_view kEmptySha256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+}  // namespace
+
+ChunkedPayloadDecoder::ChunkedPayloadDecoder(const Verified& v, std::string_view mode, Sink sink)
+    : sink_(std::move(sink)),
+      signed_(mode == kStreamingSigned || mode == kStreamingSignedTrailer),
+      trailer_(mode == kStreamingUnsignedTrailer || mode == kStreamingSignedTrailer),
+      amz_date_(v.amz_date),
+      scope_(v.scope),
+      previous_(v.signature),
+      key_(v.signing_key) {}
+
+Status ChunkedPayloadDecoder::Fail(Status s) {
+  state_ = State::kFailed;
+  failure_ = s;
+  return s;
+}
+
+Status ChunkedPayloadDecoder::OnHeader(std::string_view line) {
+  // "<hex>[;chunk-signature=<64 hex>]"
+  const size_t semi = line.find(';');
+  const std::string_view hex = line.substr(0, semi);
+  if (hex.empty() || hex.size() > 16) return Malformed("aws-chunked: bad chunk size");
+  uint64_t size = 0;
+  for (char c : hex) {
+    int d = -1;
+    if (c >= '0' && c <= '9') d = c - '0';
+    else if (c >= 'a' && c <= 'f') d = c - 'a' + 10;
+    else if (c >= 'A' && c <= 'F') d = c - 'A' + 10;
+    if (d < 0) return Malformed("aws-chunked: bad chunk size");
+    size = size * 16 + static_cast<uint64_t>(d);
+  }
+  if (size > kMaxChunk) return Malformed("aws-chunked: chunk over 64 MiB");
+  chunk_signature_.clear();
+  if (semi != std::string_view::npos) {
+    const std::string_view ext = line.substr(semi + 1);
+    constexpr std::string_view kSig = "chunk-signature=";
+    if (!ext.starts_with(kSig)) return Malformed("aws-chunked: unknown chunk extension");
+    chunk_signature_ = std::string(ext.substr(kSig.size()));
+    if (!IsHex64(chunk_signature_)) return Malformed("aws-chunked: bad chunk signature");
+  }
+  if (signed_ && chunk_signature_.empty()) return Malformed("aws-chunked: chunk without a signature");
+  remaining_ = size;
+  last_chunk_ = size == 0;
+  chunk_hash_ = Sha256Hasher();
+  state_ = size == 0 ? State::kDataEnd : State::kData;
+  if (size == 0) return OnChunkEnd();
+  return Status::Ok();
+}
+
+Status ChunkedPayloadDecoder::OnChunkEnd() {
+  if (signed_) {
+    const Sha256Digest digest = chunk_hash_.Finish();
+    const std::string to_sign = fmt::format("AWS4-HMAC-SHA256-PAYLOAD\n{}\n{}\n{}\n{}\n{}", amz_date_,
+                                            scope_, previous_, kEmptySha256, ToHex(AsBytes(digest)));
+    const std::string expected = Signature(key_, to_sign);
+    if (!ConstantTimeEqual(expected, chunk_signature_)) {
+      return Status(Errc::kSignatureDoesNotMatch, "aws-chunked: a chunk's signature does not match");
+    }
+    previous_ = expected;
+  }
+  if (last_chunk_) {
+    // The final chunk: without trailers its header is followed by "\r\n";
+    // with them, trailer lines and then an empty line.
+    state_ = State::kTrailer;
+  } else {
+    state_ = State::kDataEnd;
+  }
+  return Status::Ok();
+}
+
+Status ChunkedPayloadDecoder::Feed(ByteView in) {
+  if (state_ == State::kFailed) return failure_;
+  while (!in.empty()) {
+    switch (state_) {
+      case State::kHeader:
+      case State::kTrailer: {
+        const char c = static_cast<char>(in[0]);
+        in.RemovePrefix(1);
+        if (c != '\n') {
+          if (line_.size() >= kMaxChunkLine) return Fail(Malformed("aws-chunked: line over 4 KiB"));
+          line_.push_back(c);
+          continue;
+        }
+        if (line_.empty() || line_.back() != '\r') return Fail(Malformed("aws-chunked: line without CRLF"));
+        line_.pop_back();
+        const std::string line = std::move(line_);
+        line_.clear();
+        if (state_ == State::kHeader) {
+          if (Status s = OnHeader(line); !s.ok()) return Fail(s);
+          continue;
+        }
+        if (line.empty()) {
+          state_ = State::kDone;
+          continue;
+        }
+        const size_t colon = line.find(':');
+        if (colon == std::string::npos || trailers_.size() >= kMaxTrailers) {
+          return Fail(Malformed("aws-chunked: bad trailer"));
+        }
+        trailers_.emplace_back(Lower(Trim(std::string_view(line).substr(0, colon))),
+                               std::string(Trim(std::string_view(line).substr(colon + 1))));
+        continue;
+      }
+      case State::kData: {
+        const size_t take = static_cast<size_t>(std::min<uint64_t>(remaining_, in.size()));
+        const ByteView piece = in.subview(0, take);
+        if (signed_) chunk_hash_.Update(piece);
+        if (Status s = sink_(piece); !s.ok()) return Fail(s);
+        decoded_ += take;
+        remaining_ -= take;
+        in.RemovePrefix(take);
+        if (remaining_ == 0) {
+          if (Status s = OnChunkEnd(); !s.ok()) return Fail(s);
+        }
+        continue;
+      }
+      case State::kDataEnd: {
+        // "\r\n" after a chunk's data.
+        const char c = static_cast<char>(in[0]);
+        in.RemovePrefix(1);
+        if (line_.empty() && c == '\r') {
+          line_.push_back(c);
+          continue;
+        }
+        if (line_ == "\r" && c == '\n') {
+          line_.clear();
+          state_ = State::kHeader;
+          continue;
+        }
+        return Fail(Malformed("aws-chunked: chunk data not followed by CRLF"));
+      }
+      case State::kDone:
+        return Fail(Malformed("aws-chunked: bytes after the final chunk"));
+      case State::kFailed:
+        return failure_;
+    }
+  }
+  return Status::Ok();
+}
+
+Status ChunkedPayloadDecoder::Finish() const {
+  if (state_ == State::kFailed) return failure_;
+  if (state_ != State::kDone) return Malformed("aws-chunked: the body ended before its final chunk");
+  return Status::Ok();
 }
 
 }  // namespace qcloud::object::sigv4

@@ -208,6 +208,14 @@ class QCLOUD_EXPORT IndexStore {
   Result<BucketInfo> GetBucket(std::string_view bucket) const;
   // The owner's buckets in name order.
   Result<std::vector<BucketInfo>> ListBuckets(std::string_view owner) const;
+  // A bucket's settings (access policy, referer allow-list, ...) by name:
+  // small values (at most 64 KiB) kept with the bucket and deleted with it.
+  // An empty value deletes the setting. Errors: kNotFound (bucket),
+  // kInvalidArgument (name 1..64 bytes, value over 64 KiB).
+  Status SetBucketAttribute(std::string_view bucket, std::string_view name, std::string_view value);
+  // nullopt when not set.
+  Result<std::optional<std::string>> GetBucketAttribute(std::string_view bucket,
+                                                        std::string_view name) const;
 
   // Objects: the file index. Errors: kNotFound (no such bucket or key),
   // kInvalidArgument (key empty or over 1024 bytes).

@@ -28,10 +28,12 @@
 #include <utility>
 #include <vector>
 
+#include "qcloud/core/bytes.h"
 #include "qcloud/core/clock.h"
 #include "qcloud/core/export.h"
 #include "qcloud/core/hash.h"
 #include "qcloud/core/result.h"
+#include "qcloud/core/status.h"
 #include "qcloud/object/errc.h"
 
 namespace qcloud::object::sigv4 {
@@ -79,6 +81,11 @@ struct Verified {
   std::string payload_hash;  // x-amz-content-sha256 (hex, UNSIGNED-PAYLOAD, STREAMING-...)
   std::string region;
   bool presigned = false;
+  // What a STREAMING-AWS4-HMAC-SHA256-PAYLOAD body's chunks are signed with.
+  std::string amz_date;   // x-amz-date
+  std::string scope;      // date/region/service/aws4_request
+  std::string signature;  // the request's: the first chunk's "previous signature"
+  Sha256Digest signing_key{};
 };
 
 // Checks a request signed in its Authorization header or by a presigned
@@ -95,5 +102,55 @@ QCLOUD_EXPORT Result<Verified> Verify(const Request& request, const SecretLookup
 QCLOUD_EXPORT std::string Presign(const Request& request, std::string_view access_key,
                                   std::string_view secret, std::string_view region,
                                   WallTime now, std::chrono::seconds expires);
+
+// The payload modes of x-amz-content-sha256 a body may arrive in.
+inline constexpr std::string_view kStreamingSigned = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD";
+inline constexpr std::string_view kStreamingUnsignedTrailer = "STREAMING-UNSIGNED-PAYLOAD-TRAILER";
+inline constexpr std::string_view kStreamingSignedTrailer = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER";
+
+// Decodes an aws-chunked body ("<hex size>;chunk-signature=<sig>\r\n<data>\r\n"
+// ... a zero-size chunk, then optional trailer lines and "\r\n"), checking
+// each chunk's signature against the chain that starts at the request's
+// signature (signed modes) and handing the data on as it arrives. Feed it
+// the body in pieces of any size; Finish() says whether it ended properly.
+//
+// Bounds: a chunk header line or trailer line over 4 KiB, a chunk over
+// 64 MiB, more than 16 trailer lines: kAuthorizationMalformed (S3 answers
+// such bodies with 400). A bad chunk signature: kSignatureDoesNotMatch.
+// Data after the final chunk is an error too.
+class QCLOUD_EXPORT ChunkedPayloadDecoder {
+ public:
+  using Sink = std::function<Status(ByteView data)>;
+  // `verified` from Verify(); `mode` is its payload_hash (one of the three
+  // streaming modes above).
+  ChunkedPayloadDecoder(const Verified& verified, std::string_view mode, Sink sink);
+  Status Feed(ByteView bytes);
+  // Ok when the final chunk (and its trailers) arrived.
+  Status Finish() const;
+  uint64_t decoded_bytes() const noexcept { return decoded_; }
+  // Trailer lines ("name:value"), e.g. x-amz-checksum-crc32.
+  const std::vector<std::pair<std::string, std::string>>& trailers() const noexcept { return trailers_; }
+
+ private:
+  enum class State { kHeader, kData, kDataEnd, kTrailer, kDone, kFailed };
+  Status OnHeader(std::string_view line);
+  Status OnChunkEnd();
+  Status Fail(Status s);
+
+  Sink sink_;
+  bool signed_;
+  bool trailer_;
+  std::string amz_date_, scope_, previous_;
+  Sha256Digest key_{};
+  State state_ = State::kHeader;
+  std::string line_;
+  uint64_t remaining_ = 0;
+  bool last_chunk_ = false;
+  std::string chunk_signature_;
+  Sha256Hasher chunk_hash_;
+  uint64_t decoded_ = 0;
+  std::vector<std::pair<std::string, std::string>> trailers_;
+  Status failure_;
+};
 
 }  // namespace qcloud::object::sigv4

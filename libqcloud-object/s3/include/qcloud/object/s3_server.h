@@ -1,0 +1,114 @@
+#pragma once
+
+// qcloud::object_s3 — COS's S3-compatible front end over an ObjectStore,
+// spoken by s3cmd, rclone, boto3 and awscli unchanged.
+//
+//   auto store = ObjectStore::Open({...}).value();
+//   auto rt = Runtime::Open({.threads = 2}).value();
+//   auto s3 = S3Server::Open(*store, {.users = {{"alice", "AKIA...", "secret"}}}).value();
+//   Endpoint at = s3->Listen(*rt, ParseEndpoint("127.0.0.1:9000").value()).value();
+//   rt->Run();
+//
+// What it serves (S3's REST API, path-style and virtual-host-style
+// addressing): buckets (Create, Delete, List, Head, GetBucketLocation);
+// objects (Put, Get with Range and the If-* conditions, Head, Delete,
+// DeleteObjects, Copy with the metadata directive); listings (ListObjectsV2
+// and ListObjects, prefix, delimiter, max-keys, continuation, start-after,
+// encoding-type=url); multipart uploads (Create, UploadPart, UploadPartCopy,
+// Complete, Abort, ListParts, ListMultipartUploads); x-amz-meta-*;
+// Content-MD5; AWS Signature V4 in the Authorization header and in
+// presigned URLs, with signed, unsigned and aws-chunked
+// (STREAMING-AWS4-HMAC-SHA256-PAYLOAD) bodies; S3's XML errors.
+//
+// COS's own, beside S3:
+// - Users: every bucket has an owner; a request signed by another user's
+//   key gets AccessDenied.
+// - Instant upload: a PutObject with an empty body and the header
+//   `x-qcloud-instant-upload: <md5 hex>:<sha256 hex>:<size>` names stored
+//   content without sending it (200 with the ETag), or is refused with 412
+//   PreconditionFailed when no such content is stored.
+// - Anti-leech (防盗链): `PUT /<bucket>?referer` with COS's
+//   RefererConfiguration XML (Status, RefererType White-List/Black-List,
+//   DomainList/Domain with '*.' wildcards, EmptyReferConfiguration
+//   Allow/Deny) limits presigned and anonymous reads of the bucket's objects
+//   by their Referer; `GET ?referer` reads it back.
+//
+// Bounds: request headers 16 KiB in all (larger: 400
+// RequestHeaderSectionTooLarge), XML bodies 1 MiB, objects and parts
+// 5 GiB (S3's single-PUT limit), keys 1024 bytes, no NUL in keys. A client
+// that sends a bad request gets an S3 error and, when its body can no
+// longer be framed, a closed connection; other connections never notice.
+//
+// Thread safety: Open() and Listen() before the runtime runs; the server
+// then runs on the runtime's threads.
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "qcloud/core/clock.h"
+#include "qcloud/core/endpoint.h"
+#include "qcloud/core/export.h"
+#include "qcloud/core/log.h"
+#include "qcloud/core/metrics.h"
+#include "qcloud/core/result.h"
+#include "qcloud/object/object_store.h"
+#include "qcloud/runtime/runtime.h"
+
+namespace qcloud::object {
+
+struct S3User {
+  std::string name;        // the owner recorded on buckets
+  std::string access_key;  // AWS_ACCESS_KEY_ID
+  std::string secret_key;  // AWS_SECRET_ACCESS_KEY
+};
+
+struct S3ServerOptions {
+  std::vector<S3User> users;     // at least one; access keys unique
+  std::string region = "us-east-1";  // what GetBucketLocation answers and SigV4 scopes name
+  // Host names under which "<bucket>.<domain>" is virtual-host-style
+  // addressing; any other Host is path-style.
+  std::vector<std::string> domains = {"localhost"};
+  std::chrono::milliseconds idle_timeout{60000};  // close a connection idle this long
+  uint64_t max_object_bytes = uint64_t{5} << 30;  // one PUT or part; 5 GiB
+  uint64_t min_part_bytes = uint64_t{5} << 20;    // every part but the last; S3: 5 MiB
+  Clock* clock = nullptr;     // signature times, object mtimes; not owned; null = real
+  Logger* logger = nullptr;   // not owned; null = discard
+};
+
+struct S3ServerStats {
+  uint64_t requests = 0;
+  uint64_t errors = 0;          // answered with a 4xx or 5xx
+  uint64_t bytes_in = 0;        // request bodies
+  uint64_t bytes_out = 0;       // object bytes served
+  uint64_t instant_uploads = 0; // PUTs completed without their body
+  int64_t connections = 0;      // open now
+};
+
+class QCLOUD_EXPORT S3Server {
+ public:
+  // `store` must outlive the server. Errors: kInvalidArgument (no users,
+  // duplicate access keys, empty keys).
+  static Result<std::unique_ptr<S3Server>> Open(ObjectStore& store, const S3ServerOptions& options);
+  ~S3Server();
+  S3Server(const S3Server&) = delete;
+  S3Server& operator=(const S3Server&) = delete;
+
+  // Serves on `endpoint` through the runtime's threads; returns the bound
+  // address. The server must outlive the runtime's Run().
+  Result<Endpoint> Listen(Runtime& runtime, const Endpoint& endpoint);
+  // qcloud_object_* families: requests by operation and status, latency,
+  // bytes, the store's chunk counts.
+  Status ExportMetrics(MetricsRegistry& registry);
+  S3ServerStats Stats() const;
+
+  struct Impl;
+
+ private:
+  explicit S3Server(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace qcloud::object
