@@ -52,6 +52,7 @@ constexpr ErrorInfo kErrors[] = {
     {"InvalidPartOrder", 400, "The list of parts was not in ascending order. Parts must be ordered by part number."},
     {"InvalidRange", 416, "The requested range is not satisfiable"},
     {"InvalidRequest", 400, "Invalid Request"},
+    {"InvalidURI", 400, "Couldn't parse the specified URI."},
     {"KeyTooLongError", 400, "Your key is too long"},
     {"MalformedXML", 400, "The XML you provided was not well-formed or did not validate against our published schema"},
     {"MetadataTooLarge", 400, "Your metadata headers exceed the maximum allowed metadata size."},
@@ -78,7 +79,8 @@ const ErrorInfo& FindError(std::string_view code) {
   for (const ErrorInfo& e : kErrors) {
     if (e.code == code) return e;
   }
-  return kErrors[11];  // InternalError
+  static const ErrorInfo kInternal{"InternalError", 500, "We encountered an internal error. Please try again."};
+  return kInternal;
 }
 
 std::string Lower(std::string_view s) {
@@ -797,6 +799,29 @@ HttpResponse Service::Dispatch(Request& r, Call& call) {
           op(m.op);
           if (auto denied = load_bucket(false, r.bucket)) return *denied;
           return error(m.code);
+        }
+      }
+      if (r.Has("requestPayment")) {
+        op("GetBucketRequestPayment");
+        if (auto denied = load_bucket(false, r.bucket)) return *denied;
+        return XmlResponse(XmlWriter("RequestPaymentConfiguration").Element("Payer", "BucketOwner").Finish());
+      }
+      if (r.Has("logging")) {
+        op("GetBucketLogging");
+        if (auto denied = load_bucket(false, r.bucket)) return *denied;
+        return XmlResponse(XmlWriter("BucketLoggingStatus").Finish());
+      }
+      if (r.Has("notification")) {
+        op("GetBucketNotificationConfiguration");
+        if (auto denied = load_bucket(false, r.bucket)) return *denied;
+        return XmlResponse(XmlWriter("NotificationConfiguration").Finish());
+      }
+      for (std::string_view unsupported : {"replication", "object-lock", "ownershipControls",
+                                           "publicAccessBlock", "accelerate", "analytics", "inventory",
+                                           "metrics", "intelligent-tiering", "versions"}) {
+        if (r.Has(unsupported)) {
+          op("Unsupported");
+          return error("NotImplemented", fmt::format("?{} is not implemented", unsupported));
         }
       }
       if (r.Has("versioning")) {
