@@ -393,8 +393,12 @@ s3cmd_etag() {   # s3cmd shows no multipart ETag itself: read it with aws
   [[ $(cat "$obj_work/out") == "$want" ]] || die "ETag $(cat "$obj_work/out"), expected $want"
   detail "$want"
 }
-s3rver_skip "gives a multipart upload the plain MD5 as ETag" \
+if [[ $(parts 15) -le 1 ]]; then
+  skip_check "s3cmd's upload has a multipart ETag" "--big-mib $big_mib is not above s3cmd's 15 MiB chunk"
+else
+  s3rver_skip "gives a multipart upload the plain MD5 as ETag" \
   "s3cmd's $(parts 15)-part upload has the ETag \"<md5 of the part MD5s>-$(parts 15)\" (read by aws s3api head-object)" s3cmd_etag
+fi
 
 s3cmd_info_bucket() {
   expect_rc 0 "${S3CMD[@]}" info "s3://$BS"
@@ -529,11 +533,12 @@ run_check "rclone sync down to a new dir; diff -r clean" rclone_sync_down
 
 rclone_resync() {
   # same size new content, grown, emptied; 3 deleted; 2 added (one in a new dir)
-  local f1 f2 f3
+  local f1 f2 f3 size1
   f1=$(find "$tree/d1/sub" -type f -size +1k | sort | head -1)
   f2=$(find "$tree/dir with space" -maxdepth 1 -type f | sort | head -1)
   f3=$(find "$tree/d2/x" -type f -size +0 | sort | head -1)
-  head -c "$(stat -c %s "$f1")" /dev/urandom >"$f1"
+  size1=$(stat -c %s "$f1")
+  head -c "$size1" /dev/urandom >"$f1"
   head -c 3000 /dev/urandom >>"$f2"
   : >"$f3"
   find "$tree/d3" -type f | sort | head -3 | while IFS= read -r f; do rm -f "$f"; done

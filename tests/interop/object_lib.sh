@@ -35,7 +35,7 @@ EOF
 # obj_parse_args "$@": sets mode, server_arg, endpoint, access, secret,
 # access2, secret2, big_mib
 obj_parse_args() {
-  mode= server_arg= endpoint= access= secret= access2= secret2= big_mib=100
+  mode='' server_arg='' endpoint='' access='' secret='' access2='' secret2='' big_mib=100
   while [[ $# -gt 0 ]]; do
     [[ $# -ge 2 ]] || obj_usage
     case $1 in
@@ -63,7 +63,7 @@ obj_parse_args() {
       [[ -f $server_arg/node_modules/s3rver/bin/s3rver.js ]] || {
         echo "no $server_arg/node_modules/s3rver/bin/s3rver.js (npm install s3rver@3)" >&2; exit 2; }
       command -v node >/dev/null || { echo "no node" >&2; exit 2; }
-      access=S3RVER secret=S3RVER access2= secret2= ;;
+      access=S3RVER secret=S3RVER access2='' secret2='' ;;
     endpoint)
       [[ $endpoint =~ ^http://[^/]+$ ]] || { echo "--endpoint must be http://HOST:PORT" >&2; exit 2; }
       [[ -n $access && -n $secret ]] || obj_usage ;;
@@ -95,7 +95,7 @@ obj_start_server() {
     pattern='S3rver listening on 127\.0\.0\.1:'
   fi
   server_pid=$!
-  local port= _
+  local port='' _
   for _ in $(seq 1 100); do
     port=$(sed -n "s/.*${pattern}\([0-9][0-9]*\).*/\1/p" "$work/server.out" | head -1)
     [[ -n $port ]] && break

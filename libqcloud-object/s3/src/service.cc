@@ -716,7 +716,7 @@ HttpResponse Service::Dispatch(Request& r, Call& call) {
     if (method == "PUT" && r.Has("referer")) {
       op("PutBucketReferer");
       if (auto denied = load_bucket(false, r.bucket)) return *denied;
-      return xml_body([this, &index, bucket = r.bucket, error](const std::string& body) {
+      return xml_body([idx = &index, bucket = r.bucket, error](const std::string& body) {
         auto rule = ParseReferer(body);
         if (!rule) return error("MalformedXML", "");
         // Stored in a normal form.
@@ -726,7 +726,7 @@ HttpResponse Service::Dispatch(Request& r, Call& call) {
             .Open("DomainList");
         for (const std::string& d : rule->domains) x.Element("Domain", d);
         x.Close("DomainList").Element("EmptyReferConfiguration", rule->allow_empty ? "Allow" : "Deny");
-        Status s = index.SetBucketAttribute(bucket, "referer", x.Finish());
+        Status s = idx->SetBucketAttribute(bucket, "referer", x.Finish());
         if (!s.ok()) return error("InternalError", s.message());
         return Empty(200);
       });
@@ -965,8 +965,9 @@ HttpResponse Service::Dispatch(Request& r, Call& call) {
       }
       const std::string region = options_.region;
       const S3User* user = r.user;
-      return xml_body([this, &index, bucket = r.bucket, user, acl, region, error,
+      return xml_body([idx = &index, bucket = r.bucket, user, acl, region, error,
                        store_error](const std::string& body) -> HttpResponse {
+        IndexStore& index = *idx;
         if (!Trim(body).empty()) {
           pugi::xml_document doc;
           if (!doc.load_buffer(body.data(), body.size())) return error("MalformedXML", "");
@@ -1381,7 +1382,7 @@ HttpResponse Service::Dispatch(Request& r, Call& call) {
     const uint64_t limit = std::min(options_.max_object_bytes, length.value_or(options_.max_object_bytes));
     return want_body(
         limit, [writer](ByteView data) { return writer->Write(data); },
-        [this, writer, part, upload_id, part_number, bucket = r.bucket, key = r.key, o, length, error,
+        [writer, part, upload_id, part_number, bucket = r.bucket, key = r.key, o, length, error,
          store_error, c = &call]() -> HttpResponse {
           if (length && c->received_ != *length) return error("IncompleteBody", "");
           if (part) {
