@@ -967,7 +967,6 @@ HttpResponse Service::Dispatch(Request& r, Call& call) {
       const S3User* user = r.user;
       return xml_body([idx = &index, bucket = r.bucket, user, acl, region, error,
                        store_error](const std::string& body) -> HttpResponse {
-        IndexStore& index = *idx;
         if (!Trim(body).empty()) {
           pugi::xml_document doc;
           if (!doc.load_buffer(body.data(), body.size())) return error("MalformedXML", "");
@@ -978,16 +977,16 @@ HttpResponse Service::Dispatch(Request& r, Call& call) {
                                      "endpoint this request was sent to.", location));
           }
         }
-        Status s = index.CreateBucket(user->name, bucket);
+        Status s = idx->CreateBucket(user->name, bucket);
         if (s == qcloud::Errc::kInvalidArgument) return error("InvalidBucketName", "");
         if (s == qcloud::Errc::kAlreadyExists) {
-          auto again = index.GetBucket(bucket);
+          auto again = idx->GetBucket(bucket);
           return error(again.ok() && again->owner == user->name ? "BucketAlreadyOwnedByYou"
                                                                  : "BucketAlreadyExists", "");
         }
         if (!s.ok()) return store_error(s);
         if (acl == "public-read") {
-          if (Status a = index.SetBucketAttribute(bucket, "acl", acl); !a.ok()) return store_error(a);
+          if (Status a = idx->SetBucketAttribute(bucket, "acl", acl); !a.ok()) return store_error(a);
         }
         HttpResponse resp = Empty(200);
         resp.headers.emplace_back("Location", "/" + bucket);
