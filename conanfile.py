@@ -23,7 +23,7 @@ _components = {
     "testing": ("qcloud-testing", ["core", "fmt::fmt", "doctest::doctest"]),
     "kv": ("qcloud-kv", ["core", "fmt::fmt", "liburing::liburing", "xxhash::xxhash"]),
     "object": ("qcloud-object", ["core", "fmt::fmt", "lmdb::lmdb"]),
-    "s3": ("qcloud-s3", ["object", "runtime", "fmt::fmt", "pugixml::pugixml"]),
+    "s3": ("qcloud-s3", ["object", "boost::headers", "fmt::fmt", "pugixml::pugixml"]),
 }
 
 

@@ -9,7 +9,7 @@
 //
 // Prints "qcloud-cosd listening on HOST:PORT" once it accepts connections.
 // With no --user, one development user is made up and its keys printed.
-// SIGINT/SIGTERM stop it cleanly: requests in flight finish first. Layout
+// SIGINT/SIGTERM stop it cleanly: responses in flight are sent first. Layout
 // of --data-dir: index/ (LMDB) and chx0/, chx1/, ... (one CHX store per
 // --disks, each standing for a disk; or name the disks with --disk).
 
@@ -31,6 +31,7 @@
 #include "qcloud/object/object_store.h"
 #include "qcloud/object/s3_server.h"
 #include "qcloud/runtime/metrics_http.h"
+#include "qcloud/core/tcp_server.h"
 #include "qcloud/runtime/runtime.h"
 
 using namespace qcloud;
@@ -53,7 +54,15 @@ struct Flags {
   unsigned threads = 0;
   uint64_t chunk = uint64_t{8} << 20;
   std::chrono::milliseconds drain{};
+  std::string backend = "auto";
 };
+
+Result<LoopBackend> BackendNamed(const std::string& name) {
+  for (LoopBackend b : {LoopBackend::kAuto, LoopBackend::kIoUring, LoopBackend::kEpoll}) {
+    if (name == LoopBackendName(b)) return b;
+  }
+  return InvalidArgument(fmt::format("--loop: want auto, io_uring or epoll, not '{}'", name));
+}
 
 Result<object::S3User> ParseUser(std::string_view text) {
   const size_t a = text.find(':');
@@ -101,7 +110,8 @@ int main(int argc, char** argv) {
   cli.AddStrings("domain", &f.domains, "host name for virtual-host-style buckets (default: localhost)");
   cli.AddString("region", &f.region, "the region buckets live in (GetBucketLocation, SigV4 scope)");
   cli.AddFlag("sync", &f.sync, "acknowledge writes only once on disk (group-committed fsync)");
-  cli.AddNumber("threads", &f.threads, "HTTP threads; 0 = one per core", 256u);
+  cli.AddNumber("threads", &f.threads, "worker threads (one event loop each); 0 = one per core", 256u);
+  cli.AddString("loop", &f.backend, "connection loop: auto, io_uring or epoll");
   cli.AddBytes("chunk-size", &f.chunk, "8M", "objects are cut into chunks of this size (4K..64M)");
   cli.AddString("metrics-listen", &f.metrics_listen,
                 "address to serve /metrics on, e.g. 127.0.0.1:9100 (default: none)");
@@ -148,27 +158,31 @@ int main(int argc, char** argv) {
       .logger = &log,
   });
   if (!store) return cli.Exit(store.error());
+  options.listen = f.listen.ToString();
+  options.threads = f.threads != 0 ? f.threads : std::max(1u, std::thread::hardware_concurrency());
+  options.drain_timeout = f.drain;
+  auto backend = BackendNamed(f.backend);
+  if (!backend) return cli.Exit(backend.error());
+  options.backend = *backend;
   auto server = object::S3Server::Open(**store, options);
   if (!server) return cli.Exit(server.error());
-  const unsigned threads = f.threads != 0 ? f.threads : std::max(1u, std::thread::hardware_concurrency());
-  auto rt = Runtime::Open({.threads = threads, .drain_timeout = f.drain, .logger = &log});
-  if (!rt) return cli.Exit(rt.error());
-  auto bound = (*server)->Listen(**rt, f.listen);
-  if (!bound) return cli.Exit(bound.error());
+  object::S3Server& srv = **server;
 
   MetricsRegistry registry;
-  if (Status s = (*server)->ExportMetrics(registry); !s.ok()) return cli.Exit(s);
+  if (Status s = srv.ExportMetrics(registry); !s.ok()) return cli.Exit(s);
   auto metrics = StartMetrics(f, registry, **life, log);
   if (!metrics) return cli.Exit(metrics.error());
 
-  Runtime* r = rt->get();
   object::ObjectStore* st = store->get();
-  (*life)->Spawn("s3 http", [r] { return r->Run(); });
-  (*life)->OnStop("s3 http", [r] {
-    r->Stop();
+  for (unsigned i = 0; i < srv.threads(); ++i) {
+    (*life)->Spawn(fmt::format("s3 worker {}", i), [&srv, i] { return srv.Serve(i); });
+  }
+  (*life)->OnStop("s3", [&srv] {
+    srv.Stop();
     return Status::Ok();
   });
   (*life)->Every("maintain", kMaintainEvery, [st]() -> Status { return st->Maintain().status(); });
-  std::cout << "qcloud-cosd listening on " << bound->ToString() << std::endl;
+  std::cout << "qcloud-cosd listening on " << srv.address().ToString() << " ("
+            << LoopBackendName(srv.backend()) << ")" << std::endl;
   return cli.Exit((*life)->Run());
 }

@@ -1,8 +1,10 @@
 #include "qcloud/core/hash.h"
 
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <xxhash.h>
+
+#include <algorithm>
+#include <initializer_list>
 
 #include "qcloud/core/check.h"
 
@@ -11,14 +13,28 @@ namespace {
 
 // EVP digests fail only when OpenSSL itself is broken (no provider, out of
 // memory): that is an invariant violation for qcloud, not a runtime error.
-template <size_t N>
-std::array<std::byte, N> Digest(const EVP_MD* md, ByteView data) {
-  std::array<std::byte, N> out{};
-  unsigned len = 0;
-  QCLOUD_CHECK(EVP_Digest(data.data(), data.size(), reinterpret_cast<unsigned char*>(out.data()),
-                          &len, md, nullptr) == 1);
-  QCLOUD_CHECK(len == N);
-  return out;
+//
+// Speed: OpenSSL 3 looks an algorithm up (a lock, a provider query) every
+// time EVP_md5()/EVP_sha256() is passed to an init, and one-shot HMAC()
+// builds and frees a MAC context per call: over a microsecond for a
+// 64-byte digest. So the algorithms are fetched once, each thread keeps one
+// context, and HMAC is the two hashes of RFC 2104 on that context.
+const EVP_MD* FetchedMd5() {
+  static const EVP_MD* md = [] {
+    EVP_MD* m = EVP_MD_fetch(nullptr, "MD5", nullptr);
+    QCLOUD_CHECK(m != nullptr);
+    return m;
+  }();
+  return md;
+}
+
+const EVP_MD* FetchedSha256() {
+  static const EVP_MD* md = [] {
+    EVP_MD* m = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+    QCLOUD_CHECK(m != nullptr);
+    return m;
+  }();
+  return md;
 }
 
 struct EvpCtxDeleter {
@@ -26,9 +42,28 @@ struct EvpCtxDeleter {
 };
 using EvpCtxPtr = std::unique_ptr<EVP_MD_CTX, EvpCtxDeleter>;
 
+// This thread's scratch context for one-shot digests.
+EVP_MD_CTX* ThreadCtx() {
+  thread_local EvpCtxPtr ctx(EVP_MD_CTX_new());
+  QCLOUD_CHECK(ctx != nullptr);
+  return ctx.get();
+}
+
+template <size_t N>
+std::array<std::byte, N> Digest(const EVP_MD* md, std::initializer_list<ByteView> parts) {
+  EVP_MD_CTX* ctx = ThreadCtx();
+  QCLOUD_CHECK(EVP_DigestInit_ex2(ctx, md, nullptr) == 1);
+  for (ByteView p : parts) QCLOUD_CHECK(EVP_DigestUpdate(ctx, p.data(), p.size()) == 1);
+  std::array<std::byte, N> out{};
+  unsigned len = 0;
+  QCLOUD_CHECK(EVP_DigestFinal_ex(ctx, reinterpret_cast<unsigned char*>(out.data()), &len) == 1);
+  QCLOUD_CHECK(len == N);
+  return out;
+}
+
 EvpCtxPtr NewCtx(const EVP_MD* md) {
   EvpCtxPtr ctx(EVP_MD_CTX_new());
-  QCLOUD_CHECK(ctx && EVP_DigestInit_ex(ctx.get(), md, nullptr) == 1);
+  QCLOUD_CHECK(ctx && EVP_DigestInit_ex2(ctx.get(), md, nullptr) == 1);
   return ctx;
 }
 
@@ -37,7 +72,7 @@ std::array<std::byte, N> FinishCtx(EVP_MD_CTX* ctx, const EVP_MD* md) {
   std::array<std::byte, N> out{};
   unsigned len = 0;
   QCLOUD_CHECK(EVP_DigestFinal_ex(ctx, reinterpret_cast<unsigned char*>(out.data()), &len) == 1);
-  QCLOUD_CHECK(len == N && EVP_DigestInit_ex(ctx, md, nullptr) == 1);
+  QCLOUD_CHECK(len == N && EVP_DigestInit_ex2(ctx, md, nullptr) == 1);
   return out;
 }
 
@@ -48,20 +83,28 @@ uint64_t Xxh3_64(ByteView data, uint64_t seed) noexcept {
                    : XXH3_64bits_withSeed(data.data(), data.size(), seed);
 }
 
-Md5Digest Md5(ByteView data) { return Digest<16>(EVP_md5(), data); }
-Sha256Digest Sha256(ByteView data) { return Digest<32>(EVP_sha256(), data); }
+Md5Digest Md5(ByteView data) { return Digest<16>(FetchedMd5(), {data}); }
+Sha256Digest Sha256(ByteView data) { return Digest<32>(FetchedSha256(), {data}); }
 
 Sha256Digest HmacSha256(ByteView key, ByteView data) {
-  Sha256Digest out{};
-  unsigned len = 0;
-  QCLOUD_CHECK(HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), data.u8(),
-                    data.size(), reinterpret_cast<unsigned char*>(out.data()), &len) != nullptr);
-  QCLOUD_CHECK(len == out.size());
-  return out;
+  // RFC 2104: H((K ^ opad) || H((K ^ ipad) || data)), K padded to the block.
+  constexpr size_t kBlock = 64;
+  std::array<std::byte, kBlock> k{};
+  if (key.size() > kBlock) {
+    const Sha256Digest hashed = Sha256(key);
+    std::copy(hashed.begin(), hashed.end(), k.begin());
+  } else {
+    std::copy(key.data(), key.data() + key.size(), k.begin());
+  }
+  std::array<std::byte, kBlock> pad;
+  for (size_t i = 0; i < kBlock; ++i) pad[i] = k[i] ^ std::byte{0x36};
+  const Sha256Digest inner = Digest<32>(FetchedSha256(), {ByteView(pad.data(), kBlock), data});
+  for (size_t i = 0; i < kBlock; ++i) pad[i] = k[i] ^ std::byte{0x5c};
+  return Digest<32>(FetchedSha256(), {ByteView(pad.data(), kBlock), ByteView(inner.data(), inner.size())});
 }
 
 struct Md5Hasher::Ctx {
-  EvpCtxPtr evp = NewCtx(EVP_md5());
+  EvpCtxPtr evp = NewCtx(FetchedMd5());
 };
 Md5Hasher::Md5Hasher() : ctx_(std::make_unique<Ctx>()) {}
 Md5Hasher::~Md5Hasher() = default;
@@ -70,10 +113,10 @@ Md5Hasher& Md5Hasher::operator=(Md5Hasher&&) noexcept = default;
 void Md5Hasher::Update(ByteView data) {
   QCLOUD_CHECK(EVP_DigestUpdate(ctx_->evp.get(), data.data(), data.size()) == 1);
 }
-Md5Digest Md5Hasher::Finish() { return FinishCtx<16>(ctx_->evp.get(), EVP_md5()); }
+Md5Digest Md5Hasher::Finish() { return FinishCtx<16>(ctx_->evp.get(), FetchedMd5()); }
 
 struct Sha256Hasher::Ctx {
-  EvpCtxPtr evp = NewCtx(EVP_sha256());
+  EvpCtxPtr evp = NewCtx(FetchedSha256());
 };
 Sha256Hasher::Sha256Hasher() : ctx_(std::make_unique<Ctx>()) {}
 Sha256Hasher::~Sha256Hasher() = default;
@@ -82,7 +125,7 @@ Sha256Hasher& Sha256Hasher::operator=(Sha256Hasher&&) noexcept = default;
 void Sha256Hasher::Update(ByteView data) {
   QCLOUD_CHECK(EVP_DigestUpdate(ctx_->evp.get(), data.data(), data.size()) == 1);
 }
-Sha256Digest Sha256Hasher::Finish() { return FinishCtx<32>(ctx_->evp.get(), EVP_sha256()); }
+Sha256Digest Sha256Hasher::Finish() { return FinishCtx<32>(ctx_->evp.get(), FetchedSha256()); }
 
 struct Xxh3Hasher::State {
   XXH3_state_t* s = XXH3_createState();

@@ -140,6 +140,10 @@ class EpollWorker final : public LoopWorker {
 
   // Sends what is queued, then sets the interest (or closes) from the state.
   void Update(Conn& c) {
+    if (!c.dead && c.out.empty() && c.session->producing()) {
+      Feed(c);  // a streamed reply goes on once its last piece is out
+      if (c.out.empty()) c.dead = true;  // a producing session that makes nothing: give up
+    }
     while (!c.dead && !c.out.empty()) {
       const ssize_t n = ::send(c.fd, c.out.data(), c.out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
       if (n > 0) {

@@ -223,6 +223,10 @@ class IoUringWorker final : public LoopWorker {
   // Starts a send if none is in flight, and decides whether to read more or
   // to close.
   void Drive(Conn& c) {
+    if (!c.send_armed && c.out.empty() && !c.dead && c.session->producing()) {
+      Feed(c);  // a streamed reply goes on once its last piece is out
+      if (c.out.empty()) c.dead = true;  // a producing session that makes nothing: give up
+    }
     if (!c.send_armed && !c.out.empty() && !c.dead) {
       std::swap(c.out, c.sending);
       ArmSend(c);

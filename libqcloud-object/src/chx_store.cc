@@ -453,14 +453,19 @@ Status ChxStore::Impl::SyncAll() {
 
 Status ChxStore::Sync() { return impl_->SyncAll(); }
 
-Result<Buffer> ChxStore::Read(ChunkId id) {
+Result<Buffer> ChxStore::Read(ChunkId id) { return Read(id, UINT64_MAX); }
+
+Result<Buffer> ChxStore::Read(ChunkId id, uint64_t length) {
   Impl& im = *impl_;
   ChunkLocation loc;
   std::shared_ptr<Volume> v;
   QCLOUD_RETURN_IF_ERROR(im.Locate(id, &loc, &v));
-  Buffer buf(loc.read_span);
-  auto dst = buf.Prepare(loc.read_span);
-  QCLOUD_ASSIGN_OR_RETURN(size_t got, v->file->ReadAt(loc.offset, dst.first(loc.read_span)));
+  const size_t want = length < loc.read_span - kRecordHeaderSize
+                          ? static_cast<size_t>(kRecordHeaderSize + length)
+                          : static_cast<size_t>(loc.read_span);
+  Buffer buf(want);
+  auto dst = buf.Prepare(want);
+  QCLOUD_ASSIGN_OR_RETURN(size_t got, v->file->ReadAt(loc.offset, dst.first(want)));
   buf.Commit(got);
   auto h = chx::DecodeRecordHeader(buf.readable(), im.options.max_chunk_bytes);
   auto corrupt = [&](std::string_view what) {

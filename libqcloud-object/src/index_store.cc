@@ -51,6 +51,7 @@ constexpr size_t kMaxChunks = size_t{1} << 24;
 constexpr size_t kMaxOwnerBytes = 256;
 constexpr size_t kMaxListKeys = 1000;
 constexpr unsigned kMaxDbs = 16;
+constexpr size_t kMaxIdleReaders = 64;  // below LMDB's default 126 reader slots
 
 uint64_t ZigZag(int64_t v) { return (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63); }
 int64_t UnZigZag(uint64_t v) { return static_cast<int64_t>(v >> 1) ^ -static_cast<int64_t>(v & 1); }
@@ -581,7 +582,14 @@ struct IndexStore::Impl {
   std::deque<Request*> queue;
   bool committing = false;
 
+  // Read transactions between uses: reset, kept with their reader slot, and
+  // renewed by the next reader (a fresh mdb_txn_begin takes the reader
+  // table's lock; a renew does not).
+  mutable std::mutex readers_mu;
+  mutable std::vector<MDB_txn*> idle_readers;
+
   ~Impl() {
+    for (MDB_txn* t : idle_readers) mdb_txn_abort(t);
     if (env != nullptr) mdb_env_close(env);
   }
 
@@ -642,10 +650,33 @@ struct IndexStore::Impl {
   template <typename Fn>
   auto Read(Fn&& fn) const -> decltype(fn(static_cast<MDB_txn*>(nullptr))) {
     MDB_txn* txn = nullptr;
-    const int rc = mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn);
-    if (rc != 0) return LmdbError(rc, "begin read");
+    {
+      std::lock_guard lock(readers_mu);
+      if (!idle_readers.empty()) {
+        txn = idle_readers.back();
+        idle_readers.pop_back();
+      }
+    }
+    int rc = 0;
+    if (txn != nullptr) {
+      rc = mdb_txn_renew(txn);
+      if (rc != 0) {
+        mdb_txn_abort(txn);
+        txn = nullptr;
+      }
+    }
+    if (txn == nullptr) {
+      rc = mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn);
+      if (rc != 0) return LmdbError(rc, "begin read");
+    }
     auto result = fn(txn);
-    mdb_txn_abort(txn);
+    mdb_txn_reset(txn);
+    std::lock_guard lock(readers_mu);
+    if (idle_readers.size() < kMaxIdleReaders) {
+      idle_readers.push_back(txn);
+    } else {
+      mdb_txn_abort(txn);
+    }
     return result;
   }
 };
@@ -841,6 +872,14 @@ Result<ObjectMeta> IndexStore::GetObject(std::string_view bucket, std::string_vi
   QCLOUD_RETURN_IF_ERROR(CheckBucketName(bucket));
   const std::string k = ObjectKey(bucket, key);
   return impl_->Read([&](MDB_txn* txn) -> Result<ObjectMeta> {
+    if (k.size() <= kDirectMax) {
+      // Decoded straight from LMDB's page (valid for this transaction).
+      MDB_val mk = Val(k), mv;
+      const int rc = mdb_get(txn, impl_->objects, &mk, &mv);
+      if (rc == MDB_NOTFOUND) return NotFound(fmt::format("no object {}/{}", bucket, key));
+      if (rc != 0) return LmdbError(rc, "get object");
+      return DecodeObjectMeta(View(mv));
+    }
     QCLOUD_ASSIGN_OR_RETURN(auto record, GetRecord(txn, impl_->objects, k));
     if (!record) return NotFound(fmt::format("no object {}/{}", bucket, key));
     return DecodeObjectMeta(*record);

@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include "object/chunk_cache.h"
 #include "qcloud/core/hash.h"
 
 namespace qcloud::object {
@@ -27,6 +28,7 @@ struct ObjectStore::Impl {
   std::atomic<uint64_t> next_disk{0};
   std::atomic<uint64_t> collected{0};
   std::atomic<uint64_t> free_errors{0};
+  std::unique_ptr<ChunkCache> cache;
 
   void Log(LogLevel level, const std::string& line) const {
     if (logger->Enabled(level)) logger->Log(level, line);
@@ -203,6 +205,7 @@ Result<std::unique_ptr<ObjectStore>> ObjectStore::Open(const ObjectStoreOptions&
   impl->options = options;
   impl->logger = options.logger != nullptr ? options.logger : &DiscardLogger();
   impl->clock = options.clock != nullptr ? options.clock : &RealClock();
+  impl->cache = std::make_unique<ChunkCache>(options.chunk_cache_bytes, options.chunk_cache_max_chunk);
   for (const std::string& dir : options.disks) {
     QCLOUD_ASSIGN_OR_RETURN(
         auto chx, ChxStore::Open({.dir = dir,
@@ -267,11 +270,16 @@ Result<Buffer> ObjectStore::Read(const ObjectMeta& meta, uint64_t offset, uint64
     const uint64_t chunk_end = at + c.length;
     if (chunk_end > offset && at < end) {
       if (c.store >= impl_->disks.size()) return Corruption("object names a disk that is not configured");
-      QCLOUD_ASSIGN_OR_RETURN(Buffer data, impl_->disks[c.store]->Read(c.chunk));
-      if (data.size() != c.length) return Corruption("chunk length differs from the index");
       const uint64_t from = std::max(offset, at) - at;
       const uint64_t to = std::min(end, chunk_end) - at;
-      out.Append(data.readable().subview(static_cast<size_t>(from), static_cast<size_t>(to - from)));
+      ChunkCache& cache = *impl_->cache;
+      const bool cacheable = cache.Cacheable(c.length);
+      if (!cacheable || !cache.Get(c.store, c.chunk.value, from, to, out)) {
+        QCLOUD_ASSIGN_OR_RETURN(Buffer data, impl_->disks[c.store]->Read(c.chunk, c.length));
+        if (data.size() != c.length) return Corruption("chunk length differs from the index");
+        if (cacheable) cache.Put(c.store, c.chunk.value, data.readable());
+        out.Append(data.readable().subview(static_cast<size_t>(from), static_cast<size_t>(to - from)));
+      }
     }
     at = chunk_end;
     if (at >= end) break;
@@ -367,6 +375,9 @@ ObjectStoreStats ObjectStore::Stats() const {
   }
   s.collected_chunks = impl_->collected.load();
   s.free_errors = impl_->free_errors.load();
+  s.cache_hits = impl_->cache->hits();
+  s.cache_misses = impl_->cache->misses();
+  s.cache_bytes = impl_->cache->bytes();
   return s;
 }
 

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cctype>
 #include <ctime>
+#include <mutex>
+#include <unordered_map>
 
 #include <fmt/format.h>
 
@@ -22,10 +24,21 @@ constexpr int64_t kMaxPresignSeconds = 7 * 24 * 3600;  // S3: a week
 
 Status Malformed(std::string msg) { return Status(Errc::kAuthorizationMalformed, std::move(msg)); }
 
+char LowerChar(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + ('a' - 'A')) : c; }
+
 std::string Lower(std::string_view s) {
   std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (char& c : out) c = LowerChar(c);
   return out;
+}
+
+// `name` in any case equals `lower` (already lower case)?
+bool EqualsLower(std::string_view name, std::string_view lower) {
+  if (name.size() != lower.size()) return false;
+  for (size_t i = 0; i < name.size(); ++i) {
+    if (LowerChar(name[i]) != lower[i]) return false;
+  }
+  return true;
 }
 
 std::string_view Trim(std::string_view s) {
@@ -34,27 +47,38 @@ std::string_view Trim(std::string_view s) {
   return s;
 }
 
-// Trimmed, with runs of spaces folded to one (SigV4's header value rule).
-std::string FoldSpaces(std::string_view v) {
+// Trimmed, with runs of spaces folded to one (SigV4's header value rule),
+// appended to `out`.
+void AppendFolded(std::string& out, std::string_view v) {
   v = Trim(v);
-  std::string out;
-  out.reserve(v.size());
+  // The common case: nothing to fold.
+  bool plain = true;
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (v[i] == '\t' || (v[i] == ' ' && i + 1 < v.size() && v[i + 1] == ' ')) {
+      plain = false;
+      break;
+    }
+  }
+  if (plain) {
+    out.append(v);
+    return;
+  }
   bool space = false;
+  const size_t start = out.size();
   for (char c : v) {
     if (c == ' ' || c == '\t') {
       space = true;
       continue;
     }
-    if (space && !out.empty()) out.push_back(' ');
+    if (space && out.size() > start) out.push_back(' ');
     space = false;
     out.push_back(c);
   }
-  return out;
 }
 
-std::optional<std::string> Header(const Request& r, std::string_view lower_name) {
+std::optional<std::string_view> Header(const Request& r, std::string_view lower_name) {
   for (const auto& [name, value] : r.headers) {
-    if (Lower(name) == lower_name) return value;
+    if (EqualsLower(name, lower_name)) return value;
   }
   return std::nullopt;
 }
@@ -168,7 +192,8 @@ std::string UriEncode(std::string_view s, bool encode_slash) {
   std::string out;
   out.reserve(s.size() * 3);
   for (unsigned char c : s) {
-    const bool unreserved = std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~';
+    const bool unreserved = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                            c == '-' || c == '_' || c == '.' || c == '~';
     if (unreserved || (c == '/' && !encode_slash)) {
       out.push_back(static_cast<char>(c));
     } else {
@@ -223,9 +248,15 @@ std::string CanonicalQuery(std::string_view query, bool drop_signature) {
 
 std::string CanonicalRequest(const Request& r, const std::vector<std::string>& signed_headers,
                              std::string_view payload_hash, bool presigned) {
-  std::string path = UriEncode(UriDecode(r.path).value_or(std::string(r.path)), false);
+  // A path of unreserved characters and '/' is its own canonical form.
+  const bool plain = std::all_of(r.path.begin(), r.path.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_' || c == '.' || c == '~' || c == '/';
+  });
+  std::string path = plain ? std::string(r.path) : UriEncode(UriDecode(r.path).value_or(std::string(r.path)), false);
   if (path.empty()) path = "/";
   std::string out;
+  out.reserve(256 + path.size() + r.query.size());
   out += r.method;
   out += '\n';
   out += path;
@@ -233,15 +264,15 @@ std::string CanonicalRequest(const Request& r, const std::vector<std::string>& s
   out += CanonicalQuery(r.query, presigned);
   out += '\n';
   for (const std::string& name : signed_headers) {
-    std::string joined;
-    for (const auto& [n, v] : r.headers) {
-      if (Lower(n) != name) continue;
-      if (!joined.empty()) joined.push_back(',');
-      joined += FoldSpaces(v);
-    }
     out += name;
     out += ':';
-    out += joined;
+    bool first = true;
+    for (const auto& [n, v] : r.headers) {
+      if (!EqualsLower(n, name)) continue;
+      if (!first) out.push_back(',');
+      first = false;
+      AppendFolded(out, v);
+    }
     out += '\n';
   }
   out += '\n';
@@ -256,8 +287,14 @@ std::string CanonicalRequest(const Request& r, const std::vector<std::string>& s
 
 std::string StringToSign(std::string_view amz_date, std::string_view scope,
                          std::string_view canonical_request) {
-  return fmt::format("{}\n{}\n{}\n{}", kAlgorithm, amz_date, scope,
-                     ToHex(AsBytes(Sha256(ByteView(canonical_request)))));
+  const std::string hash = ToHex(AsBytes(Sha256(ByteView(canonical_request))));
+  std::string out;
+  out.reserve(kAlgorithm.size() + amz_date.size() + scope.size() + hash.size() + 3);
+  out.append(kAlgorithm).push_back('\n');
+  out.append(amz_date).push_back('\n');
+  out.append(scope).push_back('\n');
+  out.append(hash);
+  return out;
 }
 
 Sha256Digest SigningKey(std::string_view secret, std::string_view date, std::string_view region,
@@ -309,7 +346,39 @@ Result<Authorization> ParseAuthorization(std::string_view header) {
   return a;
 }
 
-Result<Verified> Verify(const Request& r, const SecretLookup& secrets, WallTime now) {
+struct SigningKeyCache::Impl {
+  struct Entry {
+    std::string secret;
+    Sha256Digest key;
+  };
+  std::mutex mu;
+  std::unordered_map<std::string, Entry> keys;
+};
+
+SigningKeyCache::SigningKeyCache() : impl_(std::make_unique<Impl>()) {}
+SigningKeyCache::~SigningKeyCache() = default;
+
+Sha256Digest SigningKeyCache::Get(std::string_view access_key, std::string_view secret, std::string_view date,
+                                  std::string_view region, std::string_view service) {
+  std::string id;
+  id.reserve(access_key.size() + date.size() + region.size() + service.size() + 3);
+  id.append(access_key).push_back('\0');
+  id.append(date).push_back('\0');
+  id.append(region).push_back('\0');
+  id.append(service);
+  {
+    std::lock_guard lock(impl_->mu);
+    auto it = impl_->keys.find(id);
+    if (it != impl_->keys.end() && it->second.secret == secret) return it->second.key;
+  }
+  const Sha256Digest key = SigningKey(secret, date, region, service);
+  std::lock_guard lock(impl_->mu);
+  if (impl_->keys.size() >= 4096) impl_->keys.clear();
+  impl_->keys[id] = {std::string(secret), key};
+  return key;
+}
+
+Result<Verified> Verify(const Request& r, const SecretLookup& secrets, WallTime now, SigningKeyCache* cache) {
   Verified out;
   Authorization a;
   std::string amz_date;
@@ -368,21 +437,26 @@ Result<Verified> Verify(const Request& r, const SecretLookup& secrets, WallTime 
   if (!secret) {
     return Status(Errc::kInvalidAccessKeyId, fmt::format("no access key '{}'", a.access_key));
   }
-  const std::string scope = fmt::format("{}/{}/{}/{}", a.date, a.region, a.service, kTerminator);
+  std::string scope;
+  scope.reserve(a.date.size() + a.region.size() + a.service.size() + kTerminator.size() + 3);
+  scope.append(a.date).append("/").append(a.region).append("/").append(a.service).append("/").append(kTerminator);
   const std::string canonical = CanonicalRequest(r, a.signed_headers, payload, out.presigned);
-  const Sha256Digest key = SigningKey(*secret, a.date, a.region, a.service);
+  const Sha256Digest key = cache != nullptr ? cache->Get(a.access_key, *secret, a.date, a.region, a.service)
+                                            : SigningKey(*secret, a.date, a.region, a.service);
   const std::string expected = Signature(key, StringToSign(amz_date, scope, canonical));
   if (!ConstantTimeEqual(expected, a.signature)) {
     return Status(Errc::kSignatureDoesNotMatch,
                   "the request signature we calculated does not match the signature you provided");
   }
-  out.access_key = a.access_key;
-  out.payload_hash = payload;
-  out.region = a.region;
-  out.amz_date = amz_date;
-  out.scope = scope;
-  out.signature = a.signature;
-  out.signing_key = key;
+  out.access_key = std::move(a.access_key);
+  out.region = std::move(a.region);
+  if (payload.starts_with("STREAMING-")) {  // what the chunks' signatures chain from
+    out.amz_date = std::move(amz_date);
+    out.scope = std::move(scope);
+    out.signature = std::move(a.signature);
+    out.signing_key = key;
+  }
+  out.payload_hash = std::move(payload);
   return out;
 }
 

@@ -1,22 +1,24 @@
-// S3Server: HTTP/1.1 framing over the runtime's Asio contexts. The only
-// Beast translation unit of the S3 front end (Beast costs ~15 s of compile
-// time per file): Beast parses requests (head, Content-Length and chunked
-// bodies, limits); responses are written by hand, a head and then the
-// object piece by piece, one chunk of the store at a time.
+// S3Server: HTTP/1.1 framing as a StreamSession on core's connection loop
+// (io_uring or epoll). The only Beast translation unit of the S3 front end:
+// Beast's parser reads request heads and bodies (Content-Length or
+// chunked, header limits); responses are written by hand, the head and
+// then the object a chunk at a time as the client takes it.
 #include "qcloud/object/s3_server.h"
 
+#include <algorithm>
 #include <chrono>
 #include <limits>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <vector>
 
-#include <boost/asio/post.hpp>
-#include <boost/asio/write.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
+#include <boost/beast/core/string.hpp>
+#include <boost/beast/http/basic_parser.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/field.hpp>
+#include <boost/beast/http/verb.hpp>
+#include <boost/optional.hpp>
 #include <fmt/format.h>
 
 #include "s3/service.h"
@@ -26,193 +28,253 @@ namespace qcloud::object {
 
 namespace {
 
-namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
-using asio::ip::tcp;
 
 constexpr size_t kHeaderLimit = 16 * 1024;
-constexpr size_t kBodyBuffer = 256 * 1024;
+constexpr size_t kOutputHighWater = 4 << 20;    // stop reading while this much is unsent
+constexpr size_t kReadBuffer = 128 * 1024;
 
-class Session;
-
-struct SessionSet {
-  std::mutex mu;
-  std::vector<std::weak_ptr<Session>> live;
-};
-
-std::string Reason(int status) {
-  const auto r = http::obsolete_reason(http::int_to_status(static_cast<unsigned>(status)));
-  return std::string(r.data(), r.size());
+std::string_view Reason(int status) {
+  switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 204: return "No Content";
+    case 206: return "Partial Content";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 409: return "Conflict";
+    case 411: return "Length Required";
+    case 412: return "Precondition Failed";
+    case 416: return "Range Not Satisfiable";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 503: return "Service Unavailable";
+    default: return "Unknown";
+  }
 }
 
-class Session : public std::enable_shared_from_this<Session> {
- public:
-  Session(tcp::socket socket, s3::Service& service, const S3ServerOptions& options)
-      : stream_(std::move(socket)), service_(service), options_(options), body_(kBodyBuffer) {
-    service_.counters().connections.fetch_add(1, std::memory_order_relaxed);
+// Today's Date header, recomputed at most once a second per thread.
+const std::string& DateHeader(Clock& clock) {
+  thread_local int64_t second = -1;
+  thread_local std::string text;
+  const int64_t ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                         clock.WallNow().time_since_epoch()).count();
+  if (ms / 1000 != second) {
+    second = ms / 1000;
+    text = "Date: " + s3::HttpTime(ms) + "\r\n";
   }
-  ~Session() { service_.counters().connections.fetch_sub(1, std::memory_order_relaxed); }
+  return text;
+}
 
-  void Start() { ReadHeader(); }
+void AsciiLower(std::string& s) {
+  for (char& c : s) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + ('a' - 'A'));
+  }
+}
 
-  void CloseAsync() {
-    asio::post(stream_.get_executor(), [self = shared_from_this()] {
-      self->stopping_ = true;
-      if (!self->busy_) self->Close();
-    });
+class S3Session;
+
+// Beast's HTTP/1.1 parser with our own callbacks: fields go straight into
+// the request (no field container), body bytes straight into the call (no
+// body buffer). Used for one request, then replaced.
+class RequestParser final : public http::basic_parser<true> {
+ public:
+  explicit RequestParser(S3Session& session) : session_(session) {
+    header_limit(kHeaderLimit);
+    body_limit(std::numeric_limits<uint64_t>::max());
   }
 
  private:
-  void ReadHeader() {
-    busy_ = false;
-    if (stopping_) return Close();
-    parser_.emplace();
-    parser_->header_limit(kHeaderLimit);
-    parser_->body_limit(std::numeric_limits<uint64_t>::max());
-    stream_.expires_after(options_.idle_timeout);
-    http::async_read_header(stream_, buffer_, *parser_,
-                            [self = shared_from_this()](beast::error_code ec, size_t) { self->OnHeader(ec); });
+  void on_request_impl(http::verb, beast::string_view method, beast::string_view target, int,
+                       beast::error_code&) override;
+  void on_response_impl(int, beast::string_view, int, beast::error_code& ec) override {
+    ec = http::error::bad_method;  // requests only
+  }
+  void on_field_impl(http::field name, beast::string_view name_string, beast::string_view value,
+                     beast::error_code&) override;
+  void on_header_impl(beast::error_code&) override {}
+  void on_body_init_impl(const boost::optional<uint64_t>&, beast::error_code&) override {}
+  size_t on_body_impl(beast::string_view body, beast::error_code& ec) override;
+  void on_chunk_header_impl(uint64_t, beast::string_view, beast::error_code&) override {}
+  size_t on_chunk_body_impl(uint64_t, beast::string_view body, beast::error_code& ec) override {
+    return on_body_impl(body, ec);
+  }
+  void on_finish_impl(beast::error_code&) override {}
+
+  S3Session& session_;
+};
+
+class S3Session final : public StreamSession {
+ public:
+  S3Session(s3::Service& service, Clock& clock) : service_(service), clock_(clock) {
+    service_.counters().connections.fetch_add(1, std::memory_order_relaxed);
+  }
+  ~S3Session() override { service_.counters().connections.fetch_sub(1, std::memory_order_relaxed); }
+
+  size_t Process(ByteView in, Buffer& out) override {
+    size_t used = 0;
+    while (!closing_) {
+      if (streaming_) {
+        // A GET in progress: the next piece once the last one is on its way.
+        if (out.size() >= kOutputHighWater) return used;
+        StreamPiece(out);
+        if (streaming_) return used;
+        FinishResponse();
+        continue;
+      }
+      if (!parser_) StartRequest();
+      const ByteView rest = in.subview(used, in.size() - used);
+      if (rest.empty() && !parser_->is_done()) return used;
+      const bool had_header = parser_->is_header_done();
+      beast::error_code ec;
+      const size_t n = rest.empty() ? 0 : parser_->put(boost::asio::buffer(rest.data(), rest.size()), ec);
+      used += n;
+      if (body_failed_) {
+        // The call refused the body (too large, bad chunk signature, disk
+        // error): it has its answer; the rest of the body cannot be framed.
+        s3::HttpResponse r = call_->Finish();
+        r.close = true;
+        call_.reset();
+        Respond(std::move(r), out);
+        continue;
+      }
+      if (ec == http::error::need_more) return used;
+      if (ec) {
+        BadRequest(ec, out);
+        return used;
+      }
+      if (!had_header && parser_->is_header_done()) {
+        if (!OnHeader(out)) continue;  // answered without a body
+      }
+      if (parser_->is_done()) {
+        OnBodyDone(out);
+        continue;
+      }
+      if (n == 0) return used;  // nothing more to take from `in`
+    }
+    return used;
   }
 
-  void OnHeader(beast::error_code ec) {
-    if (ec == http::error::end_of_stream || ec == beast::error::timeout || ec == asio::error::eof ||
-        ec == asio::error::connection_reset || ec == asio::error::operation_aborted) {
-      return Close();
+  bool closing() const noexcept override { return closing_; }
+  bool blocked(const Buffer& out) const noexcept override {
+    return streaming_ || out.size() >= kOutputHighWater;
+  }
+  bool producing() const noexcept override { return streaming_; }
+
+  // RequestParser's callbacks.
+  void OnRequestLine(beast::string_view method, beast::string_view target) {
+    request_.method.assign(method.data(), method.size());
+    request_.target.assign(target.data(), target.size());
+  }
+  void OnField(http::field name, beast::string_view name_string, beast::string_view value) {
+    std::string n(name_string.data(), name_string.size());
+    AsciiLower(n);
+    request_.headers.emplace_back(std::move(n), std::string(value.data(), value.size()));
+    if (name == http::field::expect && beast::iequals(value, "100-continue")) expect_continue_ = true;
+  }
+  size_t OnBody(beast::string_view body, beast::error_code& ec) {
+    if (!call_) return body.size();  // answered already; never reached (the parse stops)
+    if (Status s = call_->Feed(ByteView(std::string_view(body.data(), body.size()))); !s.ok()) {
+      body_failed_ = true;
+      ec = http::error::body_limit;  // stops the parse; Process answers with the call's error
     }
-    busy_ = true;
+    return body.size();
+  }
+
+ private:
+  void StartRequest() {
+    parser_.emplace(*this);
+    request_ = {};
+    request_.headers.reserve(16);
+    expect_continue_ = false;
+    body_failed_ = false;
+  }
+
+  // The head is in: starts the call. False when it was answered at once.
+  bool OnHeader(Buffer& out) {
     started_ = std::chrono::steady_clock::now();
-    if (ec) {
-      const std::string id = service_.NextRequestId();
-      s3::HttpResponse r = ec == http::error::header_limit
-                               ? service_.Error("RequestHeaderSectionTooLarge", "", "", id, false)
-                               : service_.Error("InvalidRequest", "malformed HTTP request: " + ec.message(), "", id, false);
-      r.close = true;
-      op_ = "BadRequest";
-      return Respond(std::move(r));
-    }
-    const auto& req = parser_->get();
-    s3::HttpRequest h;
-    h.method = std::string(req.method_string());
-    h.target = std::string(req.target());
-    h.headers.reserve(16);
-    for (const auto& field : req) {
-      std::string name(field.name_string());
-      for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-      h.headers.emplace_back(std::move(name), std::string(field.value()));
-    }
-    keep_alive_ = req.keep_alive();
-    const bool expect_continue = [&] {
-      auto it = req.find(http::field::expect);
-      return it != req.end() && beast::iequals(it->value(), "100-continue");
-    }();
-    call_ = service_.Begin(std::move(h));
+    keep_alive_ = parser_->keep_alive();
+    call_ = service_.Begin(std::move(request_));
     op_ = call_->operation();
     if (!call_->wants_body()) {
       s3::HttpResponse r = call_->Finish();
       // A body we will not read cannot be skipped safely: close after.
       if (!parser_->is_done()) r.close = true;
       call_.reset();
-      return Respond(std::move(r));
+      Respond(std::move(r), out);
+      return false;
     }
-    if (parser_->is_done()) return FinishBody();
-    if (expect_continue) {
-      static const std::string kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-      asio::async_write(stream_, asio::buffer(kContinue),
-                        [self = shared_from_this()](beast::error_code wec, size_t) {
-                          if (wec) return self->Abandon();
-                          self->ReadBody();
-                        });
-      return;
+    if (expect_continue_ && !parser_->is_done()) {
+      out.Append(ByteView(std::string_view("HTTP/1.1 100 Continue\r\n\r\n")));
     }
-    ReadBody();
+    return true;
   }
 
-  void ReadBody() {
-    auto& body = parser_->get().body();
-    body.data = body_.data();
-    body.size = body_.size();
-    stream_.expires_after(options_.idle_timeout);
-    http::async_read_some(stream_, buffer_, *parser_,
-                          [self = shared_from_this()](beast::error_code ec, size_t) { self->OnBody(ec); });
-  }
-
-  void OnBody(beast::error_code ec) {
-    if (ec == http::error::need_buffer) ec = {};
-    const size_t got = body_.size() - parser_->get().body().size;
-    if (got > 0 && call_) {
-      if (Status s = call_->Feed(ByteView(body_.data(), got)); !s.ok()) {
-        s3::HttpResponse r = call_->Finish();
-        r.close = true;
-        call_.reset();
-        return Respond(std::move(r));
-      }
-    }
-    if (ec) {
-      // The client went away or broke the framing mid-body: the call is
-      // dropped unfinished, so nothing it began becomes visible.
-      if (ec == http::error::partial_message || ec == http::error::end_of_stream ||
-          ec == asio::error::eof || ec == beast::error::timeout || ec == asio::error::connection_reset) {
-        return Abandon();
-      }
-      call_.reset();
-      s3::HttpResponse r =
-          service_.Error("InvalidRequest", "malformed HTTP body: " + ec.message(), "", service_.NextRequestId(), false);
-      r.close = true;
-      return Respond(std::move(r));
-    }
-    if (parser_->is_done()) return FinishBody();
-    ReadBody();
-  }
-
-  void FinishBody() {
+  void OnBodyDone(Buffer& out) {
     s3::HttpResponse r = call_->Finish();
     call_.reset();
-    Respond(std::move(r));
+    Respond(std::move(r), out);
   }
 
-  // Drops the request without an answer and closes.
-  void Abandon() {
-    call_.reset();
-    Close();
+  void BadRequest(const beast::error_code& ec, Buffer& out) {
+    call_.reset();  // a body cut short or malformed: nothing it began becomes visible
+    const std::string id = service_.NextRequestId();
+    s3::HttpResponse r = ec == http::error::header_limit
+                             ? service_.Error("RequestHeaderSectionTooLarge", "", "", id, false)
+                             : service_.Error("InvalidRequest", "malformed HTTP request: " + ec.message(), "", id, false);
+    r.close = true;
+    op_ = "BadRequest";
+    if (started_ == std::chrono::steady_clock::time_point{}) started_ = std::chrono::steady_clock::now();
+    Respond(std::move(r), out);
   }
 
-  void Respond(s3::HttpResponse r) {
+  void Respond(s3::HttpResponse r, Buffer& out) {
     response_ = std::move(r);
-    auto& c = service_.counters();
-    if (response_.status >= 400) c.errors.fetch_add(1, std::memory_order_relaxed);
-    if (!keep_alive_ || stopping_) response_.close = true;
-    if (response_.object && !response_.head && response_.length > 0) {
+    parser_.reset();
+    if (!keep_alive_) response_.close = true;
+    const bool stream = response_.object && !response_.head && response_.length > 0;
+    if (stream) {
       next_ = response_.offset;
       end_ = response_.offset + response_.length;
-      // The first piece goes out with the head, so a small object is one write.
-      auto piece = ReadPiece();
-      if (!piece.ok()) {
-        const Status s = piece.status();
+      // The first piece before the head: an error there is still an answer.
+      auto first = ReadPiece();
+      if (!first.ok()) {
+        const Status& s = first.status();
         response_ = service_.Error(s == qcloud::Errc::kNotFound ? "NoSuchKey" : "InternalError", s.message(), "",
                                    service_.NextRequestId(), false);
-        c.errors.fetch_add(1, std::memory_order_relaxed);
-        return WriteHead();
+        response_.close = !keep_alive_;
+        WriteHead(out);
+        out.Append(ByteView(response_.body));
+        return FinishResponse();
       }
-      piece_ = std::move(*piece);
-      head_ = Head();
-      std::array<asio::const_buffer, 2> bufs{asio::buffer(head_),
-                                             asio::buffer(piece_.readable().data(), piece_.size())};
-      asio::async_write(stream_, bufs, [self = shared_from_this()](beast::error_code ec, size_t) {
-        self->OnPiece(ec);
-      });
-      return;
+      WriteHead(out);
+      out.Append(first->readable());
+      if (next_ < end_) {
+        streaming_ = true;
+        return;
+      }
+      return FinishResponse();
     }
-    WriteHead();
+    WriteHead(out);
+    if (!response_.object && !response_.head) out.Append(ByteView(response_.body));
+    FinishResponse();
   }
 
-  void WriteHead() {
-    head_ = Head();
-    if (!response_.object && !response_.head) head_ += response_.body;
-    stream_.expires_after(options_.idle_timeout);
-    asio::async_write(stream_, asio::buffer(head_), [self = shared_from_this()](beast::error_code ec, size_t) {
-      self->Done(ec);
-    });
+  void StreamPiece(Buffer& out) {
+    auto piece = ReadPiece();
+    if (!piece.ok() || piece->size() == 0) {
+      // The head is out: all that is left is to cut the connection short.
+      streaming_ = false;
+      closing_ = true;
+      response_.close = true;
+      return;
+    }
+    out.Append(piece->readable());
+    if (next_ >= end_) streaming_ = false;
   }
 
   Result<Buffer> ReadPiece() {
@@ -233,77 +295,93 @@ class Session : public std::enable_shared_from_this<Session> {
     return data;
   }
 
-  void OnPiece(beast::error_code ec) {
-    if (ec || next_ >= end_) return Done(ec);
-    auto piece = ReadPiece();
-    if (!piece.ok() || piece->size() == 0) {
-      // The head is out: all we can do is cut the connection short.
-      return Abandon();
-    }
-    piece_ = std::move(*piece);
-    stream_.expires_after(options_.idle_timeout);
-    asio::async_write(stream_, asio::buffer(piece_.readable().data(), piece_.size()),
-                      [self = shared_from_this()](beast::error_code wec, size_t) { self->OnPiece(wec); });
-  }
-
-  void Done(beast::error_code ec) {
-    Observe();
-    piece_ = Buffer();
-    if (ec || response_.close) return Close();
-    ReadHeader();
-  }
-
-  void Observe() {
-    auto& c = service_.counters();
-    if (c.by_op != nullptr) c.by_op->WithLabels({op_, std::to_string(response_.status)}).Increment();
-    if (c.latency != nullptr) {
-      const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
-      c.latency->WithLabels({op_}).Observe(secs);
-    }
-  }
-
-  std::string Head() const {
+  void WriteHead(Buffer& out) {
     const s3::HttpResponse& r = response_;
-    std::string h = fmt::format("HTTP/1.1 {} {}\r\n", r.status, Reason(r.status));
-    h += "Server: qcloud-cosd\r\n";
-    h += "Date: ";
-    h += s3::HttpTime(std::chrono::duration_cast<std::chrono::milliseconds>(
-                          std::chrono::system_clock::now().time_since_epoch()).count());
-    h += "\r\n";
-    for (const auto& [name, value] : r.headers) {
-      h += name;
-      h += ": ";
-      h += value;
+    std::string h;
+    h.reserve(512);
+    h += "HTTP/1.1 ";
+    h += std::to_string(r.status);
+    h += ' ';
+    h += Reason(r.status);
+    h += "\r\nServer: qcloud-cosd\r\n";
+    h += DateHeader(clock_);
+    h += r.headers;
+    if (r.status != 204 && r.status != 304) {
+      h += "Content-Length: ";
+      h += std::to_string(r.content_length());
       h += "\r\n";
     }
-    if (r.status != 204 && r.status != 304) h += fmt::format("Content-Length: {}\r\n", r.content_length());
     if (r.close) h += "Connection: close\r\n";
     h += "\r\n";
-    return h;
+    out.Append(ByteView(h));
   }
 
-  void Close() {
-    beast::error_code ignored;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
-    stream_.close();
+  void FinishResponse() {
+    auto& c = service_.counters();
+    if (response_.status >= 400) c.errors.fetch_add(1, std::memory_order_relaxed);
+    // A connection mostly repeats one operation: its last children are kept.
+    if (c.by_op != nullptr) {
+      if (counted_op_ != op_ || counted_status_ != response_.status) {
+        counter_ = &c.by_op->WithLabels({op_, std::to_string(response_.status)});
+        histogram_ = c.latency != nullptr ? &c.latency->WithLabels({op_}) : nullptr;
+        counted_op_ = op_;
+        counted_status_ = response_.status;
+      }
+      counter_->Increment();
+      if (histogram_ != nullptr) {
+        histogram_->Observe(
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count());
+      }
+    }
+    if (response_.close) closing_ = true;
+    response_ = {};
+    started_ = {};
   }
 
-  beast::tcp_stream stream_;
   s3::Service& service_;
-  const S3ServerOptions& options_;
-  beast::flat_buffer buffer_{kHeaderLimit};
-  std::optional<http::request_parser<http::buffer_body>> parser_;
-  std::vector<std::byte> body_;
+  Clock& clock_;
+  std::optional<RequestParser> parser_;
+  s3::HttpRequest request_;
+  bool expect_continue_ = false;
+  bool body_failed_ = false;
   std::unique_ptr<s3::Call> call_;
   s3::HttpResponse response_;
-  std::string head_;
-  Buffer piece_;
   uint64_t next_ = 0, end_ = 0;
   bool keep_alive_ = true;
-  bool busy_ = false;
-  bool stopping_ = false;
+  bool streaming_ = false;
+  bool closing_ = false;
   std::string op_;
-  std::chrono::steady_clock::time_point started_;
+  std::chrono::steady_clock::time_point started_{};
+  std::string counted_op_;
+  int counted_status_ = 0;
+  Counter* counter_ = nullptr;
+  Histogram* histogram_ = nullptr;
+};
+
+void RequestParser::on_request_impl(http::verb, beast::string_view method, beast::string_view target, int,
+                                    beast::error_code&) {
+  session_.OnRequestLine(method, target);
+}
+
+void RequestParser::on_field_impl(http::field name, beast::string_view name_string, beast::string_view value,
+                                  beast::error_code&) {
+  session_.OnField(name, name_string, value);
+}
+
+size_t RequestParser::on_body_impl(beast::string_view body, beast::error_code& ec) {
+  return session_.OnBody(body, ec);
+}
+
+class Factory final : public SessionFactory {
+ public:
+  Factory(s3::Service& service, Clock& clock) : service_(service), clock_(clock) {}
+  std::unique_ptr<StreamSession> NewSession(unsigned) override {
+    return std::make_unique<S3Session>(service_, clock_);
+  }
+
+ private:
+  s3::Service& service_;
+  Clock& clock_;
 };
 
 }  // namespace
@@ -313,7 +391,8 @@ struct S3Server::Impl {
   S3ServerOptions options;
   s3::Counters counters;
   std::unique_ptr<s3::Service> service;
-  std::shared_ptr<SessionSet> sessions = std::make_shared<SessionSet>();
+  std::unique_ptr<Factory> factory;
+  std::unique_ptr<TcpServer> tcp;
 };
 
 S3Server::S3Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -334,34 +413,34 @@ Result<std::unique_ptr<S3Server>> S3Server::Open(ObjectStore& store, const S3Ser
   auto impl = std::make_unique<Impl>();
   impl->store = &store;
   impl->options = options;
+  Clock* clock = options.clock != nullptr ? options.clock : &RealClock();
   impl->service = std::make_unique<s3::Service>(store, impl->options, impl->counters);
+  impl->factory = std::make_unique<Factory>(*impl->service, *clock);
+  const std::string busy = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SlowDown</Code>"
+                           "<Message>Too many connections</Message></Error>";
+  QCLOUD_ASSIGN_OR_RETURN(
+      impl->tcp,
+      TcpServer::Open(*impl->factory,
+                      {.listen = options.listen,
+                       .threads = options.threads,
+                       .max_connections = options.max_connections,
+                       .reject_message = fmt::format("HTTP/1.1 503 Service Unavailable\r\nContent-Type: "
+                                                     "application/xml\r\nConnection: close\r\nContent-Length: "
+                                                     "{}\r\n\r\n{}", busy.size(), busy),
+                       .read_buffer = kReadBuffer,
+                       .max_input = kHeaderLimit + kReadBuffer * 2,
+                       .drain_timeout = options.drain_timeout,
+                       .backend = options.backend,
+                       .clock = clock,
+                       .logger = options.logger}));
   return std::unique_ptr<S3Server>(new S3Server(std::move(impl)));
 }
 
-Result<Endpoint> S3Server::Listen(Runtime& runtime, const Endpoint& endpoint) {
-  auto sessions = impl_->sessions;
-  runtime.OnStop([sessions] {
-    std::lock_guard lock(sessions->mu);
-    for (auto& w : sessions->live) {
-      if (auto s = w.lock()) s->CloseAsync();
-    }
-    sessions->live.clear();
-  });
-  Impl* impl = impl_.get();
-  return runtime.Listen(endpoint, [impl, sessions](tcp::socket socket, size_t) {
-    beast::error_code ignored;
-    socket.set_option(tcp::no_delay(true), ignored);
-    auto s = std::make_shared<Session>(std::move(socket), *impl->service, impl->options);
-    {
-      std::lock_guard lock(sessions->mu);
-      if (sessions->live.size() >= 64) {
-        std::erase_if(sessions->live, [](const auto& w) { return w.expired(); });
-      }
-      sessions->live.push_back(s);
-    }
-    s->Start();
-  });
-}
+const Endpoint& S3Server::address() const noexcept { return impl_->tcp->address(); }
+unsigned S3Server::threads() const noexcept { return impl_->tcp->threads(); }
+LoopBackend S3Server::backend() const noexcept { return impl_->tcp->backend(); }
+Status S3Server::Serve(unsigned index) { return impl_->tcp->Serve(index); }
+void S3Server::Stop() { impl_->tcp->Stop(); }
 
 Status S3Server::ExportMetrics(MetricsRegistry& registry) {
   s3::Counters& c = impl_->counters;
@@ -369,7 +448,7 @@ Status S3Server::ExportMetrics(MetricsRegistry& registry) {
                                                        "S3 requests answered, by operation and HTTP status",
                                                        {"op", "code"}));
   QCLOUD_ASSIGN_OR_RETURN(c.latency, registry.AddHistogram("qcloud_object_request_seconds",
-                                                           "Time from a request's head to its last byte sent",
+                                                           "Time from a request's head to its response made",
                                                            LatencyBuckets(), {"op"}));
   struct Row {
     const char* name;

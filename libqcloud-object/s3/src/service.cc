@@ -85,7 +85,9 @@ const ErrorInfo& FindError(std::string_view code) {
 
 std::string Lower(std::string_view s) {
   std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + ('a' - 'A'));
+  }
   return out;
 }
 
@@ -188,6 +190,50 @@ std::optional<std::vector<QueryParam>> ParseQuery(std::string_view q) {
 
 }  // namespace
 
+namespace {
+bool SameName(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    char x = a[i], y = b[i];
+    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x + 32);
+    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y + 32);
+    if (x != y) return false;
+  }
+  return true;
+}
+}  // namespace
+
+std::string_view HttpResponse::HeaderValue(std::string_view name) const {
+  std::string_view rest = headers;
+  while (!rest.empty()) {
+    const size_t end = rest.find("\r\n");
+    const std::string_view line = rest.substr(0, end);
+    rest = end == std::string_view::npos ? std::string_view() : rest.substr(end + 2);
+    const size_t colon = line.find(": ");
+    if (colon != std::string_view::npos && SameName(line.substr(0, colon), name)) return line.substr(colon + 2);
+  }
+  return {};
+}
+
+void HttpResponse::SetHeader(std::string_view name, std::string_view value) {
+  size_t at = 0;
+  while (at < headers.size()) {
+    const size_t end = headers.find("\r\n", at);
+    const size_t colon = headers.find(": ", at);
+    if (end == std::string::npos) break;
+    if (colon != std::string::npos && colon < end && SameName(std::string_view(headers).substr(at, colon - at), name)) {
+      std::string clean(value);
+      for (char& c : clean) {
+        if (c == '\r' || c == '\n') c = ' ';
+      }
+      headers.replace(colon + 2, end - colon - 2, clean);
+      return;
+    }
+    at = end + 2;
+  }
+  AddHeader(name, value);
+}
+
 const std::string* HttpRequest::Header(std::string_view name) const {
   for (const auto& [n, v] : headers) {
     if (n == name) return &v;
@@ -250,8 +296,8 @@ Status Call::Feed(ByteView data) {
 
 HttpResponse Call::Finish() {
   HttpResponse r = Decide();
-  r.headers.emplace_back("x-amz-request-id", request_id_);
-  r.headers.emplace_back("x-amz-id-2", request_id_);
+  r.AddHeader("x-amz-request-id", request_id_);
+  r.AddHeader("x-amz-id-2", request_id_);
   return r;
 }
 
@@ -287,7 +333,10 @@ Service::Service(ObjectStore& store, const S3ServerOptions& options, Counters& c
 Service::~Service() = default;
 
 std::string Service::NextRequestId() {
-  return fmt::format("{:016X}", id_base_ * 1000003 + next_id_.fetch_add(1, std::memory_order_relaxed));
+  uint64_t v = id_base_ * 1000003 + next_id_.fetch_add(1, std::memory_order_relaxed);
+  std::string id(16, '0');
+  for (size_t i = 16; i-- > 0; v >>= 4) id[i] = "0123456789ABCDEF"[v & 15];
+  return id;
 }
 
 HttpResponse Service::Error(std::string_view code, std::string message, std::string_view resource,
@@ -303,7 +352,7 @@ HttpResponse Service::Error(std::string_view code, std::string message, std::str
     if (!resource.empty()) x.Element("Resource", resource);
     x.Element("RequestId", request_id).Element("HostId", request_id);
     r.body = x.Finish();
-    r.headers.emplace_back("Content-Type", "application/xml");
+    r.AddHeader("Content-Type", "application/xml");
   }
   return r;
 }
@@ -348,33 +397,24 @@ Result<std::vector<std::pair<std::string, std::string>>> MetadataFrom(const Http
 }
 
 void AddObjectHeaders(HttpResponse& r, const ObjectMeta& m) {
-  r.headers.emplace_back("ETag", Quoted(m.etag));
-  r.headers.emplace_back("Last-Modified", HttpTime(m.mtime_ms));
-  r.headers.emplace_back("Content-Type", m.content_type.empty() ? "binary/octet-stream" : m.content_type);
+  r.AddHeader("ETag", Quoted(m.etag));
+  r.AddHeader("Last-Modified", HttpTime(m.mtime_ms));
+  r.AddHeader("Content-Type", m.content_type.empty() ? "binary/octet-stream" : m.content_type);
   for (const auto& [name, value] : m.user_metadata) {
     if (!name.empty() && name[0] == ':') {
-      r.headers.emplace_back(name.substr(1), value);
+      r.AddHeader(name.substr(1), value);
     } else {
-      r.headers.emplace_back("x-amz-meta-" + name, value);
+      r.AddHeader("x-amz-meta-" + name, value);
     }
   }
 }
 
-void SetHeader(HttpResponse& r, std::string_view name, std::string value) {
-  for (auto& [n, v] : r.headers) {
-    if (Lower(n) == Lower(name)) {
-      v = std::move(value);
-      return;
-    }
-  }
-  r.headers.emplace_back(std::string(name), std::move(value));
-}
 
 HttpResponse XmlResponse(std::string body, int status = 200) {
   HttpResponse r;
   r.status = status;
   r.body = std::move(body);
-  r.headers.emplace_back("Content-Type", "application/xml");
+  r.AddHeader("Content-Type", "application/xml");
   return r;
 }
 
@@ -514,7 +554,8 @@ std::unique_ptr<Call> Service::Begin(HttpRequest http) {
   if (r.key.size() > kMaxKeyBytes) return error("KeyTooLongError");
 
   // Authentication.
-  sigv4::Request sreq{.method = r.method, .path = r.path, .query = r.query, .headers = r.http.headers};
+  // The headers move into the signature check and back: no copy.
+  sigv4::Request sreq{.method = r.method, .path = r.path, .query = r.query, .headers = std::move(r.http.headers)};
   auto verified = sigv4::Verify(
       sreq,
       [this](std::string_view access_key) -> std::optional<std::string> {
@@ -523,7 +564,8 @@ std::unique_ptr<Call> Service::Begin(HttpRequest http) {
         }
         return std::nullopt;
       },
-      r.now);
+      r.now, &signing_keys_);
+  r.http.headers = std::move(sreq.headers);
   if (verified.ok()) {
     r.auth = std::move(*verified);
     for (const S3User& u : options_.users) {
@@ -585,11 +627,12 @@ std::unique_ptr<Call> Service::Begin(HttpRequest http) {
 
 HttpResponse Service::Dispatch(Request& r, Call& call) {
   const bool head = r.method == "HEAD";
-  // Both error helpers copy what they need: the body's completion runs them
-  // after this function has returned.
-  auto error = [this, resource = r.resource(), id = r.request_id, head](std::string_view code,
-                                                                       std::string message = {}) {
-    return Error(code, std::move(message), resource, id, head);
+  // Both error helpers hold only the call (which outlives every completion
+  // it keeps): the body's completion runs them after this function returned.
+  call.resource_ = r.resource();
+  Call* self = &call;
+  auto error = [this, self, head](std::string_view code, std::string message = {}) {
+    return Error(code, std::move(message), self->resource_, self->request_id_, head);
   };
   auto op = [&](std::string_view name) { call.op_ = std::string(name); };
   IndexStore& index = store_.index();
@@ -948,7 +991,7 @@ HttpResponse Service::Dispatch(Request& r, Call& call) {
       op("HeadBucket");
       if (auto denied = load_bucket(false, r.bucket)) return *denied;
       HttpResponse resp = Empty(200);
-      resp.headers.emplace_back("x-amz-bucket-region", options_.region);
+      resp.AddHeader("x-amz-bucket-region", options_.region);
       return resp;
     }
     if (method == "PUT") {
@@ -989,7 +1032,7 @@ HttpResponse Service::Dispatch(Request& r, Call& call) {
           if (Status a = idx->SetBucketAttribute(bucket, "acl", acl); !a.ok()) return store_error(a);
         }
         HttpResponse resp = Empty(200);
-        resp.headers.emplace_back("Location", "/" + bucket);
+        resp.AddHeader("Location", "/" + bucket);
         return resp;
       });
     }
@@ -1094,27 +1137,27 @@ HttpResponse Service::Dispatch(Request& r, Call& call) {
     }
     if (not_modified) {
       HttpResponse resp = Empty(304);
-      resp.headers.emplace_back("ETag", Quoted(meta->etag));
-      resp.headers.emplace_back("Last-Modified", HttpTime(meta->mtime_ms));
+      resp.AddHeader("ETag", Quoted(meta->etag));
+      resp.AddHeader("Last-Modified", HttpTime(meta->mtime_ms));
       return resp;
     }
     HttpResponse resp;
     resp.head = head;
     AddObjectHeaders(resp, *meta);
-    resp.headers.emplace_back("Accept-Ranges", "bytes");
+    resp.AddHeader("Accept-Ranges", "bytes");
     uint64_t first = 0, length = meta->size;
     if (const std::string* range = r.Header("range")) {
       auto resolved = ResolveRange(*range, meta->size);
       if (!resolved.ok()) {
         HttpResponse bad = error("InvalidRange");
-        bad.headers.emplace_back("Content-Range", fmt::format("bytes */{}", meta->size));
+        bad.AddHeader("Content-Range", fmt::format("bytes */{}", meta->size));
         return bad;
       }
       if (*resolved) {
         first = (*resolved)->first;
         length = (*resolved)->length;
         resp.status = 206;
-        resp.headers.emplace_back("Content-Range",
+        resp.AddHeader("Content-Range",
                                   fmt::format("bytes {}-{}/{}", first, first + length - 1, meta->size));
       }
     }
@@ -1128,7 +1171,7 @@ HttpResponse Service::Dispatch(Request& r, Call& call) {
         {"response-content-encoding", "Content-Encoding"},
     };
     for (const auto& [param, header] : kOverrides) {
-      if (const std::string* v = r.Param(param)) SetHeader(resp, header, *v);
+      if (const std::string* v = r.Param(param)) resp.SetHeader(header, *v);
     }
     resp.object = std::move(*meta);
     resp.offset = first;
@@ -1373,7 +1416,7 @@ HttpResponse Service::Dispatch(Request& r, Call& call) {
       }
       counters_.instant_uploads.fetch_add(1, std::memory_order_relaxed);
       HttpResponse resp = Empty(200);
-      resp.headers.emplace_back("ETag", Quoted(meta->etag));
+      resp.AddHeader("ETag", Quoted(meta->etag));
       return resp;
     }
 
@@ -1391,7 +1434,7 @@ HttpResponse Service::Dispatch(Request& r, Call& call) {
               return store_error(p.status());
             }
             HttpResponse resp = Empty(200);
-            resp.headers.emplace_back("ETag", Quoted(p->etag));
+            resp.AddHeader("ETag", Quoted(p->etag));
             return resp;
           }
           auto meta = writer->Finish(bucket, key, o);
@@ -1400,7 +1443,7 @@ HttpResponse Service::Dispatch(Request& r, Call& call) {
             return store_error(meta.status());
           }
           HttpResponse resp = Empty(200);
-          resp.headers.emplace_back("ETag", Quoted(meta->etag));
+          resp.AddHeader("ETag", Quoted(meta->etag));
           return resp;
         });
   }

@@ -31,7 +31,8 @@
 //
 // Per connection: received bytes accumulate in an input buffer that is
 // offered to the session's Process(); what it consumes is dropped, its
-// replies are sent in order. A connection is not read while the session is
+// replies are sent in order. A session may stream a long reply (see
+// producing()): it is asked for more each time its output has been sent. A connection is not read while the session is
 // blocked() (a client that does not read its replies costs bounded memory)
 // and is closed when its unconsumed input exceeds max_input, after the
 // session says closing() and its replies are out, when the peer closes, on
@@ -76,6 +77,12 @@ class StreamSession {
   virtual bool closing() const noexcept = 0;
   // While true the connection is not read (e.g. `out` is over a high-water mark).
   virtual bool blocked(const Buffer& out) const noexcept = 0;
+  // True while a reply is being streamed: more of it will be made when
+  // `out` has been sent. The loop then calls Process() again (with whatever
+  // input is pending, possibly none) each time `out` drains, and does not
+  // close the connection at the peer's end of input until it is false. A
+  // producing session must append something to `out` on every such call.
+  virtual bool producing() const noexcept { return false; }
 };
 
 class SessionFactory {

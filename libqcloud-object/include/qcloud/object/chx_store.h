@@ -101,6 +101,10 @@ class QCLOUD_EXPORT ChxStore {
   // kCorruption (a checksum failed: counted, the bytes are not returned),
   // kIoError.
   Result<Buffer> Read(ChunkId id);
+  // As Read(), reading just the record when the caller knows the chunk's
+  // length (the object index does): a 1 KiB chunk costs a ~1 KiB read, not
+  // its 4 KiB span. A wrong length is reported as corruption.
+  Result<Buffer> Read(ChunkId id, uint64_t length);
   // Errors: kNotFound, kIoError.
   Status Delete(ChunkId id);
   // Rewrites every sealed volume at least compact_dead_ratio dead; returns

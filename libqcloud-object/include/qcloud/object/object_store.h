@@ -24,6 +24,13 @@
 // last reference; a crash in between leaves unreferenced chunks, which
 // Open() collects (it lists every disk's chunks and keeps the referenced).
 //
+// Chunk cache: small chunks read recently stay in memory (CLOCK eviction,
+// bounded by chunk_cache_bytes), so a hot small object's GET costs no disk
+// read. Chunks never change once written and their ids are never reused, so
+// a cached chunk is never stale; a deleted one is simply never asked for
+// again (the index no longer names it) and ages out. What enters the cache
+// passed its checksum.
+//
 // Durability follows IndexOptions: with kDurable, the chunks are fsync'd
 // before the index commit that names them.
 //
@@ -55,6 +62,9 @@ struct ObjectStoreOptions {
   Durability durability = Durability::kProcessCrash;  // see IndexOptions
   uint64_t chunk_bytes = uint64_t{8} << 20;   // an object is cut into chunks of this size; 8 MiB
   uint64_t volume_bytes = uint64_t{1} << 30;  // CHX volume size; 1 GiB
+  // Memory for small chunks read recently (see "Chunk cache"); 0 = none.
+  uint64_t chunk_cache_bytes = uint64_t{64} << 20;
+  uint64_t chunk_cache_max_chunk = 64 * 1024;  // larger chunks are never cached
   uint64_t index_map_bytes = uint64_t{64} << 30;  // LMDB map size (address space)
   Logger* logger = nullptr;              // not owned, outlives the store; null = discard
   Clock* clock = nullptr;                // objects' mtimes; not owned, outlives the store; null = real
@@ -71,6 +81,9 @@ struct ObjectStoreStats {
   uint64_t chunk_bytes = 0;     // their live data bytes
   uint64_t collected_chunks = 0;  // unreferenced chunks deleted by Open()
   uint64_t free_errors = 0;     // chunks that could not be deleted (counted, retried at Open)
+  uint64_t cache_hits = 0;      // chunk reads served from the chunk cache
+  uint64_t cache_misses = 0;    // cacheable chunk reads that went to disk
+  uint64_t cache_bytes = 0;     // chunk bytes in the cache now
 };
 
 class ObjectStore;

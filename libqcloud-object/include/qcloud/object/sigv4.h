@@ -22,6 +22,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -81,11 +82,29 @@ struct Verified {
   std::string payload_hash;  // x-amz-content-sha256 (hex, UNSIGNED-PAYLOAD, STREAMING-...)
   std::string region;
   bool presigned = false;
-  // What a STREAMING-AWS4-HMAC-SHA256-PAYLOAD body's chunks are signed with.
+  // What a STREAMING-AWS4-HMAC-SHA256-PAYLOAD body's chunks are signed with
+  // (filled only when payload_hash names a STREAMING- mode).
   std::string amz_date;   // x-amz-date
   std::string scope;      // date/region/service/aws4_request
   std::string signature;  // the request's: the first chunk's "previous signature"
   Sha256Digest signing_key{};
+};
+
+// Signing keys by (access key, date, region, service): a key is four
+// HMACs to derive and changes once a day, so a server keeps them. Bounded
+// (forgets everything past 4096 keys); thread-safe.
+class QCLOUD_EXPORT SigningKeyCache {
+ public:
+  SigningKeyCache();
+  ~SigningKeyCache();
+  SigningKeyCache(const SigningKeyCache&) = delete;
+  SigningKeyCache& operator=(const SigningKeyCache&) = delete;
+  Sha256Digest Get(std::string_view access_key, std::string_view secret, std::string_view date,
+                   std::string_view region, std::string_view service);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
 };
 
 // Checks a request signed in its Authorization header or by a presigned
@@ -93,8 +112,9 @@ struct Verified {
 // kAuthorizationMalformed, kInvalidAccessKeyId, kSignatureDoesNotMatch,
 // kRequestTimeTooSkewed (header more than 15 minutes off), kRequestExpired
 // (presigned URL past X-Amz-Expires), kAccessDenied (no signature at all).
+// `cache` (optional) keeps derived signing keys between calls.
 QCLOUD_EXPORT Result<Verified> Verify(const Request& request, const SecretLookup& secrets,
-                                      WallTime now);
+                                      WallTime now, SigningKeyCache* cache = nullptr);
 
 // Adds the query parameters of a presigned GET (host signed) valid for
 // `expires`; returns the query string to append after '?'. For tests and

@@ -35,7 +35,23 @@ struct HttpRequest {
 
 struct HttpResponse {
   int status = 200;
-  std::vector<std::pair<std::string, std::string>> headers;
+  // Header lines, "Name: value\r\n" each, in order: one string, so that a
+  // response costs one allocation for its headers, not two per header.
+  std::string headers;
+  // A CR or LF in a value (a response-content-type=%0D%0A... query, say)
+  // becomes a space: a value never starts a header of its own.
+  void AddHeader(std::string_view name, std::string_view value) {
+    const size_t at = headers.size() + name.size() + 2;
+    headers.append(name).append(": ").append(value).append("\r\n");
+    for (size_t i = headers.find_first_of("\r\n", at); i + 2 < headers.size();
+         i = headers.find_first_of("\r\n", i + 1)) {
+      headers[i] = ' ';
+    }
+  }
+  // Replaces the first header called `name` (any case), or adds it.
+  void SetHeader(std::string_view name, std::string_view value);
+  // The first value of header `name` (any case); "" when absent.
+  std::string_view HeaderValue(std::string_view name) const;
   std::string body;
   // GET of an object: the bytes [offset, offset + length) of `object`
   // follow instead of `body` (read by the HTTP layer piece by piece).
@@ -94,6 +110,7 @@ class Call {
   uint64_t received_ = 0;                   // decoded body bytes
   uint64_t limit_ = 0;                      // most decoded body bytes accepted
   std::string request_id_;
+  std::string resource_;  // "/bucket/key", for error bodies
   std::function<HttpResponse(std::string_view code, std::string message)> error_;
 };
 
@@ -121,6 +138,7 @@ class Service {
   S3ServerOptions options_;
   Clock* clock_;
   Counters& counters_;
+  sigv4::SigningKeyCache signing_keys_;
   std::atomic<uint64_t> next_id_{1};
   uint64_t id_base_ = 0;
 };

@@ -4,10 +4,18 @@
 // spoken by s3cmd, rclone, boto3 and awscli unchanged.
 //
 //   auto store = ObjectStore::Open({...}).value();
-//   auto rt = Runtime::Open({.threads = 2}).value();
-//   auto s3 = S3Server::Open(*store, {.users = {{"alice", "AKIA...", "secret"}}}).value();
-//   Endpoint at = s3->Listen(*rt, ParseEndpoint("127.0.0.1:9000").value()).value();
-//   rt->Run();
+//   auto s3 = S3Server::Open(*store, {.listen = "127.0.0.1:9000", .threads = 2,
+//                                     .users = {{"alice", "AKIA...", "secret"}}}).value();
+//   for (unsigned i = 0; i < s3->threads(); ++i)
+//     life->Spawn("s3", [&, i] { return s3->Serve(i); });   // see lifecycle.h
+//   life->OnStop("s3", [&] { s3->Stop(); return Status::Ok(); });
+//
+// HTTP/1.1 runs on core's connection loop (qcloud/core/tcp_server.h:
+// io_uring, or epoll where refused), one loop per thread; Boost.Beast's
+// parser reads the requests. A GET streams the object a chunk at a time
+// as the client takes it, so a large object costs one chunk of memory per
+// connection, and a connection whose client does not read is not read
+// either.
 //
 // What it serves (S3's REST API, path-style and virtual-host-style
 // addressing): buckets (Create, Delete, List, Head, GetBucketLocation);
@@ -39,8 +47,8 @@
 // that sends a bad request gets an S3 error and, when its body can no
 // longer be framed, a closed connection; other connections never notice.
 //
-// Thread safety: Open() and Listen() before the runtime runs; the server
-// then runs on the runtime's threads.
+// Thread safety: Serve(i) once per worker on its own thread; Stop(),
+// Stats() and the metrics from any thread.
 
 #include <chrono>
 #include <cstdint>
@@ -54,8 +62,8 @@
 #include "qcloud/core/log.h"
 #include "qcloud/core/metrics.h"
 #include "qcloud/core/result.h"
+#include "qcloud/core/tcp_server.h"
 #include "qcloud/object/object_store.h"
-#include "qcloud/runtime/runtime.h"
 
 namespace qcloud::object {
 
@@ -66,15 +74,19 @@ struct S3User {
 };
 
 struct S3ServerOptions {
+  std::string listen = "127.0.0.1:9000";  // endpoint.h grammar; port 0 = pick a free port
+  unsigned threads = 1;                    // worker loops (call Serve(i) for each)
+  size_t max_connections = 4096;           // beyond: 503 SlowDown and close
+  std::chrono::milliseconds drain_timeout{5000};  // at Stop(): time for responses in flight
+  LoopBackend backend = LoopBackend::kAuto;        // io_uring, or epoll where refused
   std::vector<S3User> users;     // at least one; access keys unique
   std::string region = "us-east-1";  // what GetBucketLocation answers and SigV4 scopes name
   // Host names under which "<bucket>.<domain>" is virtual-host-style
   // addressing; any other Host is path-style.
   std::vector<std::string> domains = {"localhost"};
-  std::chrono::milliseconds idle_timeout{60000};  // close a connection idle this long
   uint64_t max_object_bytes = uint64_t{5} << 30;  // one PUT or part; 5 GiB
   uint64_t min_part_bytes = uint64_t{5} << 20;    // every part but the last; S3: 5 MiB
-  Clock* clock = nullptr;     // signature times, object mtimes; not owned; null = real
+  Clock* clock = nullptr;     // signature times, drain deadline; not owned; null = real
   Logger* logger = nullptr;   // not owned; null = discard
 };
 
@@ -89,16 +101,23 @@ struct S3ServerStats {
 
 class QCLOUD_EXPORT S3Server {
  public:
-  // `store` must outlive the server. Errors: kInvalidArgument (no users,
-  // duplicate access keys, empty keys).
+  // Binds the listening sockets (one per worker). `store` must outlive the
+  // server. Errors: kInvalidArgument (no users, duplicate access keys,
+  // empty keys, bad address), the bind failure, kNotSupported (backend
+  // kIoUring where the kernel refuses it).
   static Result<std::unique_ptr<S3Server>> Open(ObjectStore& store, const S3ServerOptions& options);
   ~S3Server();
   S3Server(const S3Server&) = delete;
   S3Server& operator=(const S3Server&) = delete;
 
-  // Serves on `endpoint` through the runtime's threads; returns the bound
-  // address. The server must outlive the runtime's Run().
-  Result<Endpoint> Listen(Runtime& runtime, const Endpoint& endpoint);
+  // The bound address (the real port when 0 was asked).
+  const Endpoint& address() const noexcept;
+  unsigned threads() const noexcept;
+  LoopBackend backend() const noexcept;
+  // Runs worker `index` until Stop() and the drain. Errors: the loop's.
+  Status Serve(unsigned index);
+  // Begins the stop of every worker. Idempotent; any thread.
+  void Stop();
   // qcloud_object_* families: requests by operation and status, latency,
   // bytes, the store's chunk counts.
   Status ExportMetrics(MetricsRegistry& registry);
