@@ -8,6 +8,8 @@
 //   s3_load --endpoint 127.0.0.1:9000 --access AK --secret SK --bucket b
 //           --op put|get --size 1024 --keys 10000 --conns 64 --seconds 5
 //   s3_load --op limits --dir /tmp/x --size 64M    (MD5, SHA-256, disk MB/s)
+//   s3_load ... --op put --size 0 --header "x-qcloud-instant-upload: MD5:SHA256:SIZE"
+//   s3_load ... --op mkbucket                      (creates --bucket)
 //
 // Prints one JSON line: op, size, conns, requests, errors, seconds, ops_s,
 // mb_s, p50_us, p99_us. PUT bodies are random and differ in their first 16
@@ -54,6 +56,7 @@ struct Args {
   size_t conns = 64;
   double seconds = 5;
   bool once = false;  // each key once (populate), then stop
+  std::vector<std::string> headers;  // extra "Name: value" lines on every request (not signed)
 };
 
 uint64_t ParseSize(const char* s) {
@@ -86,6 +89,7 @@ Args Parse(int argc, char** argv) {
     else if (k == "--keys") a.keys = std::strtoull(v, nullptr, 10);
     else if (k == "--conns") a.conns = std::strtoull(v, nullptr, 10);
     else if (k == "--seconds") a.seconds = std::strtod(v, nullptr);
+    else if (k == "--header") a.headers.push_back(v);
     else {
       std::fprintf(stderr, "s3_load: unknown option %s\n", k.c_str());
       std::exit(2);
@@ -134,7 +138,7 @@ std::string AmzDate() {
 // A signed request head for one key.
 std::string Head(const Args& a, const std::string& method, const std::string& key, const std::string& host,
                  const std::string& amz) {
-  const std::string path = "/" + a.bucket + "/" + key;
+  const std::string path = key.empty() ? "/" + a.bucket : "/" + a.bucket + "/" + key;
   std::vector<std::pair<std::string, std::string>> headers = {
       {"host", host}, {"x-amz-content-sha256", "UNSIGNED-PAYLOAD"}, {"x-amz-date", amz}};
   object::sigv4::Request r{.method = method, .path = path, .query = "", .headers = headers};
@@ -148,6 +152,7 @@ std::string Head(const Args& a, const std::string& method, const std::string& ke
                   "\r\nAuthorization: AWS4-HMAC-SHA256 Credential=" + a.access + "/" + scope +
                   ", SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature=" + sig + "\r\n";
   if (method == "PUT") h += "Content-Length: " + std::to_string(a.size) + "\r\n";
+  for (const std::string& extra : a.headers) h += extra + "\r\n";
   h += "\r\n";
   return h;
 }
@@ -181,12 +186,13 @@ int Connect(const std::string& endpoint) {
 }
 
 int RunLoad(const Args& a) {
-  const bool put = a.op == "put";
+  const bool put = a.op == "put" || a.op == "mkbucket";
   const std::string amz = AmzDate();
   std::vector<std::string> heads;
   heads.reserve(a.keys);
   for (size_t i = 0; i < a.keys; ++i) {
-    heads.push_back(Head(a, put ? "PUT" : "GET", a.prefix + std::to_string(i), a.endpoint, amz));
+    heads.push_back(Head(a, put ? "PUT" : "GET", a.op == "mkbucket" ? "" : a.prefix + std::to_string(i),
+                         a.endpoint, amz));
   }
   std::string body(put ? a.size : 0, '\0');
   std::mt19937_64 rng(12345);
@@ -243,7 +249,7 @@ int RunLoad(const Args& a) {
     ::epoll_ctl(ep, EPOLL_CTL_ADD, c.fd, &ev);
     if (a.once && next_key >= a.keys) continue;
     begin(c);
-    if (put) {
+    if (body.size() >= 8) {
       ++counter;
       std::memcpy(body.data(), &counter, 8);
     }
@@ -303,7 +309,7 @@ int RunLoad(const Args& a) {
         }
         if ((a.once && next_key >= a.keys) || (!a.once && now >= stop)) break;
         begin(c);
-        if (put) {
+        if (body.size() >= 8) {
           ++counter;
           std::memcpy(body.data(), &counter, 8);
         }
@@ -378,8 +384,16 @@ int RunLimits(const Args& a) {
 int main(int argc, char** argv) {
   const Args a = Parse(argc, argv);
   if (a.op == "limits") return RunLimits(a);
+  if (a.op == "mkbucket") {
+    Args m = a;
+    m.size = 0;
+    m.keys = 1;
+    m.conns = 1;
+    m.once = true;
+    return RunLoad(m);
+  }
   if (a.op != "put" && a.op != "get") {
-    std::fprintf(stderr, "s3_load: --op put|get|limits\n");
+    std::fprintf(stderr, "s3_load: --op put|get|mkbucket|limits\n");
     return 2;
   }
   return RunLoad(a);
