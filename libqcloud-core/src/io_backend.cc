@@ -73,6 +73,15 @@ class IoUringBackend final : public IoBackendImpl {
       r.transferred = 0;
       r.status = Status::Ok();
     }
+    if (batch.size() == 1) {
+      // A lone request gains nothing from the ring: one pread/pwrite is one
+      // system call too, takes no lock, and a buffered write that would
+      // block is not handed to an io-wq kernel thread (a context switch
+      // each way; measured: it halved 1 KiB PUTs of qcloud-cosd). The ring
+      // is for batches, where one io_uring_enter does the work of many.
+      FinishWithPosix(fd, batch[0]);
+      return batch[0].status;
+    }
     {
       std::lock_guard lock(mu_);
       for (size_t start = 0; start < batch.size(); start += entries_) {

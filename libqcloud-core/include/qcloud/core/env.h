@@ -8,7 +8,10 @@
 // The POSIX Env does its data I/O through io_uring when the kernel allows it
 // and falls back to pread/pwrite when io_uring is unavailable or refused
 // (old kernels, seccomp profiles that block io_uring_setup, sysctl
-// kernel.io_uring_disabled). Both backends pass the same tests.
+// kernel.io_uring_disabled). Both backends pass the same tests. With
+// io_uring, batches (Submit) go through the ring in one io_uring_enter; a
+// lone ReadAt/WriteAt is a plain pread/pwrite, which is cheaper than a
+// ring round trip and never hands a buffered write to a kernel worker.
 
 #include <cstddef>
 #include <cstdint>
