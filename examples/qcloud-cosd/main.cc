@@ -26,6 +26,7 @@
 #include <fmt/format.h>
 
 #include "cli.h"
+#include "serve_metrics.h"
 #include "qcloud/core/lifecycle.h"
 #include "qcloud/core/metrics.h"
 #include "qcloud/object/object_store.h"
@@ -57,12 +58,6 @@ struct Flags {
   std::string backend = "auto";
 };
 
-Result<LoopBackend> BackendNamed(const std::string& name) {
-  for (LoopBackend b : {LoopBackend::kAuto, LoopBackend::kIoUring, LoopBackend::kEpoll}) {
-    if (name == LoopBackendName(b)) return b;
-  }
-  return InvalidArgument(fmt::format("--loop: want auto, io_uring or epoll, not '{}'", name));
-}
 
 Result<object::S3User> ParseUser(std::string_view text) {
   const size_t a = text.find(':');
@@ -81,21 +76,6 @@ std::string RandomText(size_t n, std::string_view alphabet) {
   return out;
 }
 
-Result<std::unique_ptr<Runtime>> StartMetrics(const Flags& f, MetricsRegistry& registry, Lifecycle& life,
-                                              Logger& log) {
-  if (f.metrics_listen.empty()) return std::unique_ptr<Runtime>();
-  QCLOUD_ASSIGN_OR_RETURN(Endpoint ep, ParseEndpoint(f.metrics_listen));
-  QCLOUD_ASSIGN_OR_RETURN(auto rt, Runtime::Open({.threads = 1, .logger = &log}));
-  QCLOUD_ASSIGN_OR_RETURN(Endpoint bound, ServeMetrics(*rt, ep, registry));
-  std::cout << "qcloud-cosd metrics on http://" << bound.ToString() << "/metrics" << std::endl;
-  Runtime* r = rt.get();
-  life.Spawn("metrics http", [r] { return r->Run(); });
-  life.OnStop("metrics http", [r] {
-    r->Stop();
-    return Status::Ok();
-  });
-  return rt;
-}
 
 }  // namespace
 
@@ -161,8 +141,8 @@ int main(int argc, char** argv) {
   options.listen = f.listen.ToString();
   options.threads = f.threads != 0 ? f.threads : std::max(1u, std::thread::hardware_concurrency());
   options.drain_timeout = f.drain;
-  auto backend = BackendNamed(f.backend);
-  if (!backend) return cli.Exit(backend.error());
+  auto backend = ParseLoopBackend(f.backend);
+  if (!backend) return cli.Exit(backend.error().WithContext("--loop"));
   options.backend = *backend;
   auto server = object::S3Server::Open(**store, options);
   if (!server) return cli.Exit(server.error());
@@ -170,7 +150,7 @@ int main(int argc, char** argv) {
 
   MetricsRegistry registry;
   if (Status s = srv.ExportMetrics(registry); !s.ok()) return cli.Exit(s);
-  auto metrics = StartMetrics(f, registry, **life, log);
+  auto metrics = examples::StartMetricsHttp("qcloud-cosd", f.metrics_listen, registry, **life, log);
   if (!metrics) return cli.Exit(metrics.error());
 
   object::ObjectStore* st = store->get();

@@ -16,6 +16,7 @@
 #include <fmt/format.h>
 
 #include "cli.h"
+#include "serve_metrics.h"
 #include "qcloud/core/lifecycle.h"
 #include "qcloud/core/metrics.h"
 #include "qcloud/kv/server.h"
@@ -49,30 +50,7 @@ struct Flags {
   std::string backend = "auto";
 };
 
-Result<LoopBackend> BackendNamed(const std::string& name) {
-  for (LoopBackend b : {LoopBackend::kAuto, LoopBackend::kIoUring, LoopBackend::kEpoll}) {
-    if (name == LoopBackendName(b)) return b;
-  }
-  return InvalidArgument(fmt::format("--loop: want auto, io_uring or epoll, not '{}'", name));
-}
 
-// /metrics on its own small Asio runtime (one thread), beside the io_uring
-// workers. Returns null when --metrics-listen is empty.
-Result<std::unique_ptr<Runtime>> StartMetrics(const Flags& f, MetricsRegistry& registry,
-                                              Lifecycle& life, Logger& log) {
-  if (f.metrics_listen.empty()) return std::unique_ptr<Runtime>();
-  QCLOUD_ASSIGN_OR_RETURN(Endpoint ep, ParseEndpoint(f.metrics_listen));
-  QCLOUD_ASSIGN_OR_RETURN(auto rt, Runtime::Open({.threads = 1, .logger = &log}));
-  QCLOUD_ASSIGN_OR_RETURN(Endpoint bound, ServeMetrics(*rt, ep, registry));
-  std::cout << "qcloud-kvd metrics on http://" << bound.ToString() << "/metrics" << std::endl;
-  Runtime* r = rt.get();
-  life.Spawn("metrics http", [r] { return r->Run(); });
-  life.OnStop("metrics http", [r] {
-    r->Stop();
-    return Status::Ok();
-  });
-  return rt;
-}
 
 }  // namespace
 
@@ -98,8 +76,8 @@ int main(int argc, char** argv) {
   cli.AddString("loop", &f.backend, "connection loop: auto, io_uring or epoll");
   if (auto exit = cli.Parse(argc, argv)) return *exit;
   Logger& log = cli.logger();
-  auto backend = BackendNamed(f.backend);
-  if (!backend) return cli.Exit(backend.error());
+  auto backend = ParseLoopBackend(f.backend);
+  if (!backend) return cli.Exit(backend.error().WithContext("--loop"));
 
   auto life = Lifecycle::Open({.drain_timeout = f.drain + std::chrono::seconds(5), .logger = &log});
   if (!life) return cli.Exit(life.error());
@@ -130,7 +108,7 @@ int main(int argc, char** argv) {
 
   MetricsRegistry registry;
   if (Status s = srv.ExportMetrics(registry); !s.ok()) return cli.Exit(s);
-  auto metrics = StartMetrics(f, registry, **life, log);
+  auto metrics = examples::StartMetricsHttp("qcloud-kvd", f.metrics_listen, registry, **life, log);
   if (!metrics) return cli.Exit(metrics.error());
 
   for (unsigned i = 0; i < srv.threads(); ++i) {

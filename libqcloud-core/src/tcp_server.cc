@@ -35,6 +35,13 @@ const char* LoopBackendName(LoopBackend backend) noexcept {
   return "?";
 }
 
+Result<LoopBackend> ParseLoopBackend(std::string_view name) {
+  for (LoopBackend b : {LoopBackend::kAuto, LoopBackend::kIoUring, LoopBackend::kEpoll}) {
+    if (name == LoopBackendName(b)) return b;
+  }
+  return InvalidArgument(fmt::format("want auto, io_uring or epoll, not '{}'", name));
+}
+
 TcpServer::Impl::~Impl() {
   for (int fd : listen_fds) ::close(fd);
   for (int fd : wake_fds) ::close(fd);

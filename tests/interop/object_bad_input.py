@@ -23,20 +23,10 @@ import sys
 import time
 import urllib.request
 
-from object_server import (ALICE, Cosd, closed_by_peer, connect, error_code, read_response, request,
+from object_server import (Checks, ALICE, Cosd, closed_by_peer, connect, error_code, read_response, request,
                            signed)
 
-passed, failed = 0, []
-
-
-def check(name, cond, detail=''):
-    global passed
-    if cond:
-        passed += 1
-        print('PASS %s' % name, flush=True)
-    else:
-        failed.append(name)
-        print('FAIL %s %s' % (name, detail), flush=True)
+check = Checks()
 
 
 def main():
@@ -179,8 +169,7 @@ def main():
         by.close()
     finally:
         srv.cleanup()
-    print('%d passed, %d failed' % (passed, len(failed)))
-    return 0 if not failed else 1
+    return check.summary()
 
 
 if __name__ == '__main__':

@@ -30,19 +30,9 @@ import sys
 import threading
 import time
 
-from object_server import Cosd, connect, read_response, request, signed
+from object_server import Checks, Cosd, connect, read_response, request, signed
 
-passed, failed = 0, []
-
-
-def check(name, cond, detail=''):
-    global passed
-    if cond:
-        passed += 1
-        print('PASS %s' % name, flush=True)
-    else:
-        failed.append(name)
-        print('FAIL %s %s' % (name, detail), flush=True)
+check = Checks()
 
 
 def md5(b):
@@ -266,8 +256,7 @@ def main():
         workload(srv, args.rounds, rng)
     finally:
         srv.cleanup()
-    print('%d passed, %d failed' % (passed, len(failed)))
-    return 0 if not failed else 1
+    return check.summary()
 
 
 if __name__ == '__main__':

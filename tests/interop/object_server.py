@@ -176,3 +176,24 @@ def closed_by_peer(sock, wait=5.0):
         return True
     except socket.timeout:
         return False
+
+
+class Checks:
+    """PASS/FAIL lines, counted; summary() prints the totals and gives the
+    exit status."""
+
+    def __init__(self):
+        self.passed = 0
+        self.failed = []
+
+    def __call__(self, name, cond, detail=''):
+        if cond:
+            self.passed += 1
+            print('PASS %s' % name, flush=True)
+        else:
+            self.failed.append(name)
+            print('FAIL %s %s' % (name, detail), flush=True)
+
+    def summary(self):
+        print('%d passed, %d failed' % (self.passed, len(self.failed)))
+        return 0 if not self.failed else 1

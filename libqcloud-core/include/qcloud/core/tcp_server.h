@@ -54,6 +54,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "qcloud/core/bytes.h"
 #include "qcloud/core/clock.h"
@@ -100,6 +101,9 @@ enum class LoopBackend {
 };
 
 QCLOUD_EXPORT const char* LoopBackendName(LoopBackend backend) noexcept;
+// The inverse, for command lines: "auto", "io_uring" or "epoll";
+// kInvalidArgument otherwise.
+QCLOUD_EXPORT Result<LoopBackend> ParseLoopBackend(std::string_view name);
 
 struct TcpServerOptions {
   std::string listen = "127.0.0.1:0";   // endpoint.h grammar; port 0 = pick a free port
