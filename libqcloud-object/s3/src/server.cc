@@ -474,6 +474,12 @@ Status S3Server::ExportMetrics(MetricsRegistry& registry) {
        [store] { return static_cast<double>(store->Stats().collected_chunks); }},
       {"qcloud_object_free_errors_total", "Chunks that could not be freed (retried at the next open)",
        MetricType::kCounter, [store] { return static_cast<double>(store->Stats().free_errors); }},
+      {"qcloud_object_chunk_cache_hits_total", "Chunk reads served from the small-chunk cache",
+       MetricType::kCounter, [store] { return static_cast<double>(store->Stats().cache_hits); }},
+      {"qcloud_object_chunk_cache_misses_total", "Cacheable chunk reads that went to disk",
+       MetricType::kCounter, [store] { return static_cast<double>(store->Stats().cache_misses); }},
+      {"qcloud_object_chunk_cache_bytes", "Chunk bytes held by the small-chunk cache", MetricType::kGauge,
+       [store] { return static_cast<double>(store->Stats().cache_bytes); }},
   };
   for (const Row& row : rows) {
     QCLOUD_RETURN_IF_ERROR(registry.AddCallback(row.name, row.help, row.type, row.read));
