@@ -164,6 +164,10 @@ def main():
             text = m.read()
         res = subprocess.run(['promtool', 'check', 'metrics'], input=text, capture_output=True, timeout=30)
         check('promtool check metrics: no problems', res.returncode == 0, res.stdout + res.stderr)
+        with urllib.request.urlopen('http://127.0.0.1:%d/metrics' % port, timeout=10) as m:
+            on_s3_port = m.read()
+        check('/metrics also on the S3 port (unsigned GET)',
+              b'qcloud_object_requests_total{op=' in on_s3_port, on_s3_port[:200])
         check('/metrics counts the 400s by operation',
               b'qcloud_object_requests_total{op="PutObject",code="400"}' in text, text[:300])
         by.close()

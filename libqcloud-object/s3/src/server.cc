@@ -444,6 +444,7 @@ void S3Server::Stop() { impl_->tcp->Stop(); }
 
 Status S3Server::ExportMetrics(MetricsRegistry& registry) {
   s3::Counters& c = impl_->counters;
+  c.registry = &registry;
   QCLOUD_ASSIGN_OR_RETURN(c.by_op, registry.AddCounter("qcloud_object_requests_total",
                                                        "S3 requests answered, by operation and HTTP status",
                                                        {"op", "code"}));

@@ -550,6 +550,17 @@ std::unique_ptr<Call> Service::Begin(HttpRequest http) {
     r.bucket = std::string(p.substr(0, slash));
     if (slash != std::string_view::npos) r.key = std::string(p.substr(slash + 1));
   }
+  // Prometheus' scrape: an unsigned GET of /metrics on the S3 port (a
+  // signed one, or a public-read bucket called "metrics", stays S3's).
+  if (counters_.registry != nullptr && r.path == "/metrics" && !r.virtual_host &&
+      (r.method == "GET" || head) && r.Header("authorization") == nullptr && !r.Has("X-Amz-Signature")) {
+    HttpResponse m;
+    m.head = head;
+    m.body = counters_.registry->RenderText();
+    m.AddHeader("Content-Type", MetricsRegistry::kContentType);
+    call->op_ = "Metrics";
+    return answer(std::move(m));
+  }
   if (r.key.find('\0') != std::string::npos) return error("InvalidArgument", "object keys may not contain NUL");
   if (r.key.size() > kMaxKeyBytes) return error("KeyTooLongError");
 

@@ -69,6 +69,7 @@ struct Counters {
   std::atomic<int64_t> connections{0};
   CounterFamily* by_op = nullptr;          // qcloud_object_requests_total{op,code}
   HistogramFamily* latency = nullptr;      // qcloud_object_request_seconds{op}
+  const MetricsRegistry* registry = nullptr;  // served at GET /metrics to unsigned requests
 };
 
 class Service;

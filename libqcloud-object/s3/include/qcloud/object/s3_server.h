@@ -119,7 +119,10 @@ class QCLOUD_EXPORT S3Server {
   // Begins the stop of every worker. Idempotent; any thread.
   void Stop();
   // qcloud_object_* families: requests by operation and status, latency,
-  // bytes, the store's chunk counts.
+  // bytes, the store's chunk counts and cache. The registry is then also
+  // served at GET /metrics on the S3 port to unsigned requests (Prometheus'
+  // scrape); a signed request for /metrics is S3's, as is any other path.
+  // `registry` must outlive the server.
   Status ExportMetrics(MetricsRegistry& registry);
   S3ServerStats Stats() const;
 
