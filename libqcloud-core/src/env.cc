@@ -79,6 +79,7 @@ class PosixEnv final : public Env {
       case OpenMode::kCreate: flags |= O_RDWR | O_CREAT; break;
       case OpenMode::kCreateExclusive: flags |= O_RDWR | O_CREAT | O_EXCL; break;
       case OpenMode::kTruncate: flags |= O_RDWR | O_CREAT | O_TRUNC; break;
+      case OpenMode::kReadWriteDirect: flags |= O_RDWR | O_DIRECT; break;
     }
     int fd;
     do {

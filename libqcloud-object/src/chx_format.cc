@@ -25,6 +25,7 @@ void EncodeRecordHeader(const RecordHeader& h, std::byte out[kRecordHeaderSize])
   std::memset(out, 0, kRecordHeaderSize);
   EncodeFixed32(out, kRecordMagic);
   out[4] = static_cast<std::byte>(h.type);
+  out[5] = h.aligned ? std::byte{1} : std::byte{0};
   EncodeFixed64(out + 8, h.id);
   EncodeFixed32(out + 16, h.length);
   EncodeFixed64(out + 24, h.data_sum);
@@ -40,14 +41,22 @@ std::optional<RecordHeader> DecodeRecordHeader(ByteView in, uint32_t max_length)
   }
   const auto type = static_cast<uint8_t>(p[4]);
   if (type != static_cast<uint8_t>(RecordType::kChunk) &&
-      type != static_cast<uint8_t>(RecordType::kDeleted)) {
+      type != static_cast<uint8_t>(RecordType::kDeleted) &&
+      type != static_cast<uint8_t>(RecordType::kPadding)) {
     return std::nullopt;
   }
+  const auto flags = static_cast<uint8_t>(p[5]);
+  if (flags > 1 || p[6] != std::byte{0} || p[7] != std::byte{0}) return std::nullopt;
   RecordHeader h;
   h.type = static_cast<RecordType>(type);
+  h.aligned = flags == 1;
   h.id = DecodeFixed64(p + 8);
   h.length = DecodeFixed32(p + 16);
   h.data_sum = DecodeFixed64(p + 24);
+  if (h.type == RecordType::kPadding) {
+    if (h.id != 0 || h.aligned || h.length > kMaxPaddingLength) return std::nullopt;
+    return h;
+  }
   if (h.id == 0 || h.length > max_length) return std::nullopt;
   return h;
 }

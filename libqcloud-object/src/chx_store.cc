@@ -23,6 +23,7 @@
 #include <algorithm>
 #include <atomic>
 #include <charconv>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <map>
@@ -45,6 +46,7 @@ using chx::kRecordHeaderSize;
 using chx::kVolumeHeaderSize;
 using chx::RecordHeader;
 using chx::RecordSpan;
+using chx::kDirectAlign;
 using chx::RecordType;
 
 constexpr uint64_t kMinVolumeBytes = 64 * 1024;
@@ -73,6 +75,7 @@ struct Volume {
   uint32_t id = 0;
   std::string path;
   std::shared_ptr<File> file;
+  std::shared_ptr<File> direct;  // the same file opened O_DIRECT, for aligned appends (lazily)
   // Append offset, the file's valid size: written under append_mu, read by
   // Stats() and Compact() under mu.
   std::atomic<uint64_t> end{kVolumeHeaderSize};
@@ -123,7 +126,7 @@ Result<ScanResult> ScanVolume(File& file, uint64_t size, uint32_t max_length, Fn
     QCLOUD_ASSIGN_OR_RETURN(ByteView v, reader.At(off, kRecordHeaderSize));
     if (v.empty()) return std::optional<RecordHeader>();
     auto h = chx::DecodeRecordHeader(v, max_length);
-    if (h && off + RecordSpan(h->length) > size) h.reset();  // cut short: torn
+    if (h && off + RecordSpan(*h) > size) h.reset();  // cut short: torn
     return h;
   };
   while (pos + kRecordHeaderSize <= size) {
@@ -139,7 +142,7 @@ Result<ScanResult> ScanVolume(File& file, uint64_t size, uint32_t max_length, Fn
       pos = next;
     }
     fn(pos, *h);
-    pos += RecordSpan(h->length);
+    pos += RecordSpan(*h);
     r.end = pos;
   }
   return r;
@@ -182,6 +185,11 @@ struct ChxStore::Impl {
   // Appends a whole record (header + data + padding) to the active volume;
   // returns its offset there. append_mu held.
   Result<uint64_t> WriteRecord(ByteView record);
+  // An aligned record (a multiple of 4096 bytes, in a 4096-aligned buffer):
+  // a padding record first if the volume's end is not aligned, then the
+  // record with O_DIRECT (buffered where that is refused).
+  Result<uint64_t> WriteAlignedRecord(ByteView record);
+  bool direct_refused = false;  // the file system said no to O_DIRECT once
   Status MarkDeleted(Volume& v, uint64_t offset, RecordHeader h);
   Status CompactVolume(std::shared_ptr<Volume> v);  // by value: it erases the table's copy
   Status SyncAll();
@@ -306,15 +314,16 @@ Status ChxStore::Impl::Recover() {
           if (static_cast<uint32_t>(h.id >> 32) == ids.back()) {
             max_seq_newest = std::max(max_seq_newest, static_cast<uint32_t>(h.id));
           }
+          if (h.type == RecordType::kPadding) return;  // dead space, by design
           if (h.type == RecordType::kDeleted) {
             deleted.insert(h.id);
             return;
           }
-          const uint64_t span = RecordSpan(h.length);
+          const uint64_t span = RecordSpan(h);
           if (auto old = index.Find(h.id)) {  // a compaction was cut short
             const ChunkLocation loc = ChunkLocation::Unpack(*old);
             superseded.insert(loc.volume);
-            live_span[loc.volume] -= RecordSpan(h.length);  // the same chunk: same length
+            live_span[loc.volume] -= span;  // the same record, copied whole
             live_bytes -= h.length;
           }
           index.Put(h.id, ChunkLocation::Pack(id, off, span));
@@ -347,7 +356,7 @@ Status ChxStore::Impl::Recover() {
     auto h = chx::DecodeRecordHeader(ByteView(hb, got), options.max_chunk_bytes);
     if (h) {
       QCLOUD_RETURN_IF_ERROR(MarkDeleted(v, loc.offset, *h));
-      live_span[loc.volume] -= RecordSpan(h->length);
+      live_span[loc.volume] -= RecordSpan(*h);
       live_bytes -= h->length;
     }
     index.Erase(id);
@@ -390,6 +399,54 @@ Result<uint64_t> ChxStore::Impl::WriteRecord(ByteView record) {
   return offset;
 }
 
+namespace {
+struct AlignedFree {
+  void operator()(std::byte* p) const noexcept { std::free(p); }
+};
+}  // namespace
+
+Result<uint64_t> ChxStore::Impl::WriteAlignedRecord(ByteView record) {
+  uint64_t pad = (kDirectAlign - active->end % kDirectAlign) % kDirectAlign;
+  if (pad != 0 && pad < kRecordHeaderSize) pad += kDirectAlign;
+  if (active->end + pad + record.size() > options.volume_bytes && active->end > kVolumeHeaderSize) {
+    QCLOUD_RETURN_IF_ERROR(RollVolume());
+    pad = (kDirectAlign - active->end % kDirectAlign) % kDirectAlign;
+    if (pad != 0 && pad < kRecordHeaderSize) pad += kDirectAlign;
+  }
+  if (pad != 0) {
+    std::string padding(pad, '\0');
+    chx::EncodeRecordHeader({.type = RecordType::kPadding,
+                             .id = 0,
+                             .length = static_cast<uint32_t>(pad - kRecordHeaderSize),
+                             .data_sum = chx::DataSum(ByteView(std::string_view(padding).substr(kRecordHeaderSize)))},
+                            reinterpret_cast<std::byte*>(padding.data()));
+    QCLOUD_RETURN_IF_ERROR(active->file->WriteAt(active->end, ByteView(padding)));
+    active->end += pad;
+  }
+  const uint64_t offset = active->end;
+  if (!active->direct && !direct_refused) {
+    auto direct = env->OpenFile(active->path, OpenMode::kReadWriteDirect);
+    if (direct.ok()) {
+      active->direct = std::move(*direct);
+    } else {
+      direct_refused = true;
+      Log(LogLevel::kInfo, fmt::format("{}: O_DIRECT refused ({}); large chunks go through the page cache",
+                                       active->path, direct.status().message()));
+    }
+  }
+  Status written = active->direct ? active->direct->WriteAt(offset, record) : Status(Errc::kNotSupported, "");
+  if (!written.ok() && active->direct && written == Errc::kInvalidArgument) {
+    // EINVAL from an O_DIRECT write: the device wants another alignment.
+    direct_refused = true;
+    active->direct.reset();
+  }
+  if (!active->direct) written = active->file->WriteAt(offset, record);
+  QCLOUD_RETURN_IF_ERROR(written);
+  active->end += record.size();
+  unsynced.insert(active);
+  return offset;
+}
+
 Result<ChunkId> ChxStore::Append(ByteView data) {
   Impl& im = *impl_;
   if (data.size() > im.options.max_chunk_bytes) {
@@ -398,27 +455,33 @@ Result<ChunkId> ChxStore::Append(ByteView data) {
   }
   // Everything but the id is prepared before the lock: hashing and copying
   // a chunk of megabytes must not serialise the other appenders.
-  const uint64_t span = RecordSpan(data.size());
+  const bool aligned = im.options.direct_io_min != 0 && data.size() >= im.options.direct_io_min;
+  const uint64_t span = aligned ? chx::AlignedSpan(data.size()) : RecordSpan(data.size());
   const uint64_t sum = chx::DataSum(data);
-  Buffer record(span);
-  std::byte* bytes = record.Prepare(span).data();
+  // O_DIRECT wants the buffer 4 KiB-aligned too.
+  std::unique_ptr<std::byte, AlignedFree> owned(
+      static_cast<std::byte*>(std::aligned_alloc(kDirectAlign, (span + kDirectAlign - 1) / kDirectAlign * kDirectAlign)));
+  if (!owned) return Status(Errc::kResourceExhausted, "out of memory for a chunk record");
+  std::byte* bytes = owned.get();
   std::memcpy(bytes + kRecordHeaderSize, data.data(), data.size());
   std::memset(bytes + kRecordHeaderSize + data.size(), 0, span - kRecordHeaderSize - data.size());
-  record.Commit(span);
   std::lock_guard lock(im.append_mu);
   if (im.next_seq == kMaxSequence) QCLOUD_RETURN_IF_ERROR(im.RollVolume());
   // Roll before taking the id, which names the volume the record lands in
-  // (WriteRecord then finds room and does not roll again).
-  if (im.active->end + span > im.options.volume_bytes && im.active->end > kVolumeHeaderSize) {
+  // (the writer then finds room and does not roll again).
+  const uint64_t room = span + (aligned ? 2 * kDirectAlign : 0);
+  if (im.active->end + room > im.options.volume_bytes && im.active->end > kVolumeHeaderSize) {
     QCLOUD_RETURN_IF_ERROR(im.RollVolume());
   }
   const ChunkId id{(uint64_t{im.active->id} << 32) | im.next_seq};
   chx::EncodeRecordHeader({.type = RecordType::kChunk,
+                           .aligned = aligned,
                            .id = id.value,
                            .length = static_cast<uint32_t>(data.size()),
                            .data_sum = sum},
                           bytes);
-  QCLOUD_ASSIGN_OR_RETURN(uint64_t offset, im.WriteRecord(record.readable()));
+  const ByteView record(bytes, span);
+  QCLOUD_ASSIGN_OR_RETURN(uint64_t offset, aligned ? im.WriteAlignedRecord(record) : im.WriteRecord(record));
   ++im.next_seq;
   {
     std::unique_lock lock2(im.mu);
@@ -509,7 +572,7 @@ Status ChxStore::Delete(ChunkId id) {
   {
     std::unique_lock wlock(im.mu);
     im.index.Erase(id.value);
-    v->dead_bytes += RecordSpan(h->length);
+    v->dead_bytes += RecordSpan(*h);
   }
   im.live_bytes -= h->length;
   return Status::Ok();
@@ -534,7 +597,7 @@ Status ChxStore::Impl::CompactVolume(std::shared_ptr<Volume> v) {
   (void)scan;
   std::string record;
   for (const auto& [off, h] : live) {
-    const uint64_t span = RecordSpan(h.length);
+    const uint64_t span = RecordSpan(h);
     record.resize(span);
     QCLOUD_ASSIGN_OR_RETURN(size_t got,
                             v->file->ReadAt(off, {reinterpret_cast<std::byte*>(record.data()), span}));

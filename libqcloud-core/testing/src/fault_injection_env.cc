@@ -108,7 +108,8 @@ void FaultInjectionEnv::ForgetWrites(const std::string& path) {
 }
 
 Result<std::unique_ptr<File>> FaultInjectionEnv::OpenFile(const std::string& path, OpenMode mode) {
-  bool creates = mode != OpenMode::kReadOnly && mode != OpenMode::kReadWrite;
+  bool creates = mode != OpenMode::kReadOnly && mode != OpenMode::kReadWrite &&
+                 mode != OpenMode::kReadWriteDirect;
   QCLOUD_RETURN_IF_ERROR(Check(creates));
   bool existed = base_.FileExists(path);
   std::string old;

@@ -99,6 +99,7 @@ Result<std::unique_ptr<File>> MemEnv::OpenFile(const std::string& path, OpenMode
   switch (mode) {
     case OpenMode::kReadOnly:
     case OpenMode::kReadWrite:
+    case OpenMode::kReadWriteDirect:  // no page cache to bypass here
       if (!exists) return NotFound("open " + path);
       break;
     case OpenMode::kCreateExclusive:

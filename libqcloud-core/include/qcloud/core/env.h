@@ -72,6 +72,10 @@ enum class OpenMode {
   kCreate,          // read-write, created when missing
   kCreateExclusive, // read-write, fails with kAlreadyExists when present
   kTruncate,        // read-write, created or emptied
+  // read-write, must exist, O_DIRECT: no page cache; offsets, lengths and
+  // buffers must be multiples of 4096 (kInvalidArgument otherwise). Some
+  // file systems (tmpfs) refuse it at open. In-memory Envs ignore it.
+  kReadWriteDirect,
 };
 
 // Thread safety: all methods may be called concurrently.

@@ -64,6 +64,10 @@ struct ChxOptions {
   uint64_t volume_bytes = uint64_t{1} << 30;   // seal a volume at this size (64 KiB..32 GiB); 1 GiB
   uint32_t max_chunk_bytes = 64u << 20;        // largest chunk (Append refuses more); 64 MiB
   double compact_dead_ratio = 0.5;      // Compact() rewrites sealed volumes at least this dead
+  // Chunks at least this large are written 4 KiB-aligned with O_DIRECT (no
+  // copy through the page cache; falls back to buffered writes where the
+  // file system refuses O_DIRECT); 0 = never.
+  uint64_t direct_io_min = uint64_t{1} << 20;
   Logger* logger = nullptr;             // recovery and compaction reports; not owned; null = discard
   Clock* clock = nullptr;               // volumes' creation times; not owned, outlives the store; null = real
 };
