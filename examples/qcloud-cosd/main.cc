@@ -141,6 +141,8 @@ int main(int argc, char** argv) {
   options.listen = f.listen.ToString();
   options.threads = f.threads != 0 ? f.threads : std::max(1u, std::thread::hardware_concurrency());
   options.drain_timeout = f.drain;
+  // --sync: commits wait for fdatasync; many at once share it.
+  if (f.sync) options.commit_threads = 32;
   auto backend = ParseLoopBackend(f.backend);
   if (!backend) return cli.Exit(backend.error().WithContext("--loop"));
   options.backend = *backend;

@@ -71,8 +71,14 @@ class EpollWorker final : public LoopWorker {
         if (tag == &listen_tag_) {
           AcceptSome();
         } else if (tag == &wake_tag_) {
+          // A stop (noticed above) or sessions woken from other threads.
           uint64_t v;
           [[maybe_unused]] ssize_t r = ::read(wake_fd_, &v, sizeof v);
+          for (Conn* w : TakeWoken()) {
+            if (w->reaping) continue;
+            Feed(*w);
+            Update(*w);
+          }
         } else {
           OnEvents(*static_cast<Conn*>(tag), events[i].events);
         }

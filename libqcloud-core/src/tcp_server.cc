@@ -196,6 +196,9 @@ Conn* LoopWorker::Admit(int fd) {
   auto* c = new Conn;
   c->fd = fd;
   c->session = server_.factory->NewSession(index_);
+  if (wake_queue_->fd < 0) wake_queue_->fd = wake_fd_;
+  c->waker = std::make_shared<ConnWaker>(wake_queue_, c);
+  c->session->Attach(c->waker);
   conns_.push_back(c);
   server_.connections.fetch_add(1, std::memory_order_relaxed);
   counters_.curr_connections.fetch_add(1, std::memory_order_relaxed);
@@ -217,7 +220,31 @@ void LoopWorker::Feed(Conn& c) {
   }
 }
 
+void ConnWaker::Wake() noexcept {
+  std::lock_guard lock(queue_->mu);
+  if (conn_ == nullptr || queued) return;
+  queued = true;
+  queue_->woken.push_back(conn_);
+  // Under the lock: the worker closes its connections (and the server its
+  // eventfd) only after forgetting every waker under this lock.
+  const uint64_t one = 1;
+  [[maybe_unused]] ssize_t n = ::write(queue_->fd, &one, sizeof one);
+}
+
+std::vector<Conn*> LoopWorker::TakeWoken() {
+  std::vector<Conn*> woken;
+  std::lock_guard lock(wake_queue_->mu);
+  woken.swap(wake_queue_->woken);
+  for (Conn* c : woken) c->waker->queued = false;
+  return woken;
+}
+
 void LoopWorker::Close(Conn* c) {
+  {
+    std::lock_guard lock(wake_queue_->mu);
+    c->waker->Forget();
+    std::erase(wake_queue_->woken, c);
+  }
   ::close(c->fd);
   auto it = std::find(conns_.begin(), conns_.end(), c);
   if (it != conns_.end()) {

@@ -176,7 +176,14 @@ class IoUringWorker final : public LoopWorker {
         if ((flags & IORING_CQE_F_MORE) == 0 && !stopping()) ArmAccept();
         return;
       case kWake:
-        return;  // Run() notices the stop
+        // A stop (Run() notices it) or sessions woken from other threads.
+        for (Conn* w : TakeWoken()) {
+          if (w->dead || w->reaping) continue;
+          Feed(*w);
+          Drive(*w);
+        }
+        ArmWake();
+        return;
       case kRecv:
         c->recv_armed = false;
         if (res > 0) {

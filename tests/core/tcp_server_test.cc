@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <future>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -245,6 +246,86 @@ TEST_CASE("tcp server: the drain deadline closes a client that never reads") {
     CHECK_OK(r.Finish());
     CHECK(r.server->stats().drain_forced_closes == 1);
     CHECK(r.server->stats().curr_connections == 0);
+  });
+}
+
+// "later X" answers "X done" from another thread, 20 ms later, through the
+// SessionWaker; the answers keep their order, and a wake after the client
+// has gone does nothing.
+struct Deferred {
+  std::mutex mu;
+  std::vector<std::string> done;
+};
+
+class LaterSession final : public StreamSession {
+ public:
+  explicit LaterSession(std::vector<std::thread>& threads, std::mutex& threads_mu)
+      : threads_(threads), threads_mu_(threads_mu) {}
+  void Attach(std::shared_ptr<SessionWaker> waker) override { waker_ = std::move(waker); }
+  size_t Process(ByteView in, Buffer& out) override {
+    {
+      std::lock_guard lock(deferred_->mu);
+      for (const std::string& d : deferred_->done) out.Append(std::string_view(d + "\n"));
+      pending_ -= static_cast<int>(deferred_->done.size());
+      deferred_->done.clear();
+    }
+    size_t used = 0;
+    std::string_view text = in.AsStringView();
+    for (size_t nl; pending_ == 0 && (nl = text.find('\n', used)) != std::string_view::npos;) {
+      const std::string word(text.substr(used + 6, nl - used - 6));  // after "later "
+      used = nl + 1;
+      ++pending_;
+      std::lock_guard lock(threads_mu_);
+      threads_.emplace_back([d = deferred_, w = waker_, word] {
+        std::this_thread::sleep_for(20ms);
+        {
+          std::lock_guard lock2(d->mu);
+          d->done.push_back(word + " done");
+        }
+        w->Wake();
+        w->Wake();  // folds into one
+      });
+    }
+    return used;
+  }
+  bool closing() const noexcept override { return false; }
+  bool blocked(const Buffer&) const noexcept override { return pending_ > 0; }
+
+ private:
+  std::vector<std::thread>& threads_;
+  std::mutex& threads_mu_;
+  std::shared_ptr<SessionWaker> waker_;
+  std::shared_ptr<Deferred> deferred_ = std::make_shared<Deferred>();
+  int pending_ = 0;
+};
+
+TEST_CASE("tcp server: a session resumes when another thread wakes it") {
+  ForEachBackend([](LoopBackend backend) {
+    struct Factory final : SessionFactory {
+      std::unique_ptr<StreamSession> NewSession(unsigned) override {
+        return std::make_unique<LaterSession>(threads, mu);
+      }
+      std::vector<std::thread> threads;
+      std::mutex mu;
+    } factory;
+    auto server = REQUIRE_VALUE(TcpServer::Open(factory, {.threads = 1, .backend = backend}));
+    auto worker = std::async(std::launch::async, [&] { return server->Serve(0); });
+    {
+      test::SocketClient c(server->address());
+      REQUIRE(c.connected());
+      REQUIRE(c.Send("later a\nlater b\nlater c\n"));
+      CHECK(c.Read(21) == "a done\nb done\nc done\n");
+      REQUIRE(c.Send("later gone\n"));
+    }  // the client leaves before its answer: the wake must do nothing
+    std::this_thread::sleep_for(60ms);
+    test::SocketClient c2(server->address());
+    REQUIRE(c2.connected());
+    REQUIRE(c2.Send("later z\n"));
+    CHECK(c2.Read(7) == "z done\n");
+    server->Stop();
+    CHECK_OK(worker.get());
+    std::lock_guard lock(factory.mu);
+    for (auto& t : factory.threads) t.join();
   });
 }
 

@@ -11,6 +11,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -35,8 +36,33 @@ inline void Bump(std::atomic<uint64_t>& c, uint64_t n = 1) noexcept {
   c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
 }
 
+struct Conn;
+
+// A worker's queue of connections woken from other threads (SessionWaker),
+// signalled through the worker's eventfd. `mu` also orders a Wake() against
+// the connection's close: a waker whose connection closed does nothing.
+struct WakeQueue {
+  std::mutex mu;
+  std::vector<Conn*> woken;
+  int fd = -1;  // the worker's eventfd
+};
+
+class ConnWaker final : public SessionWaker {
+ public:
+  ConnWaker(std::shared_ptr<WakeQueue> queue, Conn* conn) : queue_(std::move(queue)), conn_(conn) {}
+  void Wake() noexcept override;
+  // Under queue->mu, by the worker: the connection is closing.
+  void Forget() noexcept { conn_ = nullptr; }
+  bool queued = false;  // under queue->mu
+
+ private:
+  std::shared_ptr<WakeQueue> queue_;
+  Conn* conn_;  // null once closed; under queue->mu
+};
+
 struct Conn {
   int fd = -1;
+  std::shared_ptr<ConnWaker> waker;
   std::unique_ptr<StreamSession> session;
   Buffer in;
   Buffer out;
@@ -98,6 +124,8 @@ class LoopWorker {
   bool WantsInput(const Conn& c) const { return !c.eof && !c.dead && !c.session->blocked(c.out); }
   // Closes the fd, forgets the Conn. No operation may be in flight on it.
   void Close(Conn* c);
+  // The connections woken since the last call (their wakes consumed).
+  std::vector<Conn*> TakeWoken();
   // At the drain deadline: closes every connection still open.
   void CloseAll();
   MonoTime Now() const { return server_.clock->MonotonicNow(); }
@@ -108,6 +136,7 @@ class LoopWorker {
   LoopCounters& counters_;
   const int listen_fd_;
   const int wake_fd_;
+  std::shared_ptr<WakeQueue> wake_queue_ = std::make_shared<WakeQueue>();
   std::vector<Conn*> conns_;
 };
 

@@ -7,6 +7,11 @@
 
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <thread>
 #include <limits>
 #include <memory>
 #include <optional>
@@ -76,6 +81,59 @@ void AsciiLower(std::string& s) {
   }
 }
 
+// Threads that run the final commit of requests with a body (a PUT's
+// Finish: chunk sync, index transaction) while the loops serve other
+// connections; concurrent commits then share their fsyncs (the index's
+// group commit). Jobs left at shutdown are run before the threads end.
+class Committer {
+ public:
+  explicit Committer(unsigned threads) {
+    for (unsigned i = 0; i < threads; ++i) threads_.emplace_back([this] { Loop(); });
+  }
+  ~Committer() {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : threads_) t.join();
+  }
+  void Post(std::function<void()> job) {
+    {
+      std::lock_guard lock(mu_);
+      jobs_.push_back(std::move(job));
+    }
+    cv_.notify_one();
+  }
+
+ private:
+  void Loop() {
+    std::unique_lock lock(mu_);
+    while (true) {
+      cv_.wait(lock, [&] { return stop_ || !jobs_.empty(); });
+      if (jobs_.empty()) return;  // stopping, nothing left
+      auto job = std::move(jobs_.front());
+      jobs_.pop_front();
+      lock.unlock();
+      job();
+      lock.lock();
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> jobs_;
+  bool stop_ = false;
+  std::vector<std::thread> threads_;
+};
+
+// A commit handed to the Committer: the call, and its answer once made.
+struct PendingCommit {
+  std::unique_ptr<s3::Call> call;
+  std::mutex mu;
+  std::optional<s3::HttpResponse> response;
+  std::shared_ptr<SessionWaker> waker;
+};
+
 class S3Session;
 
 // Beast's HTTP/1.1 parser with our own callbacks: fields go straight into
@@ -110,14 +168,28 @@ class RequestParser final : public http::basic_parser<true> {
 
 class S3Session final : public StreamSession {
  public:
-  S3Session(s3::Service& service, Clock& clock) : service_(service), clock_(clock) {
+  S3Session(s3::Service& service, Clock& clock, Committer* committer)
+      : service_(service), clock_(clock), committer_(committer) {
     service_.counters().connections.fetch_add(1, std::memory_order_relaxed);
   }
   ~S3Session() override { service_.counters().connections.fetch_sub(1, std::memory_order_relaxed); }
 
+  void Attach(std::shared_ptr<SessionWaker> waker) override { waker_ = std::move(waker); }
+
   size_t Process(ByteView in, Buffer& out) override {
     size_t used = 0;
-    while (!closing_) {
+    if (commit_) {
+      // Woken by the committer, or called for input that must wait.
+      std::optional<s3::HttpResponse> r;
+      {
+        std::lock_guard lock(commit_->mu);
+        r = std::move(commit_->response);
+      }
+      if (!r) return 0;
+      commit_.reset();
+      Respond(std::move(*r), out);
+    }
+    while (!closing_ && !commit_) {
       if (streaming_) {
         // A GET in progress: the next piece once the last one is on its way.
         if (out.size() >= kOutputHighWater) return used;
@@ -161,7 +233,7 @@ class S3Session final : public StreamSession {
 
   bool closing() const noexcept override { return closing_; }
   bool blocked(const Buffer& out) const noexcept override {
-    return streaming_ || out.size() >= kOutputHighWater;
+    return streaming_ || commit_ != nullptr || out.size() >= kOutputHighWater;
   }
   bool producing() const noexcept override { return streaming_; }
 
@@ -215,6 +287,23 @@ class S3Session final : public StreamSession {
   }
 
   void OnBodyDone(Buffer& out) {
+    if (committer_ != nullptr && waker_) {
+      // The commit runs elsewhere; this connection waits (not read) and is
+      // woken with the answer.
+      commit_ = std::make_shared<PendingCommit>();
+      commit_->call = std::move(call_);
+      commit_->waker = waker_;
+      committer_->Post([job = commit_] {
+        s3::HttpResponse r = job->call->Finish();
+        job->call.reset();
+        {
+          std::lock_guard lock(job->mu);
+          job->response = std::move(r);
+        }
+        job->waker->Wake();
+      });
+      return;
+    }
     s3::HttpResponse r = call_->Finish();
     call_.reset();
     Respond(std::move(r), out);
@@ -340,6 +429,9 @@ class S3Session final : public StreamSession {
 
   s3::Service& service_;
   Clock& clock_;
+  Committer* committer_;
+  std::shared_ptr<SessionWaker> waker_;
+  std::shared_ptr<PendingCommit> commit_;  // a commit in flight on the Committer
   std::optional<RequestParser> parser_;
   s3::HttpRequest request_;
   bool expect_continue_ = false;
@@ -374,14 +466,16 @@ size_t RequestParser::on_body_impl(beast::string_view body, beast::error_code& e
 
 class Factory final : public SessionFactory {
  public:
-  Factory(s3::Service& service, Clock& clock) : service_(service), clock_(clock) {}
+  Factory(s3::Service& service, Clock& clock, Committer* committer)
+      : service_(service), clock_(clock), committer_(committer) {}
   std::unique_ptr<StreamSession> NewSession(unsigned) override {
-    return std::make_unique<S3Session>(service_, clock_);
+    return std::make_unique<S3Session>(service_, clock_, committer_);
   }
 
  private:
   s3::Service& service_;
   Clock& clock_;
+  Committer* committer_;
 };
 
 }  // namespace
@@ -393,6 +487,8 @@ struct S3Server::Impl {
   std::unique_ptr<s3::Service> service;
   std::unique_ptr<Factory> factory;
   std::unique_ptr<TcpServer> tcp;
+  // Last: destroyed first, finishing its jobs while the service still lives.
+  std::unique_ptr<Committer> committer;
 };
 
 S3Server::S3Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -415,7 +511,8 @@ Result<std::unique_ptr<S3Server>> S3Server::Open(ObjectStore& store, const S3Ser
   impl->options = options;
   Clock* clock = options.clock != nullptr ? options.clock : &RealClock();
   impl->service = std::make_unique<s3::Service>(store, impl->options, impl->counters);
-  impl->factory = std::make_unique<Factory>(*impl->service, *clock);
+  if (options.commit_threads > 0) impl->committer = std::make_unique<Committer>(options.commit_threads);
+  impl->factory = std::make_unique<Factory>(*impl->service, *clock, impl->committer.get());
   const std::string busy = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SlowDown</Code>"
                            "<Message>Too many connections</Message></Error>";
   QCLOUD_ASSIGN_OR_RETURN(

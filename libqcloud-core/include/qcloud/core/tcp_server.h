@@ -66,10 +66,25 @@
 
 namespace qcloud {
 
+// Resumes a session from another thread: after work the session handed off
+// (a disk read, a durable commit) completes, Wake() makes the connection's
+// worker call the session's Process() again, on the worker's thread, as if
+// input had arrived. Any thread, any number of times (wakes before the
+// worker gets to them fold into one); after the connection closed it does
+// nothing.
+class SessionWaker {
+ public:
+  virtual ~SessionWaker() = default;
+  virtual void Wake() noexcept = 0;
+};
+
 // One connection's protocol state machine.
 class StreamSession {
  public:
   virtual ~StreamSession() = default;
+  // Called once by the loop before the first Process(): a session that
+  // hands work to other threads keeps the waker to be resumed by them.
+  virtual void Attach(std::shared_ptr<SessionWaker> waker) { (void)waker; }
   // Consumes complete requests from the front of `in` and appends their
   // replies to `out`; returns the bytes consumed (<= in.size()). The rest is
   // offered again with more bytes after it.

@@ -79,6 +79,13 @@ struct S3ServerOptions {
   size_t max_connections = 4096;           // beyond: 503 SlowDown and close
   std::chrono::milliseconds drain_timeout{5000};  // at Stop(): time for responses in flight
   LoopBackend backend = LoopBackend::kAuto;        // io_uring, or epoll where refused
+  // > 0: the final commit of a request with a body (PUT, UploadPart,
+  // CompleteMultipartUpload, ...) runs on one of this many threads while
+  // the loops serve other connections, and the client is answered when it
+  // is done. With a Durability::kDurable store, concurrent commits then
+  // share their fsyncs (group commit); 0 = commit on the loop's thread (the
+  // fastest when nothing waits for the disk).
+  unsigned commit_threads = 0;
   std::vector<S3User> users;     // at least one; access keys unique
   std::string region = "us-east-1";  // what GetBucketLocation answers and SigV4 scopes name
   // Host names under which "<bucket>.<domain>" is virtual-host-style
