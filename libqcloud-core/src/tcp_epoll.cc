@@ -20,6 +20,8 @@ namespace qcloud::core_internal {
 
 namespace {
 
+constexpr int kRefillsPerTurn = 4;
+
 constexpr int kMaxEvents = 256;
 constexpr int kDrainPollMs = 100;
 // Connections taken from the backlog per listener event, so a connection
@@ -150,12 +152,16 @@ class EpollWorker final : public LoopWorker {
       Feed(c);  // a streamed reply goes on once its last piece is out
       if (c.out.empty()) c.dead = true;  // a producing session that makes nothing: give up
     }
+    // A streamed reply is refilled a few times per turn, not until the
+    // socket is full: other connections of this worker get their turn.
+    int refills = 0;
     while (!c.dead && !c.out.empty()) {
       const ssize_t n = ::send(c.fd, c.out.data(), c.out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
       if (n > 0) {
         Bump(counters_.bytes_written, static_cast<uint64_t>(n));
         c.out.Consume(static_cast<size_t>(n));
-        if (c.out.empty() || !c.session->blocked(c.out)) Feed(c);  // room again: take more input
+        const bool room = c.out.empty() || !c.session->blocked(c.out);
+        if (room && (!c.session->producing() || ++refills <= kRefillsPerTurn)) Feed(c);  // take more input
       } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
         break;
       } else if (n < 0 && errno == EINTR) {
@@ -164,7 +170,7 @@ class EpollWorker final : public LoopWorker {
         c.dead = true;
       }
     }
-    if (c.dead || (c.eof && c.out.empty())) {
+    if (c.dead || (c.eof && c.out.empty() && !c.session->busy())) {
       if (!c.reaping) to_close_.push_back(&c);
       c.reaping = true;
       return;
@@ -174,7 +180,7 @@ class EpollWorker final : public LoopWorker {
       want |= EPOLLIN;
       c.in.ShrinkIfIdle(server_.options.read_buffer * 4);
     }
-    if (!c.out.empty()) want |= EPOLLOUT;
+    if (!c.out.empty() || c.session->producing()) want |= EPOLLOUT;
     if (want != c.epoll_events) {
       epoll_event ev{};
       ev.events = want;

@@ -179,7 +179,8 @@ class IoUringWorker final : public LoopWorker {
         // A stop (Run() notices it) or sessions woken from other threads.
         for (Conn* w : TakeWoken()) {
           if (w->dead || w->reaping) continue;
-          Feed(*w);
+          // Never under an armed receive: the kernel is writing into `in`.
+          if (!w->recv_armed) Feed(*w);
           Drive(*w);
         }
         ArmWake();
@@ -238,7 +239,7 @@ class IoUringWorker final : public LoopWorker {
       std::swap(c.out, c.sending);
       ArmSend(c);
     }
-    if (c.dead || (c.eof && !c.send_armed)) {
+    if (c.dead || (c.eof && !c.send_armed && !c.session->busy())) {
       c.dead = true;
       if (!c.recv_armed && !c.send_armed) {
         if (!c.reaping) to_close_.push_back(&c);

@@ -162,6 +162,9 @@ struct ChxStore::Impl {
   std::map<uint32_t, std::shared_ptr<Volume>> volumes;  // guarded by mu
 
   std::mutex append_mu;
+  // Held across a whole SyncAll: a caller whose writes another caller took
+  // into its fsync waits for that fsync instead of returning at once.
+  std::mutex sync_mu;
   std::shared_ptr<Volume> active;   // guarded by append_mu
   uint32_t next_seq = 1;            // guarded by append_mu
   std::set<std::shared_ptr<Volume>> unsynced;  // guarded by append_mu
@@ -262,6 +265,7 @@ Status ChxStore::Impl::RollVolume() {
     active->sealed = true;
     volumes[v->id] = v;
   }
+  active->direct.reset();   // sealed: no more appends, one descriptor is enough
   unsynced.insert(active);  // its last appends
   unsynced.insert(v);
   dir_unsynced = true;
@@ -422,6 +426,8 @@ Result<uint64_t> ChxStore::Impl::WriteAlignedRecord(ByteView record) {
                             reinterpret_cast<std::byte*>(padding.data()));
     QCLOUD_RETURN_IF_ERROR(active->file->WriteAt(active->end, ByteView(padding)));
     active->end += pad;
+    std::unique_lock lock(mu);
+    active->dead_bytes += pad;  // as recovery counts it
   }
   const uint64_t offset = active->end;
   if (!active->direct && !direct_refused) {
@@ -492,6 +498,7 @@ Result<ChunkId> ChxStore::Append(ByteView data) {
 }
 
 Status ChxStore::Impl::SyncAll() {
+  std::lock_guard sync_lock(sync_mu);
   std::set<std::shared_ptr<Volume>> todo;
   bool dir = false;
   {

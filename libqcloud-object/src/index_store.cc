@@ -51,7 +51,8 @@ constexpr size_t kMaxChunks = size_t{1} << 24;
 constexpr size_t kMaxOwnerBytes = 256;
 constexpr size_t kMaxListKeys = 1000;
 constexpr unsigned kMaxDbs = 16;
-constexpr size_t kMaxIdleReaders = 64;  // below LMDB's default 126 reader slots
+constexpr size_t kMaxIdleReaders = 64;  // kept between reads, of kMaxReaders slots
+constexpr unsigned kMaxReaders = 1024;
 
 uint64_t ZigZag(int64_t v) { return (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63); }
 int64_t UnZigZag(uint64_t v) { return static_cast<int64_t>(v >> 1) ^ -static_cast<int64_t>(v & 1); }
@@ -696,6 +697,9 @@ Result<std::unique_ptr<IndexStore>> IndexStore::Open(const IndexOptions& options
   int rc = mdb_env_create(&impl->env);
   if (rc != 0) return LmdbError(rc, "mdb_env_create");
   mdb_env_set_maxdbs(impl->env, kMaxDbs);
+  // One reader slot per concurrent reader thread (LMDB's default is 126):
+  // server workers, commit threads and the idle pool.
+  mdb_env_set_maxreaders(impl->env, kMaxReaders);
   rc = mdb_env_set_mapsize(impl->env, options.map_bytes);
   if (rc != 0) return LmdbError(rc, "mdb_env_set_mapsize");
   // MDB_NOTLS: read transactions are not tied to threads. MDB_NOSYNC: a
@@ -952,6 +956,17 @@ Status IndexStore::Impl::ApplyObject(MDB_txn* txn, std::string_view k,
 }
 
 namespace {
+// What DecodeObjectMeta and DecodeUpload accept: the index never writes a
+// record it could not read back.
+Status CheckUserMetadata(const std::vector<std::pair<std::string, std::string>>& entries) {
+  for (const auto& [name, value] : entries) {
+    if (name.size() > kMaxUserMetaBytes || value.size() > kMaxUserMetaBytes) {
+      return InvalidArgument("a metadata name or value over 8 KiB");
+    }
+  }
+  return Status::Ok();
+}
+
 Status CheckMeta(const ObjectMeta& meta) {
   uint64_t total = 0;
   for (const ChunkRef& c : meta.chunks) total += c.length;
@@ -964,7 +979,7 @@ Status CheckMeta(const ObjectMeta& meta) {
       meta.user_metadata.size() > kMaxUserMetaEntries) {
     return InvalidArgument("object metadata over its limits");
   }
-  return Status::Ok();
+  return CheckUserMetadata(meta.user_metadata);
 }
 }  // namespace
 
@@ -1233,7 +1248,8 @@ Result<ObjectMeta> IndexStore::CopyObject(std::string_view src_bucket, std::stri
   QCLOUD_RETURN_IF_ERROR(CheckBucketName(dst_bucket));
   if (replacement != nullptr &&
       (replacement->content_type.size() > kMaxContentType ||
-       replacement->user_metadata.size() > kMaxUserMetaEntries)) {
+       replacement->user_metadata.size() > kMaxUserMetaEntries ||
+       !CheckUserMetadata(replacement->user_metadata).ok())) {
     return InvalidArgument("object metadata over its limits");
   }
   const std::string sk = ObjectKey(src_bucket, src_key);
@@ -1272,7 +1288,7 @@ Result<std::string> IndexStore::CreateUpload(const UploadInfo& info) {
   QCLOUD_RETURN_IF_ERROR(CheckKey(info.key));
   QCLOUD_RETURN_IF_ERROR(CheckBucketName(info.bucket));
   if (info.owner.size() > kMaxOwnerBytes || info.content_type.size() > kMaxContentType ||
-      info.user_metadata.size() > kMaxUserMetaEntries) {
+      info.user_metadata.size() > kMaxUserMetaEntries || !CheckUserMetadata(info.user_metadata).ok()) {
     return InvalidArgument("upload metadata over its limits");
   }
   uint8_t raw[16];

@@ -118,6 +118,19 @@ def main():
         r = request(port, 'PUT', '/bad/' + 'k' * 1024, b'x')
         check('1,024-byte key: stored', r and r[0] == 200, r and r[:2])
 
+        # 5b. A refused PUT without Expect: its small body is read and dropped,
+        # the answer arrives, and the connection stays usable.
+        s = connect(port)
+        head, body = signed('PUT', port, '/nosuchbucket/k', os.urandom(50000))
+        s.sendall(head + body)
+        r = read_response(s)
+        check('refused PUT with a body: the answer, not a reset', r and r[0] == 404 and
+              error_code(r[2]) == 'NoSuchBucket', r and r[:2])
+        r = request(port, 'GET', '/bad/a/../b', sock=s)
+        check('refused PUT with a body: the connection goes on', r and r[0] == 200 and r[2] == b'dots',
+              r and r[:2])
+        s.close()
+
         # 6. Garbage instead of HTTP: 400, closed.
         s = connect(port)
         s.sendall(b'\x00\x01\x02 not http at all\r\n\r\n')

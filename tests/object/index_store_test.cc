@@ -120,6 +120,12 @@ TEST_CASE("index: objects are put, replaced, read and deleted whole") {
   ObjectMeta lying = Meta(3);
   lying.size = 99;
   CHECK_ERRC(index->PutObject("photos", "x", lying), Errc::kInvalidArgument);
+  // Never writes a record it could not read back: metadata values over 8 KiB.
+  ObjectMeta huge = Meta(3);
+  huge.user_metadata = {{"k", std::string(9000, 'v')}};
+  CHECK_ERRC(index->PutObject("photos", "x", huge), Errc::kInvalidArgument);
+  CHECK_ERRC(index->CreateUpload({.bucket = "photos", .key = "x", .owner = "alice", .user_metadata = huge.user_metadata}),
+             Errc::kInvalidArgument);
   // Keys with any bytes: NUL, "..", %00, non-UTF-8.
   for (std::string key : {std::string("a\0b", 3), std::string("../../etc/passwd"), std::string("%00"),
                           std::string("\xff\xfe")}) {

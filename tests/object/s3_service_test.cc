@@ -398,6 +398,12 @@ TEST_CASE("s3 service: objects with metadata, ranges and conditions") {
   CHECK(wrong.Code() == "BadDigest");
   CHECK(f.Send("PUT", "/photos/m3", body, {{"content-md5", "!!"}}).Code() == "InvalidDigest");
   CHECK(f.Send("GET", "/photos/m2").Code() == "NoSuchKey");
+  // Stored headers are bounded: the index never holds what it cannot read.
+  CHECK(f.Send("PUT", "/photos/long", "x", {{"content-disposition", std::string(5000, 'd')}}).Code() ==
+        "MetadataTooLarge");
+  CHECK(f.Send("PUT", "/photos/meta", "x", {{"x-amz-meta-big", std::string(3000, 'm')}}).Code() ==
+        "MetadataTooLarge");
+  CHECK(f.Send("GET", "/photos/long").Code() == "NoSuchKey");
 }
 
 TEST_CASE("s3 service: odd keys and bad input") {
@@ -615,6 +621,18 @@ TEST_CASE("s3 service: presigned reads, public buckets and the referer allow-lis
   CHECK(f.Run(anon, "").Code() == "AccessDenied");
   REQUIRE(f.Send("PUT", "/photos?acl", "", {{"x-amz-acl", "public-read"}}).status == 200);
   CHECK(f.Run(anon, "").body == "image");
+  // The same through an AccessControlPolicy body (s3cmd setacl), and back.
+  const std::string owner_only =
+      "<AccessControlPolicy><Owner><ID>alice</ID></Owner><AccessControlList><Grant><Grantee><ID>alice</ID>"
+      "</Grantee><Permission>FULL_CONTROL</Permission></Grant></AccessControlList></AccessControlPolicy>";
+  REQUIRE(f.Send("PUT", "/photos?acl", owner_only).status == 200);
+  CHECK(f.Run(anon, "").Code() == "AccessDenied");
+  const std::string everyone =
+      "<AccessControlPolicy><AccessControlList><Grant><Grantee><URI>http://acs.amazonaws.com/groups/global/"
+      "AllUsers</URI></Grantee><Permission>READ</Permission></Grant></AccessControlList></AccessControlPolicy>";
+  REQUIRE(f.Send("PUT", "/photos?acl", everyone).status == 200);
+  CHECK(f.Run(anon, "").body == "image");
+  CHECK(f.Send("PUT", "/photos?acl", "", {{"x-amz-grant-write", "id=bob"}}).Code() == "NotImplemented");
   HttpRequest anon_put{.method = "PUT", .target = "/photos/x", .headers = {{"host", "h"}}};
   CHECK(f.Run(anon_put, "x").Code() == "AccessDenied");
 }

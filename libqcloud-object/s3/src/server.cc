@@ -39,6 +39,7 @@ namespace http = beast::http;
 constexpr size_t kHeaderLimit = 16 * 1024;
 constexpr size_t kOutputHighWater = 4 << 20;    // stop reading while this much is unsent
 constexpr size_t kReadBuffer = 128 * 1024;
+constexpr uint64_t kDiscardBody = 1 << 20;      // unused bodies up to this are read, not cut
 
 std::string_view Reason(int status) {
   switch (status) {
@@ -236,6 +237,7 @@ class S3Session final : public StreamSession {
     return streaming_ || commit_ != nullptr || out.size() >= kOutputHighWater;
   }
   bool producing() const noexcept override { return streaming_; }
+  bool busy() const noexcept override { return commit_ != nullptr; }
 
   // RequestParser's callbacks.
   void OnRequestLine(beast::string_view method, beast::string_view target) {
@@ -274,9 +276,18 @@ class S3Session final : public StreamSession {
     op_ = call_->operation();
     if (!call_->wants_body()) {
       s3::HttpResponse r = call_->Finish();
-      // A body we will not read cannot be skipped safely: close after.
-      if (!parser_->is_done()) r.close = true;
       call_.reset();
+      if (!parser_->is_done()) {
+        const auto length = parser_->content_length();
+        if (length && *length <= kDiscardBody && !expect_continue_) {
+          // A small body we will not use is read and dropped, so that the
+          // client reads our answer instead of a reset connection, and the
+          // connection stays open.
+          discarded_ = std::move(r);
+          return true;
+        }
+        r.close = true;  // a body we will not read cannot be skipped: close after
+      }
       Respond(std::move(r), out);
       return false;
     }
@@ -287,6 +298,11 @@ class S3Session final : public StreamSession {
   }
 
   void OnBodyDone(Buffer& out) {
+    if (discarded_) {
+      s3::HttpResponse r = std::move(*discarded_);
+      discarded_.reset();
+      return Respond(std::move(r), out);
+    }
     if (committer_ != nullptr && waker_) {
       // The commit runs elsewhere; this connection waits (not read) and is
       // woken with the answer.
@@ -432,6 +448,7 @@ class S3Session final : public StreamSession {
   Committer* committer_;
   std::shared_ptr<SessionWaker> waker_;
   std::shared_ptr<PendingCommit> commit_;  // a commit in flight on the Committer
+  std::optional<s3::HttpResponse> discarded_;  // answered; its small body is being read and dropped
   std::optional<RequestParser> parser_;
   s3::HttpRequest request_;
   bool expect_continue_ = false;

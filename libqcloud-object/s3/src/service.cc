@@ -18,6 +18,7 @@ namespace {
 
 constexpr size_t kMaxXmlBody = 1 << 20;
 constexpr size_t kMaxUserMetadataBytes = 2048;  // S3: the x-amz-meta-* headers together
+constexpr size_t kMaxSystemHeaderBytes = 4096;  // each stored Cache-Control, Content-Disposition, ...
 constexpr size_t kMaxDeleteKeys = 1000;
 constexpr std::string_view kInstantHeader = "x-qcloud-instant-upload";
 // Headers S3 stores with an object and returns on GET/HEAD besides
@@ -362,7 +363,7 @@ namespace {
 // Reads the x-amz-meta-* headers and the system headers S3 keeps.
 Result<std::vector<std::pair<std::string, std::string>>> MetadataFrom(const HttpRequest& http) {
   std::vector<std::pair<std::string, std::string>> out;
-  size_t bytes = 0;
+  size_t bytes = 0, system_bytes = 0;
   for (const auto& [name, value] : http.headers) {
     if (name.starts_with("x-amz-meta-")) {
       const std::string short_name = name.substr(11);
@@ -388,10 +389,14 @@ Result<std::vector<std::pair<std::string, std::string>>> MetadataFrom(const Http
         v = kept;
         if (v.empty()) continue;
       }
+      system_bytes += v.size();
+      if (v.size() > kMaxSystemHeaderBytes) return InvalidArgument("metadata too large");
       out.emplace_back(":" + name, v);
     }
   }
-  if (bytes > kMaxUserMetadataBytes) return InvalidArgument("metadata too large");
+  if (bytes > kMaxUserMetadataBytes || system_bytes > 2 * kMaxSystemHeaderBytes) {
+    return InvalidArgument("metadata too large");
+  }
   std::sort(out.begin(), out.end());
   return out;
 }
@@ -824,15 +829,46 @@ HttpResponse Service::Dispatch(Request& r, Call& call) {
         return XmlResponse(x.Finish());
       }
       if (method == "PUT") {
-        const std::string* canned = r.Header("x-amz-acl");
-        const std::string acl = canned != nullptr ? std::string(Trim(*canned)) : "private";
-        if (acl != "private" && acl != "public-read") {
+        // Three ways to say it: a canned x-amz-acl, x-amz-grant-read, or an
+        // AccessControlPolicy body (s3cmd setacl). Only "private" and
+        // "public-read" (AllUsers may READ) exist here; decided once the
+        // body has arrived whole and verified.
+        std::optional<std::string> acl;
+        if (const std::string* canned = r.Header("x-amz-acl")) acl = std::string(Trim(*canned));
+        if (const std::string* grant = r.Header("x-amz-grant-read")) {
+          if (grant->find("/global/AllUsers") == std::string::npos) {
+            return error("NotImplemented", "only grants to AllUsers are supported");
+          }
+          acl = "public-read";
+        }
+        for (const char* other : {"x-amz-grant-write", "x-amz-grant-read-acp", "x-amz-grant-write-acp",
+                                  "x-amz-grant-full-control"}) {
+          if (r.Header(other) != nullptr) return error("NotImplemented", "only canned ACLs and READ grants to AllUsers");
+        }
+        if (acl && *acl != "private" && *acl != "public-read") {
           return error("NotImplemented", "only the canned ACLs private and public-read are supported");
         }
-        Status s = index.SetBucketAttribute(r.bucket, "acl", acl == "private" ? "" : acl);
-        if (!s.ok()) return store_error(s);
-        // An ACL body (grants) is read and ignored.
-        return xml_body([](const std::string&) { return Empty(200); });
+        return xml_body([idx = &index, bucket = r.bucket, acl, error, store_error](const std::string& body) {
+          std::string decided = acl.value_or("private");
+          if (!acl && !Trim(body).empty()) {
+            pugi::xml_document doc;
+            if (!doc.load_buffer(body.data(), body.size())) return error("MalformedXML", "");
+            pugi::xml_node list = doc.child("AccessControlPolicy").child("AccessControlList");
+            if (!list) return error("MalformedXML", "");
+            for (pugi::xml_node g : list.children("Grant")) {
+              const std::string uri = g.child("Grantee").child_value("URI");
+              const std::string permission = g.child_value("Permission");
+              if (uri.find("/global/AllUsers") == std::string::npos) continue;  // owner grants
+              if (permission != "READ") {
+                return error("NotImplemented", "AllUsers may only be granted READ");
+              }
+              decided = "public-read";
+            }
+          }
+          Status s = idx->SetBucketAttribute(bucket, "acl", decided == "private" ? "" : decided);
+          if (!s.ok()) return store_error(s);
+          return Empty(200);
+        });
       }
       return error("MethodNotAllowed");
     }

@@ -24,7 +24,12 @@ class ChunkCache {
   ChunkCache(uint64_t capacity_bytes, uint64_t max_entry_bytes)
       : shard_budget_(capacity_bytes / kShards), max_entry_(max_entry_bytes) {}
 
-  bool Cacheable(uint64_t length) const noexcept { return shard_budget_ > 0 && length <= max_entry_; }
+  // An entry also costs its table slots and string header: charged too, so
+  // a cache of tiny chunks stays within its budget.
+  static constexpr uint64_t kEntryOverhead = 4 * 64 + 32;
+  bool Cacheable(uint64_t length) const noexcept {
+    return shard_budget_ > 0 && length <= max_entry_ && (length + kEntryOverhead) * 4 <= shard_budget_;
+  }
 
   // Appends the cached bytes [from, to) of the chunk to `out`; false on a miss.
   bool Get(uint32_t store, uint64_t chunk, uint64_t from, uint64_t to, Buffer& out) {
@@ -48,14 +53,15 @@ class ChunkCache {
     Shard& s = shards_[h >> 60];
     std::lock_guard lock(s.mu);
     if (Find(s, h, store, chunk) != nullptr) return;
-    Evict(s, data.size());
-    if (s.bytes + data.size() > shard_budget_) return;
+    const uint64_t cost = data.size() + kEntryOverhead;
+    Evict(s, cost);
+    if (s.bytes + cost > shard_budget_) return;
     if ((s.used + 1) * 2 > s.slots.size()) Rehash(s);
     Slot& slot = s.slots[Probe(s, h)];
     if (slot.state == kEmpty) ++s.used;
     slot = {h, store, chunk, kFull, false, std::string(data.chars(), data.size())};
     ++s.live;
-    s.bytes += data.size();
+    s.bytes += cost;
     bytes_.fetch_add(data.size(), std::memory_order_relaxed);
   }
 
@@ -131,7 +137,7 @@ class ChunkCache {
         slot.referenced = false;
         continue;
       }
-      s.bytes -= slot.data.size();
+      s.bytes -= slot.data.size() + kEntryOverhead;
       bytes_.fetch_sub(slot.data.size(), std::memory_order_relaxed);
       slot.state = kTombstone;
       slot.data = std::string();

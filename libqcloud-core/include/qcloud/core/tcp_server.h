@@ -69,7 +69,8 @@ namespace qcloud {
 // Resumes a session from another thread: after work the session handed off
 // (a disk read, a durable commit) completes, Wake() makes the connection's
 // worker call the session's Process() again, on the worker's thread, as if
-// input had arrived. Any thread, any number of times (wakes before the
+// input had arrived (while a receive is in flight on the connection, with
+// the next input instead: a waiting session is blocked(), so none is). Any thread, any number of times (wakes before the
 // worker gets to them fold into one); after the connection closed it does
 // nothing.
 class SessionWaker {
@@ -99,6 +100,11 @@ class StreamSession {
   // close the connection at the peer's end of input until it is false. A
   // producing session must append something to `out` on every such call.
   virtual bool producing() const noexcept { return false; }
+  // True while the session waits for work handed to another thread (see
+  // SessionWaker): the connection is not closed at the peer's end of input
+  // or at a stop until the answer is out (the drain deadline still closes
+  // it). Such a session should be blocked() meanwhile.
+  virtual bool busy() const noexcept { return false; }
 };
 
 class SessionFactory {
