@@ -55,6 +55,7 @@ struct Flags {
   unsigned threads = 0;
   uint64_t chunk = uint64_t{8} << 20;
   std::chrono::milliseconds drain{};
+  std::chrono::milliseconds idle{};
   std::string backend = "auto";
 };
 
@@ -96,6 +97,7 @@ int main(int argc, char** argv) {
   cli.AddString("metrics-listen", &f.metrics_listen,
                 "address to serve /metrics on, e.g. 127.0.0.1:9100 (default: none)");
   cli.AddDuration("drain", &f.drain, "5s", "at a stop, time for requests in flight to finish");
+  cli.AddDuration("idle-timeout", &f.idle, "60s", "close a connection silent this long (0 = never)");
   if (auto exit = cli.Parse(argc, argv)) return *exit;
   Logger& log = cli.logger();
   if (f.data_dir.empty()) return cli.Exit(InvalidArgument("--data-dir is required"));
@@ -141,6 +143,7 @@ int main(int argc, char** argv) {
   options.listen = f.listen.ToString();
   options.threads = f.threads != 0 ? f.threads : std::max(1u, std::thread::hardware_concurrency());
   options.drain_timeout = f.drain;
+  options.idle_timeout = f.idle;
   // --sync: commits wait for fdatasync; many at once share it.
   if (f.sync) options.commit_threads = 32;
   auto backend = ParseLoopBackend(f.backend);

@@ -62,7 +62,8 @@ class EpollWorker final : public LoopWorker {
       }
       if (draining && conns_.empty()) break;
       if (draining && Now() >= deadline) break;
-      const int n = ::epoll_wait(epfd_, events, kMaxEvents, draining ? kDrainPollMs : -1);
+      const bool idle_checks = server_.options.idle_timeout.count() > 0;
+      const int n = ::epoll_wait(epfd_, events, kMaxEvents, draining ? kDrainPollMs : idle_checks ? 1000 : -1);
       if (n < 0) {
         if (errno == EINTR) continue;
         result = Status::FromErrno(errno, "epoll_wait");
@@ -84,6 +85,10 @@ class EpollWorker final : public LoopWorker {
         } else {
           OnEvents(*static_cast<Conn*>(tag), events[i].events);
         }
+      }
+      for (Conn* c : IdleConnections()) {
+        c->dead = true;
+        Update(*c);
       }
       Reap();
     }
@@ -135,6 +140,7 @@ class EpollWorker final : public LoopWorker {
     auto space = c.in.Prepare(want);
     const ssize_t n = ::recv(c.fd, space.data(), want, 0);
     if (n > 0) {
+      c.last_activity = Now();
       c.in.Commit(static_cast<size_t>(n));
       Bump(counters_.bytes_read, static_cast<uint64_t>(n));
       Feed(c);
@@ -158,6 +164,7 @@ class EpollWorker final : public LoopWorker {
     while (!c.dead && !c.out.empty()) {
       const ssize_t n = ::send(c.fd, c.out.data(), c.out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
       if (n > 0) {
+        c.last_activity = Now();
         Bump(counters_.bytes_written, static_cast<uint64_t>(n));
         c.out.Consume(static_cast<size_t>(n));
         const bool room = c.out.empty() || !c.session->blocked(c.out);

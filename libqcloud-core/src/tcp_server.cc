@@ -144,6 +144,7 @@ TcpServerStats TcpServer::worker_stats(unsigned index) const noexcept {
   s.bytes_written = c.bytes_written.load(r);
   s.input_overflows = c.input_overflows.load(r);
   s.drain_forced_closes = c.drain_forced_closes.load(r);
+  s.idle_closes = c.idle_closes.load(r);
   return s;
 }
 
@@ -158,6 +159,7 @@ TcpServerStats TcpServer::stats() const noexcept {
     sum.bytes_written += s.bytes_written;
     sum.input_overflows += s.input_overflows;
     sum.drain_forced_closes += s.drain_forced_closes;
+    sum.idle_closes += s.idle_closes;
   }
   return sum;
 }
@@ -199,6 +201,7 @@ Conn* LoopWorker::Admit(int fd) {
   if (wake_queue_->fd < 0) wake_queue_->fd = wake_fd_;
   c->waker = std::make_shared<ConnWaker>(wake_queue_, c);
   c->session->Attach(c->waker);
+  c->last_activity = Now();
   conns_.push_back(c);
   server_.connections.fetch_add(1, std::memory_order_relaxed);
   counters_.curr_connections.fetch_add(1, std::memory_order_relaxed);
@@ -254,6 +257,21 @@ void LoopWorker::Close(Conn* c) {
   server_.connections.fetch_sub(1, std::memory_order_relaxed);
   counters_.curr_connections.fetch_sub(1, std::memory_order_relaxed);
   delete c;
+}
+
+std::vector<Conn*> LoopWorker::IdleConnections() {
+  std::vector<Conn*> idle;
+  const auto timeout = server_.options.idle_timeout;
+  if (timeout.count() <= 0) return idle;
+  const MonoTime now = Now();
+  if (now < next_idle_check_) return idle;
+  next_idle_check_ = now + std::chrono::seconds(1);
+  for (Conn* c : conns_) {
+    if (c->dead || c->reaping || c->session->busy()) continue;
+    if (now - c->last_activity >= timeout) idle.push_back(c);
+  }
+  Bump(counters_.idle_closes, idle.size());
+  return idle;
 }
 
 void LoopWorker::CloseAll() {

@@ -77,14 +77,23 @@ class IoUringWorker final : public LoopWorker {
       }
       if (draining && conns_.empty()) break;
       if (draining && Now() >= deadline) break;
-      __kernel_timespec ts{0, kDrainPollNs};
+      // Waits are bounded while draining (the deadline) and when idle
+      // connections are to be closed (about once a second).
+      const bool idle_checks = server_.options.idle_timeout.count() > 0;
+      __kernel_timespec ts = draining ? __kernel_timespec{0, kDrainPollNs} : __kernel_timespec{1, 0};
       io_uring_cqe* cqe = nullptr;
-      rc = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, draining ? &ts : nullptr, nullptr);
+      rc = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, draining || idle_checks ? &ts : nullptr, nullptr);
       if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY) {
         result = Status::FromErrno(-rc, "io_uring wait");
         break;
       }
       HandleCompletions();
+      for (Conn* c : IdleConnections()) {
+        c->dead = true;
+        c->eof = true;
+        if (c->recv_armed || c->send_armed) ::shutdown(c->fd, SHUT_RDWR);  // completes them
+        Drive(*c);
+      }
       Reap();
     }
     Shutdown();
@@ -188,6 +197,7 @@ class IoUringWorker final : public LoopWorker {
       case kRecv:
         c->recv_armed = false;
         if (res > 0) {
+          c->last_activity = Now();
           c->in.Commit(static_cast<size_t>(res));
           Bump(counters_.bytes_read, static_cast<uint64_t>(res));
           Feed(*c);
@@ -205,6 +215,7 @@ class IoUringWorker final : public LoopWorker {
           c->eof = true;
         } else {
           Bump(counters_.bytes_written, static_cast<uint64_t>(res));
+          if (res > 0) c->last_activity = Now();
           c->sending.Consume(static_cast<size_t>(res));
           if (!c->sending.empty()) {
             ArmSend(*c);

@@ -329,6 +329,29 @@ TEST_CASE("tcp server: a session resumes when another thread wakes it") {
   });
 }
 
+TEST_CASE("tcp server: a connection idle past idle_timeout is closed, a busy one is not") {
+  ForEachBackend([](LoopBackend backend) {
+    Lines lines;
+    ManualClock clock;
+    Running r(lines, {.threads = 1, .idle_timeout = 5s, .backend = backend, .clock = &clock});
+    test::SocketClient idle(r.server->address());
+    test::SocketClient active(r.server->address());
+    REQUIRE(idle.connected());
+    REQUIRE(active.connected());
+    REQUIRE(active.Send("one\n"));
+    CHECK(active.Read(4) == "one\n");
+    clock.Advance(3s);
+    REQUIRE(active.Send("two\n"));  // activity at t = 3 s
+    CHECK(active.Read(4) == "two\n");
+    clock.Advance(3s);               // t = 6 s: `idle` has been silent for 6 s, `active` for 3 s
+    CHECK(idle.ClosedByPeer());      // within the loop's one-second check
+    CHECK(Eventually([&] { return r.server->stats().idle_closes == 1; }));
+    REQUIRE(active.Send("three\n"));
+    CHECK(active.Read(6) == "three\n");
+    CHECK_OK(r.Finish());
+  });
+}
+
 TEST_CASE("tcp server: options are checked") {
   Lines lines;
   CHECK_ERRC(TcpServer::Open(lines, {.threads = 0}), Errc::kInvalidArgument);

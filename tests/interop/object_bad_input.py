@@ -186,6 +186,20 @@ def main():
         by.close()
     finally:
         srv.cleanup()
+    # Sockets opened and left silent are closed after --idle-timeout.
+    short = Cosd(srv.binary, extra=['--idle-timeout', '1s']).start()
+    try:
+        quiet = connect(short.port)
+        half = connect(short.port)
+        half.sendall(b'GET /bad HTTP/1.1\r\nHost: x\r\n')  # a head never finished
+        check('a silent connection is closed after --idle-timeout', closed_by_peer(quiet, wait=4.0))
+        check('a stalled head is closed after --idle-timeout', closed_by_peer(half, wait=4.0))
+        r = request(short.port, 'PUT', '/bad')
+        check('and the server goes on', r and r[0] == 200, r and r[:2])
+        quiet.close()
+        half.close()
+    finally:
+        short.cleanup()
     return check.summary()
 
 

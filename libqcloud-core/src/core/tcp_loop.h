@@ -29,6 +29,7 @@ struct alignas(64) LoopCounters {
   std::atomic<uint64_t> bytes_written{0};
   std::atomic<uint64_t> input_overflows{0};
   std::atomic<uint64_t> drain_forced_closes{0};
+  std::atomic<uint64_t> idle_closes{0};
 };
 
 // One writer: a plain load+store is enough and avoids a locked add.
@@ -63,6 +64,7 @@ class ConnWaker final : public SessionWaker {
 struct Conn {
   int fd = -1;
   std::shared_ptr<ConnWaker> waker;
+  MonoTime last_activity{};  // the last byte received or sent (idle_timeout)
   std::unique_ptr<StreamSession> session;
   Buffer in;
   Buffer out;
@@ -128,6 +130,9 @@ class LoopWorker {
   std::vector<Conn*> TakeWoken();
   // At the drain deadline: closes every connection still open.
   void CloseAll();
+  // Connections idle past idle_timeout (none when it is 0), at most once a
+  // second; the backend closes them its own way.
+  std::vector<Conn*> IdleConnections();
   MonoTime Now() const { return server_.clock->MonotonicNow(); }
   bool stopping() const { return server_.stopping.load(std::memory_order_acquire); }
 
@@ -137,6 +142,7 @@ class LoopWorker {
   const int listen_fd_;
   const int wake_fd_;
   std::shared_ptr<WakeQueue> wake_queue_ = std::make_shared<WakeQueue>();
+  MonoTime next_idle_check_{};
   std::vector<Conn*> conns_;
 };
 

@@ -544,6 +544,7 @@ Result<std::unique_ptr<S3Server>> S3Server::Open(ObjectStore& store, const S3Ser
                        .read_buffer = kReadBuffer,
                        .max_input = kHeaderLimit + kReadBuffer * 2,
                        .drain_timeout = options.drain_timeout,
+                       .idle_timeout = options.idle_timeout,
                        .backend = options.backend,
                        .clock = clock,
                        .logger = options.logger}));

@@ -135,6 +135,11 @@ struct TcpServerOptions {
   size_t max_input = size_t{64} << 20;  // unconsumed input that closes a connection
   int listen_backlog = 1024;            // listen(2) backlog per worker socket
   std::chrono::milliseconds drain_timeout{1000};  // after Stop(): time to send pending replies
+  // A connection with no input arriving and no output leaving for this long
+  // is closed (unless its session is busy()): a client that opens sockets
+  // and sends nothing, or a byte a minute, holds them only this long.
+  // Checked about once a second, on the injected Clock; 0 = never.
+  std::chrono::milliseconds idle_timeout{0};
   LoopBackend backend = LoopBackend::kAuto;       // see LoopBackend
   bool tcp_nodelay = true;              // request/response protocols want small replies out now
   // Drain deadline time source. Not owned; must outlive the server. Null = RealClock().
@@ -152,6 +157,7 @@ struct TcpServerStats {
   uint64_t bytes_written = 0;
   uint64_t input_overflows = 0;       // closed for exceeding max_input
   uint64_t drain_forced_closes = 0;   // closed at the drain deadline with replies unsent
+  uint64_t idle_closes = 0;           // closed by idle_timeout
 };
 
 class QCLOUD_EXPORT TcpServer {

@@ -43,7 +43,9 @@
 //
 // Bounds: request headers 16 KiB in all (larger: 400
 // RequestHeaderSectionTooLarge), XML bodies 1 MiB, objects and parts
-// 5 GiB (S3's single-PUT limit), keys 1024 bytes, no NUL in keys. A client
+// 5 GiB (S3's single-PUT limit), keys 1024 bytes, no NUL in keys, stored
+// headers 2 KiB of x-amz-meta-* and 4 KiB per system header, a connection
+// idle for idle_timeout closed. A client
 // that sends a bad request gets an S3 error and, when its body can no
 // longer be framed, a closed connection; other connections never notice.
 //
@@ -78,6 +80,10 @@ struct S3ServerOptions {
   unsigned threads = 1;                    // worker loops (call Serve(i) for each)
   size_t max_connections = 4096;           // beyond: 503 SlowDown and close
   std::chrono::milliseconds drain_timeout{5000};  // at Stop(): time for responses in flight
+  // A connection silent this long (no request bytes in, no response bytes
+  // out) is closed, so sockets opened and left idle cannot pile up to
+  // max_connections; 0 = never.
+  std::chrono::milliseconds idle_timeout{60000};
   LoopBackend backend = LoopBackend::kAuto;        // io_uring, or epoll where refused
   // > 0: the final commit of a request with a body (PUT, UploadPart,
   // CompleteMultipartUpload, ...) runs on one of this many threads while
