@@ -341,6 +341,27 @@ Result<BucketInfo> DecodeBucket(std::string_view name, std::string_view bytes) {
   return b;
 }
 
+// User metadata as stored in object and upload records: (name, value)
+// pairs, each length-prefixed; the count is written and checked by the
+// record's own codec.
+void PutPairs(ByteWriter& w, const std::vector<std::pair<std::string, std::string>>& pairs) {
+  w.PutVarint64(pairs.size());
+  for (const auto& [name, value] : pairs) {
+    w.PutLengthPrefixed(ByteView(name));
+    w.PutLengthPrefixed(ByteView(value));
+  }
+}
+
+bool ReadPairs(ByteReader& r, uint64_t n, std::vector<std::pair<std::string, std::string>>* out) {
+  for (uint64_t i = 0; i < n; ++i) {
+    auto name = r.ReadLengthPrefixed(kMaxUserMetaBytes);
+    auto value = r.ReadLengthPrefixed(kMaxUserMetaBytes);
+    if (!name || !value) return false;
+    out->emplace_back(name->ToString(), value->ToString());
+  }
+  return true;
+}
+
 std::string EncodeUpload(const UploadInfo& u) {
   Buffer out;
   ByteWriter w(out);
@@ -350,11 +371,7 @@ std::string EncodeUpload(const UploadInfo& u) {
   w.PutLengthPrefixed(ByteView(u.owner));
   w.PutVarint64(ZigZag(u.initiated_ms));
   w.PutLengthPrefixed(ByteView(u.content_type));
-  w.PutVarint64(u.user_metadata.size());
-  for (const auto& [name, value] : u.user_metadata) {
-    w.PutLengthPrefixed(ByteView(name));
-    w.PutLengthPrefixed(ByteView(value));
-  }
+  PutPairs(w, u.user_metadata);
   return out.readable().ToString();
 }
 
@@ -378,12 +395,7 @@ Result<UploadInfo> DecodeUpload(std::string_view id, std::string_view bytes) {
   u.owner = owner->ToString();
   u.initiated_ms = UnZigZag(*initiated);
   u.content_type = type->ToString();
-  for (uint64_t i = 0; i < *nmeta; ++i) {
-    auto name = r.ReadLengthPrefixed(kMaxUserMetaBytes);
-    auto value = r.ReadLengthPrefixed(kMaxUserMetaBytes);
-    if (!name || !value) return Corruption("upload record: damaged user metadata");
-    u.user_metadata.emplace_back(name->ToString(), value->ToString());
-  }
+  if (!ReadPairs(r, *nmeta, &u.user_metadata)) return Corruption("upload record: damaged user metadata");
   if (!r.empty()) return Corruption("upload record: trailing bytes");
   return u;
 }
@@ -501,11 +513,7 @@ std::string EncodeObjectMeta(const ObjectMeta& m) {
   w.PutVarint64(ZigZag(m.mtime_ms));
   w.PutLengthPrefixed(ByteView(m.etag));
   w.PutLengthPrefixed(ByteView(m.content_type));
-  w.PutVarint64(m.user_metadata.size());
-  for (const auto& [name, value] : m.user_metadata) {
-    w.PutLengthPrefixed(ByteView(name));
-    w.PutLengthPrefixed(ByteView(value));
-  }
+  PutPairs(w, m.user_metadata);
   PutChunks(w, m.chunks);
   w.PutLengthPrefixed(ByteView(m.content));
   return out.readable().ToString();
@@ -531,12 +539,7 @@ Result<ObjectMeta> DecodeObjectMeta(std::string_view bytes) {
   m.mtime_ms = UnZigZag(*mtime);
   m.etag = etag->ToString();
   m.content_type = type->ToString();
-  for (uint64_t i = 0; i < *nmeta; ++i) {
-    auto name = r.ReadLengthPrefixed(kMaxUserMetaBytes);
-    auto value = r.ReadLengthPrefixed(kMaxUserMetaBytes);
-    if (!name || !value) return bad("damaged user metadata");
-    m.user_metadata.emplace_back(name->ToString(), value->ToString());
-  }
+  if (!ReadPairs(r, *nmeta, &m.user_metadata)) return bad("damaged user metadata");
   uint64_t total = 0;
   QCLOUD_RETURN_IF_ERROR(ReadChunks(r, &m.chunks, &total));
   auto content = r.ReadLengthPrefixed(ContentId::kEncodedSize);
@@ -562,6 +565,13 @@ struct IndexStore::Impl {
                      WriteOutcome& out);
   // Drops one reference to what `meta` points at; collects freed chunks.
   Status Release(MDB_txn* txn, const ObjectMeta& meta, std::vector<ChunkRef>& free_chunks);
+  // Ok when the bucket exists; kNotFound otherwise.
+  Status RequireBucket(MDB_txn* txn, std::string_view bucket) const {
+    MDB_val k = Val(bucket), v;
+    const int rc = mdb_get(txn, buckets, &k, &v);
+    if (rc == MDB_NOTFOUND) return NotFound(fmt::format("no bucket {}", bucket));
+    return rc == 0 ? Status::Ok() : LmdbError(rc, "get bucket");
+  }
   // The upload's record, or kNoSuchUpload.
   Result<UploadInfo> LoadUpload(MDB_txn* txn, std::string_view upload_id) const;
   // Visits the upload's parts in number order; fn returns false to stop.
@@ -992,10 +1002,7 @@ Status IndexStore::PutObject(std::string_view bucket, std::string_view key, cons
   WriteOutcome out;
   Status s = impl_->Write([&](MDB_txn* txn) -> Status {
     out = {};
-    MDB_val bk = Val(bucket), bv;
-    const int rc = mdb_get(txn, impl_->buckets, &bk, &bv);
-    if (rc == MDB_NOTFOUND) return NotFound(fmt::format("no bucket {}", bucket));
-    if (rc != 0) return LmdbError(rc, "get bucket");
+    QCLOUD_RETURN_IF_ERROR(impl_->RequireBucket(txn, bucket));
     return impl_->ApplyObject(txn, k, meta, out);
   });
   if (s.ok() && outcome != nullptr) *outcome = std::move(out);
@@ -1016,10 +1023,7 @@ Status IndexStore::PutObjects(std::string_view bucket,
   std::vector<ChunkRef> freed;
   Status s = impl_->Write([&](MDB_txn* txn) -> Status {
     freed.clear();
-    MDB_val bk = Val(bucket), bv;
-    const int rc = mdb_get(txn, impl_->buckets, &bk, &bv);
-    if (rc == MDB_NOTFOUND) return NotFound(fmt::format("no bucket {}", bucket));
-    if (rc != 0) return LmdbError(rc, "get bucket");
+    QCLOUD_RETURN_IF_ERROR(impl_->RequireBucket(txn, bucket));
     for (size_t i = 0; i < objects.size(); ++i) {
       WriteOutcome out;
       QCLOUD_RETURN_IF_ERROR(impl_->ApplyObject(txn, keys[i], objects[i].second, out));
@@ -1118,10 +1122,7 @@ Result<ListResult> IndexStore::List(std::string_view bucket, const ListOptions& 
   const std::string range = ObjectKey(bucket, o.prefix);  // every listed key starts with it
   const size_t head = 1 + bucket.size();
   return impl_->Read([&](MDB_txn* txn) -> Result<ListResult> {
-    MDB_val bk = Val(bucket), bv;
-    int rc = mdb_get(txn, impl_->buckets, &bk, &bv);
-    if (rc == MDB_NOTFOUND) return NotFound(fmt::format("no bucket {}", bucket));
-    if (rc != 0) return LmdbError(rc, "get bucket");
+    QCLOUD_RETURN_IF_ERROR(impl_->RequireBucket(txn, bucket));
     // Where to start: the prefix, or just after start_after; a start_after
     // that is one of this listing's common prefixes skips the keys under it.
     std::string seek = range;
@@ -1259,10 +1260,7 @@ Result<ObjectMeta> IndexStore::CopyObject(std::string_view src_bucket, std::stri
   ObjectMeta copy;
   Status s = impl_->Write([&](MDB_txn* txn) -> Status {
     out = {};
-    MDB_val bk = Val(dst_bucket), bv;
-    int rc = mdb_get(txn, impl_->buckets, &bk, &bv);
-    if (rc == MDB_NOTFOUND) return NotFound(fmt::format("no bucket {}", dst_bucket));
-    if (rc != 0) return LmdbError(rc, "get bucket");
+    QCLOUD_RETURN_IF_ERROR(impl_->RequireBucket(txn, dst_bucket));
     QCLOUD_ASSIGN_OR_RETURN(auto record, GetRecord(txn, impl_->objects, sk));
     if (!record) return NotFound(fmt::format("no object {}/{}", src_bucket, src_key));
     QCLOUD_ASSIGN_OR_RETURN(copy, DecodeObjectMeta(*record));
@@ -1466,10 +1464,7 @@ Result<ObjectMeta> IndexStore::CompleteUpload(std::string_view upload_id,
     out = {};
     meta = {};
     QCLOUD_ASSIGN_OR_RETURN(UploadInfo u, impl_->LoadUpload(txn, upload_id));
-    MDB_val bk = Val(u.bucket), bv;
-    const int rc = mdb_get(txn, impl_->buckets, &bk, &bv);
-    if (rc == MDB_NOTFOUND) return NotFound(fmt::format("no bucket {}", u.bucket));
-    if (rc != 0) return LmdbError(rc, "get bucket");
+    QCLOUD_RETURN_IF_ERROR(impl_->RequireBucket(txn, u.bucket));
     Md5Hasher etag_md5;
     for (size_t i = 0; i < parts.size(); ++i) {
       const auto& [number, etag] = parts[i];

@@ -24,23 +24,6 @@ constexpr int64_t kMaxPresignSeconds = 7 * 24 * 3600;  // S3: a week
 
 Status Malformed(std::string msg) { return Status(Errc::kAuthorizationMalformed, std::move(msg)); }
 
-char LowerChar(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + ('a' - 'A')) : c; }
-
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = LowerChar(c);
-  return out;
-}
-
-// `name` in any case equals `lower` (already lower case)?
-bool EqualsLower(std::string_view name, std::string_view lower) {
-  if (name.size() != lower.size()) return false;
-  for (size_t i = 0; i < name.size(); ++i) {
-    if (LowerChar(name[i]) != lower[i]) return false;
-  }
-  return true;
-}
-
 std::string_view Trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
@@ -78,7 +61,7 @@ void AppendFolded(std::string& out, std::string_view v) {
 
 std::optional<std::string_view> Header(const Request& r, std::string_view lower_name) {
   for (const auto& [name, value] : r.headers) {
-    if (EqualsLower(name, lower_name)) return value;
+    if (EqualsIgnoreCase(name, lower_name)) return value;
   }
   return std::nullopt;
 }
@@ -167,7 +150,7 @@ Status ParseSignedHeaders(std::string_view list, Authorization* a) {
   for (size_t i = 0; i <= list.size(); ++i) {
     if (i == list.size() || list[i] == ';') {
       if (i == from) return Malformed("empty name in SignedHeaders");
-      a->signed_headers.push_back(Lower(list.substr(from, i - from)));
+      a->signed_headers.push_back(AsciiLower(list.substr(from, i - from)));
       from = i + 1;
       if (a->signed_headers.size() > kMaxSignedHeaders) return Malformed("too many signed headers");
     }
@@ -268,7 +251,7 @@ std::string CanonicalRequest(const Request& r, const std::vector<std::string>& s
     out += ':';
     bool first = true;
     for (const auto& [n, v] : r.headers) {
-      if (!EqualsLower(n, name)) continue;
+      if (!EqualsIgnoreCase(n, name)) continue;
       if (!first) out.push_back(',');
       first = false;
       AppendFolded(out, v);
@@ -582,7 +565,7 @@ Status ChunkedPayloadDecoder::Feed(ByteView in) {
         if (colon == std::string::npos || trailers_.size() >= kMaxTrailers) {
           return Fail(Malformed("aws-chunked: bad trailer"));
         }
-        trailers_.emplace_back(Lower(Trim(std::string_view(line).substr(0, colon))),
+        trailers_.emplace_back(AsciiLower(Trim(std::string_view(line).substr(0, colon))),
                                std::string(Trim(std::string_view(line).substr(colon + 1))));
         continue;
       }

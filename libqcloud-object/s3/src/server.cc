@@ -76,11 +76,6 @@ const std::string& DateHeader(Clock& clock) {
   return text;
 }
 
-void AsciiLower(std::string& s) {
-  for (char& c : s) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + ('a' - 'A'));
-  }
-}
 
 // Threads that run the final commit of requests with a body (a PUT's
 // Finish: chunk sync, index transaction) while the loops serve other
@@ -245,8 +240,7 @@ class S3Session final : public StreamSession {
     request_.target.assign(target.data(), target.size());
   }
   void OnField(http::field name, beast::string_view name_string, beast::string_view value) {
-    std::string n(name_string.data(), name_string.size());
-    AsciiLower(n);
+    std::string n = AsciiLower(std::string_view(name_string.data(), name_string.size()));
     request_.headers.emplace_back(std::move(n), std::string(value.data(), value.size()));
     if (name == http::field::expect && beast::iequals(value, "100-continue")) expect_continue_ = true;
   }

@@ -84,13 +84,6 @@ const ErrorInfo& FindError(std::string_view code) {
   return kInternal;
 }
 
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + ('a' - 'A'));
-  }
-  return out;
-}
 
 std::string_view Trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -191,18 +184,6 @@ std::optional<std::vector<QueryParam>> ParseQuery(std::string_view q) {
 
 }  // namespace
 
-namespace {
-bool SameName(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    char x = a[i], y = b[i];
-    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x + 32);
-    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y + 32);
-    if (x != y) return false;
-  }
-  return true;
-}
-}  // namespace
 
 std::string_view HttpResponse::HeaderValue(std::string_view name) const {
   std::string_view rest = headers;
@@ -211,24 +192,22 @@ std::string_view HttpResponse::HeaderValue(std::string_view name) const {
     const std::string_view line = rest.substr(0, end);
     rest = end == std::string_view::npos ? std::string_view() : rest.substr(end + 2);
     const size_t colon = line.find(": ");
-    if (colon != std::string_view::npos && SameName(line.substr(0, colon), name)) return line.substr(colon + 2);
+    if (colon != std::string_view::npos && EqualsIgnoreCase(line.substr(0, colon), name)) return line.substr(colon + 2);
   }
   return {};
 }
 
 void HttpResponse::SetHeader(std::string_view name, std::string_view value) {
+  // Drop the first line called `name`, then add it anew (AddHeader cleans it).
   size_t at = 0;
   while (at < headers.size()) {
     const size_t end = headers.find("\r\n", at);
-    const size_t colon = headers.find(": ", at);
     if (end == std::string::npos) break;
-    if (colon != std::string::npos && colon < end && SameName(std::string_view(headers).substr(at, colon - at), name)) {
-      std::string clean(value);
-      for (char& c : clean) {
-        if (c == '\r' || c == '\n') c = ' ';
-      }
-      headers.replace(colon + 2, end - colon - 2, clean);
-      return;
+    const size_t colon = headers.find(": ", at);
+    if (colon != std::string::npos && colon < end &&
+        EqualsIgnoreCase(std::string_view(headers).substr(at, colon - at), name)) {
+      headers.erase(at, end + 2 - at);
+      break;
     }
     at = end + 2;
   }
@@ -437,7 +416,7 @@ std::string RefererHost(std::string_view referer) {
   std::string_view host = referer.substr(0, end);
   if (const size_t at = host.rfind('@'); at != std::string_view::npos) host.remove_prefix(at + 1);
   if (const size_t colon = host.rfind(':'); colon != std::string_view::npos) host = host.substr(0, colon);
-  return Lower(host);
+  return AsciiLower(host);
 }
 
 bool DomainMatches(std::string_view pattern, std::string_view host) {
@@ -474,7 +453,7 @@ std::optional<RefererRule> ParseReferer(std::string_view xml) {
   else if (empty != "Allow" && !empty.empty()) return std::nullopt;
   for (pugi::xml_node d : root.child("DomainList").children("Domain")) {
     if (rule.domains.size() >= 400) return std::nullopt;
-    std::string domain = Lower(Trim(d.child_value()));
+    std::string domain = AsciiLower(Trim(d.child_value()));
     if (domain.empty() || domain.size() > 255) return std::nullopt;
     rule.domains.push_back(std::move(domain));
   }
@@ -532,14 +511,14 @@ std::unique_ptr<Call> Service::Begin(HttpRequest http) {
   auto decoded = sigv4::UriDecode(r.path);
   if (!decoded) return error("InvalidURI", "malformed percent-encoding in the path");
   if (const std::string* h = r.Header("host")) {
-    r.host = Lower(Trim(*h));
+    r.host = AsciiLower(Trim(*h));
   }
   std::string host_name = r.host;
   if (!host_name.empty() && host_name[0] != '[') {
     if (const size_t colon = host_name.rfind(':'); colon != std::string::npos) host_name.resize(colon);
   }
   for (const std::string& domain : options_.domains) {
-    const std::string d = Lower(domain);
+    const std::string d = AsciiLower(domain);
     if (host_name.size() > d.size() + 1 && host_name.ends_with(d) &&
         host_name[host_name.size() - d.size() - 1] == '.') {
       r.bucket = host_name.substr(0, host_name.size() - d.size() - 1);
@@ -695,6 +674,13 @@ HttpResponse Service::Dispatch(Request& r, Call& call) {
       }
     }
     return std::nullopt;
+  };
+
+  // The upload named in the query, if it is this bucket's and key's.
+  auto find_upload = [&](const std::string& id) -> std::optional<UploadInfo> {
+    auto upload = index.GetUpload(id);
+    if (!upload.ok() || upload->bucket != r.bucket || upload->key != r.key) return std::nullopt;
+    return std::move(*upload);
   };
 
   auto want_body = [&](uint64_t limit, std::function<Status(ByteView)> consume,
@@ -1133,8 +1119,8 @@ HttpResponse Service::Dispatch(Request& r, Call& call) {
     op("ListParts");
     if (auto denied = load_bucket(false, r.bucket)) return *denied;
     const std::string& id = *r.Param("uploadId");
-    auto upload = index.GetUpload(id);
-    if (!upload.ok() || upload->bucket != r.bucket || upload->key != r.key) return error("NoSuchUpload");
+    auto upload = find_upload(id);
+    if (!upload) return error("NoSuchUpload");
     uint64_t after = 0, max_parts = 1000;
     if (const std::string* p = r.Param("part-number-marker")) {
       if (!ParseU64(*p, &after)) return error("InvalidArgument", "part-number-marker must be an integer");
@@ -1251,8 +1237,7 @@ HttpResponse Service::Dispatch(Request& r, Call& call) {
       op("AbortMultipartUpload");
       if (auto denied = load_bucket(false, r.bucket)) return *denied;
       const std::string& id = *r.Param("uploadId");
-      auto upload = index.GetUpload(id);
-      if (!upload.ok() || upload->bucket != r.bucket || upload->key != r.key) return error("NoSuchUpload");
+      if (!find_upload(id)) return error("NoSuchUpload");
       Status s = store_.AbortUpload(id);
       if (!s.ok()) return store_error(s);
       return Empty(204);
@@ -1284,8 +1269,8 @@ HttpResponse Service::Dispatch(Request& r, Call& call) {
     op("CompleteMultipartUpload");
     if (auto denied = load_bucket(false, r.bucket)) return *denied;
     const std::string id = *r.Param("uploadId");
-    auto upload = index.GetUpload(id);
-    if (!upload.ok() || upload->bucket != r.bucket || upload->key != r.key) return error("NoSuchUpload");
+    auto upload = find_upload(id);
+    if (!upload) return error("NoSuchUpload");
     const std::string location = fmt::format("http://{}{}", r.host, r.path);
     return xml_body([this, id, bucket = r.bucket, key = r.key, location, error,
                      store_error](const std::string& body) -> HttpResponse {
@@ -1332,8 +1317,7 @@ HttpResponse Service::Dispatch(Request& r, Call& call) {
             : (copy_source != nullptr ? "CopyObject" : "PutObject"));
     if (auto denied = load_bucket(false, r.bucket)) return *denied;
     if (part) {
-      auto upload = index.GetUpload(upload_id);
-      if (!upload.ok() || upload->bucket != r.bucket || upload->key != r.key) return error("NoSuchUpload");
+      if (!find_upload(upload_id)) return error("NoSuchUpload");
     }
 
     if (copy_source != nullptr) {

@@ -68,6 +68,21 @@ using MutableByteView = std::span<std::byte>;
 
 // Lower-case hexadecimal of `bytes` ("" for empty input).
 QCLOUD_EXPORT std::string ToHex(ByteView bytes);
+// ASCII case folding for protocol tokens (header names, host names): no
+// locale, no allocation beyond the copy.
+inline char AsciiLower(char c) noexcept { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + ('a' - 'A')) : c; }
+inline std::string AsciiLower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = AsciiLower(c);
+  return out;
+}
+inline bool EqualsIgnoreCase(std::string_view a, std::string_view b) noexcept {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (AsciiLower(a[i]) != AsciiLower(b[i])) return false;
+  }
+  return true;
+}
 // The inverse, either case; false (and *out unspecified) for an odd length
 // or a character that is not a hex digit.
 QCLOUD_EXPORT bool FromHex(std::string_view text, std::string* out);
