@@ -13,6 +13,8 @@
 // of --data-dir: index/ (LMDB) and chx0/, chx1/, ... (one CHX store per
 // --disks, each standing for a disk; or name the disks with --disk).
 
+#include <pthread.h>
+#include <sched.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -167,6 +169,23 @@ int main(int argc, char** argv) {
     return Status::Ok();
   });
   (*life)->Every("maintain", kMaintainEvery, [st]() -> Status { return st->Maintain().status(); });
+  // The SHA-256 that PUTs leave out (ObjectStore::HashContents), computed
+  // at idle priority: only when neither the server nor anything else on the
+  // machine wants the CPU, so that an instant-upload claim later finds it.
+  Lifecycle* lc = life->get();
+  (*life)->Spawn("hasher", [st, lc, &log]() -> Status {
+    sched_param idle{};
+    ::pthread_setschedparam(::pthread_self(), SCHED_IDLE, &idle);
+    while (!lc->stopping()) {
+      auto hashed = st->HashContents(uint64_t{64} << 20);
+      if (!hashed.ok() && log.Enabled(LogLevel::kWarning)) {
+        log.Log(LogLevel::kWarning, hashed.status().WithContext("hashing stored content").ToString());
+      }
+      if (hashed.ok() && *hashed > 0) continue;
+      for (int i = 0; i < 10 && !lc->stopping(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return Status::Ok();
+  });
   std::cout << "qcloud-cosd listening on " << srv.address().ToString() << " ("
             << LoopBackendName(srv.backend()) << ")" << std::endl;
   return cli.Exit((*life)->Run());

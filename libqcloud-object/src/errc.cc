@@ -20,6 +20,7 @@ class ObjectErrorCategory final : public std::error_category {
       case Errc::kInvalidPart: return "invalid part";
       case Errc::kInvalidPartOrder: return "invalid part order";
       case Errc::kEntityTooSmall: return "entity too small";
+      case Errc::kContentUnhashed: return "content not hashed yet";
     }
     return "unknown object error " + std::to_string(ev);
   }
@@ -32,6 +33,7 @@ class ObjectErrorCategory final : public std::error_category {
       case Errc::kInvalidPart:
       case Errc::kInvalidPartOrder:
       case Errc::kEntityTooSmall: return std::errc::invalid_argument;
+      case Errc::kContentUnhashed: return std::errc::resource_unavailable_try_again;
       default: return std::errc::permission_denied;
     }
   }

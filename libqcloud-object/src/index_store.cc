@@ -2,7 +2,8 @@
 //   buckets  bucket name                      -> BucketRecord (owner, created)
 //   owners   owner '\0' bucket                -> "" (a user's buckets, in order)
 //   objects  len(bucket) bucket key           -> ObjectMeta (EncodeObjectMeta)
-//   contents ContentId::Encode()               -> references, chunk list
+//   contents md5, size (BE64), ordinal (BE32)  -> references, SHA-256 if known, chunk list
+//   unhashed content key                       -> "" (contents whose SHA-256 is not known)
 //   uploads  upload id                         -> UploadInfo (multipart in progress)
 //   parts    upload id, part number (BE32)     -> PartInfo
 //   bucket_uploads len(bucket) bucket upload id -> "" (a bucket's uploads)
@@ -410,14 +411,6 @@ std::string PartKey(std::string_view upload_id, uint32_t number) {
 
 }  // namespace
 
-std::string ContentId::Encode() const {
-  std::string out(kEncodedSize, '\0');
-  std::memcpy(out.data(), md5, sizeof md5);
-  std::memcpy(out.data() + sizeof md5, sha256, sizeof sha256);
-  EncodeBigEndian64(reinterpret_cast<std::byte*>(out.data() + sizeof md5 + sizeof sha256), size);
-  return out;
-}
-
 namespace {
 
 void PutChunks(ByteWriter& w, const std::vector<ChunkRef>& chunks) {
@@ -446,17 +439,24 @@ Status ReadChunks(ByteReader& r, std::vector<ChunkRef>* chunks, uint64_t* total)
   return Status::Ok();
 }
 
-// A content's record: how many objects share it, and its chunks.
+// A content's record: how many objects share it, its SHA-256 once known,
+// and its chunks. Version 2 (version 1 keyed contents by their SHA-256).
+constexpr uint8_t kContentVersion = 2;
+constexpr uint8_t kContentHasSha = 1;
+
 struct ContentRecord {
   uint64_t references = 0;
+  std::optional<Sha256Digest> sha256;
   std::vector<ChunkRef> chunks;
 };
 
 std::string EncodeContent(const ContentRecord& c) {
   Buffer out;
   ByteWriter w(out);
-  w.PutU8(kMetaVersion);
+  w.PutU8(kContentVersion);
   w.PutVarint64(c.references);
+  w.PutU8(c.sha256 ? kContentHasSha : 0);
+  if (c.sha256) w.PutBytes(AsBytes(*c.sha256));
   PutChunks(w, c.chunks);
   return out.readable().ToString();
 }
@@ -466,12 +466,41 @@ Result<ContentRecord> DecodeContent(std::string_view bytes) {
   ContentRecord c;
   auto version = r.ReadU8();
   auto refs = r.ReadVarint64();
-  if (!version || *version != kMetaVersion || !refs) return Corruption("content record: damaged");
+  auto flags = r.ReadU8();
+  if (!version || *version != kContentVersion || !refs || !flags || (*flags & ~kContentHasSha) != 0) {
+    return Corruption("content record: damaged");
+  }
   c.references = *refs;
+  if ((*flags & kContentHasSha) != 0) {
+    auto sha = r.ReadBytes(32);
+    if (!sha) return Corruption("content record: damaged SHA-256");
+    Sha256Digest d;
+    std::memcpy(d.data(), sha->data(), d.size());
+    c.sha256 = d;
+  }
   uint64_t total = 0;
   QCLOUD_RETURN_IF_ERROR(ReadChunks(r, &c.chunks, &total));
   if (!r.empty()) return Corruption("content record: trailing bytes");
   return c;
+}
+
+std::string ContentPrefix(const uint8_t (&md5)[16], uint64_t size) {
+  std::string k(kContentKeyBytes - 4, '\0');
+  std::memcpy(k.data(), md5, 16);
+  EncodeBigEndian64(reinterpret_cast<std::byte*>(k.data() + 16), size);
+  return k;
+}
+
+std::string ContentKey(std::string_view prefix, uint32_t ordinal) {
+  std::string k(prefix);
+  char be[4];
+  EncodeBigEndian32(reinterpret_cast<std::byte*>(be), ordinal);
+  k.append(be, 4);
+  return k;
+}
+
+bool SameSha(const ContentId& id, const Sha256Digest& d) {
+  return id.has_sha256 && std::memcmp(id.sha256, d.data(), d.size()) == 0;
 }
 
 std::string EncodePart(const PartInfo& p) {
@@ -542,8 +571,8 @@ Result<ObjectMeta> DecodeObjectMeta(std::string_view bytes) {
   if (!ReadPairs(r, *nmeta, &m.user_metadata)) return bad("damaged user metadata");
   uint64_t total = 0;
   QCLOUD_RETURN_IF_ERROR(ReadChunks(r, &m.chunks, &total));
-  auto content = r.ReadLengthPrefixed(ContentId::kEncodedSize);
-  if (!content || (!content->empty() && content->size() != ContentId::kEncodedSize)) {
+  auto content = r.ReadLengthPrefixed(kContentKeyBytes);
+  if (!content || (!content->empty() && content->size() != kContentKeyBytes)) {
     return bad("damaged content id");
   }
   m.content = content->ToString();
@@ -556,13 +585,27 @@ struct IndexStore::Impl {
   IndexOptions options;
   Clock* clock = nullptr;
   MDB_env* env = nullptr;
-  MDB_dbi buckets{}, owners{}, objects{}, contents{};
+  MDB_dbi buckets{}, owners{}, objects{}, contents{}, unhashed{};
   MDB_dbi uploads{}, parts{}, bucket_uploads{}, bucket_attrs{};
 
   // Writes (or with nullopt deletes) the object under composite key `k` in
   // `txn`, keeping the contents' reference counts; fills `out`.
+  // With `claim`, the object's bytes are that content (see Claim).
   Status ApplyObject(MDB_txn* txn, std::string_view k, std::optional<ObjectMeta> meta,
-                     WriteOutcome& out);
+                     WriteOutcome& out, const ContentId* claim = nullptr);
+  // The stored contents with this MD5 and size, by ordinal.
+  Result<std::vector<StoredContent>> ContentsWith(MDB_txn* txn, const uint8_t (&md5)[16],
+                                                  uint64_t size) const;
+  // Decides which stored content `claim` is: the stored content, nullopt
+  // when none is, or kContentUnhashed when that cannot be told.
+  Result<std::optional<StoredContent>> Match(MDB_txn* txn, const ContentId& claim) const;
+  // Gives `meta` the content `claim` names and takes a reference to it: a
+  // stored content (whose chunks replace meta's, which go to free_chunks)
+  // or a new one made of meta's chunks.
+  Status Claim(MDB_txn* txn, const ContentId& claim, ObjectMeta& meta, WriteOutcome& out);
+  // PutObject, with or without a content claim.
+  Status Put(std::string_view bucket, std::string_view key, const ObjectMeta& meta,
+             const ContentId* claim, WriteOutcome* outcome);
   // Drops one reference to what `meta` points at; collects freed chunks.
   Status Release(MDB_txn* txn, const ObjectMeta& meta, std::vector<ChunkRef>& free_chunks);
   // Ok when the bucket exists; kNotFound otherwise.
@@ -724,6 +767,7 @@ Result<std::unique_ptr<IndexStore>> IndexStore::Open(const IndexOptions& options
   if (rc != 0) return LmdbError(rc, "begin");
   for (auto [name, dbi] : {std::pair{"buckets", &impl->buckets}, std::pair{"owners", &impl->owners},
                            std::pair{"objects", &impl->objects}, std::pair{"contents", &impl->contents},
+                           std::pair{"unhashed", &impl->unhashed},
                            std::pair{"uploads", &impl->uploads}, std::pair{"parts", &impl->parts},
                            std::pair{"bucket_uploads", &impl->bucket_uploads},
                            std::pair{"bucket_attrs", &impl->bucket_attrs}}) {
@@ -914,7 +958,12 @@ Status IndexStore::Impl::Release(MDB_txn* txn, const ObjectMeta& meta,
   if (c.references <= 1) {
     free_chunks.insert(free_chunks.end(), c.chunks.begin(), c.chunks.end());
     rc = mdb_del(txn, contents, &ck, nullptr);
-    return rc == 0 ? Status::Ok() : LmdbError(rc, "delete content");
+    if (rc != 0) return LmdbError(rc, "delete content");
+    if (!c.sha256) {
+      rc = mdb_del(txn, unhashed, &ck, nullptr);
+      if (rc != 0 && rc != MDB_NOTFOUND) return LmdbError(rc, "delete unhashed");
+    }
+    return Status::Ok();
   }
   --c.references;
   const std::string record = EncodeContent(c);
@@ -923,34 +972,111 @@ Status IndexStore::Impl::Release(MDB_txn* txn, const ObjectMeta& meta,
   return rc == 0 ? Status::Ok() : LmdbError(rc, "put content");
 }
 
+Result<std::vector<StoredContent>> IndexStore::Impl::ContentsWith(MDB_txn* txn,
+                                                                 const uint8_t (&md5)[16],
+                                                                 uint64_t size) const {
+  const std::string prefix = ContentPrefix(md5, size);
+  std::vector<StoredContent> found;
+  MDB_cursor* c = nullptr;
+  int rc = mdb_cursor_open(txn, contents, &c);
+  if (rc != 0) return LmdbError(rc, "cursor");
+  MDB_val k = Val(prefix), v;
+  for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+    const std::string_view key = View(k);
+    if (key.size() != kContentKeyBytes || key.substr(0, prefix.size()) != prefix) break;
+    auto record = DecodeContent(View(v));
+    if (!record.ok()) {
+      mdb_cursor_close(c);
+      return record.status();
+    }
+    found.push_back({std::string(key), size, record->references, std::move(record->chunks), record->sha256});
+  }
+  mdb_cursor_close(c);
+  if (rc != 0 && rc != MDB_NOTFOUND) return LmdbError(rc, "scan contents");
+  return found;
+}
+
+Result<std::optional<StoredContent>> IndexStore::Impl::Match(MDB_txn* txn, const ContentId& claim) const {
+  QCLOUD_ASSIGN_OR_RETURN(std::vector<StoredContent> same, ContentsWith(txn, claim.md5, claim.size));
+  bool undecided = false;
+  for (StoredContent& c : same) {
+    if (c.sha256 && SameSha(claim, *c.sha256)) return std::optional<StoredContent>(std::move(c));
+    if (!c.sha256 || !claim.has_sha256) undecided = true;
+  }
+  if (undecided) {
+    return Status(object::Errc::kContentUnhashed,
+                  "stored content has this MD5 and size but the SHA-256 of one side is not known");
+  }
+  return std::optional<StoredContent>();
+}
+
+Status IndexStore::Impl::Claim(MDB_txn* txn, const ContentId& claim, ObjectMeta& meta,
+                               WriteOutcome& out) {
+  QCLOUD_ASSIGN_OR_RETURN(std::optional<StoredContent> stored, Match(txn, claim));
+  ContentRecord record;
+  std::string key;
+  if (stored) {
+    out.free_chunks.insert(out.free_chunks.end(), meta.chunks.begin(), meta.chunks.end());
+    out.deduplicated = true;
+    key = std::move(stored->key);
+    record = {stored->references + 1, stored->sha256, std::move(stored->chunks)};
+  } else {
+    if (meta.chunks.empty() && meta.size > 0) {
+      return NotFound("content not stored: an instant upload needs the bytes");
+    }
+    // The next ordinal after the contents with this MD5 and size (almost
+    // always 0: another is an MD5 collision).
+    const std::string prefix = ContentPrefix(claim.md5, claim.size);
+    QCLOUD_ASSIGN_OR_RETURN(std::vector<StoredContent> same, ContentsWith(txn, claim.md5, claim.size));
+    uint32_t ordinal = 0;
+    if (!same.empty()) {
+      ordinal = DecodeBigEndian32(reinterpret_cast<const std::byte*>(same.back().key.data() + prefix.size()));
+      if (ordinal == UINT32_MAX) return Status(qcloud::Errc::kResourceExhausted, "too many MD5 collisions");
+      ++ordinal;
+    }
+    key = ContentKey(prefix, ordinal);
+    record.references = 1;
+    if (claim.has_sha256) {
+      Sha256Digest d;
+      std::memcpy(d.data(), claim.sha256, d.size());
+      record.sha256 = d;
+    }
+    record.chunks = meta.chunks;
+    if (!record.sha256) {
+      MDB_val uk = Val(key), empty{0, nullptr};
+      const int rc = mdb_put(txn, unhashed, &uk, &empty, 0);
+      if (rc != 0) return LmdbError(rc, "put unhashed");
+    }
+  }
+  meta.chunks = record.chunks;
+  meta.content = key;
+  const std::string encoded = EncodeContent(record);
+  MDB_val ck = Val(key), nv = Val(encoded);
+  const int rc = mdb_put(txn, contents, &ck, &nv, 0);
+  return rc == 0 ? Status::Ok() : LmdbError(rc, "put content");
+}
+
 Status IndexStore::Impl::ApplyObject(MDB_txn* txn, std::string_view k,
-                                     std::optional<ObjectMeta> meta, WriteOutcome& out) {
+                                     std::optional<ObjectMeta> meta, WriteOutcome& out,
+                                     const ContentId* claim) {
   QCLOUD_ASSIGN_OR_RETURN(auto previous, GetRecord(txn, objects, k));
   if (previous) {
     QCLOUD_ASSIGN_OR_RETURN(ObjectMeta before, DecodeObjectMeta(*previous));
     out.previous = std::move(before);
   }
   if (meta) {
-    if (!meta->content.empty()) {
-      // Take a reference first, so that replacing an object by the same
-      // content never sees the count reach zero.
+    // Take a reference first, so that replacing an object by the same
+    // content never sees the count reach zero.
+    if (claim != nullptr) {
+      QCLOUD_RETURN_IF_ERROR(Claim(txn, *claim, *meta, out));
+    } else if (!meta->content.empty()) {
       MDB_val ck = Val(meta->content), found;
       int rc = mdb_get(txn, contents, &ck, &found);
-      ContentRecord c;
-      if (rc == 0) {
-        QCLOUD_ASSIGN_OR_RETURN(c, DecodeContent(View(found)));
-        ++c.references;
-        out.free_chunks.insert(out.free_chunks.end(), meta->chunks.begin(), meta->chunks.end());
-        meta->chunks = c.chunks;
-        out.deduplicated = true;
-      } else if (rc == MDB_NOTFOUND) {
-        if (meta->chunks.empty() && meta->size > 0) {
-          return NotFound("content not stored: an instant upload needs the bytes");
-        }
-        c = {1, meta->chunks};
-      } else {
-        return LmdbError(rc, "get content");
-      }
+      if (rc == MDB_NOTFOUND) return NotFound("content not stored");
+      if (rc != 0) return LmdbError(rc, "get content");
+      QCLOUD_ASSIGN_OR_RETURN(ContentRecord c, DecodeContent(View(found)));
+      ++c.references;
+      meta->chunks = c.chunks;
       const std::string record = EncodeContent(c);
       MDB_val nv = Val(record);
       rc = mdb_put(txn, contents, &ck, &nv, 0);
@@ -977,13 +1103,18 @@ Status CheckUserMetadata(const std::vector<std::pair<std::string, std::string>>&
   return Status::Ok();
 }
 
-Status CheckMeta(const ObjectMeta& meta) {
+// `claim`: the object is put with a ContentId (meta.content ignored).
+Status CheckMeta(const ObjectMeta& meta, const ContentId* claim = nullptr) {
   uint64_t total = 0;
   for (const ChunkRef& c : meta.chunks) total += c.length;
-  const bool instant = !meta.content.empty() && meta.chunks.empty();
-  if (total != meta.size && !instant) return InvalidArgument("chunk lengths do not add up to the size");
-  if (!meta.content.empty() && meta.content.size() != ContentId::kEncodedSize) {
-    return InvalidArgument("content id must be ContentId::Encode()'s 56 bytes");
+  // Shared content brings its own chunks: none is fine.
+  const bool shared = claim != nullptr || !meta.content.empty();
+  if (total != meta.size && !(shared && meta.chunks.empty())) {
+    return InvalidArgument("chunk lengths do not add up to the size");
+  }
+  if (claim != nullptr && claim->size != meta.size) return InvalidArgument("content size is not the object's");
+  if (claim == nullptr && !meta.content.empty() && meta.content.size() != kContentKeyBytes) {
+    return InvalidArgument("meta.content must be a stored content's key");
   }
   if (meta.etag.size() > kMaxEtag || meta.content_type.size() > kMaxContentType ||
       meta.user_metadata.size() > kMaxUserMetaEntries) {
@@ -995,15 +1126,25 @@ Status CheckMeta(const ObjectMeta& meta) {
 
 Status IndexStore::PutObject(std::string_view bucket, std::string_view key, const ObjectMeta& meta,
                              WriteOutcome* outcome) {
+  return impl_->Put(bucket, key, meta, nullptr, outcome);
+}
+
+Status IndexStore::PutObject(std::string_view bucket, std::string_view key, const ObjectMeta& meta,
+                             const ContentId& content, WriteOutcome* outcome) {
+  return impl_->Put(bucket, key, meta, &content, outcome);
+}
+
+Status IndexStore::Impl::Put(std::string_view bucket, std::string_view key, const ObjectMeta& meta,
+                             const ContentId* claim, WriteOutcome* outcome) {
   QCLOUD_RETURN_IF_ERROR(CheckKey(key));
   QCLOUD_RETURN_IF_ERROR(CheckBucketName(bucket));
-  QCLOUD_RETURN_IF_ERROR(CheckMeta(meta));
+  QCLOUD_RETURN_IF_ERROR(CheckMeta(meta, claim));
   const std::string k = ObjectKey(bucket, key);
   WriteOutcome out;
-  Status s = impl_->Write([&](MDB_txn* txn) -> Status {
+  Status s = Write([&](MDB_txn* txn) -> Status {
     out = {};
-    QCLOUD_RETURN_IF_ERROR(impl_->RequireBucket(txn, bucket));
-    return impl_->ApplyObject(txn, k, meta, out);
+    QCLOUD_RETURN_IF_ERROR(RequireBucket(txn, bucket));
+    return ApplyObject(txn, k, meta, out, claim);
   });
   if (s.ok() && outcome != nullptr) *outcome = std::move(out);
   return s;
@@ -1051,26 +1192,71 @@ Status IndexStore::DeleteObject(std::string_view bucket, std::string_view key, W
 }
 
 Result<std::vector<ChunkRef>> IndexStore::FindContent(const ContentId& content) const {
-  const std::string k = content.Encode();
   return impl_->Read([&](MDB_txn* txn) -> Result<std::vector<ChunkRef>> {
-    MDB_val ck = Val(k), cv;
-    const int rc = mdb_get(txn, impl_->contents, &ck, &cv);
-    if (rc == MDB_NOTFOUND) return NotFound("content not stored");
-    if (rc != 0) return LmdbError(rc, "get content");
-    QCLOUD_ASSIGN_OR_RETURN(ContentRecord c, DecodeContent(View(cv)));
-    return c.chunks;
+    QCLOUD_ASSIGN_OR_RETURN(std::optional<StoredContent> found, impl_->Match(txn, content));
+    if (!found) return NotFound("content not stored");
+    return std::move(found->chunks);
   });
 }
 
 Result<uint64_t> IndexStore::ContentReferences(const ContentId& content) const {
-  const std::string k = content.Encode();
   return impl_->Read([&](MDB_txn* txn) -> Result<uint64_t> {
-    MDB_val ck = Val(k), cv;
-    const int rc = mdb_get(txn, impl_->contents, &ck, &cv);
-    if (rc == MDB_NOTFOUND) return uint64_t{0};
+    QCLOUD_ASSIGN_OR_RETURN(std::optional<StoredContent> found, impl_->Match(txn, content));
+    return found ? found->references : uint64_t{0};
+  });
+}
+
+Result<std::vector<StoredContent>> IndexStore::ContentsWith(const uint8_t (&md5)[16], uint64_t size) const {
+  return impl_->Read([&](MDB_txn* txn) { return impl_->ContentsWith(txn, md5, size); });
+}
+
+Result<std::vector<StoredContent>> IndexStore::UnhashedContents(size_t max) const {
+  return impl_->Read([&](MDB_txn* txn) -> Result<std::vector<StoredContent>> {
+    std::vector<StoredContent> found;
+    MDB_cursor* c = nullptr;
+    int rc = mdb_cursor_open(txn, impl_->unhashed, &c);
+    if (rc != 0) return LmdbError(rc, "cursor");
+    MDB_val k, v;
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0 && found.size() < max;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+      MDB_val cv;
+      const int grc = mdb_get(txn, impl_->contents, &k, &cv);
+      if (grc == MDB_NOTFOUND) continue;
+      if (grc != 0) {
+        mdb_cursor_close(c);
+        return LmdbError(grc, "get content");
+      }
+      auto record = DecodeContent(View(cv));
+      const std::string_view key = View(k);
+      if (!record.ok() || key.size() != kContentKeyBytes) {
+        mdb_cursor_close(c);
+        return record.ok() ? Corruption("unhashed: damaged content key") : record.status();
+      }
+      const uint64_t size = DecodeBigEndian64(reinterpret_cast<const std::byte*>(key.data() + 16));
+      found.push_back({std::string(key), size, record->references, std::move(record->chunks), record->sha256});
+    }
+    mdb_cursor_close(c);
+    if (rc != 0 && rc != MDB_NOTFOUND) return LmdbError(rc, "scan unhashed");
+    return found;
+  });
+}
+
+Status IndexStore::SetContentSha256(std::string_view content_key, const Sha256Digest& sha256) {
+  if (content_key.size() != kContentKeyBytes) return InvalidArgument("not a content key");
+  return impl_->Write([&](MDB_txn* txn) -> Status {
+    MDB_val ck = Val(content_key), found;
+    int rc = mdb_get(txn, impl_->contents, &ck, &found);
+    if (rc == MDB_NOTFOUND) return Status::Ok();
     if (rc != 0) return LmdbError(rc, "get content");
-    QCLOUD_ASSIGN_OR_RETURN(ContentRecord c, DecodeContent(View(cv)));
-    return c.references;
+    QCLOUD_ASSIGN_OR_RETURN(ContentRecord c, DecodeContent(View(found)));
+    if (c.sha256) return Status::Ok();
+    c.sha256 = sha256;
+    const std::string record = EncodeContent(c);
+    MDB_val nv = Val(record);
+    rc = mdb_put(txn, impl_->contents, &ck, &nv, 0);
+    if (rc != 0) return LmdbError(rc, "put content");
+    rc = mdb_del(txn, impl_->unhashed, &ck, nullptr);
+    return rc == 0 || rc == MDB_NOTFOUND ? Status::Ok() : LmdbError(rc, "delete unhashed");
   });
 }
 
@@ -1500,8 +1686,11 @@ Result<ObjectMeta> IndexStore::CompleteUpload(std::string_view upload_id,
     ContentId id = content;
     std::memcpy(id.md5, d.data(), d.size());
     id.size = meta.size;
-    meta.content = id.Encode();
-    QCLOUD_RETURN_IF_ERROR(impl_->ApplyObject(txn, ObjectKey(u.bucket, u.key), meta, out));
+    const std::string k = ObjectKey(u.bucket, u.key);
+    QCLOUD_RETURN_IF_ERROR(impl_->ApplyObject(txn, k, meta, out, &id));
+    QCLOUD_ASSIGN_OR_RETURN(auto stored, GetRecord(txn, impl_->objects, k));
+    if (!stored) return Corruption("a completed upload's object is missing");
+    QCLOUD_ASSIGN_OR_RETURN(meta, DecodeObjectMeta(*stored));
     return impl_->DropUpload(txn, u, numbers, out.free_chunks);
   });
   if (!s.ok()) return s;

@@ -4,12 +4,16 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <deque>
+#include <future>
 #include <unordered_set>
 
 #include <fmt/format.h>
 
 #include "object/chunk_cache.h"
+#include "qcloud/object/errc.h"
 #include "qcloud/core/hash.h"
+#include "qcloud/core/worker_pool.h"
 
 namespace qcloud::object {
 
@@ -29,6 +33,7 @@ struct ObjectStore::Impl {
   std::atomic<uint64_t> collected{0};
   std::atomic<uint64_t> free_errors{0};
   std::unique_ptr<ChunkCache> cache;
+  std::unique_ptr<WorkerPool> writers;  // null: chunks are written on the caller's thread
 
   void Log(LogLevel level, const std::string& line) const {
     if (logger->Enabled(level)) logger->Log(level, line);
@@ -45,6 +50,57 @@ struct ObjectStore::Impl {
         Log(LogLevel::kWarning, s.WithContext("freeing a chunk").ToString());
       }
     }
+  }
+
+  // SHA-256 of the bytes in `chunks`, read back (checksums verified).
+  Result<Sha256Digest> HashChunks(const std::vector<ChunkRef>& chunks) {
+    Sha256Hasher sha;
+    for (const ChunkRef& c : chunks) {
+      if (c.store >= disks.size()) return Corruption("content names a disk that is not configured");
+      QCLOUD_ASSIGN_OR_RETURN(Buffer data, disks[c.store]->Read(c.chunk, c.length));
+      if (data.size() != c.length) return Corruption("chunk length differs from the index");
+      sha.Update(data.readable());
+    }
+    return sha.Finish();
+  }
+
+  // Gives the stored contents with this MD5 and size their SHA-256.
+  Status HashContentsWith(const uint8_t (&md5)[16], uint64_t size) {
+    QCLOUD_ASSIGN_OR_RETURN(std::vector<StoredContent> same, index->ContentsWith(md5, size));
+    for (const StoredContent& c : same) {
+      if (c.sha256) continue;
+      auto sha = HashChunks(c.chunks);
+      // Deleted meanwhile: nothing to decide against any more.
+      if (!sha.ok() && sha.status() == qcloud::Errc::kNotFound) continue;
+      QCLOUD_RETURN_IF_ERROR(sha.status());
+      QCLOUD_RETURN_IF_ERROR(index->SetContentSha256(c.key, *sha));
+    }
+    return Status::Ok();
+  }
+
+  // PutObject with a content claim, settling kContentUnhashed: the stored
+  // contents with the claim's MD5 and size are hashed, and so is the
+  // claim's own bytes (`own`, when it has none). Bounded: a content that
+  // keeps racing in unhashed leaves the object unshared (correct, merely
+  // not de-duplicated).
+  Status PutContent(std::string_view bucket, std::string_view key, ObjectMeta& meta, ContentId claim,
+                    const std::vector<ChunkRef>& own, WriteOutcome& out) {
+    constexpr int kAttempts = 4;
+    for (int attempt = 0; attempt < kAttempts; ++attempt) {
+      Status s = index->PutObject(bucket, key, meta, claim, &out);
+      if (s.code() != object::Errc::kContentUnhashed) return s;
+      QCLOUD_RETURN_IF_ERROR(HashContentsWith(claim.md5, claim.size));
+      if (!claim.has_sha256) {
+        QCLOUD_ASSIGN_OR_RETURN(Sha256Digest sha, HashChunks(own));
+        std::memcpy(claim.sha256, sha.data(), sha.size());
+        claim.has_sha256 = true;
+      }
+    }
+    if (own.empty() && meta.size > 0) {
+      return Status(qcloud::Errc::kUnavailable, "content kept changing while being matched; try again");
+    }
+    meta.content.clear();
+    return index->PutObject(bucket, key, meta, &out);
   }
 
   Status SyncDisks() {
@@ -75,16 +131,52 @@ struct ObjectStore::Impl {
 struct ObjectWriter::Impl {
   ObjectStore::Impl* store = nullptr;
   std::string pending;            // bytes not yet in a chunk
-  std::vector<ChunkRef> written;  // chunks this PUT wrote
+  std::vector<ChunkRef> written;  // chunks this PUT wrote, in order
+  // Full chunks handed to the store's writer threads, oldest first.
+  struct InFlight {
+    uint32_t disk = 0;
+    uint64_t length = 0;
+    std::future<Result<ChunkId>> id;
+  };
+  std::deque<InFlight> inflight;
   Md5Hasher md5;
-  Sha256Hasher sha256;
   uint64_t size = 0;
   bool done = false;
 
-  Status Flush() {
+  // Waits until at most `keep` chunks are in flight, moving the finished
+  // ones to `written`. Returns the first failure.
+  Status Reap(size_t keep) {
+    Status first;
+    while (inflight.size() > keep) {
+      InFlight f = std::move(inflight.front());
+      inflight.pop_front();
+      Result<ChunkId> id = f.id.get();
+      if (id.ok()) {
+        written.push_back({f.disk, *id, f.length});
+      } else if (first.ok()) {
+        first = id.status();
+      }
+    }
+    return first;
+  }
+
+  // Writes `pending` as the next chunk: on a writer thread when `async`
+  // (leaving at most one chunk in flight), else here, after the others.
+  Status Flush(bool async) {
+    if (!async) QCLOUD_RETURN_IF_ERROR(Reap(0));
     if (pending.empty()) return Status::Ok();
     const uint32_t disk = static_cast<uint32_t>(store->next_disk++ % store->disks.size());
-    QCLOUD_ASSIGN_OR_RETURN(ChunkId id, store->disks[disk]->Append(ByteView(pending)));
+    ChxStore* chx = store->disks[disk].get();
+    if (async && store->writers != nullptr) {
+      const uint64_t length = pending.size();
+      inflight.push_back({disk, length, store->writers->Submit([chx, bytes = std::move(pending)] {
+                            return chx->Append(ByteView(bytes));
+                          })});
+      pending = std::string();
+      pending.reserve(static_cast<size_t>(store->options.chunk_bytes));
+      return Reap(1);
+    }
+    QCLOUD_ASSIGN_OR_RETURN(ChunkId id, chx->Append(ByteView(pending)));
     written.push_back({disk, id, pending.size()});
     pending.clear();
     return Status::Ok();
@@ -92,6 +184,7 @@ struct ObjectWriter::Impl {
   void Abort() {
     if (done) return;
     done = true;
+    (void)Reap(0);  // chunks still being written are freed with the rest
     store->Free(written);
     written.clear();
   }
@@ -106,7 +199,6 @@ Status ObjectWriter::Write(ByteView data) {
   Impl& w = *impl_;
   if (w.done) return Status(qcloud::Errc::kAborted, "write after Finish or Abort");
   w.md5.Update(data);
-  w.sha256.Update(data);
   w.size += data.size();
   const uint64_t chunk = w.store->options.chunk_bytes;
   while (!data.empty()) {
@@ -114,7 +206,7 @@ Status ObjectWriter::Write(ByteView data) {
     w.pending.append(data.chars(), take);
     data.RemovePrefix(take);
     if (w.pending.size() == chunk) {
-      if (Status s = w.Flush(); !s.ok()) {
+      if (Status s = w.Flush(/*async=*/true); !s.ok()) {
         w.Abort();
         return s;
       }
@@ -131,16 +223,17 @@ Result<ObjectMeta> ObjectWriter::Finish(std::string_view bucket, std::string_vie
     w.Abort();
     return s;
   };
-  if (Status s = w.Flush(); !s.ok()) return fail(s);
+  if (Status s = w.Flush(/*async=*/false); !s.ok()) return fail(s);
   const Md5Digest md5 = w.md5.Finish();
-  const Sha256Digest sha = w.sha256.Finish();
   if (options.expected_md5 && *options.expected_md5 != md5) {
     return fail(Corruption("the body's MD5 does not match Content-MD5"));
   }
+  // SHA-256 is left to the index's lazy rule: computed only if stored
+  // content has the same MD5 and size.
   ContentId content;
   std::memcpy(content.md5, md5.data(), md5.size());
-  std::memcpy(content.sha256, sha.data(), sha.size());
   content.size = w.size;
+  content.has_sha256 = false;
   ObjectMeta meta;
   meta.size = w.size;
   meta.etag = ToHex(AsBytes(md5));
@@ -148,17 +241,14 @@ Result<ObjectMeta> ObjectWriter::Finish(std::string_view bucket, std::string_vie
   meta.user_metadata = options.user_metadata;
   meta.mtime_ms = UnixMs(*w.store->clock);
   meta.chunks = w.written;
-  meta.content = content.Encode();
   if (w.store->options.durability == Durability::kDurable) {
     if (Status s = w.store->SyncDisks(); !s.ok()) return fail(s);
   }
   WriteOutcome out;
-  if (Status s = w.store->index->PutObject(bucket, key, meta, &out); !s.ok()) return fail(s);
+  if (Status s = w.store->PutContent(bucket, key, meta, content, w.written, out); !s.ok()) return fail(s);
   w.done = true;  // the chunks belong to the index now
   w.store->Free(out.free_chunks);
-  if (out.deduplicated) {
-    QCLOUD_ASSIGN_OR_RETURN(meta, w.store->index->GetObject(bucket, key));
-  }
+  QCLOUD_ASSIGN_OR_RETURN(meta, w.store->index->GetObject(bucket, key));
   return meta;
 }
 
@@ -170,7 +260,7 @@ Result<PartInfo> ObjectWriter::FinishPart(std::string_view upload_id, uint32_t n
     w.Abort();
     return s;
   };
-  if (Status s = w.Flush(); !s.ok()) return fail(s);
+  if (Status s = w.Flush(/*async=*/false); !s.ok()) return fail(s);
   const Md5Digest md5 = w.md5.Finish();
   if (expected_md5 && *expected_md5 != md5) {
     return fail(Corruption("the body's MD5 does not match Content-MD5"));
@@ -206,6 +296,7 @@ Result<std::unique_ptr<ObjectStore>> ObjectStore::Open(const ObjectStoreOptions&
   impl->logger = options.logger != nullptr ? options.logger : &DiscardLogger();
   impl->clock = options.clock != nullptr ? options.clock : &RealClock();
   impl->cache = std::make_unique<ChunkCache>(options.chunk_cache_bytes, options.chunk_cache_max_chunk);
+  if (options.write_threads > 0) impl->writers = std::make_unique<WorkerPool>(options.write_threads);
   for (const std::string& dir : options.disks) {
     QCLOUD_ASSIGN_OR_RETURN(
         auto chx, ChxStore::Open({.dir = dir,
@@ -240,17 +331,38 @@ Result<ObjectMeta> ObjectStore::Put(std::string_view bucket, std::string_view ke
 
 Result<ObjectMeta> ObjectStore::PutInstant(std::string_view bucket, std::string_view key,
                                            const ContentId& content, const PutOptions& options) {
+  if (!content.has_sha256) return InvalidArgument("an instant upload names its content's SHA-256");
   ObjectMeta meta;
   meta.size = content.size;
   meta.etag = ToHex(ByteView(content.md5, sizeof content.md5));
   meta.content_type = options.content_type;
   meta.user_metadata = options.user_metadata;
   meta.mtime_ms = UnixMs(*impl_->clock);
-  meta.content = content.Encode();
   WriteOutcome out;
-  QCLOUD_RETURN_IF_ERROR(impl_->index->PutObject(bucket, key, meta, &out));
+  QCLOUD_RETURN_IF_ERROR(impl_->PutContent(bucket, key, meta, content, {}, out));
   impl_->Free(out.free_chunks);
   return impl_->index->GetObject(bucket, key);
+}
+
+Result<size_t> ObjectStore::HashContents(uint64_t max_bytes) {
+  size_t hashed = 0;
+  uint64_t bytes = 0;
+  while (bytes < max_bytes) {
+    QCLOUD_ASSIGN_OR_RETURN(std::vector<StoredContent> todo, impl_->index->UnhashedContents(16));
+    size_t progress = 0;
+    for (const StoredContent& c : todo) {
+      if (bytes >= max_bytes) break;
+      auto sha = impl_->HashChunks(c.chunks);
+      if (!sha.ok() && sha.status() == qcloud::Errc::kNotFound) continue;  // deleted meanwhile
+      QCLOUD_RETURN_IF_ERROR(sha.status());
+      QCLOUD_RETURN_IF_ERROR(impl_->index->SetContentSha256(c.key, *sha));
+      ++progress;
+      bytes += c.size;
+    }
+    hashed += progress;
+    if (progress == 0) break;
+  }
+  return hashed;
 }
 
 Result<Buffer> ObjectStore::Get(std::string_view bucket, std::string_view key, uint64_t offset,

@@ -3,6 +3,7 @@
 // from a bucket of a million keys, concurrent PUTs to one key, and kill -9
 // in the middle of replacing objects.
 #include "qcloud/object/index_store.h"
+#include "qcloud/object/errc.h"
 
 #include <doctest/doctest.h>
 #include <signal.h>
@@ -51,15 +52,15 @@ TEST_CASE("index: the object record round-trips and damaged records are refused"
   CHECK(REQUIRE_VALUE(DecodeObjectMeta(bytes)) == m);
   for (size_t cut = 0; cut < bytes.size(); ++cut) {
     INFO("cut at " << cut);
-    CHECK_ERRC(DecodeObjectMeta(std::string_view(bytes).substr(0, cut)), Errc::kCorruption);
+    CHECK_ERRC(DecodeObjectMeta(std::string_view(bytes).substr(0, cut)), qcloud::Errc::kCorruption);
   }
-  CHECK_ERRC(DecodeObjectMeta(bytes + "x"), Errc::kCorruption);
+  CHECK_ERRC(DecodeObjectMeta(bytes + "x"), qcloud::Errc::kCorruption);
   std::string bad_version = bytes;
   bad_version[0] = 9;
-  CHECK_ERRC(DecodeObjectMeta(bad_version), Errc::kCorruption);
+  CHECK_ERRC(DecodeObjectMeta(bad_version), qcloud::Errc::kCorruption);
   ObjectMeta lying = m;
   lying.size += 1;  // the chunks no longer add up
-  CHECK_ERRC(DecodeObjectMeta(EncodeObjectMeta(lying)), Errc::kCorruption);
+  CHECK_ERRC(DecodeObjectMeta(EncodeObjectMeta(lying)), qcloud::Errc::kCorruption);
 }
 
 TEST_CASE("index: buckets belong to users, are listed in order, and must be empty to go") {
@@ -68,11 +69,11 @@ TEST_CASE("index: buckets belong to users, are listed in order, and must be empt
   CHECK_OK(index->CreateBucket("alice", "photos"));
   CHECK_OK(index->CreateBucket("alice", "backups"));
   CHECK_OK(index->CreateBucket("bob", "logs-2014"));
-  CHECK_ERRC(index->CreateBucket("bob", "photos"), Errc::kAlreadyExists);
+  CHECK_ERRC(index->CreateBucket("bob", "photos"), qcloud::Errc::kAlreadyExists);
   for (const std::string& bad : std::vector<std::string>{"ab", "Photos", "-photos", "photos-", "a..b",
                                                          "under_score", std::string(64, 'a')}) {
     INFO(bad);
-    CHECK_ERRC(index->CreateBucket("alice", bad), Errc::kInvalidArgument);
+    CHECK_ERRC(index->CreateBucket("alice", bad), qcloud::Errc::kInvalidArgument);
   }
   auto alice = REQUIRE_VALUE(index->ListBuckets("alice"));
   REQUIRE(alice.size() == 2);
@@ -84,11 +85,11 @@ TEST_CASE("index: buckets belong to users, are listed in order, and must be empt
   CHECK(REQUIRE_VALUE(index->GetBucket("logs-2014")).owner == "bob");
 
   CHECK_OK(index->PutObject("photos", "a.jpg", Meta(1)));
-  CHECK_ERRC(index->DeleteBucket("photos"), Errc::kAborted);  // S3's BucketNotEmpty
+  CHECK_ERRC(index->DeleteBucket("photos"), qcloud::Errc::kAborted);  // S3's BucketNotEmpty
   CHECK_OK(index->DeleteObject("photos", "a.jpg"));
   CHECK_OK(index->DeleteBucket("photos"));
-  CHECK_ERRC(index->GetBucket("photos"), Errc::kNotFound);
-  CHECK_ERRC(index->DeleteBucket("photos"), Errc::kNotFound);
+  CHECK_ERRC(index->GetBucket("photos"), qcloud::Errc::kNotFound);
+  CHECK_ERRC(index->DeleteBucket("photos"), qcloud::Errc::kNotFound);
   CHECK(REQUIRE_VALUE(index->ListBuckets("alice")).size() == 1);
   // A bucket of the same name may come back, for someone else.
   CHECK_OK(index->CreateBucket("bob", "photos"));
@@ -111,21 +112,21 @@ TEST_CASE("index: objects are put, replaced, read and deleted whole") {
   CHECK_OK(index->DeleteObject("photos", "2014/a.jpg", &out));
   CHECK(out.previous == Meta(2));
   CHECK(out.free_chunks == Meta(2).chunks);
-  CHECK_ERRC(index->GetObject("photos", "2014/a.jpg"), Errc::kNotFound);
-  CHECK_ERRC(index->DeleteObject("photos", "2014/a.jpg"), Errc::kNotFound);
-  CHECK_ERRC(index->PutObject("nosuch", "k", Meta(1)), Errc::kNotFound);
-  CHECK_ERRC(index->PutObject("photos", std::string(1025, 'k'), Meta(1)), Errc::kInvalidArgument);
+  CHECK_ERRC(index->GetObject("photos", "2014/a.jpg"), qcloud::Errc::kNotFound);
+  CHECK_ERRC(index->DeleteObject("photos", "2014/a.jpg"), qcloud::Errc::kNotFound);
+  CHECK_ERRC(index->PutObject("nosuch", "k", Meta(1)), qcloud::Errc::kNotFound);
+  CHECK_ERRC(index->PutObject("photos", std::string(1025, 'k'), Meta(1)), qcloud::Errc::kInvalidArgument);
   CHECK_OK(index->PutObject("photos", std::string(1024, 'k'), Meta(1)));
-  CHECK_ERRC(index->PutObject("photos", "", Meta(1)), Errc::kInvalidArgument);
+  CHECK_ERRC(index->PutObject("photos", "", Meta(1)), qcloud::Errc::kInvalidArgument);
   ObjectMeta lying = Meta(3);
   lying.size = 99;
-  CHECK_ERRC(index->PutObject("photos", "x", lying), Errc::kInvalidArgument);
+  CHECK_ERRC(index->PutObject("photos", "x", lying), qcloud::Errc::kInvalidArgument);
   // Never writes a record it could not read back: metadata values over 8 KiB.
   ObjectMeta huge = Meta(3);
   huge.user_metadata = {{"k", std::string(9000, 'v')}};
-  CHECK_ERRC(index->PutObject("photos", "x", huge), Errc::kInvalidArgument);
+  CHECK_ERRC(index->PutObject("photos", "x", huge), qcloud::Errc::kInvalidArgument);
   CHECK_ERRC(index->CreateUpload({.bucket = "photos", .key = "x", .owner = "alice", .user_metadata = huge.user_metadata}),
-             Errc::kInvalidArgument);
+             qcloud::Errc::kInvalidArgument);
   // Keys with any bytes: NUL, "..", %00, non-UTF-8.
   for (std::string key : {std::string("a\0b", 3), std::string("../../etc/passwd"), std::string("%00"),
                           std::string("\xff\xfe")}) {
@@ -134,7 +135,7 @@ TEST_CASE("index: objects are put, replaced, read and deleted whole") {
   }
   // Another bucket's key of the same name is another object.
   REQUIRE_OK(index->CreateBucket("alice", "photos2"));
-  CHECK_ERRC(index->GetObject("photos2", "%00"), Errc::kNotFound);
+  CHECK_ERRC(index->GetObject("photos2", "%00"), qcloud::Errc::kNotFound);
 }
 
 ContentId Content(uint8_t md5_byte, uint8_t sha_byte, uint64_t size) {
@@ -145,11 +146,7 @@ ContentId Content(uint8_t md5_byte, uint8_t sha_byte, uint64_t size) {
   return c;
 }
 
-ObjectMeta WithContent(uint64_t version, const ContentId& c) {
-  ObjectMeta m = Meta(version, c.size);
-  m.content = c.Encode();
-  return m;
-}
+ObjectMeta WithContent(uint64_t version, const ContentId& c) { return Meta(version, c.size); }
 
 TEST_CASE("index: identical content is stored once, counted, and freed with its last object") {
   TempDir dir;
@@ -159,12 +156,12 @@ TEST_CASE("index: identical content is stored once, counted, and freed with its 
   const ContentId c = Content(1, 2, 100);
   const ObjectMeta first = WithContent(10, c);  // chunks 11, 12
   WriteOutcome out;
-  REQUIRE_OK(index->PutObject("photos", "a.jpg", first, &out));
+  REQUIRE_OK(index->PutObject("photos", "a.jpg", first, c, &out));
   CHECK_FALSE(out.deduplicated);
   CHECK(out.free_chunks.empty());
   // The same bytes again, by another user: the new chunks are not needed.
   const ObjectMeta second = WithContent(20, c);  // chunks 21, 22
-  REQUIRE_OK(index->PutObject("backup", "copy.jpg", second, &out));
+  REQUIRE_OK(index->PutObject("backup", "copy.jpg", second, c, &out));
   CHECK(out.deduplicated);
   CHECK(out.free_chunks == second.chunks);
   CHECK(REQUIRE_VALUE(index->GetObject("backup", "copy.jpg")).chunks == first.chunks);
@@ -172,7 +169,7 @@ TEST_CASE("index: identical content is stored once, counted, and freed with its 
   // Instant upload: the hashes and size only.
   ObjectMeta instant = WithContent(30, c);
   instant.chunks.clear();
-  REQUIRE_OK(index->PutObject("photos", "b.jpg", instant, &out));
+  REQUIRE_OK(index->PutObject("photos", "b.jpg", instant, c, &out));
   CHECK(out.deduplicated);
   CHECK(out.free_chunks.empty());
   CHECK(REQUIRE_VALUE(index->GetObject("photos", "b.jpg")).chunks == first.chunks);
@@ -181,15 +178,15 @@ TEST_CASE("index: identical content is stored once, counted, and freed with its 
   // Unknown content cannot be uploaded instantly...
   ObjectMeta unknown = WithContent(40, Content(9, 9, 100));
   unknown.chunks.clear();
-  CHECK_ERRC(index->PutObject("photos", "c.jpg", unknown), Errc::kNotFound);
-  CHECK_ERRC(index->GetObject("photos", "c.jpg"), Errc::kNotFound);
+  CHECK_ERRC(index->PutObject("photos", "c.jpg", unknown, Content(9, 9, 100)), qcloud::Errc::kNotFound);
+  CHECK_ERRC(index->GetObject("photos", "c.jpg"), qcloud::Errc::kNotFound);
   // ...and the same MD5 with another SHA-256 is other content.
   const ContentId collision = Content(1, 3, 100);
-  REQUIRE_OK(index->PutObject("photos", "d.jpg", WithContent(50, collision), &out));
+  REQUIRE_OK(index->PutObject("photos", "d.jpg", WithContent(50, collision), collision, &out));
   CHECK_FALSE(out.deduplicated);
   CHECK(REQUIRE_VALUE(index->ContentReferences(collision)) == 1);
   // Replacing an object by the same content changes nothing.
-  REQUIRE_OK(index->PutObject("photos", "a.jpg", WithContent(60, c), &out));
+  REQUIRE_OK(index->PutObject("photos", "a.jpg", WithContent(60, c), c, &out));
   CHECK(out.free_chunks == WithContent(60, c).chunks);  // only the duplicates just written
   CHECK(REQUIRE_VALUE(index->ContentReferences(c)) == 3);
   // References go; the chunks are handed back with the last one.
@@ -201,7 +198,7 @@ TEST_CASE("index: identical content is stored once, counted, and freed with its 
   REQUIRE_OK(index->DeleteObject("backup", "copy.jpg", &out));
   CHECK(out.free_chunks == first.chunks);
   CHECK(REQUIRE_VALUE(index->ContentReferences(c)) == 0);
-  CHECK_ERRC(index->FindContent(c), Errc::kNotFound);
+  CHECK_ERRC(index->FindContent(c), qcloud::Errc::kNotFound);
   // A batch releases what it replaces too.
   std::vector<ChunkRef> freed;
   REQUIRE_OK(index->PutObjects("photos", {{"b.jpg", Meta(80)}, {"d.jpg", Meta(90)}}, &freed));
@@ -211,7 +208,70 @@ TEST_CASE("index: identical content is stored once, counted, and freed with its 
   CHECK(freed == want);
   ObjectMeta bad = WithContent(1, c);
   bad.content = "short";
-  CHECK_ERRC(index->PutObject("photos", "e", bad), Errc::kInvalidArgument);
+  CHECK_ERRC(index->PutObject("photos", "e", bad), qcloud::Errc::kInvalidArgument);
+  // A content key that is not stored is not a way to make one.
+  bad.content = std::string(kContentKeyBytes, 'x');
+  CHECK_ERRC(index->PutObject("photos", "e", bad), qcloud::Errc::kNotFound);
+  ContentId wrong_size = c;
+  wrong_size.size = 99;
+  CHECK_ERRC(index->PutObject("photos", "e", WithContent(1, c), wrong_size), qcloud::Errc::kInvalidArgument);
+}
+
+TEST_CASE("index: SHA-256 is asked for only when stored content has the same MD5 and size") {
+  TempDir dir;
+  auto index = REQUIRE_VALUE(IndexStore::Open({.dir = dir.path}));
+  REQUIRE_OK(index->CreateBucket("alice", "photos"));
+  ContentId lazy = Content(1, 2, 100);
+  lazy.has_sha256 = false;
+  WriteOutcome out;
+  // Unique MD5 and size: stored without its SHA-256, listed as unhashed.
+  REQUIRE_OK(index->PutObject("photos", "a", WithContent(10, lazy), lazy, &out));
+  CHECK_FALSE(out.deduplicated);
+  auto unhashed = REQUIRE_VALUE(index->UnhashedContents(10));
+  REQUIRE(unhashed.size() == 1);
+  CHECK(unhashed[0].size == 100);
+  CHECK(unhashed[0].references == 1);
+  CHECK_FALSE(unhashed[0].sha256.has_value());
+  CHECK(unhashed[0].chunks == WithContent(10, lazy).chunks);
+  CHECK(REQUIRE_VALUE(index->GetObject("photos", "a")).content == unhashed[0].key);
+  // Same MD5 and size again: undecidable until both sides are hashed, and
+  // nothing changes meanwhile.
+  CHECK(index->PutObject("photos", "b", WithContent(20, lazy), lazy).code() == object::Errc::kContentUnhashed);
+  CHECK_ERRC(index->GetObject("photos", "b"), qcloud::Errc::kNotFound);
+  const ContentId hashed = Content(1, 2, 100);
+  CHECK(index->PutObject("photos", "b", WithContent(20, hashed), hashed).code() ==
+        object::Errc::kContentUnhashed);
+  CHECK(index->FindContent(hashed).status().code() == object::Errc::kContentUnhashed);
+  // Once the stored content learns its SHA-256, the write decides.
+  Sha256Digest sha;
+  std::memcpy(sha.data(), hashed.sha256, sha.size());
+  REQUIRE_OK(index->SetContentSha256(unhashed[0].key, sha));
+  CHECK(REQUIRE_VALUE(index->UnhashedContents(10)).empty());
+  REQUIRE_OK(index->PutObject("photos", "b", WithContent(20, hashed), hashed, &out));
+  CHECK(out.deduplicated);
+  CHECK(out.free_chunks == WithContent(20, hashed).chunks);
+  CHECK(REQUIRE_VALUE(index->ContentReferences(hashed)) == 2);
+  // An MD5 collision: same MD5 and size, other SHA-256, other content,
+  // under the next ordinal.
+  const ContentId other = Content(1, 7, 100);
+  REQUIRE_OK(index->PutObject("photos", "c", WithContent(30, other), other, &out));
+  CHECK_FALSE(out.deduplicated);
+  auto same = REQUIRE_VALUE(index->ContentsWith(hashed.md5, 100));
+  REQUIRE(same.size() == 2);
+  CHECK(same[0].key != same[1].key);
+  CHECK(same[0].key.substr(0, 24) == same[1].key.substr(0, 24));
+  CHECK(REQUIRE_VALUE(index->ContentReferences(other)) == 1);
+  CHECK(REQUIRE_VALUE(index->GetObject("photos", "c")).chunks == WithContent(30, other).chunks);
+  // A hashed content is not listed, a deleted unhashed one leaves the list.
+  ContentId lone = Content(5, 0, 10);
+  lone.has_sha256 = false;
+  REQUIRE_OK(index->PutObject("photos", "d", WithContent(40, lone), lone));
+  CHECK(REQUIRE_VALUE(index->UnhashedContents(10)).size() == 1);
+  REQUIRE_OK(index->DeleteObject("photos", "d", &out));
+  CHECK(out.free_chunks == WithContent(40, lone).chunks);
+  CHECK(REQUIRE_VALUE(index->UnhashedContents(10)).empty());
+  // SetContentSha256 of a content that is gone does nothing.
+  REQUIRE_OK(index->SetContentSha256(std::string(kContentKeyBytes, 'z'), sha));
 }
 
 // S3's listing, by brute force over a sorted key set.
@@ -289,7 +349,7 @@ TEST_CASE("index: listings equal a brute-force model, page after page") {
   CHECK_OK(index->PutObject("photos", bundled, Meta(2)));
   CHECK(REQUIRE_VALUE(index->GetObject("photos", bundled)) == Meta(2));
   CHECK_OK(index->DeleteObject("photos", bundled));
-  CHECK_ERRC(index->GetObject("photos", bundled), Errc::kNotFound);
+  CHECK_ERRC(index->GetObject("photos", bundled), qcloud::Errc::kNotFound);
   CHECK_OK(index->PutObject("photos", bundled, Meta(1)));
   int cases = 0, mismatches = 0;
   for (const std::string& prefix : std::vector<std::string>{"", "a", "a/", "2014", "b/2015/", "zz", longp,
@@ -317,9 +377,9 @@ TEST_CASE("index: listings equal a brute-force model, page after page") {
   }
   CHECK(cases > 130);
   CHECK(mismatches == 0);
-  CHECK_ERRC(index->List("photos", {.max_keys = 0}), Errc::kInvalidArgument);
-  CHECK_ERRC(index->List("photos", {.max_keys = 1001}), Errc::kInvalidArgument);
-  CHECK_ERRC(index->List("nosuch", {}), Errc::kNotFound);
+  CHECK_ERRC(index->List("photos", {.max_keys = 0}), qcloud::Errc::kInvalidArgument);
+  CHECK_ERRC(index->List("photos", {.max_keys = 1001}), qcloud::Errc::kInvalidArgument);
+  CHECK_ERRC(index->List("nosuch", {}), qcloud::Errc::kNotFound);
 }
 
 TEST_CASE("index: a page from a bucket of a million keys") {
@@ -408,7 +468,7 @@ TEST_CASE("index: kill -9 while replacing objects leaves each one old or new, wh
     for (int k = 0; k < 5; ++k) {
       auto got = index->GetObject("photos", "k" + std::to_string(k));
       if (!got.ok()) {
-        CHECK_ERRC(got, Errc::kNotFound);  // killed before its first PUT of this key
+        CHECK_ERRC(got, qcloud::Errc::kNotFound);  // killed before its first PUT of this key
         continue;
       }
       const uint64_t v = std::stoull(got->etag.substr(1));
@@ -420,9 +480,9 @@ TEST_CASE("index: kill -9 while replacing objects leaves each one old or new, wh
 }
 
 TEST_CASE("index: options are checked") {
-  CHECK_ERRC(IndexStore::Open({.dir = ""}), Errc::kInvalidArgument);
+  CHECK_ERRC(IndexStore::Open({.dir = ""}), qcloud::Errc::kInvalidArgument);
   TempDir dir;
-  CHECK_ERRC(IndexStore::Open({.dir = dir.path, .map_bytes = 1000}), Errc::kInvalidArgument);
+  CHECK_ERRC(IndexStore::Open({.dir = dir.path, .map_bytes = 1000}), qcloud::Errc::kInvalidArgument);
 }
 
 }  // namespace

@@ -127,13 +127,100 @@ TEST_CASE("object store: identical content is stored once and freed with its las
   CHECK(s->Stats().chunks == 1);
 }
 
+TEST_CASE("object store: SHA-256 is computed from the chunks only when de-duplication needs it") {
+  Fixture f;
+  auto s = f.Open();
+  const std::string body = Body(12, 200 * 1024);
+  REQUIRE_VALUE(s->Put("photos", "a", ByteView(body)));
+  // Unique MD5 and size: stored with MD5 only.
+  auto unhashed = REQUIRE_VALUE(s->index().UnhashedContents(10));
+  REQUIRE(unhashed.size() == 1);
+  CHECK(unhashed[0].size == body.size());
+  // An instant upload's claim makes the store hash the stored content.
+  REQUIRE_VALUE(s->PutInstant("photos", "b", IdOf(body)));
+  CHECK(REQUIRE_VALUE(s->index().UnhashedContents(10)).empty());
+  CHECK(REQUIRE_VALUE(s->index().ContentReferences(IdOf(body))) == 2);
+  // A claim with the right MD5 and size but another SHA-256 is refused.
+  ContentId forged = IdOf(body);
+  forged.sha256[0] ^= 1;
+  CHECK_ERRC(s->PutInstant("photos", "c", forged), qcloud::Errc::kNotFound);
+  // A PUT of the same bytes: MD5 and size match, so its own SHA-256 is
+  // read back from its chunks, and the duplicate chunks go.
+  const uint64_t chunks = s->Stats().chunks;
+  const ObjectMeta again = REQUIRE_VALUE(s->Put("photos", "d", ByteView(body)));
+  CHECK(s->Stats().chunks == chunks);
+  CHECK(again.content == REQUIRE_VALUE(s->index().GetObject("photos", "a")).content);
+  CHECK(REQUIRE_VALUE(s->index().ContentReferences(IdOf(body))) == 3);
+  // Two unhashed duplicates: the second PUT hashes the first.
+  const std::string other = Body(13, 70 * 1024);
+  REQUIRE_VALUE(s->Put("photos", "e", ByteView(other)));
+  REQUIRE_VALUE(s->Put("photos", "f", ByteView(other)));
+  CHECK(REQUIRE_VALUE(s->index().ContentReferences(IdOf(other))) == 2);
+  // The background hasher works through what is left.
+  REQUIRE_VALUE(s->Put("photos", "g", ByteView(Body(14, 10))));
+  REQUIRE_VALUE(s->Put("photos", "h", ByteView(Body(15, 100 * 1024))));
+  CHECK(REQUIRE_VALUE(s->index().UnhashedContents(10)).size() == 2);
+  CHECK(REQUIRE_VALUE(s->HashContents(1)) == 1);  // stops after the budget
+  CHECK(REQUIRE_VALUE(s->HashContents(UINT64_MAX)) == 1);
+  CHECK(REQUIRE_VALUE(s->index().UnhashedContents(10)).empty());
+  CHECK(REQUIRE_VALUE(s->index().ContentReferences(IdOf(Body(15, 100 * 1024)))) == 1);
+}
+
+// A published MD5 collision (Wang and Yu, 2004): two 128-byte messages,
+// one MD5 (79054025255fb1a26e4bc422aef54eb4).
+std::string Unhex(std::string_view hex) {
+  std::string out;
+  return FromHex(hex, &out) ? out : std::string();
+}
+const std::string kCollisionA = Unhex(
+    "d131dd02c5e6eec4693d9a0698aff95c2fcab58712467eab4004583eb8fb7f89"
+    "55ad340609f4b30283e488832571415a085125e8f7cdc99fd91dbdf280373c5b"
+    "d8823e3156348f5bae6dacd436c919c6dd53e2b487da03fd02396306d248cda0"
+    "e99f33420f577ee8ce54b67080a80d1ec69821bcb6a8839396f9652b6ff72a70");
+const std::string kCollisionB = Unhex(
+    "d131dd02c5e6eec4693d9a0698aff95c2fcab50712467eab4004583eb8fb7f89"
+    "55ad340609f4b30283e4888325f1415a085125e8f7cdc99fd91dbd7280373c5b"
+    "d8823e3156348f5bae6dacd436c919c6dd53e23487da03fd02396306d248cda0"
+    "e99f33420f577ee8ce54b67080280d1ec69821bcb6a8839396f965ab6ff72a70");
+
+TEST_CASE("object store: two contents with one MD5 stay two") {
+  REQUIRE(kCollisionA.size() == 128);
+  REQUIRE(kCollisionA != kCollisionB);
+  REQUIRE(Md5(ByteView(kCollisionA)) == Md5(ByteView(kCollisionB)));
+  Fixture f;
+  auto s = f.Open();
+  const ObjectMeta a = REQUIRE_VALUE(s->Put("photos", "a", ByteView(kCollisionA)));
+  const ObjectMeta b = REQUIRE_VALUE(s->Put("photos", "b", ByteView(kCollisionB)));
+  CHECK(a.etag == b.etag);  // S3's ETag is the MD5: the same
+  CHECK(a.content != b.content);
+  CHECK(a.chunks != b.chunks);
+  CHECK(Get(*s, "a") == kCollisionA);
+  CHECK(Get(*s, "b") == kCollisionB);
+  // Each instant-upload claim finds its own bytes, a third PUT of either
+  // shares the right one.
+  const ObjectMeta ia = REQUIRE_VALUE(s->PutInstant("photos", "ia", IdOf(kCollisionA)));
+  const ObjectMeta ib = REQUIRE_VALUE(s->PutInstant("photos", "ib", IdOf(kCollisionB)));
+  CHECK(ia.content == a.content);
+  CHECK(ib.content == b.content);
+  CHECK(Get(*s, "ib") == kCollisionB);
+  const ObjectMeta b2 = REQUIRE_VALUE(s->Put("photos", "b2", ByteView(kCollisionB)));
+  CHECK(b2.content == b.content);
+  CHECK(REQUIRE_VALUE(s->index().ContentReferences(IdOf(kCollisionA))) == 2);
+  CHECK(REQUIRE_VALUE(s->index().ContentReferences(IdOf(kCollisionB))) == 3);
+  // Deleting one content's objects leaves the other's bytes alone.
+  for (const char* k : {"a", "ia"}) REQUIRE_OK(s->Delete("photos", k));
+  CHECK(REQUIRE_VALUE(s->index().ContentReferences(IdOf(kCollisionA))) == 0);
+  CHECK(Get(*s, "b2") == kCollisionB);
+}
+
 TEST_CASE("object store: an upload cut short or refused leaves nothing") {
   Fixture f;
   auto s = f.Open();
   {
     auto w = s->BeginPut();
     REQUIRE_OK(w->Write(ByteView(Body(6, 300 * 1024))));
-    CHECK(s->Stats().chunks == 4);  // written as they came
+    // Written as they came: the last full chunk may still be on its way.
+    CHECK(s->Stats().chunks >= 3);
   }  // the client went away: no Finish
   CHECK(s->Stats().chunks == 0);
   CHECK_ERRC(s->index().GetObject("photos", "never"), qcloud::Errc::kNotFound);
@@ -286,6 +373,7 @@ TEST_CASE("object store: a copy shares the content and keeps or replaces the met
   CHECK(REQUIRE_VALUE(s->index().GetObject("photos", "src")).content_type == "image/png");
   CHECK(s->Stats().chunks == chunks);
   CHECK(Get(*s, "dst2") == body);
+  CHECK(REQUIRE_VALUE(s->HashContents(UINT64_MAX)) == 1);
   CHECK(REQUIRE_VALUE(s->index().ContentReferences(IdOf(body))) == 3);
   CHECK_ERRC(s->Copy("photos", "nope", "photos", "x"), qcloud::Errc::kNotFound);
   CHECK_ERRC(s->Copy("photos", "src", "nobucket", "x"), qcloud::Errc::kNotFound);

@@ -26,6 +26,7 @@
 #include <boost/optional.hpp>
 #include <fmt/format.h>
 
+#include "qcloud/core/worker_pool.h"
 #include "s3/service.h"
 #include "s3/xml.h"
 
@@ -81,46 +82,7 @@ const std::string& DateHeader(Clock& clock) {
 // Finish: chunk sync, index transaction) while the loops serve other
 // connections; concurrent commits then share their fsyncs (the index's
 // group commit). Jobs left at shutdown are run before the threads end.
-class Committer {
- public:
-  explicit Committer(unsigned threads) {
-    for (unsigned i = 0; i < threads; ++i) threads_.emplace_back([this] { Loop(); });
-  }
-  ~Committer() {
-    {
-      std::lock_guard lock(mu_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    for (auto& t : threads_) t.join();
-  }
-  void Post(std::function<void()> job) {
-    {
-      std::lock_guard lock(mu_);
-      jobs_.push_back(std::move(job));
-    }
-    cv_.notify_one();
-  }
-
- private:
-  void Loop() {
-    std::unique_lock lock(mu_);
-    while (true) {
-      cv_.wait(lock, [&] { return stop_ || !jobs_.empty(); });
-      if (jobs_.empty()) return;  // stopping, nothing left
-      auto job = std::move(jobs_.front());
-      jobs_.pop_front();
-      lock.unlock();
-      job();
-      lock.lock();
-    }
-  }
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> jobs_;
-  bool stop_ = false;
-  std::vector<std::thread> threads_;
-};
+using Committer = WorkerPool;
 
 // A commit handed to the Committer: the call, and its answer once made.
 struct PendingCommit {

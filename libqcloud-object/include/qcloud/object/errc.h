@@ -21,6 +21,10 @@ enum class Errc {
   kInvalidPart = 8,             // InvalidPart
   kInvalidPartOrder = 9,        // InvalidPartOrder
   kEntityTooSmall = 10,         // EntityTooSmall
+  // Not an S3 error: stored content with the same MD5 and size has no
+  // SHA-256 yet (or the write brought none), so the index cannot tell
+  // whether the contents are one. The object store hashes and retries.
+  kContentUnhashed = 11,
 };
 
 QCLOUD_EXPORT const std::error_category& ObjectCategory() noexcept;

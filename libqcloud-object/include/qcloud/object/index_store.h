@@ -22,17 +22,28 @@
 // returned call survives kill -9 of the process (it is in the kernel's page
 // cache) but not a power cut.
 //
-// De-duplication: an object whose meta names its content (MD5 + SHA-256 +
-// size, so that an MD5 collision can never merge two contents) shares the
-// chunks of every other object with that content, across buckets and
-// users; the content's reference count lives in the same transaction as
-// the objects. A PUT whose content is already stored keeps the stored
-// chunks and hands the ones it wrote back as free_chunks; one that brings
-// no chunks at all is an "instant upload", refused with kNotFound when the
-// content is unknown. Chunks are handed back for deletion only when the
-// transaction that dropped their last reference has committed, so a crash
-// can leave an unreferenced chunk (collected at the next start by the
-// object store) but never lose a referenced one.
+// De-duplication: content is identified by MD5, size and SHA-256 (so that
+// an MD5 collision can never merge two contents). An object put with a
+// ContentId shares the chunks of every other object with that content,
+// across buckets and users; the content's reference count lives in the
+// same transaction as the objects. A PUT whose content is already stored
+// keeps the stored chunks and hands the ones it wrote back as free_chunks;
+// one that brings no chunks at all is an "instant upload", refused with
+// kNotFound when the content is unknown. Chunks are handed back for
+// deletion only when the transaction that dropped their last reference has
+// committed, so a crash can leave an unreferenced chunk (collected at the
+// next start by the object store) but never lose a referenced one.
+//
+// Lazy SHA-256: a content may be stored with its MD5 and size only
+// (ContentId::has_sha256 false): SHA-256 is needed only to tell apart
+// contents with the same MD5 and size, so the writer of a large object need
+// not compute it while the bytes stream in. When a write meets stored
+// content with its MD5 and size and either side's SHA-256 is missing, it
+// fails with object::Errc::kContentUnhashed and changes nothing; the caller
+// (the object store) hashes what is missing from the chunks
+// (SetContentSha256, UnhashedContents) and retries. Contents are keyed by
+// MD5, size and an ordinal, so one learns its SHA-256 without its objects
+// changing.
 //
 // Listing follows S3's ListObjectsV2: keys in byte order, `prefix`,
 // `delimiter` rolling keys up into common prefixes, `max_keys` counting both,
@@ -52,6 +63,7 @@
 #include <vector>
 
 #include "qcloud/core/clock.h"
+#include "qcloud/core/hash.h"
 #include "qcloud/core/export.h"
 #include "qcloud/core/result.h"
 #include "qcloud/core/status.h"
@@ -75,20 +87,31 @@ struct ObjectMeta {
   int64_t mtime_ms = 0;      // last modified, UNIX milliseconds
   std::vector<std::pair<std::string, std::string>> user_metadata;  // x-amz-meta-<name>: value
   std::vector<ChunkRef> chunks;  // in order; their lengths add up to `size`
-  // ContentId::Encode() of the bytes, for de-duplication; "" = not shared
-  // (its chunks belong to this object alone).
+  // The stored content the object shares (kContentKeyBytes: MD5, size,
+  // ordinal), assigned by PutObject with a ContentId; "" = not shared (its
+  // chunks belong to this object alone).
   std::string content;
   friend bool operator==(const ObjectMeta&, const ObjectMeta&) = default;
 };
 
 // What identifies content for de-duplication.
-struct QCLOUD_EXPORT ContentId {
-  static constexpr size_t kEncodedSize = 16 + 32 + 8;
+struct ContentId {
   uint8_t md5[16] = {};
   uint8_t sha256[32] = {};
   uint64_t size = 0;
-  // 56 bytes: md5, sha256, size big-endian.
-  std::string Encode() const;
+  bool has_sha256 = true;  // false: sha256 not computed (see "Lazy SHA-256")
+};
+
+// ObjectMeta::content: MD5, size (big-endian), ordinal (big-endian).
+inline constexpr size_t kContentKeyBytes = 16 + 8 + 4;
+
+// A stored content.
+struct StoredContent {
+  std::string key;  // what ObjectMeta::content of its objects holds
+  uint64_t size = 0;
+  uint64_t references = 0;
+  std::vector<ChunkRef> chunks;
+  std::optional<Sha256Digest> sha256;  // nullopt: not computed yet
 };
 
 // What a write did besides storing the object.
@@ -220,11 +243,18 @@ class QCLOUD_EXPORT IndexStore {
   // Objects: the file index. Errors: kNotFound (no such bucket or key),
   // kInvalidArgument (key empty or over 1024 bytes).
   Result<ObjectMeta> GetObject(std::string_view bucket, std::string_view key) const;
-  // Creates or replaces. With meta.content set, the stored object shares
-  // the content's chunks (see De-duplication); with no chunks and unknown
-  // content: kNotFound. `outcome` (optional) says what else happened.
+  // Creates or replaces. meta.content is "" (the chunks are the object's
+  // own) or the key of a stored content (one more reference to it; else
+  // kNotFound). `outcome` (optional) says what else happened.
   Status PutObject(std::string_view bucket, std::string_view key, const ObjectMeta& meta,
                    WriteOutcome* outcome = nullptr);
+  // Creates or replaces an object whose bytes are `content` (see
+  // De-duplication): meta.chunks hold them, or are empty for an instant
+  // upload (kNotFound when the content is not stored). meta.content is
+  // ignored; the stored object names the content. Errors besides
+  // PutObject's: object::Errc::kContentUnhashed (see Lazy SHA-256).
+  Status PutObject(std::string_view bucket, std::string_view key, const ObjectMeta& meta,
+                   const ContentId& content, WriteOutcome* outcome = nullptr);
   // Imports many objects in one transaction, all or none (migrations,
   // restores, tests); `free_chunks` receives every chunk they released.
   Status PutObjects(std::string_view bucket,
@@ -234,10 +264,19 @@ class QCLOUD_EXPORT IndexStore {
   Status DeleteObject(std::string_view bucket, std::string_view key,
                       WriteOutcome* outcome = nullptr);
   // The chunks of stored content: what an instant upload would share.
-  // kNotFound when unknown.
+  // kNotFound when unknown; kContentUnhashed when undecided (a stored
+  // content with its MD5 and size lacks its SHA-256, or `content` does).
   Result<std::vector<ChunkRef>> FindContent(const ContentId& content) const;
-  // How many objects share the content (0 when unknown).
+  // How many objects share the content (0 when unknown); errors as FindContent.
   Result<uint64_t> ContentReferences(const ContentId& content) const;
+  // Stored contents with this MD5 and size (usually none or one).
+  Result<std::vector<StoredContent>> ContentsWith(const uint8_t (&md5)[16], uint64_t size) const;
+  // Up to `max` stored contents whose SHA-256 is not known yet (in key
+  // order): what a background hasher works through.
+  Result<std::vector<StoredContent>> UnhashedContents(size_t max) const;
+  // Records a content's SHA-256, computed from its chunks. Nothing happens
+  // when the content is gone or its SHA-256 is known already.
+  Status SetContentSha256(std::string_view content_key, const Sha256Digest& sha256);
   // Calls fn for every chunk the index references (each once per content
   // or unshared object), over one snapshot: the "mark" of a garbage
   // collection of chunk stores.

@@ -13,7 +13,11 @@
 //   Buffer range = store->Get("photos", "a.jpg", 100, 50).value();
 //
 // A PUT's bytes go to chunks of `chunk_bytes` as they arrive, each on the
-// next disk in turn, while MD5 (the ETag) and SHA-256 are computed; Finish()
+// next disk in turn, while MD5 (the ETag) is computed. A full
+// chunk is written by one of `write_threads` while the caller goes on
+// receiving (and hashing) the next, so a large PUT costs max(hashing, disk)
+// rather than their sum, and Write() does not block an event loop on the
+// disk for long; the last chunk is written by Finish() itself. Finish()
 // names the object in one index transaction. Until then nothing is visible,
 // and a writer dropped without Finish() deletes its chunks: an upload cut
 // short leaves nothing behind. If the content was stored already, the new
@@ -66,6 +70,9 @@ struct ObjectStoreOptions {
   uint64_t chunk_cache_bytes = uint64_t{64} << 20;
   uint64_t chunk_cache_max_chunk = 64 * 1024;  // larger chunks are never cached
   uint64_t index_map_bytes = uint64_t{64} << 30;  // LMDB map size (address space)
+  // Threads that write a PUT's full chunks while the next chunk arrives (a
+  // writer has at most one chunk in flight); 0 = on the writer's thread.
+  unsigned write_threads = 2;
   Logger* logger = nullptr;              // not owned, outlives the store; null = discard
   Clock* clock = nullptr;                // objects' mtimes; not owned, outlives the store; null = real
 };
@@ -167,6 +174,15 @@ class QCLOUD_EXPORT ObjectStore {
                                     const std::vector<std::pair<uint32_t, std::string>>& parts,
                                     uint64_t min_part_bytes = kMinPartBytes);
   Status AbortUpload(std::string_view upload_id);
+
+  // SHA-256, lazily (IndexStore's "Lazy SHA-256"): a PUT computes only MD5
+  // while its bytes stream in; the SHA-256 that content de-duplication
+  // needs is computed from the chunks when stored content has the same MD5
+  // and size (a duplicate, an instant upload's claim, or a collision), or
+  // ahead of that by HashContents(), which a program runs in the
+  // background when it has nothing better to do. Hashes up to about
+  // `max_bytes` of unhashed content; returns the contents hashed.
+  Result<size_t> HashContents(uint64_t max_bytes);
 
   // Background work, run by the program every few seconds (Lifecycle's
   // Every): compacts every disk's mostly-deleted volumes. Reads and writes
