@@ -146,8 +146,10 @@ int main(int argc, char** argv) {
   options.threads = f.threads != 0 ? f.threads : std::max(1u, std::thread::hardware_concurrency());
   options.drain_timeout = f.drain;
   options.idle_timeout = f.idle;
-  // --sync: commits wait for fdatasync; many at once share it.
-  if (f.sync) options.commit_threads = 32;
+  // --sync: commits wait for fdatasync; many at once share it. Otherwise
+  // only large bodies commit off the loop (their last chunk's write).
+  options.commit_threads = f.sync ? 32 : 2;
+  options.commit_offload_min = f.sync ? 0 : uint64_t{1} << 20;
   auto backend = ParseLoopBackend(f.backend);
   if (!backend) return cli.Exit(backend.error().WithContext("--loop"));
   options.backend = *backend;

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <deque>
 #include <future>
+#include <mutex>
 #include <unordered_set>
 
 #include <fmt/format.h>
@@ -128,9 +129,101 @@ struct ObjectStore::Impl {
   }
 };
 
+namespace {
+
+// MD5 in pairs. A large PUT's bytes are hashed in batches as they arrive,
+// each batch together with another large PUT's unhashed bytes arriving on
+// the same thread when there are enough (Md5Hasher::UpdatePair: about 1.5
+// times one stream's rate), which is how one core keeps up with several
+// large uploads. A writer with kHashBatch unhashed bytes hashes with the
+// partner that has the most (at least kMinPartnerBytes); without one it
+// waits for one until kHashAlone bytes are unhashed. The writers of one
+// thread meet in its HashGroup: a writer joins at its first batch (small
+// objects never do) and leaves before Finish, which may run on another
+// thread. A partner's bytes are read only under the group's lock and only
+// on the partner's own thread, where it cannot be writing at that moment.
+constexpr size_t kHashBatch = 64 * 1024;
+constexpr size_t kMinPartnerBytes = 32 * 1024;
+constexpr size_t kHashAlone = 512 * 1024;
+
+struct HashGroup;
+
+// The MD5 of one writer's bytes (`*pending`, the chunk being filled).
+struct StreamHash {
+  const std::string* pending = nullptr;
+  size_t hashed = 0;  // how many bytes of *pending MD5 has seen
+  Md5Hasher md5;
+  std::shared_ptr<HashGroup> group;  // set while in the thread's group
+
+  size_t unhashed() const { return pending->size() - hashed; }
+  ByteView Unhashed() const {
+    return {reinterpret_cast<const std::byte*>(pending->data()) + hashed, unhashed()};
+  }
+  // Hashes the bytes MD5 has not seen, with a partner's when one has
+  // enough; with none, only when at least `alone_from` are waiting.
+  void HashPending(size_t alone_from = 0);
+  void Join();
+  void Leave();
+};
+
+struct HashGroup {
+  std::mutex mu;
+  std::vector<StreamHash*> members;
+};
+
+std::shared_ptr<HashGroup> ThreadHashGroup() {
+  thread_local std::shared_ptr<HashGroup> group = std::make_shared<HashGroup>();
+  return group;
+}
+
+void StreamHash::HashPending(size_t alone_from) {
+  if (unhashed() == 0) return;
+  if (group == nullptr) {
+    md5.Update(Unhashed());
+    hashed = pending->size();
+    return;
+  }
+  std::lock_guard lock(group->mu);
+  StreamHash* partner = nullptr;
+  for (StreamHash* m : group->members) {
+    if (m != this && m->unhashed() >= kMinPartnerBytes &&
+        (partner == nullptr || m->unhashed() > partner->unhashed())) {
+      partner = m;
+    }
+  }
+  if (partner != nullptr) {
+    Md5Hasher::UpdatePair(md5, Unhashed(), partner->md5, partner->Unhashed());
+    partner->hashed = partner->pending->size();
+  } else if (unhashed() >= alone_from) {
+    md5.Update(Unhashed());
+  } else {
+    return;
+  }
+  hashed = pending->size();
+}
+
+void StreamHash::Join() {
+  if (group != nullptr) return;
+  group = ThreadHashGroup();
+  std::lock_guard lock(group->mu);
+  group->members.push_back(this);
+}
+
+void StreamHash::Leave() {
+  if (group == nullptr) return;
+  {
+    std::lock_guard lock(group->mu);
+    std::erase(group->members, this);
+  }
+  group.reset();
+}
+
+}  // namespace
+
 struct ObjectWriter::Impl {
   ObjectStore::Impl* store = nullptr;
   std::string pending;            // bytes not yet in a chunk
+  StreamHash hash{&pending};      // their MD5, in batches
   std::vector<ChunkRef> written;  // chunks this PUT wrote, in order
   // Full chunks handed to the store's writer threads, oldest first.
   struct InFlight {
@@ -139,7 +232,6 @@ struct ObjectWriter::Impl {
     std::future<Result<ChunkId>> id;
   };
   std::deque<InFlight> inflight;
-  Md5Hasher md5;
   uint64_t size = 0;
   bool done = false;
 
@@ -163,6 +255,7 @@ struct ObjectWriter::Impl {
   // Writes `pending` as the next chunk: on a writer thread when `async`
   // (leaving at most one chunk in flight), else here, after the others.
   Status Flush(bool async) {
+    hash.HashPending();
     if (!async) QCLOUD_RETURN_IF_ERROR(Reap(0));
     if (pending.empty()) return Status::Ok();
     const uint32_t disk = static_cast<uint32_t>(store->next_disk++ % store->disks.size());
@@ -174,14 +267,17 @@ struct ObjectWriter::Impl {
                           })});
       pending = std::string();
       pending.reserve(static_cast<size_t>(store->options.chunk_bytes));
+      hash.hashed = 0;
       return Reap(1);
     }
     QCLOUD_ASSIGN_OR_RETURN(ChunkId id, chx->Append(ByteView(pending)));
     written.push_back({disk, id, pending.size()});
     pending.clear();
+    hash.hashed = 0;
     return Status::Ok();
   }
   void Abort() {
+    hash.Leave();
     if (done) return;
     done = true;
     (void)Reap(0);  // chunks still being written are freed with the rest
@@ -198,13 +294,16 @@ uint64_t ObjectWriter::size() const noexcept { return impl_->size; }
 Status ObjectWriter::Write(ByteView data) {
   Impl& w = *impl_;
   if (w.done) return Status(qcloud::Errc::kAborted, "write after Finish or Abort");
-  w.md5.Update(data);
   w.size += data.size();
   const uint64_t chunk = w.store->options.chunk_bytes;
   while (!data.empty()) {
     const size_t take = static_cast<size_t>(std::min<uint64_t>(data.size(), chunk - w.pending.size()));
     w.pending.append(data.chars(), take);
     data.RemovePrefix(take);
+    if (w.hash.unhashed() >= kHashBatch && w.pending.size() < chunk) {
+      w.hash.Join();
+      w.hash.HashPending(kHashAlone);
+    }
     if (w.pending.size() == chunk) {
       if (Status s = w.Flush(/*async=*/true); !s.ok()) {
         w.Abort();
@@ -223,8 +322,9 @@ Result<ObjectMeta> ObjectWriter::Finish(std::string_view bucket, std::string_vie
     w.Abort();
     return s;
   };
+  w.hash.Leave();  // Finish may run on another thread than the writes
   if (Status s = w.Flush(/*async=*/false); !s.ok()) return fail(s);
-  const Md5Digest md5 = w.md5.Finish();
+  const Md5Digest md5 = w.hash.md5.Finish();
   if (options.expected_md5 && *options.expected_md5 != md5) {
     return fail(Corruption("the body's MD5 does not match Content-MD5"));
   }
@@ -260,8 +360,9 @@ Result<PartInfo> ObjectWriter::FinishPart(std::string_view upload_id, uint32_t n
     w.Abort();
     return s;
   };
+  w.hash.Leave();  // Finish may run on another thread than the writes
   if (Status s = w.Flush(/*async=*/false); !s.ok()) return fail(s);
-  const Md5Digest md5 = w.md5.Finish();
+  const Md5Digest md5 = w.hash.md5.Finish();
   if (expected_md5 && *expected_md5 != md5) {
     return fail(Corruption("the body's MD5 does not match Content-MD5"));
   }

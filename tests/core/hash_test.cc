@@ -1,4 +1,8 @@
 #include <doctest/doctest.h>
+#include <openssl/evp.h>
+
+#include <cstring>
+#include <random>
 
 #include <string>
 
@@ -55,6 +59,58 @@ TEST_CASE("hash: streaming equals one-shot") {
   // Finish resets: a second digest is of new input only.
   md5.Update(std::string_view("abc"));
   CHECK(Hex(md5.Finish()) == "900150983cd24fb0d6963f7d28e17f72");
+}
+
+TEST_CASE("hash: MD5 is RFC 1321's and OpenSSL's at every length") {
+  // RFC 1321, appendix A.5.
+  CHECK(Hex(Md5(std::string_view("a"))) == "0cc175b9c0f1b6a831c399e269772661");
+  CHECK(Hex(Md5(std::string_view("abcdefghijklmnopqrstuvwxyz"))) == "c3fcd3d76192e4007dfb496cca67e13b");
+  CHECK(Hex(Md5(std::string_view("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"))) ==
+        "d174ab98d277d9f5a5611c2c9f419d9f");
+  std::string eighty;
+  for (int i = 0; i < 8; ++i) eighty += "1234567890";
+  CHECK(Hex(Md5(eighty)) == "57edf4a22be3c955ac49da2e2107b67a");
+  // Every length around the padding's edges (55, 56, 63, 64, ...), against OpenSSL.
+  std::mt19937 rng(7);
+  std::string data(1100, '\0');
+  for (char& c : data) c = static_cast<char>(rng());
+  bool same = true;
+  for (size_t n = 0; n <= data.size(); ++n) {
+    unsigned char want[16];
+    unsigned int len = 0;
+    REQUIRE(EVP_Digest(data.data(), n, want, &len, EVP_md5(), nullptr) == 1);
+    const Md5Digest got = Md5(std::string_view(data).substr(0, n));
+    same = same && std::memcmp(got.data(), want, 16) == 0;
+  }
+  CHECK(same);
+}
+
+TEST_CASE("hash: two MD5 streams at once equal each alone") {
+  std::mt19937 rng(11);
+  int mismatches = 0;
+  for (int round = 0; round < 300; ++round) {
+    std::string a(rng() % 5000, '\0'), b(rng() % 5000, '\0');
+    for (char& c : a) c = static_cast<char>(rng());
+    for (char& c : b) c = static_cast<char>(rng());
+    Md5Hasher ha, hb;
+    size_t ia = 0, ib = 0;
+    // Random pieces, some through UpdatePair, some alone.
+    while (ia < a.size() || ib < b.size()) {
+      const size_t ka = std::min<size_t>(a.size() - ia, rng() % 400);
+      const size_t kb = std::min<size_t>(b.size() - ib, rng() % 400);
+      if (rng() % 4 == 0) {
+        ha.Update(std::string_view(a).substr(ia, ka));
+        hb.Update(std::string_view(b).substr(ib, kb));
+      } else {
+        Md5Hasher::UpdatePair(ha, ByteView(std::string_view(a).substr(ia, ka)), hb,
+                              ByteView(std::string_view(b).substr(ib, kb)));
+      }
+      ia += ka;
+      ib += kb;
+    }
+    if (ha.Finish() != Md5(a) || hb.Finish() != Md5(b)) ++mismatches;
+  }
+  CHECK(mismatches == 0);
 }
 
 }  // namespace

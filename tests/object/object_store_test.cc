@@ -8,6 +8,7 @@
 
 #include <filesystem>
 #include <random>
+#include <thread>
 #include <string>
 
 #include "qcloud/core/hash.h"
@@ -211,6 +212,50 @@ TEST_CASE("object store: two contents with one MD5 stay two") {
   for (const char* k : {"a", "ia"}) REQUIRE_OK(s->Delete("photos", k));
   CHECK(REQUIRE_VALUE(s->index().ContentReferences(IdOf(kCollisionA))) == 0);
   CHECK(Get(*s, "b2") == kCollisionB);
+}
+
+TEST_CASE("object store: large PUTs on one thread share MD5 and keep their own ETags") {
+  Fixture f;
+  ObjectStoreOptions o = f.Options();
+  o.chunk_bytes = 1 << 20;  // batches of 128 KiB are hashed before a chunk fills
+  o.volume_bytes = 16 << 20;
+  auto s = REQUIRE_VALUE(ObjectStore::Open(o));
+  REQUIRE_OK(s->index().CreateBucket("alice", "photos"));
+  std::mt19937 rng(5);
+  constexpr int kWriters = 3;
+  std::vector<std::string> bodies;
+  std::vector<std::unique_ptr<ObjectWriter>> writers;
+  std::vector<size_t> sent(kWriters, 0);
+  for (int i = 0; i < kWriters; ++i) {
+    bodies.push_back(Body(60 + i, (3 << 20) + 1000 * static_cast<size_t>(i) + 7));
+    writers.push_back(s->BeginPut());
+  }
+  // Interleaved pieces of 1..100 KiB; writer 0 is finished on another
+  // thread half-way through the others.
+  bool finished0 = false;
+  for (bool more = true; more;) {
+    more = false;
+    for (int i = 0; i < kWriters; ++i) {
+      const size_t n = std::min<size_t>(bodies[i].size() - sent[i], 1 + rng() % (100 * 1024));
+      if (n == 0) continue;
+      more = true;
+      REQUIRE_OK(writers[i]->Write(ByteView(std::string_view(bodies[i]).substr(sent[i], n))));
+      sent[i] += n;
+    }
+    if (!finished0 && sent[0] == bodies[0].size()) {
+      finished0 = true;
+      Result<ObjectMeta> meta = Status(qcloud::Errc::kAborted, "not run");
+      std::thread t([&] { meta = writers[0]->Finish("photos", "w0", {}); });
+      t.join();
+      REQUIRE(meta.ok());
+      CHECK(meta->etag == ToHex(AsBytes(Md5(ByteView(bodies[0])))));
+    }
+  }
+  for (int i = 1; i < kWriters; ++i) {
+    const ObjectMeta meta = REQUIRE_VALUE(writers[i]->Finish("photos", "w" + std::to_string(i), {}));
+    CHECK(meta.etag == ToHex(AsBytes(Md5(ByteView(bodies[i])))));
+  }
+  for (int i = 0; i < kWriters; ++i) CHECK(Get(*s, "w" + std::to_string(i)) == bodies[i]);
 }
 
 TEST_CASE("object store: an upload cut short or refused leaves nothing") {

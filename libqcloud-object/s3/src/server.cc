@@ -126,8 +126,8 @@ class RequestParser final : public http::basic_parser<true> {
 
 class S3Session final : public StreamSession {
  public:
-  S3Session(s3::Service& service, Clock& clock, Committer* committer)
-      : service_(service), clock_(clock), committer_(committer) {
+  S3Session(s3::Service& service, Clock& clock, Committer* committer, uint64_t offload_min)
+      : service_(service), clock_(clock), committer_(committer), offload_min_(offload_min) {
     service_.counters().connections.fetch_add(1, std::memory_order_relaxed);
   }
   ~S3Session() override { service_.counters().connections.fetch_sub(1, std::memory_order_relaxed); }
@@ -259,7 +259,7 @@ class S3Session final : public StreamSession {
       discarded_.reset();
       return Respond(std::move(r), out);
     }
-    if (committer_ != nullptr && waker_) {
+    if (committer_ != nullptr && waker_ && call_->received() >= offload_min_) {
       // The commit runs elsewhere; this connection waits (not read) and is
       // woken with the answer.
       commit_ = std::make_shared<PendingCommit>();
@@ -402,6 +402,7 @@ class S3Session final : public StreamSession {
   s3::Service& service_;
   Clock& clock_;
   Committer* committer_;
+  uint64_t offload_min_ = 0;  // bodies smaller than this commit on the loop
   std::shared_ptr<SessionWaker> waker_;
   std::shared_ptr<PendingCommit> commit_;  // a commit in flight on the Committer
   std::optional<s3::HttpResponse> discarded_;  // answered; its small body is being read and dropped
@@ -439,16 +440,17 @@ size_t RequestParser::on_body_impl(beast::string_view body, beast::error_code& e
 
 class Factory final : public SessionFactory {
  public:
-  Factory(s3::Service& service, Clock& clock, Committer* committer)
-      : service_(service), clock_(clock), committer_(committer) {}
+  Factory(s3::Service& service, Clock& clock, Committer* committer, uint64_t offload_min)
+      : service_(service), clock_(clock), committer_(committer), offload_min_(offload_min) {}
   std::unique_ptr<StreamSession> NewSession(unsigned) override {
-    return std::make_unique<S3Session>(service_, clock_, committer_);
+    return std::make_unique<S3Session>(service_, clock_, committer_, offload_min_);
   }
 
  private:
   s3::Service& service_;
   Clock& clock_;
   Committer* committer_;
+  uint64_t offload_min_ = 0;  // bodies smaller than this commit on the loop
 };
 
 }  // namespace
@@ -485,7 +487,8 @@ Result<std::unique_ptr<S3Server>> S3Server::Open(ObjectStore& store, const S3Ser
   Clock* clock = options.clock != nullptr ? options.clock : &RealClock();
   impl->service = std::make_unique<s3::Service>(store, impl->options, impl->counters);
   if (options.commit_threads > 0) impl->committer = std::make_unique<Committer>(options.commit_threads);
-  impl->factory = std::make_unique<Factory>(*impl->service, *clock, impl->committer.get());
+  impl->factory = std::make_unique<Factory>(*impl->service, *clock, impl->committer.get(),
+                                            options.commit_offload_min);
   const std::string busy = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SlowDown</Code>"
                            "<Message>Too many connections</Message></Error>";
   QCLOUD_ASSIGN_OR_RETURN(

@@ -1,8 +1,8 @@
 #pragma once
 
 // Hashing: XXH3 (xxHash) for hash tables, routing and checksums; MD5 (S3
-// ETags, COS dedup), SHA-256 and HMAC-SHA256 (AWS Signature V4) through
-// OpenSSL's EVP interface.
+// ETags, COS dedup; our own, see Md5Hasher::UpdatePair); SHA-256 and
+// HMAC-SHA256 (AWS Signature V4) through OpenSSL's EVP interface.
 //
 // One-shot functions are thread-safe. Streaming hashers are values owned by
 // one thread at a time.
@@ -41,6 +41,11 @@ class QCLOUD_EXPORT Md5Hasher {
   void Update(ByteView data);
   // Returns the digest and resets the hasher for new input.
   Md5Digest Finish();
+  // a.Update(da) and b.Update(db) at once: about 1.5 times the bytes per
+  // second of one stream on one core (MD5 is one long dependency chain;
+  // two interleaved keep more of the core busy). For a server that hashes
+  // several uploads on one thread.
+  static void UpdatePair(Md5Hasher& a, ByteView da, Md5Hasher& b, ByteView db);
 
  private:
   struct Ctx;

@@ -90,6 +90,7 @@ class Call {
   // The response; after the whole body when wants_body().
   HttpResponse Finish();
   const std::string& operation() const noexcept { return op_; }
+  uint64_t received() const noexcept { return received_; }  // body bytes fed so far
 
  private:
   friend class Service;

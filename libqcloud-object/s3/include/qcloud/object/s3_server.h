@@ -92,6 +92,10 @@ struct S3ServerOptions {
   // share their fsyncs (group commit); 0 = commit on the loop's thread (the
   // fastest when nothing waits for the disk).
   unsigned commit_threads = 0;
+  // With commit_threads: only bodies of at least this many bytes are
+  // committed there (a large PUT's last chunk write and its transaction
+  // then no longer stall the loop); smaller ones on the loop. 0 = all.
+  uint64_t commit_offload_min = 0;
   std::vector<S3User> users;     // at least one; access keys unique
   std::string region = "us-east-1";  // what GetBucketLocation answers and SigV4 scopes name
   // Host names under which "<bucket>.<domain>" is virtual-host-style
