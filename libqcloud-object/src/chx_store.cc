@@ -31,11 +31,13 @@
 #include <set>
 #include <shared_mutex>
 #include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include <fmt/format.h>
 
 #include "object/chunk_index.h"
+#include "qcloud/core/check.h"
 #include "object/chx_format.h"
 
 namespace qcloud::object {
@@ -403,12 +405,6 @@ Result<uint64_t> ChxStore::Impl::WriteRecord(ByteView record) {
   return offset;
 }
 
-namespace {
-struct AlignedFree {
-  void operator()(std::byte* p) const noexcept { std::free(p); }
-};
-}  // namespace
-
 Result<uint64_t> ChxStore::Impl::WriteAlignedRecord(ByteView record) {
   uint64_t pad = (kDirectAlign - active->end % kDirectAlign) % kDirectAlign;
   if (pad != 0 && pad < kRecordHeaderSize) pad += kDirectAlign;
@@ -453,23 +449,58 @@ Result<uint64_t> ChxStore::Impl::WriteAlignedRecord(ByteView record) {
   return offset;
 }
 
+ChunkBuffer::ChunkBuffer(size_t capacity) : capacity_(capacity) {
+  const uint64_t span = chx::AlignedSpan(capacity);  // >= RecordSpan(capacity)
+  record_ = static_cast<std::byte*>(std::aligned_alloc(kDirectAlign, span));
+  QCLOUD_CHECK(record_ != nullptr);
+}
+ChunkBuffer::~ChunkBuffer() { std::free(record_); }
+ChunkBuffer::ChunkBuffer(ChunkBuffer&& other) noexcept
+    : record_(std::exchange(other.record_, nullptr)),
+      capacity_(std::exchange(other.capacity_, 0)),
+      size_(std::exchange(other.size_, 0)) {}
+ChunkBuffer& ChunkBuffer::operator=(ChunkBuffer&& other) noexcept {
+  if (this != &other) {
+    std::free(record_);
+    record_ = std::exchange(other.record_, nullptr);
+    capacity_ = std::exchange(other.capacity_, 0);
+    size_ = std::exchange(other.size_, 0);
+  }
+  return *this;
+}
+ByteView ChunkBuffer::data() const noexcept {
+  return record_ == nullptr ? ByteView() : ByteView(record_ + kRecordHeaderSize, size_);
+}
+void ChunkBuffer::Append(ByteView bytes) {
+  QCLOUD_CHECK(bytes.size() <= capacity_ - size_);
+  if (bytes.empty()) return;
+  std::memcpy(record_ + kRecordHeaderSize + size_, bytes.data(), bytes.size());
+  size_ += bytes.size();
+}
+
 Result<ChunkId> ChxStore::Append(ByteView data) {
+  if (data.size() > impl_->options.max_chunk_bytes) {
+    return Status(Errc::kTooLarge, fmt::format("chunk of {} bytes > max_chunk_bytes {}",
+                                               data.size(), impl_->options.max_chunk_bytes));
+  }
+  ChunkBuffer chunk(data.size());
+  chunk.Append(data);
+  return Append(chunk);
+}
+
+Result<ChunkId> ChxStore::Append(ChunkBuffer& chunk) {
   Impl& im = *impl_;
+  const ByteView data = chunk.data();
   if (data.size() > im.options.max_chunk_bytes) {
     return Status(Errc::kTooLarge, fmt::format("chunk of {} bytes > max_chunk_bytes {}",
                                                data.size(), im.options.max_chunk_bytes));
   }
-  // Everything but the id is prepared before the lock: hashing and copying
-  // a chunk of megabytes must not serialise the other appenders.
+  // Everything but the id is prepared before the lock: hashing a chunk of
+  // megabytes must not serialise the other appenders.
   const bool aligned = im.options.direct_io_min != 0 && data.size() >= im.options.direct_io_min;
   const uint64_t span = aligned ? chx::AlignedSpan(data.size()) : RecordSpan(data.size());
   const uint64_t sum = chx::DataSum(data);
-  // O_DIRECT wants the buffer 4 KiB-aligned too.
-  std::unique_ptr<std::byte, AlignedFree> owned(
-      static_cast<std::byte*>(std::aligned_alloc(kDirectAlign, (span + kDirectAlign - 1) / kDirectAlign * kDirectAlign)));
-  if (!owned) return Status(Errc::kResourceExhausted, "out of memory for a chunk record");
-  std::byte* bytes = owned.get();
-  std::memcpy(bytes + kRecordHeaderSize, data.data(), data.size());
+  std::byte* bytes = chunk.record_;
   std::memset(bytes + kRecordHeaderSize + data.size(), 0, span - kRecordHeaderSize - data.size());
   std::lock_guard lock(im.append_mu);
   if (im.next_seq == kMaxSequence) QCLOUD_RETURN_IF_ERROR(im.RollVolume());
@@ -586,22 +617,32 @@ Status ChxStore::Delete(ChunkId id) {
 }
 
 Status ChxStore::Impl::CompactVolume(std::shared_ptr<Volume> v) {
-  // Live records are those the index points at in this volume. Each moves
-  // under append_mu; a chunk deleted between the scan and its move is
+  // Live records are those the index points at in this volume, found in
+  // memory (a volume of overwritten data is not read at all). Each moves
+  // under append_mu; a chunk deleted between the listing and its move is
   // marked deleted in its new place too.
   std::vector<std::pair<uint64_t, RecordHeader>> live;
-  QCLOUD_ASSIGN_OR_RETURN(
-      ScanResult scan,
-      ScanVolume(*v->file, v->end, options.max_chunk_bytes, [&](uint64_t off, const RecordHeader& h) {
-        if (h.type != RecordType::kChunk) return;
-        std::shared_lock lock(mu);
-        auto packed = index.Find(h.id);
-        if (packed && ChunkLocation::Unpack(*packed).volume == v->id &&
-            ChunkLocation::Unpack(*packed).offset == off) {
-          live.emplace_back(off, h);
-        }
-      }));
-  (void)scan;
+  {
+    std::vector<std::pair<uint64_t, uint64_t>> where;  // offset, id
+    {
+      std::shared_lock lock(mu);
+      index.ForEach([&](uint64_t id, uint64_t packed) {
+        const ChunkLocation loc = ChunkLocation::Unpack(packed);
+        if (loc.volume == v->id) where.emplace_back(loc.offset, id);
+      });
+    }
+    std::sort(where.begin(), where.end());  // read the volume in order
+    std::byte header[kRecordHeaderSize];
+    for (const auto& [off, id] : where) {
+      QCLOUD_ASSIGN_OR_RETURN(size_t got, v->file->ReadAt(off, {header, sizeof header}));
+      auto h = got == sizeof header ? chx::DecodeRecordHeader(ByteView(header, sizeof header), options.max_chunk_bytes)
+                                    : std::nullopt;
+      if (!h || h->type != RecordType::kChunk || h->id != id) {
+        return Corruption(fmt::format("{}: no record of chunk {} at {}", v->path, id, off));
+      }
+      live.emplace_back(off, *h);
+    }
+  }
   std::string record;
   for (const auto& [off, h] : live) {
     const uint64_t span = RecordSpan(h);

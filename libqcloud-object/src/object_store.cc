@@ -36,6 +36,29 @@ struct ObjectStore::Impl {
   std::unique_ptr<ChunkCache> cache;
   std::unique_ptr<WorkerPool> writers;  // null: chunks are written on the caller's thread
 
+  // Chunk-sized buffers of finished writes, kept for the next large PUT
+  // (no allocation, no page faults); at most kFreeBuffers.
+  static constexpr size_t kFreeBuffers = 4;
+  std::mutex buffers_mu;
+  std::vector<ChunkBuffer> free_buffers;
+  ChunkBuffer TakeBuffer() {
+    {
+      std::lock_guard lock(buffers_mu);
+      if (!free_buffers.empty()) {
+        ChunkBuffer b = std::move(free_buffers.back());
+        free_buffers.pop_back();
+        return b;
+      }
+    }
+    return ChunkBuffer(static_cast<size_t>(options.chunk_bytes));
+  }
+  void GiveBuffer(ChunkBuffer b) {
+    if (b.capacity() != options.chunk_bytes) return;
+    b.Clear();
+    std::lock_guard lock(buffers_mu);
+    if (free_buffers.size() < kFreeBuffers) free_buffers.push_back(std::move(b));
+  }
+
   void Log(LogLevel level, const std::string& line) const {
     if (logger->Enabled(level)) logger->Log(level, line);
   }
@@ -150,15 +173,13 @@ struct HashGroup;
 
 // The MD5 of one writer's bytes (`*pending`, the chunk being filled).
 struct StreamHash {
-  const std::string* pending = nullptr;
+  const ChunkBuffer* pending = nullptr;
   size_t hashed = 0;  // how many bytes of *pending MD5 has seen
   Md5Hasher md5;
   std::shared_ptr<HashGroup> group;  // set while in the thread's group
 
   size_t unhashed() const { return pending->size() - hashed; }
-  ByteView Unhashed() const {
-    return {reinterpret_cast<const std::byte*>(pending->data()) + hashed, unhashed()};
-  }
+  ByteView Unhashed() const { return pending->data().subview(hashed, unhashed()); }
   // Hashes the bytes MD5 has not seen, with a partner's when one has
   // enough; with none, only when at least `alone_from` are waiting.
   void HashPending(size_t alone_from = 0);
@@ -222,7 +243,7 @@ void StreamHash::Leave() {
 
 struct ObjectWriter::Impl {
   ObjectStore::Impl* store = nullptr;
-  std::string pending;            // bytes not yet in a chunk
+  ChunkBuffer pending;            // bytes not yet in a chunk
   StreamHash hash{&pending};      // their MD5, in batches
   std::vector<ChunkRef> written;  // chunks this PUT wrote, in order
   // Full chunks handed to the store's writer threads, oldest first.
@@ -262,19 +283,33 @@ struct ObjectWriter::Impl {
     ChxStore* chx = store->disks[disk].get();
     if (async && store->writers != nullptr) {
       const uint64_t length = pending.size();
-      inflight.push_back({disk, length, store->writers->Submit([chx, bytes = std::move(pending)] {
-                            return chx->Append(ByteView(bytes));
+      inflight.push_back({disk, length,
+                          store->writers->Submit([chx, s = store, bytes = std::move(pending)]() mutable {
+                            Result<ChunkId> id = chx->Append(bytes);
+                            s->GiveBuffer(std::move(bytes));
+                            return id;
                           })});
-      pending = std::string();
-      pending.reserve(static_cast<size_t>(store->options.chunk_bytes));
+      pending = store->TakeBuffer();
       hash.hashed = 0;
       return Reap(1);
     }
-    QCLOUD_ASSIGN_OR_RETURN(ChunkId id, chx->Append(ByteView(pending)));
+    QCLOUD_ASSIGN_OR_RETURN(ChunkId id, chx->Append(pending));
     written.push_back({disk, id, pending.size()});
-    pending.clear();
+    pending.Clear();
     hash.hashed = 0;
     return Status::Ok();
+  }
+  // Room for more bytes in `pending`: small at first (most objects are
+  // small), a whole chunk (from the store's spares) once it is large.
+  void Grow() {
+    const size_t chunk = static_cast<size_t>(store->options.chunk_bytes);
+    const size_t want = pending.capacity() < 256 * 1024 ? std::max<size_t>(16 * 1024, 2 * pending.capacity()) : chunk;
+    ChunkBuffer bigger = want >= chunk ? store->TakeBuffer() : ChunkBuffer(want);
+    bigger.Append(pending.data());
+    pending = std::move(bigger);
+  }
+  ~Impl() {
+    if (store != nullptr) store->GiveBuffer(std::move(pending));
   }
   void Abort() {
     hash.Leave();
@@ -297,8 +332,10 @@ Status ObjectWriter::Write(ByteView data) {
   w.size += data.size();
   const uint64_t chunk = w.store->options.chunk_bytes;
   while (!data.empty()) {
-    const size_t take = static_cast<size_t>(std::min<uint64_t>(data.size(), chunk - w.pending.size()));
-    w.pending.append(data.chars(), take);
+    if (w.pending.size() == w.pending.capacity()) w.Grow();
+    const size_t take = std::min({data.size(), w.pending.capacity() - w.pending.size(),
+                                  static_cast<size_t>(chunk - w.pending.size())});
+    w.pending.Append(data.first(take));
     data.RemovePrefix(take);
     if (w.hash.unhashed() >= kHashBatch && w.pending.size() < chunk) {
       w.hash.Join();

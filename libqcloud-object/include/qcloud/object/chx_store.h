@@ -86,6 +86,32 @@ struct ChxStats {
   uint64_t skipped_bytes = 0;     // damaged regions skipped at Open()
 };
 
+// A chunk assembled where its record is written from: room for the record
+// header before the bytes and for the padding after them, 4 KiB-aligned
+// for O_DIRECT. Append(ChunkBuffer&) then copies nothing.
+class QCLOUD_EXPORT ChunkBuffer {
+ public:
+  ChunkBuffer() = default;
+  explicit ChunkBuffer(size_t capacity);  // bytes of chunk data it holds
+  ~ChunkBuffer();
+  ChunkBuffer(ChunkBuffer&& other) noexcept;
+  ChunkBuffer& operator=(ChunkBuffer&& other) noexcept;
+
+  size_t size() const noexcept { return size_; }
+  size_t capacity() const noexcept { return capacity_; }
+  bool empty() const noexcept { return size_ == 0; }
+  ByteView data() const noexcept;
+  // Appends at most capacity() - size() bytes (checked).
+  void Append(ByteView bytes);
+  void Clear() noexcept { size_ = 0; }
+
+ private:
+  friend class ChxStore;
+  std::byte* record_ = nullptr;  // header, data, padding
+  size_t capacity_ = 0;
+  size_t size_ = 0;
+};
+
 class QCLOUD_EXPORT ChxStore {
  public:
   // Creates the directory if needed and rebuilds the index from its volumes.
@@ -99,6 +125,9 @@ class QCLOUD_EXPORT ChxStore {
   // Appends one chunk. Errors: kTooLarge over max_chunk_bytes,
   // kResourceExhausted when the id space of volumes is used up, kIoError.
   Result<ChunkId> Append(ByteView data);
+  // The same, from bytes assembled in place (no copy); the buffer keeps
+  // them (Clear() it to reuse it).
+  Result<ChunkId> Append(ChunkBuffer& chunk);
   // Makes every Append() and Delete() that returned before it durable.
   Status Sync();
   // The chunk's bytes. Errors: kNotFound (never stored or deleted),
