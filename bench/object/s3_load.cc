@@ -200,7 +200,11 @@ int RunLoad(const Args& a) {
     const uint64_t r = rng();
     std::memcpy(body.data() + i, &r, std::min<size_t>(8, body.size() - i));
   }
-  uint64_t counter = rng();
+  // Bodies differ by a counter in their first 8 bytes, from a start drawn
+  // per process: no two runs send the same content (which the server would
+  // de-duplicate, a different workload).
+  uint64_t counter = (uint64_t{std::random_device{}()} << 32) ^ std::random_device{}() ^
+                     static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
 
   const int ep = ::epoll_create1(0);
   std::vector<Conn> conns(std::min(a.conns, a.once ? a.keys : a.conns));

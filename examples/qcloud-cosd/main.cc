@@ -13,8 +13,7 @@
 // of --data-dir: index/ (LMDB) and chx0/, chx1/, ... (one CHX store per
 // --disks, each standing for a disk; or name the disks with --disk).
 
-#include <pthread.h>
-#include <sched.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -171,13 +170,13 @@ int main(int argc, char** argv) {
     return Status::Ok();
   });
   (*life)->Every("maintain", kMaintainEvery, [st]() -> Status { return st->Maintain().status(); });
-  // The SHA-256 that PUTs leave out (ObjectStore::HashContents), computed
-  // at idle priority: only when neither the server nor anything else on the
-  // machine wants the CPU, so that an instant-upload claim later finds it.
+  // The SHA-256 that large PUTs leave out (ObjectStore::HashContents), so
+  // that an instant-upload claim later finds it: at the lowest priority (nice
+  // 19) rather than SCHED_IDLE, which could starve it while it holds the
+  // index's write lock or an old read snapshot.
   Lifecycle* lc = life->get();
   (*life)->Spawn("hasher", [st, lc, &log]() -> Status {
-    sched_param idle{};
-    ::pthread_setschedparam(::pthread_self(), SCHED_IDLE, &idle);
+    ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 19);
     while (!lc->stopping()) {
       auto hashed = st->HashContents(uint64_t{64} << 20);
       if (!hashed.ok() && log.Enabled(LogLevel::kWarning)) {

@@ -169,6 +169,9 @@ constexpr size_t kHashBatch = 64 * 1024;
 constexpr size_t kMinPartnerBytes = 32 * 1024;
 constexpr size_t kHashAlone = 512 * 1024;
 
+// Objects up to this size get their SHA-256 at PUT time (see Finish).
+constexpr uint64_t kInlineSha256Max = 256 * 1024;
+
 struct HashGroup;
 
 // The MD5 of one writer's bytes (`*pending`, the chunk being filled).
@@ -360,17 +363,21 @@ Result<ObjectMeta> ObjectWriter::Finish(std::string_view bucket, std::string_vie
     return s;
   };
   w.hash.Leave();  // Finish may run on another thread than the writes
+  // SHA-256: a small object's is taken here, from memory (it costs little
+  // next to the PUT, and keeps small contents out of the unhashed list); a
+  // large object's is left to the index's lazy rule.
+  std::optional<Sha256Digest> sha;
+  if (w.written.empty() && w.inflight.empty() && w.size <= kInlineSha256Max) sha = Sha256(w.pending.data());
   if (Status s = w.Flush(/*async=*/false); !s.ok()) return fail(s);
   const Md5Digest md5 = w.hash.md5.Finish();
   if (options.expected_md5 && *options.expected_md5 != md5) {
     return fail(Corruption("the body's MD5 does not match Content-MD5"));
   }
-  // SHA-256 is left to the index's lazy rule: computed only if stored
-  // content has the same MD5 and size.
   ContentId content;
   std::memcpy(content.md5, md5.data(), md5.size());
   content.size = w.size;
-  content.has_sha256 = false;
+  content.has_sha256 = sha.has_value();
+  if (sha) std::memcpy(content.sha256, sha->data(), sha->size());
   ObjectMeta meta;
   meta.size = w.size;
   meta.etag = ToHex(AsBytes(md5));

@@ -157,9 +157,12 @@ TEST_CASE("object store: SHA-256 is computed from the chunks only when de-duplic
   REQUIRE_VALUE(s->Put("photos", "e", ByteView(other)));
   REQUIRE_VALUE(s->Put("photos", "f", ByteView(other)));
   CHECK(REQUIRE_VALUE(s->index().ContentReferences(IdOf(other))) == 2);
-  // The background hasher works through what is left.
+  // A small object (all in one chunk, in memory at Finish) is hashed at
+  // once; the background hasher works through what is left.
   REQUIRE_VALUE(s->Put("photos", "g", ByteView(Body(14, 10))));
+  CHECK(REQUIRE_VALUE(s->index().UnhashedContents(10)).empty());
   REQUIRE_VALUE(s->Put("photos", "h", ByteView(Body(15, 100 * 1024))));
+  REQUIRE_VALUE(s->Put("photos", "i", ByteView(Body(16, 300 * 1024))));
   CHECK(REQUIRE_VALUE(s->index().UnhashedContents(10)).size() == 2);
   CHECK(REQUIRE_VALUE(s->HashContents(1)) == 1);  // stops after the budget
   CHECK(REQUIRE_VALUE(s->HashContents(UINT64_MAX)) == 1);
