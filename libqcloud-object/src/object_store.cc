@@ -366,8 +366,10 @@ Result<ObjectMeta> ObjectWriter::Finish(std::string_view bucket, std::string_vie
   // SHA-256: a small object's is taken here, from memory (it costs little
   // next to the PUT, and keeps small contents out of the unhashed list); a
   // large object's is left to the index's lazy rule.
-  std::optional<Sha256Digest> sha;
-  if (w.written.empty() && w.inflight.empty() && w.size <= kInlineSha256Max) sha = Sha256(w.pending.data());
+  std::optional<Sha256Digest> sha = options.sha256;
+  if (!sha && w.written.empty() && w.inflight.empty() && w.size <= kInlineSha256Max) {
+    sha = Sha256(w.pending.data());
+  }
   if (Status s = w.Flush(/*async=*/false); !s.ok()) return fail(s);
   const Md5Digest md5 = w.hash.md5.Finish();
   if (options.expected_md5 && *options.expected_md5 != md5) {

@@ -146,9 +146,9 @@ def read_response(sock, head_request=False):
     return status, headers, rest[:length]
 
 
-def request(port, method, path, body=b'', headers=None, user=ALICE, sock=None):
+def request(port, method, path, body=b'', headers=None, user=ALICE, sock=None, payload_mode='hash'):
     """One signed request on a new (or the given) connection."""
-    head, payload = signed(method, port, path, body, headers, user)
+    head, payload = signed(method, port, path, body, headers, user, payload_mode)
     own = sock is None
     s = sock or connect(port)
     try:

@@ -579,6 +579,21 @@ TEST_CASE("s3 service: multipart upload, copy, batch delete and instant upload")
   CHECK(f.counters.instant_uploads.load() == 1);
   const std::string other = ToHex(AsBytes(Md5(ByteView(std::string_view("zz"))))) + ":" + ToHex(AsBytes(Sha256(ByteView(std::string_view("zz"))))) + ":2";
   CHECK(f.Send("PUT", "/photos/miss", "", {{"x-qcloud-instant-upload", other}}).status == 412);
+
+  // A large body with a signed payload: its verified SHA-256 becomes the
+  // content's (nothing left to hash); an unsigned one is hashed lazily.
+  std::string large(300 * 1024, 'x');
+  large[7] = 'y';
+  REQUIRE(f.Send("PUT", "/photos/large-signed", large).status == 200);
+  CHECK(REQUIRE_VALUE(f.store->index().UnhashedContents(10)).empty());
+  large[8] = 'z';
+  REQUIRE(f.Send("PUT", "/photos/large-unsigned", large, {}, &kAlice, true, "UNSIGNED-PAYLOAD").status == 200);
+  CHECK(REQUIRE_VALUE(f.store->index().UnhashedContents(10)).size() == 1);
+  // A signed payload whose hash lies is refused, and stores nothing.
+  large[9] = 'w';
+  Reply lie = f.Send("PUT", "/photos/large-lie", large, {}, &kAlice, true, ToHex(AsBytes(Sha256(ByteView(content)))));
+  CHECK(lie.Code() == "XAmzContentSHA256Mismatch");
+  CHECK(f.Send("GET", "/photos/large-lie").Code() == "NoSuchKey");
 }
 
 TEST_CASE("s3 service: presigned reads, public buckets and the referer allow-list") {

@@ -1468,7 +1468,17 @@ HttpResponse Service::Dispatch(Request& r, Call& call) {
             resp.AddHeader("ETag", Quoted(p->etag));
             return resp;
           }
-          auto meta = writer->Finish(bucket, key, o);
+          // A signed payload's SHA-256 was verified above (Call::Finish):
+          // the content's, so the store need not compute it again.
+          PutOptions po = o;
+          std::string verified;
+          if (c->payload_ == Call::Payload::kSha256 && FromHex(c->expected_sha256_, &verified) &&
+              verified.size() == 32) {
+            Sha256Digest d;
+            std::memcpy(d.data(), verified.data(), d.size());
+            po.sha256 = d;
+          }
+          auto meta = writer->Finish(bucket, key, po);
           if (!meta.ok()) {
             if (meta.status() == qcloud::Errc::kCorruption) return error("BadDigest", "");
             return store_error(meta.status());

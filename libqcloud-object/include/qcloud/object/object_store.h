@@ -81,6 +81,11 @@ struct PutOptions {
   std::string content_type;
   std::vector<std::pair<std::string, std::string>> user_metadata;
   std::optional<Md5Digest> expected_md5;  // Content-MD5: Finish() fails kCorruption on mismatch
+  // The body's SHA-256, when the caller has verified it anyway (the S3
+  // server does for a SigV4 signed payload): Finish() takes it as the
+  // content's instead of computing it. It must be right: de-duplication
+  // trusts it.
+  std::optional<Sha256Digest> sha256;
 };
 
 struct ObjectStoreStats {
