@@ -534,6 +534,20 @@ Result<PartInfo> DecodePart(uint32_t number, std::string_view bytes) {
 
 }  // namespace
 
+std::string EncodeContentRecord(const StoredContent& content) {
+  return EncodeContent({content.references, content.sha256, content.chunks});
+}
+
+Result<StoredContent> DecodeContentRecord(std::string_view bytes) {
+  QCLOUD_ASSIGN_OR_RETURN(ContentRecord c, DecodeContent(bytes));
+  StoredContent out;
+  out.references = c.references;
+  out.sha256 = c.sha256;
+  out.chunks = std::move(c.chunks);
+  for (const ChunkRef& r : out.chunks) out.size += r.length;
+  return out;
+}
+
 std::string EncodeObjectMeta(const ObjectMeta& m) {
   Buffer out;
   ByteWriter w(out);

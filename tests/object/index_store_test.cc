@@ -270,6 +270,19 @@ TEST_CASE("index: SHA-256 is asked for only when stored content has the same MD5
   REQUIRE_OK(index->DeleteObject("photos", "d", &out));
   CHECK(out.free_chunks == WithContent(40, lone).chunks);
   CHECK(REQUIRE_VALUE(index->UnhashedContents(10)).empty());
+  // The content record's stored form round-trips; damage is refused.
+  StoredContent rec{.key = "", .size = 15, .references = 3, .chunks = WithContent(1, lone).chunks, .sha256 = sha};
+  rec.size = 10;
+  const std::string bytes = EncodeContentRecord(rec);
+  const StoredContent back = REQUIRE_VALUE(DecodeContentRecord(bytes));
+  CHECK(back.references == 3);
+  CHECK(back.sha256 == sha);
+  CHECK(back.chunks == rec.chunks);
+  CHECK(back.size == 10);
+  for (size_t cut = 0; cut < bytes.size(); ++cut) {
+    CHECK_ERRC(DecodeContentRecord(std::string_view(bytes).substr(0, cut)), qcloud::Errc::kCorruption);
+  }
+  CHECK_ERRC(DecodeContentRecord(bytes + "x"), qcloud::Errc::kCorruption);
   // SetContentSha256 of a content that is gone does nothing.
   REQUIRE_OK(index->SetContentSha256(std::string(kContentKeyBytes, 'z'), sha));
 }

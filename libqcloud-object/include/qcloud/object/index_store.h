@@ -332,5 +332,9 @@ class QCLOUD_EXPORT IndexStore {
 // fuzzer and tests. Decode errors: kCorruption.
 QCLOUD_EXPORT std::string EncodeObjectMeta(const ObjectMeta& meta);
 QCLOUD_EXPORT Result<ObjectMeta> DecodeObjectMeta(std::string_view bytes);
+// The stored form of a content record (references, SHA-256 if known,
+// chunks; the key and size are not in it), likewise.
+QCLOUD_EXPORT std::string EncodeContentRecord(const StoredContent& content);
+QCLOUD_EXPORT Result<StoredContent> DecodeContentRecord(std::string_view bytes);
 
 }  // namespace qcloud::object
