@@ -163,9 +163,10 @@ Status ParseSignedHeaders(std::string_view list, Authorization* a) {
 }
 
 bool IsHex64(std::string_view s) {
-  return s.size() == 64 && std::all_of(s.begin(), s.end(), [](char c) {
-           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-         });
+  if (s.size() != 64) return false;
+  bool ok = true;  // no early exit: 64 independent tests the compiler can vectorise
+  for (char c : s) ok &= (c >= '0' && c <= '9') | (c >= 'a' && c <= 'f');
+  return ok;
 }
 
 }  // namespace

@@ -668,6 +668,20 @@ TEST_CASE("s3 xml: escaping and times") {
   CHECK(s3::XmlEscape("a<b>&\"'\x01") == "a&lt;b&gt;&amp;&quot;&apos;&#x1;");
   CHECK(s3::IsoTime(1388534400123) == "2014-01-01T00:00:00.123Z");
   CHECK(s3::HttpTime(1388534400000) == "Wed, 01 Jan 2014 00:00:00 GMT");
+  // Against the C library's calendar, across leap years, centuries and
+  // times before 1970.
+  int wrong = 0;
+  for (int64_t t = -2208988800; t < 7258118400; t += 86400 * 7 + 3661 * 5 + 17) {
+    std::time_t tt = static_cast<std::time_t>(t);
+    std::tm tm{};
+    ::gmtime_r(&tt, &tm);
+    char want[64];
+    std::strftime(want, sizeof want, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    char iso[64];
+    std::strftime(iso, sizeof iso, "%Y-%m-%dT%H:%M:%S.042Z", &tm);
+    if (s3::HttpTime(t * 1000) != want || s3::IsoTime(t * 1000 + 42) != iso) ++wrong;
+  }
+  CHECK(wrong == 0);
   CHECK(s3::ParseHttpTime("Wed, 01 Jan 2014 00:00:00 GMT").value_or(0) == 1388534400);
   CHECK_FALSE(s3::ParseHttpTime("yesterday").has_value());
 }

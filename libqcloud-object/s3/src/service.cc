@@ -91,7 +91,14 @@ std::string_view Trim(std::string_view s) {
   return s;
 }
 
-std::string Quoted(std::string_view etag) { return fmt::format("\"{}\"", etag); }
+std::string Quoted(std::string_view etag) {
+  std::string q;
+  q.reserve(etag.size() + 2);
+  q += '"';
+  q += etag;
+  q += '"';
+  return q;
+}
 
 std::string_view Unquote(std::string_view etag) {
   etag = Trim(etag);

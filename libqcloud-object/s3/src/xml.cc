@@ -70,29 +70,92 @@ std::string XmlWriter::Finish() {
 }
 
 namespace {
-std::tm Utc(int64_t unix_s) {
-  std::tm tm{};
-  const std::time_t t = static_cast<std::time_t>(unix_s);
-  ::gmtime_r(&t, &tm);
-  return tm;
-}
 int64_t FloorDiv(int64_t a, int64_t b) { return a / b - ((a % b != 0) && ((a < 0) != (b < 0))); }
 constexpr const char* kDays[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
 constexpr const char* kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                    "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+
+// UTC calendar fields of a UNIX time, by arithmetic (days to civil date as
+// in H. Hinnant's chrono algorithms): no gmtime_r, which takes glibc's
+// time-zone lock, on every GET's Last-Modified.
+struct Civil {
+  int64_t year;
+  int month, day, weekday, hour, minute, second;  // month 1..12, weekday 0 = Sunday
+};
+Civil ToCivil(int64_t unix_s) {
+  const int64_t days = FloorDiv(unix_s, 86400);
+  const int64_t secs = unix_s - days * 86400;
+  const int64_t z = days + 719468;
+  const int64_t era = FloorDiv(z, 146097);
+  const int64_t doe = z - era * 146097;
+  const int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  const int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  const int64_t mp = (5 * doy + 2) / 153;
+  Civil c;
+  c.day = static_cast<int>(doy - (153 * mp + 2) / 5 + 1);
+  c.month = static_cast<int>(mp < 10 ? mp + 3 : mp - 9);
+  c.year = yoe + era * 400 + (c.month <= 2 ? 1 : 0);
+  c.weekday = static_cast<int>(FloorDiv(days + 4, 7) * -7 + days + 4);  // 1970-01-01 was a Thursday
+  c.hour = static_cast<int>(secs / 3600);
+  c.minute = static_cast<int>(secs / 60 % 60);
+  c.second = static_cast<int>(secs % 60);
+  return c;
+}
+
+// Appends v as exactly `width` digits (v >= 0, zero-padded; wider values keep all digits).
+void Digits(std::string& out, int64_t v, int width) {
+  char buf[24];
+  int n = 0;
+  do {
+    buf[n++] = static_cast<char>('0' + v % 10);
+    v /= 10;
+  } while (v > 0 && n < 20);
+  for (int i = n; i < width; ++i) out += '0';
+  while (n > 0) out += buf[--n];
+}
 }  // namespace
 
 std::string IsoTime(int64_t unix_ms) {
   const int64_t s = FloorDiv(unix_ms, 1000);
-  const std::tm tm = Utc(s);
-  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", tm.tm_year + 1900, tm.tm_mon + 1,
-                     tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, unix_ms - s * 1000);
+  const Civil c = ToCivil(s);
+  std::string out;
+  out.reserve(24);
+  Digits(out, c.year, 4);
+  out += '-';
+  Digits(out, c.month, 2);
+  out += '-';
+  Digits(out, c.day, 2);
+  out += 'T';
+  Digits(out, c.hour, 2);
+  out += ':';
+  Digits(out, c.minute, 2);
+  out += ':';
+  Digits(out, c.second, 2);
+  out += '.';
+  Digits(out, unix_ms - s * 1000, 3);
+  out += 'Z';
+  return out;
 }
 
 std::string HttpTime(int64_t unix_ms) {
-  const std::tm tm = Utc(FloorDiv(unix_ms, 1000));
-  return fmt::format("{}, {:02} {} {:04} {:02}:{:02}:{:02} GMT", kDays[tm.tm_wday], tm.tm_mday,
-                     kMonths[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+  const Civil c = ToCivil(FloorDiv(unix_ms, 1000));
+  std::string out;
+  out.reserve(29);
+  out += kDays[c.weekday];
+  out += ", ";
+  Digits(out, c.day, 2);
+  out += ' ';
+  out += kMonths[c.month - 1];
+  out += ' ';
+  Digits(out, c.year, 4);
+  out += ' ';
+  Digits(out, c.hour, 2);
+  out += ':';
+  Digits(out, c.minute, 2);
+  out += ':';
+  Digits(out, c.second, 2);
+  out += " GMT";
+  return out;
 }
 
 std::optional<int64_t> ParseHttpTime(std::string_view text) {
