@@ -604,9 +604,10 @@ struct IndexStore::Impl {
 
   // Writes (or with nullopt deletes) the object under composite key `k` in
   // `txn`, keeping the contents' reference counts; fills `out`.
-  // With `claim`, the object's bytes are that content (see Claim).
+  // With `claim`, the object's bytes are that content (see Claim; `unique`:
+  // a content of its own, never matched against stored ones).
   Status ApplyObject(MDB_txn* txn, std::string_view k, std::optional<ObjectMeta> meta,
-                     WriteOutcome& out, const ContentId* claim = nullptr);
+                     WriteOutcome& out, const ContentId* claim = nullptr, bool unique = false);
   // The stored contents with this MD5 and size, by ordinal.
   Result<std::vector<StoredContent>> ContentsWith(MDB_txn* txn, const uint8_t (&md5)[16],
                                                   uint64_t size) const;
@@ -615,8 +616,9 @@ struct IndexStore::Impl {
   Result<std::optional<StoredContent>> Match(MDB_txn* txn, const ContentId& claim) const;
   // Gives `meta` the content `claim` names and takes a reference to it: a
   // stored content (whose chunks replace meta's, which go to free_chunks)
-  // or a new one made of meta's chunks.
-  Status Claim(MDB_txn* txn, const ContentId& claim, ObjectMeta& meta, WriteOutcome& out);
+  // or a new one made of meta's chunks (always, when `unique`).
+  Status Claim(MDB_txn* txn, const ContentId& claim, ObjectMeta& meta, WriteOutcome& out,
+               bool unique = false);
   // PutObject, with or without a content claim.
   Status Put(std::string_view bucket, std::string_view key, const ObjectMeta& meta,
              const ContentId* claim, WriteOutcome* outcome);
@@ -1010,30 +1012,43 @@ Result<std::vector<StoredContent>> IndexStore::Impl::ContentsWith(MDB_txn* txn,
   return found;
 }
 
-Result<std::optional<StoredContent>> IndexStore::Impl::Match(MDB_txn* txn, const ContentId& claim) const {
-  QCLOUD_ASSIGN_OR_RETURN(std::vector<StoredContent> same, ContentsWith(txn, claim.md5, claim.size));
+namespace {
+// Which of `same` (the stored contents with the claim's MD5 and size) the
+// claim is: one of them, none, or kContentUnhashed when that cannot be told.
+Result<const StoredContent*> Decide(const std::vector<StoredContent>& same, const ContentId& claim) {
   bool undecided = false;
-  for (StoredContent& c : same) {
-    if (c.sha256 && SameSha(claim, *c.sha256)) return std::optional<StoredContent>(std::move(c));
+  for (const StoredContent& c : same) {
+    if (c.sha256 && SameSha(claim, *c.sha256)) return &c;
     if (!c.sha256 || !claim.has_sha256) undecided = true;
   }
   if (undecided) {
     return Status(object::Errc::kContentUnhashed,
                   "stored content has this MD5 and size but the SHA-256 of one side is not known");
   }
-  return std::optional<StoredContent>();
+  return static_cast<const StoredContent*>(nullptr);
+}
+}  // namespace
+
+Result<std::optional<StoredContent>> IndexStore::Impl::Match(MDB_txn* txn, const ContentId& claim) const {
+  QCLOUD_ASSIGN_OR_RETURN(std::vector<StoredContent> same, ContentsWith(txn, claim.md5, claim.size));
+  QCLOUD_ASSIGN_OR_RETURN(const StoredContent* found, Decide(same, claim));
+  return found != nullptr ? std::optional<StoredContent>(*found) : std::optional<StoredContent>();
 }
 
 Status IndexStore::Impl::Claim(MDB_txn* txn, const ContentId& claim, ObjectMeta& meta,
-                               WriteOutcome& out) {
-  QCLOUD_ASSIGN_OR_RETURN(std::optional<StoredContent> stored, Match(txn, claim));
+                               WriteOutcome& out, bool unique) {
+  QCLOUD_ASSIGN_OR_RETURN(std::vector<StoredContent> same, ContentsWith(txn, claim.md5, claim.size));
+  const StoredContent* stored = nullptr;
+  if (!unique) {
+    QCLOUD_ASSIGN_OR_RETURN(stored, Decide(same, claim));
+  }
   ContentRecord record;
   std::string key;
-  if (stored) {
+  if (stored != nullptr) {
     out.free_chunks.insert(out.free_chunks.end(), meta.chunks.begin(), meta.chunks.end());
     out.deduplicated = true;
-    key = std::move(stored->key);
-    record = {stored->references + 1, stored->sha256, std::move(stored->chunks)};
+    key = stored->key;
+    record = {stored->references + 1, stored->sha256, stored->chunks};
   } else {
     if (meta.chunks.empty() && meta.size > 0) {
       return NotFound("content not stored: an instant upload needs the bytes");
@@ -1041,7 +1056,6 @@ Status IndexStore::Impl::Claim(MDB_txn* txn, const ContentId& claim, ObjectMeta&
     // The next ordinal after the contents with this MD5 and size (almost
     // always 0: another is an MD5 collision).
     const std::string prefix = ContentPrefix(claim.md5, claim.size);
-    QCLOUD_ASSIGN_OR_RETURN(std::vector<StoredContent> same, ContentsWith(txn, claim.md5, claim.size));
     uint32_t ordinal = 0;
     if (!same.empty()) {
       ordinal = DecodeBigEndian32(reinterpret_cast<const std::byte*>(same.back().key.data() + prefix.size()));
@@ -1072,7 +1086,7 @@ Status IndexStore::Impl::Claim(MDB_txn* txn, const ContentId& claim, ObjectMeta&
 
 Status IndexStore::Impl::ApplyObject(MDB_txn* txn, std::string_view k,
                                      std::optional<ObjectMeta> meta, WriteOutcome& out,
-                                     const ContentId* claim) {
+                                     const ContentId* claim, bool unique) {
   QCLOUD_ASSIGN_OR_RETURN(auto previous, GetRecord(txn, objects, k));
   if (previous) {
     QCLOUD_ASSIGN_OR_RETURN(ObjectMeta before, DecodeObjectMeta(*previous));
@@ -1082,7 +1096,7 @@ Status IndexStore::Impl::ApplyObject(MDB_txn* txn, std::string_view k,
     // Take a reference first, so that replacing an object by the same
     // content never sees the count reach zero.
     if (claim != nullptr) {
-      QCLOUD_RETURN_IF_ERROR(Claim(txn, *claim, *meta, out));
+      QCLOUD_RETURN_IF_ERROR(Claim(txn, *claim, *meta, out, unique));
     } else if (!meta->content.empty()) {
       MDB_val ck = Val(meta->content), found;
       int rc = mdb_get(txn, contents, &ck, &found);
@@ -1646,9 +1660,9 @@ Result<ObjectMeta> IndexStore::CompleteUpload(std::string_view upload_id,
     }
     numbers.push_back(parts[i].first);
   }
-  // A content id of its own: the MD5 half is the multipart ETag's digest,
-  // the SHA-256 half random (the whole body's SHA-256 is not known here), so
-  // copies share it and no upload can ever match it.
+  // A content of its own: the MD5 is the multipart ETag's digest, the
+  // SHA-256 random (the whole body's is not known here), stored without
+  // matching against other contents; copies share it, no upload can match it.
   ContentId content;
   {
     std::random_device rd;
@@ -1701,7 +1715,7 @@ Result<ObjectMeta> IndexStore::CompleteUpload(std::string_view upload_id,
     std::memcpy(id.md5, d.data(), d.size());
     id.size = meta.size;
     const std::string k = ObjectKey(u.bucket, u.key);
-    QCLOUD_RETURN_IF_ERROR(impl_->ApplyObject(txn, k, meta, out, &id));
+    QCLOUD_RETURN_IF_ERROR(impl_->ApplyObject(txn, k, meta, out, &id, /*unique=*/true));
     QCLOUD_ASSIGN_OR_RETURN(auto stored, GetRecord(txn, impl_->objects, k));
     if (!stored) return Corruption("a completed upload's object is missing");
     QCLOUD_ASSIGN_OR_RETURN(meta, DecodeObjectMeta(*stored));

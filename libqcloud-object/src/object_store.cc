@@ -34,8 +34,6 @@ struct ObjectStore::Impl {
   std::atomic<uint64_t> collected{0};
   std::atomic<uint64_t> free_errors{0};
   std::unique_ptr<ChunkCache> cache;
-  std::unique_ptr<WorkerPool> writers;  // null: chunks are written on the caller's thread
-
   // Chunk-sized buffers of finished writes, kept for the next large PUT
   // (no allocation, no page faults); at most kFreeBuffers.
   static constexpr size_t kFreeBuffers = 4;
@@ -58,6 +56,9 @@ struct ObjectStore::Impl {
     std::lock_guard lock(buffers_mu);
     if (free_buffers.size() < kFreeBuffers) free_buffers.push_back(std::move(b));
   }
+  // Declared after the buffers: destroyed (joined) first, as its jobs give
+  // buffers back.
+  std::unique_ptr<WorkerPool> writers;  // null: chunks are written on the caller's thread
 
   void Log(LogLevel level, const std::string& line) const {
     if (logger->Enabled(level)) logger->Log(level, line);
@@ -94,8 +95,14 @@ struct ObjectStore::Impl {
     for (const StoredContent& c : same) {
       if (c.sha256) continue;
       auto sha = HashChunks(c.chunks);
-      // Deleted meanwhile: nothing to decide against any more.
+      // Deleted meanwhile: nothing to decide against any more. Damaged (a
+      // chunk failed its checksum): it can match nothing; the caller ends up
+      // storing its object unshared.
       if (!sha.ok() && sha.status() == qcloud::Errc::kNotFound) continue;
+      if (!sha.ok() && sha.status() == qcloud::Errc::kCorruption) {
+        Log(LogLevel::kWarning, sha.status().WithContext("hashing stored content").ToString());
+        continue;
+      }
       QCLOUD_RETURN_IF_ERROR(sha.status());
       QCLOUD_RETURN_IF_ERROR(index->SetContentSha256(c.key, *sha));
     }
@@ -311,13 +318,14 @@ struct ObjectWriter::Impl {
     bigger.Append(pending.data());
     pending = std::move(bigger);
   }
-  ~Impl() {
-    if (store != nullptr) store->GiveBuffer(std::move(pending));
-  }
+  // Once the writer is done: its buffer goes back to the store (a finished
+  // writer may outlive the store; it touches it no more).
+  void ReleaseBuffer() { store->GiveBuffer(std::move(pending)); }
   void Abort() {
     hash.Leave();
     if (done) return;
     done = true;
+    ReleaseBuffer();
     (void)Reap(0);  // chunks still being written are freed with the rest
     store->Free(written);
     written.clear();
@@ -393,6 +401,7 @@ Result<ObjectMeta> ObjectWriter::Finish(std::string_view bucket, std::string_vie
   WriteOutcome out;
   if (Status s = w.store->PutContent(bucket, key, meta, content, w.written, out); !s.ok()) return fail(s);
   w.done = true;  // the chunks belong to the index now
+  w.ReleaseBuffer();
   w.store->Free(out.free_chunks);
   QCLOUD_ASSIGN_OR_RETURN(meta, w.store->index->GetObject(bucket, key));
   return meta;
@@ -424,6 +433,7 @@ Result<PartInfo> ObjectWriter::FinishPart(std::string_view upload_id, uint32_t n
   std::vector<ChunkRef> replaced;
   if (Status s = w.store->index->PutPart(upload_id, part, &replaced); !s.ok()) return fail(s);
   w.done = true;
+  w.ReleaseBuffer();
   w.store->Free(replaced);
   return part;
 }

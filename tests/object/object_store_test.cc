@@ -314,6 +314,26 @@ TEST_CASE("object store: a chunk with bit rot fails the GET, it is never served"
   CHECK_ERRC(s->Get("photos", "k"), qcloud::Errc::kCorruption);
 }
 
+TEST_CASE("object store: a damaged stored content matches nothing and blocks no PUT") {
+  Fixture f;
+  auto s = f.Open();
+  // 100 KiB: two chunks, hashed lazily. Then its first chunk rots.
+  const std::string body = Body(30, 100 * 1024);
+  const ObjectMeta meta = REQUIRE_VALUE(s->Put("photos", "k", ByteView(body)));
+  REQUIRE(REQUIRE_VALUE(s->index().UnhashedContents(10)).size() == 1);
+  const std::string vol = "/d" + std::to_string(meta.chunks[0].store) + "/vol-00000001.chx";
+  {
+    auto file = REQUIRE_VALUE(f.env.OpenFile(vol, OpenMode::kReadWrite));
+    REQUIRE_OK(file->WriteAt(64 + 32 + 10, std::string_view("\x01")));
+  }
+  // The same bytes again: the stored content cannot be hashed, so the new
+  // object keeps its own chunks, whole and readable.
+  const ObjectMeta again = REQUIRE_VALUE(s->Put("photos", "k2", ByteView(body)));
+  CHECK(again.chunks != meta.chunks);
+  CHECK(Get(*s, "k2") == body);
+  CHECK_ERRC(s->Get("photos", "k"), qcloud::Errc::kCorruption);
+}
+
 TEST_CASE("object store: multipart parts become one object whole with S3's ETag") {
   Fixture f;
   auto s = f.Open();
