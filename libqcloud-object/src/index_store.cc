@@ -401,13 +401,16 @@ Result<UploadInfo> DecodeUpload(std::string_view id, std::string_view bytes) {
   return u;
 }
 
-std::string PartKey(std::string_view upload_id, uint32_t number) {
-  std::string k(upload_id);
+// `prefix` followed by `v` big-endian (so keys sort by v within a prefix).
+std::string WithBigEndian32(std::string_view prefix, uint32_t v) {
+  std::string k(prefix);
   char be[4];
-  EncodeBigEndian32(reinterpret_cast<std::byte*>(be), number);
+  EncodeBigEndian32(reinterpret_cast<std::byte*>(be), v);
   k.append(be, 4);
   return k;
 }
+
+std::string PartKey(std::string_view upload_id, uint32_t number) { return WithBigEndian32(upload_id, number); }
 
 }  // namespace
 
@@ -491,13 +494,7 @@ std::string ContentPrefix(const uint8_t (&md5)[16], uint64_t size) {
   return k;
 }
 
-std::string ContentKey(std::string_view prefix, uint32_t ordinal) {
-  std::string k(prefix);
-  char be[4];
-  EncodeBigEndian32(reinterpret_cast<std::byte*>(be), ordinal);
-  k.append(be, 4);
-  return k;
-}
+std::string ContentKey(std::string_view prefix, uint32_t ordinal) { return WithBigEndian32(prefix, ordinal); }
 
 bool SameSha(const ContentId& id, const Sha256Digest& d) {
   return id.has_sha256 && std::memcmp(id.sha256, d.data(), d.size()) == 0;
