@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <climits>
 #include <cstdlib>
@@ -78,6 +79,7 @@ void ServerShared::ResetCounters() {
 #undef QCLOUD_KV_RESET
   }
   if (loop != nullptr) loop->ResetStats();
+  prefix_stats.Clear();
 }
 
 void Session::Reply(Buffer& out, std::string_view s) {
@@ -169,6 +171,9 @@ int64_t Session::Text(std::string_view line, ByteView rest, Buffer& out) {
       case 'n':
         Put(out, "MN\r\n");
         return 0;
+      case 'e':
+        MetaDebug(t, out);
+        return 0;
       default:
         return error();
     }
@@ -207,6 +212,18 @@ int64_t Session::Text(std::string_view line, ByteView rest, Buffer& out) {
   }
   if (cmd == "stats") {
     Stats(t, out);
+    return 0;
+  }
+  if (cmd == "slabs") {
+    Slabs(t, out);
+    return 0;
+  }
+  if (cmd == "lru_crawler") {
+    LruCrawler(t, out);
+    return 0;
+  }
+  if (cmd == "lru") {
+    Lru(t, out);
     return 0;
   }
   if (cmd == "flush_all") {
@@ -286,6 +303,7 @@ int64_t Session::Storage(const std::vector<std::string_view>& t, int kind, ByteV
   }
   const size_t total = static_cast<size_t>(vlen) + 2;
   Store& store = *shared_.store;
+  shared_.prefix_stats.RecordSet(key);
   if (static_cast<size_t>(vlen) > store.MaxValueSize(key.size())) {
     // Discard the data as it arrives, then answer (memcached's swallow).
     Bump(counters_.store_too_large);
@@ -431,6 +449,7 @@ void Session::Retrieval(std::string_view line, const std::vector<std::string_vie
       item.AppendValueTo(out);
       Put(out, "\r\n");
     });
+    shared_.prefix_stats.RecordGet(key, o == Outcome::kOk);
     if (o == Outcome::kOk) {
       Bump(touch ? counters_.touch_hits : counters_.get_hits);
     } else if (o == Outcome::kIoError) {
@@ -531,6 +550,7 @@ void Session::DeleteCmd(const std::vector<std::string_view>& t, Buffer& out) {
     Reply(out, "CLIENT_ERROR bad command line format");
     return;
   }
+  shared_.prefix_stats.RecordDelete(t[1]);
   const Outcome o = shared_.store->Delete(t[1]);
   if (o == Outcome::kOk) {
     Bump(counters_.delete_hits);
@@ -556,6 +576,224 @@ void Session::FlushAll(const std::vector<std::string_view>& t, Buffer& out) {
   Bump(counters_.cmd_flush);
   shared_.store->FlushAll(delay);
   Reply(out, "OK");
+}
+
+namespace {
+
+// memcached's slab classes with its defaults (-n 48 -f 1.25, 1 MiB items,
+// 512 KiB largest chunk): what "cls" means in `me` and metadump lines. This
+// server keeps items in one block pool; reporting memcached's class for an
+// item's size keeps tools that read the field working.
+constexpr unsigned kLargestChunk = 512 * 1024;
+const std::vector<unsigned>& MemcachedClassSizes() {
+  static const std::vector<unsigned> sizes = [] {
+    std::vector<unsigned> v{0};  // class 0 is memcached's global page pool
+    unsigned size = 48 + 48;     // sizeof(item) + chunk_size
+    while (v.size() < 63 && size < kLargestChunk / 1.25) {
+      if (size % 8 != 0) size += 8 - size % 8;
+      v.push_back(size);
+      size = static_cast<unsigned>(size * 1.25);
+    }
+    v.push_back(kLargestChunk);
+    return v;
+  }();
+  return sizes;
+}
+unsigned MemcachedClass(uint64_t item_bytes) {
+  const auto& sizes = MemcachedClassSizes();
+  for (size_t i = 1; i < sizes.size(); ++i) {
+    if (item_bytes <= sizes[i]) return static_cast<unsigned>(i);
+  }
+  return static_cast<unsigned>(sizes.size() - 1);  // chunked items: the largest class
+}
+// memcached's ITEM_ntotal: header, key and NUL, value and CRLF, CAS, and
+// the client flags when they are not zero.
+uint64_t MemcachedItemBytes(size_t key, size_t value, uint32_t flags) {
+  return 48 + key + 1 + value + 2 + 8 + (flags != 0 ? 4 : 0);
+}
+
+// memcached's safe_strtod: the whole token, a finite number.
+bool SafeStrtod(std::string_view text, double* out) {
+  if (text.empty()) return false;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), *out);
+  return ec == std::errc() && end == text.data() + text.size();
+}
+
+}  // namespace
+
+void Session::MetaDebug(const std::vector<std::string_view>& t, Buffer& out) {
+  Bump(counters_.cmd_meta);
+  const size_t ntokens = t.size() + 1;
+  if (ntokens < 3 || t[1].size() > kMaxKeyLength) {
+    Put(out, "CLIENT_ERROR bad command line format\r\n");
+    return;
+  }
+  std::string_view key = t[1];
+  std::string decoded;
+  if (ntokens >= 4 && t[2] == "b") {
+    if (!DecodeBinaryKey(key, &decoded)) {
+      Put(out, "CLIENT_ERROR bad command line format\r\n");
+      return;
+    }
+    key = decoded;
+  }
+  ReadOptions ro;
+  ro.inspect = true;
+  const Outcome o = shared_.store->Read(key, ro, [&](const ItemView& item) {
+    Put(out, "ME ");
+    if (item.binary_key()) {
+      Put(out, Base64Encode(ByteView(item.key())));
+    } else {
+      Put(out, item.key());
+    }
+    const int64_t ttl = item.ttl();
+    const uint64_t bytes = MemcachedItemBytes(item.key().size(), item.value_size(), item.flags());
+    // memcached 1.6.18 prints exp as current_time - exptime: minus the TTL.
+    Put(out, fmt::format(" exp={} la={} cas={} fetch={} cls={} size={}\r\n", ttl < 0 ? -1 : -ttl,
+                         item.idle_seconds(), item.cas(), item.fetched_before() ? "yes" : "no",
+                         MemcachedClass(bytes), bytes));
+  });
+  if (o == Outcome::kIoError) {
+    Put(out, kColdTierError);
+    Put(out, "\r\n");
+  } else if (o != Outcome::kOk) {
+    Put(out, "EN\r\n");
+  }
+}
+
+void Session::Slabs(const std::vector<std::string_view>& t, Buffer& out) {
+  const size_t ntokens = t.size() + 1;
+  if (ntokens == 5 && t[1] == "reassign") {
+    int32_t src = 0, dst = 0;
+    if (!SafeStrtol32(t[2], &src) || !SafeStrtol32(t[3], &dst)) {
+      Put(out, "CLIENT_ERROR bad command line format\r\n");
+      return;
+    }
+    const int32_t largest = static_cast<int32_t>(MemcachedClassSizes().size() - 1);
+    if (src == dst) {
+      Put(out, "SAME src and dst class are identical\r\n");
+    } else if (src < 0 || src > largest || dst < 0 || dst > largest) {
+      // (src -1, "pick any class with pages to spare", finds none here)
+      Put(out, "BADCLASS invalid src or dst class id\r\n");
+    } else {
+      // One block pool: no class ever holds pages to give away.
+      Put(out, "NOSPARE source class has no spare pages\r\n");
+    }
+    return;
+  }
+  if (ntokens >= 4 && t[1] == "automove") {
+    noreply_ = IsNoreply(t);
+    if (t[2] == "ratio") {
+      double ratio = 0;
+      if (ntokens < 5 || !SafeStrtod(t[3], &ratio)) {
+        Reply(out, "ERROR");
+        return;
+      }
+      Reply(out, "OK");
+      return;
+    }
+    uint32_t level = 0;
+    if (!SafeStrtoul32(t[2], &level)) {
+      Reply(out, "CLIENT_ERROR bad command line format");
+    } else if (level > 2) {
+      Reply(out, "ERROR");
+    } else {
+      shared_.slab_automove.store(static_cast<int>(level), std::memory_order_relaxed);
+      Reply(out, "OK");
+    }
+    return;
+  }
+  Put(out, "ERROR\r\n");
+}
+
+void Session::LruCrawler(const std::vector<std::string_view>& t, Buffer& out) {
+  const size_t ntokens = t.size() + 1;
+  // A class list: "all" or ids 1..63 separated by commas (empty ones skipped).
+  auto classes_ok = [](std::string_view list) {
+    if (list == "all") return true;
+    bool any = false;
+    for (size_t pos = 0; pos <= list.size();) {
+      size_t comma = list.find(',', pos);
+      if (comma == std::string_view::npos) comma = list.size();
+      const std::string_view id = list.substr(pos, comma - pos);
+      pos = comma + 1;
+      if (id.empty()) continue;
+      uint32_t n = 0;
+      if (!SafeStrtoul32(id, &n) || n == 0 || n >= 64) return false;
+      any = true;
+    }
+    return any;
+  };
+  const bool enabled = shared_.lru_crawler.load(std::memory_order_relaxed);
+  if (ntokens == 4 && (t[1] == "crawl" || t[1] == "metadump")) {
+    if (!enabled) {
+      Put(out, "CLIENT_ERROR lru crawler disabled\r\n");
+    } else if (!classes_ok(t[2])) {
+      Put(out, "BADCLASS invalid class id\r\n");
+    } else if (t[1] == "crawl") {
+      // Expired items are reclaimed as they are met; there is no separate
+      // crawl to start.
+      Put(out, "OK\r\n");
+    } else {
+      // memcached's reply when dumping is not allowed (-X); see issue notes.
+      Put(out, "ERROR metadump not allowed\r\n");
+    }
+    return;
+  }
+  if (ntokens == 4 && (t[1] == "tocrawl" || t[1] == "sleep")) {
+    uint32_t n = 0;
+    if (!SafeStrtoul32(t[2], &n)) {
+      Put(out, "CLIENT_ERROR bad command line format\r\n");
+    } else if (t[1] == "sleep" && n > 1000000) {
+      Put(out, "CLIENT_ERROR sleep must be one second or less\r\n");
+    } else {
+      Put(out, "OK\r\n");
+    }
+    return;
+  }
+  if (ntokens == 3 && t[1] == "enable") {
+    // memcached: enabling a running crawler fails to start a second thread.
+    const bool was = shared_.lru_crawler.exchange(true, std::memory_order_relaxed);
+    Put(out, was ? "ERROR failed to start lru crawler thread\r\n" : "OK\r\n");
+    return;
+  }
+  if (ntokens == 3 && t[1] == "disable") {
+    shared_.lru_crawler.store(false, std::memory_order_relaxed);
+    Put(out, "OK\r\n");
+    return;
+  }
+  Put(out, "ERROR\r\n");
+}
+
+void Session::Lru(const std::vector<std::string_view>& t, Buffer& out) {
+  const size_t ntokens = t.size() + 1;
+  // The block pool has one CLOCK, not memcached's segmented LRU: the tuning
+  // is validated as memcached validates it and changes nothing.
+  if (ntokens >= 7 && t[1] == "tune") {
+    uint32_t hot = 0, warm = 0;
+    double hot_factor = 0, warm_factor = 0;
+    if (!SafeStrtoul32(t[2], &hot) || !SafeStrtoul32(t[3], &warm) || !SafeStrtod(t[4], &hot_factor) ||
+        !SafeStrtod(t[5], &warm_factor)) {
+      Put(out, "ERROR\r\n");
+    } else if (uint64_t{hot} + warm > 80) {
+      Put(out, "ERROR hot and warm pcts must not exceed 80\r\n");
+    } else if (warm_factor <= 0 || hot_factor <= 0) {
+      Put(out, "ERROR hot/warm age factors must be greater than 0\r\n");
+    } else {
+      Put(out, "OK\r\n");
+    }
+    return;
+  }
+  if (ntokens >= 4 && t[1] == "mode") {
+    Put(out, t[2] == "flat" || t[2] == "segmented" ? "OK\r\n" : "ERROR\r\n");
+    return;
+  }
+  if (ntokens >= 4 && t[1] == "temp_ttl") {
+    int32_t ttl = 0;
+    Put(out, SafeStrtol32(t[2], &ttl) ? "OK\r\n" : "ERROR\r\n");
+    return;
+  }
+  Put(out, "ERROR\r\n");
 }
 
 void Session::Verbosity(const std::vector<std::string_view>& t, Buffer& out) {
@@ -592,6 +830,19 @@ void Session::Stats(const std::vector<std::string_view>& t, Buffer& out) {
   if (sub == "reset") {
     shared_.ResetCounters();
     Put(out, "RESET\r\n");
+    return;
+  }
+  if (sub == "detail") {
+    // memcached: on/off answer OK (noreply or not), dump lists the counts.
+    const std::string_view arg = t.size() > 2 ? t[2] : std::string_view();
+    if (arg == "on" || arg == "off") {
+      shared_.prefix_stats.Enable(arg == "on");
+      Put(out, "OK\r\n");
+    } else if (arg == "dump") {
+      Put(out, shared_.prefix_stats.Dump());
+    } else {
+      Put(out, "CLIENT_ERROR usage: stats detail on|off|dump\r\n");
+    }
     return;
   }
   if (sub == "settings") {

@@ -758,7 +758,7 @@ Outcome StoreImpl::ReadImpl(std::string_view key, const ReadOptions& options, Vi
   uint32_t h = Load<uint32_t>(found);
   uint8_t extra = 0;
   if (h == 0) {
-    if (!options.vivify_exptime) return Outcome::kNotFound;
+    if (!options.vivify_exptime || options.inspect) return Outcome::kNotFound;
     // Meta N: create an empty item; this reader wins the recompute token.
     const uint32_t exp = ToEngineTime(*options.vivify_exptime, now);
     const ItemPlan plan = s.Plan(key.size(), 0, exp, 0);
@@ -775,19 +775,22 @@ Outcome StoreImpl::ReadImpl(std::string_view key, const ReadOptions& options, Vi
   // Recompute tokens (meta W/Z): a stale item or one close to expiry is
   // handed to exactly one reader.
   const uint32_t exp = s.Exp(h);
-  bool wants_token = (ctl & kStale) != 0;
-  if (options.recache_below && exp != 0 && exp - now < *options.recache_below) wants_token = true;
+  bool wants_token = (ctl & kStale) != 0 && !options.inspect;
+  if (options.recache_below && exp != 0 && exp - now < *options.recache_below && !options.inspect) {
+    wants_token = true;
+  }
   if ((ctl & kWinSent) != 0) {
     extra |= kViewTokenTaken;
   } else if (wants_token) {
     extra |= kViewWon;
     new_ctl |= kWinSent;
   }
-  if (options.touch_exptime) {
+  if (options.touch_exptime && !options.inspect) {
     h = Retime(s, key, hash, h, ToEngineTime(*options.touch_exptime, now), now);
     if (h == 0) return Outcome::kNoMemory;
   }
   visit(ctx, ItemView(&s, h, now, extra, key));
+  if (options.inspect) return Outcome::kOk;
   if (options.update_access) {
     new_ctl |= kRef | kFetched;
     s.SetATime(h, now);

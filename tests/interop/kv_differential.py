@@ -63,7 +63,10 @@ Normalisation (applied to both sides identically; nothing else is normalised)
    response is replaced by `<v>`, and STAT packets carrying a stat (keylen > 0)
    are dropped (only the terminator is compared).
 4. `stats` output is never compared: the corpus does not send `stats` (only
-   the error / fixed replies `stats noreply`, `stats nonsense`, `stats reset`).
+   the error / fixed replies `stats noreply`, `stats nonsense`, `stats reset`,
+   and `stats detail`, whose per-prefix counts are exact).
+5. `me` (meta debug) lines: `exp=<n>` (but not exp=-1) and `la=<n>` count
+   seconds on each server's clock -> `exp=<t>`, `la=<t>`; `cas=<n>` as in 2.
 CAS values needed by later requests (cas, ms C<cas>, binary cas field) are
 taken from each server's own earlier replies (dynamic steps).
 
@@ -297,6 +300,17 @@ def norm_text(raw, ctx):
                 datalen = int(toks[3])
         elif toks[0] == b'VERSION' and len(toks) >= 2:
             toks = [b'VERSION', b'<v>']
+        elif toks[0] == b'ME' and len(toks) >= 3:
+            # me (meta debug): exp and la count seconds on each server's
+            # clock (exp=-1, no expiry, is kept); cas as everywhere.
+            for x in range(2, len(toks)):
+                name, _, val = toks[x].partition(b'=')
+                if name == b'exp' and val != b'-1':
+                    toks[x] = b'exp=<t>'
+                elif name == b'la':
+                    toks[x] = b'la=<t>'
+                elif name == b'cas' and val.isdigit():
+                    toks[x] = b'cas=' + ctx.cas_token(val)
         elif toks[0] in META_CODES:
             start = 1
             if toks[0] == b'VA' and len(toks) >= 2 and toks[1].isdigit():
@@ -1334,6 +1348,58 @@ case('bin_split_header_and_body',
      I(lambda c: bstore(SET, b'$kk', b'value').build(c)[:10]),
      I(lambda c: bstore(SET, b'$kk', b'value').build(c)[10:30]),
      T(lambda c: bstore(SET, b'$kk', b'value').build(c)[30:], P(GET, b'$kk')))
+# me (meta debug), stats detail, and the tuning commands of memcached's
+# slab/LRU model, answered as memcached answers them.
+case('me_fields',
+     T(b'set $ka 5 100 3\r\nbar\r\nme $ka\r\nget $ka\r\nme $ka\r\nme $ka q\r\nme $ka bar\r\nme $knx\r\n'
+       b'ms $kc 2 T0 F0\r\nab\r\nme $kc\r\nmg $kc v\r\nme $kc\r\n'))
+case('me_sizes_and_classes',
+     T(b''.join(b'set $k%d 1 0 %d\r\n%s\r\nme $k%d\r\n' % (n, n, b'x' * n, n)
+                for n in (0, 1, 40, 100, 1000, 10000, 300000, 524000, 600000))))
+case('me_base64_and_errors',
+     T(lambda c: b'ms %s 1 b\r\nz\r\nme %s b\r\nme\r\nme k b\r\nme a=b b\r\nme $K251\r\n'
+       % (b64(c.k + b'bin'), b64(c.k + b'bin'))))
+case('stats_detail_prefixes',
+     T(b'stats reset\r\nstats detail dump\r\nstats detail on\r\n'
+       b'set $kp:1 0 0 1\r\nx\r\nadd $kp:1 0 0 1\r\nx\r\nappend $kp:1 0 0 1\r\ny\r\n'
+       b'cas $kp:1 0 0 1 999\r\nz\r\nget $kp:1 $kp:2 $kp:1\r\ngets $kp:1\r\ngat 0 $kp:3\r\n'
+       b'touch $kp:1 0\r\ndelete $kp:2\r\nmg $kp:1 v\r\nms $kp:4 1\r\nx\r\nincr $kp:1 1\r\n'
+       b'set $knodelim 0 0 1\r\nx\r\nstats detail dump\r\n'
+       b'stats detail off\r\nget $kp:1\r\nstats detail dump\r\nstats detail\r\nstats detail foo\r\n'
+       b'stats detail dump extra\r\nstats reset\r\nstats detail dump\r\n'))
+case('stats_detail_prefix_order',
+     T(b'stats reset\r\nstats detail on\r\n'
+       + b''.join(b'set $k%s:1 0 0 1\r\nx\r\n' % p for p in (b'a', b'b', b'x', b'p', b'q', b'zz', b'long_prefix'))
+       + b'set :x 0 0 1\r\nx\r\nget a:b c:d\r\nstats detail dump\r\nstats detail off noreply\r\nstats reset\r\n'))
+case('slabs_tuning_replies',
+     T(b'slabs\r\nslabs automove\r\nslabs automove 0\r\nslabs automove 2\r\nslabs automove 3\r\n'
+       b'slabs automove x\r\nslabs automove ratio 0.5\r\nslabs automove ratio\r\nslabs automove ratio x\r\n'
+       b'slabs automove 1 noreply\r\nslabs automove 1 2\r\nslabs reassign\r\nslabs reassign 1\r\n'
+       b'slabs reassign 1 1\r\nslabs reassign 99 1\r\nslabs reassign -1 2\r\nslabs reassign 1 -1\r\n'
+       b'slabs reassign 0 1\r\nslabs reassign 1 39\r\nslabs reassign 1 40\r\nslabs reassign x y\r\n'
+       b'slabs reassign 1 2 noreply\r\nslabs foo\r\n'))
+# One command per step: memcached's crawler runs on its own thread, so a
+# crawl pipelined behind another answers BUSY, and a metadump pipelined with
+# anything (the sentinel included) is refused; disable takes effect when
+# the thread has stopped (the idle step waits for that).
+case('lru_crawler_replies',
+     *[T(c) for c in (b'lru_crawler\r\n', b'lru_crawler enable\r\n', b'lru_crawler crawl all\r\n',
+                      b'lru_crawler crawl 0\r\n', b'lru_crawler crawl 63\r\n', b'lru_crawler crawl 64\r\n',
+                      b'lru_crawler crawl 1,,2\r\n', b'lru_crawler crawl 1,x\r\n', b'lru_crawler crawl all,1\r\n',
+                      b'lru_crawler crawl x\r\n', b'lru_crawler crawl\r\n', b'lru_crawler tocrawl 10\r\n',
+                      b'lru_crawler tocrawl x\r\n', b'lru_crawler tocrawl\r\n', b'lru_crawler tocrawl 5 6\r\n',
+                      b'lru_crawler sleep 10\r\n', b'lru_crawler sleep 1000000\r\n',
+                      b'lru_crawler sleep 1000001\r\n', b'lru_crawler sleep x\r\n', b'lru_crawler metadump\r\n',
+                      b'lru_crawler foo\r\n', b'lru_crawler enable x\r\n')],
+     I(b'lru_crawler metadump x\r\n'), I(b'lru_crawler metadump 0\r\n'),
+     T(b'lru_crawler disable\r\n'), I(b''), T(b'lru_crawler disable\r\n'),
+     T(b'lru_crawler crawl all\r\n'), I(b'lru_crawler metadump all\r\n'),
+     T(b'lru_crawler enable\r\n'), I(b''), T(b'lru_crawler enable\r\n'))
+case('lru_tuning_replies',
+     T(b'lru\r\nlru foo bar\r\nlru mode\r\nlru mode x\r\nlru mode flat\r\nlru temp_ttl 10\r\n'
+       b'lru temp_ttl -5\r\nlru temp_ttl x\r\nlru mode segmented\r\nlru tune 10 20 0.1 2\r\n'
+       b'lru tune 50 40 0.1 2\r\nlru tune 10 20 0 2\r\nlru tune 10 20 0.1 0\r\nlru tune 10 20 0.1\r\n'
+       b'lru tune x y z w\r\nlru tune 10 20 0.1 2 3\r\n'))
 case('bin_text_after_binary_closes',
      T(P(NOOP)), T(b'version\r\nversion\r\nversion\r\n'))
 case('bin_stat_terminator_only',

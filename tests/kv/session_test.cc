@@ -3,10 +3,12 @@
 // values and unread replies, and the binary protocol's framing.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "kv/prefix_stats.h"
 #include "kv/session.h"
 #include "qcloud/kv/store.h"
 #include "qcloud/testing/doctest_helpers.h"
@@ -215,3 +217,50 @@ TEST_CASE("random bytes never break the session - a smoke test, the fuzzer goes 
             "STORED\r\nVALUE after 0 2\r\nok\r\nEND\r\n");
   }
 }
+
+namespace qcloud::kv {
+namespace {
+
+TEST_CASE("stats detail: MurmurHash3 as memcached hashes prefixes") {
+  CHECK(Murmur3_32("") == 0u);
+  CHECK(Murmur3_32("hello") == 0x248bfa47u);
+  CHECK(Murmur3_32("The quick brown fox jumps over the lazy dog") == 0x2e4ff723u);
+  CHECK(Murmur3_32("", 1) == 0x514e28b7u);
+}
+
+TEST_CASE("stats detail: counts per prefix in memcached's order and bounded") {
+  PrefixStats p;
+  p.RecordGet("a:1", true);  // off: not counted
+  CHECK(p.Dump() == "END\r\n");
+  p.Enable(true);
+  for (const char* k : {"b:1", "x:1", "a:1", ":1", "nodelim"}) p.RecordSet(k);
+  p.RecordGet("b:2", false);
+  p.RecordGet("b:1", true);
+  p.RecordDelete("b:1");
+  // Buckets by MurmurHash3 % 256: "" 0, "b" 3, "x" 27, "a" 178.
+  CHECK(p.Dump() ==
+        "PREFIX  get 0 hit 0 set 1 del 0\r\nPREFIX b get 2 hit 1 set 1 del 1\r\n"
+        "PREFIX x get 0 hit 0 set 1 del 0\r\nPREFIX a get 0 hit 0 set 1 del 0\r\nEND\r\n");
+  p.Enable(false);
+  p.RecordSet("b:9");
+  CHECK(p.Dump().find("set 1 del 1") != std::string::npos);  // kept while off
+  p.Clear();
+  CHECK(p.Dump() == "END\r\n");
+  // Bounded: prefixes beyond the limit are not counted.
+  p.Enable(true);
+  for (size_t i = 0; i < PrefixStats::kMaxPrefixes + 10; ++i) p.RecordSet(std::to_string(i) + ":k");
+  const std::string dump = p.Dump();
+  CHECK(static_cast<size_t>(std::count(dump.begin(), dump.end(), '\n')) == PrefixStats::kMaxPrefixes + 1);
+}
+
+TEST_CASE("me reports memcached's fields and reads nothing") {
+  Node node;
+  const std::string r = Run(node, "set k:1 5 0 3\r\nbar\r\nme k:1\r\nme k:1\r\nme nokey\r\nme\r\n");
+  CHECK(r ==
+        "STORED\r\nME k:1 exp=-1 la=0 cas=1 fetch=no cls=1 size=69\r\n"
+        "ME k:1 exp=-1 la=0 cas=1 fetch=no cls=1 size=69\r\nEN\r\n"
+        "CLIENT_ERROR bad command line format\r\n");
+}
+
+}  // namespace
+}  // namespace qcloud::kv

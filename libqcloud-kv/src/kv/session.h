@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "kv/prefix_stats.h"
 #include "qcloud/core/bytes.h"
 #include "qcloud/core/tcp_server.h"
 #include "qcloud/kv/server.h"
@@ -63,7 +64,13 @@ struct ServerShared {
   TcpServer* loop = nullptr;  // connection and byte counts; null in tests without sockets
   std::atomic<uint32_t> verbosity{0};
   int64_t started_unix = 0;
-  // `stats reset`: zeroes the protocol's and the loop's counters.
+  PrefixStats prefix_stats;  // `stats detail`
+  // Tuning commands memcached has and this server's model answers as
+  // memcached would (their settings change nothing here, see session.cc).
+  std::atomic<bool> lru_crawler{true};     // `lru_crawler enable|disable`
+  std::atomic<int> slab_automove{1};       // `slabs automove 0|1|2`
+  // `stats reset`: zeroes the protocol's and the loop's counters and the
+  // prefix counts.
   void ResetCounters();
 };
 
@@ -99,6 +106,10 @@ class Session final : public StreamSession {
   void FlushAll(const std::vector<std::string_view>& t, Buffer& out);
   void Verbosity(const std::vector<std::string_view>& t, Buffer& out);
   void Stats(const std::vector<std::string_view>& t, Buffer& out);
+  void MetaDebug(const std::vector<std::string_view>& t, Buffer& out);    // me
+  void Slabs(const std::vector<std::string_view>& t, Buffer& out);        // slabs automove|reassign
+  void LruCrawler(const std::vector<std::string_view>& t, Buffer& out);   // lru_crawler ...
+  void Lru(const std::vector<std::string_view>& t, Buffer& out);          // lru mode|temp_ttl|tune
   int64_t MetaGet(const std::vector<std::string_view>& t, Buffer& out);
   int64_t MetaSet(const std::vector<std::string_view>& t, ByteView rest, Buffer& out);
   int64_t MetaDelete(const std::vector<std::string_view>& t, Buffer& out);

@@ -151,6 +151,9 @@ struct ReadOptions {
   bool update_access = true;             // a hit marks the item recently used (meta u = false)
   std::optional<int64_t> vivify_exptime;  // on a miss create an empty item, caller wins (meta N)
   std::optional<uint32_t> recache_below;  // win if ttl < this many seconds (meta R)
+  // Look only (memcached's "me"): no access time, no fetched mark, no
+  // recompute token handed out; other options are ignored.
+  bool inspect = false;
 };
 
 struct WriteOptions {
