@@ -13,12 +13,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <charconv>
 #include <chrono>
 #include <climits>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <string>
 
 #include <fmt/format.h>
@@ -99,6 +101,12 @@ size_t Session::Process(ByteView in, Buffer& out) {
       if (swallow_ > 0) break;
       Put(out, after_swallow_);
       after_swallow_.clear();
+      continue;
+    }
+    if (dump_) {
+      // Input after a metadump waits for its END, as on memcached.
+      ProduceDump(out);
+      if (dump_) break;
       continue;
     }
     if (rest.empty()) break;
@@ -708,10 +716,11 @@ void Session::Slabs(const std::vector<std::string_view>& t, Buffer& out) {
 
 void Session::LruCrawler(const std::vector<std::string_view>& t, Buffer& out) {
   const size_t ntokens = t.size() + 1;
-  // A class list: "all" or ids 1..63 separated by commas (empty ones skipped).
-  auto classes_ok = [](std::string_view list) {
-    if (list == "all") return true;
-    bool any = false;
+  // A class list: "all" (or, for metadump, "hash") or ids 1..63 separated
+  // by commas (empty ones skipped); the set of classes, 0 when invalid.
+  auto classes = [&](std::string_view list) -> uint64_t {
+    if (list == "all" || (list == "hash" && t[1] == "metadump")) return ~uint64_t{0};
+    uint64_t set = 0;
     for (size_t pos = 0; pos <= list.size();) {
       size_t comma = list.find(',', pos);
       if (comma == std::string_view::npos) comma = list.size();
@@ -719,24 +728,28 @@ void Session::LruCrawler(const std::vector<std::string_view>& t, Buffer& out) {
       pos = comma + 1;
       if (id.empty()) continue;
       uint32_t n = 0;
-      if (!SafeStrtoul32(id, &n) || n == 0 || n >= 64) return false;
-      any = true;
+      if (!SafeStrtoul32(id, &n) || n == 0 || n >= 64) return 0;
+      set |= uint64_t{1} << n;
     }
-    return any;
+    return set;
   };
   const bool enabled = shared_.lru_crawler.load(std::memory_order_relaxed);
   if (ntokens == 4 && (t[1] == "crawl" || t[1] == "metadump")) {
     if (!enabled) {
       Put(out, "CLIENT_ERROR lru crawler disabled\r\n");
-    } else if (!classes_ok(t[2])) {
+    } else if (const uint64_t set = classes(t[2]); set == 0) {
       Put(out, "BADCLASS invalid class id\r\n");
     } else if (t[1] == "crawl") {
       // Expired items are reclaimed as they are met; there is no separate
       // crawl to start.
       Put(out, "OK\r\n");
     } else {
-      // memcached's reply when dumping is not allowed (-X); see issue notes.
-      Put(out, "ERROR metadump not allowed\r\n");
+      // Requests after it wait for its END (memcached streams a dump from
+      // its crawler thread; it may also refuse one pipelined behind other
+      // replies, which this server need not).
+      dump_ = ScanCursor{};
+      dump_classes_ = set;
+      ProduceDump(out);
     }
     return;
   }
@@ -763,6 +776,50 @@ void Session::LruCrawler(const std::vector<std::string_view>& t, Buffer& out) {
     return;
   }
   Put(out, "ERROR\r\n");
+}
+
+namespace {
+// memcached's uriencode for metadump keys: unreserved characters kept,
+// everything else %XX.
+void AppendUriEncoded(std::string& out, std::string_view key) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  for (char ch : key) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (std::isalnum(c) != 0 || c == '-' || c == '.' || c == '_' || c == '~') {
+      out += ch;
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+}
+}  // namespace
+
+void Session::ProduceDump(Buffer& out) {
+  // Absolute times as memcached prints them: its clock's start plus the
+  // item's relative times, i.e. now minus what has passed.
+  const int64_t now_unix = static_cast<int64_t>(::time(nullptr));
+  const size_t budget = 64 * 1024;
+  const size_t start = out.size();
+  std::string line;
+  while (dump_ && out.size() - start < budget && !blocked(out)) {
+    shared_.store->Scan(&*dump_, 64, [&](const ItemView& item) {
+      const uint64_t bytes = MemcachedItemBytes(item.key().size(), item.value_size(), item.flags());
+      if ((dump_classes_ >> MemcachedClass(bytes) & 1) == 0) return;
+      line = "key=";
+      AppendUriEncoded(line, item.key());
+      const int64_t ttl = item.ttl();
+      line += fmt::format(" exp={} la={} cas={} fetch={} cls={} size={}\n", ttl < 0 ? -1 : now_unix + ttl,
+                          now_unix - item.idle_seconds(), item.cas(), item.fetched_before() ? "yes" : "no",
+                          MemcachedClass(bytes), bytes);
+      Put(out, line);
+    });
+    if (dump_->done) {
+      Put(out, "END\r\n");
+      dump_.reset();
+    }
+  }
 }
 
 void Session::Lru(const std::vector<std::string_view>& t, Buffer& out) {

@@ -428,6 +428,7 @@ class StoreImpl {
   ~StoreImpl();
 
   Outcome ReadImpl(std::string_view key, const ReadOptions& options, VisitFn visit, void* ctx);
+  void ScanImpl(ScanCursor* cursor, size_t buckets, VisitFn visit, void* ctx);
   bool Get(std::string_view key, std::string* value, uint32_t* flags, uint64_t* cas);
   WriteResult Write(StoreMode mode, std::string_view key, ByteView value,
                     const WriteOptions& options);
@@ -799,6 +800,36 @@ Outcome StoreImpl::ReadImpl(std::string_view key, const ReadOptions& options, Vi
   return Outcome::kOk;
 }
 
+void StoreImpl::ScanImpl(ScanCursor* cursor, size_t buckets, VisitFn visit, void* ctx) {
+  const uint32_t now = Now();
+  while (!cursor->done) {
+    if (cursor->shard >= shard_count_) {
+      cursor->done = true;
+      return;
+    }
+    StoreShard& s = shards_[cursor->shard];
+    std::lock_guard lock(s.mu);
+    size_t visited = 0;
+    while (visited < buckets && cursor->bucket < s.buckets.size()) {
+      const uint32_t bucket = cursor->bucket++;
+      ++visited;
+      for (uint32_t h = s.buckets[bucket]; h != 0; h = Load<uint32_t>(s.At(h) + kOffHNext)) {
+        if (!Visible(s, h, now)) continue;
+        char key[kMaxKeyLength];
+        const size_t klen = s.KLen(h);
+        s.Transfer<false>(h, s.KeyOffset(h), reinterpret_cast<std::byte*>(key), klen);
+        const uint8_t extra = (s.Ctl(h) & kFetched) != 0 ? kViewFetched : 0;
+        visit(ctx, ItemView(&s, h, now, extra, std::string_view(key, klen)));
+      }
+    }
+    if (cursor->bucket >= s.buckets.size()) {
+      ++cursor->shard;
+      cursor->bucket = 0;
+    }
+    if (visited >= buckets) return;
+  }
+}
+
 bool StoreImpl::Get(std::string_view key, std::string* value, uint32_t* flags, uint64_t* cas) {
   return Read(key, {}, [&](const ItemView& item) {
            if (value != nullptr) {
@@ -1123,6 +1154,9 @@ Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
 Outcome Store::ReadImpl(std::string_view key, const ReadOptions& options, VisitFn visit,
                         void* ctx) {
   return impl_->ReadImpl(key, options, visit, ctx);
+}
+void Store::ScanImpl(ScanCursor* cursor, size_t buckets, VisitFn visit, void* ctx) {
+  impl_->ScanImpl(cursor, buckets, visit, ctx);
 }
 bool Store::Get(std::string_view key, std::string* value, uint32_t* flags, uint64_t* cas) {
   return impl_->Get(key, value, flags, cas);

@@ -65,6 +65,9 @@ Normalisation (applied to both sides identically; nothing else is normalised)
 4. `stats` output is never compared: the corpus does not send `stats` (only
    the error / fixed replies `stats noreply`, `stats nonsense`, `stats reset`,
    and `stats detail`, whose per-prefix counts are exact).
+6. `lru_crawler metadump` lines (`key=... \n`): sorted within a dump (each
+   server lists in its own order) by key, absolute `exp`/`la` times -> `<t>`
+   (but exp=-1), `cas=` as in 2 (ordinals in the sorted order).
 5. `me` (meta debug) lines: `exp=<n>` (but not exp=-1) and `la=<n>` count
    seconds on each server's clock -> `exp=<t>`, `la=<t>`; `cas=<n>` as in 2.
 CAS values needed by later requests (cas, ms C<cas>, binary cas field) are
@@ -278,6 +281,15 @@ META_CODES = {b'HD', b'VA', b'EN', b'NF', b'NS', b'EX'}
 CAS_FLAG_RE = re.compile(rb'^c(\d+)$')
 
 
+METADUMP_TIME_RE = re.compile(rb' (exp|la)=(-?\d+)')
+
+
+def norm_metadump_line(line, ctx):
+    # key=<k> exp=<abs> la=<abs> cas=<n> fetch=.. cls=.. size=..\n
+    line = METADUMP_TIME_RE.sub(lambda m: m.group(0) if m.group(2) == b'-1' else b' ' + m.group(1) + b'=<t>', line)
+    return re.sub(rb' cas=(\d+)', lambda m: b' cas=' + ctx.cas_token(m.group(1)), line)
+
+
 def norm_text(raw, ctx):
     out = bytearray()
     i, n = 0, len(raw)
@@ -288,6 +300,19 @@ def norm_text(raw, ctx):
             break
         line = raw[i:j + 1]
         i = j + 1
+        if line.startswith(b'key=') and not line.endswith(b'\r\n'):
+            # A metadump: its lines in a server's own order (memcached: LRU
+            # by class; kvd: hash order), so sorted; times and CAS as above.
+            block = [line]
+            while True:
+                j = raw.find(b'\n', i)
+                nxt = raw[i:j + 1] if j >= 0 else b''
+                if not (nxt.startswith(b'key=') and not nxt.endswith(b'\r\n')):
+                    break
+                block.append(nxt)
+                i = j + 1
+            out += b''.join(norm_metadump_line(x, ctx) for x in sorted(block, key=lambda x: x.split(b' ', 1)[0]))
+            continue
         if not line.endswith(b'\r\n'):
             out += line
             continue
@@ -1394,7 +1419,15 @@ case('lru_crawler_replies',
      I(b'lru_crawler metadump x\r\n'), I(b'lru_crawler metadump 0\r\n'),
      T(b'lru_crawler disable\r\n'), I(b''), T(b'lru_crawler disable\r\n'),
      T(b'lru_crawler crawl all\r\n'), I(b'lru_crawler metadump all\r\n'),
-     T(b'lru_crawler enable\r\n'), I(b''), T(b'lru_crawler enable\r\n'))
+     T(b'lru_crawler enable\r\n'), I(b''), T(b'lru_crawler enable\r\n'),
+     # back to memcached's defaults (a 1 s crawler sleep slows later dumps)
+     T(b'lru_crawler sleep 100\r\nlru_crawler tocrawl 0\r\n'))
+case('lru_crawler_metadump',
+     T(b'set $ka 5 100 3\r\nbar\r\nset $kb:c 0 0 2\r\nhi\r\nget $kb:c\r\nms $kd 2 T0 F0\r\nab\r\n'
+       b'set $ke%%20sp 7 0 1000\r\n' + b'y' * 1000 + b'\r\n'),
+     I(b'lru_crawler metadump all\r\n'), I(b'lru_crawler metadump hash\r\n'),
+     I(b'lru_crawler metadump 1\r\n'), I(b'lru_crawler metadump 12,1\r\n'), I(b'lru_crawler metadump 2\r\n'),
+     I(b'get $ka\r\nlru_crawler metadump all\r\n'))
 case('lru_tuning_replies',
      T(b'lru\r\nlru foo bar\r\nlru mode\r\nlru mode x\r\nlru mode flat\r\nlru temp_ttl 10\r\n'
        b'lru temp_ttl -5\r\nlru temp_ttl x\r\nlru mode segmented\r\nlru tune 10 20 0.1 2\r\n'

@@ -19,6 +19,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -91,6 +92,8 @@ class Session final : public StreamSession {
   bool blocked(const Buffer& out) const noexcept override {
     return out.size() >= shared_.options.output_high_water;
   }
+  // A metadump is being written (in bounded pieces, as `out` drains).
+  bool producing() const noexcept override { return dump_.has_value(); }
 
  private:
   enum class Mode : uint8_t { kUnknown, kText, kBinary };
@@ -110,6 +113,8 @@ class Session final : public StreamSession {
   void Slabs(const std::vector<std::string_view>& t, Buffer& out);        // slabs automove|reassign
   void LruCrawler(const std::vector<std::string_view>& t, Buffer& out);   // lru_crawler ...
   void Lru(const std::vector<std::string_view>& t, Buffer& out);          // lru mode|temp_ttl|tune
+  // Appends the next lines of a metadump (at least one, or its END).
+  void ProduceDump(Buffer& out);
   int64_t MetaGet(const std::vector<std::string_view>& t, Buffer& out);
   int64_t MetaSet(const std::vector<std::string_view>& t, ByteView rest, Buffer& out);
   int64_t MetaDelete(const std::vector<std::string_view>& t, Buffer& out);
@@ -134,6 +139,8 @@ class Session final : public StreamSession {
   std::string after_swallow_;  // reply sent once the discard completes
   size_t get_resume_ = 0;      // multi-get paused on output: keys already answered
   std::vector<std::string_view> tokens_;  // the current text line's words (reused)
+  std::optional<ScanCursor> dump_;        // lru_crawler metadump in progress
+  uint64_t dump_classes_ = 0;             // bit n: memcached slab class n is dumped
 };
 
 }  // namespace qcloud::kv

@@ -194,6 +194,13 @@ struct DeleteOptions {
   std::optional<int64_t> exptime;    // with invalidate: new exptime
 };
 
+// Where a Scan() goes on from.
+struct ScanCursor {
+  uint32_t shard = 0;
+  uint32_t bucket = 0;
+  bool done = false;
+};
+
 struct StoreStats {
   size_t block_size = 0;
   uint64_t total_blocks = 0;
@@ -243,6 +250,17 @@ class QCLOUD_EXPORT Store {
   Outcome Read(std::string_view key, const ReadOptions& options, F&& visit) {
     return ReadImpl(key, options, &Thunk<F>, &visit);
   }
+  // Visits the live items in memory, up to `buckets` hash buckets per call
+  // from *cursor (start with a default ScanCursor; repeat until
+  // cursor->done), with their shard locked (keep visit short; do not call
+  // back into the store). For dumps (memcached's lru_crawler metadump).
+  // Not a snapshot: an item written, moved by a table expansion or sunk
+  // meanwhile may be missed or visited twice; items on the cold tier are
+  // not visited. Reads nothing: no access time, no fetched mark.
+  template <typename F>
+  void Scan(ScanCursor* cursor, size_t buckets, F&& visit) {
+    ScanImpl(cursor, buckets, &Thunk<F>, &visit);
+  }
   // Copies the value of `key` into *value. True on a hit; false on a miss
   // and on Outcome::kIoError alike, so callers that must tell those apart
   // (the protocol sessions do) use Read().
@@ -291,6 +309,7 @@ class QCLOUD_EXPORT Store {
   }
   explicit Store(std::unique_ptr<StoreImpl> impl) noexcept;
   Outcome ReadImpl(std::string_view key, const ReadOptions& options, VisitFn visit, void* ctx);
+  void ScanImpl(ScanCursor* cursor, size_t buckets, VisitFn visit, void* ctx);
 
   // The engine, behind a pointer so that libqcloud-kv.so's ABI outlives
   // changes to its layout.
