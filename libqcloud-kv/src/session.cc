@@ -22,6 +22,7 @@
 #include <cstring>
 #include <ctime>
 #include <string>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -697,6 +698,8 @@ void Session::Slabs(const std::vector<std::string_view>& t, Buffer& out) {
         Reply(out, "ERROR");
         return;
       }
+      std::lock_guard lock(shared_.tuning_mu);
+      shared_.tuning.slab_automove_ratio = ratio;
       Reply(out, "OK");
       return;
     }
@@ -706,7 +709,8 @@ void Session::Slabs(const std::vector<std::string_view>& t, Buffer& out) {
     } else if (level > 2) {
       Reply(out, "ERROR");
     } else {
-      shared_.slab_automove.store(static_cast<int>(level), std::memory_order_relaxed);
+      std::lock_guard lock(shared_.tuning_mu);
+      shared_.tuning.slab_automove = static_cast<int>(level);
       Reply(out, "OK");
     }
     return;
@@ -733,7 +737,9 @@ void Session::LruCrawler(const std::vector<std::string_view>& t, Buffer& out) {
     }
     return set;
   };
-  const bool enabled = shared_.lru_crawler.load(std::memory_order_relaxed);
+  ServerShared::Tuning& tuning = shared_.tuning;
+  std::unique_lock lock(shared_.tuning_mu);
+  const bool enabled = tuning.lru_crawler;
   if (ntokens == 4 && (t[1] == "crawl" || t[1] == "metadump")) {
     if (!enabled) {
       Put(out, "CLIENT_ERROR lru crawler disabled\r\n");
@@ -747,6 +753,7 @@ void Session::LruCrawler(const std::vector<std::string_view>& t, Buffer& out) {
       // Requests after it wait for its END (memcached streams a dump from
       // its crawler thread; it may also refuse one pipelined behind other
       // replies, which this server need not).
+      lock.unlock();
       dump_ = ScanCursor{};
       dump_classes_ = set;
       ProduceDump(out);
@@ -760,18 +767,19 @@ void Session::LruCrawler(const std::vector<std::string_view>& t, Buffer& out) {
     } else if (t[1] == "sleep" && n > 1000000) {
       Put(out, "CLIENT_ERROR sleep must be one second or less\r\n");
     } else {
+      (t[1] == "sleep" ? tuning.lru_crawler_sleep : tuning.lru_crawler_tocrawl) = n;
       Put(out, "OK\r\n");
     }
     return;
   }
   if (ntokens == 3 && t[1] == "enable") {
     // memcached: enabling a running crawler fails to start a second thread.
-    const bool was = shared_.lru_crawler.exchange(true, std::memory_order_relaxed);
+    const bool was = std::exchange(tuning.lru_crawler, true);
     Put(out, was ? "ERROR failed to start lru crawler thread\r\n" : "OK\r\n");
     return;
   }
   if (ntokens == 3 && t[1] == "disable") {
-    shared_.lru_crawler.store(false, std::memory_order_relaxed);
+    tuning.lru_crawler = false;
     Put(out, "OK\r\n");
     return;
   }
@@ -837,17 +845,36 @@ void Session::Lru(const std::vector<std::string_view>& t, Buffer& out) {
     } else if (warm_factor <= 0 || hot_factor <= 0) {
       Put(out, "ERROR hot/warm age factors must be greater than 0\r\n");
     } else {
+      std::lock_guard lock(shared_.tuning_mu);
+      ServerShared::Tuning& tuning = shared_.tuning;
+      tuning.hot_lru_pct = hot;
+      tuning.warm_lru_pct = warm;
+      tuning.hot_max_factor = hot_factor;
+      tuning.warm_max_factor = warm_factor;
       Put(out, "OK\r\n");
     }
     return;
   }
   if (ntokens >= 4 && t[1] == "mode") {
-    Put(out, t[2] == "flat" || t[2] == "segmented" ? "OK\r\n" : "ERROR\r\n");
+    if (t[2] == "flat" || t[2] == "segmented") {
+      std::lock_guard lock(shared_.tuning_mu);
+      shared_.tuning.lru_segmented = t[2] == "segmented";
+      Put(out, "OK\r\n");
+    } else {
+      Put(out, "ERROR\r\n");
+    }
     return;
   }
   if (ntokens >= 4 && t[1] == "temp_ttl") {
     int32_t ttl = 0;
-    Put(out, SafeStrtol32(t[2], &ttl) ? "OK\r\n" : "ERROR\r\n");
+    if (!SafeStrtol32(t[2], &ttl)) {
+      Put(out, "ERROR\r\n");
+      return;
+    }
+    std::lock_guard lock(shared_.tuning_mu);
+    shared_.tuning.temp_lru = ttl >= 0;
+    if (ttl >= 0) shared_.tuning.temporary_ttl = ttl;
+    Put(out, "OK\r\n");
     return;
   }
   Put(out, "ERROR\r\n");
@@ -903,18 +930,97 @@ void Session::Stats(const std::vector<std::string_view>& t, Buffer& out) {
     return;
   }
   if (sub == "settings") {
+    // Every key memcached 1.6.18 prints, in its order: this server's value
+    // where it has the setting, memcached's default (or the value its
+    // commands set, see Tuning) where it does not.
+    ServerShared::Tuning tu;
+    {
+      std::lock_guard lock(shared_.tuning_mu);
+      tu = shared_.tuning;
+    }
+    const std::string& listen = shared_.options.listen;
+    const size_t colon = listen.rfind(':');
+    std::string host = listen.substr(0, colon == std::string::npos ? 0 : colon);
+    if (host.size() >= 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+    const StoreOptions& so = store.options();
+    auto yes = [](bool b) { return b ? "yes" : "no"; };
     stat("maxbytes", ss.memory_bytes);
     stat("maxconns", shared_.options.max_connections);
-    stat("tcpport", shared_.options.listen.substr(shared_.options.listen.rfind(':') + 1));
+    stat("tcpport", colon == std::string::npos ? listen : listen.substr(colon + 1));
+    stat("udpport", 0);
+    stat("inter", host.empty() ? std::string("NULL") : host);
     stat("verbosity", shared_.verbosity.load(std::memory_order_relaxed));
-    stat("evictions",
-         store.options().eviction == Eviction::kClock ? "on" : "off");
+    stat("oldest", 0);
+    stat("evictions", so.eviction == Eviction::kClock ? "on" : "off");
+    stat("domain_socket", "NULL");
+    stat("umask", 700);
+    stat("shutdown_command", "no");
+    stat("growth_factor", "1.25");
+    stat("chunk_size", 48);
     stat("num_threads", shared_.options.threads);
+    stat("num_threads_per_udp", shared_.options.threads);
+    stat("stat_key_prefix", ":");
+    stat("detail_enabled", yes(shared_.prefix_stats.enabled()));
+    stat("reqs_per_event", 20);
     stat("cas_enabled", "yes");
-    stat("item_size_max", store.options().item_size_max);
-    stat("block_size", store.options().block_size);
+    stat("tcp_backlog", shared_.options.listen_backlog);
+    stat("binding_protocol", "auto-negotiate");
+    stat("auth_enabled_sasl", "no");
+    stat("auth_enabled_ascii", "no");
+    stat("item_size_max", so.item_size_max);
+    stat("maxconns_fast", "yes");
+    stat("hashpower_init", 0);
+    stat("slab_reassign", "yes");
+    stat("slab_automove", tu.slab_automove);
+    stat("slab_automove_ratio", fmt::format("{:.2f}", tu.slab_automove_ratio));
+    stat("slab_automove_window", 30);
+    stat("slab_chunk_max", kLargestChunk);
+    stat("lru_crawler", yes(tu.lru_crawler));
+    stat("lru_crawler_sleep", tu.lru_crawler_sleep);
+    stat("lru_crawler_tocrawl", tu.lru_crawler_tocrawl);
+    stat("tail_repair_time", 0);
     stat("flush_enabled", "yes");
+    stat("dump_enabled", "yes");
+    stat("hash_algorithm", "xxh3");  // the store's hash (a memcached option value too)
+    stat("lru_maintainer_thread", "yes");
+    stat("lru_segmented", yes(tu.lru_segmented));
+    stat("hot_lru_pct", tu.hot_lru_pct);
+    stat("warm_lru_pct", tu.warm_lru_pct);
+    stat("hot_max_factor", fmt::format("{:.2f}", tu.hot_max_factor));
+    stat("warm_max_factor", fmt::format("{:.2f}", tu.warm_max_factor));
+    stat("temp_lru", yes(tu.temp_lru));
+    stat("temporary_ttl", tu.temporary_ttl);
     stat("idle_timeout", 0);
+    stat("watcher_logbuf_size", 262144);
+    stat("worker_logbuf_size", 65536);
+    stat("read_buf_mem_limit", 0);
+    stat("track_sizes", "no");
+    stat("inline_ascii_response", "no");
+    stat("ext_item_size", 512);
+    stat("ext_item_age", 4294967295u);
+    stat("ext_low_ttl", 0);
+    stat("ext_recache_rate", 2000);
+    stat("ext_wbuf_size", 4194304);
+    stat("ext_compact_under", 0);
+    stat("ext_drop_under", 0);
+    stat("ext_max_sleep", 1000000);
+    stat("ext_max_frag", "0.80");
+    stat("slab_automove_freeratio", "0.010");
+    stat("ext_drop_unread", "no");
+    stat("ssl_enabled", "no");
+    stat("ssl_chain_cert", "(null)");
+    stat("ssl_key", "(null)");
+    stat("ssl_verify_mode", 0);
+    stat("ssl_keyformat", 1);
+    stat("ssl_ciphers", "NULL");
+    stat("ssl_ca_cert", "NULL");
+    stat("ssl_wbuf_size", 16384);
+    stat("ssl_session_cache", "no");
+    stat("ssl_kernel_tls", "no");
+    stat("ssl_min_version", "tlsv1.2");
+    stat("num_napi_ids", "(null)");
+    stat("memory_file", "(null)");
+    stat("block_size", so.block_size);  // this server's own: the block pool's unit
     Put(out, "END\r\n");
     return;
   }
@@ -939,6 +1045,15 @@ void Session::Stats(const std::vector<std::string_view>& t, Buffer& out) {
       stat("items:1:reclaimed", ss.reclaimed);
     }
     Put(out, "END\r\n");
+    return;
+  }
+  if (sub == "sizes") {
+    // memcached's item size histogram (-o track_sizes); not kept here.
+    Put(out, "STAT sizes_status disabled\r\nEND\r\n");
+    return;
+  }
+  if (sub == "sizes_enable" || sub == "sizes_disable") {
+    Put(out, "STAT sizes_status disabled\r\n");
     return;
   }
   if (sub == "cold") {

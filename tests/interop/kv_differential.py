@@ -1428,6 +1428,8 @@ case('lru_crawler_metadump',
      I(b'lru_crawler metadump all\r\n'), I(b'lru_crawler metadump hash\r\n'),
      I(b'lru_crawler metadump 1\r\n'), I(b'lru_crawler metadump 12,1\r\n'), I(b'lru_crawler metadump 2\r\n'),
      I(b'get $ka\r\nlru_crawler metadump all\r\n'))
+case('stats_sizes_untracked',
+     T(b'stats sizes\r\nstats sizes_disable\r\n'))
 case('lru_tuning_replies',
      T(b'lru\r\nlru foo bar\r\nlru mode\r\nlru mode x\r\nlru mode flat\r\nlru temp_ttl 10\r\n'
        b'lru temp_ttl -5\r\nlru temp_ttl x\r\nlru mode segmented\r\nlru tune 10 20 0.1 2\r\n'

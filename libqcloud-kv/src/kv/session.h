@@ -19,6 +19,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -66,10 +67,24 @@ struct ServerShared {
   std::atomic<uint32_t> verbosity{0};
   int64_t started_unix = 0;
   PrefixStats prefix_stats;  // `stats detail`
-  // Tuning commands memcached has and this server's model answers as
-  // memcached would (their settings change nothing here, see session.cc).
-  std::atomic<bool> lru_crawler{true};     // `lru_crawler enable|disable`
-  std::atomic<int> slab_automove{1};       // `slabs automove 0|1|2`
+  // Settings of memcached's slab and LRU model that its commands change
+  // (slabs automove, lru_crawler, lru): validated and kept as memcached
+  // does, shown by `stats settings`; they change nothing in this server's
+  // one block pool with its CLOCK.
+  struct Tuning {
+    int slab_automove = 1;
+    double slab_automove_ratio = 0.8;
+    bool lru_crawler = true;
+    uint32_t lru_crawler_sleep = 100;
+    uint32_t lru_crawler_tocrawl = 0;
+    bool lru_segmented = true;
+    uint32_t hot_lru_pct = 20, warm_lru_pct = 40;
+    double hot_max_factor = 0.2, warm_max_factor = 2.0;
+    bool temp_lru = false;
+    int32_t temporary_ttl = 61;
+  };
+  std::mutex tuning_mu;
+  Tuning tuning;
   // `stats reset`: zeroes the protocol's and the loop's counters and the
   // prefix counts.
   void ResetCounters();
