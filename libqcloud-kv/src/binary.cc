@@ -267,6 +267,7 @@ void Session::BinaryRetrieve(const BinaryRequest& r, Buffer& out) {
     if (with_key) out.Append(ByteView(r.key));
     item.AppendValueTo(out);
   });
+  shared_.prefix_stats.RecordGet(r.key, o == Outcome::kOk);
   if (o == Outcome::kOk) {
     Bump(touch ? counters_.touch_hits : counters_.get_hits);
     return;
@@ -302,6 +303,7 @@ void Session::BinaryStore(const BinaryRequest& r, Buffer& out) {
     w.exptime = static_cast<int32_t>(Be32(r.extras + 4));
   }
   Bump(counters_.cmd_set);
+  shared_.prefix_stats.RecordSet(r.key);  // every binary store, as memcached counts
   const WriteResult res = shared_.store->Write(mode, r.key, r.value, w);
   switch (res.outcome) {
     case Outcome::kOk:
@@ -335,6 +337,7 @@ void Session::BinaryStore(const BinaryRequest& r, Buffer& out) {
 void Session::BinaryDelete(const BinaryRequest& r, Buffer& out) {
   DeleteOptions d;
   d.cas = r.h.cas;
+  shared_.prefix_stats.RecordDelete(r.key);
   const Outcome o = shared_.store->Delete(r.key, d);
   if (o == Outcome::kOk) {
     Bump(counters_.delete_hits);
@@ -399,6 +402,7 @@ void Session::BinaryTouch(const BinaryRequest& r, Buffer& out) {
     EncodeBigEndian32(out.Prepare(4).data(), item.flags());
     out.Commit(4);
   });
+  shared_.prefix_stats.RecordGet(r.key, o == Outcome::kOk);  // memcached counts a touch as a get
   if (o == Outcome::kOk) {
     Bump(counters_.touch_hits);
   } else if (o == Outcome::kIoError) {
@@ -413,6 +417,28 @@ void Session::BinaryTouch(const BinaryRequest& r, Buffer& out) {
 void Session::BinaryStat(const BinaryRequest& r, Buffer& out) {
   std::vector<std::string_view> words{"stats"};
   if (!r.key.empty()) words.push_back(r.key);
+  if (r.key.starts_with("detail")) {
+    // memcached: "detail on" / "detail off" answer the terminator alone;
+    // "detail dump" one stat named "detailed" holding the text dump, then
+    // the terminator; anything else ENOENT.
+    const std::string_view arg = r.key.substr(6);
+    if (arg.starts_with(" dump")) {
+      const std::string dump = shared_.prefix_stats.Dump();
+      constexpr std::string_view kName = "detailed";
+      ResponseHeader(out, r.h, kSuccess, 0, static_cast<uint16_t>(kName.size()), dump.size(), 0);
+      out.Append(ByteView(kName));
+      out.Append(ByteView(dump));
+      ResponseHeader(out, r.h, kSuccess, 0, 0, 0, 0);
+      return;
+    }
+    if (arg.starts_with(" on") || arg.starts_with(" off")) {
+      shared_.prefix_stats.Enable(arg.starts_with(" on"));
+      ResponseHeader(out, r.h, kSuccess, 0, 0, 0, 0);
+      return;
+    }
+    Simple(out, r.h, kKeyEnoent);
+    return;
+  }
   if (r.key == "reset") {
     shared_.ResetCounters();
   } else {

@@ -1430,6 +1430,15 @@ case('lru_crawler_metadump',
      I(b'get $ka\r\nlru_crawler metadump all\r\n'))
 case('stats_sizes_untracked',
      T(b'stats sizes\r\nstats sizes_disable\r\n'))
+case('bin_stat_detail',
+     T(b'stats reset\r\n', conn='b'),
+     T(P(STAT, b'detail on'), P(SET, b'$kp:1', extras=b'\x00' * 8, value=b'x'), P(GET, b'$kp:1'),
+       P(GETK, b'$kp:2'), P(GETQ, b'$kp:3'), P(DELETE, b'$kp:1'), P(ADD, b'$kp:4', extras=b'\x00' * 8, value=b'y'),
+       P(INCR, b'$kp:5', extras=b'\x00' * 20), P(APPEND, b'$kp:4', value=b'z'), P(PREPEND, b'$kp:4', value=b'z'),
+       P(REPLACE, b'$kp:4', extras=b'\x00' * 8, value=b'w'), P(TOUCH, b'$kp:4', extras=b'\x00' * 4),
+       P(GAT, b'$kp:4', extras=b'\x00' * 4), P(STAT, b'detail dump'), P(STAT, b'detail off')),
+     T(b'stats detail dump\r\n', conn='b'),
+     T(P(STAT, b'detail'), P(STAT, b'detail foo'), P(STAT, b'settings'), P(STAT, b'sizes'), P(STAT, b'reset')))
 case('lru_tuning_replies',
      T(b'lru\r\nlru foo bar\r\nlru mode\r\nlru mode x\r\nlru mode flat\r\nlru temp_ttl 10\r\n'
        b'lru temp_ttl -5\r\nlru temp_ttl x\r\nlru mode segmented\r\nlru tune 10 20 0.1 2\r\n'
