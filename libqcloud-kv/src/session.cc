@@ -1065,6 +1065,7 @@ void Session::Stats(const std::vector<std::string_view>& t, Buffer& out) {
     stat("total_blocks", ss.total_blocks);
     stat("used_blocks", ss.used_blocks);
     stat("free_blocks", ss.total_blocks - ss.used_blocks);
+    stat("touched_blocks", ss.touched_blocks);
     stat("memory_bytes", ss.memory_bytes);
     stat("hash_buckets", ss.hash_buckets);
     stat("hash_expansions", ss.hash_expansions);

@@ -235,6 +235,32 @@ TEST_CASE("expiry follows memcached's exptime rules on the store's clock") {
   CHECK(Value(*s, "forever") == "v");
 }
 
+TEST_CASE("a workload that keeps replacing expired items holds its memory flat") {
+  ManualClock clock;
+  auto s = Make({.memory_bytes = 64 << 20, .clock = &clock});
+  constexpr int kRound = 20000;
+  uint64_t touched_after_two = 0;
+  for (int round = 0; round < 30; ++round) {
+    for (int i = 0; i < kRound; ++i) {
+      const std::string key = "r" + std::to_string(round) + ":" + std::to_string(i);
+      REQUIRE(s->Set(key, std::string(100, 'v'), {.exptime = 1}).outcome == Outcome::kOk);
+    }
+    clock.Advance(2s);  // this round's items are dead now
+    if (round == 1) touched_after_two = s->Stats().touched_blocks;
+  }
+  const StoreStats st = s->Stats();
+  MESSAGE("touched blocks after 2 rounds " << touched_after_two << ", after 30 " << st.touched_blocks
+          << " of " << st.total_blocks << "; reclaimed " << st.reclaimed);
+  CHECK(st.evictions == 0);                                       // nothing live was pushed out
+  CHECK(st.reclaimed >= 27 * kRound);                             // the dead were reused
+  CHECK(st.touched_blocks <= touched_after_two * 3 / 2);          // memory flat
+  CHECK(st.touched_blocks < st.total_blocks / 2);                 // far from the whole pool
+  // A store that never saw an expiry does not look for dead items.
+  auto plain = Make({.memory_bytes = 64 << 20, .clock = &clock});
+  for (int i = 0; i < kRound; ++i) REQUIRE(plain->Set("k" + std::to_string(i), "v").outcome == Outcome::kOk);
+  CHECK(plain->Stats().reclaimed == 0);
+}
+
 TEST_CASE("flush_all now and with a delay") {
   ManualClock clock;
   auto s = Make({.clock = &clock});

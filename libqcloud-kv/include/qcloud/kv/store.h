@@ -205,6 +205,7 @@ struct StoreStats {
   size_t block_size = 0;
   uint64_t total_blocks = 0;
   uint64_t used_blocks = 0;
+  uint64_t touched_blocks = 0;   // blocks ever used (the pool's resident part)
   uint64_t curr_items = 0;
   uint64_t total_items = 0;      // items ever stored
   uint64_t item_bytes = 0;       // memcached's "bytes": sum of 59 + key + value of live items
