@@ -1529,7 +1529,6 @@ int64_t Session::MetaArith(const std::vector<std::string_view>& t, Buffer& out) 
     a.exptime = *f.vivify;
   }
   const ArithResult r = shared_.store->Arith(key, a);
-  // (memcached 1.6.18 applies T only to an item that N creates.)
   auto echo = [&] {
     EchoFlags(out, f, key, f.base64);
     Put(out, "\r\n");
@@ -1558,7 +1557,38 @@ int64_t Session::MetaArith(const std::vector<std::string_view>& t, Buffer& out) 
       echo();
       return 0;
   }
-  if (f.quiet && !f.value) return 0;
+  // T and N, in request order, as memcached 1.6.18 applies them: to an
+  // item this request created (N sets its TTL, T overrides it), the last
+  // one is kept; on an existing item T changes only the `t` reported after
+  // it (memcached sets it on the replaced copy), the item keeps its TTL.
+  // `t` shows the TTL as of its place among the flags.
+  int64_t ttl = -1;
+  if (!r.created) {
+    shared_.store->Read(key, {.update_access = false}, [&](const ItemView& item) { ttl = item.ttl(); });
+  }
+  const int64_t now_unix = static_cast<int64_t>(::time(nullptr));
+  auto ttl_of = [&](int64_t spec) -> int64_t {
+    if (spec == 0) return -1;
+    return spec <= 60 * 60 * 24 * 30 ? spec : spec - now_unix;
+  };
+  int64_t ttl_at_t = ttl;
+  std::optional<int64_t> keep;  // exptime to store on a created item
+  for (size_t i = 2; i < t.size(); ++i) {
+    const char flag = t[i][0];
+    int32_t v = 0;
+    if (flag == 'T' && SafeStrtol32(t[i].substr(1), &v)) {
+      ttl = ttl_of(v);
+      if (r.created) keep = v;
+    } else if (flag == 'N' && r.created && SafeStrtol32(t[i].substr(1), &v)) {
+      ttl = ttl_of(v);
+      keep = v;
+    } else if (flag == 't') {
+      ttl_at_t = ttl;
+    }
+  }
+  if (r.created && keep && f.vivify && *keep != *f.vivify) shared_.store->Touch(key, *keep);
+  // q hides the HD of an update, not of an item it created (memcached).
+  if (f.quiet && !f.value && !r.created) return 0;
   std::string digits = fmt::format("{}", r.value);
   if (f.value) {
     Put(out, "VA ");
@@ -1566,11 +1596,7 @@ int64_t Session::MetaArith(const std::vector<std::string_view>& t, Buffer& out) 
   } else {
     Put(out, "HD");
   }
-  int64_t ttl = -1;
-  if (f.order.find('t') != std::string_view::npos) {
-    shared_.store->Read(key, {.update_access = false},
-                        [&](const ItemView& item) { ttl = item.ttl(); });
-  }
+  ttl = ttl_at_t;
   EchoFlags(out, f, key, f.base64, [&](char c) {
     if (c == 'c') {
       Put(out, " c");

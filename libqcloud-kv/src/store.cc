@@ -917,6 +917,12 @@ WriteResult StoreImpl::Write(StoreMode mode, std::string_view key, ByteView valu
   }
   uint32_t flags = options.flags;
   uint32_t exp = ToEngineTime(options.exptime, now);
+  if (mark_stale) {
+    // memcached: a stale write replaces the value but keeps the invalidated
+    // item's TTL and its "recompute token sent" mark (so no second winner).
+    exp = s.Exp(old);
+    ctl = static_cast<uint8_t>(ctl | (s.Ctl(old) & kWinSent));
+  }
   std::string joined;  // append/prepend: old and new bytes, before the old item may be evicted
   ByteView data = value;
   if (mode == StoreMode::kAppend || mode == StoreMode::kPrepend) {

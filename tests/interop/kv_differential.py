@@ -1227,6 +1227,21 @@ case('ma_miss_with_k_O_flags',
      T(b'ma $knx k O7\r\nma $knx k O7 q\r\nma $knx v N0 J1 k O8\r\n'))
 case('ma_padding_visible_via_get',
      T(b'set $kn 0 0 3\r\n100\r\nma $kn MD D1 v\r\nget $kn\r\nmg $kn v s\r\n'))
+case('ma_ttl_on_create_and_update',
+     T(b'ma $kt N0 J5 T100 v t\r\nmg $kt t v\r\nma $kt T200 t v\r\nmg $kt t\r\nma $kt T0 t\r\nmg $kt t\r\n'
+       b'ma $ku N50 J1 t v\r\nmg $ku t\r\nma $ku T-1 v\r\nmg $ku v\r\n'))
+case('ma_quiet_and_opaque_on_hit_and_miss',
+     T(b'ma $kq N0 J1 q\r\nma $kq q O1 k\r\nma $kq O2 k v\r\nma $knx q O3\r\nma $knx O4 k\r\nmn\r\n'))
+case('md_invalidate_then_recache_race',
+     T(b'ms $ki 3 T100\r\nold\r\nmg $ki c\r\n'),
+     T(b'md $ki I T30\r\nmg $ki v c t\r\n', conn='a'),
+     T(b'mg $ki v c t\r\n', conn='b'),
+     T(lambda c: b'ms $ki 3 I C%d T100\r\nnew\r\nmg $ki v c t\r\n' % (c.cas[0]), conn='b'),
+     T(lambda c: b'ms $ki 3 C%d T100\r\nnew\r\nmg $ki v c t\r\n' % (c.cas[-1]), conn='a'),
+     T(b'mg $ki v t\r\n', conn='b'))
+case('mg_every_documented_flag',
+     T(b'ms $kg 5 T100 F9\r\nhello\r\nmg $kg b\r\nmg $kg c f h k l O99 q s t v\r\nmg $kg E5\r\n'
+       b'mg $kg N30 R10 T50 t v\r\nmg $kg u v\r\nmg $kg h l\r\n'))
 case('meta_and_text_cas_agree',
      T(b'set $ka 0 0 1\r\na\r\ngets $ka\r\nmg $ka c\r\nms $ka 1 c\r\nb\r\ngets $ka\r\nma $kc N0 c\r\ngets $kc\r\n'))
 case('meta_flags_roundtrip_text',
