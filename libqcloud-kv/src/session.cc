@@ -1024,25 +1024,55 @@ void Session::Stats(const std::vector<std::string_view>& t, Buffer& out) {
     Put(out, "END\r\n");
     return;
   }
-  if (sub == "slabs") {
-    // The block pool is CMEM's one "slab class": every item is a chain of
-    // blocks of the same size.
-    stat("1:chunk_size", ss.block_size);
-    stat("1:total_chunks", ss.total_blocks);
-    stat("1:used_chunks", ss.used_blocks);
-    stat("1:free_chunks", ss.total_blocks - ss.used_blocks);
-    stat("active_slabs", 1);
-    stat("total_malloced", ss.used_blocks * ss.block_size);
-    Put(out, "END\r\n");
-    return;
-  }
-  if (sub == "items") {
-    if (ss.curr_items > 0) {
+  if (sub == "slabs" || sub == "items") {
+    // The block pool is this server's one slab class ("1"), in memcached's
+    // fields: pages of 1 MiB as the pool is touched, chunks = blocks. What
+    // a segmented LRU would count (hot/warm moves, crawler) is 0 here.
+    const auto c = [&](CounterIndex i) { return snap.counters[i]; };
+    const uint64_t per_page = std::max<uint64_t>(1, (uint64_t{1} << 20) / std::max<uint64_t>(1, ss.block_size));
+    const uint64_t pages = (ss.touched_blocks + per_page - 1) / per_page;
+    if (sub == "slabs") {
+      if (ss.touched_blocks > 0) {
+        stat("1:chunk_size", ss.block_size);
+        stat("1:chunks_per_page", per_page);
+        stat("1:total_pages", pages);
+        stat("1:total_chunks", pages * per_page);
+        stat("1:used_chunks", ss.used_blocks);
+        stat("1:free_chunks", pages * per_page - std::min(pages * per_page, ss.used_blocks));
+        stat("1:free_chunks_end", 0);
+        stat("1:get_hits", c(kCounter_get_hits));
+        stat("1:cmd_set", c(kCounter_cmd_set));
+        stat("1:delete_hits", c(kCounter_delete_hits));
+        stat("1:incr_hits", c(kCounter_incr_hits));
+        stat("1:decr_hits", c(kCounter_decr_hits));
+        stat("1:cas_hits", c(kCounter_cas_hits));
+        stat("1:cas_badval", c(kCounter_cas_badval));
+        stat("1:touch_hits", c(kCounter_touch_hits));
+      }
+      stat("active_slabs", ss.touched_blocks > 0 ? 1 : 0);
+      stat("total_malloced", pages << 20);
+    } else if (ss.curr_items > 0) {
       stat("items:1:number", ss.curr_items);
+      stat("items:1:number_hot", 0);
+      stat("items:1:number_warm", 0);
+      stat("items:1:number_cold", ss.curr_items);  // one CLOCK: every item is an eviction candidate
+      stat("items:1:age_hot", 0);
+      stat("items:1:age_warm", 0);
+      stat("items:1:age", 0);  // not tracked
+      stat("items:1:mem_requested", ss.item_bytes);
       stat("items:1:evicted", ss.evictions);
-      stat("items:1:evicted_unfetched", ss.evicted_unfetched);
-      stat("items:1:expired_unfetched", ss.expired_unfetched);
+      stat("items:1:evicted_nonzero", 0);
+      stat("items:1:evicted_time", 0);
+      stat("items:1:outofmemory", c(kCounter_store_no_memory));
+      stat("items:1:tailrepairs", 0);
       stat("items:1:reclaimed", ss.reclaimed);
+      stat("items:1:expired_unfetched", ss.expired_unfetched);
+      stat("items:1:evicted_unfetched", ss.evicted_unfetched);
+      for (const char* name : {"evicted_active", "crawler_reclaimed", "crawler_items_checked", "lrutail_reflocked",
+                               "moves_to_cold", "moves_to_warm", "moves_within_lru", "direct_reclaims",
+                               "hits_to_hot", "hits_to_warm", "hits_to_cold", "hits_to_temp"}) {
+        stat(std::string("items:1:") + name, 0);
+      }
     }
     Put(out, "END\r\n");
     return;

@@ -14,8 +14,8 @@ stats|sizes|display` and `memcstat` exit 0 within 20 s, and
   keys      the same keys;
   stats     the same curr_items; memcstat the same;
   sizes     the same answer;
-  display   its header (kvd has one block pool, not memcached's slab
-            classes: no class rows).
+  display   class rows whose counts add up to every item (kvd's one block
+            pool is its one class).
 Prints PASS/FAIL per check; exit 0 iff all pass. Bounded: ~5 s.
 """
 
@@ -166,8 +166,12 @@ def main():
               msz[1].splitlines()[1:] == ksz[1].splitlines()[1:], (msz, ksz))
 
         mdi, kdi = tool(mport, 'display'), tool(kport, 'display')
-        check('display: exit 0 with its header', mdi[0] == 0 and kdi[0] == 0 and
-              kdi[1].startswith(b'  #  Item_Size'), kdi)
+
+        def counted(raw):  # the Count column, summed over the class rows
+            return sum(int(line.split()[4]) for line in raw.decode().splitlines()[1:] if line.split())
+        check('display: exit 0, class rows counting every item', mdi[0] == 0 and kdi[0] == 0 and
+              kdi[1].startswith(b'  #  Item_Size') and counted(mdi[1]) == counted(kdi[1]) == 205,
+              (mdi[1][:300], kdi[1][:300]))
 
         def memcstat(port):
             p = subprocess.run(['memcstat', '--servers=127.0.0.1:%d' % port], capture_output=True, timeout=20)
