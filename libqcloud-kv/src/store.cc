@@ -137,6 +137,9 @@ struct StoreShard {
   // was ever stored here, and where the next look for dead items starts.
   bool may_expire = false;
   uint32_t reclaim_hand = 0;
+  // Sweeps that found nothing back off: skip this many allocations before
+  // the next one (doubling up to 64, reset by a sweep that reclaims).
+  uint32_t reclaim_backoff = 0, reclaim_skip = 0;
 
   std::byte* At(uint32_t b) const noexcept { return base + size_t{b - 1} * block; }
   uint8_t KLen(uint32_t h) const noexcept { return Load<uint8_t>(At(h) + kOffKLen); }
@@ -616,7 +619,9 @@ Outcome StoreImpl::MakeRoom(StoreShard& s, uint32_t blocks, uint32_t now) {
   // expiring items then holds its memory flat instead of touching the
   // whole pool first (memcached reclaims from its LRU tails the same way).
   // Stores that never saw an expiry time or a flush skip this.
-  if (s.free_count < blocks && (s.may_expire || oldest_live_.load(std::memory_order_relaxed) != 0)) {
+  if (s.free_count < blocks && (s.may_expire || oldest_live_.load(std::memory_order_relaxed) != 0) &&
+      s.reclaim_skip-- == 0) {
+    const uint64_t reclaimed_before = s.reclaimed;
     for (size_t step = 0; step < kReclaimBuckets && s.free_count < blocks; ++step) {
       const uint32_t bucket = s.reclaim_hand;
       s.reclaim_hand = static_cast<uint32_t>((s.reclaim_hand + 1) & (s.buckets.size() - 1));
@@ -631,6 +636,10 @@ Outcome StoreImpl::MakeRoom(StoreShard& s, uint32_t blocks, uint32_t now) {
         link = s.At(h) + kOffHNext;
       }
     }
+    // Nothing dead here lately (a store filling after a flush, or items with
+    // long TTLs): look less often, so such writes barely pay for it.
+    s.reclaim_backoff = s.reclaimed != reclaimed_before ? 0 : std::min<uint32_t>(64, s.reclaim_backoff * 2 + 1);
+    s.reclaim_skip = s.reclaim_backoff;
   }
   // Two full turns of the hand clear every reference bit and then evict, so
   // the sweep ends; reclaiming dead items costs nothing in either mode.
