@@ -261,6 +261,34 @@ TEST_CASE("a workload that keeps replacing expired items holds its memory flat")
   CHECK(plain->Stats().reclaimed == 0);
 }
 
+TEST_CASE("Scan visits every live item once, a few buckets at a time, and reads nothing") {
+  ManualClock clock;
+  auto s = Make({.memory_bytes = 16 << 20, .shards = 4, .clock = &clock});
+  for (int i = 0; i < 5000; ++i) {
+    REQUIRE(s->Set("k" + std::to_string(i), "v", {.exptime = i % 10 == 0 ? 5 : 0}).outcome == Outcome::kOk);
+  }
+  clock.Advance(std::chrono::seconds(6));  // every tenth item has expired
+  std::map<std::string, int> seen;
+  ScanCursor cursor;
+  int calls = 0;
+  while (!cursor.done && calls < 1000000) {
+    s->Scan(&cursor, 7, [&](const ItemView& item) {
+      ++seen[std::string(item.key())];
+      CHECK_FALSE(item.fetched_before());
+    });
+    ++calls;
+  }
+  CHECK(cursor.done);
+  CHECK(calls > 10);  // in pieces
+  CHECK(seen.size() == 4500);
+  bool once = true;
+  for (const auto& [key, n] : seen) once = once && n == 1;
+  CHECK(once);
+  CHECK(seen.count("k10") == 0);
+  // Scanning is not reading: nothing became fetched.
+  s->Read("k1", {.update_access = false}, [](const ItemView& item) { CHECK_FALSE(item.fetched_before()); });
+}
+
 TEST_CASE("flush_all now and with a delay") {
   ManualClock clock;
   auto s = Make({.clock = &clock});
