@@ -1235,15 +1235,16 @@ Result<std::vector<StoredContent>> IndexStore::ContentsWith(const uint8_t (&md5)
   return impl_->Read([&](MDB_txn* txn) { return impl_->ContentsWith(txn, md5, size); });
 }
 
-Result<std::vector<StoredContent>> IndexStore::UnhashedContents(size_t max) const {
+Result<std::vector<StoredContent>> IndexStore::UnhashedContents(size_t max, std::string_view after) const {
   return impl_->Read([&](MDB_txn* txn) -> Result<std::vector<StoredContent>> {
     std::vector<StoredContent> found;
     MDB_cursor* c = nullptr;
     int rc = mdb_cursor_open(txn, impl_->unhashed, &c);
     if (rc != 0) return LmdbError(rc, "cursor");
-    MDB_val k, v;
-    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0 && found.size() < max;
+    MDB_val k = Val(after), v;
+    for (rc = mdb_cursor_get(c, &k, &v, after.empty() ? MDB_FIRST : MDB_SET_RANGE); rc == 0 && found.size() < max;
          rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+      if (!after.empty() && View(k) == after) continue;
       MDB_val cv;
       const int grc = mdb_get(txn, impl_->contents, &k, &cv);
       if (grc == MDB_NOTFOUND) continue;

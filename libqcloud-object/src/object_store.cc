@@ -502,22 +502,29 @@ Result<ObjectMeta> ObjectStore::PutInstant(std::string_view bucket, std::string_
 }
 
 Result<size_t> ObjectStore::HashContents(uint64_t max_bytes) {
+  constexpr size_t kBatch = 16;  // contents listed per index read
   size_t hashed = 0;
   uint64_t bytes = 0;
+  std::string after;  // one pass over the unhashed list per call
   while (bytes < max_bytes) {
-    QCLOUD_ASSIGN_OR_RETURN(std::vector<StoredContent> todo, impl_->index->UnhashedContents(16));
-    size_t progress = 0;
+    QCLOUD_ASSIGN_OR_RETURN(std::vector<StoredContent> todo, impl_->index->UnhashedContents(kBatch, after));
+    if (todo.empty()) break;
     for (const StoredContent& c : todo) {
       if (bytes >= max_bytes) break;
+      after = c.key;
       auto sha = impl_->HashChunks(c.chunks);
       if (!sha.ok() && sha.status() == qcloud::Errc::kNotFound) continue;  // deleted meanwhile
+      if (!sha.ok() && sha.status() == qcloud::Errc::kCorruption) {
+        // Damaged (reported on every read of its objects): it can match
+        // nothing; the others behind it are hashed all the same.
+        impl_->Log(LogLevel::kWarning, sha.status().WithContext("hashing stored content").ToString());
+        continue;
+      }
       QCLOUD_RETURN_IF_ERROR(sha.status());
       QCLOUD_RETURN_IF_ERROR(impl_->index->SetContentSha256(c.key, *sha));
-      ++progress;
+      ++hashed;
       bytes += c.size;
     }
-    hashed += progress;
-    if (progress == 0) break;
   }
   return hashed;
 }

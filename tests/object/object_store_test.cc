@@ -326,6 +326,11 @@ TEST_CASE("object store: a damaged stored content matches nothing and blocks no 
     auto file = REQUIRE_VALUE(f.env.OpenFile(vol, OpenMode::kReadWrite));
     REQUIRE_OK(file->WriteAt(64 + 32 + 10, std::string_view("\x01")));
   }
+  // The background hasher skips it and hashes the others, before or after
+  // it in key order.
+  for (int i = 0; i < 3; ++i) REQUIRE_VALUE(s->Put("photos", "o" + std::to_string(i), ByteView(Body(40 + i, 70 * 1024))));
+  CHECK(REQUIRE_VALUE(s->HashContents(UINT64_MAX)) == 3);
+  CHECK(REQUIRE_VALUE(s->index().UnhashedContents(10)).size() == 1);  // the damaged one
   // The same bytes again: the stored content cannot be hashed, so the new
   // object keeps its own chunks, whole and readable.
   const ObjectMeta again = REQUIRE_VALUE(s->Put("photos", "k2", ByteView(body)));

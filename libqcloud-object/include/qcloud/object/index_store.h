@@ -271,9 +271,10 @@ class QCLOUD_EXPORT IndexStore {
   Result<uint64_t> ContentReferences(const ContentId& content) const;
   // Stored contents with this MD5 and size (usually none or one).
   Result<std::vector<StoredContent>> ContentsWith(const uint8_t (&md5)[16], uint64_t size) const;
-  // Up to `max` stored contents whose SHA-256 is not known yet (in key
-  // order): what a background hasher works through.
-  Result<std::vector<StoredContent>> UnhashedContents(size_t max) const;
+  // Up to `max` stored contents whose SHA-256 is not known yet, in key
+  // order after the content key `after` ("" = from the first): what a
+  // background hasher works through.
+  Result<std::vector<StoredContent>> UnhashedContents(size_t max, std::string_view after = {}) const;
   // Records a content's SHA-256, computed from its chunks. Nothing happens
   // when the content is gone or its SHA-256 is known already.
   Status SetContentSha256(std::string_view content_key, const Sha256Digest& sha256);
