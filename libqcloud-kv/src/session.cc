@@ -1593,13 +1593,13 @@ int64_t Session::MetaArith(const std::vector<std::string_view>& t, Buffer& out) 
   // it (memcached sets it on the replaced copy), the item keeps its TTL.
   // `t` shows the TTL as of its place among the flags.
   int64_t ttl = -1;
-  if (!r.created) {
+  const bool wants_ttl = f.order.find('t') != std::string_view::npos;
+  if (wants_ttl && !r.created) {
     shared_.store->Read(key, {.update_access = false}, [&](const ItemView& item) { ttl = item.ttl(); });
   }
-  const int64_t now_unix = static_cast<int64_t>(::time(nullptr));
-  auto ttl_of = [&](int64_t spec) -> int64_t {
+  auto ttl_of = [](int64_t spec) -> int64_t {
     if (spec == 0) return -1;
-    return spec <= 60 * 60 * 24 * 30 ? spec : spec - now_unix;
+    return spec <= 60 * 60 * 24 * 30 ? spec : spec - static_cast<int64_t>(::time(nullptr));
   };
   int64_t ttl_at_t = ttl;
   std::optional<int64_t> keep;  // exptime to store on a created item

@@ -1075,6 +1075,8 @@ Status IndexStore::Impl::Claim(MDB_txn* txn, const ContentId& claim, ObjectMeta&
   }
   meta.chunks = record.chunks;
   meta.content = key;
+  out.content = key;
+  out.content_chunks = meta.chunks;
   const std::string encoded = EncodeContent(record);
   MDB_val ck = Val(key), nv = Val(encoded);
   const int rc = mdb_put(txn, contents, &ck, &nv, 0);

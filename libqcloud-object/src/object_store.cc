@@ -403,7 +403,10 @@ Result<ObjectMeta> ObjectWriter::Finish(std::string_view bucket, std::string_vie
   w.done = true;  // the chunks belong to the index now
   w.ReleaseBuffer();
   w.store->Free(out.free_chunks);
-  QCLOUD_ASSIGN_OR_RETURN(meta, w.store->index->GetObject(bucket, key));
+  // What the index stored (no second read): the content it named, and the
+  // shared chunks when the bytes were a duplicate.
+  meta.content = out.content;
+  if (!out.content.empty()) meta.chunks = out.content_chunks;
   return meta;
 }
 
@@ -498,7 +501,9 @@ Result<ObjectMeta> ObjectStore::PutInstant(std::string_view bucket, std::string_
   WriteOutcome out;
   QCLOUD_RETURN_IF_ERROR(impl_->PutContent(bucket, key, meta, content, {}, out));
   impl_->Free(out.free_chunks);
-  return impl_->index->GetObject(bucket, key);
+  meta.content = out.content;
+  meta.chunks = out.content_chunks;
+  return meta;
 }
 
 Result<size_t> ObjectStore::HashContents(uint64_t max_bytes) {

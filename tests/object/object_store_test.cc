@@ -109,9 +109,15 @@ TEST_CASE("object store: identical content is stored once and freed with its las
   CHECK(chunks_one == 4);
   const ObjectMeta second = REQUIRE_VALUE(s->Put("photos", "b", ByteView(body)));
   CHECK(s->Stats().chunks == chunks_one);  // the second copy's chunks went
+  // What Put returns is what the index holds (it is not read back).
+  CHECK(second == REQUIRE_VALUE(s->index().GetObject("photos", "b")));
+  const ObjectMeta unique = REQUIRE_VALUE(s->Put("photos", "u", ByteView(Body(77, 90 * 1024))));
+  CHECK(unique == REQUIRE_VALUE(s->index().GetObject("photos", "u")));
+  REQUIRE_OK(s->Delete("photos", "u"));
   CHECK(Get(*s, "b") == body);
   // Instant upload: hashes and size, no bytes.
   const ObjectMeta instant = REQUIRE_VALUE(s->PutInstant("photos", "c", IdOf(body)));
+  CHECK(instant == REQUIRE_VALUE(s->index().GetObject("photos", "c")));
   CHECK(instant.chunks == second.chunks);
   CHECK(instant.etag == second.etag);
   CHECK(Get(*s, "c", 1000, 10) == body.substr(1000, 10));

@@ -113,6 +113,16 @@ void Digits(std::string& out, int64_t v, int width) {
   for (int i = n; i < width; ++i) out += '0';
   while (n > 0) out += buf[--n];
 }
+
+// "HH:MM:SS", the part both formats share.
+void AppendClock(std::string& out, const Civil& c) {
+  Digits(out, c.hour, 2);
+  out += ':';
+  Digits(out, c.minute, 2);
+  out += ':';
+  Digits(out, c.second, 2);
+}
+
 }  // namespace
 
 std::string IsoTime(int64_t unix_ms) {
@@ -126,11 +136,7 @@ std::string IsoTime(int64_t unix_ms) {
   out += '-';
   Digits(out, c.day, 2);
   out += 'T';
-  Digits(out, c.hour, 2);
-  out += ':';
-  Digits(out, c.minute, 2);
-  out += ':';
-  Digits(out, c.second, 2);
+  AppendClock(out, c);
   out += '.';
   Digits(out, unix_ms - s * 1000, 3);
   out += 'Z';
@@ -149,11 +155,7 @@ std::string HttpTime(int64_t unix_ms) {
   out += ' ';
   Digits(out, c.year, 4);
   out += ' ';
-  Digits(out, c.hour, 2);
-  out += ':';
-  Digits(out, c.minute, 2);
-  out += ':';
-  Digits(out, c.second, 2);
+  AppendClock(out, c);
   out += " GMT";
   return out;
 }

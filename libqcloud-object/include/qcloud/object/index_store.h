@@ -119,6 +119,10 @@ struct WriteOutcome {
   std::optional<ObjectMeta> previous;  // the object it replaced or removed
   std::vector<ChunkRef> free_chunks;   // referenced by nothing any more: delete them
   bool deduplicated = false;           // the content was already stored
+  // With a ContentId: the content the object names now, and its chunks
+  // (the stored ones when deduplicated), as GetObject would report them.
+  std::string content;
+  std::vector<ChunkRef> content_chunks;
 };
 
 struct BucketInfo {
