@@ -142,7 +142,7 @@ lg() {
   run_client "$tmp/lg.out" "$tmp/lg.err" taskset -c "$CLIENT_CPU" "$LOADGEN" --server "127.0.0.1:$SERVER_PORT" \
     --keys "$KEYS" --key-size "$KEY_SIZE" --value-size "$VALUE_SIZE" --json "$@" || LG_RC=$?
   OUT=$(cat "$tmp/lg.out")
-  if [[ -s $tmp/lg.err ]]; then sed "s/^/  [$RUN] loadgen: /" "$tmp/lg.err" >&2; fi
+  if [[ -s $tmp/lg.err ]]; then sed "s|^|  [$RUN] loadgen: |" "$tmp/lg.err" >&2; fi
 }
 
 # read_stats CMD...: fills ST with the STAT lines of each command, over bash's
@@ -278,7 +278,7 @@ run_config() {  # CONFIG ROUND
   echo "  stop: exit $STOP_RC after $STOP_S s" >&2
   if ((is_kvd)); then
     [[ $STOP_RC == 0 ]] || fails+=("stop: exit $STOP_RC after $STOP_S s")
-    if [[ -s $tmp/kvd.err ]]; then sed "s/^/  [$RUN] kvd: /" "$tmp/kvd.err" >&2; fi
+    if [[ -s $tmp/kvd.err ]]; then sed "s|^|  [$RUN] kvd: |" "$tmp/kvd.err" >&2; fi
   fi
 
   if [[ -n $ssd ]] && ((RESTART)); then

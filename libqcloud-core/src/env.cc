@@ -21,6 +21,7 @@ class PosixFile final : public File {
   PosixFile(int fd, std::string path, IoBackendImpl* backend)
       : fd_(fd), path_(std::move(path)), backend_(backend) {}
   ~PosixFile() override { ::close(fd_); }
+  int native_handle() const noexcept override { return fd_; }
 
   Result<size_t> ReadAt(uint64_t offset, MutableByteView dst) override {
     IoRequest r{.op = IoRequest::Op::kRead, .offset = offset, .buffer = dst};

@@ -63,7 +63,8 @@ class EpollWorker final : public LoopWorker {
       if (draining && conns_.empty()) break;
       if (draining && Now() >= deadline) break;
       const bool idle_checks = server_.options.idle_timeout.count() > 0;
-      const int n = ::epoll_wait(epfd_, events, kMaxEvents, draining ? kDrainPollMs : idle_checks ? 1000 : -1);
+      const int wait_ms = !file_done_.empty() ? 0 : draining ? kDrainPollMs : idle_checks ? 1000 : -1;
+      const int n = ::epoll_wait(epfd_, events, kMaxEvents, wait_ms);
       if (n < 0) {
         if (errno == EINTR) continue;
         result = Status::FromErrno(errno, "epoll_wait");
@@ -86,12 +87,24 @@ class EpollWorker final : public LoopWorker {
           OnEvents(*static_cast<Conn*>(tag), events[i].events);
         }
       }
+      // File reads done in the turn (SessionIo): their sessions go on.
+      // Reads those sessions start now are seen next turn.
+      std::vector<Conn*> done;
+      done.swap(file_done_);
+      for (Conn* c : done) {
+        c->file_armed = false;
+        *c->file_result = c->file_done;
+        if (c->reaping) continue;
+        Feed(*c);
+        Update(*c);
+      }
       for (Conn* c : IdleConnections()) {
         c->dead = true;
         Update(*c);
       }
       Reap();
     }
+    file_done_.clear();
     CloseAll();
     return result;
   }
@@ -122,6 +135,32 @@ class EpollWorker final : public LoopWorker {
         to_close_.push_back(c);
       }
     }
+  }
+
+  // No io_uring here: the read is done now, and the session sees its result
+  // after this loop turn's events (never inside its own Process()).
+  bool StartRead(Conn& c, int fd, uint64_t offset, MutableByteView dst,
+                 int64_t* result) override {
+    if (c.file_armed) return false;
+    size_t got = 0;
+    int64_t r = 0;
+    while (got < dst.size()) {
+      const ssize_t n = ::pread(fd, dst.data() + got, dst.size() - got,
+                                static_cast<off_t>(offset + got));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        r = -errno;
+        break;
+      }
+      if (n == 0) break;
+      got += static_cast<size_t>(n);
+    }
+    // Handed to the session only after this turn's events, as a completion.
+    c.file_done = r < 0 ? r : static_cast<int64_t>(got);
+    c.file_result = result;
+    c.file_armed = true;
+    file_done_.push_back(&c);
+    return true;
   }
 
   void OnEvents(Conn& c, uint32_t events) {
@@ -177,6 +216,7 @@ class EpollWorker final : public LoopWorker {
         c.dead = true;
       }
     }
+    if (c.file_armed) return;  // its read's result is handled later this turn
     if (c.dead || (c.eof && c.out.empty() && !c.session->busy())) {
       if (!c.reaping) to_close_.push_back(&c);
       c.reaping = true;
@@ -206,6 +246,7 @@ class EpollWorker final : public LoopWorker {
   char listen_tag_ = 0;
   char wake_tag_ = 0;
   std::vector<Conn*> to_close_;
+  std::vector<Conn*> file_done_;  // connections whose read (StartRead) awaits its session
 };
 
 }  // namespace

@@ -201,6 +201,8 @@ Conn* LoopWorker::Admit(int fd) {
   if (wake_queue_->fd < 0) wake_queue_->fd = wake_fd_;
   c->waker = std::make_shared<ConnWaker>(wake_queue_, c);
   c->session->Attach(c->waker);
+  c->io = std::make_unique<ConnIo>(this, c);
+  c->session->AttachIo(c->io.get());
   c->last_activity = Now();
   conns_.push_back(c);
   server_.connections.fetch_add(1, std::memory_order_relaxed);
@@ -221,6 +223,10 @@ void LoopWorker::Feed(Conn& c) {
     c.eof = true;
     c.dead = true;
   }
+}
+
+bool ConnIo::Read(int fd, uint64_t offset, MutableByteView dst, int64_t* result) {
+  return worker_->StartRead(*conn_, fd, offset, dst, result);
 }
 
 void ConnWaker::Wake() noexcept {

@@ -34,8 +34,8 @@ constexpr long kDrainPollNs = 100L * 1000 * 1000;
 constexpr int kExitDrainRounds = 50;
 
 // user_data = Conn pointer | tag; Conn's alignment leaves the low bits free.
-enum Tag : uintptr_t { kRecv = 0, kSend = 1, kAccept = 2, kWake = 3 };
-constexpr uintptr_t kTagMask = 3;
+enum Tag : uintptr_t { kRecv = 0, kSend = 1, kAccept = 2, kWake = 3, kFile = 4 };
+constexpr uintptr_t kTagMask = 7;
 static_assert(alignof(Conn) > kTagMask, "tags live in the low bits of Conn pointers");
 
 uint64_t Encode(Conn* c, Tag t) { return reinterpret_cast<uintptr_t>(c) | t; }
@@ -136,9 +136,20 @@ class IoUringWorker final : public LoopWorker {
     CloseAll();
   }
 
+  bool StartRead(Conn& c, int fd, uint64_t offset, MutableByteView dst,
+                 int64_t* result) override {
+    if (c.file_armed) return false;
+    io_uring_sqe* sqe = Sqe();
+    io_uring_prep_read(sqe, fd, dst.data(), static_cast<unsigned>(dst.size()), offset);
+    io_uring_sqe_set_data64(sqe, Encode(&c, kFile));
+    c.file_armed = true;
+    c.file_result = result;
+    return true;
+  }
+
   bool Armed() const {
     for (const Conn* c : conns_) {
-      if (c->recv_armed || c->send_armed) return true;
+      if (c->recv_armed || c->send_armed || c->file_armed) return true;
     }
     return false;
   }
@@ -193,6 +204,13 @@ class IoUringWorker final : public LoopWorker {
           Drive(*w);
         }
         ArmWake();
+        return;
+      case kFile:
+        // A session's file read (SessionIo): it resumes as after a wake.
+        c->file_armed = false;
+        *c->file_result = res;
+        if (!c->dead && !c->reaping && !c->recv_armed) Feed(*c);
+        Drive(*c);
         return;
       case kRecv:
         c->recv_armed = false;
@@ -252,7 +270,7 @@ class IoUringWorker final : public LoopWorker {
     }
     if (c.dead || (c.eof && !c.send_armed && !c.session->busy())) {
       c.dead = true;
-      if (!c.recv_armed && !c.send_armed) {
+      if (!c.recv_armed && !c.send_armed && !c.file_armed) {
         if (!c.reaping) to_close_.push_back(&c);
         c.reaping = true;
       } else if (c.recv_armed) {

@@ -248,6 +248,7 @@ size_t Session::Binary(ByteView in, Buffer& out) {
       Simple(out, h, kUnknownCommand);
       break;
   }
+  if (cold_reading_) return 0;  // the packet runs again once its item's record is in
   return consumed;
 }
 
@@ -258,7 +259,7 @@ void Session::BinaryRetrieve(const BinaryRequest& r, Buffer& out) {
       h.opcode == kGetK || h.opcode == kGetKQ || h.opcode == kGatK || h.opcode == kGatKQ;
   ReadOptions ro;
   if (touch) ro.touch_exptime = static_cast<int32_t>(Be32(r.extras));
-  Bump(touch ? counters_.cmd_touch : counters_.cmd_get);
+  ro.defer_cold = Defer(r.key);
   const Outcome o = shared_.store->Read(r.key, ro, [&](const ItemView& item) {
     const uint16_t klen = with_key ? h.keylen : 0;
     ResponseHeader(out, h, kSuccess, 4, klen, item.value_size(), item.cas());
@@ -267,6 +268,11 @@ void Session::BinaryRetrieve(const BinaryRequest& r, Buffer& out) {
     if (with_key) out.Append(ByteView(r.key));
     item.AppendValueTo(out);
   });
+  if (o == Outcome::kColdPending) {
+    StartColdRead(r.key);
+    return;
+  }
+  Bump(touch ? counters_.cmd_touch : counters_.cmd_get);
   shared_.prefix_stats.RecordGet(r.key, o == Outcome::kOk);
   if (o == Outcome::kOk) {
     Bump(touch ? counters_.touch_hits : counters_.get_hits);
@@ -302,9 +308,14 @@ void Session::BinaryStore(const BinaryRequest& r, Buffer& out) {
     w.flags = Be32(r.extras);
     w.exptime = static_cast<int32_t>(Be32(r.extras + 4));
   }
+  w.defer_cold = Defer(r.key);
+  const WriteResult res = shared_.store->Write(mode, r.key, r.value, w);
+  if (res.outcome == Outcome::kColdPending) {
+    StartColdRead(r.key);
+    return;
+  }
   Bump(counters_.cmd_set);
   shared_.prefix_stats.RecordSet(r.key);  // every binary store, as memcached counts
-  const WriteResult res = shared_.store->Write(mode, r.key, r.value, w);
   switch (res.outcome) {
     case Outcome::kOk:
       if (!r.quiet) ResponseHeader(out, h, kSuccess, 0, 0, 0, res.cas);

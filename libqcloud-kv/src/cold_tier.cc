@@ -94,6 +94,24 @@ void Encode(Buffer& out, uint8_t type, uint8_t coding, std::string_view key, uin
 
 uint64_t FixHash(uint64_t h) { return h == 0 ? 1 : h; }
 
+// The item a parsed record holds, its value decompressed.
+Result<ColdItem> ItemOf(const Record& rec, uint64_t location) {
+  ColdItem item;
+  item.flags = rec.flags;
+  item.cas = rec.cas;
+  item.exptime = rec.exptime;
+  item.atime = rec.atime;
+  item.location = location;
+  if ((rec.coding & kZstd) != 0) {
+    QCLOUD_ASSIGN_OR_RETURN(Buffer raw, ZstdDecompress(ByteView(rec.stored), rec.raw_len));
+    if (raw.size() != rec.raw_len) return Corruption("cold value length");
+    item.value = raw.readable().ToString();
+  } else {
+    item.value = std::string(rec.stored);
+  }
+  return item;
+}
+
 }  // namespace
 
 std::string ColdTier::SegmentPath(uint64_t id) const {
@@ -305,22 +323,44 @@ Result<std::optional<ColdItem>> ColdTier::Find(std::string_view key, uint64_t ha
     auto rec = Parse(ByteView(bytes));
     if (!rec) return Corruption("cold record fails its checksum");
     if (rec->type != kItem || rec->key != key) continue;
-    ColdItem item;
-    item.flags = rec->flags;
-    item.cas = rec->cas;
-    item.exptime = rec->exptime;
-    item.atime = rec->atime;
-    item.location = location;
-    if ((rec->coding & kZstd) != 0) {
-      QCLOUD_ASSIGN_OR_RETURN(Buffer raw, ZstdDecompress(ByteView(rec->stored), rec->raw_len));
-      if (raw.size() != rec->raw_len) return Corruption("cold value length");
-      item.value = raw.readable().ToString();
-    } else {
-      item.value = std::string(rec->stored);
-    }
+    QCLOUD_ASSIGN_OR_RETURN(ColdItem item, ItemOf(*rec, location));
     return std::optional<ColdItem>(std::move(item));
   }
   return std::optional<ColdItem>();
+}
+
+std::optional<ColdTier::Location> ColdTier::Locate(uint64_t hash) const {
+  std::lock_guard lock(mu_);
+  const std::vector<uint64_t> candidates = StubFind(FixHash(hash));
+  if (candidates.size() != 1) return std::nullopt;
+  const uint64_t location = candidates[0];
+  auto it = segments_.find(LocSeg(location));
+  if (it == segments_.end()) return std::nullopt;
+  if (LocSeg(location) == active_ && LocOff(location) >= flushed_) return std::nullopt;  // buffered
+  const int fd = it->second.file->native_handle();
+  if (fd < 0) return std::nullopt;
+  uint32_t length = 0;
+  const size_t mask = stubs_.size() - 1;
+  for (size_t i = FixHash(hash) & mask; stubs_[i].hash != 0; i = (i + 1) & mask) {
+    if (stubs_[i].location == location) length = stubs_[i].length;
+  }
+  if (length < kFixed) return std::nullopt;
+  return Location{it->second.file, fd, LocOff(location), length, location};
+}
+
+Result<std::optional<ColdItem>> ColdTier::Decode(std::string_view key, uint64_t hash,
+                                                 uint64_t location, ByteView record) {
+  {
+    std::lock_guard lock(mu_);
+    const std::vector<uint64_t> live = StubFind(FixHash(hash));
+    if (std::find(live.begin(), live.end(), location) == live.end()) return std::optional<ColdItem>();
+    ++stats_.reads;
+  }
+  auto rec = Parse(record);
+  if (!rec || rec->size != record.size()) return Corruption("cold record fails its checksum");
+  if (rec->type != kItem || rec->key != key) return std::optional<ColdItem>();
+  QCLOUD_ASSIGN_OR_RETURN(ColdItem item, ItemOf(*rec, location));
+  return std::optional<ColdItem>(std::move(item));
 }
 
 Status ColdTier::Put(std::string_view key, uint64_t hash, const ColdItem& item) {

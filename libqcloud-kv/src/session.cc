@@ -91,8 +91,35 @@ void Session::Reply(Buffer& out, std::string_view s) {
   Put(out, "\r\n");
 }
 
+namespace {
+constexpr int64_t kReadPending = INT64_MIN;  // cold_result_ until the loop sets it
+}  // namespace
+
+void Session::StartColdRead(std::string_view key) {
+  cold_key_.assign(key);
+  cold_record_.resize(cold_fetch_.length);
+  cold_result_ = kReadPending;
+  cold_reading_ = true;
+  MutableByteView dst(reinterpret_cast<std::byte*>(cold_record_.data()), cold_record_.size());
+  if (!io_->Read(cold_fetch_.fd, cold_fetch_.offset, dst, &cold_result_)) {
+    cold_result_ = -EBUSY;  // not started: the repeated request reads it itself
+  }
+}
+
+void Session::FinishColdRead() {
+  if (cold_result_ == static_cast<int64_t>(cold_record_.size())) {
+    // Whatever this says, the request runs again without deferring.
+    (void)shared_.store->FaultIn(cold_key_, cold_fetch_, ByteView(cold_record_));
+  }
+  cold_fetch_.hold.reset();
+  cold_retry_key_.swap(cold_key_);
+  cold_reading_ = false;
+  if (cold_record_.capacity() > 64 * 1024) std::string().swap(cold_record_);
+}
+
 size_t Session::Process(ByteView in, Buffer& out) {
   size_t used = 0;
+  if (cold_reading_ && cold_result_ != kReadPending) FinishColdRead();
   while (!closing_ && !blocked(out)) {
     ByteView rest = in.subview(used, in.size() - used);
     if (swallow_ > 0) {
@@ -116,8 +143,9 @@ size_t Session::Process(ByteView in, Buffer& out) {
     }
     if (mode_ == Mode::kBinary) {
       const size_t n = Binary(rest, out);
-      if (n == 0) break;
+      if (n == 0) break;  // incomplete, or waiting for a cold read
       used += n;
+      cold_retry_key_.clear();
       continue;
     }
     const char* begin = rest.chars();
@@ -145,9 +173,11 @@ size_t Session::Process(ByteView in, Buffer& out) {
     const size_t out_before = out.size();
     noreply_ = false;
     const int64_t data = Text(line, after, out);
-    if (data < 0) break;  // the value has not fully arrived
+    if (data < 0) break;  // the value has not fully arrived, or a cold read runs
+    if (cold_reading_) break;  // a multi-get waits for a cold read (get_resume_ says where)
     if (get_resume_ != 0) break;  // multi-get paused on a full output buffer
     used += line_len + 1 + static_cast<size_t>(data);
+    cold_retry_key_.clear();
     (void)out_before;
   }
   return used;
@@ -312,9 +342,9 @@ int64_t Session::Storage(const std::vector<std::string_view>& t, int kind, ByteV
   }
   const size_t total = static_cast<size_t>(vlen) + 2;
   Store& store = *shared_.store;
-  shared_.prefix_stats.RecordSet(key);
   if (static_cast<size_t>(vlen) > store.MaxValueSize(key.size())) {
     // Discard the data as it arrives, then answer (memcached's swallow).
+    shared_.prefix_stats.RecordSet(key);
     Bump(counters_.store_too_large);
     if (kind == kSetCmd) store.Delete(key);  // no stale value survives a failed set
     const size_t now_n = std::min(total, rest.size());
@@ -328,9 +358,10 @@ int64_t Session::Storage(const std::vector<std::string_view>& t, int kind, ByteV
     return static_cast<int64_t>(now_n);
   }
   if (rest.size() < total) return -1;
-  Bump(counters_.cmd_set);
   const ByteView data = rest.first(static_cast<size_t>(vlen));
   if (rest.chars()[vlen] != '\r' || rest.chars()[vlen + 1] != '\n') {
+    shared_.prefix_stats.RecordSet(key);
+    Bump(counters_.cmd_set);
     Reply(out, "CLIENT_ERROR bad data chunk");
     return static_cast<int64_t>(total);
   }
@@ -341,19 +372,21 @@ int64_t Session::Storage(const std::vector<std::string_view>& t, int kind, ByteV
   w.flags = flags;
   w.exptime = exptime;
   w.cas = cas;
-  if (kind == kCasCmd && cas == 0) {
-    // Text cas with unique 0 never matches (memcached compares it as is).
-    w.cas = 0;
-  }
+  w.defer_cold = Defer(key);
   WriteResult r;
   if (kind == kCasCmd && cas == 0) {
     // Store::Write treats cas 0 as "no cas"; memcached's text cas 0 is a
     // real comparison that fails (EXISTS) or misses (NOT_FOUND).
-    std::string dummy;
     r.outcome = store.Get(key, nullptr) ? Outcome::kExists : Outcome::kNotFound;
   } else {
     r = store.Write(kModes[kind], key, data, w);
   }
+  if (r.outcome == Outcome::kColdPending) {
+    StartColdRead(key);
+    return -1;  // the command runs again when the record is in
+  }
+  shared_.prefix_stats.RecordSet(key);
+  Bump(counters_.cmd_set);
   switch (r.outcome) {
     case Outcome::kOk:
       if (kind == kCasCmd) Bump(counters_.cas_hits);
@@ -438,11 +471,7 @@ void Session::Retrieval(std::string_view line, const std::vector<std::string_vie
       Put(out, "CLIENT_ERROR bad command line format\r\n");
       return;
     }
-    if (touch) {
-      Bump(counters_.cmd_touch);
-    } else {
-      Bump(counters_.cmd_get);
-    }
+    ro.defer_cold = Defer(key);
     const Outcome o = store.Read(key, ro, [&](const ItemView& item) {
       Put(out, "VALUE ");
       Put(out, key);
@@ -458,6 +487,12 @@ void Session::Retrieval(std::string_view line, const std::vector<std::string_vie
       item.AppendValueTo(out);
       Put(out, "\r\n");
     });
+    if (o == Outcome::kColdPending) {
+      get_resume_ = index - 1;  // the keys before this one are answered
+      StartColdRead(key);
+      return;
+    }
+    Bump(touch ? counters_.cmd_touch : counters_.cmd_get);
     shared_.prefix_stats.RecordGet(key, o == Outcome::kOk);
     if (o == Outcome::kOk) {
       Bump(touch ? counters_.touch_hits : counters_.get_hits);
@@ -1327,7 +1362,7 @@ int64_t Session::MetaGet(const std::vector<std::string_view>& t, Buffer& out) {
   if (f.ttl) ro.touch_exptime = *f.ttl;
   if (f.vivify) ro.vivify_exptime = *f.vivify;
   if (f.recache && *f.recache > 0) ro.recache_below = static_cast<uint32_t>(*f.recache);
-  Bump(counters_.cmd_get);
+  ro.defer_cold = Defer(key);
   bool hit = false;
   const Outcome read = shared_.store->Read(key, ro, [&](const ItemView& item) {
     hit = true;
@@ -1373,6 +1408,12 @@ int64_t Session::MetaGet(const std::vector<std::string_view>& t, Buffer& out) {
       Put(out, "\r\n");
     }
   });
+  if (read == Outcome::kColdPending) {
+    Unbump(counters_.cmd_meta);  // counted when the command runs again
+    StartColdRead(key);
+    return -1;
+  }
+  Bump(counters_.cmd_get);
   if (hit) {
     Bump(counters_.get_hits);
     if (f.ttl) Bump(counters_.touch_hits);
@@ -1454,13 +1495,13 @@ int64_t Session::MetaSet(const std::vector<std::string_view>& t, ByteView rest, 
     Put(out, "CLIENT_ERROR bad data chunk\r\n");
     return static_cast<int64_t>(total);
   }
-  Bump(counters_.cmd_set);
   WriteOptions w;
   w.flags = f.client_flags.value_or(0);
   w.exptime = f.ttl.value_or(0);
   w.cas = f.cas.value_or(0);
   w.binary_key = f.base64;
   w.invalidate_if_cas_older = f.invalidate;
+  w.defer_cold = Defer(key);
   WriteResult r;
   if (f.cas && *f.cas == 0) {
     uint64_t cur = 0;
@@ -1468,6 +1509,12 @@ int64_t Session::MetaSet(const std::vector<std::string_view>& t, ByteView rest, 
   } else {
     r = store.Write(mode, key, rest.first(static_cast<size_t>(vlen)), w);
   }
+  if (r.outcome == Outcome::kColdPending) {
+    Unbump(counters_.cmd_meta);  // counted when the command runs again
+    StartColdRead(key);
+    return -1;
+  }
+  Bump(counters_.cmd_set);
   std::string_view code;
   switch (r.outcome) {
     case Outcome::kOk: code = "HD"; break;

@@ -466,12 +466,24 @@ class StoreImpl {
   bool Sink(StoreShard& s, uint32_t head, uint32_t now);
   enum class Fault { kAbsent, kIn, kIoError };
   Fault FaultIn(StoreShard& s, std::string_view key, uint64_t hash, uint32_t now);
+  // Brings a cold item read from its record into memory (shard lock held).
+  Fault Adopt(StoreShard& s, std::string_view key, uint64_t hash, const ColdItem& item,
+              uint32_t now);
+  Outcome FaultInRecord(std::string_view key, const ColdFetch& fetch, ByteView record);
+  // What Lookup returns for a deferred cold read.
+  static std::byte* PendingLink() noexcept {
+    static std::byte pending[4];
+    return pending;
+  }
   // The link to `key`'s item (shard lock held): brought back from the cold
   // tier if it sank there, reclaimed if expired or flushed; *link == 0 when
   // there is no live item.
   // nullptr when the key's sunk copy could not be read (I/O or checksum
   // error, counted in cold_errors): the caller answers kIoError, never a miss.
-  std::byte* Lookup(StoreShard& s, std::string_view key, uint64_t hash, uint32_t now);
+  // With `defer` set, a key whose item is on disk is not read: its record's
+  // place goes to *defer and PendingLink() is returned.
+  std::byte* Lookup(StoreShard& s, std::string_view key, uint64_t hash, uint32_t now,
+                    ColdFetch* defer = nullptr);
   // Sets item `head`'s exptime, rewriting it when its header has no room for
   // one; returns the item's (maybe new) first block, 0 when out of memory.
   uint32_t Retime(StoreShard& s, std::string_view key, uint64_t hash, uint32_t head, uint32_t exp,
@@ -715,7 +727,11 @@ StoreImpl::Fault StoreImpl::FaultIn(StoreShard& s, std::string_view key, uint64_
     return Fault::kIoError;
   }
   if (!found->has_value()) return Fault::kAbsent;
-  ColdItem& item = **found;
+  return Adopt(s, key, hash, **found, now);
+}
+
+StoreImpl::Fault StoreImpl::Adopt(StoreShard& s, std::string_view key, uint64_t hash,
+                                  const ColdItem& item, uint32_t now) {
   uint32_t exp = 0;
   if (item.exptime != 0) {
     exp = item.exptime <= start_wall_ ? 1
@@ -740,9 +756,34 @@ StoreImpl::Fault StoreImpl::FaultIn(StoreShard& s, std::string_view key, uint64_
   return Fault::kIn;
 }
 
-std::byte* StoreImpl::Lookup(StoreShard& s, std::string_view key, uint64_t hash, uint32_t now) {
+Outcome StoreImpl::FaultInRecord(std::string_view key, const ColdFetch& fetch, ByteView record) {
+  if (cold_ == nullptr || key.empty() || key.size() > kMaxKeyLength) return Outcome::kNotFound;
+  const uint64_t hash = Xxh3_64(ByteView(key));
+  StoreShard& s = ShardFor(hash);
+  const uint32_t now = Now();
+  std::lock_guard lock(s.mu);
+  if (Load<uint32_t>(s.FindLink(key, hash)) != 0) return Outcome::kOk;
+  auto item = cold_->Decode(key, hash, fetch.location, record);
+  // Not counted here: the repeated call reads the record again and counts.
+  if (!item.ok()) return Outcome::kIoError;
+  if (!item->has_value()) return Outcome::kNotFound;
+  return Adopt(s, key, hash, **item, now) == Fault::kIn ? Outcome::kOk : Outcome::kNotFound;
+}
+
+std::byte* StoreImpl::Lookup(StoreShard& s, std::string_view key, uint64_t hash, uint32_t now,
+                             ColdFetch* defer) {
   std::byte* link = s.FindLink(key, hash);
   uint32_t h = Load<uint32_t>(link);
+  if (h == 0 && defer != nullptr && cold_ != nullptr) {
+    if (auto at = cold_->Locate(hash)) {
+      defer->fd = at->fd;
+      defer->offset = at->offset;
+      defer->length = at->length;
+      defer->location = at->location;
+      defer->hold = std::move(at->file);
+      return PendingLink();
+    }
+  }
   if (h == 0) {
     switch (FaultIn(s, key, hash, now)) {
       case Fault::kAbsent:
@@ -794,8 +835,9 @@ Outcome StoreImpl::ReadImpl(std::string_view key, const ReadOptions& options, Vi
   StoreShard& s = ShardFor(hash);
   const uint32_t now = Now();
   std::lock_guard lock(s.mu);
-  const std::byte* found = Lookup(s, key, hash, now);
+  const std::byte* found = Lookup(s, key, hash, now, options.defer_cold);
   if (found == nullptr) return Outcome::kIoError;
+  if (found == PendingLink()) return Outcome::kColdPending;
   uint32_t h = Load<uint32_t>(found);
   uint8_t extra = 0;
   if (h == 0) {
@@ -892,8 +934,9 @@ WriteResult StoreImpl::Write(StoreMode mode, std::string_view key, ByteView valu
   StoreShard& s = ShardFor(hash);
   const uint32_t now = Now();
   std::lock_guard lock(s.mu);
-  std::byte* link = Lookup(s, key, hash, now);
+  std::byte* link = Lookup(s, key, hash, now, options.defer_cold);
   if (link == nullptr) return {Outcome::kIoError};
+  if (link == PendingLink()) return {Outcome::kColdPending};
   const uint32_t old = Load<uint32_t>(link);
   uint8_t ctl = options.binary_key ? kBinKey : 0;
   bool mark_stale = false;
@@ -979,8 +1022,9 @@ Outcome StoreImpl::Delete(std::string_view key, const DeleteOptions& options) {
   StoreShard& s = ShardFor(hash);
   const uint32_t now = Now();
   std::lock_guard lock(s.mu);
-  std::byte* link = Lookup(s, key, hash, now);
+  std::byte* link = Lookup(s, key, hash, now, options.defer_cold);
   if (link == nullptr) return Outcome::kIoError;
+  if (link == PendingLink()) return Outcome::kColdPending;
   uint32_t h = Load<uint32_t>(link);
   if (h == 0) return Outcome::kNotFound;
   if (options.cas != 0 && s.Cas(h) != options.cas) return Outcome::kExists;
@@ -1009,8 +1053,9 @@ ArithResult StoreImpl::Arith(std::string_view key, const ArithOptions& options) 
   StoreShard& s = ShardFor(hash);
   const uint32_t now = Now();
   std::unique_lock lock(s.mu);
-  std::byte* link = Lookup(s, key, hash, now);
+  std::byte* link = Lookup(s, key, hash, now, options.defer_cold);
   if (link == nullptr) return {Outcome::kIoError};
+  if (link == PendingLink()) return {Outcome::kColdPending};
   uint32_t h = Load<uint32_t>(link);
   char digits[24];
   if (h == 0) {
@@ -1218,6 +1263,9 @@ Outcome Store::Delete(std::string_view key, const DeleteOptions& options) {
 Outcome Store::Touch(std::string_view key, int64_t exptime) { return impl_->Touch(key, exptime); }
 ArithResult Store::Arith(std::string_view key, const ArithOptions& options) {
   return impl_->Arith(key, options);
+}
+Outcome Store::FaultIn(std::string_view key, const ColdFetch& fetch, ByteView record) {
+  return impl_->FaultInRecord(key, fetch, record);
 }
 void Store::FlushAll(int64_t delay) { impl_->FlushAll(delay); }
 Status Store::Maintain(size_t buckets) { return impl_->Maintain(buckets); }

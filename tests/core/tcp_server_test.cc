@@ -6,7 +6,10 @@
 #include <doctest/doctest.h>
 #include <stddef.h>
 
+#include <unistd.h>
+
 #include <atomic>
+#include <cstdio>
 #include <chrono>
 #include <future>
 #include <mutex>
@@ -327,6 +330,129 @@ TEST_CASE("tcp server: a session resumes when another thread wakes it") {
     std::lock_guard lock(factory.mu);
     for (auto& t : factory.threads) t.join();
   });
+}
+
+// "file OFF LEN" reads LEN bytes at OFF of the factory's file, "pipe LEN"
+// LEN bytes of its pipe, through the loop (SessionIo), and answers the bytes
+// (or "error N"); anything else is echoed. Requests wait behind a read.
+class FileSession final : public StreamSession {
+ public:
+  FileSession(int file_fd, int pipe_fd) : file_fd_(file_fd), pipe_fd_(pipe_fd) {}
+  void AttachIo(SessionIo* io) override { io_ = io; }
+  size_t Process(ByteView in, Buffer& out) override {
+    if (reading_ && result_ != kPending) {
+      reading_ = false;
+      const std::string reply =
+          result_ < 0 ? "error " + std::to_string(-result_) : buf_.substr(0, static_cast<size_t>(result_));
+      out.Append(std::string_view(reply + "\n"));
+    }
+    size_t used = 0;
+    std::string_view text = in.AsStringView();
+    for (size_t nl; !reading_ && (nl = text.find('\n', used)) != std::string_view::npos;) {
+      const std::string line(text.substr(used, nl - used));
+      used = nl + 1;
+      unsigned long off = 0, len = 0;
+      int fd = -1;
+      if (std::sscanf(line.c_str(), "file %lu %lu", &off, &len) == 2) {
+        fd = file_fd_;
+      } else if (std::sscanf(line.c_str(), "pipe %lu", &len) == 1) {
+        fd = pipe_fd_;
+        off = ~0ul;  // a pipe has no offset: "the current position"
+      } else {
+        out.Append(std::string_view(line + "\n"));
+        continue;
+      }
+      buf_.assign(len, '\0');
+      result_ = kPending;
+      reading_ = io_->Read(fd, off, MutableByteView(reinterpret_cast<std::byte*>(buf_.data()), len),
+                           &result_);
+      REQUIRE(reading_);
+    }
+    return used;
+  }
+  bool closing() const noexcept override { return false; }
+  bool blocked(const Buffer&) const noexcept override { return reading_; }
+  bool busy() const noexcept override { return reading_; }
+
+ private:
+  static constexpr int64_t kPending = INT64_MIN;
+  SessionIo* io_ = nullptr;
+  int file_fd_, pipe_fd_;
+  bool reading_ = false;
+  int64_t result_ = kPending;
+  std::string buf_;
+};
+
+struct Files final : SessionFactory {
+  std::unique_ptr<StreamSession> NewSession(unsigned) override {
+    return std::make_unique<FileSession>(file_fd, pipe_fd);
+  }
+  int file_fd = -1;
+  int pipe_fd = -1;
+};
+
+TEST_CASE("tcp server: a session reads a file through its worker's loop, in order") {
+  char path[] = "/tmp/qcloud-tcp-file-XXXXXX";
+  const int fd = ::mkstemp(path);
+  REQUIRE(fd >= 0);
+  ::unlink(path);
+  REQUIRE(::pwrite(fd, "0123456789abcdef", 16, 0) == 16);
+  ForEachBackend([&](LoopBackend backend) {
+    Files files;
+    files.file_fd = fd;
+    files.pipe_fd = -1;
+    auto server = REQUIRE_VALUE(TcpServer::Open(files, {.threads = 1, .backend = backend}));
+    auto worker = std::async(std::launch::async, [&] { return server->Serve(0); });
+    test::SocketClient c(server->address());
+    REQUIRE(c.connected());
+    // Pipelined: the echo waits for the read before it, the short read
+    // stops at the end of the file, a bad descriptor is the read's error.
+    REQUIRE(c.Send("file 2 5\necho\nfile 10 3\nfile 14 10\n"));
+    const std::string want = "23456\necho\nabc\nef\n";
+    CHECK(c.Read(want.size()) == want);
+    files.file_fd = 1000000;  // new sessions read a descriptor that is not open
+    test::SocketClient bad(server->address());
+    REQUIRE(bad.Send("file 0 4\n"));
+    CHECK(bad.Read(8) == "error 9\n");
+    server->Stop();
+    CHECK_OK(worker.get());
+  });
+  ::close(fd);
+}
+
+TEST_CASE("tcp server: while one connection's read waits, the worker serves the others") {
+  if (!core_internal::IoUringAllowed()) return;  // epoll reads at once: nothing to wait for
+  int pipe_fds[2];
+  REQUIRE(::pipe(pipe_fds) == 0);
+  Files files;
+  files.pipe_fd = pipe_fds[0];
+  auto server = REQUIRE_VALUE(TcpServer::Open(files, {.threads = 1, .backend = LoopBackend::kIoUring}));
+  auto worker = std::async(std::launch::async, [&] { return server->Serve(0); });
+  test::SocketClient waiting(server->address());
+  test::SocketClient other(server->address());
+  REQUIRE(waiting.Send("pipe 4\nafter\n"));
+  REQUIRE(other.Send("hello\n"));
+  CHECK(other.Read(6) == "hello\n");  // one worker, and its other connection waits on the pipe
+  CHECK(waiting.Read(1, 100).empty());
+  REQUIRE(::write(pipe_fds[1], "data", 4) == 4);
+  CHECK(waiting.Read(11) == "data\nafter\n");
+  {
+    // A client that leaves while its read is in flight: the connection
+    // closes only once the read is done.
+    test::SocketClient gone(server->address());
+    REQUIRE(gone.Send("pipe 3\n"));
+    REQUIRE(other.Send("sync\n"));
+    CHECK(other.Read(5) == "sync\n");
+  }
+  std::this_thread::sleep_for(20ms);
+  REQUIRE(::write(pipe_fds[1], "xyz", 3) == 3);
+  REQUIRE(other.Send("still\n"));
+  CHECK(other.Read(6) == "still\n");
+  CHECK(Eventually([&] { return server->stats().curr_connections == 2; }));
+  server->Stop();
+  CHECK_OK(worker.get());
+  ::close(pipe_fds[0]);
+  ::close(pipe_fds[1]);
 }
 
 TEST_CASE("tcp server: a connection idle past idle_timeout is closed, a busy one is not") {

@@ -88,4 +88,10 @@ start_kvd --memory 16 --ssd-dir "$work/ssd" || fail "kvd restart"
 [[ $(memc 'get kept\r\n' 28) == $'VALUE kept 5 5\r\nhello\r\nEND\r' ]] || fail "value lost across a restart"
 checks=$((checks + 1))
 stop_kvd
+# The read of a recovered item goes through the loop (SessionIo) with
+# either backend; replies after it keep their order.
+start_kvd --memory 16 --ssd-dir "$work/ssd" --loop epoll || fail "kvd restart (epoll)"
+[[ $(memc 'get kept\r\nget nothere\r\n' 33) == $'VALUE kept 5 5\r\nhello\r\nEND\r\nEND\r' ]] || fail "value lost across a restart (epoll)"
+checks=$((checks + 1))
+stop_kvd
 echo "ok: $checks checks"

@@ -3,7 +3,11 @@
 // values and unread replies, and the binary protocol's framing.
 #include <doctest/doctest.h>
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <filesystem>
 #include <random>
 #include <set>
 #include <string>
@@ -305,6 +309,162 @@ TEST_CASE("metadump streams every item once in bounded pieces and requests after
   CHECK(keys.count("key%3A0") == 1);
   // A class filter: 1-byte values are all class 1.
   CHECK(Run(node, "lru_crawler metadump 2\r\n") == "END\r\n");
+}
+
+// A SessionIo that holds each read until the test performs it with pread.
+struct HeldIo final : SessionIo {
+  bool Read(int fd, uint64_t offset, MutableByteView dst, int64_t* result) override {
+    if (held) return false;
+    held = true;
+    fd_ = fd;
+    offset_ = offset;
+    dst_ = dst;
+    result_ = result;
+    ++reads;
+    return true;
+  }
+  void Complete() {
+    REQUIRE(held);
+    held = false;
+    const ssize_t n = ::pread(fd_, dst_.data(), dst_.size(), static_cast<off_t>(offset_));
+    *result_ = n < 0 ? -errno : n;
+  }
+  bool held = false;
+  int reads = 0;
+
+ private:
+  int fd_ = -1;
+  uint64_t offset_ = 0;
+  MutableByteView dst_;
+  int64_t* result_ = nullptr;
+};
+
+struct ColdNode {
+  ColdNode() {
+    char tmpl[] = "/tmp/qcloud-kv-cold-XXXXXX";
+    REQUIRE(::mkdtemp(tmpl) != nullptr);
+    dir = tmpl;
+    StoreOptions so;
+    so.memory_bytes = 2 << 20;
+    so.item_size_max = 256 * 1024;
+    so.shards = 2;
+    so.ssd_dir = dir;
+    so.ssd_bytes = 256 << 20;
+    so.segment_bytes = 1 << 20;
+    node = std::make_unique<Node>(so);
+    // ~4x the memory: most of the early keys sink; the tier's buffer is
+    // written out so that their records are on disk.
+    for (int i = 0; i < 40000; ++i) {
+      const std::string v = "value-" + std::to_string(i) + std::string(80, 'v');
+      REQUIRE(node->store->Set("k" + std::to_string(i), v, {.flags = static_cast<uint32_t>(i)}).outcome ==
+              Outcome::kOk);
+    }
+    REQUIRE_OK(node->store->Maintain());
+    REQUIRE(node->store->Stats().cold_items > 20000);
+  }
+  ~ColdNode() {
+    node.reset();
+    std::filesystem::remove_all(dir);
+  }
+  std::string dir;
+  std::unique_ptr<Node> node;
+};
+
+// Runs `input` on a session with `io` (null: the store reads cold records
+// itself), completing each held read; checks the session waits meanwhile.
+std::string RunCold(Node& node, const std::string& input, HeldIo* io) {
+  Session session(node.shared, node.workers[0]);
+  if (io != nullptr) session.AttachIo(io);
+  std::string pending = input;
+  Buffer out;
+  for (int round = 0; round < 10000 && !pending.empty(); ++round) {
+    const size_t used = session.Process(ByteView(pending), out);
+    pending.erase(0, used);
+    if (io != nullptr && io->held) {
+      CHECK(session.busy());
+      CHECK(session.blocked(out));
+      // Nothing more is taken while the read is out.
+      CHECK(session.Process(ByteView(pending), out) == 0);
+      io->Complete();
+    }
+  }
+  CHECK(pending.empty());
+  return out.readable().ToString();
+}
+
+TEST_CASE("cold reads through the loop: requests wait for the record and answer as a blocking read does") {
+  ColdNode with_io;
+  ColdNode blocking;
+  std::string text = "get k1 k2 nothere k3\r\ngets k4\r\nset k5 1 0 3\r\nnew\r\nget k5\r\n"
+                     "mg k6 v f c t\r\nms k7 2\r\nhi\r\nmg k7 v\r\nadd k8 0 0 1\r\nx\r\n"
+                     "gat 100 k9\r\nappend k10 0 0 2\r\n++\r\nget k10\r\nmn\r\n";
+  for (int i = 100; i < 140; ++i) text += "get k" + std::to_string(i) + "\r\n";
+  HeldIo io;
+  const std::string got = RunCold(*with_io.node, text, &io);
+  const std::string want = RunCold(*blocking.node, text, nullptr);
+  CHECK(got == want);
+  CHECK(io.reads >= 30);  // most early keys were on the tier
+  CHECK(got.starts_with("VALUE k1 1 87\r\nvalue-1"));
+  CHECK(got.find("VALUE k10 10 90\r\nvalue-10" + std::string(80, 'v') + "++\r\n") != std::string::npos);
+  CHECK(got.ends_with("VALUE k139 139 89\r\nvalue-139" + std::string(80, 'v') + "\r\nEND\r\n"));
+  // Each command counted once, though it ran twice.
+  const WorkerCounters& a = with_io.node->workers[0];
+  const WorkerCounters& b = blocking.node->workers[0];
+  CHECK(a.cmd_get.load() == b.cmd_get.load());
+  CHECK(a.cmd_set.load() == b.cmd_set.load());
+  CHECK(a.cmd_meta.load() == b.cmd_meta.load());
+  CHECK(a.get_hits.load() == b.get_hits.load());
+  CHECK(a.cmd_touch.load() == b.cmd_touch.load());
+  CHECK(a.get_misses.load() == 1);
+  CHECK(with_io.node->store->Stats().cold_errors == 0);
+
+  // Binary gets and sets of sunk items wait the same way.
+  std::string bin = Bin(0x00, "", "k200", "") + Bin(0x0c, "", "k201", "") +
+                    Bin(0x01, std::string(8, '\0'), "k202", "zz") + Bin(0x00, "", "k202", "") +
+                    Bin(0x0a, "", "", "");
+  HeldIo io2;
+  CHECK(RunCold(*with_io.node, bin, &io2) == RunCold(*blocking.node, bin, nullptr));
+  CHECK(io2.reads >= 1);
+}
+
+TEST_CASE("cold reads through the loop: an item deleted while its record is read stays deleted") {
+  ColdNode n;
+  Store& store = *n.node->store;
+  Session session(n.node->shared, n.node->workers[0]);
+  HeldIo io;
+  session.AttachIo(&io);
+  Buffer out;
+  // The next early key still on the tier: its get waits for a read.
+  int next = 0;
+  auto cold_get = [&]() -> std::string {
+    while (next < 1000) {
+      const std::string req = "get k" + std::to_string(next++) + "\r\n";
+      const size_t used = session.Process(ByteView(req), out);
+      if (io.held) {
+        CHECK(used == 0);
+        return req;
+      }
+      out.Consume(out.size());
+    }
+    FAIL("no key on the tier");
+    return "";
+  };
+  const std::string req = cold_get();
+  const std::string key = req.substr(4, req.size() - 6);
+  CHECK(store.Delete(key) == Outcome::kOk);  // another connection, meanwhile
+  io.Complete();
+  CHECK(session.Process(ByteView(req), out) == req.size());
+  CHECK(out.readable().ToString() == "END\r\n");
+  std::string v;
+  CHECK_FALSE(store.Get(key, &v));
+  // And one overwritten meanwhile answers the new value.
+  out.Consume(out.size());
+  const std::string req2 = cold_get();
+  const std::string key2 = req2.substr(4, req2.size() - 6);
+  CHECK(store.Set(key2, "fresh").outcome == Outcome::kOk);
+  io.Complete();
+  CHECK(session.Process(ByteView(req2), out) == req2.size());
+  CHECK(out.readable().ToString() == "VALUE " + key2 + " 0 5\r\nfresh\r\nEND\r\n");
 }
 
 }  // namespace

@@ -61,9 +61,23 @@ class ConnWaker final : public SessionWaker {
   Conn* conn_;  // null once closed; under queue->mu
 };
 
+class LoopWorker;
+
+// A connection's SessionIo: the worker's backend starts the reads.
+class ConnIo final : public SessionIo {
+ public:
+  ConnIo(LoopWorker* worker, Conn* conn) noexcept : worker_(worker), conn_(conn) {}
+  bool Read(int fd, uint64_t offset, MutableByteView dst, int64_t* result) override;
+
+ private:
+  LoopWorker* worker_;
+  Conn* conn_;
+};
+
 struct Conn {
   int fd = -1;
   std::shared_ptr<ConnWaker> waker;
+  std::unique_ptr<ConnIo> io;
   MonoTime last_activity{};  // the last byte received or sent (idle_timeout)
   std::unique_ptr<StreamSession> session;
   Buffer in;
@@ -71,6 +85,9 @@ struct Conn {
   Buffer sending;           // io_uring: the buffer the kernel is sending from
   bool recv_armed = false;  // io_uring: a receive is in flight
   bool send_armed = false;  // io_uring: a send is in flight
+  bool file_armed = false;  // a SessionIo read is in flight (io_uring) or its result unseen
+  int64_t* file_result = nullptr;  // where that read's result goes
+  int64_t file_done = 0;           // epoll: the result, until it is handed over
   bool eof = false;         // no more input: peer finished, session closing, or stop
   bool dead = false;        // closing: waiting for in-flight operations, then close
   bool reaping = false;     // queued for the close at the end of the loop turn
@@ -115,6 +132,9 @@ class LoopWorker {
         wake_fd_(server.wake_fds[index]) {}
   virtual ~LoopWorker() = default;
   virtual Status Run() = 0;
+  // SessionIo::Read for connection `c` (see ConnIo): false while one is in flight.
+  virtual bool StartRead(Conn& c, int fd, uint64_t offset, MutableByteView dst,
+                         int64_t* result) = 0;
 
  protected:
   // A freshly accepted socket: refused (reject message, close) over the

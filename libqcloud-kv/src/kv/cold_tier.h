@@ -97,6 +97,26 @@ class ColdTier {
   bool MayContain(uint64_t hash) const;
   // The live record of `key`, or nullopt.
   Result<std::optional<ColdItem>> Find(std::string_view key, uint64_t hash);
+
+  // Reads without blocking: where the one record with `hash` lies in a
+  // segment file, for the caller to read on its own event loop and hand to
+  // Decode(). nullopt when Find() is as good: no record, a record still in
+  // the write buffer (no disk read), more than one record with this hash
+  // (a collision), or a file without a descriptor.
+  struct Location {
+    std::shared_ptr<File> file;  // keeps the descriptor open
+    int fd = -1;
+    uint64_t offset = 0;
+    uint32_t length = 0;
+    uint64_t location = 0;
+  };
+  std::optional<Location> Locate(uint64_t hash) const;
+  // The item in `record`, the bytes read at `location` (from Locate), if
+  // that is still `key`'s live record; nullopt when it no longer is (erased,
+  // moved by compaction) or belongs to another key. Corruption when the
+  // bytes fail their checksum.
+  Result<std::optional<ColdItem>> Decode(std::string_view key, uint64_t hash, uint64_t location,
+                                         ByteView record);
   // Appends `item` (location ignored) as the live record of `key`,
   // superseding any older one. kv::Errc::kColdTierFull when the tier is full.
   Status Put(std::string_view key, uint64_t hash, const ColdItem& item);

@@ -57,6 +57,10 @@ struct alignas(64) WorkerCounters {
 inline void Bump(std::atomic<uint64_t>& c, uint64_t n = 1) noexcept {
   c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
 }
+// Takes back a Bump of a command that will run again (and count then).
+inline void Unbump(std::atomic<uint64_t>& c) noexcept {
+  c.store(c.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+}
 
 // What every session of a server shares.
 struct ServerShared {
@@ -105,8 +109,16 @@ class Session final : public StreamSession {
   bool closing() const noexcept override { return closing_; }
   // Process() stopped early because `out` is over the high-water mark.
   bool blocked(const Buffer& out) const noexcept override {
-    return out.size() >= shared_.options.output_high_water;
+    return out.size() >= shared_.options.output_high_water || cold_reading_;
   }
+  // Waiting for a sunk item's record (see AttachIo).
+  bool busy() const noexcept override { return cold_reading_; }
+  // With `io`, a request on a key whose item is on the cold tier does not
+  // block the worker: the session reads the record through `io` (the
+  // worker's io_uring), stops taking requests (replies stay in order), and
+  // when the read completes brings the item into memory and runs the
+  // request again. Without it (tests with no loop) the store reads it.
+  void AttachIo(SessionIo* io) override { io_ = io; }
   // A metadump is being written (in bounded pieces, as `out` drains).
   bool producing() const noexcept override { return dump_.has_value(); }
 
@@ -145,8 +157,25 @@ class Session final : public StreamSession {
   void BinaryTouch(const BinaryRequest& r, Buffer& out);
   void BinaryStat(const BinaryRequest& r, Buffer& out);
 
+  // The ColdFetch to pass for a request on `key`: none for the request being
+  // repeated after its read (it may block once, so it always finishes).
+  ColdFetch* Defer(std::string_view key) noexcept {
+    return io_ != nullptr && key != cold_retry_key_ ? &cold_fetch_ : nullptr;
+  }
+  // A request got Outcome::kColdPending for `key`: starts reading the record.
+  void StartColdRead(std::string_view key);
+  // At the top of Process(): a finished read's item goes into the store.
+  void FinishColdRead();
+
   ServerShared& shared_;
   WorkerCounters& counters_;
+  SessionIo* io_ = nullptr;
+  bool cold_reading_ = false;     // a record read is in flight (or its result unseen)
+  int64_t cold_result_ = 0;       // its bytes or -errno, set by the loop
+  ColdFetch cold_fetch_;          // where the record lies
+  std::string cold_key_;          // whose record it is
+  std::string cold_record_;       // the record's bytes
+  std::string cold_retry_key_;    // the key of the request being repeated
   Mode mode_ = Mode::kUnknown;
   bool closing_ = false;
   bool noreply_ = false;       // the current text command asked for no reply

@@ -64,6 +64,10 @@ class QCLOUD_EXPORT File {
   virtual Result<uint64_t> Size() = 0;
   virtual Status Truncate(uint64_t size) = 0;
   virtual const std::string& path() const noexcept = 0;
+  // The operating system's descriptor, for callers that read the file on
+  // their own event loop (TcpServer's SessionIo); -1 when the file has none
+  // (an in-memory or test Env). Valid while the File lives.
+  virtual int native_handle() const noexcept { return -1; }
 };
 
 enum class OpenMode {

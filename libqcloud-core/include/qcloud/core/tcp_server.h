@@ -79,13 +79,34 @@ class SessionWaker {
   virtual void Wake() noexcept = 0;
 };
 
+// File reads a session starts on its own worker's event loop instead of
+// blocking the worker (a cache reading an item back from disk). io_uring:
+// the read goes on the worker's ring with the sockets' receives and sends;
+// epoll: it is a pread(2) done at once, and the session is resumed on the
+// next loop turn. The worker serves its other connections meanwhile.
+class SessionIo {
+ public:
+  virtual ~SessionIo() = default;
+  // Starts reading dst.size() bytes at `offset` of `fd` into `dst`. When
+  // the read has completed, on the worker's thread, *result holds the bytes
+  // read (fewer only at end of file) or -errno, and the session's Process()
+  // is called again as after SessionWaker::Wake(). At most one read per
+  // connection at a time: false (nothing started) while one is in flight.
+  // Until it sees the result, the session keeps `fd`, `dst` and `result`
+  // valid and is busy() and blocked(); the connection is not closed under
+  // the read.
+  virtual bool Read(int fd, uint64_t offset, MutableByteView dst, int64_t* result) = 0;
+};
+
 // One connection's protocol state machine.
 class StreamSession {
  public:
   virtual ~StreamSession() = default;
   // Called once by the loop before the first Process(): a session that
-  // hands work to other threads keeps the waker to be resumed by them.
+  // hands work to other threads keeps the waker to be resumed by them, and
+  // one that reads files keeps `io` (valid for the connection's life).
   virtual void Attach(std::shared_ptr<SessionWaker> waker) { (void)waker; }
+  virtual void AttachIo(SessionIo* io) { (void)io; }
   // Consumes complete requests from the front of `in` and appends their
   // replies to `out`; returns the bytes consumed (<= in.size()). The rest is
   // offered again with more bytes after it.

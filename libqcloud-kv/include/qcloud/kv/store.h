@@ -107,6 +107,26 @@ enum class Outcome : uint8_t {
   kIoError,     // the key's copy on the cold tier could not be read or erased
                 // (counted in StoreStats::cold_errors); the item may exist, so
                 // this is never reported as a miss
+  kColdPending,  // the call was given a ColdFetch and the key's item lies
+                 // only on the cold tier, on disk: nothing was done; read the
+                 // record it names, FaultIn() it, then repeat the call
+};
+
+// Reading a sunk item without blocking. A call on a key whose item lies on
+// the cold tier reads its record from disk before it goes on, blocking the
+// calling thread. An event loop that must not block passes a ColdFetch
+// (`defer_cold` in the call's options) instead: the call then returns
+// Outcome::kColdPending and fills it in; the caller reads `length` bytes at
+// `offset` of `fd` its own way (io_uring), hands them to Store::FaultIn(),
+// and repeats the call without `defer_cold` (FaultIn has normally brought
+// the item into memory; if anything moved it meanwhile, that call reads it
+// the blocking way, so a call is deferred at most once).
+struct ColdFetch {
+  int fd = -1;              // the segment file to read; open while `hold` is
+  uint64_t offset = 0;      // where the record starts
+  uint32_t length = 0;      // its bytes
+  uint64_t location = 0;    // the store's name for the record
+  std::shared_ptr<void> hold;  // keeps `fd` open; reset when done
 };
 
 // What a reader sees of an item. Valid only inside the Read() callback.
@@ -154,6 +174,7 @@ struct ReadOptions {
   // Look only (memcached's "me"): no access time, no fetched mark, no
   // recompute token handed out; other options are ignored.
   bool inspect = false;
+  ColdFetch* defer_cold = nullptr;  // non-null: kColdPending instead of a disk read (see ColdFetch)
 };
 
 struct WriteOptions {
@@ -162,6 +183,7 @@ struct WriteOptions {
   uint64_t cas = 0;       // nonzero: store only if the item's CAS equals this (kExists/kNotFound)
   bool binary_key = false;  // remember that the key was sent base64-encoded (meta b)
   bool invalidate_if_cas_older = false;  // meta ms I: a stale CAS marks the item stale instead of kExists
+  ColdFetch* defer_cold = nullptr;  // non-null: kColdPending instead of a disk read (see ColdFetch)
 };
 
 struct WriteResult {
@@ -179,6 +201,7 @@ struct ArithOptions {
   // with spaces, as memcached does in all three protocols while no other
   // request holds the item. false writes a new item of the exact length.
   bool in_place = true;
+  ColdFetch* defer_cold = nullptr;  // non-null: kColdPending instead of a disk read (see ColdFetch)
 };
 
 struct ArithResult {
@@ -192,6 +215,7 @@ struct DeleteOptions {
   uint64_t cas = 0;                  // nonzero: only if the item's CAS matches
   bool invalidate = false;           // meta md I: mark stale (new CAS) instead of deleting
   std::optional<int64_t> exptime;    // with invalidate: new exptime
+  ColdFetch* defer_cold = nullptr;   // non-null: kColdPending instead of a disk read (see ColdFetch)
 };
 
 // Where a Scan() goes on from.
@@ -280,6 +304,14 @@ class QCLOUD_EXPORT Store {
   // incr/decr on a value holding a decimal number (leading spaces, trailing
   // spaces allowed as memcached writes them); see ArithOptions::in_place.
   ArithResult Arith(std::string_view key, const ArithOptions& options);
+
+  // Brings `key`'s sunk item into memory from `record`, the bytes read as
+  // `fetch` (from a call that returned kColdPending) said. kOk when the item
+  // is in memory now (or already was); kNotFound when the record is no
+  // longer the key's live one (erased, moved, expired) or there was no room;
+  // kIoError when the bytes fail their checksum (counted in cold_errors).
+  // In every case the caller repeats its call without defer_cold.
+  Outcome FaultIn(std::string_view key, const ColdFetch& fetch, ByteView record);
 
   // Makes every item stored or read before now (delay <= 0) or before the
   // time the memcached exptime `delay` names, invisible from that time on.
