@@ -229,6 +229,8 @@ bool ConnIo::Read(int fd, uint64_t offset, MutableByteView dst, int64_t* result)
   return worker_->StartRead(*conn_, fd, offset, dst, result);
 }
 
+int ConnIo::socket_fd() const noexcept { return conn_->fd; }
+
 void ConnWaker::Wake() noexcept {
   std::lock_guard lock(queue_->mu);
   if (conn_ == nullptr || queued) return;

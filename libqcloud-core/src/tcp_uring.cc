@@ -34,7 +34,7 @@ constexpr long kDrainPollNs = 100L * 1000 * 1000;
 constexpr int kExitDrainRounds = 50;
 
 // user_data = Conn pointer | tag; Conn's alignment leaves the low bits free.
-enum Tag : uintptr_t { kRecv = 0, kSend = 1, kAccept = 2, kWake = 3, kFile = 4 };
+enum Tag : uintptr_t { kRecv = 0, kSend = 1, kAccept = 2, kWake = 3, kFile = 4, kCancel = 5 };
 constexpr uintptr_t kTagMask = 7;
 static_assert(alignof(Conn) > kTagMask, "tags live in the low bits of Conn pointers");
 
@@ -199,8 +199,18 @@ class IoUringWorker final : public LoopWorker {
         // A stop (Run() notices it) or sessions woken from other threads.
         for (Conn* w : TakeWoken()) {
           if (w->dead || w->reaping) continue;
-          // Never under an armed receive: the kernel is writing into `in`.
-          if (!w->recv_armed) Feed(*w);
+          if (w->recv_armed) {
+            // Never under an armed receive (the kernel is writing into
+            // `in`): it is cancelled, and its completion feeds the session.
+            if (!w->recv_cancel) {
+              io_uring_sqe* sqe = Sqe();
+              io_uring_prep_cancel64(sqe, Encode(w, kRecv), 0);
+              io_uring_sqe_set_data64(sqe, Encode(nullptr, kCancel));
+              w->recv_cancel = true;
+            }
+            continue;
+          }
+          Feed(*w);
           Drive(*w);
         }
         ArmWake();
@@ -212,8 +222,17 @@ class IoUringWorker final : public LoopWorker {
         if (!c->dead && !c->reaping && !c->recv_armed) Feed(*c);
         Drive(*c);
         return;
+      case kCancel:
+        return;  // the cancelled receive completes on its own
       case kRecv:
         c->recv_armed = false;
+        if (res == -ECANCELED && c->recv_cancel) {  // cancelled by a wake: not an error
+          c->recv_cancel = false;
+          Feed(*c);
+          Drive(*c);
+          return;
+        }
+        c->recv_cancel = false;
         if (res > 0) {
           c->last_activity = Now();
           c->in.Commit(static_cast<size_t>(res));

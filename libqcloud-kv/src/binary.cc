@@ -260,6 +260,7 @@ void Session::BinaryRetrieve(const BinaryRequest& r, Buffer& out) {
   ReadOptions ro;
   if (touch) ro.touch_exptime = static_cast<int32_t>(Be32(r.extras));
   ro.defer_cold = Defer(r.key);
+  LogFetch(r.key);
   const Outcome o = shared_.store->Read(r.key, ro, [&](const ItemView& item) {
     const uint16_t klen = with_key ? h.keylen : 0;
     ResponseHeader(out, h, kSuccess, 4, klen, item.value_size(), item.cas());
@@ -309,6 +310,7 @@ void Session::BinaryStore(const BinaryRequest& r, Buffer& out) {
     w.exptime = static_cast<int32_t>(Be32(r.extras + 4));
   }
   w.defer_cold = Defer(r.key);
+  LogFetch(r.key);
   const WriteResult res = shared_.store->Write(mode, r.key, r.value, w);
   if (res.outcome == Outcome::kColdPending) {
     StartColdRead(r.key);
@@ -316,6 +318,11 @@ void Session::BinaryStore(const BinaryRequest& r, Buffer& out) {
   }
   Bump(counters_.cmd_set);
   shared_.prefix_stats.RecordSet(r.key);  // every binary store, as memcached counts
+  {
+    static constexpr std::string_view kNames[] = {"set", "add", "replace", "append", "prepend"};
+    const std::string_view cmd = w.cas != 0 ? std::string_view("cas") : kNames[static_cast<int>(mode)];
+    LogStore(r.key, res.outcome, cmd, w.exptime, r.value.size(), w.flags);
+  }
   switch (res.outcome) {
     case Outcome::kOk:
       if (!r.quiet) ResponseHeader(out, h, kSuccess, 0, 0, 0, res.cas);
@@ -349,6 +356,7 @@ void Session::BinaryDelete(const BinaryRequest& r, Buffer& out) {
   DeleteOptions d;
   d.cas = r.h.cas;
   shared_.prefix_stats.RecordDelete(r.key);
+  LogFetch(r.key);
   const Outcome o = shared_.store->Delete(r.key, d);
   if (o == Outcome::kOk) {
     Bump(counters_.delete_hits);
@@ -375,6 +383,7 @@ void Session::BinaryArith(const BinaryRequest& r, Buffer& out) {
     a.initial = Be64(r.extras + 8);
     a.exptime = static_cast<int32_t>(exp);
   }
+  LogFetch(r.key);
   const ArithResult res = shared_.store->Arith(r.key, a);
   switch (res.outcome) {
     case Outcome::kOk:
@@ -408,6 +417,7 @@ void Session::BinaryTouch(const BinaryRequest& r, Buffer& out) {
   ReadOptions ro;
   ro.touch_exptime = static_cast<int32_t>(Be32(r.extras));
   Bump(counters_.cmd_touch);
+  LogFetch(r.key);
   const Outcome o = shared_.store->Read(r.key, ro, [&](const ItemView& item) {
     ResponseHeader(out, r.h, kSuccess, 4, 0, 0, item.cas());
     EncodeBigEndian32(out.Prepare(4).data(), item.flags());

@@ -41,8 +41,32 @@ class Sessions final : public SessionFactory {
 
 }  // namespace
 
+// `watch evictions`: the store's evictions as memcached's log lines.
+class EvictionLog final : public EvictionObserver {
+ public:
+  explicit EvictionLog(WatchHub& hub) : hub_(hub) {}
+  void OnEviction(const ItemView& item) noexcept override {
+    if (!hub_.Wants(kWatchEvictions)) return;
+    try {
+      std::string line = "type=eviction key=";
+      AppendUriEncoded(line, item.key());
+      line += fmt::format(" fetch={} ttl={} la={} clsid={} size={}",
+                          item.fetched_before() ? "yes" : "no", item.ttl(), item.idle_seconds(),
+                          MemcachedSlabClass(item.key().size(), item.value_size(), item.flags()),
+                          item.value_size());
+      hub_.Publish(kWatchEvictions, line);
+    } catch (...) {
+      // Out of memory while logging: the line is lost, the eviction is not.
+    }
+  }
+
+ private:
+  WatchHub& hub_;
+};
+
 struct Server::Impl {
   ServerShared shared;
+  std::unique_ptr<EvictionLog> eviction_log;
   std::vector<WorkerCounters> counters;
   std::unique_ptr<Sessions> sessions;
   std::unique_ptr<TcpServer> loop;
@@ -67,7 +91,9 @@ struct Server::Impl {
 };
 
 Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-Server::~Server() = default;
+Server::~Server() {
+  if (impl_ != nullptr && impl_->eviction_log != nullptr) impl_->shared.store->SetEvictionObserver(nullptr);
+}
 const std::string& Server::address() const noexcept { return impl_->address; }
 unsigned Server::threads() const noexcept { return impl_->shared.options.threads; }
 LoopBackend Server::backend() const noexcept { return impl_->loop->backend(); }
@@ -109,6 +135,8 @@ Result<std::unique_ptr<Server>> Server::Open(Store& store, const ServerOptions& 
   lo.logger = options.logger;
   QCLOUD_ASSIGN_OR_RETURN(impl->loop, TcpServer::Open(*impl->sessions, lo));
   impl->shared.loop = impl->loop.get();
+  impl->eviction_log = std::make_unique<EvictionLog>(impl->shared.watch);
+  store.SetEvictionObserver(impl->eviction_log.get());
   impl->address = impl->loop->address().ToString();
   impl->shared.options.listen = impl->address;
   return std::unique_ptr<Server>(new Server(std::move(impl)));

@@ -9,7 +9,10 @@
 //   - an oversized value is discarded by count, then answered;
 //   - "noreply" is found before validation, so it also hides errors.
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -72,6 +75,8 @@ bool IsNoreply(const std::vector<std::string_view>& t) {
 }
 
 enum StorageKind { kSetCmd, kAddCmd, kReplaceCmd, kAppendCmd, kPrependCmd, kCasCmd };
+// Their names in `watch mutations` lines.
+constexpr std::string_view kCmdNames[] = {"set", "add", "replace", "append", "prepend", "cas"};
 
 }  // namespace
 
@@ -118,8 +123,21 @@ void Session::FinishColdRead() {
 }
 
 size_t Session::Process(ByteView in, Buffer& out) {
+  if (watcher_ != nullptr) {
+    // A watcher takes no more commands (its input is read and dropped, so
+    // that its close is seen); it sends the lines logged for it.
+    if (out.size() < shared_.options.output_high_water) {
+      watcher_->Take(&watch_lines_);
+      Put(out, watch_lines_);
+    }
+    return in.size();
+  }
   size_t used = 0;
   if (cold_reading_ && cold_result_ != kReadPending) FinishColdRead();
+  // Replies of the previous call have been handed to the loop: memcached's
+  // batch of one read is written out.
+  batch_unflushed_ = false;
+  held_.clear();
   while (!closing_ && !blocked(out)) {
     ByteView rest = in.subview(used, in.size() - used);
     if (swallow_ > 0) {
@@ -175,9 +193,16 @@ size_t Session::Process(ByteView in, Buffer& out) {
     const int64_t data = Text(line, after, out);
     if (data < 0) break;  // the value has not fully arrived, or a cold read runs
     if (cold_reading_) break;  // a multi-get waits for a cold read (get_resume_ says where)
+    if (watcher_ != nullptr) return in.size();  // what follows `watch` is dropped
     if (get_resume_ != 0) break;  // multi-get paused on a full output buffer
     used += line_len + 1 + static_cast<size_t>(data);
     cold_retry_key_.clear();
+    if (cmd_flushes_) {
+      batch_unflushed_ = false;
+      held_.clear();
+    } else {
+      batch_unflushed_ = true;
+    }
     (void)out_before;
   }
   return used;
@@ -193,6 +218,7 @@ int64_t Session::Text(std::string_view line, ByteView rest, Buffer& out) {
   }
   const size_t ntokens = t.size() + 1;  // memcached counts a terminal token
   const std::string_view cmd = t[0];
+  cmd_flushes_ = cmd == "get" || cmd == "gets" || cmd == "gat" || cmd == "gats" || cmd == "mn";
   auto error = [&] {
     Reply(out, "ERROR");
     return int64_t{0};
@@ -285,6 +311,10 @@ int64_t Session::Text(std::string_view line, ByteView rest, Buffer& out) {
     Verbosity(t, out);
     return 0;
   }
+  if (cmd == "watch") {
+    Watch(t, out);
+    return 0;
+  }
   if (cmd == "cache_memlimit") {
     if (ntokens != 3 && ntokens != 4) return error();
     noreply_ = IsNoreply(t);
@@ -346,7 +376,11 @@ int64_t Session::Storage(const std::vector<std::string_view>& t, int kind, ByteV
     // Discard the data as it arrives, then answer (memcached's swallow).
     shared_.prefix_stats.RecordSet(key);
     Bump(counters_.store_too_large);
-    if (kind == kSetCmd) store.Delete(key);  // no stale value survives a failed set
+    LogStore(key, Outcome::kTooLarge, kCmdNames[kind], 0, 0, 0);
+    if (kind == kSetCmd) {
+      LogFetch(key);
+      store.Delete(key);  // no stale value survives a failed set
+    }
     const size_t now_n = std::min(total, rest.size());
     swallow_ = total - now_n;
     std::string reply = noreply_ ? "" : "SERVER_ERROR object too large for cache\r\n";
@@ -373,6 +407,7 @@ int64_t Session::Storage(const std::vector<std::string_view>& t, int kind, ByteV
   w.exptime = exptime;
   w.cas = cas;
   w.defer_cold = Defer(key);
+  LogFetch(key);
   WriteResult r;
   if (kind == kCasCmd && cas == 0) {
     // Store::Write treats cas 0 as "no cas"; memcached's text cas 0 is a
@@ -387,6 +422,7 @@ int64_t Session::Storage(const std::vector<std::string_view>& t, int kind, ByteV
   }
   shared_.prefix_stats.RecordSet(key);
   Bump(counters_.cmd_set);
+  LogStore(key, r.outcome, kCmdNames[kind], exptime, data.size(), flags);
   switch (r.outcome) {
     case Outcome::kOk:
       if (kind == kCasCmd) Bump(counters_.cas_hits);
@@ -472,6 +508,7 @@ void Session::Retrieval(std::string_view line, const std::vector<std::string_vie
       return;
     }
     ro.defer_cold = Defer(key);
+    LogFetch(key);
     const Outcome o = store.Read(key, ro, [&](const ItemView& item) {
       Put(out, "VALUE ");
       Put(out, key);
@@ -526,8 +563,11 @@ void Session::Arithmetic(const std::vector<std::string_view>& t, bool incr, Buff
     return;
   }
   ArithOptions o;
+  // memcached rewrites an item in place only if no queued reply holds it.
+  o.in_place = !Held(t[1]);
   o.increment = incr;
   o.delta = delta;
+  LogFetch(t[1]);
   const ArithResult r = shared_.store->Arith(t[1], o);
   switch (r.outcome) {
     case Outcome::kOk: {
@@ -565,6 +605,7 @@ void Session::Touch(const std::vector<std::string_view>& t, Buffer& out) {
     return;
   }
   Bump(counters_.cmd_touch);
+  LogFetch(t[1]);
   const Outcome o = shared_.store->Touch(t[1], exptime);
   if (o == Outcome::kOk) {
     Bump(counters_.touch_hits);
@@ -595,6 +636,7 @@ void Session::DeleteCmd(const std::vector<std::string_view>& t, Buffer& out) {
     return;
   }
   shared_.prefix_stats.RecordDelete(t[1]);
+  LogFetch(t[1]);
   const Outcome o = shared_.store->Delete(t[1]);
   if (o == Outcome::kOk) {
     Bump(counters_.delete_hits);
@@ -665,6 +707,10 @@ bool SafeStrtod(std::string_view text, double* out) {
 
 }  // namespace
 
+unsigned MemcachedSlabClass(size_t key, size_t value, uint32_t flags) {
+  return MemcachedClass(MemcachedItemBytes(key, value, flags));
+}
+
 void Session::MetaDebug(const std::vector<std::string_view>& t, Buffer& out) {
   Bump(counters_.cmd_meta);
   const size_t ntokens = t.size() + 1;
@@ -683,6 +729,7 @@ void Session::MetaDebug(const std::vector<std::string_view>& t, Buffer& out) {
   }
   ReadOptions ro;
   ro.inspect = true;
+  LogFetch(key);
   const Outcome o = shared_.store->Read(key, ro, [&](const ItemView& item) {
     Put(out, "ME ");
     if (item.binary_key()) {
@@ -821,23 +868,6 @@ void Session::LruCrawler(const std::vector<std::string_view>& t, Buffer& out) {
   Put(out, "ERROR\r\n");
 }
 
-namespace {
-// memcached's uriencode for metadump keys: unreserved characters kept,
-// everything else %XX.
-void AppendUriEncoded(std::string& out, std::string_view key) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  for (char ch : key) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (std::isalnum(c) != 0 || c == '-' || c == '.' || c == '_' || c == '~') {
-      out += ch;
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-}
-}  // namespace
 
 void Session::ProduceDump(Buffer& out) {
   // Absolute times as memcached prints them: its clock's start plus the
@@ -913,6 +943,136 @@ void Session::Lru(const std::vector<std::string_view>& t, Buffer& out) {
     return;
   }
   Put(out, "ERROR\r\n");
+}
+
+Session::~Session() {
+  if (watcher_ != nullptr) shared_.watch.Remove(watcher_.get());
+  LogConn("conn_close");
+}
+
+void Session::AttachIo(SessionIo* io) {
+  io_ = io;
+  // The peer's address, for connevents lines (the socket is closed before
+  // the session, so conn_close cannot ask then).
+  sockaddr_storage addr{};
+  socklen_t len = sizeof addr;
+  if (::getpeername(io_->socket_fd(), reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+    char ip[INET6_ADDRSTRLEN] = "";
+    if (addr.ss_family == AF_INET) {
+      const auto* a = reinterpret_cast<const sockaddr_in*>(&addr);
+      ::inet_ntop(AF_INET, &a->sin_addr, ip, sizeof ip);
+      peer_port_ = ntohs(a->sin_port);
+    } else if (addr.ss_family == AF_INET6) {
+      const auto* a = reinterpret_cast<const sockaddr_in6*>(&addr);
+      ::inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof ip);
+      peer_port_ = ntohs(a->sin6_port);
+    }
+    peer_ip_ = ip;
+  }
+  LogConn("conn_new");
+}
+
+void Session::LogConn(const char* type) {
+  if (io_ == nullptr || !shared_.watch.Wants(kWatchConnevents)) return;
+  const bool close = std::string_view(type) == "conn_close";
+  shared_.watch.Publish(kWatchConnevents,
+                        fmt::format("type={} rip={} rport={} transport=tcp{} cfd={}", type, peer_ip_,
+                                    peer_port_, close ? " reason=normal" : "", cfd()));
+}
+
+void Session::Watch(const std::vector<std::string_view>& t, Buffer& out) {
+  noreply_ = IsNoreply(t);
+  if (batch_unflushed_) {
+    // memcached hands the connection to its logger only with no reply of
+    // this batch still queued (a get or mn writes its batch out at once).
+    Reply(out, "ERROR cannot pipeline other commands before watch");
+    return;
+  }
+  uint16_t flags = 0;
+  // memcached: without flags, the fetchers; an unknown word (noreply too:
+  // it stays in the list) is an error.
+  for (size_t i = 1; i < t.size(); ++i) {
+    const uint16_t f = ParseWatchFlag(t[i]);
+    if (f == 0) {
+      Reply(out, "ERROR");
+      return;
+    }
+    flags |= f;
+  }
+  if (t.size() == 1) flags = kWatchFetchers;
+  watcher_ = shared_.watch.Add(flags, waker_);
+  if (watcher_ == nullptr) {
+    Reply(out, "WATCHER_TOO_MANY log watcher limit reached");
+    return;
+  }
+  Put(out, "OK\r\n");
+}
+
+namespace {
+
+// The TTL memcached's logger prints for an item stored with `exptime`:
+// seconds left (unsigned), 0 for none; an exptime already past is memcached's
+// internal time 1, which prints as 1 - (its clock: uptime + 60) wrapped.
+uint32_t LoggedTtl(const Store& store, int64_t exptime, int64_t now_unix) {
+  if (exptime == 0) return 0;
+  const int64_t clock = int64_t{store.Uptime()} + 60;
+  int64_t left = 1 - clock;
+  if (exptime > 0 && exptime <= 30 * 24 * 3600) left = exptime;
+  if (exptime > 30 * 24 * 3600 && exptime > now_unix) left = exptime - now_unix;
+  return static_cast<uint32_t>(left);
+}
+
+}  // namespace
+
+void Session::LogFetch(std::string_view key) {
+  if (!shared_.watch.Wants(kWatchFetchers)) return;
+  std::string line = "type=item_get key=";
+  AppendUriEncoded(line, key);
+  bool found = false;
+  (void)shared_.store->Read(key, {.inspect = true}, [&](const ItemView& item) {
+    found = true;
+    const uint64_t bytes = MemcachedItemBytes(key.size(), item.value_size(), item.flags());
+    line += fmt::format(" status=found clsid={} cfd={} size={}", MemcachedClass(bytes), cfd(),
+                        item.value_size());
+  });
+  if (!found) line += fmt::format(" status=not_found clsid=0 cfd={} size=0", cfd());
+  shared_.watch.Publish(kWatchFetchers, line);
+}
+
+void Session::LogStore(std::string_view key, Outcome outcome, std::string_view cmd,
+                       int64_t exptime, size_t value_size, uint32_t flags) {
+  if (!shared_.watch.Wants(kWatchMutations)) return;
+  std::string_view status;
+  switch (outcome) {
+    case Outcome::kOk: status = "stored"; break;
+    case Outcome::kNotStored: status = "not_stored"; break;
+    case Outcome::kExists: status = "exists"; break;
+    case Outcome::kNotFound: status = "not_found"; break;
+    case Outcome::kTooLarge: status = "too_large"; break;
+    case Outcome::kNoMemory: status = "no_memory"; break;
+    default: return;  // I/O errors and the like are no memcached status
+  }
+  std::string line = "type=item_store key=";
+  AppendUriEncoded(line, key);
+  if (outcome == Outcome::kTooLarge) {  // nothing was allocated
+    line += fmt::format(" status={} cmd={} ttl=0 clsid=0 cfd={} size=0", status, cmd, cfd());
+    shared_.watch.Publish(kWatchMutations, line);
+    return;
+  }
+  const int64_t now_unix = shared_.started_unix + shared_.store->Uptime();
+  uint32_t ttl = LoggedTtl(*shared_.store, exptime, now_unix);
+  if (outcome == Outcome::kOk && (cmd == "append" || cmd == "prepend")) {
+    // The stored item is the joined one, with the old item's flags and TTL.
+    (void)shared_.store->Read(key, {.inspect = true}, [&](const ItemView& item) {
+      value_size = item.value_size();
+      flags = item.flags();
+      ttl = item.ttl() < 0 ? 0 : static_cast<uint32_t>(item.ttl());
+    });
+  }
+  const uint64_t bytes = MemcachedItemBytes(key.size(), value_size, flags);
+  line += fmt::format(" status={} cmd={} ttl={} clsid={} cfd={} size={}", status, cmd, ttl,
+                      MemcachedClass(bytes), cfd(), value_size);
+  shared_.watch.Publish(kWatchMutations, line);
 }
 
 void Session::Verbosity(const std::vector<std::string_view>& t, Buffer& out) {
@@ -1165,6 +1325,17 @@ struct MetaFlags {
 
 // memcached's _meta_flag_preparse: one pass over the flag tokens, every
 // flag at most once, numeric arguments checked.
+// An ms command's name in `watch mutations` lines: its mode, or "cas"
+// when it compares a CAS.
+std::string_view MetaCmdName(const MetaFlags& f, StoreMode mode) {
+  if (f.cas) return "cas";
+  return kCmdNames[mode == StoreMode::kAdd       ? kAddCmd
+                   : mode == StoreMode::kReplace ? kReplaceCmd
+                   : mode == StoreMode::kAppend  ? kAppendCmd
+                   : mode == StoreMode::kPrepend ? kPrependCmd
+                                                 : kSetCmd];
+}
+
 bool ParseMetaFlags(const std::vector<std::string_view>& t, size_t start, MetaFlags& f) {
   bool seen[128] = {};
   for (size_t i = start; i < t.size(); ++i) {
@@ -1363,6 +1534,7 @@ int64_t Session::MetaGet(const std::vector<std::string_view>& t, Buffer& out) {
   if (f.vivify) ro.vivify_exptime = *f.vivify;
   if (f.recache && *f.recache > 0) ro.recache_below = static_cast<uint32_t>(*f.recache);
   ro.defer_cold = Defer(key);
+  LogFetch(key);
   bool hit = false;
   const Outcome read = shared_.store->Read(key, ro, [&](const ItemView& item) {
     hit = true;
@@ -1413,6 +1585,9 @@ int64_t Session::MetaGet(const std::vector<std::string_view>& t, Buffer& out) {
     StartColdRead(key);
     return -1;
   }
+  // memcached's mg reply keeps a reference to the item until the batch is
+  // written: an incr or ma on it meanwhile makes a new item.
+  if (hit) held_.push_back(Xxh3_64(ByteView(key)));
   Bump(counters_.cmd_get);
   if (hit) {
     Bump(counters_.get_hits);
@@ -1487,6 +1662,8 @@ int64_t Session::MetaSet(const std::vector<std::string_view>& t, ByteView rest, 
   Store& store = *shared_.store;
   if (static_cast<size_t>(vlen) > store.MaxValueSize(key.size())) {
     Bump(counters_.store_too_large);
+    LogStore(key, Outcome::kTooLarge, MetaCmdName(f, mode), 0, 0, 0);
+    if (mode == StoreMode::kSet) LogFetch(key);
     store.Delete(key);  // memcached: a failed ms never leaves the old value
     return fail("SERVER_ERROR object too large for cache");
   }
@@ -1502,6 +1679,7 @@ int64_t Session::MetaSet(const std::vector<std::string_view>& t, ByteView rest, 
   w.binary_key = f.base64;
   w.invalidate_if_cas_older = f.invalidate;
   w.defer_cold = Defer(key);
+  LogFetch(key);
   WriteResult r;
   if (f.cas && *f.cas == 0) {
     uint64_t cur = 0;
@@ -1515,6 +1693,7 @@ int64_t Session::MetaSet(const std::vector<std::string_view>& t, ByteView rest, 
     return -1;
   }
   Bump(counters_.cmd_set);
+  LogStore(key, r.outcome, MetaCmdName(f, mode), w.exptime, static_cast<size_t>(vlen), w.flags);
   std::string_view code;
   switch (r.outcome) {
     case Outcome::kOk: code = "HD"; break;
@@ -1555,6 +1734,7 @@ int64_t Session::MetaDelete(const std::vector<std::string_view>& t, Buffer& out)
   d.cas = f.cas.value_or(0);
   d.invalidate = f.invalidate;
   if (f.ttl) d.exptime = *f.ttl;
+  LogFetch(key);
   const Outcome o = shared_.store->Delete(key, d);
   std::string_view code;
   switch (o) {
@@ -1598,6 +1778,7 @@ int64_t Session::MetaArith(const std::vector<std::string_view>& t, Buffer& out) 
     }
   }
   ArithOptions a;
+  a.in_place = !Held(key);
   a.increment = incr;
   a.delta = f.delta.value_or(1);
   a.cas = f.cas.value_or(0);
@@ -1605,6 +1786,7 @@ int64_t Session::MetaArith(const std::vector<std::string_view>& t, Buffer& out) 
     a.initial = f.initial.value_or(0);
     a.exptime = *f.vivify;
   }
+  LogFetch(key);
   const ArithResult r = shared_.store->Arith(key, a);
   auto echo = [&] {
     EchoFlags(out, f, key, f.base64);

@@ -505,6 +505,7 @@ class StoreImpl {
   std::atomic<uint64_t> oldest_cas_{0};   // flush_all: and items with a CAS below this
   std::unique_ptr<Env> owned_env_;
   std::unique_ptr<ColdTier> cold_;
+  std::atomic<EvictionObserver*> observer_{nullptr};
   std::atomic<bool> cold_flush_pending_{false};  // a flush_all still has to drop the tier
   std::atomic<uint64_t> cold_drop_errors_{0};     // failed drops of the tier (flush_all)
 };
@@ -677,6 +678,13 @@ Outcome StoreImpl::MakeRoom(StoreShard& s, uint32_t blocks, uint32_t now) {
           if (cold_ == nullptr || !Sink(s, h, now)) {
             if ((ctl & kFetched) == 0) ++s.evicted_unfetched;
             ++s.evictions;
+            if (EvictionObserver* o = observer_.load(std::memory_order_acquire)) {
+              char key[kMaxKeyLength];
+              const size_t klen = s.KLen(h);
+              s.Transfer<false>(h, s.KeyOffset(h), reinterpret_cast<std::byte*>(key), klen);
+              const uint8_t extra = (ctl & kFetched) != 0 ? kViewFetched : 0;
+              o->OnEviction(ItemView(&s, h, now, extra, std::string_view(key, klen)));
+            }
           }
           s.Remove(link);
           continue;
@@ -1263,6 +1271,9 @@ Outcome Store::Delete(std::string_view key, const DeleteOptions& options) {
 Outcome Store::Touch(std::string_view key, int64_t exptime) { return impl_->Touch(key, exptime); }
 ArithResult Store::Arith(std::string_view key, const ArithOptions& options) {
   return impl_->Arith(key, options);
+}
+void Store::SetEvictionObserver(EvictionObserver* observer) noexcept {
+  impl_->observer_.store(observer, std::memory_order_release);
 }
 Outcome Store::FaultIn(std::string_view key, const ColdFetch& fetch, ByteView record) {
   return impl_->FaultInRecord(key, fetch, record);

@@ -3,7 +3,8 @@
 // The first byte picks how the input is cut into socket reads, so framing
 // across every split is exercised. Checks, besides ASan/UBSan: the session
 // never consumes more than it was given, and the replies waiting at any
-// time stay under the output high-water mark plus one item.
+// time stay under the output high-water mark plus one item, and a watcher
+// of every event kind receives at most its bound.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -49,6 +50,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto node = std::make_unique<Node>();
   const size_t chunk = 1 + data[0] % 64;
   ByteView input(data + 1, size - 1);
+  // A watcher of every event kind, so that the log lines of whatever the
+  // input does are made (keys of any bytes); it must stay bounded.
+  Session watcher(node->shared, node->workers[0]);
+  Buffer watched;
+  const std::string watch = "watch fetchers mutations evictions connevents\r\n";
+  FUZZ_ASSERT(watcher.Process(ByteView(watch), watched) == watch.size());
   Session session(node->shared, node->workers[0]);
   std::string pending;
   Buffer out;
@@ -64,6 +71,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     // A reply may overshoot the high-water mark by one item at most.
     FUZZ_ASSERT(out.size() <= node->shared.options.output_high_water + 70 * 1024);
     out.Clear();  // the client reads everything
+    watched.Clear();
+    (void)watcher.Process(ByteView(), watched);
+    FUZZ_ASSERT(watched.size() <= WatchHub::kBufferBytes);
     if (pos == input.size()) ++idle_rounds;
   }
   return 0;

@@ -211,8 +211,9 @@ def parse_packets(buf):
 # Steps and cases
 # ----------------------------------------------------------------------------------------------
 class Step:
-    def __init__(self, parts, conn='a', mode='sentinel', split=None, delay=0.0, mn=None):
+    def __init__(self, parts, conn='a', mode='sentinel', split=None, delay=0.0, mn=None, lines=0):
         self.parts, self.conn, self.mode, self.split, self.delay, self.mn = parts, conn, mode, split, delay, mn
+        self.lines = lines
 
     def payload(self, ctx):
         out = b''
@@ -236,6 +237,11 @@ def I(*parts, conn='a'):
     return Step(parts, conn, 'idle')
 
 
+def W(*parts, conn='w', lines=1):
+    """Watch step: send parts, read until `lines` newlines arrived (or 1 s of silence)."""
+    return Step(parts, conn, 'lines', lines=lines)
+
+
 def S(*parts, conn='a', size=1, delay=0.001, mode='sentinel', mn=None):
     """Split step: send parts in `size`-byte writes, `delay` s apart (TCP_NODELAY), then sentinel."""
     return Step(parts, conn, mode, split=size, delay=delay, mn=mn)
@@ -249,6 +255,8 @@ def case(name, *steps, final=True):
     CASES.append((name, list(steps), final))
 
 
+WATCH_TS_RE = re.compile(rb'^ts=\d+\.\d+ gid=\d+')
+WATCH_FD_RE = re.compile(rb'\b(cfd|rport)=\d+')
 MN_RE = re.compile(rb'(?m)^ *mn(?:[ \r][^\n]*)?\n')
 
 
@@ -312,6 +320,13 @@ def norm_text(raw, ctx):
                 block.append(nxt)
                 i = j + 1
             out += b''.join(norm_metadump_line(x, ctx) for x in sorted(block, key=lambda x: x.split(b' ', 1)[0]))
+            continue
+        if line.startswith(b'ts=') and not line.endswith(b'\r\n'):
+            # A watch line: its time, event number and the connection's
+            # descriptor and port are each server's own.
+            line = WATCH_TS_RE.sub(b'ts=<t> gid=<g>', line)
+            line = WATCH_FD_RE.sub(lambda m: m.group(1) + b'=<n>', line)
+            out += line
             continue
         if not line.endswith(b'\r\n'):
             out += line
@@ -467,6 +482,11 @@ def exchange(conn, chunks, mode, want_mn, delay, deadline_abs):
                 if now - quiet_since >= SENTINEL_IDLE:
                     notes.append('sentinel reply not seen')
                     break
+            elif mode == 'lines':
+                if buf.count(b'\n') >= want_mn:
+                    break
+                if now - quiet_since >= SENTINEL_IDLE:
+                    break  # fewer lines than expected: the comparison shows which
             elif now - quiet_since >= IDLE:
                 break
     return bytes(buf), conn.closed, notes
@@ -520,6 +540,8 @@ def run_steps(side, name, steps, final, deadline_abs):
                 else:
                     chunks[-1] = chunks[-1] + sb if chunks else sb
                 want_mn = 1 + (st.mn if st.mn is not None else count_mn(data))
+            elif st.mode == 'lines':
+                want_mn = st.lines
             raw, closed, notes = exchange(c, chunks, st.mode, want_mn, st.delay, deadline_abs)
             c.last_mode = st.mode
             rec.update(raw=raw, closed=closed, notes=notes)
@@ -1399,6 +1421,34 @@ case('me_sizes_and_classes',
 case('me_base64_and_errors',
      T(lambda c: b'ms %s 1 b\r\nz\r\nme %s b\r\nme\r\nme k b\r\nme a=b b\r\nme $K251\r\n'
        % (b64(c.k + b'bin'), b64(c.k + b'bin'))))
+# watch: memcached 1.6's log lines for the lookups and stores of other
+# connections (one item_get before every command on a key, one item_store
+# per store), the flag words and the errors; a watcher takes no commands.
+case('watch_fetchers_mutations',
+     W(b'watch fetchers mutations\r\n', lines=1),
+     T(b'set $ka 5 0 1\r\nx\r\nget $ka $knx\r\nadd $ka 0 0 1\r\ny\r\nreplace $kz 0 0 1\r\ny\r\n'
+       b'append $ka 0 0 1\r\nz\r\nprepend $ka 0 0 1\r\nw\r\ngets $ka\r\ncas $ka 0 0 1 999\r\nq\r\n'
+       b'touch $ka 100\r\ngat 200 $ka\r\nset $kn 0 0 1\r\n5\r\nincr $kn 3\r\ndecr $kn 1\r\n'
+       b'incr $knx 1\r\ndelete $ka\r\ndelete $ka\r\nset $kt 0 1000 3\r\nabc\r\nset sp%20$k 0 0 1\r\nx\r\n'),
+     W(lines=28),
+     T(b'mg $kn v\r\nms $km 2 T50\r\nhi\r\nmd $km\r\nma $kn\r\nmg $knope\r\nme $kn\r\n'
+       b'ms $km 1 MA\r\nx\r\nms $kc 1 C1\r\nx\r\nms $kr 1 MR\r\nx\r\nms $ke 1 ME T0\r\nx\r\n'),
+     W(lines=15),
+     T(bstore(SET, b'$kb', b'hello', flags=3), P(GET, b'$kb'), P(GETK, b'$knx'),
+       bstore(ADD, b'$kb', b'x'), P(APPEND, b'$kb', value=b'!'), P(DELETE, b'$kb'), conn='b'),
+     W(lines=9))
+case('watch_flags_and_watchers',
+     T(b'watch bogus\r\nwatch deletions\r\nWATCH\r\nwatch evictions bogus\r\nwatch noreply\r\n'
+       b'watch fetchers noreply\r\n'),
+     T(b'set $kn 0 0 2\r\n10\r\nmg $kn\r\nma $kn MD\r\nme $kn\r\nmg $kn v\r\n'
+       b'set $kn 0 0 2\r\n10\r\nget $kn\r\nma $kn MD\r\nme $kn\r\nmg $kn v\r\nincr $kn 5\r\n'),
+     T(b'get $kn\r\nwatch bogus\r\nmn\r\nwatch bogus\r\nversion\r\nwatch\r\n'),
+     W(b'watch\r\n', conn='f', lines=1),
+     W(b'watch mutations sysevents rawcmds proxyreqs proxyevents proxyuser\r\n', conn='m', lines=1),
+     T(b'get $kx\r\nset $kx 0 0 1\r\nx\r\n', conn='b'),
+     W(conn='f', lines=2),
+     W(conn='m', lines=1),
+     I(b'get $kx\r\nversion\r\n', conn='f'))
 case('stats_detail_prefixes',
      T(b'stats reset\r\nstats detail dump\r\nstats detail on\r\n'
        b'set $kp:1 0 0 1\r\nx\r\nadd $kp:1 0 0 1\r\nx\r\nappend $kp:1 0 0 1\r\ny\r\n'

@@ -329,6 +329,7 @@ struct HeldIo final : SessionIo {
     const ssize_t n = ::pread(fd_, dst_.data(), dst_.size(), static_cast<off_t>(offset_));
     *result_ = n < 0 ? -errno : n;
   }
+  int socket_fd() const noexcept override { return 7; }
   bool held = false;
   int reads = 0;
 

@@ -68,6 +68,7 @@ class ConnIo final : public SessionIo {
  public:
   ConnIo(LoopWorker* worker, Conn* conn) noexcept : worker_(worker), conn_(conn) {}
   bool Read(int fd, uint64_t offset, MutableByteView dst, int64_t* result) override;
+  int socket_fd() const noexcept override;
 
  private:
   LoopWorker* worker_;
@@ -84,6 +85,7 @@ struct Conn {
   Buffer out;
   Buffer sending;           // io_uring: the buffer the kernel is sending from
   bool recv_armed = false;  // io_uring: a receive is in flight
+  bool recv_cancel = false; // io_uring: ... and a wake asked to cancel it
   bool send_armed = false;  // io_uring: a send is in flight
   bool file_armed = false;  // a SessionIo read is in flight (io_uring) or its result unseen
   int64_t* file_result = nullptr;  // where that read's result goes

@@ -23,9 +23,12 @@
 #include <optional>
 #include <string>
 #include <vector>
+#include <algorithm>
 
 #include "kv/prefix_stats.h"
+#include "kv/watch.h"
 #include "qcloud/core/bytes.h"
+#include "qcloud/core/hash.h"
 #include "qcloud/core/tcp_server.h"
 #include "qcloud/kv/server.h"
 #include "qcloud/kv/store.h"
@@ -62,6 +65,10 @@ inline void Unbump(std::atomic<uint64_t>& c) noexcept {
   c.store(c.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
 }
 
+// The memcached slab class (default -n 48 -f 1.25) of an item with this
+// key, value and flags: the "cls"/"clsid" of me, metadump and watch lines.
+unsigned MemcachedSlabClass(size_t key, size_t value, uint32_t flags);
+
 // What every session of a server shares.
 struct ServerShared {
   Store* store = nullptr;
@@ -71,6 +78,7 @@ struct ServerShared {
   std::atomic<uint32_t> verbosity{0};
   int64_t started_unix = 0;
   PrefixStats prefix_stats;  // `stats detail`
+  WatchHub watch;            // `watch` log streams
   // Settings of memcached's slab and LRU model that its commands change
   // (slabs automove, lru_crawler, lru): validated and kept as memcached
   // does, shown by `stats settings`; they change nothing in this server's
@@ -98,6 +106,11 @@ class Session final : public StreamSession {
  public:
   Session(ServerShared& shared, WorkerCounters& counters) noexcept
       : shared_(shared), counters_(counters) {}
+  ~Session() override;
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+  // The waker resumes a watcher when lines arrive for it.
+  void Attach(std::shared_ptr<SessionWaker> waker) override { waker_ = std::move(waker); }
 
   // Consumes complete requests from the front of `in` and appends their
   // replies to `out`. Returns the number of bytes consumed; the rest (an
@@ -118,7 +131,7 @@ class Session final : public StreamSession {
   // worker's io_uring), stops taking requests (replies stay in order), and
   // when the read completes brings the item into memory and runs the
   // request again. Without it (tests with no loop) the store reads it.
-  void AttachIo(SessionIo* io) override { io_ = io; }
+  void AttachIo(SessionIo* io) override;
   // A metadump is being written (in bounded pieces, as `out` drains).
   bool producing() const noexcept override { return dump_.has_value(); }
 
@@ -135,6 +148,15 @@ class Session final : public StreamSession {
   void DeleteCmd(const std::vector<std::string_view>& t, Buffer& out);
   void FlushAll(const std::vector<std::string_view>& t, Buffer& out);
   void Verbosity(const std::vector<std::string_view>& t, Buffer& out);
+  void Watch(const std::vector<std::string_view>& t, Buffer& out);        // watch [flags]
+  // `watch` events of this connection's requests (no-ops unless watched):
+  // the lookup memcached logs before every command on a key (found or not,
+  // as the item is now), and a store's outcome.
+  void LogFetch(std::string_view key);
+  void LogStore(std::string_view key, Outcome outcome, std::string_view cmd, int64_t exptime,
+                size_t value_size, uint32_t flags);
+  void LogConn(const char* type);
+  int cfd() const noexcept { return io_ != nullptr ? io_->socket_fd() : -1; }
   void Stats(const std::vector<std::string_view>& t, Buffer& out);
   void MetaDebug(const std::vector<std::string_view>& t, Buffer& out);    // me
   void Slabs(const std::vector<std::string_view>& t, Buffer& out);        // slabs automove|reassign
@@ -170,6 +192,22 @@ class Session final : public StreamSession {
   ServerShared& shared_;
   WorkerCounters& counters_;
   SessionIo* io_ = nullptr;
+  std::shared_ptr<SessionWaker> waker_;
+  std::shared_ptr<Watcher> watcher_;  // set once this connection watches
+  std::string watch_lines_;           // lines taken from watcher_ (reused)
+  // memcached's write-out batch (the replies to one read): whether a reply
+  // of it is still queued (watch refuses to start then), and the keys
+  // whose items mg replies of it hold (incr/ma do not rewrite them in place).
+  bool Held(std::string_view key) const noexcept {
+    if (held_.empty()) return false;
+    const uint64_t h = Xxh3_64(ByteView(key));
+    return std::find(held_.begin(), held_.end(), h) != held_.end();
+  }
+  bool cmd_flushes_ = false;          // the current command writes its batch out (get, mn)
+  bool batch_unflushed_ = false;
+  std::vector<uint64_t> held_;
+  std::string peer_ip_;               // the client's address (connevents)
+  uint16_t peer_port_ = 0;
   bool cold_reading_ = false;     // a record read is in flight (or its result unseen)
   int64_t cold_result_ = 0;       // its bytes or -errno, set by the loop
   ColdFetch cold_fetch_;          // where the record lies

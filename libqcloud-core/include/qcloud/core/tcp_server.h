@@ -67,12 +67,13 @@
 namespace qcloud {
 
 // Resumes a session from another thread: after work the session handed off
-// (a disk read, a durable commit) completes, Wake() makes the connection's
-// worker call the session's Process() again, on the worker's thread, as if
-// input had arrived (while a receive is in flight on the connection, with
-// the next input instead: a waiting session is blocked(), so none is). Any thread, any number of times (wakes before the
-// worker gets to them fold into one); after the connection closed it does
-// nothing.
+// (a disk read, a durable commit) completes, or when it has something to
+// send (a log stream), Wake() makes the connection's worker call the
+// session's Process() again, on the worker's thread, as if input had
+// arrived (io_uring: a receive in flight is cancelled first, so a session
+// that still reads is woken too). Any thread, any number of times (wakes
+// before the worker gets to them fold into one); after the connection
+// closed it does nothing.
 class SessionWaker {
  public:
   virtual ~SessionWaker() = default;
@@ -96,6 +97,10 @@ class SessionIo {
   // valid and is busy() and blocked(); the connection is not closed under
   // the read.
   virtual bool Read(int fd, uint64_t offset, MutableByteView dst, int64_t* result) = 0;
+  // The connection's socket, for what names connections by descriptor (as
+  // memcached's logs do, "cfd=") or asks its peer's address. Not for I/O:
+  // the loop owns it.
+  virtual int socket_fd() const noexcept = 0;
 };
 
 // One connection's protocol state machine.

@@ -166,6 +166,16 @@ class QCLOUD_EXPORT ItemView {
   uint8_t extra_;
 };
 
+// Told of each live item evicted to make room: not of expired or flushed
+// items reclaimed, nor of items sunk to the cold tier (memcached's "watch
+// evictions"). Called on the evicting thread with the item's shard locked:
+// keep it short and do not call back into the store.
+class EvictionObserver {
+ public:
+  virtual ~EvictionObserver() = default;
+  virtual void OnEviction(const ItemView& item) noexcept = 0;
+};
+
 struct ReadOptions {
   std::optional<int64_t> touch_exptime;  // set a new exptime on a hit (gat/touch, meta T)
   bool update_access = true;             // a hit marks the item recently used (meta u = false)
@@ -326,6 +336,10 @@ class QCLOUD_EXPORT Store {
   // clean shutdown that loses nothing). Errors: kNotSupported without a cold
   // tier, kv::Errc::kColdTierFull, the tier's I/O errors.
   Status SinkAll();
+
+  // Sets the eviction observer, or clears it with nullptr; it must stay
+  // valid until cleared. Any thread.
+  void SetEvictionObserver(EvictionObserver* observer) noexcept;
 
   StoreStats Stats() const;
   const StoreOptions& options() const noexcept;

@@ -1,0 +1,225 @@
+#!/usr/bin/python3
+"""memcached's `watch` log streams on qcloud-kvd and on memcached 1.6.18,
+for what the differential test (kv_differential.py, watch_* cases) cannot
+compare byte for byte because each server evicts its own items:
+
+    kv_watch.py --kvd PATH [--memcached /usr/bin/memcached]
+
+Both servers are started here on 127.0.0.1 (free ports) and stopped by PID,
+each with 8 MiB of memory. Checked on each:
+  evictions   `watch evictions` while 100 KB values overflow the memory:
+              eviction lines in memcached's format (key, fetch=yes|no,
+              ttl=-1 for no expiry or the seconds left, la, clsid, size =
+              the value's bytes), only for keys that were stored;
+  connevents  `watch connevents`: conn_new and conn_close lines for a client
+              that connects and leaves (rip 127.0.0.1, its port);
+  limit       20 watchers, the 21st gets WATCHER_TOO_MANY ...;
+  slow        a watcher that does not read while 200 000 events happen: the
+              server stays responsive and its RSS grows < 16 MiB; the
+              watcher then gets fewer lines than events, and a skipped=N
+              line says how many it lost.
+Prints PASS/FAIL per check; exit 0 iff all pass. Bounded: ~20 s.
+"""
+
+import argparse
+import re
+import socket
+import subprocess
+import sys
+import time
+
+RESULTS = []
+EVICTION = re.compile(rb'^ts=\d+\.\d+ gid=\d+ type=eviction key=(\S+) fetch=(yes|no) ttl=(-1|\d+) '
+                      rb'la=\d+ clsid=\d+ size=(\d+)$')
+CONN = re.compile(rb'^ts=\d+\.\d+ gid=\d+ type=conn_(new|close) rip=127\.0\.0\.1 rport=(\d+) '
+                  rb'transport=tcp (?:reason=\w+ )?cfd=\d+$')
+
+
+def check(name, ok, detail=''):
+    RESULTS.append(ok)
+    print('%s %s%s' % ('PASS' if ok else 'FAIL', name, '' if ok else '  -- %s' % str(detail)[:600]))
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(('127.0.0.1', 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_port(port, proc):
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError('server exited')
+        try:
+            socket.create_connection(('127.0.0.1', port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError('server did not listen')
+
+
+def stop(proc):
+    proc.terminate()
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+def connect(port, rcvbuf=0):
+    s = socket.socket()
+    if rcvbuf:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.settimeout(5)
+    s.connect(('127.0.0.1', port))
+    return s
+
+
+def read_for(s, seconds, limit=1 << 22):
+    out = b''
+    end = time.time() + seconds
+    s.settimeout(0.05)
+    while time.time() < end and len(out) < limit:
+        try:
+            d = s.recv(1 << 20)
+        except socket.timeout:
+            continue
+        if not d:
+            break
+        out += d
+    s.settimeout(5)
+    return out
+
+
+def request(s, data, until):
+    s.sendall(data)
+    out = b''
+    while not out.endswith(until):
+        d = s.recv(1 << 20)
+        if not d:
+            break
+        out += d
+    return out
+
+
+def watcher(port, flags):
+    w = connect(port)
+    w.sendall(b'watch ' + flags + b'\r\n')
+    assert read_for(w, 0.3, 4) == b'OK\r\n'
+    return w
+
+
+def run(label, port, pid):
+    # evictions
+    w = watcher(port, b'evictions')
+    c = connect(port)
+    value = b'v' * 100000
+    stored = set()
+    for i in range(200):
+        key = b'evict%d' % i
+        exp = b'0' if i % 2 else b'300'
+        if request(c, b'set %s 7 %s %d\r\n%s\r\n' % (key, exp, len(value), value), b'\r\n') == b'STORED\r\n':
+            stored.add(key)
+        if i == 5:
+            request(c, b'get evict3\r\n', b'END\r\n')
+    lines = read_for(w, 0.5).splitlines()
+    bad = [x for x in lines if not EVICTION.match(x)]
+    evicted = [EVICTION.match(x) for x in lines if EVICTION.match(x)]
+    check('%s evictions: lines in memcached\'s format' % label, evicted and not bad, bad[:3] or 'no eviction line')
+    check('%s evictions: of stored keys, value size 100000' % label,
+          all(m.group(1) in stored and m.group(4) == b'100000' for m in evicted), [m.group(0) for m in evicted[:3]])
+    check('%s evictions: ttl -1 without expiry, seconds left with one' % label,
+          all((m.group(3) == b'-1') == (int(m.group(1)[5:]) % 2 == 1) for m in evicted),
+          [m.group(0) for m in evicted[:4]])
+    w.close()
+
+    # connevents
+    w = watcher(port, b'connevents')
+    t = connect(port)
+    tport = t.getsockname()[1]
+    request(t, b'version\r\n', b'\r\n')
+    t.close()
+    lines = read_for(w, 0.5).splitlines()
+    mine = [CONN.match(x) for x in lines if CONN.match(x) and int(CONN.match(x).group(2)) == tport]
+    check('%s connevents: conn_new then conn_close of a client' % label,
+          [m.group(1) for m in mine] == [b'new', b'close'], lines)
+    w.close()
+    c.close()
+
+    # limit
+    ws = [watcher(port, b'fetchers') for _ in range(20)]
+    extra = connect(port)
+    extra.sendall(b'watch\r\n')
+    reply = read_for(extra, 0.3)
+    check('%s limit: the 21st watcher is refused' % label,
+          reply == b'WATCHER_TOO_MANY log watcher limit reached\r\n', reply)
+    for x in ws + [extra]:
+        x.close()
+    time.sleep(0.2)
+
+    # slow: a watcher with a small receive buffer that does not read
+    slow = connect(port, rcvbuf=4096)
+    slow.sendall(b'watch fetchers\r\n')
+    c = connect(port)
+    rss0 = rss_kib(pid)
+    started = time.time()
+    batch = b''.join(b'get slowkey%d\r\n' % i for i in range(1000))
+    events = 200 * 1000
+    for _ in range(events // 1000):
+        request(c, batch, b'END\r\n' * 1000)
+    took = time.time() - started
+    grown = rss_kib(pid) - rss0
+    check('%s slow: %d gets with a stalled watcher in %.1f s' % (label, events, took), took < 30, took)
+    check('%s slow: the server grew %d KiB meanwhile' % (label, grown), grown < 16 * 1024, grown)
+    got = read_for(slow, 2.0, 1 << 28)
+    request(c, b'get after\r\n', b'END\r\n')  # the next line carries the count of lost ones
+    got += read_for(slow, 1.0, 1 << 28)
+    lines = got.count(b'\n')
+    check('%s slow: the watcher lost lines (%d of %d arrived)' % (label, lines, events + 1), lines < events, lines)
+    check('%s slow: and is told how many' % label, re.search(rb'(?m)^skipped=\d+$', got) is not None,
+          got[-300:])
+    slow.close()
+    c.close()
+
+
+def rss_kib(pid):
+    with open('/proc/%d/status' % pid) as f:
+        for line in f:
+            if line.startswith('VmRSS:'):
+                return int(line.split()[1])
+    return 0
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--kvd', required=True)
+    ap.add_argument('--memcached', default='/usr/bin/memcached')
+    a = ap.parse_args()
+    procs = []
+    try:
+        mport, kport = free_port(), free_port()
+        cmd = [a.memcached, '-l', '127.0.0.1', '-p', str(mport), '-U', '0', '-t', '1', '-m', '8']
+        import os
+        if os.geteuid() == 0:
+            cmd += ['-u', 'root']
+        procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        wait_port(mport, procs[-1])
+        procs.append(subprocess.Popen([a.kvd, '--listen', '127.0.0.1:%d' % kport, '--memory', '8',
+                                       '--threads', '1'], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        wait_port(kport, procs[-1])
+        run('memcached', mport, procs[0].pid)
+        run('kvd', kport, procs[1].pid)
+        check('kvd still running', procs[-1].poll() is None)
+    finally:
+        for p in procs:
+            stop(p)
+    print('%d/%d passed' % (sum(RESULTS), len(RESULTS)))
+    return 0 if all(RESULTS) else 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())
