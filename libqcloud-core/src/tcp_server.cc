@@ -52,6 +52,9 @@ TcpServer::~TcpServer() = default;
 const Endpoint& TcpServer::address() const noexcept { return impl_->address; }
 unsigned TcpServer::threads() const noexcept { return impl_->options.threads; }
 LoopBackend TcpServer::backend() const noexcept { return impl_->backend; }
+int TcpServer::listen_fd(unsigned index) const noexcept {
+  return index < impl_->listen_fds.size() ? impl_->listen_fds[index] : -1;
+}
 
 Result<std::unique_ptr<TcpServer>> TcpServer::Open(SessionFactory& factory,
                                                    const TcpServerOptions& options) {

@@ -460,6 +460,10 @@ void Session::BinaryStat(const BinaryRequest& r, Buffer& out) {
     Simple(out, r.h, kKeyEnoent);
     return;
   }
+  if (r.key == "conns") {
+    Simple(out, r.h, kKeyEnoent);  // memcached answers "stats conns" in text only
+    return;
+  }
   if (r.key == "reset") {
     shared_.ResetCounters();
   } else {

@@ -191,6 +191,7 @@ size_t Session::Process(ByteView in, Buffer& out) {
     const size_t out_before = out.size();
     noreply_ = false;
     const int64_t data = Text(line, after, out);
+    awaiting_data_ = data < 0 && !cold_reading_;
     if (data < 0) break;  // the value has not fully arrived, or a cold read runs
     if (cold_reading_) break;  // a multi-get waits for a cold read (get_resume_ says where)
     if (watcher_ != nullptr) return in.size();  // what follows `watch` is dropped
@@ -205,6 +206,16 @@ size_t Session::Process(ByteView in, Buffer& out) {
     }
     (void)out_before;
   }
+  ConnState state = ConnState::kRead;
+  if (cold_reading_) {
+    state = ConnState::kIoQueue;
+  } else if (swallow_ > 0) {
+    state = ConnState::kSwallow;
+  } else if (awaiting_data_) {
+    state = ConnState::kNread;
+  }
+  conn_state_.store(state, std::memory_order_relaxed);
+  if (used > 0) last_cmd_.store(shared_.store->Uptime(), std::memory_order_relaxed);
   return used;
 }
 
@@ -947,6 +958,10 @@ void Session::Lru(const std::vector<std::string_view>& t, Buffer& out) {
 
 Session::~Session() {
   if (watcher_ != nullptr) shared_.watch.Remove(watcher_.get());
+  if (io_ != nullptr) {
+    std::lock_guard lock(shared_.conns_mu);
+    std::erase(shared_.conns, this);
+  }
   LogConn("conn_close");
 }
 
@@ -968,6 +983,12 @@ void Session::AttachIo(SessionIo* io) {
       peer_port_ = ntohs(a->sin6_port);
     }
     peer_ip_ = ip;
+    if (addr.ss_family == AF_INET6) peer_ip_ = "[" + peer_ip_ + "]";
+  }
+  last_cmd_.store(shared_.store->Uptime(), std::memory_order_relaxed);
+  {
+    std::lock_guard lock(shared_.conns_mu);
+    shared_.conns.push_back(this);
   }
   LogConn("conn_new");
 }
@@ -1005,6 +1026,7 @@ void Session::Watch(const std::vector<std::string_view>& t, Buffer& out) {
     Reply(out, "WATCHER_TOO_MANY log watcher limit reached");
     return;
   }
+  conn_state_.store(ConnState::kWatch, std::memory_order_relaxed);
   Put(out, "OK\r\n");
 }
 
@@ -1086,6 +1108,47 @@ void Session::Verbosity(const std::vector<std::string_view>& t, Buffer& out) {
   Reply(out, "OK");
 }
 
+void Session::StatsConns(Buffer& out) {
+  // memcached's list: its listening socket, then every connection by
+  // descriptor (this one is parsing the command), with its peer, the
+  // address it came in on, its state and the seconds since its last command.
+  static constexpr std::string_view kStates[] = {"conn_new_cmd", "conn_read",    "conn_parse_cmd",
+                                                 "conn_nread",   "conn_swallow", "conn_watch",
+                                                 "conn_io_queue"};
+  const uint32_t now = shared_.store->Uptime();
+  const std::string listen = "tcp:" + shared_.options.listen;
+  std::string text;
+  if (shared_.loop != nullptr) {
+    for (unsigned i = 0; i < shared_.options.threads; ++i) {
+      const int fd = shared_.loop->listen_fd(i);
+      text += fmt::format("STAT {0}:addr {1}\r\nSTAT {0}:state conn_listening\r\n"
+                          "STAT {0}:secs_since_last_cmd {2}\r\n",
+                          fd, listen, uint64_t{now} + 60);
+    }
+  }
+  struct Row {
+    int fd;
+    std::string text;
+  };
+  std::vector<Row> rows;
+  {
+    std::lock_guard lock(shared_.conns_mu);
+    for (const Session* s : shared_.conns) {
+      const ConnState st =
+          s == this ? ConnState::kParseCmd : s->conn_state_.load(std::memory_order_relaxed);
+      const uint32_t last = s->last_cmd_.load(std::memory_order_relaxed);
+      rows.push_back({s->cfd(), fmt::format("STAT {0}:addr tcp:{1}:{2}\r\nSTAT {0}:listen_addr {3}\r\n"
+                                            "STAT {0}:state {4}\r\nSTAT {0}:secs_since_last_cmd {5}\r\n",
+                                            s->cfd(), s->peer_ip_, s->peer_port_, listen,
+                                            kStates[static_cast<size_t>(st)], now > last ? now - last : 0)});
+    }
+  }
+  std::sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) { return a.fd < b.fd; });
+  for (const Row& r : rows) text += r.text;
+  Put(out, text);
+  Put(out, "END\r\n");
+}
+
 void Session::Stats(const std::vector<std::string_view>& t, Buffer& out) {
   auto stat = [&](std::string_view name, auto value) {
     Put(out, "STAT ");
@@ -1122,6 +1185,10 @@ void Session::Stats(const std::vector<std::string_view>& t, Buffer& out) {
     } else {
       Put(out, "CLIENT_ERROR usage: stats detail on|off|dump\r\n");
     }
+    return;
+  }
+  if (sub == "conns") {
+    StatsConns(out);
     return;
   }
   if (sub == "settings") {

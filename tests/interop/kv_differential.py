@@ -1449,6 +1449,8 @@ case('watch_flags_and_watchers',
      W(conn='f', lines=2),
      W(conn='m', lines=1),
      I(b'get $kx\r\nversion\r\n', conn='f'))
+case('bin_stat_conns_not_found',
+     T(P(STAT, b'conns'), P(STAT, b'settings')))
 case('stats_detail_prefixes',
      T(b'stats reset\r\nstats detail dump\r\nstats detail on\r\n'
        b'set $kp:1 0 0 1\r\nx\r\nadd $kp:1 0 0 1\r\nx\r\nappend $kp:1 0 0 1\r\ny\r\n'

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""memcached's `watch` log streams on qcloud-kvd and on memcached 1.6.18,
+"""memcached's `watch` log streams and `stats conns` on qcloud-kvd and on memcached 1.6.18,
 for what the differential test (kv_differential.py, watch_* cases) cannot
 compare byte for byte because each server evicts its own items:
 
@@ -18,6 +18,10 @@ each with 8 MiB of memory. Checked on each:
               server stays responsive and its RSS grows < 16 MiB; the
               watcher then gets fewer lines than events, and a skipped=N
               line says how many it lost.
+  conns       `stats conns`: the listener, and per connection its peer,
+              listen_addr, state (conn_new_cmd before any command, conn_read,
+              conn_nread waiting for a value, conn_watch, conn_parse_cmd for
+              the asking one) and secs_since_last_cmd.
 Prints PASS/FAIL per check; exit 0 iff all pass. Bounded: ~20 s.
 """
 
@@ -186,6 +190,46 @@ def run(label, port, pid):
     c.close()
 
 
+def stats_conns(port):
+    s = connect(port)
+    raw = request(s, b'stats conns\r\n', b'END\r\n')
+    s.close()
+    table = {}
+    for line in raw.split(b'\r\n'):
+        m = re.match(rb'^STAT (\d+):(\w+) (.*)$', line)
+        if m:
+            table.setdefault(int(m.group(1)), {})[m.group(2)] = m.group(3)
+    return raw, table
+
+
+def run_conns(label, port):
+    fresh = connect(port)
+    used = connect(port)
+    request(used, b'version\r\n', b'\r\n')
+    watching = watcher(port, b'fetchers')
+    reading = connect(port)
+    reading.sendall(b'set conns 0 0 5\r\nab')
+    time.sleep(0.2)
+    raw, table = stats_conns(port)
+    by_port = {}
+    for fd, row in table.items():
+        m = re.match(rb'^tcp:127\.0\.0\.1:(\d+)$', row.get(b'addr', b''))
+        if m and b'listen_addr' in row:
+            by_port[int(m.group(1))] = row
+    states = {name: by_port.get(sock.getsockname()[1], {}).get(b'state')
+              for name, sock in (('fresh', fresh), ('used', used), ('watching', watching), ('reading', reading))}
+    want = {'fresh': b'conn_new_cmd', 'used': b'conn_read', 'watching': b'conn_watch', 'reading': b'conn_nread'}
+    check('%s stats conns: each connection\'s state' % label, states == want, (states, raw[:800]))
+    listeners = [row for row in table.values() if row.get(b'state') == b'conn_listening']
+    check('%s stats conns: the listener, then rows of addr listen_addr state secs_since_last_cmd' % label,
+          len(listeners) >= 1 and all(set(r) == {b'addr', b'listen_addr', b'state', b'secs_since_last_cmd'}
+                                      for r in by_port.values())
+          and sum(1 for r in by_port.values() if r[b'state'] == b'conn_parse_cmd') == 1, raw[:800])
+    reading.sendall(b'cde\r\n')
+    for x in (fresh, used, watching, reading):
+        x.close()
+
+
 def rss_kib(pid):
     with open('/proc/%d/status' % pid) as f:
         for line in f:
@@ -213,6 +257,8 @@ def main():
         wait_port(kport, procs[-1])
         run('memcached', mport, procs[0].pid)
         run('kvd', kport, procs[1].pid)
+        run_conns('memcached', mport)
+        run_conns('kvd', kport)
         check('kvd still running', procs[-1].poll() is None)
     finally:
         for p in procs:

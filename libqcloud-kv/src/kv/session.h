@@ -79,6 +79,9 @@ struct ServerShared {
   int64_t started_unix = 0;
   PrefixStats prefix_stats;  // `stats detail`
   WatchHub watch;            // `watch` log streams
+  // The connections (`stats conns`): each session is listed while it lives.
+  std::mutex conns_mu;
+  std::vector<class Session*> conns;
   // Settings of memcached's slab and LRU model that its commands change
   // (slabs automove, lru_crawler, lru): validated and kept as memcached
   // does, shown by `stats settings`; they change nothing in this server's
@@ -132,6 +135,9 @@ class Session final : public StreamSession {
   // when the read completes brings the item into memory and runs the
   // request again. Without it (tests with no loop) the store reads it.
   void AttachIo(SessionIo* io) override;
+
+  // What `stats conns` shows of a connection (memcached's conn states).
+  enum class ConnState : uint8_t { kNewCmd, kRead, kParseCmd, kNread, kSwallow, kWatch, kIoQueue };
   // A metadump is being written (in bounded pieces, as `out` drains).
   bool producing() const noexcept override { return dump_.has_value(); }
 
@@ -158,6 +164,7 @@ class Session final : public StreamSession {
   void LogConn(const char* type);
   int cfd() const noexcept { return io_ != nullptr ? io_->socket_fd() : -1; }
   void Stats(const std::vector<std::string_view>& t, Buffer& out);
+  void StatsConns(Buffer& out);  // stats conns
   void MetaDebug(const std::vector<std::string_view>& t, Buffer& out);    // me
   void Slabs(const std::vector<std::string_view>& t, Buffer& out);        // slabs automove|reassign
   void LruCrawler(const std::vector<std::string_view>& t, Buffer& out);   // lru_crawler ...
@@ -203,6 +210,10 @@ class Session final : public StreamSession {
     const uint64_t h = Xxh3_64(ByteView(key));
     return std::find(held_.begin(), held_.end(), h) != held_.end();
   }
+  // Published at the end of each Process() for `stats conns` on other threads.
+  std::atomic<ConnState> conn_state_{ConnState::kNewCmd};
+  std::atomic<uint32_t> last_cmd_{0};  // store uptime of the last command
+  bool awaiting_data_ = false;         // a storage command waits for its data block
   bool cmd_flushes_ = false;          // the current command writes its batch out (get, mn)
   bool batch_unflushed_ = false;
   std::vector<uint64_t> held_;

@@ -203,6 +203,9 @@ class QCLOUD_EXPORT TcpServer {
   unsigned threads() const noexcept;
   // kIoUring or kEpoll: what Open() chose.
   LoopBackend backend() const noexcept;
+  // Worker `index`'s listening socket (-1 for a bad index), for what lists
+  // sockets by descriptor (memcached's "stats conns"). Not for I/O.
+  int listen_fd(unsigned index) const noexcept;
 
   // Runs worker `index` until Stop() and the drain end. Errors:
   // kInvalidArgument for a bad index; the event loop's setup or wait failure
