@@ -499,6 +499,105 @@ Status ColdTier::CompactOldestLocked() {
   return options_.env->RemoveFile(SegmentPath(id));
 }
 
+Result<bool> ColdTier::ScanLive(uint64_t* segment, uint64_t* offset, size_t max_bytes,
+                                ScanFn visit, void* ctx) {
+  std::shared_ptr<File> file;
+  std::string data;
+  uint64_t id = 0;
+  uint64_t from = 0;
+  {
+    std::lock_guard lock(mu_);
+    auto it = segments_.lower_bound(*segment);
+    if (it == segments_.end()) return true;
+    if (it->first != *segment) {
+      *segment = it->first;
+      *offset = kSegmentHeader;
+    }
+    *offset = std::max<uint64_t>(*offset, kSegmentHeader);
+    id = it->first;
+    from = *offset;
+    const uint64_t on_disk = id == active_ ? flushed_ : it->second.size;
+    if (from >= on_disk && id == active_) {
+      // The active segment's tail is still in the write buffer.
+      ByteView b = buffer_.readable();
+      const size_t at = static_cast<size_t>(from - flushed_);
+      if (at < b.size()) {
+        size_t n = std::min(b.size() - at, std::max<size_t>(max_bytes, 4096));
+        if (b.size() - at >= 8) {  // at least the first record whole
+          n = std::max(n, std::min(b.size() - at, size_t{DecodeFixed32(b.data() + at + 4)} + 8));
+        }
+        data.assign(b.chars() + at, n);
+      }
+    } else if (from < on_disk) {
+      file = it->second.file;
+      data.resize(static_cast<size_t>(std::min<uint64_t>(on_disk - from, std::max<size_t>(max_bytes, 4096))));
+    }
+    if (file == nullptr && data.empty()) {  // this segment is done
+      *segment = id + 1;
+      *offset = kSegmentHeader;
+      return segments_.upper_bound(id) == segments_.end();
+    }
+  }
+  auto view = [](std::string& s, size_t at) {
+    return MutableByteView(reinterpret_cast<std::byte*>(s.data()) + at, s.size() - at);
+  };
+  if (file != nullptr) {
+    QCLOUD_ASSIGN_OR_RETURN(size_t got, file->ReadAt(from, view(data, 0)));
+    data.resize(got);
+    // A record longer than what was read: read it whole.
+    if (data.size() >= 8) {
+      const size_t len = DecodeFixed32(reinterpret_cast<const std::byte*>(data.data()) + 4) + size_t{8};
+      if (len > data.size() && len <= kMaxRecord) {
+        const size_t had = data.size();
+        data.resize(len);
+        QCLOUD_ASSIGN_OR_RETURN(size_t more, file->ReadAt(from + had, view(data, had)));
+        data.resize(had + more);
+      }
+    }
+  }
+  // Whole records at the front of `data`; the scan goes on after the last.
+  struct Seen {
+    uint64_t hash;
+    uint64_t location;
+    size_t at;
+  };
+  std::vector<Seen> items;
+  size_t off = 0;
+  while (off < data.size()) {
+    auto rec = Parse(ByteView(data.data() + off, data.size() - off));
+    if (!rec) break;
+    if (rec->type == kItem) items.push_back({FixHash(Xxh3_64(ByteView(rec->key))), Loc(id, from + off), off});
+    off += rec->size;
+  }
+  {
+    // Only live records (a stub points at them) are items.
+    std::lock_guard lock(mu_);
+    std::erase_if(items, [&](const Seen& s) {
+      const std::vector<uint64_t> locs = StubFind(s.hash);
+      return std::find(locs.begin(), locs.end(), s.location) == locs.end();
+    });
+  }
+  for (const Seen& s : items) {
+    auto rec = Parse(ByteView(data.data() + s.at, data.size() - s.at));
+    ColdItem meta;
+    meta.flags = rec->flags;
+    meta.cas = rec->cas;
+    meta.exptime = rec->exptime;
+    meta.atime = rec->atime;
+    meta.location = s.location;
+    visit(ctx, rec->key, meta, rec->raw_len);
+  }
+  if (off == 0) {
+    // Nothing whole here (a torn tail, or the end): the next segment.
+    *segment = id + 1;
+    *offset = kSegmentHeader;
+  } else {
+    *offset = from + off;
+  }
+  std::lock_guard lock(mu_);
+  return segments_.lower_bound(*segment) == segments_.end();
+}
+
 ColdTierStats ColdTier::Stats() const {
   std::lock_guard lock(mu_);
   ColdTierStats s = stats_;

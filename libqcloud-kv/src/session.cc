@@ -848,6 +848,7 @@ void Session::LruCrawler(const std::vector<std::string_view>& t, Buffer& out) {
       // replies, which this server need not).
       lock.unlock();
       dump_ = ScanCursor{};
+      dump_cold_ = ColdScanCursor{};
       dump_classes_ = set;
       ProduceDump(out);
     }
@@ -887,19 +888,31 @@ void Session::ProduceDump(Buffer& out) {
   const size_t budget = 64 * 1024;
   const size_t start = out.size();
   std::string line;
+  auto emit = [&](std::string_view key, int64_t ttl, uint32_t idle, uint64_t cas, bool fetched,
+                  size_t value_size, uint32_t flags) {
+    const uint64_t bytes = MemcachedItemBytes(key.size(), value_size, flags);
+    if ((dump_classes_ >> MemcachedClass(bytes) & 1) == 0) return;
+    line = "key=";
+    AppendUriEncoded(line, key);
+    line += fmt::format(" exp={} la={} cas={} fetch={} cls={} size={}\n", ttl < 0 ? -1 : now_unix + ttl,
+                        now_unix - idle, cas, fetched ? "yes" : "no", MemcachedClass(bytes), bytes);
+    Put(out, line);
+  };
   while (dump_ && out.size() - start < budget && !blocked(out)) {
-    shared_.store->Scan(&*dump_, 64, [&](const ItemView& item) {
-      const uint64_t bytes = MemcachedItemBytes(item.key().size(), item.value_size(), item.flags());
-      if ((dump_classes_ >> MemcachedClass(bytes) & 1) == 0) return;
-      line = "key=";
-      AppendUriEncoded(line, item.key());
-      const int64_t ttl = item.ttl();
-      line += fmt::format(" exp={} la={} cas={} fetch={} cls={} size={}\n", ttl < 0 ? -1 : now_unix + ttl,
-                          now_unix - item.idle_seconds(), item.cas(), item.fetched_before() ? "yes" : "no",
-                          MemcachedClass(bytes), bytes);
-      Put(out, line);
+    if (!dump_->done) {
+      shared_.store->Scan(&*dump_, 64, [&](const ItemView& item) {
+        emit(item.key(), item.ttl(), item.idle_seconds(), item.cas(), item.fetched_before(),
+             item.value_size(), item.flags());
+      });
+      continue;
+    }
+    // Then the items on the cold tier (memcached lists its flash items too):
+    // a sunk item had been read, or not, before it sank; the tier does not
+    // keep that, so "no" as for an item never read.
+    shared_.store->ScanCold(&dump_cold_, 4096, [&](const ColdItemInfo& item) {
+      emit(item.key, item.ttl, item.idle_seconds, item.cas, false, item.value_size, item.flags);
     });
-    if (dump_->done) {
+    if (dump_cold_.done) {
       Put(out, "END\r\n");
       dump_.reset();
     }

@@ -437,6 +437,8 @@ class StoreImpl {
 
   Outcome ReadImpl(std::string_view key, const ReadOptions& options, VisitFn visit, void* ctx);
   void ScanImpl(ScanCursor* cursor, size_t buckets, VisitFn visit, void* ctx);
+  void ScanCold(ColdScanCursor* cursor, size_t max_bytes, void (*visit)(void*, const ColdItemInfo&),
+                void* ctx);
   bool Get(std::string_view key, std::string* value, uint32_t* flags, uint64_t* cas);
   WriteResult Write(StoreMode mode, std::string_view key, ByteView value,
                     const WriteOptions& options);
@@ -508,6 +510,7 @@ class StoreImpl {
   std::atomic<EvictionObserver*> observer_{nullptr};
   std::atomic<bool> cold_flush_pending_{false};  // a flush_all still has to drop the tier
   std::atomic<uint64_t> cold_drop_errors_{0};     // failed drops of the tier (flush_all)
+  std::atomic<uint64_t> cold_scan_errors_{0};     // failed reads of ScanCold
 };
 
 // ---------------------------------------------------------------------------
@@ -920,6 +923,40 @@ void StoreImpl::ScanImpl(ScanCursor* cursor, size_t buckets, VisitFn visit, void
   }
 }
 
+void StoreImpl::ScanCold(ColdScanCursor* cursor, size_t max_bytes,
+                         void (*visit)(void*, const ColdItemInfo&), void* ctx) {
+  // A flush_all whose drop of the tier is still pending has hidden it all.
+  if (cursor->done || cold_ == nullptr || cold_flush_pending_.load(std::memory_order_relaxed)) {
+    cursor->done = true;
+    return;
+  }
+  const int64_t now_unix = start_wall_ + Now();
+  struct Ctx {
+    void (*visit)(void*, const ColdItemInfo&);
+    void* ctx;
+    int64_t now;
+  } c{visit, ctx, now_unix};
+  auto fn = [](void* p, std::string_view key, const ColdItem& item, size_t value_size) {
+    const Ctx& x = *static_cast<const Ctx*>(p);
+    if (item.exptime != 0 && item.exptime <= x.now) return;  // expired while cold
+    ColdItemInfo info;
+    info.key = key;
+    info.flags = item.flags;
+    info.cas = item.cas;
+    info.ttl = item.exptime == 0 ? -1 : item.exptime - x.now;
+    info.idle_seconds = static_cast<uint32_t>(std::clamp<int64_t>(x.now - item.atime, 0, UINT32_MAX));
+    info.value_size = value_size;
+    x.visit(x.ctx, info);
+  };
+  auto done = cold_->ScanLive(&cursor->segment, &cursor->offset, max_bytes, fn, &c);
+  if (!done.ok()) {
+    cold_scan_errors_.fetch_add(1, std::memory_order_relaxed);
+    cursor->done = true;
+    return;
+  }
+  cursor->done = *done;
+}
+
 bool StoreImpl::Get(std::string_view key, std::string* value, uint32_t* flags, uint64_t* cas) {
   return Read(key, {}, [&](const ItemView& item) {
            if (value != nullptr) {
@@ -1224,6 +1261,7 @@ StoreStats StoreImpl::Stats() const {
     st.cold_errors += s.cold_errors;
   }
   st.cold_errors += cold_drop_errors_.load(std::memory_order_relaxed);
+  st.cold_errors += cold_scan_errors_.load(std::memory_order_relaxed);
   if (cold_ != nullptr) {
     const ColdTierStats c = cold_->Stats();
     st.cold_items = c.items;
@@ -1272,6 +1310,10 @@ Outcome Store::Touch(std::string_view key, int64_t exptime) { return impl_->Touc
 ArithResult Store::Arith(std::string_view key, const ArithOptions& options) {
   return impl_->Arith(key, options);
 }
+void Store::ScanColdImpl(ColdScanCursor* cursor, size_t max_bytes, ColdVisitFn visit, void* ctx) {
+  impl_->ScanCold(cursor, max_bytes, visit, ctx);
+}
+
 void Store::SetEvictionObserver(EvictionObserver* observer) noexcept {
   impl_->observer_.store(observer, std::memory_order_release);
 }

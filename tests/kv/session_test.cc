@@ -468,5 +468,34 @@ TEST_CASE("cold reads through the loop: an item deleted while its record is read
   CHECK(out.readable().ToString() == "VALUE " + key2 + " 0 5\r\nfresh\r\nEND\r\n");
 }
 
+TEST_CASE("metadump lists the items on the cold tier too, in bounded pieces") {
+  ColdNode n;
+  n.node->shared.options.output_high_water = 4096;
+  Session session(n.node->shared, n.node->workers[0]);
+  const std::string req = "lru_crawler metadump all\r\n";
+  std::string pending = req;
+  std::string all;
+  Buffer out;
+  for (int round = 0; round < 100000; ++round) {
+    const size_t used = session.Process(ByteView(pending), out);
+    pending.erase(0, used);
+    CHECK(out.size() < 4096 + 64 * 1024 + 512);
+    all += out.readable().ToString();
+    out.Consume(out.size());
+    if (!session.producing() && pending.empty()) break;
+  }
+  REQUIRE(all.ends_with("END\r\n"));
+  std::set<std::string> keys;
+  size_t lines = 0;
+  for (size_t pos = 0; (pos = all.find("key=", pos)) != std::string::npos; ++pos) {
+    keys.insert(all.substr(pos + 4, all.find(' ', pos) - pos - 4));
+    ++lines;
+  }
+  CHECK(lines == 40000);
+  CHECK(keys.size() == 40000);
+  CHECK(keys.count("k0") == 1);
+  CHECK(keys.count("k39999") == 1);
+}
+
 }  // namespace
 }  // namespace qcloud::kv

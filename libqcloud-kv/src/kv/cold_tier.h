@@ -130,6 +130,15 @@ class ColdTier {
   // is dead records (or the tier is over capacity). Returns whether it did.
   Result<bool> MaybeCompact(double min_garbage = 0.5);
 
+  // Visits live items record by record, segment by segment from
+  // *segment/*offset (start at 0/0), reading about `max_bytes` of records
+  // per call; true when every segment has been visited. Not a snapshot:
+  // items sunk, erased or moved by cleaning meanwhile may be missed or
+  // visited twice. `visit` gets the key and the item without its value
+  // (item.value empty; `value_size` is its length).
+  using ScanFn = void (*)(void* ctx, std::string_view key, const ColdItem& item, size_t value_size);
+  Result<bool> ScanLive(uint64_t* segment, uint64_t* offset, size_t max_bytes, ScanFn visit, void* ctx);
+
   ColdTierStats Stats() const;
   uint64_t max_cas() const noexcept { return max_cas_; }
 

@@ -232,7 +232,8 @@ class Session final : public StreamSession {
   std::string after_swallow_;  // reply sent once the discard completes
   size_t get_resume_ = 0;      // multi-get paused on output: keys already answered
   std::vector<std::string_view> tokens_;  // the current text line's words (reused)
-  std::optional<ScanCursor> dump_;        // lru_crawler metadump in progress
+  std::optional<ScanCursor> dump_;        // lru_crawler metadump in progress (memory)
+  ColdScanCursor dump_cold_;              // ... then its cold tier part
   uint64_t dump_classes_ = 0;             // bit n: memcached slab class n is dumped
 };
 

@@ -235,6 +235,23 @@ struct ScanCursor {
   bool done = false;
 };
 
+// Where a ScanCold() goes on from.
+struct ColdScanCursor {
+  uint64_t segment = 0;
+  uint64_t offset = 0;
+  bool done = false;
+};
+
+// What a scan sees of an item on the cold tier (its value stays on disk).
+struct ColdItemInfo {
+  std::string_view key;
+  uint32_t flags = 0;
+  uint64_t cas = 0;
+  int64_t ttl = -1;           // seconds left, -1 = never expires
+  uint32_t idle_seconds = 0;  // since its last access before it sank
+  size_t value_size = 0;
+};
+
 struct StoreStats {
   size_t block_size = 0;
   uint64_t total_blocks = 0;
@@ -296,6 +313,16 @@ class QCLOUD_EXPORT Store {
   void Scan(ScanCursor* cursor, size_t buckets, F&& visit) {
     ScanImpl(cursor, buckets, &Thunk<F>, &visit);
   }
+  // Visits the live items on the cold tier, reading about `max_bytes` of
+  // its segments per call from *cursor (repeat until cursor->done); with
+  // Scan() this lists every item (memcached's metadump sees the items it
+  // keeps on flash too). Not a snapshot, as Scan(). Reads no values and
+  // changes nothing. A tier read error ends the scan (counted in
+  // cold_errors). Done at once without a cold tier.
+  template <typename F>
+  void ScanCold(ColdScanCursor* cursor, size_t max_bytes, F&& visit) {
+    ScanColdImpl(cursor, max_bytes, &ColdThunk<F>, &visit);
+  }
   // Copies the value of `key` into *value. True on a hit; false on a miss
   // and on Outcome::kIoError alike, so callers that must tell those apart
   // (the protocol sessions do) use Read().
@@ -350,6 +377,12 @@ class QCLOUD_EXPORT Store {
 
  private:
   using VisitFn = void (*)(void*, const ItemView&);
+  using ColdVisitFn = void (*)(void*, const ColdItemInfo&);
+  template <typename F>
+  static void ColdThunk(void* f, const ColdItemInfo& item) {
+    (*static_cast<std::remove_reference_t<F>*>(f))(item);
+  }
+  void ScanColdImpl(ColdScanCursor* cursor, size_t max_bytes, ColdVisitFn visit, void* ctx);
   template <typename F>
   static void Thunk(void* f, const ItemView& item) {
     (*static_cast<std::remove_reference_t<F>*>(f))(item);
