@@ -2,19 +2,25 @@
 # Side-by-side macro benchmark: memcached vs qcloud-kvd under the same load
 # generator (kv_loadgen), the same workloads and the same CPU pinning.
 #
-#   bench/kv/compare.sh [--kvd PATH] [--loadgen PATH] [--duration S]
+#   bench/kv/compare.sh [--kvd PATH] [--limit PATH] [--loadgen PATH] [--duration S]
 #                       [--server-cpu N] [--client-cpu LIST] [--client-threads T] [--quick]
 #                       [--repeat N] [--only NAME,...] [--raw FILE]
 #
 # For each workload: start a fresh memcached pinned to --server-cpu, run the
 # loadgen pinned to --client-cpu, stop memcached; then the same with
-# qcloud-kvd. Without --kvd only memcached runs. Every server is started by
+# qcloud-kvd (and, with --limit, the no-storage reference between them).
+# Without --kvd only memcached runs. Every server is started by
 # this script and stopped by PID (also on Ctrl-C / errors, via a trap).
 #
 #   --kvd PATH       qcloud-kvd binary; run as
 #                    PATH --listen 127.0.0.1:0 --memory 1024 --threads 1
 #                    and expected to print (and flush) on stdout
 #                    "qcloud-kvd listening on 127.0.0.1:PORT" once it accepts
+#   --limit PATH     kv_null_server (build/release/bench/kv/kv_null_server):
+#                    the no-storage limit of this machine, kv_loadgen's
+#                    protocol on core's connection loop answering every get
+#                    with the expected value and storing nothing. Rows
+#                    "limit"; the kvd/limit column is qcloud-kvd's share of it
 #   --loadgen PATH   kv_loadgen binary (default: compile kv_loadgen.cc beside
 #                    this script with ${CXX:-g++} into a temporary directory)
 #   --duration S     measured seconds per run (default 10, warmup 2)
@@ -32,7 +38,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-KVD="" LOADGEN="" DURATION="" WARMUP="" SERVER_CPU=0 CLIENT_CPU=1 CLIENT_THREADS=1 QUICK=0 ONLY="" RAW="" REPEAT=1
+KVD="" LIMIT="" LOADGEN="" DURATION="" WARMUP="" SERVER_CPU=0 CLIENT_CPU=1 CLIENT_THREADS=1 QUICK=0 ONLY="" RAW="" REPEAT=1
 MEMCACHED=${MEMCACHED:-memcached}
 KEYS=100000 VALUE_SIZE=64 KEY_SIZE=16
 
@@ -40,6 +46,7 @@ usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0
 while [[ $# -gt 0 ]]; do
   case $1 in
     --kvd) KVD=$2; shift 2 ;;
+    --limit) LIMIT=$2; shift 2 ;;
     --loadgen) LOADGEN=$2; shift 2 ;;
     --duration) DURATION=$2; shift 2 ;;
     --server-cpu) SERVER_CPU=$2; shift 2 ;;
@@ -109,12 +116,13 @@ run_one() {
 
 echo "# kv compare: $(date -u +%Y-%m-%dT%H:%MZ), $(uname -sr), $(nproc) CPUs" \
      "($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1))"
-echo "# memcached: $("$MEMCACHED" -V 2>&1 | head -n1); qcloud-kvd: ${KVD:-not run}"
+echo "# memcached: $("$MEMCACHED" -V 2>&1 | head -n1); qcloud-kvd: ${KVD:-not run}; no-storage limit: ${LIMIT:-not run}"
 echo "# server on CPU $SERVER_CPU, loadgen ($CLIENT_THREADS thread(s)) on CPU $CLIENT_CPU; ${DURATION} s measured after ${WARMUP} s warmup;" \
      "$KEYS keys x $KEY_SIZE B, $VALUE_SIZE B values"
 echo
 
 servers=(memcached)
+if [[ -n $LIMIT ]]; then servers+=(limit); fi
 if [[ -n $KVD ]]; then servers+=(qcloud-kvd); fi
 rows=() names=()
 for w in "${WORKLOADS[@]}"; do
@@ -137,9 +145,9 @@ done
 # loadgen, not the server. bg: both CPUs' busy share in the 0.5 s before the
 # server started (other work on the machine; should be ~0).
 echo
-printf '| workload | server | ops/s | p50 µs | p99 µs | p999 µs | hits | errors | server CPU | client CPU | bg | runs | kvd/mc ops/s | kvd/mc p99 |\n'
-printf '|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n'
-declare -A mc_ops mc_p99
+printf '| workload | server | ops/s | p50 µs | p99 µs | p999 µs | hits | errors | server CPU | client CPU | bg | runs | kvd/mc ops/s | kvd/mc p99 | kvd/limit ops/s |\n'
+printf '|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n'
+declare -A mc_ops mc_p99 limit_ops
 for name in "${names[@]}"; do for server in "${servers[@]}"; do
   # The successful runs of this pair, by ops/s; report the median one.
   runs=$(for r in "${rows[@]}"; do
@@ -147,7 +155,7 @@ for name in "${names[@]}"; do for server in "${servers[@]}"; do
            if [[ $n == "$name" && $s == "$server" && $o != FAILED* ]]; then echo "$r"; fi
          done | sort -t$'\t' -k3,3g)
   if [[ -z $runs ]]; then
-    printf '| %s | %s | FAILED | | | | | | | | | | | |\n' "$name" "$server"
+    printf '| %s | %s | FAILED | | | | | | | | | | | | |\n' "$name" "$server"
     continue
   fi
   count=$(wc -l <<<"$runs")
@@ -159,17 +167,24 @@ for name in "${names[@]}"; do for server in "${servers[@]}"; do
                        -v m="$ops" 'BEGIN { printf "%.0f%%", (m > 0 ? 100 * (hi - lo) / m : 0) }'))"
   fi
   if ((count < REPEAT)); then nruns="$nruns, $((REPEAT - count)) failed"; fi
-  ratio_ops="" ratio_p99=""
+  ratio_ops="" ratio_p99="" ratio_limit=""
   if [[ $server == memcached ]]; then
     mc_ops[$name]=$ops mc_p99[$name]=$p99
-  elif [[ -n ${mc_ops[$name]:-} ]]; then
-    ratio_ops=$(awk -v a="$ops" -v b="${mc_ops[$name]}" 'BEGIN { if (b > 0) printf "%.2f", a / b }')
-    ratio_p99=$(awk -v a="$p99" -v b="${mc_p99[$name]}" 'BEGIN { if (b > 0) printf "%.2f", a / b }')
+  elif [[ $server == limit ]]; then
+    limit_ops[$name]=$ops
+  else
+    if [[ -n ${mc_ops[$name]:-} ]]; then
+      ratio_ops=$(awk -v a="$ops" -v b="${mc_ops[$name]}" 'BEGIN { if (b > 0) printf "%.2f", a / b }')
+      ratio_p99=$(awk -v a="$p99" -v b="${mc_p99[$name]}" 'BEGIN { if (b > 0) printf "%.2f", a / b }')
+    fi
+    if [[ -n ${limit_ops[$name]:-} ]]; then
+      ratio_limit=$(awk -v a="$ops" -v b="${limit_ops[$name]}" 'BEGIN { if (b > 0) printf "%.3f", a / b }')
+    fi
   fi
   awk -v n="$name" -v s="$server" -v ops="$ops" -v p50="$p50" -v p99="$p99" -v p999="$p999" -v hit="$hit" \
       -v err="$err" -v sb="$sbusy" -v cb="$cbusy" -v bg="$bg" -v ro="$ratio_ops" -v rp="$ratio_p99" \
-      -v runs="$nruns" 'BEGIN {
+      -v runs="$nruns" -v rl="$ratio_limit" 'BEGIN {
     hits = (n ~ /^set/) ? "-" : sprintf("%.1f%%", 100 * hit)
-    printf "| %s | %s | %.0f | %.0f | %.0f | %.0f | %s | %d | %.0f%% | %.0f%%%s | %d%% | %s | %s | %s |\n",
-           n, s, ops, p50, p99, p999, hits, err, sb, cb, (cb >= 95 ? "*" : ""), bg, runs, ro, rp }'
+    printf "| %s | %s | %.0f | %.0f | %.0f | %.0f | %s | %d | %.0f%% | %.0f%%%s | %d%% | %s | %s | %s | %s |\n",
+           n, s, ops, p50, p99, p999, hits, err, sb, cb, (cb >= 95 ? "*" : ""), bg, runs, ro, rp, rl }'
 done; done

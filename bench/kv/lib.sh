@@ -33,6 +33,7 @@ trap 'exit 143' TERM
 command -v "$MEMCACHED" >/dev/null || die "memcached not found (MEMCACHED=$MEMCACHED)"
 command -v taskset >/dev/null || die "taskset (util-linux) not found"
 if [[ -n $KVD && ! -x $KVD ]]; then die "--kvd $KVD is not executable"; fi
+if [[ -n ${LIMIT:-} && ! -x $LIMIT ]]; then die "--limit $LIMIT is not executable"; fi
 if [[ -z $LOADGEN ]]; then
   LOADGEN=$tmp/kv_loadgen
   "${CXX:-g++}" -std=c++20 -O2 -pthread "$kv_here/kv_loadgen.cc" -o "$LOADGEN" || die "cannot build kv_loadgen"
@@ -113,8 +114,35 @@ start_kvd() {
   SERVER_PID=$pid SERVER_PORT=$port
 }
 
-start_server() {  # memcached | qcloud-kvd
-  if [[ $1 == memcached ]]; then start_memcached 1024; else start_kvd --memory 1024 --threads 1; fi
+# start_null: the no-storage reference (kv_null_server, $LIMIT) answering
+# kv_loadgen with values of VALUE_SIZE bytes; sets SERVER_PID and SERVER_PORT.
+start_null() {
+  local pid port=""
+  taskset -c "$SERVER_CPU" "$LIMIT" --listen 127.0.0.1:0 --value-size "$VALUE_SIZE" >"$tmp/null.out" 2>"$tmp/null.err" &
+  pid=$!
+  PIDS+=("$pid")
+  for _ in $(seq 100); do
+    port=$(sed -n 's/^kv_null_server listening on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$tmp/null.out" | head -n1)
+    if [[ -n $port ]]; then break; fi
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  if [[ -z $port ]]; then
+    cat "$tmp/null.out" "$tmp/null.err" >&2
+    stop_server "$pid"
+    die "kv_null_server did not start"
+  fi
+  SERVER_PID=$pid SERVER_PORT=$port
+}
+
+start_server() {  # memcached | qcloud-kvd | limit
+  if [[ $1 == memcached ]]; then
+    start_memcached 1024
+  elif [[ $1 == limit ]]; then
+    start_null
+  else
+    start_kvd --memory 1024 --threads 1
+  fi
   echo "  $1: pid $SERVER_PID, port $SERVER_PORT, CPU $SERVER_CPU" >&2
 }
 
