@@ -355,9 +355,14 @@ void Session::BinaryStore(const BinaryRequest& r, Buffer& out) {
 void Session::BinaryDelete(const BinaryRequest& r, Buffer& out) {
   DeleteOptions d;
   d.cas = r.h.cas;
-  shared_.prefix_stats.RecordDelete(r.key);
+  d.defer_cold = Defer(r.key);
   LogFetch(r.key);
   const Outcome o = shared_.store->Delete(r.key, d);
+  if (o == Outcome::kColdPending) {
+    StartColdRead(r.key);
+    return;
+  }
+  shared_.prefix_stats.RecordDelete(r.key);
   if (o == Outcome::kOk) {
     Bump(counters_.delete_hits);
     if (!r.quiet) ResponseHeader(out, r.h, kSuccess, 0, 0, 0, 0);
@@ -383,8 +388,13 @@ void Session::BinaryArith(const BinaryRequest& r, Buffer& out) {
     a.initial = Be64(r.extras + 8);
     a.exptime = static_cast<int32_t>(exp);
   }
+  a.defer_cold = Defer(r.key);
   LogFetch(r.key);
   const ArithResult res = shared_.store->Arith(r.key, a);
+  if (res.outcome == Outcome::kColdPending) {
+    StartColdRead(r.key);
+    return;
+  }
   switch (res.outcome) {
     case Outcome::kOk:
       Bump(incr ? counters_.incr_hits : counters_.decr_hits);
@@ -416,13 +426,18 @@ void Session::BinaryArith(const BinaryRequest& r, Buffer& out) {
 void Session::BinaryTouch(const BinaryRequest& r, Buffer& out) {
   ReadOptions ro;
   ro.touch_exptime = static_cast<int32_t>(Be32(r.extras));
-  Bump(counters_.cmd_touch);
+  ro.defer_cold = Defer(r.key);
   LogFetch(r.key);
   const Outcome o = shared_.store->Read(r.key, ro, [&](const ItemView& item) {
     ResponseHeader(out, r.h, kSuccess, 4, 0, 0, item.cas());
     EncodeBigEndian32(out.Prepare(4).data(), item.flags());
     out.Commit(4);
   });
+  if (o == Outcome::kColdPending) {
+    StartColdRead(r.key);
+    return;
+  }
+  Bump(counters_.cmd_touch);
   shared_.prefix_stats.RecordGet(r.key, o == Outcome::kOk);  // memcached counts a touch as a get
   if (o == Outcome::kOk) {
     Bump(counters_.touch_hits);

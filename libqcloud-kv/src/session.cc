@@ -578,8 +578,13 @@ void Session::Arithmetic(const std::vector<std::string_view>& t, bool incr, Buff
   o.in_place = !Held(t[1]);
   o.increment = incr;
   o.delta = delta;
+  o.defer_cold = Defer(t[1]);
   LogFetch(t[1]);
   const ArithResult r = shared_.store->Arith(t[1], o);
+  if (r.outcome == Outcome::kColdPending) {
+    StartColdRead(t[1]);  // runs again once the item is in memory
+    return;
+  }
   switch (r.outcome) {
     case Outcome::kOk: {
       Bump(incr ? counters_.incr_hits : counters_.decr_hits);
@@ -615,9 +620,16 @@ void Session::Touch(const std::vector<std::string_view>& t, Buffer& out) {
     Reply(out, "CLIENT_ERROR invalid exptime argument");
     return;
   }
-  Bump(counters_.cmd_touch);
+  ReadOptions ro;
+  ro.touch_exptime = exptime;
+  ro.defer_cold = Defer(t[1]);
   LogFetch(t[1]);
-  const Outcome o = shared_.store->Touch(t[1], exptime);
+  const Outcome o = shared_.store->Read(t[1], ro, [](const ItemView&) {});
+  if (o == Outcome::kColdPending) {
+    StartColdRead(t[1]);
+    return;
+  }
+  Bump(counters_.cmd_touch);
   if (o == Outcome::kOk) {
     Bump(counters_.touch_hits);
     Reply(out, "TOUCHED");
@@ -646,9 +658,13 @@ void Session::DeleteCmd(const std::vector<std::string_view>& t, Buffer& out) {
     Reply(out, "CLIENT_ERROR bad command line format");
     return;
   }
-  shared_.prefix_stats.RecordDelete(t[1]);
   LogFetch(t[1]);
-  const Outcome o = shared_.store->Delete(t[1]);
+  const Outcome o = shared_.store->Delete(t[1], {.defer_cold = Defer(t[1])});
+  if (o == Outcome::kColdPending) {
+    StartColdRead(t[1]);
+    return;
+  }
+  shared_.prefix_stats.RecordDelete(t[1]);
   if (o == Outcome::kOk) {
     Bump(counters_.delete_hits);
     Reply(out, "DELETED");
@@ -740,6 +756,7 @@ void Session::MetaDebug(const std::vector<std::string_view>& t, Buffer& out) {
   }
   ReadOptions ro;
   ro.inspect = true;
+  ro.defer_cold = Defer(key);
   LogFetch(key);
   const Outcome o = shared_.store->Read(key, ro, [&](const ItemView& item) {
     Put(out, "ME ");
@@ -755,7 +772,10 @@ void Session::MetaDebug(const std::vector<std::string_view>& t, Buffer& out) {
                          item.idle_seconds(), item.cas(), item.fetched_before() ? "yes" : "no",
                          MemcachedClass(bytes), bytes));
   });
-  if (o == Outcome::kIoError) {
+  if (o == Outcome::kColdPending) {
+    Unbump(counters_.cmd_meta);  // counted when the command runs again
+    StartColdRead(key);
+  } else if (o == Outcome::kIoError) {
     Put(out, kColdTierError);
     Put(out, "\r\n");
   } else if (o != Outcome::kOk) {
@@ -1814,8 +1834,14 @@ int64_t Session::MetaDelete(const std::vector<std::string_view>& t, Buffer& out)
   d.cas = f.cas.value_or(0);
   d.invalidate = f.invalidate;
   if (f.ttl) d.exptime = *f.ttl;
+  d.defer_cold = Defer(key);
   LogFetch(key);
   const Outcome o = shared_.store->Delete(key, d);
+  if (o == Outcome::kColdPending) {
+    Unbump(counters_.cmd_meta);  // counted when the command runs again
+    StartColdRead(key);
+    return -1;
+  }
   std::string_view code;
   switch (o) {
     case Outcome::kOk:
@@ -1866,8 +1892,14 @@ int64_t Session::MetaArith(const std::vector<std::string_view>& t, Buffer& out) 
     a.initial = f.initial.value_or(0);
     a.exptime = *f.vivify;
   }
+  a.defer_cold = Defer(key);
   LogFetch(key);
   const ArithResult r = shared_.store->Arith(key, a);
+  if (r.outcome == Outcome::kColdPending) {
+    Unbump(counters_.cmd_meta);
+    StartColdRead(key);
+    return -1;
+  }
   auto echo = [&] {
     EchoFlags(out, f, key, f.base64);
     Put(out, "\r\n");
