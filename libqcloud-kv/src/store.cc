@@ -486,10 +486,12 @@ class StoreImpl {
   // place goes to *defer and PendingLink() is returned.
   std::byte* Lookup(StoreShard& s, std::string_view key, uint64_t hash, uint32_t now,
                     ColdFetch* defer = nullptr);
-  // Sets item `head`'s exptime, rewriting it when its header has no room for
-  // one; returns the item's (maybe new) first block, 0 when out of memory.
-  uint32_t Retime(StoreShard& s, std::string_view key, uint64_t hash, uint32_t head, uint32_t exp,
-                  uint32_t now);
+  // Sets item *head's exptime, rewriting it when its header has no room for
+  // one (*head is then its new first block). kNoMemory when there is no
+  // room for the rewrite; kIoError when the item sank meanwhile and its
+  // copy on the tier could not be erased.
+  Outcome Retime(StoreShard& s, std::string_view key, uint64_t hash, uint32_t* head, uint32_t exp,
+                 uint32_t now);
   // Erases the key's sunk copy, if any. False (counted) when the tier failed.
   bool DropCold(StoreShard& s, std::string_view key, uint64_t hash);
 
@@ -816,27 +818,28 @@ std::byte* StoreImpl::Lookup(StoreShard& s, std::string_view key, uint64_t hash,
   return link;
 }
 
-uint32_t StoreImpl::Retime(StoreShard& s, std::string_view key, uint64_t hash, uint32_t h,
-                       uint32_t exp, uint32_t now) {
-  if (s.SetExp(h, exp)) return h;
+Outcome StoreImpl::Retime(StoreShard& s, std::string_view key, uint64_t hash, uint32_t* head,
+                          uint32_t exp, uint32_t now) {
+  uint32_t h = *head;
+  if (s.SetExp(h, exp)) return Outcome::kOk;
   // The header has no exptime field: rewrite the item with one.
   ItemMeta m = s.Meta(h);
   m.exptime = exp;
   std::string value(s.VLen(h), '\0');
   s.ValueOf(h, value.data());
   const ItemPlan plan = s.Plan(key.size(), value.size(), exp, m.flags);
-  if (MakeRoom(s, plan.blocks, now) != Outcome::kOk) return 0;
+  if (MakeRoom(s, plan.blocks, now) != Outcome::kOk) return Outcome::kNoMemory;
   // The sweep may have taken the item (it was cold): its copy is `value`.
   std::byte* link = s.FindLink(key, hash);
   if (Load<uint32_t>(link) != 0) {
     s.Remove(link);
   } else if (!DropCold(s, key, hash)) {
-    return 0;
+    return Outcome::kIoError;  // the sunk copy could not be erased (counted)
   }
-  h = s.NewItem(key, hash, ByteView(value), m, plan);
+  *head = s.NewItem(key, hash, ByteView(value), m, plan);
   --s.total_items;  // not a new item
   s.MaybeExpand();
-  return h;
+  return Outcome::kOk;
 }
 
 Outcome StoreImpl::ReadImpl(std::string_view key, const ReadOptions& options, VisitFn visit,
@@ -880,8 +883,8 @@ Outcome StoreImpl::ReadImpl(std::string_view key, const ReadOptions& options, Vi
     new_ctl |= kWinSent;
   }
   if (options.touch_exptime && !options.inspect) {
-    h = Retime(s, key, hash, h, ToEngineTime(*options.touch_exptime, now), now);
-    if (h == 0) return Outcome::kNoMemory;
+    const Outcome o = Retime(s, key, hash, &h, ToEngineTime(*options.touch_exptime, now), now);
+    if (o != Outcome::kOk) return o;
   }
   visit(ctx, ItemView(&s, h, now, extra, key));
   if (options.inspect) return Outcome::kOk;
@@ -1075,8 +1078,8 @@ Outcome StoreImpl::Delete(std::string_view key, const DeleteOptions& options) {
   if (options.cas != 0 && s.Cas(h) != options.cas) return Outcome::kExists;
   if (options.invalidate) {
     if (options.exptime) {
-      h = Retime(s, key, hash, h, ToEngineTime(*options.exptime, now), now);
-      if (h == 0) return Outcome::kNoMemory;
+      const Outcome o = Retime(s, key, hash, &h, ToEngineTime(*options.exptime, now), now);
+      if (o != Outcome::kOk) return o;
     }
     s.SetCas(h, NextCas());
     s.SetCtl(h, static_cast<uint8_t>((s.Ctl(h) | kStale) & ~kWinSent));

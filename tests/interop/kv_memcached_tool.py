@@ -28,44 +28,18 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from interop_util import RESULTS, check, free_port, stop, wait_port  # noqa: E402
+
 TOOL = '/usr/share/memcached/scripts/memcached-tool'
-RESULTS = []
 
 
-def check(name, ok, detail=''):
-    RESULTS.append(ok)
-    print('%s %s%s' % ('PASS' if ok else 'FAIL', name, '' if ok else '  -- %s' % str(detail)[:600]))
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(('127.0.0.1', 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
-def wait_port(port, proc):
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError('server exited')
-        try:
-            socket.create_connection(('127.0.0.1', port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError('server did not listen')
 
 
-def stop(proc):
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def load(port):

@@ -26,52 +26,28 @@ Prints PASS/FAIL per check; exit 0 iff all pass. Bounded: ~20 s.
 """
 
 import argparse
+import os
 import re
 import socket
 import subprocess
 import sys
 import time
 
-RESULTS = []
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from interop_util import RESULTS, check, free_port, stop, wait_port  # noqa: E402
+
 EVICTION = re.compile(rb'^ts=\d+\.\d+ gid=\d+ type=eviction key=(\S+) fetch=(yes|no) ttl=(-1|\d+) '
                       rb'la=\d+ clsid=\d+ size=(\d+)$')
 CONN = re.compile(rb'^ts=\d+\.\d+ gid=\d+ type=conn_(new|close) rip=127\.0\.0\.1 rport=(\d+) '
                   rb'transport=tcp (?:reason=\w+ )?cfd=\d+$')
 
 
-def check(name, ok, detail=''):
-    RESULTS.append(ok)
-    print('%s %s%s' % ('PASS' if ok else 'FAIL', name, '' if ok else '  -- %s' % str(detail)[:600]))
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(('127.0.0.1', 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
-def wait_port(port, proc):
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError('server exited')
-        try:
-            socket.create_connection(('127.0.0.1', port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError('server did not listen')
 
 
-def stop(proc):
-    proc.terminate()
-    try:
-        proc.wait(5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
 
 
 def connect(port, rcvbuf=0):
@@ -247,7 +223,6 @@ def main():
     try:
         mport, kport = free_port(), free_port()
         cmd = [a.memcached, '-l', '127.0.0.1', '-p', str(mport), '-U', '0', '-t', '1', '-m', '8']
-        import os
         if os.geteuid() == 0:
             cmd += ['-u', 'root']
         procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))

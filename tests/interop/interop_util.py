@@ -1,0 +1,49 @@
+"""Helpers shared by the interop scripts that start real servers themselves
+(kv_memcached_tool.py, kv_watch.py): PASS/FAIL checks, free ports, waiting
+for a server to listen, stopping it by PID. Standard library only."""
+
+import signal
+import socket
+import subprocess
+import time
+
+RESULTS = []
+
+
+def check(name, ok, detail=''):
+    """Records and prints one check; `detail` is shown (cut) when it fails."""
+    RESULTS.append(bool(ok))
+    print('%s %s%s' % ('PASS' if ok else 'FAIL', name, '' if ok else '  -- %s' % str(detail)[:600]))
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(('127.0.0.1', 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_port(port, proc, timeout=10):
+    """Until 127.0.0.1:port accepts; RuntimeError if `proc` exits or time runs out."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError('server exited')
+        try:
+            socket.create_connection(('127.0.0.1', port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError('server did not listen')
+
+
+def stop(proc):
+    """SIGTERM, then SIGKILL after 5 s."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
