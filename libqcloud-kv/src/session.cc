@@ -100,6 +100,26 @@ namespace {
 constexpr int64_t kReadPending = INT64_MIN;  // cold_result_ until the loop sets it
 }  // namespace
 
+void Session::PrefetchGets(ByteView in) {
+  // Only pipelined input: with one request there is nothing to overlap.
+  std::string_view text = in.AsStringView();
+  const size_t first = text.find('\n');
+  if (first == std::string_view::npos || first + 1 >= text.size()) return;
+  constexpr int kMaxLines = 32;
+  std::string_view keys[kMaxLines];
+  size_t count = 0;
+  for (int n = 0; n < kMaxLines && !text.empty(); ++n) {
+    const size_t nl = text.find('\n');
+    if (nl == std::string_view::npos) break;
+    std::string_view line = text.substr(0, nl);
+    text.remove_prefix(nl + 1);
+    if (!line.starts_with("get ") && !line.starts_with("gets ") && !line.starts_with("mg ")) continue;
+    line.remove_prefix(line.find(' ') + 1);
+    keys[count++] = line.substr(0, line.find_first_of(" \r"));
+  }
+  if (count > 1) shared_.store->Prefetch(std::span<const std::string_view>(keys, count));
+}
+
 void Session::StartColdRead(std::string_view key) {
   cold_key_.assign(key);
   cold_record_.resize(cold_fetch_.length);
@@ -134,6 +154,7 @@ size_t Session::Process(ByteView in, Buffer& out) {
   }
   size_t used = 0;
   if (cold_reading_ && cold_result_ != kReadPending) FinishColdRead();
+  if (mode_ == Mode::kText) PrefetchGets(in);
   // Replies of the previous call have been handed to the loop: memcached's
   // batch of one read is written out.
   batch_unflushed_ = false;

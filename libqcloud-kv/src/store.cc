@@ -120,6 +120,15 @@ struct StoreShard {
   uint32_t free_head = 0;     // freed blocks, linked through their first word
   uint32_t free_count = 0;
   std::vector<uint32_t> buckets;
+  // The bucket array and its mask for Store::Prefetch's first step, which
+  // only computes an address to prefetch and so may read them unlocked
+  // (a stale value costs a useless prefetch, never a wrong answer).
+  std::atomic<const uint32_t*> bucket_hint{nullptr};
+  std::atomic<uint64_t> mask_hint{0};
+  void PublishBuckets() noexcept {
+    bucket_hint.store(buckets.data(), std::memory_order_relaxed);
+    mask_hint.store(buckets.size() - 1, std::memory_order_relaxed);
+  }
   uint32_t hand = 0;  // CLOCK: next bucket to sweep
   uint64_t items = 0;
   uint64_t used_blocks = 0;
@@ -388,6 +397,7 @@ struct StoreShard {
       }
     }
     buckets.swap(bigger);
+    PublishBuckets();
     hand = 0;
     ++expansions;
   }
@@ -563,6 +573,7 @@ Result<std::unique_ptr<StoreImpl>> StoreImpl::Open(const StoreOptions& options) 
     s.block = options.block_size;
     s.capacity = static_cast<uint32_t>(per_shard);
     s.buckets.assign(1024, 0);
+    s.PublishBuckets();
   }
   store->start_mono_ = store->clock_->MonotonicNow();
   store->start_wall_ =
@@ -1315,6 +1326,31 @@ ArithResult Store::Arith(std::string_view key, const ArithOptions& options) {
 }
 void Store::ScanColdImpl(ColdScanCursor* cursor, size_t max_bytes, ColdVisitFn visit, void* ctx) {
   impl_->ScanCold(cursor, max_bytes, visit, ctx);
+}
+
+void Store::Prefetch(std::span<const std::string_view> keys) noexcept {
+  constexpr size_t kMax = 32;
+  uint64_t hashes[kMax];
+  const size_t n = std::min(keys.size(), kMax);
+  // First the index slots, all at once (no lock: only an address)...
+  for (size_t i = 0; i < n; ++i) {
+    if (keys[i].empty() || keys[i].size() > kMaxKeyLength) {
+      hashes[i] = 0;
+      continue;
+    }
+    hashes[i] = Xxh3_64(ByteView(keys[i]));
+    const StoreShard& s = impl_->ShardFor(hashes[i]);
+    const uint32_t* b = s.bucket_hint.load(std::memory_order_relaxed);
+    if (b != nullptr) __builtin_prefetch(b + (hashes[i] & s.mask_hint.load(std::memory_order_relaxed)));
+  }
+  // ...then, with the slots in cache, the first item of each.
+  for (size_t i = 0; i < n; ++i) {
+    if (hashes[i] == 0) continue;
+    StoreShard& s = impl_->ShardFor(hashes[i]);
+    std::lock_guard lock(s.mu);  // the bucket array may be replaced by an expansion
+    const uint32_t h = s.buckets[hashes[i] & (s.buckets.size() - 1)];
+    if (h != 0) __builtin_prefetch(s.At(h));
+  }
 }
 
 void Store::SetEvictionObserver(EvictionObserver* observer) noexcept {

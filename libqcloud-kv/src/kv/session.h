@@ -191,6 +191,8 @@ class Session final : public StreamSession {
   ColdFetch* Defer(std::string_view key) noexcept {
     return io_ != nullptr && key != cold_retry_key_ ? &cold_fetch_ : nullptr;
   }
+  // Hints the store at the keys of the first pipelined gets in `in`.
+  void PrefetchGets(ByteView in);
   // A request got Outcome::kColdPending for `key`: starts reading the record.
   void StartColdRead(std::string_view key);
   // At the top of Process(): a finished read's item goes into the store.
