@@ -331,29 +331,22 @@ Result<std::optional<ColdItem>> ColdTier::Find(std::string_view key, uint64_t ha
 
 std::optional<ColdTier::Location> ColdTier::Locate(uint64_t hash) const {
   std::lock_guard lock(mu_);
-  const std::vector<uint64_t> candidates = StubFind(FixHash(hash));
-  if (candidates.size() != 1) return std::nullopt;
-  const uint64_t location = candidates[0];
+  const Stub* stub = StubOnly(FixHash(hash));
+  if (stub == nullptr || stub->length < kFixed) return std::nullopt;
+  const uint64_t location = stub->location;
   auto it = segments_.find(LocSeg(location));
   if (it == segments_.end()) return std::nullopt;
   if (LocSeg(location) == active_ && LocOff(location) >= flushed_) return std::nullopt;  // buffered
   const int fd = it->second.file->native_handle();
   if (fd < 0) return std::nullopt;
-  uint32_t length = 0;
-  const size_t mask = stubs_.size() - 1;
-  for (size_t i = FixHash(hash) & mask; stubs_[i].hash != 0; i = (i + 1) & mask) {
-    if (stubs_[i].location == location) length = stubs_[i].length;
-  }
-  if (length < kFixed) return std::nullopt;
-  return Location{it->second.file, fd, LocOff(location), length, location};
+  return Location{it->second.file, fd, LocOff(location), stub->length, location};
 }
 
 Result<std::optional<ColdItem>> ColdTier::Decode(std::string_view key, uint64_t hash,
                                                  uint64_t location, ByteView record) {
   {
     std::lock_guard lock(mu_);
-    const std::vector<uint64_t> live = StubFind(FixHash(hash));
-    if (std::find(live.begin(), live.end(), location) == live.end()) return std::optional<ColdItem>();
+    if (!StubAt(FixHash(hash), location)) return std::optional<ColdItem>();
     ++stats_.reads;
   }
   auto rec = Parse(record);
@@ -482,8 +475,7 @@ Status ColdTier::CompactOldestLocked() {
     if (rec->type == kItem) {
       const uint64_t hash = FixHash(Xxh3_64(ByteView(rec->key)));
       const uint64_t from = Loc(id, off);
-      const std::vector<uint64_t> locs = StubFind(hash);
-      if (std::find(locs.begin(), locs.end(), from) != locs.end()) {
+      if (StubAt(hash, from)) {
         // Live: move it forward unchanged (same sequence number).
         QCLOUD_ASSIGN_OR_RETURN(uint64_t to, AppendLocked(ByteView(data.data() + off, rec->size)));
         StubReplace(hash, from, to);
@@ -572,10 +564,7 @@ Result<bool> ColdTier::ScanLive(uint64_t* segment, uint64_t* offset, size_t max_
   {
     // Only live records (a stub points at them) are items.
     std::lock_guard lock(mu_);
-    std::erase_if(items, [&](const Seen& s) {
-      const std::vector<uint64_t> locs = StubFind(s.hash);
-      return std::find(locs.begin(), locs.end(), s.location) == locs.end();
-    });
+    std::erase_if(items, [&](const Seen& s) { return !StubAt(s.hash, s.location); });
   }
   for (const Seen& s : items) {
     auto rec = Parse(ByteView(data.data() + s.at, data.size() - s.at));
@@ -637,6 +626,27 @@ std::vector<uint64_t> ColdTier::StubFind(uint64_t hash) const {
     if (stubs_[i].hash == hash) out.push_back(stubs_[i].location);
   }
   return out;
+}
+
+bool ColdTier::StubAt(uint64_t hash, uint64_t location) const {
+  if (stub_count_ == 0) return false;
+  const size_t mask = stubs_.size() - 1;
+  for (size_t i = hash & mask; stubs_[i].hash != 0; i = (i + 1) & mask) {
+    if (stubs_[i].hash == hash && stubs_[i].location == location) return true;
+  }
+  return false;
+}
+
+const ColdTier::Stub* ColdTier::StubOnly(uint64_t hash) const {
+  if (stub_count_ == 0) return nullptr;
+  const Stub* found = nullptr;
+  const size_t mask = stubs_.size() - 1;
+  for (size_t i = hash & mask; stubs_[i].hash != 0; i = (i + 1) & mask) {
+    if (stubs_[i].hash != hash) continue;
+    if (found != nullptr) return nullptr;  // a collision: Find() tells them apart
+    found = &stubs_[i];
+  }
+  return found;
 }
 
 bool ColdTier::StubReplace(uint64_t hash, uint64_t from, uint64_t to) {

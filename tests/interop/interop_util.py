@@ -2,6 +2,7 @@
 (kv_memcached_tool.py, kv_watch.py): PASS/FAIL checks, free ports, waiting
 for a server to listen, stopping it by PID. Standard library only."""
 
+import os
 import signal
 import socket
 import subprocess
@@ -36,6 +37,34 @@ def wait_port(port, proc, timeout=10):
         except OSError:
             time.sleep(0.05)
     raise RuntimeError('server did not listen')
+
+
+def start_memcached(path, memory_mb, *extra):
+    """memcached on a free 127.0.0.1 port, one thread, no UDP; (proc, port) once it listens."""
+    port = free_port()
+    cmd = [path, '-l', '127.0.0.1', '-p', str(port), '-U', '0', '-t', '1', '-m', str(memory_mb), *extra]
+    if os.geteuid() == 0:
+        cmd += ['-u', 'root']
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port, proc)
+    except RuntimeError:
+        stop(proc)
+        raise
+    return proc, port
+
+
+def start_kvd(path, memory_mb):
+    """qcloud-kvd on a free 127.0.0.1 port, one worker; (proc, port) once it listens."""
+    port = free_port()
+    proc = subprocess.Popen([path, '--listen', '127.0.0.1:%d' % port, '--memory', str(memory_mb),
+                             '--threads', '1'], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port, proc)
+    except RuntimeError:
+        stop(proc)
+        raise
+    return proc, port
 
 
 def stop(proc):

@@ -22,14 +22,13 @@ Prints PASS/FAIL per check; exit 0 iff all pass. Bounded: ~5 s.
 import argparse
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from interop_util import RESULTS, check, free_port, stop, wait_port  # noqa: E402
+from interop_util import RESULTS, check, start_kvd, start_memcached, stop  # noqa: E402
 
 TOOL = '/usr/share/memcached/scripts/memcached-tool'
 
@@ -97,15 +96,10 @@ def main():
     a = ap.parse_args()
     procs = []
     try:
-        mport, kport = free_port(), free_port()
-        cmd = [a.memcached, '-l', '127.0.0.1', '-p', str(mport), '-U', '0', '-t', '1', '-m', '64', '-c', '4096']
-        if os.geteuid() == 0:
-            cmd += ['-u', 'root']
-        procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        wait_port(mport, procs[-1])
-        procs.append(subprocess.Popen([a.kvd, '--listen', '127.0.0.1:%d' % kport, '--memory', '64', '--threads', '1'],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        wait_port(kport, procs[-1])
+        proc, mport = start_memcached(a.memcached, 64, '-c', '4096')
+        procs.append(proc)
+        proc, kport = start_kvd(a.kvd, 64)
+        procs.append(proc)
         check('the same 205 items stored on both', load(mport) == 205 and load(kport) == 205)
 
         ms, ks = tool(mport, 'settings'), tool(kport, 'settings')

@@ -29,12 +29,11 @@ import argparse
 import os
 import re
 import socket
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from interop_util import RESULTS, check, free_port, stop, wait_port  # noqa: E402
+from interop_util import RESULTS, check, start_kvd, start_memcached, stop  # noqa: E402
 
 EVICTION = re.compile(rb'^ts=\d+\.\d+ gid=\d+ type=eviction key=(\S+) fetch=(yes|no) ttl=(-1|\d+) '
                       rb'la=\d+ clsid=\d+ size=(\d+)$')
@@ -221,15 +220,10 @@ def main():
     a = ap.parse_args()
     procs = []
     try:
-        mport, kport = free_port(), free_port()
-        cmd = [a.memcached, '-l', '127.0.0.1', '-p', str(mport), '-U', '0', '-t', '1', '-m', '8']
-        if os.geteuid() == 0:
-            cmd += ['-u', 'root']
-        procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        wait_port(mport, procs[-1])
-        procs.append(subprocess.Popen([a.kvd, '--listen', '127.0.0.1:%d' % kport, '--memory', '8',
-                                       '--threads', '1'], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        wait_port(kport, procs[-1])
+        proc, mport = start_memcached(a.memcached, 8)
+        procs.append(proc)
+        proc, kport = start_kvd(a.kvd, 8)
+        procs.append(proc)
         run('memcached', mport, procs[0].pid)
         run('kvd', kport, procs[1].pid)
         run_conns('memcached', mport)

@@ -169,6 +169,10 @@ class ColdTier {
   uint32_t StubErase(uint64_t hash, uint64_t location);
   bool StubReplace(uint64_t hash, uint64_t from, uint64_t to);
   std::vector<uint64_t> StubFind(uint64_t hash) const;
+  // Whether a stub of `hash` points at `location` (the record is live).
+  bool StubAt(uint64_t hash, uint64_t location) const;
+  // The one stub of `hash`; nullptr when there is none or more than one.
+  const Stub* StubOnly(uint64_t hash) const;
   void StubGrow();
   std::string SegmentPath(uint64_t id) const;
 

@@ -214,7 +214,8 @@ class Session final : public StreamSession {
   }
   // Published at the end of each Process() for `stats conns` on other threads.
   std::atomic<ConnState> conn_state_{ConnState::kNewCmd};
-  std::atomic<uint32_t> last_cmd_{0};  // store uptime of the last command
+  std::atomic<uint32_t> last_cmd_{0};  // CoarseSeconds() of the last command
+  static uint32_t CoarseSeconds() noexcept;  // monotonic seconds, coarse (for last_cmd_)
   bool awaiting_data_ = false;         // a storage command waits for its data block
   bool cmd_flushes_ = false;          // the current command writes its batch out (get, mn)
   bool batch_unflushed_ = false;
