@@ -22,6 +22,7 @@ _components = {
     "runtime": ("qcloud-runtime", ["core", "boost::headers", "fmt::fmt"]),
     "testing": ("qcloud-testing", ["core", "fmt::fmt", "doctest::doctest"]),
     "kv": ("qcloud-kv", ["core", "fmt::fmt", "liburing::liburing", "xxhash::xxhash"]),
+    "block": ("qcloud-block", ["core", "fmt::fmt", "lmdb::lmdb"]),
     "object": ("qcloud-object", ["core", "fmt::fmt", "lmdb::lmdb"]),
     "s3": ("qcloud-s3", ["object", "boost::headers", "fmt::fmt", "pugixml::pugixml"]),
 }

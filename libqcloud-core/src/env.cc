@@ -5,6 +5,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <linux/falloc.h>
+
+#include <algorithm>
 #include <cerrno>
 
 #include <fmt/format.h>
@@ -58,6 +61,20 @@ class PosixFile final : public File {
       return Status::FromErrno(errno, "ftruncate " + path_);
     }
     return Status::Ok();
+  }
+
+  Status ZeroRange(uint64_t offset, uint64_t length, bool release) override {
+    QCLOUD_ASSIGN_OR_RETURN(const uint64_t size, Size());
+    if (offset >= size || length == 0) return Status::Ok();
+    length = std::min(length, size - offset);
+    const int mode = release ? FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE : FALLOC_FL_ZERO_RANGE;
+    if (::fallocate(fd_, mode, static_cast<off_t>(offset), static_cast<off_t>(length)) == 0) {
+      return Status::Ok();
+    }
+    if (errno != EOPNOTSUPP && errno != ENOSYS) {
+      return Status::FromErrno(errno, "fallocate " + path_);
+    }
+    return File::ZeroRange(offset, length, release);
   }
 
   const std::string& path() const noexcept override { return path_; }
@@ -205,6 +222,21 @@ Status WriteFileAtomically(Env& env, const std::string& path, ByteView data) {
   QCLOUD_RETURN_IF_ERROR(env.RenameFile(tmp, path));
   auto slash = path.rfind('/');
   return env.SyncDir(slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash)));
+}
+
+Status File::ZeroRange(uint64_t offset, uint64_t length, bool release) {
+  (void)release;
+  QCLOUD_ASSIGN_OR_RETURN(const uint64_t size, Size());
+  if (offset >= size) return Status::Ok();
+  uint64_t left = std::min(length, size - offset);
+  static constexpr std::byte kZeros[64 * 1024] = {};
+  while (left > 0) {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(left, sizeof kZeros));
+    QCLOUD_RETURN_IF_ERROR(WriteAt(offset, ByteView(kZeros, n)));
+    offset += n;
+    left -= n;
+  }
+  return Status::Ok();
 }
 
 }  // namespace qcloud

@@ -132,7 +132,10 @@ class EpollWorker final : public LoopWorker {
       c->epoll_events = EPOLLIN;
       if (!Add(fd, EPOLLIN, c)) {
         c->dead = true;
+        c->reaping = true;
         to_close_.push_back(c);
+      } else if (!c->out.empty() || c->eof) {
+        Update(*c);  // what the session's Start() made goes out now
       }
     }
   }

@@ -206,6 +206,8 @@ Conn* LoopWorker::Admit(int fd) {
   c->session->Attach(c->waker);
   c->io = std::make_unique<ConnIo>(this, c);
   c->session->AttachIo(c->io.get());
+  c->session->Start(c->out);  // the backend sends it when it arms the connection
+  if (c->session->closing()) c->eof = true;
   c->last_activity = Now();
   conns_.push_back(c);
   server_.connections.fetch_add(1, std::memory_order_relaxed);
@@ -278,7 +280,7 @@ std::vector<Conn*> LoopWorker::IdleConnections() {
   if (now < next_idle_check_) return idle;
   next_idle_check_ = now + std::chrono::seconds(1);
   for (Conn* c : conns_) {
-    if (c->dead || c->reaping || c->session->busy()) continue;
+    if (c->dead || c->reaping || c->session->busy() || c->session->idle_exempt()) continue;
     if (now - c->last_activity >= timeout) idle.push_back(c);
   }
   Bump(counters_.idle_closes, idle.size());

@@ -273,7 +273,7 @@ class IoUringWorker final : public LoopWorker {
       }
       return;
     }
-    if (Conn* c = Admit(fd)) ArmRecv(*c);
+    if (Conn* c = Admit(fd)) Drive(*c);  // sends what Start() made, arms the receive
   }
 
   // Starts a send if none is in flight, and decides whether to read more or

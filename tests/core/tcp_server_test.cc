@@ -478,6 +478,77 @@ TEST_CASE("tcp server: a connection idle past idle_timeout is closed, a busy one
   });
 }
 
+// Speaks first: a greeting from Start(), then input echoed back.
+class GreetingSession final : public StreamSession {
+ public:
+  GreetingSession(bool close_after, bool exempt) : close_after_(close_after), exempt_(exempt) {}
+  void Start(Buffer& out) override {
+    out.Append(std::string_view("hello\n"));
+    closing_ = close_after_;
+  }
+  size_t Process(ByteView in, Buffer& out) override {
+    out.Append(in);
+    return in.size();
+  }
+  bool closing() const noexcept override { return closing_; }
+  bool blocked(const Buffer& out) const noexcept override { return out.size() >= kHighWater; }
+  bool idle_exempt() const noexcept override { return exempt_; }
+
+ private:
+  bool close_after_;
+  bool exempt_;
+  bool closing_ = false;
+};
+
+struct Greetings final : SessionFactory {
+  std::unique_ptr<StreamSession> NewSession(unsigned) override {
+    return std::make_unique<GreetingSession>(close_after.load(), exempt.load());
+  }
+  std::atomic<bool> close_after{false};
+  std::atomic<bool> exempt{true};
+};
+
+TEST_CASE("tcp server: a session that speaks first greets before any input") {
+  ForEachBackend([](LoopBackend backend) {
+    Greetings greetings;
+    ManualClock clock;
+    auto server = REQUIRE_VALUE(TcpServer::Open(
+        greetings, {.threads = 1, .idle_timeout = 5s, .backend = backend, .clock = &clock}));
+    auto serving = std::async(std::launch::async, [&] { return server->Serve(0); });
+    {
+      test::SocketClient exempt(server->address());
+      REQUIRE(exempt.connected());
+      CHECK(exempt.Read(6) == "hello\n");  // before the client sent anything
+      REQUIRE(exempt.Send("ping\n"));
+      CHECK(exempt.Read(5) == "ping\n");
+      greetings.exempt = false;  // the next session is an ordinary one
+      test::SocketClient plain(server->address());
+      REQUIRE(plain.connected());
+      CHECK(plain.Read(6) == "hello\n");
+      // The worker may note the greeting's send after the first Advance (an
+      // io_uring completion reaped late): then the next one makes it idle.
+      bool closed = false;
+      for (int i = 0; i < 3 && !closed; ++i) {
+        clock.Advance(10s);
+        closed = plain.ClosedByPeer(2000);
+      }
+      CHECK(closed);  // the idle check ran...
+      CHECK(server->stats().idle_closes == 1);
+      REQUIRE(exempt.Send("pong\n"));  // ...and spared the idle_exempt() one
+      CHECK(exempt.Read(5) == "pong\n");
+    }
+    greetings.close_after = true;
+    {
+      test::SocketClient c(server->address());
+      REQUIRE(c.connected());
+      CHECK(c.Read(6) == "hello\n");
+      CHECK(c.ClosedByPeer());
+    }
+    server->Stop();
+    CHECK_OK(serving.get());
+  });
+}
+
 TEST_CASE("tcp server: options are checked") {
   Lines lines;
   CHECK_ERRC(TcpServer::Open(lines, {.threads = 0}), Errc::kInvalidArgument);

@@ -63,6 +63,13 @@ class QCLOUD_EXPORT File {
   virtual Status Sync() = 0;
   virtual Result<uint64_t> Size() = 0;
   virtual Status Truncate(uint64_t size) = 0;
+  // Makes [offset, offset + length) read as zeros without changing the
+  // file's size (bytes past the end stay past it). release: give the space
+  // back to the file system (a hole, FALLOC_FL_PUNCH_HOLE); otherwise keep
+  // it allocated (FALLOC_FL_ZERO_RANGE), so a later write there cannot fail
+  // for space. The default writes zeros, for files without holes (an
+  // in-memory Env); POSIX falls back to it where fallocate is refused.
+  virtual Status ZeroRange(uint64_t offset, uint64_t length, bool release);
   virtual const std::string& path() const noexcept = 0;
   // The operating system's descriptor, for callers that read the file on
   // their own event loop (TcpServer's SessionIo); -1 when the file has none

@@ -112,6 +112,11 @@ class StreamSession {
   // one that reads files keeps `io` (valid for the connection's life).
   virtual void Attach(std::shared_ptr<SessionWaker> waker) { (void)waker; }
   virtual void AttachIo(SessionIo* io) { (void)io; }
+  // Called once, after Attach()/AttachIo() and before the first Process():
+  // a protocol in which the server speaks first (NBD's greeting, an SMTP
+  // banner) appends those bytes to `out`; they are sent before any input
+  // is awaited. A session may be closing() after it.
+  virtual void Start(Buffer& out) { (void)out; }
   // Consumes complete requests from the front of `in` and appends their
   // replies to `out`; returns the bytes consumed (<= in.size()). The rest is
   // offered again with more bytes after it.
@@ -131,6 +136,11 @@ class StreamSession {
   // or at a stop until the answer is out (the drain deadline still closes
   // it). Such a session should be blocked() meanwhile.
   virtual bool busy() const noexcept { return false; }
+  // True while the session may wait for its peer without a deadline (an
+  // NBD connection past its handshake: a mounted device may stay silent
+  // for hours): idle_timeout does not close the connection meanwhile, so
+  // the timeout can bound a phase (a handshake) rather than the connection.
+  virtual bool idle_exempt() const noexcept { return false; }
 };
 
 class SessionFactory {
@@ -162,7 +172,7 @@ struct TcpServerOptions {
   int listen_backlog = 1024;            // listen(2) backlog per worker socket
   std::chrono::milliseconds drain_timeout{1000};  // after Stop(): time to send pending replies
   // A connection with no input arriving and no output leaving for this long
-  // is closed (unless its session is busy()): a client that opens sockets
+  // is closed (unless its session is busy() or idle_exempt()): a client that opens sockets
   // and sends nothing, or a byte a minute, holds them only this long.
   // Checked about once a second, on the injected Clock; 0 = never.
   std::chrono::milliseconds idle_timeout{0};

@@ -9,6 +9,9 @@
 
 #include <doctest/doctest.h>
 
+#include <stdlib.h>
+
+#include <filesystem>
 #include <string>
 #include <utility>
 
@@ -18,6 +21,22 @@
 namespace qcloud::testing {
 
 inline std::string StatusText(const Status& s) { return s.ToString(); }
+
+// A fresh directory under /tmp, removed with everything in it at scope exit.
+struct TempDir {
+  explicit TempDir(std::string prefix = "qcloud-test") {
+    std::string tmpl = "/tmp/" + prefix + "-XXXXXX";
+    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
+    path = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  std::string path;
+};
 template <typename T>
 std::string StatusText(const Result<T>& r) {
   return r.status().ToString();

@@ -1,0 +1,177 @@
+#pragma once
+
+// qcloud::block::Store — CBS's volume store: thin-provisioned virtual disks
+// with redirect-on-write snapshots and clones, on a directory.
+//
+//   auto store = Store::Open({.data_dir = "/var/lib/qcloud-block"}).value();
+//   store->CreateVolume("vm1-root", 10 * kGiB).ok();
+//   auto disk = store->OpenVolume("vm1-root").value();
+//   disk->Write(4096, ByteView(buf, 8192), /*fua=*/false);
+//   disk->Flush();                                   // durable from here on
+//   store->CreateSnapshot("vm1-root", "before-upgrade");
+//   store->Clone("vm1-root", "before-upgrade", "vm2-root");
+//
+// Model. A volume is an array of 4 KiB blocks, addressed in bytes (reads and
+// writes of any offset and length; unaligned ones are merged into whole
+// blocks). Its contents are a chain of layers: the volume's own, mutable
+// layer on top, and below it the frozen layers of its snapshots (and, for a
+// clone, of the snapshot it was cloned from). A layer maps 1 MiB logical
+// extents to physical extents of the data file, with one bit per block for
+// "this layer holds the block". A read takes each block from the highest
+// layer that holds it; a block no layer holds reads as zeros.
+//   - Thin: a physical extent is allocated by the first write to its logical
+//     extent in a layer. The volumes' sizes may add up to more than the disk
+//     (or capacity_bytes); a write that needs an extent when none is left
+//     fails with kResourceExhausted and changes nothing.
+//   - Snapshot: the volume's layer is frozen under the snapshot's name and
+//     the volume gets a new empty layer on top: O(1), whatever the size.
+//     An overwrite after a snapshot writes its data once, into the volume's
+//     own extent (redirect-on-write; the snapshot's block is not copied).
+//   - Rollback: the volume's own layer is dropped, a new empty one goes on
+//     top of the snapshot. Clone: a new volume whose layer sits on top of
+//     the snapshot. Deleting a snapshot or volume frees every extent no
+//     remaining layer reads; a frozen layer read by exactly one layer is
+//     merged into it.
+//   - Trim and write-zeroes: the blocks read as zeros afterwards; their
+//     space goes back to the file system (a hole), or stays allocated with
+//     no_hole. A whole extent trimmed in a layer with nothing below is freed.
+//
+// Durability. A completed write is visible to every reader at once. Flush()
+// (or a write with fua) makes every write completed before it durable:
+// kill -9 or a power cut after it loses none of them. Writes not yet flushed
+// may survive in part or not at all, block by block, never as another
+// volume's data. Order: data is written in place, then at the flush the data
+// file is synced and then the layer maps are committed to the metadata
+// database (LMDB, one transaction); an extent freed is reused only after the
+// commit that freed it. Volume and snapshot operations are durable when they
+// return. Open() recovers: what the last commit says is the store.
+//
+// On disk (format version 1, docs/notes/block-format.md):
+//   <data_dir>/meta/        LMDB environment: volumes, snapshots, layers, extent maps
+//   <data_dir>/extents.dat  physical extents, extent p at byte p * 1 MiB (p >= 1);
+//                           sparse: holes read as zeros
+//
+// Concurrency. Reads and writes of one volume run in parallel from any
+// number of threads; writes that touch the same extent are serialized (an
+// unaligned write's read-merge-write of a block never loses a neighbour's
+// bytes), reads share. Volume and snapshot operations wait for the I/O in
+// flight on the volumes they change and hold new I/O until they finish.
+//
+// Thread safety: every method, from any thread.
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "qcloud/core/bytes.h"
+#include "qcloud/core/env.h"
+#include "qcloud/core/export.h"
+#include "qcloud/core/result.h"
+#include "qcloud/core/status.h"
+
+namespace qcloud::block {
+
+inline constexpr uint32_t kBlockSize = 4096;           // the unit of a layer's map
+inline constexpr uint32_t kExtentSize = 1u << 20;       // the unit of allocation
+inline constexpr uint32_t kBlocksPerExtent = kExtentSize / kBlockSize;
+inline constexpr size_t kMaxNameLength = 128;           // volume and snapshot names
+inline constexpr uint64_t kMaxVolumeSize = uint64_t{1} << 50;  // 1 PiB
+
+struct StoreOptions {
+  std::string data_dir;               // required; created if absent
+  uint64_t capacity_bytes = 0;        // physical extents allowed, in bytes; 0 = no limit
+                                      // but the file system's free space
+  size_t max_map_bytes = size_t{1} << 34;  // LMDB map size (address space, sparse); 16 GiB
+  Env* env = nullptr;  // file system for extents.dat; not owned, outlives the store; null = POSIX
+};
+
+struct VolumeInfo {
+  std::string name;
+  uint64_t size = 0;               // bytes
+  uint64_t allocated_bytes = 0;    // physical extents of the volume's own layer, in bytes
+  std::string origin;              // "volume@snapshot" a clone was made from; "" otherwise
+  std::chrono::system_clock::time_point created;
+};
+
+struct SnapshotInfo {
+  std::string volume;
+  std::string name;
+  uint64_t size = 0;               // the volume's size when it was taken
+  std::chrono::system_clock::time_point created;
+};
+
+struct StoreStats {
+  uint64_t volumes = 0;
+  uint64_t snapshots = 0;
+  uint64_t layers = 0;
+  uint64_t extents_allocated = 0;  // physical extents in use
+  uint64_t extents_capacity = 0;   // 0 = no limit
+  uint64_t extents_pending_free = 0;  // freed, reusable after the next commit
+  uint64_t reads = 0, writes = 0, flushes = 0, trims = 0, zeroes = 0;
+  uint64_t read_bytes = 0, write_bytes = 0;
+  uint64_t data_writes = 0;        // pwrite-class calls on the data file
+  uint64_t merged_reads = 0;       // unaligned writes that read a block to merge into
+  uint64_t commits = 0;            // metadata transactions
+  uint64_t enospc = 0;             // writes refused for want of an extent
+};
+
+class Store;
+
+// An open volume. Valid until the Store is destroyed; after the volume is
+// deleted, its calls fail with kNotFound. Offsets and lengths in bytes;
+// [offset, offset + length) must lie within size(), else kOutOfRange.
+class QCLOUD_EXPORT Volume {
+ public:
+  virtual ~Volume() = default;
+  virtual const std::string& name() const noexcept = 0;
+  virtual uint64_t size() const noexcept = 0;  // now (a resize changes it)
+  virtual Status Read(uint64_t offset, MutableByteView dst) = 0;
+  // kResourceExhausted: no physical extent left (nothing was written).
+  virtual Status Write(uint64_t offset, ByteView src, bool fua) = 0;
+  virtual Status Flush() = 0;  // = Store::Flush()
+  virtual Status Trim(uint64_t offset, uint64_t length, bool fua) = 0;
+  virtual Status WriteZeroes(uint64_t offset, uint64_t length, bool fua, bool no_hole) = 0;
+};
+
+class QCLOUD_EXPORT Store {
+ public:
+  // Opens (creating if absent) the store in options.data_dir and recovers
+  // it to its last commit. Errors: kInvalidArgument (no data_dir), kIoError,
+  // kCorruption (metadata that fails its checks, or another format version).
+  static Result<std::unique_ptr<Store>> Open(const StoreOptions& options);
+  virtual ~Store() = default;
+
+  // Names: 1..kMaxNameLength bytes of [A-Za-z0-9._-], not starting with '.'.
+  // Sizes: 1..kMaxVolumeSize, rounded up to a multiple of 4096 bytes.
+  // Errors: kInvalidArgument, kAlreadyExists, kNotFound, kIoError.
+  virtual Status CreateVolume(std::string_view name, uint64_t size) = 0;
+  // Shrinking drops the data past the new end (a later grow reads zeros there).
+  virtual Status ResizeVolume(std::string_view name, uint64_t size) = 0;
+  // Deletes the volume and its snapshots (clones made from them stay whole).
+  virtual Status DeleteVolume(std::string_view name) = 0;
+  virtual std::vector<VolumeInfo> ListVolumes() = 0;
+  virtual Result<VolumeInfo> GetVolume(std::string_view name) = 0;
+  virtual Result<std::shared_ptr<Volume>> OpenVolume(std::string_view name) = 0;
+
+  // Snapshots include every write completed before the call, and are
+  // durable when it returns (it flushes first).
+  virtual Status CreateSnapshot(std::string_view volume, std::string_view snapshot) = 0;
+  virtual Status DeleteSnapshot(std::string_view volume, std::string_view snapshot) = 0;
+  // The volume's contents and size become the snapshot's; its writes since
+  // are dropped. The snapshot stays.
+  virtual Status Rollback(std::string_view volume, std::string_view snapshot) = 0;
+  // A new volume `target` with the snapshot's contents and size.
+  virtual Status Clone(std::string_view volume, std::string_view snapshot,
+                       std::string_view target) = 0;
+  virtual std::vector<SnapshotInfo> ListSnapshots(std::string_view volume) = 0;
+
+  // Makes every write completed before the call durable, on every volume.
+  virtual Status Flush() = 0;
+  virtual StoreStats stats() = 0;
+};
+
+}  // namespace qcloud::block

@@ -1,0 +1,357 @@
+// The volume store against a model: a byte array per volume that every
+// operation is applied to as well, then the store read back and compared;
+// across reopen, simulated power cuts, snapshots, clones and rollbacks.
+
+#include "qcloud/block/store.h"
+
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cstring>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "qcloud/testing/doctest_helpers.h"
+#include "qcloud/testing/fault_injection_env.h"
+
+namespace qcloud::block {
+namespace {
+
+using testing::TempDir;
+using Bytes = std::vector<std::byte>;
+
+constexpr uint64_t kMiB = uint64_t{1} << 20;
+
+Bytes Pattern(size_t n, uint32_t seed) {
+  Bytes b(n);
+  std::mt19937 rng(seed);
+  for (auto& x : b) x = static_cast<std::byte>(rng());
+  return b;
+}
+
+ByteView V(const Bytes& b) { return {b.data(), b.size()}; }
+
+Bytes ReadAll(Volume& v, uint64_t offset, size_t n) {
+  Bytes b(n, std::byte{0x5a});
+  REQUIRE_OK(v.Read(offset, b));
+  return b;
+}
+
+std::unique_ptr<Store> OpenStore(const std::string& dir, Env* env = nullptr, uint64_t capacity = 0) {
+  auto s = Store::Open({.data_dir = dir, .capacity_bytes = capacity, .env = env});
+  REQUIRE_OK(s);
+  return std::move(s).value();
+}
+
+// Applies random writes, trims and zeroes to both the volume and `model`.
+void RandomOps(Volume& v, Bytes& model, uint32_t seed, int count) {
+  std::mt19937_64 rng(seed);
+  for (int i = 0; i < count; ++i) {
+    const uint64_t len = 1 + rng() % (3 * 4096 + 700);
+    const uint64_t off = rng() % (model.size() - len);
+    switch (rng() % 6) {
+      case 0: {
+        REQUIRE_OK(v.Trim(off, len, false));
+        std::fill(model.begin() + off, model.begin() + off + len, std::byte{0});
+        break;
+      }
+      case 1: {
+        REQUIRE_OK(v.WriteZeroes(off, len, false, rng() % 2 == 0));
+        std::fill(model.begin() + off, model.begin() + off + len, std::byte{0});
+        break;
+      }
+      default: {
+        const Bytes data = Pattern(len, static_cast<uint32_t>(rng()));
+        REQUIRE_OK(v.Write(off, V(data), false));
+        std::copy(data.begin(), data.end(), model.begin() + off);
+      }
+    }
+  }
+}
+
+TEST_CASE("block store new volumes read as zeros and keep aligned and unaligned writes") {
+  TempDir dir("qcloud-block");
+  auto store = OpenStore(dir.path);
+  REQUIRE_OK(store->CreateVolume("v1", 8 * kMiB));
+  CHECK(store->CreateVolume("v1", kMiB).code() == Errc::kAlreadyExists);
+  CHECK(store->CreateVolume("bad/name", kMiB).code() == Errc::kInvalidArgument);
+  CHECK(store->CreateVolume("zero", 0).code() == Errc::kInvalidArgument);
+  // One process (one Store) at a time.
+  CHECK(Store::Open({.data_dir = dir.path}).status().code() == Errc::kUnavailable);
+  auto v = store->OpenVolume("v1").value();
+  CHECK(v->size() == 8 * kMiB);
+  CHECK(ReadAll(*v, 0, 64 * 1024) == Bytes(64 * 1024));
+  CHECK(store->stats().extents_allocated == 0);
+
+  Bytes model(8 * kMiB);
+  RandomOps(*v, model, 1, 400);
+  CHECK(ReadAll(*v, 0, model.size()) == model);
+  // Reads that start and end anywhere.
+  for (uint64_t off : {uint64_t{1}, uint64_t{4095}, kMiB - 3, 3 * kMiB + 17}) {
+    const Bytes got = ReadAll(*v, off, 9000);
+    CHECK(std::equal(got.begin(), got.end(), model.begin() + off));
+  }
+  // Past the end.
+  Bytes one(1);
+  CHECK(v->Read(8 * kMiB, one).code() == Errc::kOutOfRange);
+  CHECK(v->Write(8 * kMiB - 1, V(Bytes(2)), false).code() == Errc::kOutOfRange);
+  CHECK(v->Trim(UINT64_MAX - 1, 4, false).code() == Errc::kOutOfRange);
+}
+
+TEST_CASE("block store flushed writes survive reopen and trims free extents") {
+  TempDir dir("qcloud-block");
+  Bytes model(6 * kMiB);
+  {
+    auto store = OpenStore(dir.path);
+    REQUIRE_OK(store->CreateVolume("data", model.size()));
+    auto v = store->OpenVolume("data").value();
+    RandomOps(*v, model, 7, 300);
+    REQUIRE_OK(v->Flush());
+  }
+  auto store = OpenStore(dir.path);
+  auto v = store->OpenVolume("data").value();
+  CHECK(ReadAll(*v, 0, model.size()) == model);
+  const uint64_t before = store->stats().extents_allocated;
+  CHECK(before > 0);
+  REQUIRE_OK(v->Trim(0, model.size(), false));
+  REQUIRE_OK(store->Flush());
+  CHECK(store->stats().extents_allocated == 0);
+  CHECK(ReadAll(*v, 0, model.size()) == Bytes(model.size()));
+}
+
+TEST_CASE("block store thin provisioning refuses a write with no extent left and loses nothing") {
+  TempDir dir("qcloud-block");
+  auto store = OpenStore(dir.path, nullptr, 2 * kMiB);
+  // Volumes may add up to more than the capacity.
+  REQUIRE_OK(store->CreateVolume("a", 100 * kMiB));
+  REQUIRE_OK(store->CreateVolume("b", 100 * kMiB));
+  auto a = store->OpenVolume("a").value();
+  auto b = store->OpenVolume("b").value();
+  const Bytes x = Pattern(4096, 1), y = Pattern(4096, 2);
+  REQUIRE_OK(a->Write(0, V(x), false));
+  REQUIRE_OK(b->Write(50 * kMiB, V(y), false));
+  // A write that needs two more extents takes none.
+  CHECK(a->Write(10 * kMiB - 10, V(Bytes(20, std::byte{1})), false).code() == Errc::kResourceExhausted);
+  CHECK(store->stats().enospc == 1);
+  // Writes into extents already held still work.
+  REQUIRE_OK(a->Write(4096, V(y), false));
+  CHECK(ReadAll(*a, 0, 4096) == x);
+  CHECK(ReadAll(*a, 4096, 4096) == y);
+  CHECK(ReadAll(*b, 50 * kMiB, 4096) == y);
+  CHECK(ReadAll(*a, 10 * kMiB - 10, 20) == Bytes(20));
+  // A trimmed extent comes back after the next flush.
+  REQUIRE_OK(b->Trim(50 * kMiB, kMiB, false));
+  CHECK(a->Write(20 * kMiB, V(x), false).code() == Errc::kResourceExhausted);
+  REQUIRE_OK(store->Flush());
+  REQUIRE_OK(a->Write(20 * kMiB, V(x), false));
+  CHECK(ReadAll(*a, 20 * kMiB, 4096) == x);
+}
+
+TEST_CASE("block store a power cut keeps every write flushed before it") {
+  TempDir dir("qcloud-block");
+  auto base = OpenPosixEnv().value();
+  testing::FaultInjectionEnv env(*base);
+  Bytes model(4 * kMiB);
+  {
+    auto store = OpenStore(dir.path, &env);
+    REQUIRE_OK(store->CreateVolume("v", model.size()));
+    auto v = store->OpenVolume("v").value();
+    RandomOps(*v, model, 3, 200);
+    REQUIRE_OK(v->Flush());
+    // Then more, unflushed, which the cut may take: over every extent.
+    Bytes later = model;
+    RandomOps(*v, later, 4, 200);
+    const Bytes fua = Pattern(8192, 9);
+    REQUIRE_OK(v->Write(kMiB + 4096, V(fua), true));  // FUA: durable on return
+    std::copy(fua.begin(), fua.end(), model.begin() + kMiB + 4096);
+    // What the FUA write flushed includes the writes before it.
+    model = later;
+    std::copy(fua.begin(), fua.end(), model.begin() + kMiB + 4096);
+  }
+  REQUIRE_OK(env.DropUnsyncedData());
+  auto store = OpenStore(dir.path, &env);
+  auto v = store->OpenVolume("v").value();
+  CHECK(ReadAll(*v, 0, model.size()) == model);
+}
+
+TEST_CASE("block store unflushed writes lost by a crash never show other data") {
+  // Two crashes: kill -9 (every write reached the page cache and stays,
+  // but the metadata after the last commit is gone) and a power cut (no
+  // unsynced write stays).
+  for (const bool power_cut : {false, true}) {
+    CAPTURE(power_cut);
+    TempDir dir("qcloud-block");
+    auto base = OpenPosixEnv().value();
+    testing::FaultInjectionEnv env(*base);
+    const Bytes old = Pattern(kMiB, 5);
+    {
+      auto store = OpenStore(dir.path, &env);
+      REQUIRE_OK(store->CreateVolume("v", 4 * kMiB));
+      REQUIRE_OK(store->CreateVolume("w", 4 * kMiB));
+      auto v = store->OpenVolume("v").value();
+      auto w = store->OpenVolume("w").value();
+      REQUIRE_OK(v->Write(0, V(old), false));
+      REQUIRE_OK(store->Flush());
+      // v's extent is freed (not yet committed) and w writes: w must not
+      // get v's committed extent before the commit that frees it.
+      REQUIRE_OK(v->Trim(0, kMiB, false));
+      REQUIRE_OK(w->Write(0, V(Pattern(kMiB, 6)), false));
+    }
+    if (power_cut) REQUIRE_OK(env.DropUnsyncedData());
+    auto store = OpenStore(dir.path, &env);
+    CHECK(ReadAll(*store->OpenVolume("v").value(), 0, kMiB) == old);
+    CHECK(ReadAll(*store->OpenVolume("w").value(), 0, kMiB) == Bytes(kMiB));
+  }
+}
+
+TEST_CASE("block store snapshots are redirect on write and clones and rollbacks read them") {
+  TempDir dir("qcloud-block");
+  auto store = OpenStore(dir.path);
+  REQUIRE_OK(store->CreateVolume("vol", 4 * kMiB));
+  auto v = store->OpenVolume("vol").value();
+  Bytes model(4 * kMiB);
+  RandomOps(*v, model, 11, 200);
+  REQUIRE_OK(store->CreateSnapshot("vol", "s1"));
+  CHECK(store->CreateSnapshot("vol", "s1").code() == Errc::kAlreadyExists);
+  const Bytes at_s1 = model;
+
+  // One aligned overwrite after the snapshot: exactly one data write.
+  const uint64_t writes_before = store->stats().data_writes;
+  const Bytes blk = Pattern(4096, 12);
+  REQUIRE_OK(v->Write(2 * kMiB + 8192, V(blk), false));
+  CHECK(store->stats().data_writes - writes_before == 1);
+  std::copy(blk.begin(), blk.end(), model.begin() + 2 * kMiB + 8192);
+  RandomOps(*v, model, 13, 200);
+  CHECK(ReadAll(*v, 0, model.size()) == model);
+
+  REQUIRE_OK(store->Clone("vol", "s1", "copy"));
+  auto c = store->OpenVolume("copy").value();
+  CHECK(ReadAll(*c, 0, at_s1.size()) == at_s1);
+  CHECK(store->GetVolume("copy").value().origin == "vol@s1");
+  // The clone writes on its own.
+  Bytes cmodel = at_s1;
+  RandomOps(*c, cmodel, 14, 100);
+  CHECK(ReadAll(*c, 0, cmodel.size()) == cmodel);
+  CHECK(ReadAll(*v, 0, model.size()) == model);
+
+  REQUIRE_OK(store->CreateSnapshot("vol", "s2"));
+  const Bytes at_s2 = model;
+  RandomOps(*v, model, 15, 100);
+  REQUIRE_OK(store->Rollback("vol", "s1"));
+  CHECK(ReadAll(*v, 0, at_s1.size()) == at_s1);
+  REQUIRE_OK(store->Rollback("vol", "s2"));
+  CHECK(ReadAll(*v, 0, at_s2.size()) == at_s2);
+  CHECK(store->ListSnapshots("vol").size() == 2);
+
+  // Everything holds across a reopen.
+  REQUIRE_OK(store->Flush());
+  store.reset();
+  v.reset();
+  c.reset();
+  store = OpenStore(dir.path);
+  CHECK(ReadAll(*store->OpenVolume("vol").value(), 0, at_s2.size()) == at_s2);
+  CHECK(ReadAll(*store->OpenVolume("copy").value(), 0, cmodel.size()) == cmodel);
+}
+
+TEST_CASE("block store deleting snapshots and volumes reclaims what only they held") {
+  TempDir dir("qcloud-block");
+  auto store = OpenStore(dir.path);
+  REQUIRE_OK(store->CreateVolume("vol", 8 * kMiB));
+  auto v = store->OpenVolume("vol").value();
+  Bytes model(8 * kMiB);
+  const Bytes full = Pattern(8 * kMiB, 21);
+  REQUIRE_OK(v->Write(0, V(full), false));
+  model = full;
+  REQUIRE_OK(store->CreateSnapshot("vol", "base"));
+  // Overwrite half of it: the snapshot still holds the old half.
+  const Bytes half = Pattern(4 * kMiB, 22);
+  REQUIRE_OK(v->Write(0, V(half), false));
+  std::copy(half.begin(), half.end(), model.begin());
+  REQUIRE_OK(store->Flush());
+  CHECK(store->stats().extents_allocated == 12);
+  // Deleting the snapshot merges the blocks the volume still reads from it
+  // into the volume's layer; the overwritten half is freed.
+  REQUIRE_OK(store->DeleteSnapshot("vol", "base"));
+  CHECK(store->stats().extents_allocated == 8);
+  CHECK(store->stats().layers == 1);
+  CHECK(ReadAll(*v, 0, model.size()) == model);
+
+  // A clone keeps a deleted volume's snapshot alive; deleting it frees all.
+  REQUIRE_OK(store->CreateSnapshot("vol", "img"));
+  REQUIRE_OK(store->Clone("vol", "img", "vm"));
+  REQUIRE_OK(store->DeleteVolume("vol"));
+  Bytes one(1);
+  CHECK(v->Read(0, one).code() == Errc::kNotFound);
+  auto vm = store->OpenVolume("vm").value();
+  CHECK(ReadAll(*vm, 0, model.size()) == model);
+  CHECK(store->stats().extents_allocated == 8);
+  REQUIRE_OK(vm->Write(0, V(Pattern(4096, 23)), false));
+  REQUIRE_OK(store->DeleteVolume("vm"));
+  REQUIRE_OK(store->Flush());
+  CHECK(store->stats().extents_allocated == 0);
+  CHECK(store->stats().layers == 0);
+  CHECK(store->ListVolumes().empty());
+}
+
+TEST_CASE("block store snapshot of a 100 GiB thin volume is metadata only") {
+  TempDir dir("qcloud-block");
+  auto store = OpenStore(dir.path);
+  REQUIRE_OK(store->CreateVolume("big", 100ull << 30));
+  auto v = store->OpenVolume("big").value();
+  const Bytes x = Pattern(4096, 31);
+  REQUIRE_OK(v->Write((100ull << 30) - 4096, V(x), false));
+  const uint64_t writes = store->stats().data_writes;
+  REQUIRE_OK(store->CreateSnapshot("big", "s"));
+  CHECK(store->stats().data_writes == writes);
+  CHECK(ReadAll(*v, (100ull << 30) - 4096, 4096) == x);
+}
+
+TEST_CASE("block store resize drops data past a shrink and grows with zeros") {
+  TempDir dir("qcloud-block");
+  auto store = OpenStore(dir.path);
+  REQUIRE_OK(store->CreateVolume("r", 4 * kMiB));
+  auto v = store->OpenVolume("r").value();
+  const Bytes data = Pattern(4 * kMiB, 41);
+  REQUIRE_OK(v->Write(0, V(data), false));
+  REQUIRE_OK(store->CreateSnapshot("r", "s"));
+  REQUIRE_OK(store->ResizeVolume("r", kMiB + 8192));
+  CHECK(v->size() == kMiB + 8192);
+  REQUIRE_OK(store->ResizeVolume("r", 3 * kMiB));
+  CHECK(ReadAll(*v, 0, kMiB + 8192) == Bytes(data.begin(), data.begin() + kMiB + 8192));
+  CHECK(ReadAll(*v, kMiB + 8192, 2 * kMiB - 8192) == Bytes(2 * kMiB - 8192));
+  // The snapshot is whole, and a rollback brings the size back.
+  REQUIRE_OK(store->Rollback("r", "s"));
+  CHECK(v->size() == 4 * kMiB);
+  CHECK(ReadAll(*v, 0, 4 * kMiB) == data);
+}
+
+TEST_CASE("block store concurrent unaligned writes to one block lose no bytes") {
+  TempDir dir("qcloud-block");
+  auto store = OpenStore(dir.path);
+  REQUIRE_OK(store->CreateVolume("c", kMiB));
+  REQUIRE_OK(store->CreateSnapshot("c", "empty"));  // unaligned writes now merge with the layer below
+  auto v = store->OpenVolume("c").value();
+  // 4 threads write 512-byte sectors of the same blocks, interleaved.
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int blk = 0; blk < 64; ++blk) {
+        for (int s = t; s < 8; s += 4) {
+          const Bytes sector(512, static_cast<std::byte>(blk * 8 + s + 1));
+          CHECK(v->Write(uint64_t(blk) * 4096 + uint64_t(s) * 512, V(sector), false).ok());
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  const Bytes got = ReadAll(*v, 0, 64 * 4096);
+  for (int blk = 0; blk < 64; ++blk) {
+    for (int s = 0; s < 8; ++s) {
+      CHECK(got[size_t(blk) * 4096 + size_t(s) * 512] == static_cast<std::byte>(blk * 8 + s + 1));
+    }
+  }
+}
+
+}  // namespace
+}  // namespace qcloud::block
