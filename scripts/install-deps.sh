@@ -27,6 +27,12 @@ test_pkgs=(
   python3-pymemcache          # a real memcache client library (run with /usr/bin/python3)
   s3cmd rclone awscli python3-boto3  # real S3 clients for qcloud-cosd (awscli v2 is /usr/bin/aws)
   nginx-light                 # the peer bench/object compares GETs with
+  qemu-utils                  # qemu-img and qemu-io: qemu's own NBD client, for qcloud-blockd
+  libnbd-bin                  # nbdinfo, nbdcopy, nbdsh; and nbdfuse (its own package only after Debian 12)
+  nbdkit                      # a reference NBD server, a peer of the block tests
+  fio                         # block workloads with verification (its nbd engine)
+  e2fsprogs                   # mkfs.ext4 and fsck.ext4 on a volume through nbdfuse and a loop device
+  python3-libnbd              # libnbd's Python binding: the block crash test's client (/usr/bin/python3)
 )
 
 want=("${build_pkgs[@]}")

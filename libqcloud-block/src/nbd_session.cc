@@ -23,6 +23,10 @@ void Bump(std::atomic<uint64_t>& c, uint64_t n = 1) noexcept {
 
 // Error messages go to a human; a device's message is cut to this.
 constexpr size_t kMaxMessage = 256;
+// Requests run per Process() call, and the output after which it stops:
+// see Process().
+constexpr size_t kRequestsPerCall = 8;
+constexpr size_t kOutputPerCall = 256 * 1024;
 
 // The NBD error for a device's Status (nbd_server.h lists the mapping).
 uint32_t NbdError(const Status& s) noexcept {
@@ -85,7 +89,16 @@ void NbdSession::Start(Buffer& out) {
 
 size_t NbdSession::Process(ByteView in, Buffer& out) {
   size_t used = 0;
+  size_t requests = 0;
+  paused_ = false;
   while (!closing_ && !blocked(out)) {
+    if (requests == kRequestsPerCall || out.size() >= kOutputPerCall) {
+      // Replies go out in slices while the rest runs, so a client with a
+      // deep queue gets its first answers early and works in parallel
+      // with the server instead of waiting for the whole batch.
+      paused_ = used < in.size();
+      break;
+    }
     ByteView rest = in.subview(used, in.size() - used);
     if (skip_.active) {
       // Data refused before it arrived: dropped as it comes, never kept.
@@ -111,6 +124,7 @@ size_t NbdSession::Process(ByteView in, Buffer& out) {
         break;
       case Phase::kTransmission:
         n = Transmission(rest, out);
+        requests += n > 0 ? 1 : 0;
         break;
     }
     if (n == 0) break;

@@ -63,8 +63,11 @@ class NbdSession final : public StreamSession {
   void Start(Buffer& out) override;
   size_t Process(ByteView in, Buffer& out) override;
   bool closing() const noexcept override { return closing_; }
+  // Also while the session has paused with complete requests still in its
+  // input (see kRequestsPerCall): the loop sends the replies so far, then
+  // calls Process() again without waiting for more input.
   bool blocked(const Buffer& out) const noexcept override {
-    return out.size() >= output_high_water_;
+    return paused_ || out.size() >= output_high_water_;
   }
   // Past the handshake a client may be silent for as long as it likes (an
   // idle mounted device): the handshake timeout no longer applies.
@@ -129,6 +132,7 @@ class NbdSession final : public StreamSession {
   bool closing_ = false;
   bool no_zeroes_ = false;
   bool structured_ = false;
+  bool paused_ = false;  // the last Process() stopped with requests left to run
   Skip skip_;
   std::shared_ptr<Export> export_;  // in transmission
 };
