@@ -72,6 +72,14 @@ qcloud_dependency(xxhash TARGET ${_xxhash_target} FIND ${_xxhash_find} PKG libxx
 qcloud_dependency(lmdb TARGET ${_lmdb_target} FIND ${_lmdb_find} PKG lmdb CONAN lmdb::lmdb)
 qcloud_dependency(pugixml TARGET pugixml::pugixml FIND "find_dependency(pugixml CONFIG)" PKG pugixml
                   CONAN pugixml::pugixml)
+# libnbd (Debian libnbd-dev): the block store's NBD replicas. Optional: a
+# build without it refuses nbd:// replicas (there is no Conan package).
+pkg_check_modules(libnbd QUIET IMPORTED_TARGET libnbd)
+if(TARGET PkgConfig::libnbd)
+  qcloud_dependency(libnbd TARGET PkgConfig::libnbd
+                    FIND "find_dependency(PkgConfig)" "pkg_check_modules(libnbd REQUIRED IMPORTED_TARGET libnbd)"
+                    PKG libnbd CONAN "")
+endif()
 qcloud_dependency(doctest TARGET doctest::doctest FIND "find_dependency(doctest CONFIG)"
                   CONAN doctest::doctest)
 

@@ -14,6 +14,7 @@ build_pkgs=(
   libfmt-dev liburing-dev libssl-dev libxxhash-dev libzstd-dev
   liblmdb-dev                 # COS's file and user indexes (bench/object/index_choice.cc says why)
   libpugixml-dev              # the S3 front end's request XML
+  libnbd-dev                  # the block store's replicas on NBD exports (libnbd)
   doctest-dev libbenchmark-dev
   clang libclang-rt-14-dev
 )

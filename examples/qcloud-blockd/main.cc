@@ -145,6 +145,8 @@ struct Flags {
   std::vector<std::string> volumes;
   std::string default_export;
   uint64_t capacity = 0;
+  std::vector<std::string> replicas;
+  unsigned write_quorum = 0;
   unsigned threads = 2;
   std::chrono::milliseconds drain{};
   std::string backend = "auto";
@@ -163,6 +165,10 @@ int main(int argc, char** argv) {
   cli.AddStrings("volume", &f.volumes, "NAME:SIZE: create the volume if absent (repeatable)");
   cli.AddString("default-export", &f.default_export, "volume served to clients that ask for \"\"");
   cli.AddBytes("capacity", &f.capacity, "0", "physical space for all volumes: 100G (0 = the disk's)");
+  cli.AddStrings("replica", &f.replicas,
+                 "another copy of the data: a directory (dir:PATH) or an NBD export (nbd://HOST:PORT/NAME); "
+                 "repeatable, CBS keeps 3 copies");
+  cli.AddNumber("write-quorum", &f.write_quorum, "copies a write needs (0 = a majority)", 5u);
   cli.AddNumber("threads", &f.threads, "worker threads (one event loop each)", 256u);
   cli.AddDuration("drain", &f.drain, "1s", "at a stop, time to answer requests already read");
   cli.AddString("loop", &f.backend, "connection loop: auto, io_uring or epoll");
@@ -176,7 +182,10 @@ int main(int argc, char** argv) {
   if (!life) return cli.Exit(life.error());
   if (Status s = (*life)->HandleSignals(); !s.ok()) return cli.Exit(s);
 
-  auto store = block::Store::Open({.data_dir = f.data_dir, .capacity_bytes = f.capacity});
+  auto store = block::Store::Open({.data_dir = f.data_dir,
+                                   .capacity_bytes = f.capacity,
+                                   .replicas = f.replicas,
+                                   .write_quorum = f.write_quorum});
   if (!store) return cli.Exit(store.error());
   block::Store& st = **store;
   for (const std::string& spec : f.volumes) {
@@ -198,12 +207,22 @@ int main(int argc, char** argv) {
 
   MetricsRegistry registry;
   if (Status s = srv.RegisterMetrics(registry); !s.ok()) return cli.Exit(s);
+  if (Status s = block::RegisterMetrics(st, registry); !s.ok()) return cli.Exit(s);
   auto metrics = examples::StartMetricsHttp(kProgram, f.metrics_listen, registry, **life, log);
   if (!metrics) return cli.Exit(metrics.error());
 
   for (unsigned i = 0; i < srv.threads(); ++i) {
     (*life)->Spawn(fmt::format("worker {}", i), [&srv, i] { return srv.Serve(i); });
   }
+  // Failed copies are reconnected and rebuilt in the background; a copy
+  // still unreachable is said once per change of its error, not every second.
+  std::string last_error;
+  (*life)->Every("replicas", std::chrono::seconds(1), [&st, &log, &last_error] {
+    Status s = st.Maintain();
+    if (!s.ok() && s.ToString() != last_error) log.Log(LogLevel::kWarning, "replicas: " + s.ToString());
+    last_error = s.ok() ? "" : s.ToString();
+    return Status::Ok();
+  });
   (*life)->OnStop("nbd", [&srv] {
     srv.Stop();
     return Status::Ok();

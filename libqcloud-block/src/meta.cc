@@ -4,6 +4,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <random>
 
 #include <fmt/format.h>
 
@@ -184,6 +185,27 @@ Result<std::unique_ptr<MetaDb>> MetaDb::Open(const std::string& dir, size_t map_
   if (rc != 0) {
     mdb_txn_abort(txn);
     return LmdbError(rc, "format record");
+  }
+  MDB_val uk = Val("uuid"), uv;
+  rc = mdb_get(txn, db->format_, &uk, &uv);
+  if (rc == MDB_NOTFOUND) {
+    std::random_device rd;
+    for (size_t i = 0; i < db->uuid_.size(); i += 4) {
+      const uint32_t r = rd();
+      std::memcpy(db->uuid_.data() + i, &r, 4);
+    }
+    MDB_val nv{db->uuid_.size(), db->uuid_.data()};
+    rc = mdb_put(txn, db->format_, &uk, &nv, 0);
+  } else if (rc == 0) {
+    if (uv.mv_size != db->uuid_.size()) {
+      mdb_txn_abort(txn);
+      return Corruption(dir + ": bad store uuid record");
+    }
+    std::memcpy(db->uuid_.data(), uv.mv_data, uv.mv_size);
+  }
+  if (rc != 0) {
+    mdb_txn_abort(txn);
+    return LmdbError(rc, "uuid record");
   }
   rc = mdb_txn_commit(txn);
   if (rc != 0) return LmdbError(rc, "commit");

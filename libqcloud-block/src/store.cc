@@ -33,6 +33,7 @@
 
 #include <fmt/format.h>
 
+#include "block/device.h"
 #include "block/meta.h"
 #include "qcloud/core/check.h"
 
@@ -45,8 +46,6 @@ using detail::LayerRec;
 using detail::MetaDb;
 
 constexpr size_t kStripes = 64;
-constexpr char kDataFile[] = "extents.dat";
-constexpr char kDataMagic[] = "QCLOUD-BLOCK-DATA v1\n";  // first bytes of extent 0
 
 int64_t NowNs() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -147,6 +146,8 @@ class StoreImpl final : public Store {
   Status Clone(std::string_view volume, std::string_view snapshot, std::string_view target) override;
   std::vector<SnapshotInfo> ListSnapshots(std::string_view volume) override;
   Status Flush() override;
+  Status Maintain() override { return mirror_->Maintain(); }
+  std::vector<CopyInfo> copies() override;
   StoreStats stats() override;
 
   // I/O, from VolumeHandle.
@@ -177,6 +178,9 @@ class StoreImpl final : public Store {
   Result<Extent*> EnsureEntryLocked(VolumeState& v, uint64_t idx);
 
   Result<uint32_t> Allocate();
+  // The physical extents in use (or freed and not yet committed): what a
+  // replica rebuilt from scratch must get.
+  std::vector<uint32_t> InUse();
   void ReleaseNow(const std::vector<uint32_t>& phys);  // after the commit that freed them
 
   Status FlushLocked();  // flush_mu_ held, gate_ held (either way)
@@ -199,7 +203,7 @@ class StoreImpl final : public Store {
   int lock_fd_ = -1;  // <data_dir>/LOCK, flock'd while the store is open
   std::unique_ptr<Env> own_env_;
   Env* env_ = nullptr;
-  std::unique_ptr<File> data_;
+  std::unique_ptr<detail::Mirror> mirror_;  // extents.dat and its replicas
   std::unique_ptr<MetaDb> db_;
 
   std::mutex flush_mu_;
@@ -241,21 +245,6 @@ Result<std::unique_ptr<Store>> StoreImpl::Open(const StoreOptions& options) {
       return Status(Errc::kUnavailable, options.data_dir + ": the block store is open in another process");
     }
     return Status::FromErrno(errno, "flock " + lock_path);
-  }
-  const std::string data_path = JoinPath(options.data_dir, kDataFile);
-  const bool fresh = !s->env_->FileExists(data_path);
-  QCLOUD_ASSIGN_OR_RETURN(s->data_, s->env_->OpenFile(data_path, OpenMode::kCreate));
-  const std::string_view magic(kDataMagic);
-  if (fresh) {
-    QCLOUD_RETURN_IF_ERROR(s->data_->WriteAt(0, magic));
-    QCLOUD_RETURN_IF_ERROR(s->data_->Sync());
-    QCLOUD_RETURN_IF_ERROR(s->env_->SyncDir(options.data_dir));
-  } else {
-    std::string head(magic.size(), '\0');
-    QCLOUD_ASSIGN_OR_RETURN(size_t got, s->data_->ReadAt(0, MutableByteView(reinterpret_cast<std::byte*>(head.data()), head.size())));
-    if (got != head.size() || head != magic) {
-      return Corruption(data_path + ": not a qcloud block data file of format 1");
-    }
   }
   QCLOUD_ASSIGN_OR_RETURN(s->db_, MetaDb::Open(JoinPath(options.data_dir, "meta"), options.max_map_bytes));
   QCLOUD_ASSIGN_OR_RETURN(detail::Loaded loaded, s->db_->Load());
@@ -318,6 +307,26 @@ Result<std::unique_ptr<Store>> StoreImpl::Open(const StoreOptions& options) {
   }
   std::reverse(s->free_.begin(), s->free_.end());  // lowest first
   s->capacity_ = options.capacity_bytes / kExtentSize;
+
+  // The copies of the extents: the data directory's, then the replicas.
+  std::vector<std::unique_ptr<detail::Copy>> copies;
+  copies.push_back(detail::NewLocalCopy(*s->env_, options.data_dir));
+  for (const std::string& spec : options.replicas) {
+    QCLOUD_ASSIGN_OR_RETURN(auto c, detail::NewCopy(*s->env_, spec));
+    copies.push_back(std::move(c));
+  }
+  const auto n = static_cast<unsigned>(copies.size());
+  if (n > 5) return InvalidArgument(fmt::format("{} copies: at most 5 (4 replicas)", n));
+  const unsigned quorum = options.write_quorum != 0 ? options.write_quorum : n / 2 + 1;
+  if (quorum > n) return InvalidArgument(fmt::format("write quorum {} of {} copies", quorum, n));
+  StoreImpl* raw = s.get();
+  s->mirror_ = std::make_unique<detail::Mirror>(std::move(copies), quorum, s->db_->uuid(),
+                                                [raw] { return raw->InUse(); });
+  QCLOUD_RETURN_IF_ERROR(s->mirror_->Start(loaded.extents.empty()));
+  // An NBD replica bounds the space: the data directory has none of its own.
+  if (s->capacity_ == 0 && s->mirror_->capacity() >= 2 * kExtentSize) {
+    s->capacity_ = s->mirror_->capacity() / kExtentSize - 1;
+  }
   return std::unique_ptr<Store>(std::move(s));
 }
 
@@ -346,9 +355,20 @@ Result<uint32_t> StoreImpl::Allocate() {
   return p;
 }
 
+std::vector<uint32_t> StoreImpl::InUse() {
+  std::lock_guard lock(alloc_mu_);
+  std::vector<bool> free(high_water_, false);
+  for (uint32_t p : free_) free[p] = true;
+  std::vector<uint32_t> out;
+  for (uint32_t p = 1; p < high_water_; ++p) {
+    if (!free[p]) out.push_back(p);
+  }
+  return out;
+}
+
 void StoreImpl::ReleaseNow(const std::vector<uint32_t>& phys) {
   // Give the space back to the file system; the numbers become reusable.
-  for (uint32_t p : phys) (void)data_->ZeroRange(DataOffset(p, 0), kExtentSize, true);
+  for (uint32_t p : phys) (void)mirror_->Zero(DataOffset(p, 0), kExtentSize, true);
   std::lock_guard lock(alloc_mu_);
   for (uint32_t p : phys) free_.push_back(p);
   allocated_ -= phys.size();
@@ -379,10 +399,7 @@ Status StoreImpl::ReadRun(uint32_t phys, uint64_t file_offset, MutableByteView d
     std::memset(dst.data(), 0, dst.size());
     return Status::Ok();
   }
-  QCLOUD_ASSIGN_OR_RETURN(size_t got, data_->ReadAt(file_offset, dst));
-  // Past the end of the (sparse) file: zeros.
-  if (got < dst.size()) std::memset(dst.data() + got, 0, dst.size() - got);
-  return Status::Ok();
+  return mirror_->Read(file_offset, dst);
 }
 
 Status StoreImpl::ReadBelow(const Layer* layer, uint64_t idx, unsigned b, std::byte* dst) {
@@ -481,7 +498,7 @@ Status StoreImpl::WriteExtent(VolumeState& v, uint64_t idx, uint32_t off, ByteVi
       QCLOUD_RETURN_IF_ERROR(ReadBelow(v.top, idx, b, merge.data()));
       Bump(counters_.merged_reads);
       std::memcpy(merge.data() + (from - bstart), src.data() + (from - off), to - from);
-      QCLOUD_RETURN_IF_ERROR(data_->WriteAt(DataOffset(own.phys, b), ByteView(merge.data(), kBlockSize)));
+      QCLOUD_RETURN_IF_ERROR(mirror_->Write(DataOffset(own.phys, b), ByteView(merge.data(), kBlockSize)));
       Bump(counters_.data_writes);
       pos = to;
       ++b;
@@ -497,7 +514,7 @@ Status StoreImpl::WriteExtent(VolumeState& v, uint64_t idx, uint32_t off, ByteVi
       ++nb;
     }
     const uint32_t run_end = std::min(end, nb * kBlockSize);
-    QCLOUD_RETURN_IF_ERROR(data_->WriteAt(DataOffset(own.phys, 0) + from,
+    QCLOUD_RETURN_IF_ERROR(mirror_->Write(DataOffset(own.phys, 0) + from,
                                           ByteView(src.data() + (from - off), run_end - from)));
     Bump(counters_.data_writes);
     pos = run_end;
@@ -599,7 +616,7 @@ Status StoreImpl::ZeroExtent(VolumeState& v, uint64_t idx, uint32_t off, uint32_
     phys = e->phys;
   }
   QCLOUD_RETURN_IF_ERROR(
-      data_->ZeroRange(DataOffset(phys, b0), uint64_t{b1 - b0} * kBlockSize, !no_hole));
+      mirror_->Zero(DataOffset(phys, b0), uint64_t{b1 - b0} * kBlockSize, !no_hole));
   Bump(counters_.data_writes);
   std::lock_guard lock(v.map_mu);
   auto it = v.top->map.find(idx);
@@ -671,7 +688,7 @@ Status StoreImpl::FlushLocked() {
     std::lock_guard lock(alloc_mu_);
     pending_free_.insert(pending_free_.end(), pending.begin(), pending.end());
   };
-  Status st = data_->Sync();
+  Status st = mirror_->Sync();
   if (st.ok() && (!changes.empty() || !pending.empty())) {
     auto txn = db_->Begin();
     st = txn.status();
@@ -705,7 +722,7 @@ Layer* StoreImpl::NewLayer(Layer* parent) {
 }
 
 Status StoreImpl::CommitAdmin(MetaDb::Txn& txn, const std::vector<uint32_t>& freed, bool copied) {
-  Status st = copied ? data_->Sync() : Status::Ok();
+  Status st = copied ? mirror_->Sync() : Status::Ok();
   if (st.ok()) st = txn.PutNextLayer(next_layer_);
   if (st.ok()) st = txn.Commit();
   if (!st.ok()) {
@@ -739,7 +756,7 @@ Status StoreImpl::MergeInto(Layer* l, Layer* child, MetaDb::Txn& txn, std::vecto
     for (unsigned b = 0; b < kBlocksPerExtent; ++b) {
       if (!visible.Has(b) || ce.Has(b)) continue;
       QCLOUD_RETURN_IF_ERROR(ReadRun(le.phys, DataOffset(le.phys, b), MutableByteView(buf.data(), buf.size())));
-      QCLOUD_RETURN_IF_ERROR(data_->WriteAt(DataOffset(ce.phys, b), ByteView(buf.data(), buf.size())));
+      QCLOUD_RETURN_IF_ERROR(mirror_->Write(DataOffset(ce.phys, b), ByteView(buf.data(), buf.size())));
       Bump(counters_.data_writes);
       ce.Set(b);
       copied = true;
@@ -833,7 +850,7 @@ Status StoreImpl::ResizeVolume(std::string_view name, uint64_t size) {
       if (start + kExtentSize > size) {
         const auto first = static_cast<unsigned>((size - start) / kBlockSize);
         for (unsigned b = first; b < kBlocksPerExtent; ++b) e->second.Clear(b);
-        (void)data_->ZeroRange(DataOffset(e->second.phys, first),
+        (void)mirror_->Zero(DataOffset(e->second.phys, first),
                                uint64_t{kBlocksPerExtent - first} * kBlockSize, true);
         QCLOUD_RETURN_IF_ERROR(txn.PutExtent(top->id, e->first, e->second));
       }
@@ -1030,6 +1047,20 @@ std::vector<SnapshotInfo> StoreImpl::ListSnapshots(std::string_view volume) {
   return out;
 }
 
+std::vector<CopyInfo> StoreImpl::copies() {
+  std::vector<CopyInfo> out;
+  for (const detail::CopyState& c : mirror_->states()) {
+    using H = detail::CopyState::Health;
+    out.push_back({.location = c.name,
+                   .health = c.health == H::kWhole ? "whole" : c.health == H::kRebuilding ? "rebuilding" : "failed",
+                   .missed_extents = c.missed,
+                   .failures = c.failures,
+                   .rebuilt_extents = c.rebuilt,
+                   .last_error = c.last_error});
+  }
+  return out;
+}
+
 StoreStats StoreImpl::stats() {
   StoreStats st;
   {
@@ -1076,5 +1107,61 @@ Status VolumeHandle::WriteZeroes(uint64_t offset, uint64_t length, bool fua, boo
 }  // namespace
 
 Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) { return StoreImpl::Open(options); }
+
+Status RegisterMetrics(Store& store, MetricsRegistry& registry) {
+  struct Row {
+    const char* name;
+    const char* help;
+    MetricType type;
+    uint64_t StoreStats::*field;
+  };
+  static const Row kRows[] = {
+      {"qcloud_block_volumes", "Volumes in the store.", MetricType::kGauge, &StoreStats::volumes},
+      {"qcloud_block_snapshots", "Snapshots in the store.", MetricType::kGauge, &StoreStats::snapshots},
+      {"qcloud_block_layers", "Layers (volumes' own and frozen ones).", MetricType::kGauge, &StoreStats::layers},
+      {"qcloud_block_extents_allocated", "Physical 1 MiB extents in use.", MetricType::kGauge,
+       &StoreStats::extents_allocated},
+      {"qcloud_block_extents_capacity", "Physical extents allowed (0 = no limit).", MetricType::kGauge,
+       &StoreStats::extents_capacity},
+      {"qcloud_block_reads_total", "Volume reads.", MetricType::kCounter, &StoreStats::reads},
+      {"qcloud_block_writes_total", "Volume writes.", MetricType::kCounter, &StoreStats::writes},
+      {"qcloud_block_flushes_total", "Flushes.", MetricType::kCounter, &StoreStats::flushes},
+      {"qcloud_block_trims_total", "Trims.", MetricType::kCounter, &StoreStats::trims},
+      {"qcloud_block_write_zeroes_total", "Write-zeroes requests.", MetricType::kCounter, &StoreStats::zeroes},
+      {"qcloud_block_read_bytes_total", "Bytes read from volumes.", MetricType::kCounter, &StoreStats::read_bytes},
+      {"qcloud_block_write_bytes_total", "Bytes written to volumes.", MetricType::kCounter,
+       &StoreStats::write_bytes},
+      {"qcloud_block_data_writes_total", "Writes to the data copies.", MetricType::kCounter,
+       &StoreStats::data_writes},
+      {"qcloud_block_commits_total", "Metadata transactions.", MetricType::kCounter, &StoreStats::commits},
+      {"qcloud_block_enospc_total", "Writes refused for want of an extent.", MetricType::kCounter,
+       &StoreStats::enospc},
+  };
+  for (const Row& r : kRows) {
+    const auto field = r.field;
+    QCLOUD_RETURN_IF_ERROR(registry.AddCallback(r.name, r.help, r.type, [&store, field] {
+      return static_cast<double>(store.stats().*field);
+    }));
+  }
+  auto per_copy = [&store](auto value) {
+    return [&store, value] {
+      std::vector<MetricsRegistry::Sample> out;
+      for (const CopyInfo& c : store.copies()) out.push_back({{c.location}, value(c)});
+      return out;
+    };
+  };
+  QCLOUD_RETURN_IF_ERROR(registry.AddCollector(
+      "qcloud_block_copy_whole", "1 when the copy of the data is whole, 0 while failed or rebuilding.",
+      MetricType::kGauge, {"location"}, per_copy([](const CopyInfo& c) { return c.health == "whole" ? 1.0 : 0.0; })));
+  QCLOUD_RETURN_IF_ERROR(registry.AddCollector(
+      "qcloud_block_copy_missed_extents", "Extents the copy lacks and will get from a rebuild.",
+      MetricType::kGauge, {"location"}, per_copy([](const CopyInfo& c) { return double(c.missed_extents); })));
+  QCLOUD_RETURN_IF_ERROR(registry.AddCollector(
+      "qcloud_block_copy_rebuilt_extents_total", "Extents copied into the copy by rebuilds.",
+      MetricType::kCounter, {"location"}, per_copy([](const CopyInfo& c) { return double(c.rebuilt_extents); })));
+  return registry.AddCollector("qcloud_block_copy_failures_total", "Times the copy was found failed.",
+                               MetricType::kCounter, {"location"},
+                               per_copy([](const CopyInfo& c) { return double(c.failures); }));
+}
 
 }  // namespace qcloud::block

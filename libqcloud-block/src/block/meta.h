@@ -7,6 +7,7 @@
 // with a version byte; a record that does not decode is kCorruption.
 //
 //   DB "format"    "format"                      -> u32 version, u32 block, u32 extent
+//                  "uuid"                        -> 16 random bytes naming the store
 //   DB "volumes"   name                          -> VolumeRec
 //   DB "snapshots" volume '\0' snapshot          -> SnapshotRec
 //   DB "layers"    u64be layer id                -> LayerRec
@@ -82,6 +83,8 @@ class MetaDb {
   MetaDb& operator=(const MetaDb&) = delete;
 
   Result<Loaded> Load();
+  // The store's identity, made when the environment was created.
+  const std::array<std::byte, 16>& uuid() const noexcept { return uuid_; }
 
   // A write transaction. Destroyed without Commit(): aborted.
   class Txn {
@@ -112,6 +115,7 @@ class MetaDb {
  private:
   MetaDb() = default;
   MDB_env* env_ = nullptr;
+  std::array<std::byte, 16> uuid_{};
   MDB_dbi format_ = 0, volumes_ = 0, snapshots_ = 0, layers_ = 0, extents_ = 0, counters_ = 0;
 };
 

@@ -51,6 +51,20 @@
 //   <data_dir>/extents.dat  physical extents, extent p at byte p * 1 MiB (p >= 1);
 //                           sparse: holes read as zeros
 //
+// Replicas. The data directory's extents.dat is copy 0; each entry of
+// `replicas` is one more, holding the same bytes (CBS keeps 3: pass two).
+// Metadata stays in the data directory. A write completes once
+// write_quorum whole copies have it (else kIoError, nothing promised); a
+// read goes to the first whole copy and to the next when one fails; a flush
+// syncs them all. A copy that fails (I/O error, its NBD server gone, its
+// directory wiped) gets no more writes and remembers which extents it
+// missed; Maintain() reconnects it and copies those extents in, or every
+// extent when it came back empty or from another store, while I/O goes on.
+// Open() refuses a store with fewer than write_quorum whole copies, and a
+// copy whose header names another store. After a crash, copies may differ
+// in blocks written since the last flush; reads keep to the first whole
+// copy, so a client sees one of them consistently.
+//
 // Concurrency. Reads and writes of one volume run in parallel from any
 // number of threads; writes that touch the same extent are serialized (an
 // unaligned write's read-merge-write of a block never loses a neighbour's
@@ -70,6 +84,7 @@
 #include "qcloud/core/bytes.h"
 #include "qcloud/core/env.h"
 #include "qcloud/core/export.h"
+#include "qcloud/core/metrics.h"
 #include "qcloud/core/result.h"
 #include "qcloud/core/status.h"
 
@@ -87,6 +102,11 @@ struct StoreOptions {
                                       // but the file system's free space
   size_t max_map_bytes = size_t{1} << 34;  // LMDB map size (address space, sparse); 16 GiB
   Env* env = nullptr;  // file system for extents.dat; not owned, outlives the store; null = POSIX
+  // More copies of the physical extents (see Replicas below): "dir:PATH"
+  // or a plain path (a local directory), or "nbd://HOST:PORT/EXPORT" (an
+  // NBD export, through libnbd: another qcloud-blockd's volume, nbdkit...).
+  std::vector<std::string> replicas;       // default none: one copy, the data directory's
+  unsigned write_quorum = 0;               // copies a write needs; 0 = a majority of 1 + replicas
 };
 
 struct VolumeInfo {
@@ -117,6 +137,16 @@ struct StoreStats {
   uint64_t merged_reads = 0;       // unaligned writes that read a block to merge into
   uint64_t commits = 0;            // metadata transactions
   uint64_t enospc = 0;             // writes refused for want of an extent
+};
+
+// One copy of the data (see Replicas).
+struct CopyInfo {
+  std::string location;            // the data directory, a replica directory, or an NBD URI
+  std::string health;              // "whole", "rebuilding" or "failed"
+  uint64_t missed_extents = 0;     // written while it was failed (or left to rebuild)
+  uint64_t failures = 0;
+  uint64_t rebuilt_extents = 0;
+  std::string last_error;
 };
 
 class Store;
@@ -171,7 +201,17 @@ class QCLOUD_EXPORT Store {
 
   // Makes every write completed before the call durable, on every volume.
   virtual Status Flush() = 0;
+  // Background work: reconnects failed copies and rebuilds them. Call it
+  // every second or so; it returns when the copies are whole or unreachable
+  // (the first error, for the log).
+  virtual Status Maintain() = 0;
+  virtual std::vector<CopyInfo> copies() = 0;
   virtual StoreStats stats() = 0;
 };
+
+// Registers the store's statistics (StoreStats as qcloud_block_* counters
+// and gauges) and its copies' health (qcloud_block_copy_*{location}) in
+// `registry`, read at render time. `store` must outlive the registry's use.
+QCLOUD_EXPORT Status RegisterMetrics(Store& store, MetricsRegistry& registry);
 
 }  // namespace qcloud::block

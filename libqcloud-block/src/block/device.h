@@ -1,0 +1,130 @@
+#pragma once
+
+// The physical extent space under the block store, and its copies.
+//
+// A Copy is one place that holds the whole space: the data directory's
+// extents.dat, another local directory's, or an NBD export (libnbd), byte
+// for byte the same layout (docs/notes/block-format.md). Its first 4 KiB is
+// a header naming the store (uuid) and saying whether the copy is whole:
+//
+//   bytes 0..20   "QCLOUD-BLOCK-DATA v1\n"
+//   bytes 32..47  the store's uuid
+//   byte  48      1 = whole (in sync), 2 = being rebuilt
+//
+// Mirror writes every copy that is not failed and completes a write once
+// `quorum` whole copies have it; it reads from the first whole copy, and
+// moves to the next when one fails. A copy that fails (an I/O error, its
+// NBD server gone, its directory wiped) stops getting writes; the extents
+// written meanwhile are remembered. Maintain() reopens failed copies and
+// rebuilds them from a whole one, extent by extent, while I/O goes on:
+// only the extents it missed when its header shows it whole and of this
+// store, every allocated extent otherwise. Writes take an extent's stripe
+// lock shared, a rebuild's copy of that extent takes it exclusively, so a
+// write is never overwritten by an older copy.
+//
+// Thread safety: every method from any thread.
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <shared_mutex>
+#include <string>
+#include <vector>
+
+#include "qcloud/core/bytes.h"
+#include "qcloud/core/env.h"
+#include "qcloud/core/result.h"
+#include "qcloud/core/status.h"
+
+namespace qcloud::block::detail {
+
+inline constexpr size_t kHeaderSize = 4096;
+inline constexpr uint8_t kCopyWhole = 1;
+inline constexpr uint8_t kCopyRebuilding = 2;
+
+// One place holding the extent space.
+class Copy {
+ public:
+  virtual ~Copy() = default;
+  virtual const std::string& name() const noexcept = 0;
+  // (Re)connects or (re)opens; ok when the copy can take I/O.
+  virtual Status Open() = 0;
+  // True when the copy is what was opened (a local file still at its path;
+  // an NBD connection still up). False: reopen and rebuild it.
+  virtual bool StillThere() = 0;
+  // Bytes past what was ever written read as zeros.
+  virtual Status Read(uint64_t offset, MutableByteView dst) = 0;
+  virtual Status Write(uint64_t offset, ByteView src) = 0;
+  virtual Status Zero(uint64_t offset, uint64_t length, bool release) = 0;
+  virtual Status Sync() = 0;
+  // Bytes the copy can hold (0 = no limit).
+  virtual uint64_t capacity() const noexcept = 0;
+};
+
+// extents.dat in `dir` through `env` (created if absent).
+std::unique_ptr<Copy> NewLocalCopy(Env& env, std::string dir);
+// An NBD export, "nbd://HOST:PORT/EXPORT" (any URI libnbd takes).
+// kNotSupported when this build has no libnbd.
+Result<std::unique_ptr<Copy>> NewNbdCopy(std::string uri);
+// "nbd://...", "nbds://...", "nbd+unix://..." -> NBD; "dir:PATH" or a path -> local.
+Result<std::unique_ptr<Copy>> NewCopy(Env& env, const std::string& spec);
+
+struct CopyState {
+  std::string name;
+  enum class Health : uint8_t { kWhole, kRebuilding, kFailed } health = Health::kWhole;
+  uint64_t missed = 0;      // extents written while it was failed, or left to rebuild
+  uint64_t failures = 0;    // times it was marked failed
+  uint64_t rebuilt = 0;     // extents copied into it
+  std::string last_error;
+};
+
+class Mirror {
+ public:
+  // `copies[0]` is the data directory's. `allocated` lists the physical
+  // extents in use (for a full rebuild). quorum: 1..copies.size().
+  Mirror(std::vector<std::unique_ptr<Copy>> copies, unsigned quorum, std::array<std::byte, 16> uuid,
+         std::function<std::vector<uint32_t>()> allocated);
+  ~Mirror();
+
+  // Opens every copy and reads its header. `fresh`: the store holds no
+  // extent yet, so every reachable copy is whole once it has a header.
+  // Otherwise a copy whose header is not this store's whole copy is
+  // rebuilt. Fails when fewer than `quorum` copies are whole.
+  Status Start(bool fresh);
+
+  Status Read(uint64_t offset, MutableByteView dst);
+  Status Write(uint64_t offset, ByteView src);
+  Status Zero(uint64_t offset, uint64_t length, bool release);
+  Status Sync();
+
+  // Reopens failed copies and rebuilds what they missed; returns when every
+  // copy is whole or could not be reached. Background work: call it every
+  // second or so (several calls never run at once).
+  Status Maintain();
+
+  std::vector<CopyState> states();
+  // Bytes every copy can hold (0 = no limit).
+  uint64_t capacity() const noexcept;
+
+ private:
+  struct Slot;
+  enum class Op { kWrite, kZero };
+  Status Mutate(uint64_t offset, uint64_t length, const std::function<Status(Copy&)>& fn);
+  void Fail(Slot& s, const Status& why);
+  Status WriteHeader(Copy& c, uint8_t state);
+  Status Rebuild(Slot& s);
+  std::shared_mutex& StripeOf(uint64_t offset) { return stripes_[(offset >> 20) % stripes_.size()]; }
+
+  std::vector<std::unique_ptr<Slot>> slots_;
+  const unsigned quorum_;
+  const std::array<std::byte, 16> uuid_;
+  std::function<std::vector<uint32_t>()> allocated_;
+  std::array<std::shared_mutex, 256> stripes_;
+  std::mutex maintain_mu_;
+};
+
+}  // namespace qcloud::block::detail

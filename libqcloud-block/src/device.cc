@@ -1,0 +1,530 @@
+#include "block/device.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#if QCLOUD_HAVE_LIBNBD
+#include <libnbd.h>
+#endif
+
+namespace qcloud::block::detail {
+
+namespace {
+
+constexpr std::string_view kMagic = "QCLOUD-BLOCK-DATA v1\n";
+constexpr size_t kUuidAt = 32;
+constexpr size_t kStateAt = 48;
+constexpr uint64_t kExtent = uint64_t{1} << 20;
+
+class LocalCopy final : public Copy {
+ public:
+  LocalCopy(Env& env, std::string dir)
+      : env_(env), dir_(std::move(dir)), path_(JoinPath(dir_, "extents.dat")), name_(dir_) {}
+
+  const std::string& name() const noexcept override { return name_; }
+
+  Status Open() override {
+    file_.reset();
+    QCLOUD_RETURN_IF_ERROR(env_.CreateDirs(dir_));
+    const bool created = !env_.FileExists(path_);
+    QCLOUD_ASSIGN_OR_RETURN(file_, env_.OpenFile(path_, OpenMode::kCreate));
+    // A new file's name must outlive a power cut too.
+    if (created) QCLOUD_RETURN_IF_ERROR(env_.SyncDir(dir_));
+    return Status::Ok();
+  }
+
+  bool StillThere() override {
+    // A directory wiped under an open file: our descriptor still writes to
+    // the unlinked inode, so compare it with what the path names now.
+    const int fd = file_ ? file_->native_handle() : -1;
+    if (fd < 0) return file_ != nullptr;
+    struct stat a {}, b {};
+    if (::fstat(fd, &a) != 0 || ::stat(path_.c_str(), &b) != 0) return false;
+    return a.st_ino == b.st_ino && a.st_dev == b.st_dev;
+  }
+
+  Status Read(uint64_t offset, MutableByteView dst) override {
+    if (!file_) return Status(Errc::kUnavailable, name_ + ": not open");
+    QCLOUD_ASSIGN_OR_RETURN(size_t got, file_->ReadAt(offset, dst));
+    if (got < dst.size()) std::memset(dst.data() + got, 0, dst.size() - got);
+    return Status::Ok();
+  }
+  Status Write(uint64_t offset, ByteView src) override {
+    if (!file_) return Status(Errc::kUnavailable, name_ + ": not open");
+    return file_->WriteAt(offset, src);
+  }
+  Status Zero(uint64_t offset, uint64_t length, bool release) override {
+    if (!file_) return Status(Errc::kUnavailable, name_ + ": not open");
+    return file_->ZeroRange(offset, length, release);
+  }
+  Status Sync() override {
+    if (!file_) return Status(Errc::kUnavailable, name_ + ": not open");
+    return file_->Sync();
+  }
+  uint64_t capacity() const noexcept override { return 0; }
+
+ private:
+  Env& env_;
+  const std::string dir_, path_, name_;
+  std::unique_ptr<File> file_;
+};
+
+#if QCLOUD_HAVE_LIBNBD
+// An NBD export through libnbd. A handle carries one request at a time,
+// so the copy keeps a few and lends one to each caller; a handle that
+// fails is closed, not lent again.
+class NbdCopy final : public Copy {
+ public:
+  explicit NbdCopy(std::string uri) : uri_(std::move(uri)) {}
+  ~NbdCopy() override { CloseAll(); }
+
+  const std::string& name() const noexcept override { return uri_; }
+
+  Status Open() override {
+    CloseAll();
+    QCLOUD_ASSIGN_OR_RETURN(nbd_handle * h, Connect());
+    const int64_t size = nbd_get_size(h);
+    if (size < 0) {
+      Status st = Error("size");
+      nbd_close(h);
+      return st;
+    }
+    capacity_ = static_cast<uint64_t>(size);
+    can_zero_ = nbd_can_zero(h) == 1;
+    can_trim_ = nbd_can_trim(h) == 1;
+    Return(h);
+    return Status::Ok();
+  }
+
+  bool StillThere() override { return true; }  // a dead server shows as an I/O error
+
+  Status Read(uint64_t offset, MutableByteView dst) override {
+    return Run([&](nbd_handle* h) { return nbd_pread(h, dst.data(), dst.size(), offset, 0); }, "read",
+               offset, dst.size());
+  }
+  Status Write(uint64_t offset, ByteView src) override {
+    return Run([&](nbd_handle* h) { return nbd_pwrite(h, src.data(), src.size(), offset, 0); }, "write",
+               offset, src.size());
+  }
+  Status Zero(uint64_t offset, uint64_t length, bool release) override {
+    if (offset >= capacity_) return Status::Ok();
+    length = std::min(length, capacity_ - offset);
+    if (can_zero_) {
+      const uint32_t flags = release ? 0 : LIBNBD_CMD_FLAG_NO_HOLE;
+      return Run([&](nbd_handle* h) { return nbd_zero(h, length, offset, flags); }, "zero", offset, length);
+    }
+    // Without WRITE_ZEROES: zeros written.
+    static const std::array<std::byte, 64 * 1024> kZeros{};
+    for (uint64_t done = 0; done < length;) {
+      const size_t n = static_cast<size_t>(std::min<uint64_t>(length - done, kZeros.size()));
+      QCLOUD_RETURN_IF_ERROR(Write(offset + done, ByteView(kZeros.data(), n)));
+      done += n;
+    }
+    return Status::Ok();
+  }
+  Status Sync() override {
+    return Run([&](nbd_handle* h) { return nbd_flush(h, 0); }, "flush", 0, 0);
+  }
+  uint64_t capacity() const noexcept override { return capacity_; }
+
+ private:
+  static Status Error(std::string_view what) {
+    const char* msg = nbd_get_error();
+    return IoError(fmt::format("nbd {}: {}", what, msg != nullptr ? msg : "unknown error"));
+  }
+
+  Result<nbd_handle*> Connect() {
+    nbd_handle* h = nbd_create();
+    if (h == nullptr) return Error("create");
+    if (nbd_connect_uri(h, uri_.c_str()) != 0) {
+      Status st = Error("connect " + uri_);
+      nbd_close(h);
+      return st;
+    }
+    return h;
+  }
+
+  Result<nbd_handle*> Borrow() {
+    {
+      std::lock_guard lock(mu_);
+      if (!idle_.empty()) {
+        nbd_handle* h = idle_.back();
+        idle_.pop_back();
+        return h;
+      }
+    }
+    return Connect();
+  }
+  void Return(nbd_handle* h) {
+    std::lock_guard lock(mu_);
+    if (idle_.size() < kMaxIdle) {
+      idle_.push_back(h);
+      return;
+    }
+    nbd_close(h);
+  }
+  void CloseAll() {
+    std::lock_guard lock(mu_);
+    for (nbd_handle* h : idle_) nbd_close(h);
+    idle_.clear();
+  }
+
+  template <typename Fn>
+  Status Run(Fn&& fn, std::string_view what, uint64_t offset, uint64_t length) {
+    if (capacity_ != 0 && (offset > capacity_ || length > capacity_ - offset)) {
+      return Status(Errc::kResourceExhausted,
+                    fmt::format("{}: [{}, +{}) is past the export's end ({})", uri_, offset, length, capacity_));
+    }
+    QCLOUD_ASSIGN_OR_RETURN(nbd_handle * h, Borrow());
+    if (fn(h) != 0) {
+      Status st = Error(fmt::format("{} {}", what, uri_));
+      nbd_close(h);
+      return st;
+    }
+    Return(h);
+    return Status::Ok();
+  }
+
+  static constexpr size_t kMaxIdle = 8;
+  const std::string uri_;
+  std::mutex mu_;
+  std::vector<nbd_handle*> idle_;
+  uint64_t capacity_ = 0;
+  bool can_zero_ = false, can_trim_ = false;
+};
+#endif
+
+bool AllZero(const std::byte* p, size_t n) {
+  static const std::array<std::byte, 4096> kZeros{};
+  for (size_t i = 0; i < n; i += kZeros.size()) {
+    if (std::memcmp(p + i, kZeros.data(), std::min(n - i, kZeros.size())) != 0) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::unique_ptr<Copy> NewLocalCopy(Env& env, std::string dir) {
+  return std::make_unique<LocalCopy>(env, std::move(dir));
+}
+
+Result<std::unique_ptr<Copy>> NewNbdCopy(std::string uri) {
+#if QCLOUD_HAVE_LIBNBD
+  return std::unique_ptr<Copy>(std::make_unique<NbdCopy>(std::move(uri)));
+#else
+  return NotSupported("NBD replica " + uri + ": this build has no libnbd");
+#endif
+}
+
+Result<std::unique_ptr<Copy>> NewCopy(Env& env, const std::string& spec) {
+  const std::string_view s = spec;
+  if (s.starts_with("nbd://") || s.starts_with("nbds://") || s.starts_with("nbd+unix://") ||
+      s.starts_with("nbds+unix://")) {
+    return NewNbdCopy(spec);
+  }
+  std::string dir(s.starts_with("dir:") ? s.substr(4) : s);
+  if (dir.empty()) return InvalidArgument("empty replica location");
+  return NewLocalCopy(env, std::move(dir));
+}
+
+struct Mirror::Slot {
+  std::unique_ptr<Copy> copy;
+  std::atomic<CopyState::Health> health{CopyState::Health::kWhole};
+  std::mutex mu;                 // missed, full, the counters, last_error
+  std::set<uint32_t> missed;     // extents it did not get while failed
+  // Extents written since its last sync (kept only with more than one
+  // copy): a copy that fails may have lost them, so they are rebuilt too.
+  std::set<uint32_t> unsynced;
+  bool full = false;             // rebuild everything, not only `missed`
+  uint64_t failures = 0, rebuilt = 0;
+  std::string last_error;
+};
+
+Mirror::Mirror(std::vector<std::unique_ptr<Copy>> copies, unsigned quorum, std::array<std::byte, 16> uuid,
+               std::function<std::vector<uint32_t>()> allocated)
+    : quorum_(quorum), uuid_(uuid), allocated_(std::move(allocated)) {
+  for (auto& c : copies) {
+    auto s = std::make_unique<Slot>();
+    s->copy = std::move(c);
+    slots_.push_back(std::move(s));
+  }
+}
+
+Mirror::~Mirror() = default;
+
+Status Mirror::WriteHeader(Copy& c, uint8_t state) {
+  std::array<std::byte, kHeaderSize> h{};
+  std::memcpy(h.data(), kMagic.data(), kMagic.size());
+  std::memcpy(h.data() + kUuidAt, uuid_.data(), uuid_.size());
+  h[kStateAt] = static_cast<std::byte>(state);
+  QCLOUD_RETURN_IF_ERROR(c.Write(0, ByteView(h.data(), h.size())));
+  return c.Sync();
+}
+
+void Mirror::Fail(Slot& s, const Status& why) {
+  std::lock_guard lock(s.mu);
+  if (s.health.load() != CopyState::Health::kFailed) s.failures++;
+  s.health = CopyState::Health::kFailed;
+  s.last_error = why.ToString();
+  s.missed.merge(s.unsynced);
+  s.unsynced.clear();
+}
+
+Status Mirror::Start(bool fresh) {
+  unsigned whole = 0;
+  std::string why;
+  for (auto& sp : slots_) {
+    Slot& s = *sp;
+    Status st = s.copy->Open();
+    std::array<std::byte, kHeaderSize> h{};
+    if (st.ok()) st = s.copy->Read(0, MutableByteView(h.data(), h.size()));
+    if (!st.ok()) {
+      Fail(s, st);
+      s.full = true;
+      why += fmt::format("; {}: {}", s.copy->name(), st.ToString());
+      continue;
+    }
+    const bool mine = std::memcmp(h.data(), kMagic.data(), kMagic.size()) == 0 &&
+                      std::memcmp(h.data() + kUuidAt, uuid_.data(), uuid_.size()) == 0;
+    if (!mine && !AllZero(h.data(), h.size())) {
+      return Corruption(fmt::format("{}: holds another store's data (its header is not this store's)",
+                                    s.copy->name()));
+    }
+    if (fresh || (mine && h[kStateAt] == static_cast<std::byte>(kCopyWhole))) {
+      if (fresh) st = WriteHeader(*s.copy, kCopyWhole);
+      if (st.ok()) {
+        s.health = CopyState::Health::kWhole;
+        ++whole;
+        continue;
+      }
+      Fail(s, st);
+      s.full = true;
+      continue;
+    }
+    // An empty copy, or one whose rebuild did not finish.
+    Fail(s, Status(Errc::kUnavailable, mine ? "its rebuild did not finish" : "empty: to be rebuilt"));
+    s.full = true;
+    why += fmt::format("; {}: needs a rebuild", s.copy->name());
+  }
+  if (whole < quorum_) {
+    return Status(Errc::kUnavailable,
+                  fmt::format("{} of {} copies are whole, {} needed{}", whole, slots_.size(), quorum_, why));
+  }
+  return Status::Ok();
+}
+
+Status Mirror::Read(uint64_t offset, MutableByteView dst) {
+  Status last = Status(Errc::kUnavailable, "no whole copy to read from");
+  for (auto& sp : slots_) {
+    Slot& s = *sp;
+    if (s.health.load(std::memory_order_acquire) != CopyState::Health::kWhole) continue;
+    Status st = s.copy->Read(offset, dst);
+    if (st.ok()) return st;
+    Fail(s, st);
+    last = st;
+  }
+  return last;
+}
+
+Status Mirror::Mutate(uint64_t offset, uint64_t length, const std::function<Status(Copy&)>& fn) {
+  std::shared_lock stripe(StripeOf(offset));
+  const auto first = static_cast<uint32_t>(offset / kExtent);
+  const auto last = static_cast<uint32_t>((offset + std::max<uint64_t>(length, 1) - 1) / kExtent);
+  unsigned whole = 0;
+  Status err;
+  for (auto& sp : slots_) {
+    Slot& s = *sp;
+    CopyState::Health h = s.health.load(std::memory_order_acquire);
+    if (h == CopyState::Health::kFailed) {
+      std::lock_guard lock(s.mu);
+      h = s.health.load();
+      if (h == CopyState::Health::kFailed) {
+        for (uint32_t e = first; e <= last; ++e) s.missed.insert(e);
+        continue;
+      }
+    }
+    Status st = fn(*s.copy);
+    if (!st.ok()) {
+      Fail(s, st);
+      std::lock_guard lock(s.mu);
+      for (uint32_t e = first; e <= last; ++e) s.missed.insert(e);
+      if (err.ok()) err = st;
+      continue;
+    }
+    if (slots_.size() > 1) {
+      std::lock_guard lock(s.mu);
+      for (uint32_t e = first; e <= last; ++e) s.unsynced.insert(e);
+    }
+    if (h == CopyState::Health::kWhole) ++whole;
+  }
+  if (whole >= quorum_) return Status::Ok();
+  return Status(err.ok() ? Errc::kIoError : err.code(),
+                fmt::format("{} of {} copies took the write, {} needed{}", whole, slots_.size(), quorum_,
+                            err.ok() ? "" : ": " + err.message()));
+}
+
+Status Mirror::Write(uint64_t offset, ByteView src) {
+  return Mutate(offset, src.size(), [&](Copy& c) { return c.Write(offset, src); });
+}
+
+Status Mirror::Zero(uint64_t offset, uint64_t length, bool release) {
+  return Mutate(offset, length, [&](Copy& c) { return c.Zero(offset, length, release); });
+}
+
+Status Mirror::Sync() {
+  unsigned whole = 0;
+  Status err;
+  for (auto& sp : slots_) {
+    Slot& s = *sp;
+    const CopyState::Health h = s.health.load(std::memory_order_acquire);
+    if (h == CopyState::Health::kFailed) continue;
+    std::set<uint32_t> covered;  // written before this sync: durable once it returns
+    {
+      std::lock_guard lock(s.mu);
+      covered.swap(s.unsynced);
+    }
+    Status st = s.copy->Sync();
+    if (!st.ok()) {
+      // What it had not made durable may be lost: rebuilt with what it missed.
+      {
+        std::lock_guard lock(s.mu);
+        s.unsynced.merge(covered);
+      }
+      Fail(s, st);
+      if (err.ok()) err = st;
+      continue;
+    }
+    if (h == CopyState::Health::kWhole) ++whole;
+  }
+  if (whole >= quorum_) return Status::Ok();
+  return Status(Errc::kIoError, fmt::format("{} of {} copies synced, {} needed{}", whole, slots_.size(),
+                                            quorum_, err.ok() ? "" : ": " + err.message()));
+}
+
+Status Mirror::Rebuild(Slot& target) {
+  std::vector<std::byte> buf(kExtent);
+  for (;;) {
+    std::set<uint32_t> work;
+    bool full;
+    {
+      std::lock_guard lock(target.mu);
+      work.swap(target.missed);
+      full = target.full;
+      target.full = false;
+    }
+    if (full) {
+      for (uint32_t p : allocated_()) work.insert(p);
+    }
+    if (work.empty()) break;
+    for (uint32_t p : work) {
+      std::unique_lock stripe(StripeOf(uint64_t{p} * kExtent));
+      Status st = Status(Errc::kUnavailable, "no whole copy to rebuild from");
+      for (auto& sp : slots_) {
+        Slot& src = *sp;
+        if (&src == &target || src.health.load() != CopyState::Health::kWhole) continue;
+        st = src.copy->Read(uint64_t{p} * kExtent, MutableByteView(buf.data(), buf.size()));
+        if (st.ok()) break;
+        Fail(src, st);
+      }
+      if (st.ok()) {
+        st = AllZero(buf.data(), buf.size()) ? target.copy->Zero(uint64_t{p} * kExtent, kExtent, true)
+                                             : target.copy->Write(uint64_t{p} * kExtent, ByteView(buf.data(), buf.size()));
+      }
+      if (!st.ok()) {
+        std::lock_guard lock(target.mu);
+        // Not done: this extent and the rest of the list again next time.
+        for (uint32_t q : work) {
+          if (q >= p) target.missed.insert(q);
+        }
+        target.full = target.full || full;
+        stripe.unlock();
+        Fail(target, st);
+        return st;
+      }
+      std::lock_guard lock(target.mu);
+      target.rebuilt++;
+    }
+  }
+  QCLOUD_RETURN_IF_ERROR(WriteHeader(*target.copy, kCopyWhole));
+  std::lock_guard lock(target.mu);
+  // More to do (written while it failed again), or it failed meanwhile:
+  // the next Maintain() goes on.
+  if (!target.missed.empty() || target.full || target.health.load() != CopyState::Health::kRebuilding) {
+    return Status::Ok();
+  }
+  target.health = CopyState::Health::kWhole;
+  return Status::Ok();
+}
+
+Status Mirror::Maintain() {
+  std::lock_guard maintain(maintain_mu_);
+  Status first;
+  for (auto& sp : slots_) {
+    Slot& s = *sp;
+    if (s.health.load() != CopyState::Health::kFailed && !s.copy->StillThere()) {
+      Fail(s, Status(Errc::kUnavailable, "its file was removed or replaced"));
+      std::lock_guard lock(s.mu);
+      s.full = true;
+    }
+    if (s.health.load() != CopyState::Health::kFailed) continue;
+    Status st = s.copy->Open();
+    std::array<std::byte, kHeaderSize> h{};
+    if (st.ok()) st = s.copy->Read(0, MutableByteView(h.data(), h.size()));
+    if (!st.ok()) {
+      std::lock_guard lock(s.mu);
+      s.last_error = st.ToString();
+      if (first.ok()) first = st;
+      continue;
+    }
+    const bool whole_before = std::memcmp(h.data(), kMagic.data(), kMagic.size()) == 0 &&
+                              std::memcmp(h.data() + kUuidAt, uuid_.data(), uuid_.size()) == 0 &&
+                              h[kStateAt] == static_cast<std::byte>(kCopyWhole);
+    {
+      std::lock_guard lock(s.mu);
+      // A copy that comes back without its header (wiped, replaced) has
+      // lost everything, not only what it missed.
+      if (!whole_before) s.full = true;
+    }
+    st = WriteHeader(*s.copy, kCopyRebuilding);
+    if (st.ok()) {
+      std::lock_guard lock(s.mu);
+      s.health = CopyState::Health::kRebuilding;
+    }
+    if (st.ok()) st = Rebuild(s);
+    if (!st.ok()) {
+      Fail(s, st);
+      if (first.ok()) first = st;
+    }
+  }
+  return first;
+}
+
+std::vector<CopyState> Mirror::states() {
+  std::vector<CopyState> out;
+  for (auto& sp : slots_) {
+    Slot& s = *sp;
+    std::lock_guard lock(s.mu);
+    out.push_back({.name = s.copy->name(),
+                   .health = s.health.load(),
+                   .missed = s.missed.size(),
+                   .failures = s.failures,
+                   .rebuilt = s.rebuilt,
+                   .last_error = s.last_error});
+  }
+  return out;
+}
+
+uint64_t Mirror::capacity() const noexcept {
+  uint64_t cap = 0;
+  for (auto& sp : slots_) {
+    const uint64_t c = sp->copy->capacity();
+    if (c != 0) cap = cap == 0 ? c : std::min(cap, c);
+  }
+  return cap;
+}
+
+}  // namespace qcloud::block::detail
