@@ -93,6 +93,12 @@ struct VolumeState {
   std::atomic<bool> deleted{false};
   std::mutex map_mu;
   std::array<std::shared_mutex, kStripes> stripes;
+  // Write merging: the run of adjacent small writes not yet written out
+  // (acknowledged already). merge_mu is taken before a stripe.
+  std::mutex merge_mu;
+  uint64_t merge_idx = 0;   // its extent
+  uint32_t merge_off = 0;   // its offset in the extent
+  std::vector<std::byte> merge_buf;  // empty = no run
 };
 
 struct SnapshotState {
@@ -103,7 +109,7 @@ struct SnapshotState {
 
 struct Counters {
   std::atomic<uint64_t> reads{0}, writes{0}, flushes{0}, trims{0}, zeroes{0};
-  std::atomic<uint64_t> read_bytes{0}, write_bytes{0}, data_writes{0}, merged_reads{0};
+  std::atomic<uint64_t> read_bytes{0}, write_bytes{0}, data_writes{0}, merged_reads{0}, merged_writes{0};
   std::atomic<uint64_t> commits{0}, enospc{0};
 };
 
@@ -146,7 +152,14 @@ class StoreImpl final : public Store {
   Status Clone(std::string_view volume, std::string_view snapshot, std::string_view target) override;
   std::vector<SnapshotInfo> ListSnapshots(std::string_view volume) override;
   Status Flush() override;
-  Status Maintain() override { return mirror_->Maintain(); }
+  Status Maintain() override {
+    {
+      // Runs do not wait for the next write or flush longer than this.
+      std::shared_lock gate(gate_);
+      QCLOUD_RETURN_IF_ERROR(WriteOutAll());
+    }
+    return mirror_->Maintain();
+  }
   std::vector<CopyInfo> copies() override;
   StoreStats stats() override;
 
@@ -173,6 +186,16 @@ class StoreImpl final : public Store {
   Status ReadExtent(VolumeState& v, uint64_t idx, uint32_t off, MutableByteView dst);
   Status WriteExtent(VolumeState& v, uint64_t idx, uint32_t off, ByteView src);
   Status ZeroExtent(VolumeState& v, uint64_t idx, uint32_t off, uint32_t len, bool no_hole);
+  // Write merging. Merge() takes the write into the volume's run when it
+  // continues it (or starts one); false: the caller writes it itself,
+  // after WriteOutLocked() of the run. merge_mu held for both.
+  Result<bool> MergeLocked(VolumeState& v, uint64_t offset, ByteView src);
+  Status WriteOutLocked(VolumeState& v);
+  Status WriteOut(VolumeState& v) {
+    std::lock_guard lock(v.merge_mu);
+    return WriteOutLocked(v);
+  }
+  Status WriteOutAll();
   // Gives `v`'s top layer an entry for idx (allocating its physical extent);
   // map_mu held. kResourceExhausted when there is none left.
   Result<Extent*> EnsureEntryLocked(VolumeState& v, uint64_t idx);
@@ -450,6 +473,13 @@ Status StoreImpl::CheckIo(const VolumeState& v, uint64_t offset, uint64_t length
 Status StoreImpl::Read(VolumeState& v, uint64_t offset, MutableByteView dst) {
   std::shared_lock gate(gate_);
   QCLOUD_RETURN_IF_ERROR(CheckIo(v, offset, dst.size()));
+  {
+    std::lock_guard merge(v.merge_mu);
+    const uint64_t run = v.merge_idx * kExtentSize + v.merge_off;
+    if (!v.merge_buf.empty() && offset < run + v.merge_buf.size() && run < offset + dst.size()) {
+      QCLOUD_RETURN_IF_ERROR(WriteOutLocked(v));
+    }
+  }
   Bump(counters_.reads);
   Bump(counters_.read_bytes, dst.size());
   size_t done = 0;
@@ -534,6 +564,55 @@ Status StoreImpl::WriteExtent(VolumeState& v, uint64_t idx, uint32_t off, ByteVi
   return Status::Ok();
 }
 
+Status StoreImpl::WriteOutLocked(VolumeState& v) {
+  if (v.merge_buf.empty()) return Status::Ok();
+  std::vector<std::byte> run;
+  run.swap(v.merge_buf);
+  Status st = WriteExtent(v, v.merge_idx, v.merge_off, ByteView(run.data(), run.size()));
+  run.clear();
+  v.merge_buf.swap(run);  // keep the capacity
+  return st;
+}
+
+Status StoreImpl::WriteOutAll() {
+  Status first;
+  for (auto& [name, v] : volumes_) {
+    Status st = WriteOut(*v);
+    if (first.ok()) first = st;
+  }
+  return first;
+}
+
+Result<bool> StoreImpl::MergeLocked(VolumeState& v, uint64_t offset, ByteView src) {
+  constexpr size_t kSmall = 64 * 1024;
+  const uint64_t idx = offset / kExtentSize;
+  const auto off = static_cast<uint32_t>(offset % kExtentSize);
+  const bool small = options_.merge_bytes != 0 && src.size() <= kSmall && offset % kBlockSize == 0 &&
+                     src.size() % kBlockSize == 0 && off + src.size() <= kExtentSize;
+  if (!small) return false;
+  if (!v.merge_buf.empty() && idx == v.merge_idx && off == v.merge_off + v.merge_buf.size() &&
+      v.merge_buf.size() + src.size() <= options_.merge_bytes) {
+    v.merge_buf.insert(v.merge_buf.end(), src.data(), src.data() + src.size());
+    Bump(counters_.merged_writes);
+    if (v.merge_buf.size() == options_.merge_bytes || off + src.size() == kExtentSize) {
+      QCLOUD_RETURN_IF_ERROR(WriteOutLocked(v));
+    }
+    return true;
+  }
+  QCLOUD_RETURN_IF_ERROR(WriteOutLocked(v));
+  {
+    // The run's extent exists before it is acknowledged: running out of
+    // space refuses this write, never a later write-out.
+    std::lock_guard lock(v.map_mu);
+    QCLOUD_ASSIGN_OR_RETURN(Extent * e, EnsureEntryLocked(v, idx));
+    (void)e;
+  }
+  v.merge_idx = idx;
+  v.merge_off = off;
+  v.merge_buf.assign(src.data(), src.data() + src.size());
+  return true;
+}
+
 Status StoreImpl::Write(VolumeState& v, uint64_t offset, ByteView src, bool fua) {
   {
     std::shared_lock gate(gate_);
@@ -542,35 +621,44 @@ Status StoreImpl::Write(VolumeState& v, uint64_t offset, ByteView src, bool fua)
     if (src.empty()) return Status::Ok();
     Bump(counters_.writes);
     Bump(counters_.write_bytes, src.size());
-    // Every extent the write needs first, so that running out of space
-    // refuses the write before any of it lands.
-    {
-      const uint64_t first = offset / kExtentSize, last = (offset + src.size() - 1) / kExtentSize;
-      std::vector<uint64_t> fresh;
-      std::lock_guard lock(v.map_mu);
-      for (uint64_t idx = first; idx <= last; ++idx) {
-        if (v.top->map.contains(idx)) continue;
-        auto e = EnsureEntryLocked(v, idx);
-        if (!e.ok()) {
-          std::lock_guard alock(alloc_mu_);
-          for (uint64_t f : fresh) {
-            // Never committed with data: safe to reuse after the next commit.
-            pending_free_.push_back(v.top->map[f].phys);
-            v.top->map.erase(f);
+    std::unique_lock merge(v.merge_mu);
+    QCLOUD_ASSIGN_OR_RETURN(const bool merged, MergeLocked(v, offset, src));
+    if (merged) {
+      merge.unlock();
+    } else {
+      // In order: the run first, then this write.
+      QCLOUD_RETURN_IF_ERROR(WriteOutLocked(v));
+      merge.unlock();
+      // Every extent the write needs first, so that running out of space
+      // refuses the write before any of it lands.
+      {
+        const uint64_t first = offset / kExtentSize, last = (offset + src.size() - 1) / kExtentSize;
+        std::vector<uint64_t> fresh;
+        std::lock_guard lock(v.map_mu);
+        for (uint64_t idx = first; idx <= last; ++idx) {
+          if (v.top->map.contains(idx)) continue;
+          auto e = EnsureEntryLocked(v, idx);
+          if (!e.ok()) {
+            std::lock_guard alock(alloc_mu_);
+            for (uint64_t f : fresh) {
+              // Never committed with data: safe to reuse after the next commit.
+              pending_free_.push_back(v.top->map[f].phys);
+              v.top->map.erase(f);
+            }
+            return e.status();
           }
-          return e.status();
+          fresh.push_back(idx);
         }
-        fresh.push_back(idx);
       }
-    }
-    size_t done = 0;
-    while (done < src.size()) {
-      const uint64_t at = offset + done;
-      const uint64_t idx = at / kExtentSize;
-      const auto off = static_cast<uint32_t>(at % kExtentSize);
-      const size_t n = std::min<size_t>(src.size() - done, kExtentSize - off);
-      QCLOUD_RETURN_IF_ERROR(WriteExtent(v, idx, off, ByteView(src.data() + done, n)));
-      done += n;
+      size_t done = 0;
+      while (done < src.size()) {
+        const uint64_t at = offset + done;
+        const uint64_t idx = at / kExtentSize;
+        const auto off = static_cast<uint32_t>(at % kExtentSize);
+        const size_t n = std::min<size_t>(src.size() - done, kExtentSize - off);
+        QCLOUD_RETURN_IF_ERROR(WriteExtent(v, idx, off, ByteView(src.data() + done, n)));
+        done += n;
+      }
     }
   }
   return fua ? Flush() : Status::Ok();
@@ -632,6 +720,7 @@ Status StoreImpl::Zero(VolumeState& v, uint64_t offset, uint64_t length, bool fu
     std::shared_lock gate(gate_);
     QCLOUD_RETURN_IF_ERROR(Broken());
     QCLOUD_RETURN_IF_ERROR(CheckIo(v, offset, length));
+    QCLOUD_RETURN_IF_ERROR(WriteOut(v));
     Bump(trim ? counters_.trims : counters_.zeroes);
     uint64_t done = 0;
     while (done < length) {
@@ -657,6 +746,7 @@ Status StoreImpl::Flush() {
 
 Status StoreImpl::FlushLocked() {
   Bump(counters_.flushes);
+  QCLOUD_RETURN_IF_ERROR(WriteOutAll());
   std::vector<uint32_t> pending;
   {
     std::lock_guard lock(alloc_mu_);
@@ -870,6 +960,10 @@ Status StoreImpl::DeleteVolume(std::string_view name) {
   auto it = volumes_.find(name);
   if (it == volumes_.end()) return NotFound(fmt::format("no volume {}", name));
   std::shared_ptr<VolumeState> v = it->second;
+  {
+    std::lock_guard merge(v->merge_mu);  // its unwritten run goes with it
+    v->merge_buf.clear();
+  }
   QCLOUD_ASSIGN_OR_RETURN(MetaDb::Txn txn, db_->Begin());
   std::vector<uint64_t> drop{v->top->id};
   v->top->names--;
@@ -989,6 +1083,10 @@ Status StoreImpl::Rollback(std::string_view volume, std::string_view snapshot) {
   auto sit = snapshots_.find({std::string(volume), std::string(snapshot)});
   if (sit == snapshots_.end()) return NotFound(fmt::format("no snapshot {}@{}", volume, snapshot));
   VolumeState& v = *vit->second;
+  {
+    std::lock_guard merge(v.merge_mu);  // writes since the snapshot are dropped, unwritten ones too
+    v.merge_buf.clear();
+  }
   QCLOUD_ASSIGN_OR_RETURN(MetaDb::Txn txn, db_->Begin());
   Layer* old = v.top;
   Layer* top = NewLayer(sit->second.layer);
@@ -1085,6 +1183,7 @@ StoreStats StoreImpl::stats() {
   st.write_bytes = get(counters_.write_bytes);
   st.data_writes = get(counters_.data_writes);
   st.merged_reads = get(counters_.merged_reads);
+  st.merged_writes = get(counters_.merged_writes);
   st.commits = get(counters_.commits);
   st.enospc = get(counters_.enospc);
   return st;

@@ -32,6 +32,8 @@
 //     the snapshot. Deleting a snapshot or volume frees every extent no
 //     remaining layer reads; a frozen layer read by exactly one layer is
 //     merged into it.
+//   - Write merging (merge_bytes): a stream of small sequential writes is
+//     written out in runs of up to 256 KiB; readers see the run at once.
 //   - Trim and write-zeroes: the blocks read as zeros afterwards; their
 //     space goes back to the file system (a hole), or stays allocated with
 //     no_hole. A whole extent trimmed in a layer with nothing below is freed.
@@ -107,6 +109,12 @@ struct StoreOptions {
   // NBD export, through libnbd: another qcloud-blockd's volume, nbdkit...).
   std::vector<std::string> replicas;       // default none: one copy, the data directory's
   unsigned write_quorum = 0;               // copies a write needs; 0 = a majority of 1 + replicas
+  // Write merging: block-aligned writes of up to 64 KiB that continue the
+  // previous one in the same extent are gathered, acknowledged, and
+  // written to the copies as one write of up to this many bytes (when the
+  // run is full, or broken by another write, a read of it, a flush, or
+  // Maintain()). 0 = every write goes out on its own.
+  uint32_t merge_bytes = 256 * 1024;
 };
 
 struct VolumeInfo {
@@ -135,6 +143,7 @@ struct StoreStats {
   uint64_t read_bytes = 0, write_bytes = 0;
   uint64_t data_writes = 0;        // pwrite-class calls on the data file
   uint64_t merged_reads = 0;       // unaligned writes that read a block to merge into
+  uint64_t merged_writes = 0;      // writes gathered into a run instead of going out alone
   uint64_t commits = 0;            // metadata transactions
   uint64_t enospc = 0;             // writes refused for want of an extent
 };
