@@ -35,6 +35,7 @@
 
 #include "block/device.h"
 #include "block/meta.h"
+#include "block/tier.h"
 #include "qcloud/core/check.h"
 
 namespace qcloud::block {
@@ -158,6 +159,7 @@ class StoreImpl final : public Store {
       std::shared_lock gate(gate_);
       QCLOUD_RETURN_IF_ERROR(WriteOutAll());
     }
+    if (tier_) tier_->Demote();
     return mirror_->Maintain();
   }
   std::vector<CopyInfo> copies() override;
@@ -227,6 +229,17 @@ class StoreImpl final : public Store {
   std::unique_ptr<Env> own_env_;
   Env* env_ = nullptr;
   std::unique_ptr<detail::Mirror> mirror_;  // extents.dat and its replicas
+  std::unique_ptr<detail::Tier> tier_;      // the SSD tier above them, if any
+  // The data path: through the tier when there is one.
+  Status DevRead(uint64_t offset, MutableByteView dst) {
+    return tier_ ? tier_->Read(offset, dst) : mirror_->Read(offset, dst);
+  }
+  Status DevWrite(uint64_t offset, ByteView src) {
+    return tier_ ? tier_->Write(offset, src) : mirror_->Write(offset, src);
+  }
+  Status DevZero(uint64_t offset, uint64_t length, bool release) {
+    return tier_ ? tier_->Zero(offset, length, release) : mirror_->Zero(offset, length, release);
+  }
   std::unique_ptr<MetaDb> db_;
 
   std::mutex flush_mu_;
@@ -346,6 +359,9 @@ Result<std::unique_ptr<Store>> StoreImpl::Open(const StoreOptions& options) {
   s->mirror_ = std::make_unique<detail::Mirror>(std::move(copies), quorum, s->db_->uuid(),
                                                 [raw] { return raw->InUse(); });
   QCLOUD_RETURN_IF_ERROR(s->mirror_->Start(loaded.extents.empty()));
+  if (!options.ssd_dir.empty()) {
+    QCLOUD_ASSIGN_OR_RETURN(s->tier_, detail::Tier::Open(*s->env_, options.ssd_dir, options.ssd_bytes, *s->mirror_));
+  }
   // An NBD replica bounds the space: the data directory has none of its own.
   if (s->capacity_ == 0 && s->mirror_->capacity() >= 2 * kExtentSize) {
     s->capacity_ = s->mirror_->capacity() / kExtentSize - 1;
@@ -391,7 +407,7 @@ std::vector<uint32_t> StoreImpl::InUse() {
 
 void StoreImpl::ReleaseNow(const std::vector<uint32_t>& phys) {
   // Give the space back to the file system; the numbers become reusable.
-  for (uint32_t p : phys) (void)mirror_->Zero(DataOffset(p, 0), kExtentSize, true);
+  for (uint32_t p : phys) (void)DevZero(DataOffset(p, 0), kExtentSize, true);
   std::lock_guard lock(alloc_mu_);
   for (uint32_t p : phys) free_.push_back(p);
   allocated_ -= phys.size();
@@ -422,7 +438,7 @@ Status StoreImpl::ReadRun(uint32_t phys, uint64_t file_offset, MutableByteView d
     std::memset(dst.data(), 0, dst.size());
     return Status::Ok();
   }
-  return mirror_->Read(file_offset, dst);
+  return DevRead(file_offset, dst);
 }
 
 Status StoreImpl::ReadBelow(const Layer* layer, uint64_t idx, unsigned b, std::byte* dst) {
@@ -528,7 +544,7 @@ Status StoreImpl::WriteExtent(VolumeState& v, uint64_t idx, uint32_t off, ByteVi
       QCLOUD_RETURN_IF_ERROR(ReadBelow(v.top, idx, b, merge.data()));
       Bump(counters_.merged_reads);
       std::memcpy(merge.data() + (from - bstart), src.data() + (from - off), to - from);
-      QCLOUD_RETURN_IF_ERROR(mirror_->Write(DataOffset(own.phys, b), ByteView(merge.data(), kBlockSize)));
+      QCLOUD_RETURN_IF_ERROR(DevWrite(DataOffset(own.phys, b), ByteView(merge.data(), kBlockSize)));
       Bump(counters_.data_writes);
       pos = to;
       ++b;
@@ -544,7 +560,7 @@ Status StoreImpl::WriteExtent(VolumeState& v, uint64_t idx, uint32_t off, ByteVi
       ++nb;
     }
     const uint32_t run_end = std::min(end, nb * kBlockSize);
-    QCLOUD_RETURN_IF_ERROR(mirror_->Write(DataOffset(own.phys, 0) + from,
+    QCLOUD_RETURN_IF_ERROR(DevWrite(DataOffset(own.phys, 0) + from,
                                           ByteView(src.data() + (from - off), run_end - from)));
     Bump(counters_.data_writes);
     pos = run_end;
@@ -704,7 +720,7 @@ Status StoreImpl::ZeroExtent(VolumeState& v, uint64_t idx, uint32_t off, uint32_
     phys = e->phys;
   }
   QCLOUD_RETURN_IF_ERROR(
-      mirror_->Zero(DataOffset(phys, b0), uint64_t{b1 - b0} * kBlockSize, !no_hole));
+      DevZero(DataOffset(phys, b0), uint64_t{b1 - b0} * kBlockSize, !no_hole));
   Bump(counters_.data_writes);
   std::lock_guard lock(v.map_mu);
   auto it = v.top->map.find(idx);
@@ -846,7 +862,7 @@ Status StoreImpl::MergeInto(Layer* l, Layer* child, MetaDb::Txn& txn, std::vecto
     for (unsigned b = 0; b < kBlocksPerExtent; ++b) {
       if (!visible.Has(b) || ce.Has(b)) continue;
       QCLOUD_RETURN_IF_ERROR(ReadRun(le.phys, DataOffset(le.phys, b), MutableByteView(buf.data(), buf.size())));
-      QCLOUD_RETURN_IF_ERROR(mirror_->Write(DataOffset(ce.phys, b), ByteView(buf.data(), buf.size())));
+      QCLOUD_RETURN_IF_ERROR(DevWrite(DataOffset(ce.phys, b), ByteView(buf.data(), buf.size())));
       Bump(counters_.data_writes);
       ce.Set(b);
       copied = true;
@@ -940,7 +956,7 @@ Status StoreImpl::ResizeVolume(std::string_view name, uint64_t size) {
       if (start + kExtentSize > size) {
         const auto first = static_cast<unsigned>((size - start) / kBlockSize);
         for (unsigned b = first; b < kBlocksPerExtent; ++b) e->second.Clear(b);
-        (void)mirror_->Zero(DataOffset(e->second.phys, first),
+        (void)DevZero(DataOffset(e->second.phys, first),
                                uint64_t{kBlocksPerExtent - first} * kBlockSize, true);
         QCLOUD_RETURN_IF_ERROR(txn.PutExtent(top->id, e->first, e->second));
       }
@@ -1184,6 +1200,16 @@ StoreStats StoreImpl::stats() {
   st.data_writes = get(counters_.data_writes);
   st.merged_reads = get(counters_.merged_reads);
   st.merged_writes = get(counters_.merged_writes);
+  if (tier_) {
+    const detail::TierStats t = tier_->stats();
+    st.tier_slots = t.slots;
+    st.tier_used = t.used;
+    st.tier_hits = t.hits;
+    st.tier_misses = t.misses;
+    st.tier_admissions = t.admissions;
+    st.tier_evictions = t.evictions;
+    st.tier_bytes_per_slot = t.bytes_per_slot;
+  }
   st.commits = get(counters_.commits);
   st.enospc = get(counters_.enospc);
   return st;

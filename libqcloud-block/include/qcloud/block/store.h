@@ -53,6 +53,14 @@
 //   <data_dir>/extents.dat  physical extents, extent p at byte p * 1 MiB (p >= 1);
 //                           sparse: holes read as zeros
 //
+// Tiers. The copies are the capacity ("SATA") tier. With ssd_dir set, a
+// cache of 4 KiB blocks in <ssd_dir>/cache.dat sits above them: a block
+// read twice within a while is kept there (a scan does not displace it), a
+// CLOCK with use counts picks the cold blocks to drop, and Maintain()
+// drops them ahead of need. Write-through: the copies always hold
+// everything, so the tier needs no recovery and starts empty at each open.
+// Its memory is about 13 bytes per cached block (StoreStats::tier_*).
+//
 // Replicas. The data directory's extents.dat is copy 0; each entry of
 // `replicas` is one more, holding the same bytes (CBS keeps 3: pass two).
 // Metadata stays in the data directory. A write completes once
@@ -115,6 +123,9 @@ struct StoreOptions {
   // run is full, or broken by another write, a read of it, a flush, or
   // Maintain()). 0 = every write goes out on its own.
   uint32_t merge_bytes = 256 * 1024;
+  // The performance ("SSD") tier, see Tiers below. Empty = none.
+  std::string ssd_dir;
+  uint64_t ssd_bytes = uint64_t{1} << 30;  // its size; default 1 GiB
 };
 
 struct VolumeInfo {
@@ -146,6 +157,10 @@ struct StoreStats {
   uint64_t merged_writes = 0;      // writes gathered into a run instead of going out alone
   uint64_t commits = 0;            // metadata transactions
   uint64_t enospc = 0;             // writes refused for want of an extent
+  // The SSD tier (zeros without one).
+  uint64_t tier_slots = 0, tier_used = 0;
+  uint64_t tier_hits = 0, tier_misses = 0, tier_admissions = 0, tier_evictions = 0;
+  double tier_bytes_per_slot = 0;  // the policy's memory per cached block
 };
 
 // One copy of the data (see Replicas).
