@@ -1,5 +1,6 @@
 #include "block/device.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -66,6 +67,10 @@ class LocalCopy final : public Copy {
     return file_->Sync();
   }
   uint64_t capacity() const noexcept override { return 0; }
+  void Advise(uint64_t offset, uint64_t length) override {
+    const int fd = file_ ? file_->native_handle() : -1;
+    if (fd >= 0) (void)::posix_fadvise(fd, static_cast<off_t>(offset), static_cast<off_t>(length), POSIX_FADV_WILLNEED);
+  }
 
  private:
   Env& env_;
@@ -328,6 +333,15 @@ Status Mirror::Read(uint64_t offset, MutableByteView dst) {
     last = st;
   }
   return last;
+}
+
+void Mirror::Advise(uint64_t offset, uint64_t length) {
+  for (auto& sp : slots_) {
+    if (sp->health.load(std::memory_order_acquire) == CopyState::Health::kWhole) {
+      sp->copy->Advise(offset, length);
+      return;
+    }
+  }
 }
 
 Status Mirror::Mutate(uint64_t offset, uint64_t length, const std::function<Status(Copy&)>& fn) {

@@ -100,6 +100,11 @@ struct VolumeState {
   uint64_t merge_idx = 0;   // its extent
   uint32_t merge_off = 0;   // its offset in the extent
   std::vector<std::byte> merge_buf;  // empty = no run
+  // Read-ahead: where the next sequential read would start, how many in a
+  // row were, and how far ahead has been asked for.
+  std::atomic<uint64_t> next_read{UINT64_MAX};
+  std::atomic<uint32_t> streak{0};
+  std::atomic<uint64_t> ahead_until{0};
 };
 
 struct SnapshotState {
@@ -111,6 +116,7 @@ struct SnapshotState {
 struct Counters {
   std::atomic<uint64_t> reads{0}, writes{0}, flushes{0}, trims{0}, zeroes{0};
   std::atomic<uint64_t> read_bytes{0}, write_bytes{0}, data_writes{0}, merged_reads{0}, merged_writes{0};
+  std::atomic<uint64_t> readaheads{0}, readahead_bytes{0};
   std::atomic<uint64_t> commits{0}, enospc{0};
 };
 
@@ -186,6 +192,8 @@ class StoreImpl final : public Store {
   bool AnyBelow(const Layer* layer, uint64_t idx, unsigned b0, unsigned b1) const;
 
   Status ReadExtent(VolumeState& v, uint64_t idx, uint32_t off, MutableByteView dst);
+  // Notes a read of [offset, end) and reads ahead for a sequential reader.
+  void ReadAhead(VolumeState& v, uint64_t offset, uint64_t end);
   Status WriteExtent(VolumeState& v, uint64_t idx, uint32_t off, ByteView src);
   Status ZeroExtent(VolumeState& v, uint64_t idx, uint32_t off, uint32_t len, bool no_hole);
   // Write merging. Merge() takes the write into the volume's run when it
@@ -498,6 +506,7 @@ Status StoreImpl::Read(VolumeState& v, uint64_t offset, MutableByteView dst) {
   }
   Bump(counters_.reads);
   Bump(counters_.read_bytes, dst.size());
+  ReadAhead(v, offset, offset + dst.size());
   size_t done = 0;
   while (done < dst.size()) {
     const uint64_t at = offset + done;
@@ -508,6 +517,39 @@ Status StoreImpl::Read(VolumeState& v, uint64_t offset, MutableByteView dst) {
     done += n;
   }
   return Status::Ok();
+}
+
+void StoreImpl::ReadAhead(VolumeState& v, uint64_t offset, uint64_t end) {
+  const bool sequential = v.next_read.exchange(end, std::memory_order_relaxed) == offset;
+  const uint32_t streak = sequential ? v.streak.fetch_add(1, std::memory_order_relaxed) + 1 : 0;
+  if (!sequential) v.streak.store(0, std::memory_order_relaxed);
+  if (streak < 2) return;
+  const uint64_t window = std::clamp<uint64_t>((end - offset) * 8, 256 * 1024, 4 * kExtentSize);
+  const uint64_t ahead = v.ahead_until.load(std::memory_order_relaxed);
+  if (ahead >= end + window / 2 && ahead <= end + window) return;  // still far enough ahead
+  uint64_t from = std::max(ahead, end);
+  if (from > end + window) from = end;  // the reader jumped: start over
+  const uint64_t to = std::min(end + window, v.size.load(std::memory_order_relaxed));
+  if (from >= to) return;
+  v.ahead_until.store(to, std::memory_order_relaxed);
+  Bump(counters_.readaheads);
+  Bump(counters_.readahead_bytes, to - from);
+  // Where each extent of the window lives: the highest layer holding any
+  // of it (an approximation: a hint needs no more).
+  for (uint64_t at = from; at < to;) {
+    const uint64_t idx = at / kExtentSize;
+    const uint64_t stop = std::min(to, (idx + 1) * kExtentSize);
+    uint32_t phys = 0;
+    {
+      std::lock_guard lock(v.map_mu);
+      for (const Layer* l = v.top; l != nullptr && phys == 0; l = l->parent) {
+        auto it = l->map.find(idx);
+        if (it != l->map.end()) phys = it->second.phys;
+      }
+    }
+    if (phys != 0) mirror_->Advise(DataOffset(phys, 0) + at % kExtentSize, stop - at);
+    at = stop;
+  }
 }
 
 // ---- writes ----
@@ -1200,6 +1242,8 @@ StoreStats StoreImpl::stats() {
   st.data_writes = get(counters_.data_writes);
   st.merged_reads = get(counters_.merged_reads);
   st.merged_writes = get(counters_.merged_writes);
+  st.readaheads = get(counters_.readaheads);
+  st.readahead_bytes = get(counters_.readahead_bytes);
   if (tier_) {
     const detail::TierStats t = tier_->stats();
     st.tier_slots = t.slots;

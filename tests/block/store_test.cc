@@ -505,3 +505,32 @@ TEST_CASE("block store merges sequential small writes into few large ones") {
 
 }  // namespace
 }  // namespace qcloud::block
+
+namespace qcloud::block {
+namespace {
+
+TEST_CASE("block store reads ahead for a sequential reader only") {
+  TempDir dir("qcloud-block");
+  auto store = OpenStore(dir.path);
+  REQUIRE_OK(store->CreateVolume("ra", 16 * kMiB));
+  auto v = store->OpenVolume("ra").value();
+  const Bytes data = Pattern(16 * kMiB, 81);
+  REQUIRE_OK(v->Write(0, V(data), false));
+  // Random reads: no read-ahead.
+  std::mt19937_64 rng(1);
+  for (int i = 0; i < 50; ++i) (void)ReadAll(*v, (rng() % 4000) * 4096, 4096);
+  CHECK(store->stats().readaheads == 0);
+  // 64 KiB reads in order: read-ahead starts at the third and keeps ahead
+  // in windows, not once per read.
+  for (uint64_t off = 0; off < 8 * kMiB; off += 64 * 1024) {
+    CHECK(ReadAll(*v, off, 64 * 1024) == Bytes(data.begin() + off, data.begin() + off + 64 * 1024));
+  }
+  const StoreStats st = store->stats();
+  MESSAGE("128 sequential reads: " << st.readaheads << " read-ahead windows, " << st.readahead_bytes << " bytes");
+  CHECK(st.readaheads >= 4);
+  CHECK(st.readaheads <= 64);
+  CHECK(st.readahead_bytes >= 7 * kMiB);
+}
+
+}  // namespace
+}  // namespace qcloud::block

@@ -61,6 +61,9 @@ class Copy {
   virtual Status Write(uint64_t offset, ByteView src) = 0;
   virtual Status Zero(uint64_t offset, uint64_t length, bool release) = 0;
   virtual Status Sync() = 0;
+  // A hint: [offset, offset + length) will be read soon (read-ahead). The
+  // local copy asks the kernel to read it into the page cache.
+  virtual void Advise(uint64_t offset, uint64_t length) { (void)offset, (void)length; }
   // Bytes the copy can hold (0 = no limit).
   virtual uint64_t capacity() const noexcept = 0;
 };
@@ -100,6 +103,8 @@ class Mirror {
   Status Write(uint64_t offset, ByteView src);
   Status Zero(uint64_t offset, uint64_t length, bool release);
   Status Sync();
+  // Read-ahead hint to the copy reads go to.
+  void Advise(uint64_t offset, uint64_t length);
 
   // Reopens failed copies and rebuilds what they missed; returns when every
   // copy is whole or could not be reached. Background work: call it every

@@ -32,6 +32,10 @@
 //     the snapshot. Deleting a snapshot or volume frees every extent no
 //     remaining layer reads; a frozen layer read by exactly one layer is
 //     merged into it.
+//   - Read-ahead: a volume read sequentially (each read starting where the
+//     last ended, three in a row) has the next window (8 reads' worth,
+//     256 KiB to 4 MiB) read ahead into the page cache of the copy reads
+//     go to.
 //   - Write merging (merge_bytes): a stream of small sequential writes is
 //     written out in runs of up to 256 KiB; readers see the run at once.
 //   - Trim and write-zeroes: the blocks read as zeros afterwards; their
@@ -155,6 +159,8 @@ struct StoreStats {
   uint64_t data_writes = 0;        // pwrite-class calls on the data file
   uint64_t merged_reads = 0;       // unaligned writes that read a block to merge into
   uint64_t merged_writes = 0;      // writes gathered into a run instead of going out alone
+  uint64_t readaheads = 0;         // read-ahead windows started for sequential readers
+  uint64_t readahead_bytes = 0;
   uint64_t commits = 0;            // metadata transactions
   uint64_t enospc = 0;             // writes refused for want of an extent
   // The SSD tier (zeros without one).
