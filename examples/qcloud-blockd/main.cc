@@ -7,14 +7,18 @@
 //   qemu-img info nbd://127.0.0.1:10809/vm1
 //
 //   qcloud-blockd volume create|list|resize|delete|snapshot|snapshots|
-//                 delete-snapshot|rollback|clone ... --data-dir DIR
+//                 delete-snapshot|rollback|clone|copies ... --data-dir DIR
 //
 // Prints "qcloud-blockd listening on HOST:PORT" once it accepts
 // connections; SIGINT/SIGTERM stop it cleanly (requests in flight are
-// answered, then everything is flushed). The volume commands work on the
-// store directly and so need the server stopped (the data directory is
-// locked while it runs; they say so).
+// answered, then everything is flushed). The volume commands work on a
+// stopped or a running server: they open the store themselves, or, when a
+// server holds it, send the same command to the server's admin socket
+// (<data-dir>/admin.sock, mode 0600; qcloud/block/admin.h); either way they
+// print the same text and exit 0, or say why on stderr and exit 1. A volume
+// made on a running server is served at once.
 
+#include <algorithm>
 #include <cstring>
 #include <iostream>
 #include <memory>
@@ -25,9 +29,11 @@
 
 #include "cli.h"
 #include "serve_metrics.h"
+#include "qcloud/block/admin.h"
 #include "qcloud/block/nbd_server.h"
 #include "qcloud/block/store.h"
 #include "qcloud/block/volume_exports.h"
+#include "qcloud/core/env.h"
 #include "qcloud/core/lifecycle.h"
 #include "qcloud/core/metrics.h"
 #include "qcloud/core/units.h"
@@ -37,17 +43,9 @@ using namespace qcloud;
 namespace {
 
 constexpr char kProgram[] = "qcloud-blockd";
-
-std::string Human(uint64_t bytes) {
-  static const char* units[] = {"B", "K", "M", "G", "T", "P"};
-  int u = 0;
-  uint64_t v = bytes;
-  while (u < 5 && v >= 1024 && v % 1024 == 0) {
-    v /= 1024;
-    ++u;
-  }
-  return fmt::format("{}{}", v, units[u]);
-}
+// A volume command sent to a running server: its own run time included (a
+// snapshot flushes the volume first).
+constexpr auto kAdminTimeout = std::chrono::seconds(60);
 
 // "NAME:SIZE" from --volume.
 Result<std::pair<std::string, uint64_t>> ParseVolumeFlag(std::string_view text) {
@@ -71,11 +69,15 @@ int Usage(std::ostream& os, int code) {
      << "       " << kProgram << " volume delete-snapshot NAME SNAPSHOT --data-dir DIR\n"
      << "       " << kProgram << " volume rollback NAME SNAPSHOT --data-dir DIR\n"
      << "       " << kProgram << " volume clone NAME SNAPSHOT NEW-NAME --data-dir DIR\n"
+     << "       " << kProgram << " volume copies --data-dir DIR\n"
+     << "the volume commands work on a stopped or a running server\n"
      << "run '" << kProgram << " --help' for the server's options\n";
   return code;
 }
 
-// The `volume ...` commands: positional words and --data-dir.
+// The `volume ...` commands: positional words and --data-dir. They run
+// on the store itself when it is free, else through the running server's
+// admin socket; both answer in the admin protocol's text, printed as is.
 int VolumeCommand(int argc, char** argv) {
   std::vector<std::string> words;
   std::string data_dir;
@@ -95,47 +97,35 @@ int VolumeCommand(int argc, char** argv) {
     }
   }
   if (words.empty() || data_dir.empty()) return Usage(std::cerr, 2);
-  const std::string& cmd = words[0];
-  auto want = [&](size_t n) { return words.size() == n + 1; };
   auto fail = [](const Status& s) {
     std::cerr << kProgram << ": " << s.ToString() << "\n";
     return 1;
   };
-  auto opened = block::Store::Open({.data_dir = data_dir});
-  if (!opened) return fail(opened.status());
-  block::Store& store = **opened;
-  Status st;
-  if (cmd == "create" && want(2)) {
-    auto size = ParseByteSize(words[2]);
-    if (!size) return fail(size.status());
-    st = store.CreateVolume(words[1], *size);
-  } else if (cmd == "list" && want(0)) {
-    for (const auto& v : store.ListVolumes()) {
-      std::cout << fmt::format("{}\t{}\tallocated {}{}\n", v.name, Human(v.size), Human(v.allocated_bytes),
-                               v.origin.empty() ? "" : "\torigin " + v.origin);
+  // The request is the words joined by spaces: a word that holds one
+  // would come apart on the way.
+  std::string line;
+  for (const std::string& w : words) {
+    if (w.empty() || w.find(' ') != std::string::npos) {
+      return fail(InvalidArgument(fmt::format("'{}': names and sizes hold no spaces", w)));
     }
-  } else if (cmd == "resize" && want(2)) {
-    auto size = ParseByteSize(words[2]);
-    if (!size) return fail(size.status());
-    st = store.ResizeVolume(words[1], *size);
-  } else if (cmd == "delete" && want(1)) {
-    st = store.DeleteVolume(words[1]);
-  } else if (cmd == "snapshot" && want(2)) {
-    st = store.CreateSnapshot(words[1], words[2]);
-  } else if (cmd == "snapshots" && (want(0) || want(1))) {
-    for (const auto& s : store.ListSnapshots(words.size() > 1 ? words[1] : "")) {
-      std::cout << fmt::format("{}@{}\t{}\n", s.volume, s.name, Human(s.size));
-    }
-  } else if (cmd == "delete-snapshot" && want(2)) {
-    st = store.DeleteSnapshot(words[1], words[2]);
-  } else if (cmd == "rollback" && want(2)) {
-    st = store.Rollback(words[1], words[2]);
-  } else if (cmd == "clone" && want(3)) {
-    st = store.Clone(words[1], words[2], words[3]);
-  } else {
-    return Usage(std::cerr, 2);
+    line += (line.empty() ? "" : " ") + w;
   }
-  return st.ok() ? 0 : fail(st);
+  auto run = [&]() -> Result<std::string> {
+    auto store = block::Store::Open({.data_dir = data_dir});
+    if (store) return block::RunAdminCommand(**store, line);
+    if (store.status().code() != Errc::kUnavailable) return store.status();
+    // Locked: a server runs on this directory; it runs the command.
+    const std::string socket = JoinPath(data_dir, block::kAdminSocketName);
+    auto sent = block::SendAdminCommand(socket, line, kAdminTimeout);
+    if (!sent) return sent.status().WithContext(store.status().message());
+    return sent;
+  };
+  auto reply = run();
+  if (!reply) return fail(reply.status());
+  auto parsed = block::ParseAdminReply(*reply);
+  if (!parsed) return fail(parsed.status());
+  std::cout << parsed->data << std::flush;
+  return parsed->status.ok() ? 0 : fail(parsed->status);
 }
 
 struct Flags {
@@ -147,6 +137,9 @@ struct Flags {
   uint64_t capacity = 0;
   std::vector<std::string> replicas;
   unsigned write_quorum = 0;
+  std::string ssd_dir;
+  uint64_t ssd_size = uint64_t{1} << 30;
+  uint64_t merge_bytes = 256 * 1024;
   unsigned threads = 2;
   std::chrono::milliseconds drain{};
   std::string backend = "auto";
@@ -169,6 +162,10 @@ int main(int argc, char** argv) {
                  "another copy of the data: a directory (dir:PATH) or an NBD export (nbd://HOST:PORT/NAME); "
                  "repeatable, CBS keeps 3 copies");
   cli.AddNumber("write-quorum", &f.write_quorum, "copies a write needs (0 = a majority)", 5u);
+  cli.AddString("ssd-dir", &f.ssd_dir, "directory of the SSD tier, a cache of hot blocks (default: none)");
+  cli.AddBytes("ssd-size", &f.ssd_size, "1G", "size of the SSD tier");
+  cli.AddBytes("merge-bytes", &f.merge_bytes, "256K",
+               "gather sequential small writes into writes of up to this much (0 = off)");
   cli.AddNumber("threads", &f.threads, "worker threads (one event loop each)", 256u);
   cli.AddDuration("drain", &f.drain, "1s", "at a stop, time to answer requests already read");
   cli.AddString("loop", &f.backend, "connection loop: auto, io_uring or epoll");
@@ -185,7 +182,10 @@ int main(int argc, char** argv) {
   auto store = block::Store::Open({.data_dir = f.data_dir,
                                    .capacity_bytes = f.capacity,
                                    .replicas = f.replicas,
-                                   .write_quorum = f.write_quorum});
+                                   .write_quorum = f.write_quorum,
+                                   .merge_bytes = static_cast<uint32_t>(std::min<uint64_t>(f.merge_bytes, 1u << 20)),
+                                   .ssd_dir = f.ssd_dir,
+                                   .ssd_bytes = f.ssd_size});
   if (!store) return cli.Exit(store.error());
   block::Store& st = **store;
   for (const std::string& spec : f.volumes) {
@@ -205,6 +205,11 @@ int main(int argc, char** argv) {
   if (!server) return cli.Exit(server.error());
   block::NbdServer& srv = **server;
 
+  // Volume commands while the store is ours (qcloud-blockd volume ...).
+  auto admin = block::AdminServer::Open(st, JoinPath(f.data_dir, block::kAdminSocketName));
+  if (!admin) return cli.Exit(admin.error());
+  block::AdminServer& adm = **admin;
+
   MetricsRegistry registry;
   if (Status s = srv.RegisterMetrics(registry); !s.ok()) return cli.Exit(s);
   if (Status s = block::RegisterMetrics(st, registry); !s.ok()) return cli.Exit(s);
@@ -221,6 +226,11 @@ int main(int argc, char** argv) {
     Status s = st.Maintain();
     if (!s.ok() && s.ToString() != last_error) log.Log(LogLevel::kWarning, "replicas: " + s.ToString());
     last_error = s.ok() ? "" : s.ToString();
+    return Status::Ok();
+  });
+  (*life)->Spawn("admin", [&adm] { return adm.Serve(); });
+  (*life)->OnStop("admin", [&adm] {
+    adm.Stop();
     return Status::Ok();
   });
   (*life)->OnStop("nbd", [&srv] {

@@ -207,6 +207,20 @@ Result<std::unique_ptr<MetaDb>> MetaDb::Open(const std::string& dir, size_t map_
     mdb_txn_abort(txn);
     return LmdbError(rc, "uuid record");
   }
+  MDB_val rk = Val("replicas"), rv;
+  rc = mdb_get(txn, db->format_, &rk, &rv);
+  if (rc == 0) {
+    Reader r{View(rv)};
+    db->quorum_ = r.U32();
+    while (!r.bad && !r.s.empty()) db->replicas_.push_back(r.Str());
+    if (r.bad) {
+      mdb_txn_abort(txn);
+      return Corruption(dir + ": bad replicas record");
+    }
+  } else if (rc != MDB_NOTFOUND) {
+    mdb_txn_abort(txn);
+    return LmdbError(rc, "replicas record");
+  }
   rc = mdb_txn_commit(txn);
   if (rc != 0) return LmdbError(rc, "commit");
   return db;
@@ -294,6 +308,25 @@ Result<Loaded> MetaDb::Load() {
   mdb_txn_abort(txn);
   if (!st.ok()) return st;
   return out;
+}
+
+Status MetaDb::PutReplicas(const std::vector<std::string>& replicas, uint32_t quorum) {
+  Writer w;
+  w.U32(quorum);
+  for (const std::string& r : replicas) w.Str(r);
+  MDB_txn* txn = nullptr;
+  int rc = mdb_txn_begin(env_, nullptr, 0, &txn);
+  if (rc != 0) return LmdbError(rc, "begin");
+  Status st = Put(txn, format_, "replicas", w.s, "put replicas");
+  if (!st.ok()) {
+    mdb_txn_abort(txn);
+    return st;
+  }
+  rc = mdb_txn_commit(txn);
+  if (rc != 0) return LmdbError(rc, "commit");
+  replicas_ = replicas;
+  quorum_ = quorum;
+  return Status::Ok();
 }
 
 Result<MetaDb::Txn> MetaDb::Begin() {

@@ -355,13 +355,23 @@ Result<std::unique_ptr<Store>> StoreImpl::Open(const StoreOptions& options) {
   // The copies of the extents: the data directory's, then the replicas.
   std::vector<std::unique_ptr<detail::Copy>> copies;
   copies.push_back(detail::NewLocalCopy(*s->env_, options.data_dir));
-  for (const std::string& spec : options.replicas) {
+  // The replicas named now, or else the ones the store last had: a tool
+  // that opens a stopped store must not leave its copies behind.
+  std::vector<std::string> replicas = options.replicas;
+  unsigned write_quorum = options.write_quorum;
+  if (replicas.empty()) {
+    replicas = s->db_->replicas();
+    if (write_quorum == 0) write_quorum = s->db_->write_quorum();
+  } else if (replicas != s->db_->replicas() || write_quorum != s->db_->write_quorum()) {
+    QCLOUD_RETURN_IF_ERROR(s->db_->PutReplicas(replicas, write_quorum));
+  }
+  for (const std::string& spec : replicas) {
     QCLOUD_ASSIGN_OR_RETURN(auto c, detail::NewCopy(*s->env_, spec));
     copies.push_back(std::move(c));
   }
   const auto n = static_cast<unsigned>(copies.size());
   if (n > 5) return InvalidArgument(fmt::format("{} copies: at most 5 (4 replicas)", n));
-  const unsigned quorum = options.write_quorum != 0 ? options.write_quorum : n / 2 + 1;
+  const unsigned quorum = write_quorum != 0 ? write_quorum : n / 2 + 1;
   if (quorum > n) return InvalidArgument(fmt::format("write quorum {} of {} copies", quorum, n));
   StoreImpl* raw = s.get();
   s->mirror_ = std::make_unique<detail::Mirror>(std::move(copies), quorum, s->db_->uuid(),

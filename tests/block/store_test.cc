@@ -411,6 +411,11 @@ TEST_CASE("block store replicas hold the same bytes and a wiped one is rebuilt w
   store.reset();
   store = Store::Open({.data_dir = dir.path, .replicas = {"dir:" + r1.path, r2.path}}).value();
   CHECK(ReadAll(*store->OpenVolume("v").value(), 0, model.size()) == model);
+  // Opened by a tool that names no replicas: the store keeps its three copies.
+  store.reset();
+  store = Store::Open({.data_dir = dir.path}).value();
+  CHECK(store->copies().size() == 3);
+  CHECK(ReadAll(*store->OpenVolume("v").value(), 0, model.size()) == model);
 }
 
 TEST_CASE("block store rebuilds its own data directory from a replica") {

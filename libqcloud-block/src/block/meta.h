@@ -8,6 +8,8 @@
 //
 //   DB "format"    "format"                      -> u32 version, u32 block, u32 extent
 //                  "uuid"                        -> 16 random bytes naming the store
+//                  "replicas"                    -> u32 write quorum, then the replica
+//                                                   locations, each u32 length + bytes
 //   DB "volumes"   name                          -> VolumeRec
 //   DB "snapshots" volume '\0' snapshot          -> SnapshotRec
 //   DB "layers"    u64be layer id                -> LayerRec
@@ -85,6 +87,11 @@ class MetaDb {
   Result<Loaded> Load();
   // The store's identity, made when the environment was created.
   const std::array<std::byte, 16>& uuid() const noexcept { return uuid_; }
+  // The replicas the store was last opened with (and their write quorum, 0
+  // = majority), so that an Open() that names none keeps them.
+  const std::vector<std::string>& replicas() const noexcept { return replicas_; }
+  uint32_t write_quorum() const noexcept { return quorum_; }
+  Status PutReplicas(const std::vector<std::string>& replicas, uint32_t quorum);
 
   // A write transaction. Destroyed without Commit(): aborted.
   class Txn {
@@ -116,6 +123,8 @@ class MetaDb {
   MetaDb() = default;
   MDB_env* env_ = nullptr;
   std::array<std::byte, 16> uuid_{};
+  std::vector<std::string> replicas_;
+  uint32_t quorum_ = 0;
   MDB_dbi format_ = 0, volumes_ = 0, snapshots_ = 0, layers_ = 0, extents_ = 0, counters_ = 0;
 };
 

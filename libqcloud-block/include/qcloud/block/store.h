@@ -75,7 +75,9 @@
 // missed; Maintain() reconnects it and copies those extents in, or every
 // extent when it came back empty or from another store, while I/O goes on.
 // Open() refuses a store with fewer than write_quorum whole copies, and a
-// copy whose header names another store. After a crash, copies may differ
+// copy whose header names another store. The store remembers its replicas:
+// an Open() that names none (a tool working on a stopped server) uses the
+// ones it was last opened with. After a crash, copies may differ
 // in blocks written since the last flush; reads keep to the first whole
 // copy, so a client sees one of them consistently.
 //
