@@ -1315,6 +1315,20 @@ Status RegisterMetrics(Store& store, MetricsRegistry& registry) {
       {"qcloud_block_commits_total", "Metadata transactions.", MetricType::kCounter, &StoreStats::commits},
       {"qcloud_block_enospc_total", "Writes refused for want of an extent.", MetricType::kCounter,
        &StoreStats::enospc},
+      {"qcloud_block_merged_writes_total", "Writes gathered into a merged run.", MetricType::kCounter,
+       &StoreStats::merged_writes},
+      {"qcloud_block_readaheads_total", "Read-ahead windows started.", MetricType::kCounter,
+       &StoreStats::readaheads},
+      {"qcloud_block_tier_slots", "Blocks the SSD tier can hold.", MetricType::kGauge, &StoreStats::tier_slots},
+      {"qcloud_block_tier_used", "Blocks in the SSD tier.", MetricType::kGauge, &StoreStats::tier_used},
+      {"qcloud_block_tier_hits_total", "Block reads served by the SSD tier.", MetricType::kCounter,
+       &StoreStats::tier_hits},
+      {"qcloud_block_tier_misses_total", "Block reads that went to the capacity tier.", MetricType::kCounter,
+       &StoreStats::tier_misses},
+      {"qcloud_block_tier_admissions_total", "Blocks written into the SSD tier.", MetricType::kCounter,
+       &StoreStats::tier_admissions},
+      {"qcloud_block_tier_evictions_total", "Blocks demoted out of the SSD tier.", MetricType::kCounter,
+       &StoreStats::tier_evictions},
   };
   for (const Row& r : kRows) {
     const auto field = r.field;
