@@ -49,8 +49,9 @@ free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("12
 
 GiB=$((1 << 30))
 if [[ $mode == blockd ]]; then
+  mport=$(free_port)
   "$bin" --listen 127.0.0.1:0 --data-dir "$work/data" --volume vm1:5G --volume img:1G \
-    >"$work/server.log" 2>&1 &
+    --metrics-listen "127.0.0.1:$mport" >"$work/server.log" 2>&1 &
   pid=$!
   for _ in $(seq 100); do
     grep -q "listening on" "$work/server.log" && break
@@ -159,6 +160,14 @@ rm -f "$work/rand.img" "$work/back.img"
 check "fio nbd randwrite qd16 then crc32c verify" timeout 120 fio --name=v --ioengine=nbd \
   --uri="$base/vm1" --rw=randwrite --bs=4k --size=64m --offset=100m --iodepth=16 \
   --verify=crc32c --verify_fatal=1 --do_verify=1 --verify_state_save=0 --randrepeat=0 --output-format=terse
+
+# --- /metrics, read by Prometheus' own parser and linter ---
+if [[ $mode == blockd ]] && command -v promtool >/dev/null; then
+  curl -s "http://127.0.0.1:$mport/metrics" >"$work/metrics.txt" || true
+  check "promtool check metrics on qcloud-blockd's /metrics" promtool check metrics <"$work/metrics.txt"
+  check "/metrics counts the work done" bash -c \
+    "awk '\$1 == \"qcloud_block_writes_total\" && \$2 > 1000 {ok=1} END {exit !ok}' $work/metrics.txt && grep -q '^qcloud_nbd_' $work/metrics.txt"
+fi
 
 echo "$passed passed, $failed failed"
 [[ $failed -eq 0 ]]
