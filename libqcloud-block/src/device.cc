@@ -115,6 +115,40 @@ class NbdCopy final : public Copy {
     return Run([&](nbd_handle* h) { return nbd_pwrite(h, src.data(), src.size(), offset, 0); }, "write",
                offset, src.size());
   }
+  std::function<Status()> StartWrite(uint64_t offset, ByteView src) override {
+    if (capacity_ != 0 && (offset > capacity_ || src.size() > capacity_ - offset)) {
+      Status st = Write(offset, src);  // the bounds error
+      return [st] { return st; };
+    }
+    auto borrowed = Borrow();
+    if (!borrowed.ok()) {
+      Status st = borrowed.status();
+      return [st] { return st; };
+    }
+    nbd_handle* h = *borrowed;
+    const int64_t cookie = nbd_aio_pwrite(h, src.data(), src.size(), offset, NBD_NULL_COMPLETION, 0);
+    if (cookie < 0) {
+      Status st = Error(fmt::format("write {}", uri_));
+      nbd_close(h);
+      return [st] { return st; };
+    }
+    return [this, h, cookie]() -> Status {
+      // Bounded: a server that stops answering fails the copy, it does
+      // not hang the writer.
+      for (int waited = 0; waited < kWaitSeconds * 10; ++waited) {
+        const int done = nbd_aio_command_completed(h, static_cast<uint64_t>(cookie));
+        if (done == 1) {
+          Return(h);
+          return Status::Ok();
+        }
+        if (done < 0 || nbd_poll(h, 100) < 0) break;
+      }
+      Status st = Error(fmt::format("write {}", uri_));
+      nbd_close(h);
+      return st;
+    };
+  }
+
   Status Zero(uint64_t offset, uint64_t length, bool release) override {
     if (offset >= capacity_) return Status::Ok();
     length = std::min(length, capacity_ - offset);
@@ -195,6 +229,7 @@ class NbdCopy final : public Copy {
   }
 
   static constexpr size_t kMaxIdle = 8;
+  static constexpr int kWaitSeconds = 30;
   const std::string uri_;
   std::mutex mu_;
   std::vector<nbd_handle*> idle_;
@@ -344,14 +379,20 @@ void Mirror::Advise(uint64_t offset, uint64_t length) {
   }
 }
 
-Status Mirror::Mutate(uint64_t offset, uint64_t length, const std::function<Status(Copy&)>& fn) {
+Status Mirror::Mutate(uint64_t offset, uint64_t length,
+                      const std::function<std::function<Status()>(Copy&)>& start) {
   std::shared_lock stripe(StripeOf(offset));
   const auto first = static_cast<uint32_t>(offset / kExtent);
   const auto last = static_cast<uint32_t>((offset + std::max<uint64_t>(length, 1) - 1) / kExtent);
-  unsigned whole = 0;
-  Status err;
-  for (auto& sp : slots_) {
-    Slot& s = *sp;
+  struct Job {
+    Slot* slot;
+    CopyState::Health health;
+    std::function<Status()> wait;
+  };
+  std::vector<Job> jobs;
+  jobs.reserve(slots_.size());
+  for (size_t i = slots_.size(); i-- > 0;) {
+    Slot& s = *slots_[i];
     CopyState::Health h = s.health.load(std::memory_order_acquire);
     if (h == CopyState::Health::kFailed) {
       std::lock_guard lock(s.mu);
@@ -361,7 +402,13 @@ Status Mirror::Mutate(uint64_t offset, uint64_t length, const std::function<Stat
         continue;
       }
     }
-    Status st = fn(*s.copy);
+    jobs.push_back({&s, h, start(*s.copy)});
+  }
+  unsigned whole = 0;
+  Status err;
+  for (Job& j : jobs) {
+    Slot& s = *j.slot;
+    Status st = j.wait();
     if (!st.ok()) {
       Fail(s, st);
       std::lock_guard lock(s.mu);
@@ -373,7 +420,7 @@ Status Mirror::Mutate(uint64_t offset, uint64_t length, const std::function<Stat
       std::lock_guard lock(s.mu);
       for (uint32_t e = first; e <= last; ++e) s.unsynced.insert(e);
     }
-    if (h == CopyState::Health::kWhole) ++whole;
+    if (j.health == CopyState::Health::kWhole) ++whole;
   }
   if (whole >= quorum_) return Status::Ok();
   return Status(err.ok() ? Errc::kIoError : err.code(),
@@ -382,11 +429,14 @@ Status Mirror::Mutate(uint64_t offset, uint64_t length, const std::function<Stat
 }
 
 Status Mirror::Write(uint64_t offset, ByteView src) {
-  return Mutate(offset, src.size(), [&](Copy& c) { return c.Write(offset, src); });
+  return Mutate(offset, src.size(), [&](Copy& c) { return c.StartWrite(offset, src); });
 }
 
 Status Mirror::Zero(uint64_t offset, uint64_t length, bool release) {
-  return Mutate(offset, length, [&](Copy& c) { return c.Zero(offset, length, release); });
+  return Mutate(offset, length, [&](Copy& c) {
+    Status st = c.Zero(offset, length, release);
+    return std::function<Status()>([st] { return st; });
+  });
 }
 
 Status Mirror::Sync() {

@@ -59,6 +59,13 @@ class Copy {
   // Bytes past what was ever written read as zeros.
   virtual Status Read(uint64_t offset, MutableByteView dst) = 0;
   virtual Status Write(uint64_t offset, ByteView src) = 0;
+  // Starts a write and returns what waits for its end: the copies of one
+  // write proceed together (an NBD copy's round trip overlaps the others).
+  // `src` stays valid until the waiter has returned. Default: Write() now.
+  virtual std::function<Status()> StartWrite(uint64_t offset, ByteView src) {
+    Status st = Write(offset, src);
+    return [st] { return st; };
+  }
   virtual Status Zero(uint64_t offset, uint64_t length, bool release) = 0;
   virtual Status Sync() = 0;
   // A hint: [offset, offset + length) will be read soon (read-ahead). The
@@ -118,7 +125,11 @@ class Mirror {
  private:
   struct Slot;
   enum class Op { kWrite, kZero };
-  Status Mutate(uint64_t offset, uint64_t length, const std::function<Status(Copy&)>& fn);
+  // Runs `start` on every copy that is not failed (the last first, so the
+  // remote ones are in flight while the local one writes), then waits for
+  // them all.
+  Status Mutate(uint64_t offset, uint64_t length,
+                const std::function<std::function<Status()>(Copy&)>& start);
   void Fail(Slot& s, const Status& why);
   Status WriteHeader(Copy& c, uint8_t state);
   Status Rebuild(Slot& s);
