@@ -4,9 +4,11 @@
 #include "block/nbd_session.h"
 
 #include <algorithm>
+#include <string>
 #include <string_view>
 #include <system_error>
 #include <utility>
+#include <vector>
 
 #include "block/nbd_proto.h"
 
@@ -192,6 +194,10 @@ void NbdSession::HandleOption(uint32_t option, ByteView data, Buffer& out) {
     case kOptGo:
       InfoOrGo(option, data, out);
       return;
+    case kOptListMetaContext:
+    case kOptSetMetaContext:
+      MetaContext(option, data, out);
+      return;
     case kOptStructuredReply:
       if (!data.empty()) {
         PutOptionError(out, option, kRepErrInvalid, "NBD_OPT_STRUCTURED_REPLY takes no data");
@@ -217,6 +223,7 @@ void NbdSession::ExportName(ByteView name, Buffer& out) {
     return;
   }
   export_ = std::move(opened).value();
+  block_status_ = meta_allocation_ && meta_export_ == name.AsStringView();
   const ExportInfo& info = export_->info();
   Put64(out, info.size);
   Put16(out, TransmissionFlags(info));
@@ -323,10 +330,62 @@ void NbdSession::InfoOrGo(uint32_t option, ByteView data, Buffer& out) {
   }
   PutOptionReply(out, option, kRepAck);
   if (option == kOptGo) {
+    block_status_ = meta_allocation_ && meta_export_ == name.AsStringView();
     export_ = std::move(e);
     phase_ = Phase::kTransmission;
     Bump(counters_.handshakes);
   }
+}
+
+void NbdSession::MetaContext(uint32_t option, ByteView data, Buffer& out) {
+  // Data: u32 export name length, name, u32 query count, each query a u32
+  // length and the string; the lengths must add up exactly.
+  const bool set = option == kOptSetMetaContext;
+  if (set) meta_allocation_ = false;  // SET replaces the selection, even when it fails
+  if (set && !structured_) {
+    PutOptionError(out, option, kRepErrInvalid, "meta contexts need structured replies first");
+    return;
+  }
+  auto bad = [&] { PutOptionError(out, option, kRepErrInvalid, "malformed meta context request"); };
+  if (data.size() < 8) return bad();
+  const uint32_t name_length = DecodeBigEndian32(data.data());
+  if (name_length > data.size() - 8) return bad();
+  const std::string_view name = data.subview(4, name_length).AsStringView();
+  size_t at = 4 + size_t{name_length};
+  const uint32_t count = DecodeBigEndian32(data.data() + at);
+  at += 4;
+  bool selected = false;
+  for (uint32_t i = 0; i < count; ++i) {
+    if (data.size() - at < 4) return bad();
+    const uint32_t len = DecodeBigEndian32(data.data() + at);
+    at += 4;
+    if (len > data.size() - at) return bad();
+    const std::string_view query = data.subview(at, len).AsStringView();
+    at += len;
+    // base:allocation by its name; LIST also takes the namespace alone.
+    if (query == kBaseAllocation || (!set && query == "base:")) selected = true;
+  }
+  if (at != data.size()) return bad();
+  if (!set && count == 0) selected = true;  // LIST with no query: everything there is
+  auto opened = exports_.Open(name);
+  if (!opened.ok()) {
+    PutOptionError(out, option, kRepErrUnknown, opened.status().message());
+    return;
+  }
+  if (selected) {
+    // NBD_REP_META_CONTEXT: u32 id (LIST: 0, reserved), the name.
+    Put64(out, kOptionReplyMagic);
+    Put32(out, option);
+    Put32(out, kRepMetaContext);
+    Put32(out, static_cast<uint32_t>(4 + kBaseAllocation.size()));
+    Put32(out, set ? kBaseAllocationId : 0);
+    out.Append(ByteView(kBaseAllocation));
+  }
+  if (set) {
+    meta_allocation_ = selected;
+    meta_export_ = std::string(name);
+  }
+  PutOptionReply(out, option, kRepAck);
 }
 
 uint16_t NbdSession::TransmissionFlags(const ExportInfo& info) const noexcept {
@@ -426,6 +485,11 @@ NbdSession::Refusal NbdSession::Check(const Request& r) const {
       supported = info.can_zero;
       allowed |= kCmdFlagNoHole;
       break;
+    case kCmdBlockStatus:
+      supported = block_status_;
+      allowed |= kCmdFlagReqOne;
+      if (supported && r.length == 0) return {kEinval, "block status of no bytes"};
+      break;
     default:
       return {kEinval, "unknown command"};  // as the spec asks
   }
@@ -452,6 +516,9 @@ void NbdSession::Execute(const Request& r, ByteView payload, Buffer& out) {
   switch (r.type) {
     case kCmdRead:
       Read(r, out);
+      return;
+    case kCmdBlockStatus:
+      BlockStatus(r, out);
       return;
     case kCmdWrite:
       if (!payload.empty()) s = export_->Write(r.offset, payload, fua);
@@ -517,6 +584,41 @@ void NbdSession::Read(const Request& r, Buffer& out) {
   }
   out.Commit(header + r.length);
   Bump(counters_.read_bytes, r.length);
+}
+
+void NbdSession::BlockStatus(const Request& r, Buffer& out) {
+  // At most this many descriptors in one reply: the client asks again
+  // from where the reply stopped.
+  constexpr size_t kMaxRuns = 4096;
+  std::vector<AllocationRun> runs;
+  const Status s = export_->Allocation(r.offset, r.length, runs);
+  if (!s.ok()) {
+    ReplyError(r.handle, NbdError(s), s.message(), out);
+    return;
+  }
+  // Keep what the spec allows: nonzero runs, within the request.
+  size_t n = 0;
+  uint64_t covered = 0;
+  for (const AllocationRun& run : runs) {
+    if (run.length == 0 || covered + run.length > r.length || n == kMaxRuns) break;
+    covered += run.length;
+    ++n;
+    if ((r.flags & kCmdFlagReqOne) != 0) break;
+  }
+  if (n == 0) {
+    ReplyError(r.handle, kEinval, "no allocation information", out);
+    return;
+  }
+  Put32(out, kStructuredReplyMagic);
+  Put16(out, kReplyFlagDone);
+  Put16(out, kReplyTypeBlockStatus);
+  Put64(out, r.handle);
+  Put32(out, static_cast<uint32_t>(4 + 8 * n));
+  Put32(out, kBaseAllocationId);
+  for (size_t i = 0; i < n; ++i) {
+    Put32(out, runs[i].length);
+    Put32(out, runs[i].hole ? kStateHole | kStateZero : 0);
+  }
 }
 
 void NbdSession::ReplyOk(uint64_t handle, Buffer& out) {

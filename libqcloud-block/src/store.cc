@@ -134,6 +134,7 @@ class VolumeHandle final : public Volume {
   Status Flush() override;
   Status Trim(uint64_t offset, uint64_t length, bool fua) override;
   Status WriteZeroes(uint64_t offset, uint64_t length, bool fua, bool no_hole) override;
+  Status Map(uint64_t offset, uint64_t length, std::vector<Run>& runs, size_t max_runs) override;
 
  private:
   StoreImpl* store_;
@@ -175,6 +176,7 @@ class StoreImpl final : public Store {
   Status Read(VolumeState& v, uint64_t offset, MutableByteView dst);
   Status Write(VolumeState& v, uint64_t offset, ByteView src, bool fua);
   Status Zero(VolumeState& v, uint64_t offset, uint64_t length, bool fua, bool no_hole, bool trim);
+  Status Map(VolumeState& v, uint64_t offset, uint64_t length, std::vector<Volume::Run>& runs, size_t max_runs);
 
  private:
 
@@ -560,6 +562,57 @@ void StoreImpl::ReadAhead(VolumeState& v, uint64_t offset, uint64_t end) {
     if (phys != 0) mirror_->Advise(DataOffset(phys, 0) + at % kExtentSize, stop - at);
     at = stop;
   }
+}
+
+Status StoreImpl::Map(VolumeState& v, uint64_t offset, uint64_t length, std::vector<Volume::Run>& runs,
+                      size_t max_runs) {
+  std::shared_lock gate(gate_);
+  QCLOUD_RETURN_IF_ERROR(CheckIo(v, offset, length));
+  QCLOUD_RETURN_IF_ERROR(WriteOut(v));  // a run not written out is data too
+  const uint64_t end = offset + length;
+  auto add = [&](uint64_t n, bool allocated) {
+    if (!runs.empty() && runs.back().allocated == allocated) {
+      runs.back().length += n;
+    } else {
+      runs.push_back({.length = n, .allocated = allocated});
+    }
+  };
+  const size_t first_run = runs.size();
+  for (uint64_t pos = offset; pos < end;) {
+    const uint64_t idx = pos / kExtentSize;
+    const uint64_t stop = std::min(end, (idx + 1) * kExtentSize);
+    std::shared_lock stripe(v.stripes[idx % kStripes]);
+    Extent own;
+    bool have = false;
+    {
+      std::lock_guard lock(v.map_mu);
+      auto it = v.top->map.find(idx);
+      if (it != v.top->map.end()) {
+        own = it->second;
+        have = true;
+      }
+    }
+    bool below = false;  // any frozen layer with this extent
+    for (const Layer* l = v.top; l->parent != nullptr && !below; l = l->parent) {
+      below = l->parent->map.contains(idx);
+    }
+    if (!have && !below) {
+      add(stop - pos, false);
+    } else if (have && own.Full()) {
+      add(stop - pos, true);
+    } else {
+      for (uint64_t at = pos; at < stop;) {
+        const auto b = static_cast<unsigned>((at % kExtentSize) / kBlockSize);
+        const uint64_t bend = std::min(stop, idx * kExtentSize + uint64_t{b + 1} * kBlockSize);
+        add(bend - at, Source(v.top, have ? &own : nullptr, idx, b) != 0);
+        at = bend;
+      }
+    }
+    pos = stop;
+    if (runs.size() - first_run >= max_runs + 1) break;
+  }
+  if (runs.size() - first_run > max_runs) runs.resize(first_run + max_runs);
+  return Status::Ok();
 }
 
 // ---- writes ----
@@ -1281,6 +1334,9 @@ Status VolumeHandle::Trim(uint64_t offset, uint64_t length, bool fua) {
 }
 Status VolumeHandle::WriteZeroes(uint64_t offset, uint64_t length, bool fua, bool no_hole) {
   return store_->Zero(*v_, offset, length, fua, no_hole, false);
+}
+Status VolumeHandle::Map(uint64_t offset, uint64_t length, std::vector<Run>& runs, size_t max_runs) {
+  return store_->Map(*v_, offset, length, runs, max_runs);
 }
 
 }  // namespace

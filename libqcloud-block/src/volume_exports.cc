@@ -26,6 +26,14 @@ class VolumeExport final : public Export {
   Status WriteZeroes(uint64_t offset, uint64_t length, bool fua, bool no_hole) override {
     return v_->WriteZeroes(offset, length, fua, no_hole);
   }
+  Status Allocation(uint64_t offset, uint32_t length, std::vector<AllocationRun>& runs) override {
+    std::vector<Volume::Run> map;
+    QCLOUD_RETURN_IF_ERROR(v_->Map(offset, length, map));
+    for (const Volume::Run& r : map) {
+      runs.push_back({.length = static_cast<uint32_t>(r.length), .hole = !r.allocated});
+    }
+    return Status::Ok();
+  }
 
  private:
   std::shared_ptr<Volume> v_;

@@ -210,9 +210,14 @@ struct Client {
     return r;
   }
   void Pump() {
-    const size_t used = session.Process(ByteView(pending), out);
-    REQUIRE(used <= pending.size());
-    pending.erase(0, used);
+    // Again while the session paused with requests left (see
+    // kRequestsPerCall): the loop calls it again once replies are out.
+    for (;;) {
+      const size_t used = session.Process(ByteView(pending), out);
+      REQUIRE(used <= pending.size());
+      pending.erase(0, used);
+      if (used == 0 || pending.empty() || !session.blocked(out)) break;
+    }
   }
   // Client flags (unless sent already), then NBD_OPT_GO on `name` (after
   // STRUCTURED_REPLY when asked); checks the replies.
@@ -515,7 +520,7 @@ TEST_CASE(
   Reply o(c.Send(kFlags + Opt(kOptStartTls) + Opt(kOptSetMetaContext, "xxxx") + Opt(999) +
                  Opt(kOptStructuredReply, "x")));
   CHECK(o.Option(kOptStartTls) == kRepErrUnsup);
-  CHECK(o.Option(kOptSetMetaContext) == kRepErrUnsup);
+  CHECK(o.Option(kOptSetMetaContext) == kRepErrInvalid);  // before structured replies
   CHECK(o.Option(999) == kRepErrUnsup);
   CHECK(o.Option(kOptStructuredReply) == kRepErrInvalid);
   CHECK(o.left() == 0);
@@ -719,6 +724,73 @@ TEST_CASE("nbd server: options are checked") {
   CHECK_ERRC(NbdServer::Open(dir, {.listen = "127.0.0.1:0", .max_request_bytes = 0}),
              Errc::kInvalidArgument);
   CHECK_ERRC(NbdServer::Open(dir, {.listen = "nowhere"}), Errc::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace qcloud::block
+
+namespace qcloud::block {
+namespace {
+
+std::string MetaData(const std::string& name, std::vector<std::string> queries) {
+  std::string d = Be32(static_cast<uint32_t>(name.size())) + name + Be32(static_cast<uint32_t>(queries.size()));
+  for (const auto& q : queries) d += Be32(static_cast<uint32_t>(q.size())) + q;
+  return d;
+}
+
+TEST_CASE("nbd session: base allocation is listed and selected and answers block status") {
+  for (size_t chunk : kChunks) {
+    CAPTURE(chunk);
+    MemDirectory dir;
+    Client c(dir, chunk);
+    Reply o(c.Send(kFlags + Opt(kOptListMetaContext, MetaData("disk", {})) +
+                   Opt(kOptListMetaContext, MetaData("disk", {"base:"})) +
+                   Opt(kOptListMetaContext, MetaData("disk", {"qemu:dirty-bitmap:x"})) +
+                   Opt(kOptListMetaContext, MetaData("nope", {})) +
+                   Opt(kOptListMetaContext, MetaData("disk", {"base:allocation"}).substr(0, 12)) +
+                   Opt(kOptStructuredReply) +
+                   Opt(kOptSetMetaContext, MetaData("disk", {"x:y", "base:allocation"}))));
+    std::string data;
+    for (int i = 0; i < 2; ++i) {
+      REQUIRE(o.Option(kOptListMetaContext, &data) == kRepMetaContext);
+      CHECK(data == Be32(0) + "base:allocation");
+      CHECK(o.Option(kOptListMetaContext) == kRepAck);
+    }
+    CHECK(o.Option(kOptListMetaContext) == kRepAck);             // nothing matches
+    CHECK(o.Option(kOptListMetaContext) == kRepErrUnknown);      // no such export
+    CHECK(o.Option(kOptListMetaContext) == kRepErrInvalid);      // lengths do not add up
+    CHECK(o.Option(kOptStructuredReply) == kRepAck);
+    REQUIRE(o.Option(kOptSetMetaContext, &data) == kRepMetaContext);
+    CHECK(data == Be32(kBaseAllocationId) + "base:allocation");
+    CHECK(o.Option(kOptSetMetaContext) == kRepAck);
+    CHECK(o.left() == 0);
+    c.Go("disk", false, true);
+    // The in-memory device says "all data": one descriptor; REQ_ONE too.
+    Reply r(c.Send(Req(kCmdBlockStatus, 5, 4096, 8192) + Req(kCmdBlockStatus, 6, 0, 512, kCmdFlagReqOne) +
+                   Req(kCmdBlockStatus, 7, 0, 0) + Req(kCmdBlockStatus, 8, 1 << 30, 512)));
+    for (uint64_t h : {5, 6}) {
+      uint32_t length = 0;
+      REQUIRE(r.Chunk(h, kReplyFlagDone, &length) == kReplyTypeBlockStatus);
+      CHECK(length == 12);
+      CHECK(r.U32() == kBaseAllocationId);
+      CHECK(r.U32() == (h == 5 ? 8192u : 512u));
+      CHECK(r.U32() == 0);
+    }
+    CHECK(r.ErrorChunk(7) == kEinval);  // no bytes
+    CHECK(r.ErrorChunk(8) == kEinval);  // past the end
+    CHECK(r.left() == 0);
+  }
+}
+
+TEST_CASE("nbd session: block status needs the context selected for the export in use") {
+  MemDirectory dir;
+  Client c(dir);
+  Reply o(c.Send(kFlags + Opt(kOptStructuredReply) + Opt(kOptSetMetaContext, MetaData("other", {"base:allocation"}))));
+  CHECK(o.Option(kOptStructuredReply) == kRepAck);
+  CHECK(o.Option(kOptSetMetaContext) == kRepErrUnknown);
+  c.Go("disk", false, true);
+  Reply r(c.Send(Req(kCmdBlockStatus, 1, 0, 512)));
+  CHECK(r.ErrorChunk(1) == kEinval);
 }
 
 }  // namespace

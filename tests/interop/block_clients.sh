@@ -14,6 +14,8 @@
 #             FUA writes (-f); write-zeroes (-z) and discard then reads of
 #             zeros; every read checked by qemu-io's own pattern verification
 #   nbdcopy   a 1 GiB random image to the img export and back, equal sha256
+#   map       nbdinfo --map and qemu-img map: block status (base:allocation)
+#             shows the written ranges as data and the rest as holes
 #   fio       the nbd ioengine, 4 KiB random writes at queue depth 16 then
 #             verify=crc32c reads of everything written
 #
@@ -135,6 +137,16 @@ qio "qemu-io discard reads zeros" 'write -P 0x66 16M 2M' 'discard 16M 2M' 'read 
 qio "qemu-io last byte of the disk" "write -P 0x77 $((5 * GiB - 1)) 1" "read -P 0x77 $((5 * GiB - 1)) 1"
 check "qemu-io write past the end fails" bash -c \
   "timeout 20 qemu-io -f raw $base/vm1 -c 'write -P 1 $((5 * GiB - 512)) 1024' 2>&1 | grep -qiE 'error|failed|invalid|out of'"
+
+# --- block status (base:allocation): the holes of the thin device ---
+map=$(timeout 20 nbdinfo --map "$base/vm1" 2>&1) || true
+if grep -qE '^ +0 +[0-9]+ +0 +data' <<<"$map" && grep -q 'hole,zero' <<<"$map"; then
+  pass "nbdinfo --map: data where written, holes elsewhere"
+else
+  fail "nbdinfo --map: data where written, holes elsewhere" "$(head -5 <<<"$map")"
+fi
+check "qemu-img map sees zero ranges" bash -c \
+  "timeout 20 qemu-img map --output=json -f raw $base/vm1 | grep -q '\"zero\": true, \"data\": false'"
 
 # --- qemu-img convert and compare (img still holds zeros past 64M) ---
 qemu-img create -q -f qcow2 "$work/src.qcow2" 64M

@@ -23,6 +23,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string_view>
 
 #include "qcloud/core/bytes.h"
 
@@ -61,13 +62,19 @@ inline constexpr uint32_t kOptStartTls = 5;
 inline constexpr uint32_t kOptInfo = 6;
 inline constexpr uint32_t kOptGo = 7;
 inline constexpr uint32_t kOptStructuredReply = 8;
-inline constexpr uint32_t kOptListMetaContext = 10;
-inline constexpr uint32_t kOptSetMetaContext = 11;
+inline constexpr uint32_t kOptListMetaContext = 9;
+inline constexpr uint32_t kOptSetMetaContext = 10;
 
 // Option reply types; errors have bit 31 set.
 inline constexpr uint32_t kRepAck = 1;
 inline constexpr uint32_t kRepServer = 2;
 inline constexpr uint32_t kRepInfo = 3;
+inline constexpr uint32_t kRepMetaContext = 4;
+// The one metadata context served: "base:allocation", its id and flags.
+inline constexpr std::string_view kBaseAllocation = "base:allocation";
+inline constexpr uint32_t kBaseAllocationId = 1;
+inline constexpr uint32_t kStateHole = 1;
+inline constexpr uint32_t kStateZero = 2;
 inline constexpr uint32_t kRepErrBit = 1u << 31;
 inline constexpr uint32_t kRepErrUnsup = kRepErrBit | 1;
 inline constexpr uint32_t kRepErrPolicy = kRepErrBit | 2;
@@ -97,11 +104,13 @@ inline constexpr uint16_t kCmdBlockStatus = 7;
 inline constexpr uint16_t kCmdFlagFua = 1 << 0;
 inline constexpr uint16_t kCmdFlagNoHole = 1 << 1;
 inline constexpr uint16_t kCmdFlagDf = 1 << 2;
+inline constexpr uint16_t kCmdFlagReqOne = 1 << 3;
 
 // Structured reply flags and chunk types.
 inline constexpr uint16_t kReplyFlagDone = 1 << 0;
 inline constexpr uint16_t kReplyTypeNone = 0;
 inline constexpr uint16_t kReplyTypeOffsetData = 1;
+inline constexpr uint16_t kReplyTypeBlockStatus = 5;
 inline constexpr uint16_t kReplyTypeError = (1u << 15) | 1;
 
 // Error values of replies (the spec fixes them; they equal Linux errno).

@@ -111,11 +111,13 @@ class NbdSession final : public StreamSession {
   void ExportName(ByteView name, Buffer& out);
   void List(uint32_t option, ByteView data, Buffer& out);
   void InfoOrGo(uint32_t option, ByteView data, Buffer& out);
+  void MetaContext(uint32_t option, ByteView data, Buffer& out);
 
   // Flags, support, read-only, length and bounds.
   Refusal Check(const Request& r) const;
   void Execute(const Request& r, ByteView payload, Buffer& out);
   void Read(const Request& r, Buffer& out);
+  void BlockStatus(const Request& r, Buffer& out);
 
   uint16_t TransmissionFlags(const ExportInfo& info) const noexcept;
   void ReplyOk(uint64_t handle, Buffer& out);
@@ -132,6 +134,10 @@ class NbdSession final : public StreamSession {
   bool closing_ = false;
   bool no_zeroes_ = false;
   bool structured_ = false;
+  // NBD_OPT_SET_META_CONTEXT: base:allocation was selected, for this export.
+  bool meta_allocation_ = false;
+  std::string meta_export_;
+  bool block_status_ = false;  // in transmission: BLOCK_STATUS may be sent
   bool paused_ = false;  // the last Process() stopped with requests left to run
   Skip skip_;
   std::shared_ptr<Export> export_;  // in transmission

@@ -16,10 +16,12 @@
 //   handshake: NBD_FLAG_FIXED_NEWSTYLE and NBD_FLAG_NO_ZEROES; options
 //     NBD_OPT_EXPORT_NAME, NBD_OPT_ABORT, NBD_OPT_LIST, NBD_OPT_INFO,
 //     NBD_OPT_GO (NBD_INFO_EXPORT, NBD_INFO_NAME, NBD_INFO_DESCRIPTION,
-//     NBD_INFO_BLOCK_SIZE), NBD_OPT_STRUCTURED_REPLY; any other option is
+//     NBD_INFO_BLOCK_SIZE), NBD_OPT_STRUCTURED_REPLY,
+//     NBD_OPT_LIST/SET_META_CONTEXT with "base:allocation"; any other option is
 //     answered NBD_REP_ERR_UNSUP and the client may go on;
 //   transmission: READ, WRITE (with FUA), FLUSH, TRIM, WRITE_ZEROES (with
-//     FUA and NO_HOLE), DISC; many requests in flight per connection,
+//     FUA and NO_HOLE), BLOCK_STATUS (base:allocation, REQ_ONE; holes of a
+//     thin device are reported so qemu-img and nbdcopy skip them), DISC; many requests in flight per connection,
 //     answered in order; with structured replies negotiated, reads are
 //     answered with one NBD_REPLY_TYPE_OFFSET_DATA chunk (or an error chunk).
 //   transmission flags: HAS_FLAGS, SEND_FLUSH, SEND_FUA, SEND_TRIM,
@@ -76,6 +78,12 @@ struct ExportInfo {
   uint32_t max_block = 32u << 20;
 };
 
+// A run of bytes of one allocation state, for NBD_CMD_BLOCK_STATUS.
+struct AllocationRun {
+  uint32_t length = 0;
+  bool hole = false;  // holds no data: reads as zeros (NBD_STATE_HOLE | NBD_STATE_ZERO)
+};
+
 // One open device. Calls may come from several threads at once (one per
 // connection worker); a device serializes what it must itself. Offsets and
 // lengths are in bytes and already checked against size() by the server.
@@ -97,6 +105,14 @@ class Export {
   virtual Status Trim(uint64_t offset, uint64_t length, bool fua) = 0;
   // The range reads as zeros; no_hole: keep it allocated (NBD_CMD_FLAG_NO_HOLE).
   virtual Status WriteZeroes(uint64_t offset, uint64_t length, bool fua, bool no_hole) = 0;
+  // The "base:allocation" state of [offset, offset + length): runs in
+  // order from `offset`, at least one, together at most `length` bytes
+  // (fewer is allowed: the client asks again). Default: all data.
+  virtual Status Allocation(uint64_t offset, uint32_t length, std::vector<AllocationRun>& runs) {
+    (void)offset;
+    runs.push_back({.length = length, .hole = false});
+    return Status::Ok();
+  }
 };
 
 // The devices a server offers, by name.

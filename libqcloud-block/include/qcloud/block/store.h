@@ -197,6 +197,16 @@ class QCLOUD_EXPORT Volume {
   virtual Status Flush() = 0;  // = Store::Flush()
   virtual Status Trim(uint64_t offset, uint64_t length, bool fua) = 0;
   virtual Status WriteZeroes(uint64_t offset, uint64_t length, bool fua, bool no_hole) = 0;
+  // Which bytes of [offset, offset + length) hold data (some layer has
+  // their block) and which are holes (never written, or trimmed away in a
+  // volume with nothing below: they read as zeros and take no space).
+  // Appends runs in order, adjacent ones of one kind merged, at most
+  // max_runs of them; the last may end before offset + length.
+  struct Run {
+    uint64_t length = 0;
+    bool allocated = false;
+  };
+  virtual Status Map(uint64_t offset, uint64_t length, std::vector<Run>& runs, size_t max_runs = 1024) = 0;
 };
 
 class QCLOUD_EXPORT Store {
