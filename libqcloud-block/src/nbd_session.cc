@@ -396,6 +396,10 @@ uint16_t NbdSession::TransmissionFlags(const ExportInfo& info) const noexcept {
   if (info.can_trim && !info.read_only) f |= kFlagSendTrim;
   if (info.can_zero && !info.read_only) f |= kFlagSendWriteZeroes;
   if (info.can_multi_conn) f |= kFlagCanMultiConn;
+  // CACHE is a hint every export takes; a device's write-zeroes is always
+  // fast here (holes, or zeroed ranges), so FAST_ZERO never has to fail.
+  f |= kFlagSendCache;
+  if (info.can_zero && !info.read_only) f |= kFlagSendFastZero;
   // A read is always answered in one chunk, so "don't fragment" costs
   // nothing; the flag is only valid with structured replies.
   if (structured_) f |= kFlagSendDf;
@@ -483,7 +487,9 @@ NbdSession::Refusal NbdSession::Check(const Request& r) const {
     case kCmdWriteZeroes:
       writes = true;
       supported = info.can_zero;
-      allowed |= kCmdFlagNoHole;
+      allowed |= kCmdFlagNoHole | kCmdFlagFastZero;
+      break;
+    case kCmdCache:
       break;
     case kCmdBlockStatus:
       supported = block_status_;
@@ -520,6 +526,9 @@ void NbdSession::Execute(const Request& r, ByteView payload, Buffer& out) {
     case kCmdBlockStatus:
       BlockStatus(r, out);
       return;
+    case kCmdCache:
+      if (r.length > 0) s = export_->Cache(r.offset, r.length);
+      break;
     case kCmdWrite:
       if (!payload.empty()) s = export_->Write(r.offset, payload, fua);
       if (s.ok()) Bump(counters_.write_bytes, payload.size());

@@ -135,6 +135,7 @@ class VolumeHandle final : public Volume {
   Status Trim(uint64_t offset, uint64_t length, bool fua) override;
   Status WriteZeroes(uint64_t offset, uint64_t length, bool fua, bool no_hole) override;
   Status Map(uint64_t offset, uint64_t length, std::vector<Run>& runs, size_t max_runs) override;
+  Status Prefetch(uint64_t offset, uint64_t length) override;
 
  private:
   StoreImpl* store_;
@@ -177,6 +178,12 @@ class StoreImpl final : public Store {
   Status Write(VolumeState& v, uint64_t offset, ByteView src, bool fua);
   Status Zero(VolumeState& v, uint64_t offset, uint64_t length, bool fua, bool no_hole, bool trim);
   Status Map(VolumeState& v, uint64_t offset, uint64_t length, std::vector<Volume::Run>& runs, size_t max_runs);
+  Status Prefetch(VolumeState& v, uint64_t offset, uint64_t length) {
+    std::shared_lock gate(gate_);
+    QCLOUD_RETURN_IF_ERROR(CheckIo(v, offset, length));
+    Advise(v, offset, offset + length);
+    return Status::Ok();
+  }
 
  private:
 
@@ -196,6 +203,9 @@ class StoreImpl final : public Store {
   Status ReadExtent(VolumeState& v, uint64_t idx, uint32_t off, MutableByteView dst);
   // Notes a read of [offset, end) and reads ahead for a sequential reader.
   void ReadAhead(VolumeState& v, uint64_t offset, uint64_t end);
+  // Asks the copies to read the physical extents behind [from, to) ahead.
+  void Advise(VolumeState& v, uint64_t from, uint64_t to);
+
   Status WriteExtent(VolumeState& v, uint64_t idx, uint32_t off, ByteView src);
   Status ZeroExtent(VolumeState& v, uint64_t idx, uint32_t off, uint32_t len, bool no_hole);
   // Write merging. Merge() takes the write into the volume's run when it
@@ -546,6 +556,10 @@ void StoreImpl::ReadAhead(VolumeState& v, uint64_t offset, uint64_t end) {
   v.ahead_until.store(to, std::memory_order_relaxed);
   Bump(counters_.readaheads);
   Bump(counters_.readahead_bytes, to - from);
+  Advise(v, from, to);
+}
+
+void StoreImpl::Advise(VolumeState& v, uint64_t from, uint64_t to) {
   // Where each extent of the window lives: the highest layer holding any
   // of it (an approximation: a hint needs no more).
   for (uint64_t at = from; at < to;) {
@@ -1338,6 +1352,7 @@ Status VolumeHandle::WriteZeroes(uint64_t offset, uint64_t length, bool fua, boo
 Status VolumeHandle::Map(uint64_t offset, uint64_t length, std::vector<Run>& runs, size_t max_runs) {
   return store_->Map(*v_, offset, length, runs, max_runs);
 }
+Status VolumeHandle::Prefetch(uint64_t offset, uint64_t length) { return store_->Prefetch(*v_, offset, length); }
 
 }  // namespace
 

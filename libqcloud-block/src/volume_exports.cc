@@ -26,6 +26,7 @@ class VolumeExport final : public Export {
   Status WriteZeroes(uint64_t offset, uint64_t length, bool fua, bool no_hole) override {
     return v_->WriteZeroes(offset, length, fua, no_hole);
   }
+  Status Cache(uint64_t offset, uint64_t length) override { return v_->Prefetch(offset, length); }
   Status Allocation(uint64_t offset, uint32_t length, std::vector<AllocationRun>& runs) override {
     std::vector<Volume::Run> map;
     QCLOUD_RETURN_IF_ERROR(v_->Map(offset, length, map));

@@ -267,7 +267,7 @@ TEST_CASE("nbd session: GO with information requests across any split") {
     Reply e(d);
     CHECK(e.U16() == kInfoExport);
     CHECK(e.U64() == (1u << 20));
-    CHECK(e.U16() == (kFlagHasFlags | kFlagSendFlush | kFlagSendFua | kFlagSendTrim |
+    CHECK(e.U16() == (kFlagHasFlags | kFlagSendFlush | kFlagSendFua | kFlagSendTrim | kFlagSendCache | kFlagSendFastZero |
                       kFlagSendWriteZeroes | kFlagCanMultiConn));
     REQUIRE(r.Option(kOptGo, &d) == kRepInfo);
     CHECK(d == Be16(kInfoName) + "disk");
@@ -313,7 +313,7 @@ TEST_CASE(
   CHECK(e.U16() == kInfoExport);
   CHECK(e.U64() == 64 * 1024);
   CHECK(e.U16() ==
-        (kFlagHasFlags | kFlagReadOnly | kFlagSendFlush | kFlagSendFua | kFlagCanMultiConn));
+        (kFlagHasFlags | kFlagReadOnly | kFlagSendFlush | kFlagSendFua | kFlagCanMultiConn | kFlagSendCache));
   CHECK(r.Option(kOptInfo) == kRepAck);  // no description to send
   CHECK(r.Option(kOptGo) == kRepErrUnknown);
   CHECK(r.Option(kOptInfo) == kRepErrInvalid);  // too short

@@ -53,6 +53,8 @@ inline constexpr uint16_t kFlagSendTrim = 1 << 5;
 inline constexpr uint16_t kFlagSendWriteZeroes = 1 << 6;
 inline constexpr uint16_t kFlagSendDf = 1 << 7;
 inline constexpr uint16_t kFlagCanMultiConn = 1 << 8;
+inline constexpr uint16_t kFlagSendCache = 1 << 10;
+inline constexpr uint16_t kFlagSendFastZero = 1 << 11;
 
 // Options.
 inline constexpr uint32_t kOptExportName = 1;
@@ -105,6 +107,7 @@ inline constexpr uint16_t kCmdFlagFua = 1 << 0;
 inline constexpr uint16_t kCmdFlagNoHole = 1 << 1;
 inline constexpr uint16_t kCmdFlagDf = 1 << 2;
 inline constexpr uint16_t kCmdFlagReqOne = 1 << 3;
+inline constexpr uint16_t kCmdFlagFastZero = 1 << 4;
 
 // Structured reply flags and chunk types.
 inline constexpr uint16_t kReplyFlagDone = 1 << 0;

@@ -20,7 +20,7 @@
 //     NBD_OPT_LIST/SET_META_CONTEXT with "base:allocation"; any other option is
 //     answered NBD_REP_ERR_UNSUP and the client may go on;
 //   transmission: READ, WRITE (with FUA), FLUSH, TRIM, WRITE_ZEROES (with
-//     FUA and NO_HOLE), BLOCK_STATUS (base:allocation, REQ_ONE; holes of a
+//     FUA, NO_HOLE and FAST_ZERO), CACHE (a read-ahead hint), BLOCK_STATUS (base:allocation, REQ_ONE; holes of a
 //     thin device are reported so qemu-img and nbdcopy skip them), DISC; many requests in flight per connection,
 //     answered in order; with structured replies negotiated, reads are
 //     answered with one NBD_REPLY_TYPE_OFFSET_DATA chunk (or an error chunk).
@@ -105,6 +105,11 @@ class Export {
   virtual Status Trim(uint64_t offset, uint64_t length, bool fua) = 0;
   // The range reads as zeros; no_hole: keep it allocated (NBD_CMD_FLAG_NO_HOLE).
   virtual Status WriteZeroes(uint64_t offset, uint64_t length, bool fua, bool no_hole) = 0;
+  // A hint (NBD_CMD_CACHE): the range will be read soon. Default: nothing.
+  virtual Status Cache(uint64_t offset, uint64_t length) {
+    (void)offset, (void)length;
+    return Status::Ok();
+  }
   // The "base:allocation" state of [offset, offset + length): runs in
   // order from `offset`, at least one, together at most `length` bytes
   // (fewer is allowed: the client asks again). Default: all data.

@@ -207,6 +207,9 @@ class QCLOUD_EXPORT Volume {
     bool allocated = false;
   };
   virtual Status Map(uint64_t offset, uint64_t length, std::vector<Run>& runs, size_t max_runs = 1024) = 0;
+  // A hint: [offset, offset + length) will be read soon (read ahead into
+  // the page cache of the copy reads go to). Errors only for the range.
+  virtual Status Prefetch(uint64_t offset, uint64_t length) = 0;
 };
 
 class QCLOUD_EXPORT Store {
