@@ -186,45 +186,54 @@ void Tier::Unpin(uint32_t slot) {
   if (--it->second == 0) pinned_.erase(it);
 }
 
-Status Tier::ReadBlock(uint32_t pba, std::byte* dst, bool admit) {
+bool Tier::TryHit(uint32_t pba, std::byte* dst) {
   uint32_t slot;
   {
     std::lock_guard lock(mu_);
     slot = policy_.Hit(pba);
-    if (slot != CachePolicy::kNone) pinned_[slot]++;
+    if (slot == CachePolicy::kNone) return false;
+    pinned_[slot]++;
   }
-  if (slot != CachePolicy::kNone) {
+  auto got = file_->ReadAt(uint64_t{slot} * kBlock, MutableByteView(dst, kBlock));
+  Unpin(slot);
+  if (got.ok() && *got == kBlock) {
     hits_.fetch_add(1, std::memory_order_relaxed);
-    auto got = file_->ReadAt(uint64_t{slot} * kBlock, MutableByteView(dst, kBlock));
-    Unpin(slot);
-    if (got.ok() && *got == kBlock) return Status::Ok();
-    // A failing SSD: the block is dropped and read from the capacity tier.
-    std::lock_guard lock(mu_);
-    policy_.Drop(pba);
+    return true;
   }
-  misses_.fetch_add(1, std::memory_order_relaxed);
-  QCLOUD_RETURN_IF_ERROR(below_.Read(uint64_t{pba} * kBlock, MutableByteView(dst, kBlock)));
-  if (!admit) return Status::Ok();
+  // A failing SSD: the block is dropped and read from the capacity tier.
+  std::lock_guard lock(mu_);
+  policy_.Drop(pba);
+  return false;
+}
+
+void Tier::MaybeAdmit(uint32_t pba, const std::byte* data) {
+  uint32_t slot;
   {
     std::lock_guard lock(mu_);
     slot = policy_.Admit(pba, pinned_);
   }
-  if (slot == CachePolicy::kNone) return Status::Ok();
-  Status st = file_->WriteAt(uint64_t{slot} * kBlock, ByteView(dst, kBlock));
+  if (slot == CachePolicy::kNone) return;
+  Status st = file_->WriteAt(uint64_t{slot} * kBlock, ByteView(data, kBlock));
   std::lock_guard lock(mu_);
+  policy_.Filled(slot);
   if (st.ok()) {
-    policy_.Filled(slot);
     admissions_.fetch_add(1, std::memory_order_relaxed);
   } else {
-    policy_.Filled(slot);
     policy_.Drop(pba);
   }
+}
+
+Status Tier::ReadBlock(uint32_t pba, std::byte* dst, bool admit) {
+  if (TryHit(pba, dst)) return Status::Ok();
+  misses_.fetch_add(1, std::memory_order_relaxed);
+  QCLOUD_RETURN_IF_ERROR(below_.Read(uint64_t{pba} * kBlock, MutableByteView(dst, kBlock)));
+  if (admit) MaybeAdmit(pba, dst);
   return Status::Ok();  // the read itself succeeded
 }
 
 Status Tier::Read(uint64_t offset, MutableByteView dst) {
-  // Whole cached blocks come from the SSD file; runs of blocks that miss
-  // are read from the capacity tier in one call.
+  // Whole cached blocks come from the SSD file; runs of whole blocks that
+  // miss are read from the capacity tier in one call.
   const uint64_t end = offset + dst.size();
   uint64_t pos = offset;
   std::array<std::byte, kBlock> block;
@@ -235,11 +244,26 @@ Status Tier::Read(uint64_t offset, MutableByteView dst) {
     std::byte* out = dst.data() + (pos - offset);
     if (b >= UINT32_MAX) {
       QCLOUD_RETURN_IF_ERROR(below_.Read(pos, MutableByteView(out, take)));
-    } else if (take == kBlock) {
-      QCLOUD_RETURN_IF_ERROR(ReadBlock(static_cast<uint32_t>(b), out, true));
-    } else {
+    } else if (take != kBlock) {
       QCLOUD_RETURN_IF_ERROR(ReadBlock(static_cast<uint32_t>(b), block.data(), true));
       std::memcpy(out, block.data() + (pos - bstart), take);
+    } else if (!TryHit(static_cast<uint32_t>(b), out)) {
+      // A miss: with the whole blocks after it that miss too.
+      uint64_t run_end = pos + kBlock;
+      {
+        std::lock_guard lock(mu_);
+        while (run_end + kBlock <= end && run_end / kBlock < UINT32_MAX &&
+               policy_.Find(static_cast<uint32_t>(run_end / kBlock)) == CachePolicy::kNone) {
+          run_end += kBlock;
+        }
+      }
+      QCLOUD_RETURN_IF_ERROR(below_.Read(pos, MutableByteView(out, run_end - pos)));
+      misses_.fetch_add((run_end - pos) / kBlock, std::memory_order_relaxed);
+      for (uint64_t at = pos; at < run_end; at += kBlock) {
+        MaybeAdmit(static_cast<uint32_t>(at / kBlock), dst.data() + (at - offset));
+      }
+      pos = run_end;
+      continue;
     }
     pos += take;
   }

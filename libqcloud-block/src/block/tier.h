@@ -119,6 +119,10 @@ class Tier {
  private:
   Tier(Mirror& below, std::unique_ptr<File> file, uint32_t slots);
   Status ReadBlock(uint32_t pba, std::byte* dst, bool admit);
+  // A hit read from the SSD file (false: not cached, or the SSD failed).
+  bool TryHit(uint32_t pba, std::byte* dst);
+  // After a miss: into the SSD file if the policy admits it.
+  void MaybeAdmit(uint32_t pba, const std::byte* data);
   void Unpin(uint32_t slot);
 
   Mirror& below_;
