@@ -141,6 +141,7 @@ struct Flags {
   uint64_t ssd_size = uint64_t{1} << 30;
   uint64_t merge_bytes = 256 * 1024;
   unsigned threads = 2;
+  unsigned io_threads = 0;
   std::chrono::milliseconds drain{};
   std::string backend = "auto";
 };
@@ -167,6 +168,8 @@ int main(int argc, char** argv) {
   cli.AddBytes("merge-bytes", &f.merge_bytes, "256K",
                "gather sequential small writes into writes of up to this much (0 = off)");
   cli.AddNumber("threads", &f.threads, "worker threads (one event loop each)", 256u);
+  cli.AddNumber("io-threads", &f.io_threads,
+                "threads running requests, many at once per connection (0 = in order on the loop)", 256u);
   cli.AddDuration("drain", &f.drain, "1s", "at a stop, time to answer requests already read");
   cli.AddString("loop", &f.backend, "connection loop: auto, io_uring or epoll");
   if (auto exit = cli.Parse(argc, argv)) return *exit;
@@ -198,6 +201,7 @@ int main(int argc, char** argv) {
   auto server = block::NbdServer::Open(exports, {
                                                     .listen = f.listen.ToString(),
                                                     .threads = f.threads,
+                                                    .io_threads = f.io_threads,
                                                     .drain_timeout = f.drain,
                                                     .backend = *backend,
                                                     .logger = &log,

@@ -228,7 +228,7 @@ class NbdCopy final : public Copy {
     return Status::Ok();
   }
 
-  static constexpr size_t kMaxIdle = 8;
+  static constexpr size_t kMaxIdle = 64;  // enough for every pool thread of a busy server
   static constexpr int kWaitSeconds = 30;
   const std::string uri_;
   std::mutex mu_;

@@ -12,6 +12,7 @@
 
 #include "block/nbd_proto.h"
 #include "block/nbd_session.h"
+#include "qcloud/core/worker_pool.h"
 
 namespace qcloud::block {
 
@@ -34,11 +35,14 @@ struct NbdServer::Impl final : SessionFactory {
   ExportDirectory* exports = nullptr;
   NbdServerOptions options;
   std::unique_ptr<NbdCounters[]> counters;  // one per worker
+  // After the counters (its jobs count), before the loop (whose sessions
+  // post to it): destroyed after the sessions, running what was posted.
+  std::unique_ptr<WorkerPool> pool;
   std::unique_ptr<TcpServer> loop;
   std::string address;
 
   std::unique_ptr<StreamSession> NewSession(unsigned worker) override {
-    return std::make_unique<NbdSession>(*exports, options, counters[worker]);
+    return std::make_unique<NbdSession>(*exports, options, counters[worker], pool.get());
   }
 };
 
@@ -71,6 +75,10 @@ Result<std::unique_ptr<NbdServer>> NbdServer::Open(ExportDirectory& exports,
   impl->exports = &exports;
   impl->options = options;
   impl->counters = std::make_unique<NbdCounters[]>(options.threads);
+  if (options.io_threads > kMaxThreads) {
+    return InvalidArgument(fmt::format("io_threads must be 0..{}", kMaxThreads));
+  }
+  if (options.io_threads > 0) impl->pool = std::make_unique<WorkerPool>(options.io_threads);
 
   TcpServerOptions lo;
   lo.listen = options.listen;

@@ -74,12 +74,14 @@ void PutInfoString(Buffer& out, uint32_t option, uint16_t type, std::string_view
 }  // namespace
 
 NbdSession::NbdSession(ExportDirectory& exports, const NbdServerOptions& options,
-                       NbdCounters& counters) noexcept
+                       NbdCounters& counters, WorkerPool* pool) noexcept
     : exports_(exports),
       counters_(counters),
       max_option_bytes_(options.max_option_bytes),
       max_request_bytes_(options.max_request_bytes),
-      output_high_water_(options.output_high_water) {}
+      output_high_water_(options.output_high_water),
+      pool_(pool),
+      max_in_flight_bytes_(uint64_t{options.max_request_bytes} * 2) {}
 
 NbdSession::~NbdSession() = default;
 
@@ -90,10 +92,23 @@ void NbdSession::Start(Buffer& out) {
 }
 
 size_t NbdSession::Process(ByteView in, Buffer& out) {
+  if (pool_ != nullptr) {
+    // Replies of requests the pool finished, in the order they finished.
+    std::vector<std::pair<std::string, uint64_t>> done;
+    {
+      std::lock_guard lock(completed_->mu);
+      done.swap(completed_->replies);
+    }
+    for (auto& [reply, bytes] : done) {
+      out.Append(ByteView(reply));
+      --in_flight_;
+      in_flight_bytes_ -= bytes;
+    }
+  }
   size_t used = 0;
   size_t requests = 0;
   paused_ = false;
-  while (!closing_ && !blocked(out)) {
+  while (!closing_ && !disc_ && !blocked(out)) {
     if (requests == kRequestsPerCall || out.size() >= kOutputPerCall) {
       // Replies go out in slices while the rest runs, so a client with a
       // deep queue gets its first answers early and works in parallel
@@ -419,7 +434,12 @@ size_t NbdSession::Transmission(ByteView in, Buffer& out) {
                   .offset = DecodeBigEndian64(p + 16),
                   .length = DecodeBigEndian32(p + 24)};
   if (r.type == kCmdDisc) {
-    closing_ = true;  // no reply; the replies already made still go out
+    // No reply; the replies already made (and those still running) go out.
+    if (in_flight_ > 0) {
+      disc_ = true;
+    } else {
+      closing_ = true;
+    }
     return kRequestSize;
   }
   const Refusal refusal = Check(r);
@@ -438,7 +458,11 @@ size_t NbdSession::Transmission(ByteView in, Buffer& out) {
     }
     if (in.size() - kRequestSize < r.length) return 0;  // wait for the whole payload
     Bump(counters_.writes);
-    Execute(r, in.subview(kRequestSize, r.length), out);
+    if (pool_ != nullptr) {
+      Submit(r, in.subview(kRequestSize, r.length));
+    } else {
+      Execute(r, in.subview(kRequestSize, r.length), out);
+    }
     return kRequestSize + r.length;
   }
   switch (r.type) {
@@ -459,6 +483,8 @@ size_t NbdSession::Transmission(ByteView in, Buffer& out) {
   }
   if (refusal.error != 0) {
     ReplyError(r.handle, refusal.error, refusal.why, out);
+  } else if (pool_ != nullptr) {
+    Submit(r, {});
   } else {
     Execute(r, {}, out);
   }
@@ -516,32 +542,32 @@ NbdSession::Refusal NbdSession::Check(const Request& r) const {
   return {};
 }
 
-void NbdSession::Execute(const Request& r, ByteView payload, Buffer& out) {
+void NbdSession::Execute(const Ctx& c, const Request& r, ByteView payload, Buffer& out) {
   const bool fua = (r.flags & kCmdFlagFua) != 0;
   Status s;
   switch (r.type) {
     case kCmdRead:
-      Read(r, out);
+      Read(c, r, out);
       return;
     case kCmdBlockStatus:
-      BlockStatus(r, out);
+      BlockStatus(c, r, out);
       return;
     case kCmdCache:
-      if (r.length > 0) s = export_->Cache(r.offset, r.length);
+      if (r.length > 0) s = c.exp->Cache(r.offset, r.length);
       break;
     case kCmdWrite:
-      if (!payload.empty()) s = export_->Write(r.offset, payload, fua);
-      if (s.ok()) Bump(counters_.write_bytes, payload.size());
+      if (!payload.empty()) s = c.exp->Write(r.offset, payload, fua);
+      if (s.ok()) Bump(c.counters->write_bytes, payload.size());
       break;
     case kCmdFlush:
-      s = export_->Flush();
+      s = c.exp->Flush();
       break;
     case kCmdTrim:
-      if (r.length > 0) s = export_->Trim(r.offset, r.length, fua);
+      if (r.length > 0) s = c.exp->Trim(r.offset, r.length, fua);
       break;
     case kCmdWriteZeroes:
       if (r.length > 0) {
-        s = export_->WriteZeroes(r.offset, r.length, fua, (r.flags & kCmdFlagNoHole) != 0);
+        s = c.exp->WriteZeroes(r.offset, r.length, fua, (r.flags & kCmdFlagNoHole) != 0);
       }
       break;
     default:
@@ -550,13 +576,31 @@ void NbdSession::Execute(const Request& r, ByteView payload, Buffer& out) {
   if (s.ok()) {
     ReplyOk(r.handle, out);
   } else {
-    ReplyError(r.handle, NbdError(s), s.message(), out);
+    ReplyError(c, r.handle, NbdError(s), s.message(), out);
   }
 }
 
-void NbdSession::Read(const Request& r, Buffer& out) {
+void NbdSession::Submit(const Request& r, ByteView payload) {
+  const uint64_t bytes = payload.size() + (r.type == kCmdRead ? r.length : 0);
+  ++in_flight_;
+  in_flight_bytes_ += bytes;
+  // The job holds what it uses (the export, the reply list, the waker),
+  // never the session: the connection may close before it runs.
+  pool_->Post([exp = export_, c = ctx(), r, data = payload.ToString(), done = completed_, waker = waker_,
+               bytes] {
+    Buffer reply;
+    Execute(c, r, ByteView(data), reply);
+    {
+      std::lock_guard lock(done->mu);
+      done->replies.emplace_back(reply.readable().ToString(), bytes);
+    }
+    if (waker) waker->Wake();
+  });
+}
+
+void NbdSession::Read(const Ctx& c, const Request& r, Buffer& out) {
   if (r.length == 0) {
-    if (!structured_) {
+    if (!c.structured) {
       ReplyOk(r.handle, out);
       return;
     }
@@ -571,10 +615,10 @@ void NbdSession::Read(const Request& r, Buffer& out) {
   // The header, then the device reads straight into the output buffer; it
   // is committed only when the read succeeded, so an error reply can take
   // its place (a simple reply cannot take back a header once sent).
-  const size_t header = structured_ ? kChunkHeaderSize + kOffsetDataPrefix : kSimpleReplySize;
+  const size_t header = c.structured ? kChunkHeaderSize + kOffsetDataPrefix : kSimpleReplySize;
   const MutableByteView space = out.Prepare(header + r.length);
   std::byte* h = space.data();
-  if (structured_) {
+  if (c.structured) {
     EncodeBigEndian32(h, kStructuredReplyMagic);
     EncodeBigEndian16(h + 4, kReplyFlagDone);
     EncodeBigEndian16(h + 6, kReplyTypeOffsetData);
@@ -586,23 +630,23 @@ void NbdSession::Read(const Request& r, Buffer& out) {
     EncodeBigEndian32(h + 4, 0);
     EncodeBigEndian64(h + 8, r.handle);
   }
-  const Status s = export_->Read(r.offset, space.subspan(header, r.length));
+  const Status s = c.exp->Read(r.offset, space.subspan(header, r.length));
   if (!s.ok()) {
-    ReplyError(r.handle, NbdError(s), s.message(), out);
+    ReplyError(c, r.handle, NbdError(s), s.message(), out);
     return;
   }
   out.Commit(header + r.length);
-  Bump(counters_.read_bytes, r.length);
+  Bump(c.counters->read_bytes, r.length);
 }
 
-void NbdSession::BlockStatus(const Request& r, Buffer& out) {
+void NbdSession::BlockStatus(const Ctx& c, const Request& r, Buffer& out) {
   // At most this many descriptors in one reply: the client asks again
   // from where the reply stopped.
   constexpr size_t kMaxRuns = 4096;
   std::vector<AllocationRun> runs;
-  const Status s = export_->Allocation(r.offset, r.length, runs);
+  const Status s = c.exp->Allocation(r.offset, r.length, runs);
   if (!s.ok()) {
-    ReplyError(r.handle, NbdError(s), s.message(), out);
+    ReplyError(c, r.handle, NbdError(s), s.message(), out);
     return;
   }
   // Keep what the spec allows: nonzero runs, within the request.
@@ -615,7 +659,7 @@ void NbdSession::BlockStatus(const Request& r, Buffer& out) {
     if ((r.flags & kCmdFlagReqOne) != 0) break;
   }
   if (n == 0) {
-    ReplyError(r.handle, kEinval, "no allocation information", out);
+    ReplyError(c, r.handle, kEinval, "no allocation information", out);
     return;
   }
   Put32(out, kStructuredReplyMagic);
@@ -638,10 +682,10 @@ void NbdSession::ReplyOk(uint64_t handle, Buffer& out) {
   Put64(out, handle);
 }
 
-void NbdSession::ReplyError(uint64_t handle, uint32_t error, std::string_view message,
+void NbdSession::ReplyError(const Ctx& c, uint64_t handle, uint32_t error, std::string_view message,
                             Buffer& out) {
-  Bump(counters_.errors);
-  if (!structured_) {
+  Bump(c.counters->errors);
+  if (!c.structured) {
     Put32(out, kSimpleReplyMagic);
     Put32(out, error);
     Put64(out, handle);

@@ -2,7 +2,9 @@
 # Real NBD clients against qcloud-blockd, or against nbdkit's file plugin
 # to prove this script right on a reference server:
 #
-#   block_clients.sh --blockd PATH   start PATH with volumes vm1 (5 GiB) and img (1 GiB)
+#   block_clients.sh --blockd PATH [OPTIONS...]
+#                                    start PATH with volumes vm1 (5 GiB) and img (1 GiB)
+#                                    and OPTIONS (e.g. --io-threads 4)
 #   block_clients.sh --nbdkit        start nbdkit file dir=... with the same two exports
 #
 #   nbdinfo   --list (both exports, sizes, can_flush/fua/trim/zero/multi_conn),
@@ -24,11 +26,11 @@
 # 'N passed, N failed'; exits non-zero on any failure. About 20 s.
 set -euo pipefail
 
-mode="" bin=""
+mode="" bin="" extra=()
 case "${1:-}" in
-  --blockd) mode=blockd bin=${2:?--blockd PATH} ;;
+  --blockd) mode=blockd bin=${2:?--blockd PATH}; extra=("${@:3}") ;;
   --nbdkit) mode=nbdkit ;;
-  *) echo "usage: $0 --blockd PATH | --nbdkit" >&2; exit 2 ;;
+  *) echo "usage: $0 --blockd PATH [qcloud-blockd options...] | --nbdkit" >&2; exit 2 ;;
 esac
 for t in nbdinfo nbdcopy qemu-img qemu-io fio sha256sum timeout /usr/bin/python3; do
   command -v "$t" >/dev/null || { echo "missing tool: $t" >&2; exit 2; }
@@ -53,7 +55,7 @@ GiB=$((1 << 30))
 if [[ $mode == blockd ]]; then
   mport=$(free_port)
   "$bin" --listen 127.0.0.1:0 --data-dir "$work/data" --volume vm1:5G --volume img:1G \
-    --metrics-listen "127.0.0.1:$mport" >"$work/server.log" 2>&1 &
+    --metrics-listen "127.0.0.1:$mport" "${extra[@]}" >"$work/server.log" 2>&1 &
   pid=$!
   for _ in $(seq 100); do
     grep -q "listening on" "$work/server.log" && break

@@ -31,11 +31,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "qcloud/block/nbd_server.h"
 #include "qcloud/core/bytes.h"
 #include "qcloud/core/tcp_server.h"
+#include "qcloud/core/worker_pool.h"
 
 namespace qcloud::block {
 
@@ -53,8 +55,10 @@ class NbdSession final : public StreamSession {
  public:
   // `exports` and `counters` are not owned and outlive the session; of
   // `options` the session keeps the byte limits.
+  // `pool`: where requests run (replies in completion order); null = on
+  // the calling thread, in order. Not owned; outlives the session's jobs.
   NbdSession(ExportDirectory& exports, const NbdServerOptions& options,
-             NbdCounters& counters) noexcept;
+             NbdCounters& counters, WorkerPool* pool = nullptr) noexcept;
   ~NbdSession() override;
   NbdSession(const NbdSession&) = delete;
   NbdSession& operator=(const NbdSession&) = delete;
@@ -62,12 +66,16 @@ class NbdSession final : public StreamSession {
   // The server's greeting: NBDMAGIC, IHAVEOPT, FIXED_NEWSTYLE | NO_ZEROES.
   void Start(Buffer& out) override;
   size_t Process(ByteView in, Buffer& out) override;
-  bool closing() const noexcept override { return closing_; }
+  // After NBD_CMD_DISC the requests still running are answered first.
+  bool closing() const noexcept override { return closing_ || (disc_ && in_flight_ == 0); }
+  void Attach(std::shared_ptr<SessionWaker> waker) override { waker_ = std::move(waker); }
+  bool busy() const noexcept override { return in_flight_ > 0; }
   // Also while the session has paused with complete requests still in its
   // input (see kRequestsPerCall): the loop sends the replies so far, then
   // calls Process() again without waiting for more input.
   bool blocked(const Buffer& out) const noexcept override {
-    return paused_ || out.size() >= output_high_water_;
+    return paused_ || out.size() >= output_high_water_ || in_flight_ >= kMaxInFlight ||
+           in_flight_bytes_ >= max_in_flight_bytes_;
   }
   // Past the handshake a client may be silent for as long as it likes (an
   // idle mounted device): the handshake timeout no longer applies.
@@ -115,14 +123,30 @@ class NbdSession final : public StreamSession {
 
   // Flags, support, read-only, length and bounds.
   Refusal Check(const Request& r) const;
-  void Execute(const Request& r, ByteView payload, Buffer& out);
-  void Read(const Request& r, Buffer& out);
-  void BlockStatus(const Request& r, Buffer& out);
+  // What running a request needs, apart from the session: a request may
+  // run on a pool thread (see NbdServerOptions::io_threads) after its
+  // session is gone.
+  struct Ctx {
+    Export* exp = nullptr;
+    bool structured = false;
+    NbdCounters* counters = nullptr;
+  };
+  Ctx ctx() noexcept { return {export_.get(), structured_, &counters_}; }
+  static void Execute(const Ctx& c, const Request& r, ByteView payload, Buffer& out);
+  void Execute(const Request& r, ByteView payload, Buffer& out) { Execute(ctx(), r, payload, out); }
+  // Runs the request on the pool; its reply joins `completed_`.
+  void Submit(const Request& r, ByteView payload);
+  static void Read(const Ctx& c, const Request& r, Buffer& out);
+  static void BlockStatus(const Ctx& c, const Request& r, Buffer& out);
 
   uint16_t TransmissionFlags(const ExportInfo& info) const noexcept;
-  void ReplyOk(uint64_t handle, Buffer& out);
+  static void ReplyOk(uint64_t handle, Buffer& out);
   // Counts the error; a structured error chunk carries `message`.
-  void ReplyError(uint64_t handle, uint32_t error, std::string_view message, Buffer& out);
+  static void ReplyError(const Ctx& c, uint64_t handle, uint32_t error, std::string_view message,
+                         Buffer& out);
+  void ReplyError(uint64_t handle, uint32_t error, std::string_view message, Buffer& out) {
+    ReplyError(ctx(), handle, error, message, out);
+  }
   void ProtocolError();
 
   ExportDirectory& exports_;
@@ -139,6 +163,19 @@ class NbdSession final : public StreamSession {
   std::string meta_export_;
   bool block_status_ = false;  // in transmission: BLOCK_STATUS may be sent
   bool paused_ = false;  // the last Process() stopped with requests left to run
+  // With a pool: requests running there and their replies once done.
+  static constexpr size_t kMaxInFlight = 128;
+  struct Completed {
+    std::mutex mu;
+    std::vector<std::pair<std::string, uint64_t>> replies;  // reply bytes, the request's byte count
+  };
+  WorkerPool* pool_ = nullptr;
+  std::shared_ptr<SessionWaker> waker_;
+  std::shared_ptr<Completed> completed_ = std::make_shared<Completed>();
+  size_t in_flight_ = 0;
+  uint64_t in_flight_bytes_ = 0;  // payloads and read lengths of the requests running
+  uint64_t max_in_flight_bytes_ = 0;
+  bool disc_ = false;  // NBD_CMD_DISC seen with requests still running
   Skip skip_;
   std::shared_ptr<Export> export_;  // in transmission
 };

@@ -135,6 +135,12 @@ class ExportDirectory {
 struct NbdServerOptions {
   std::string listen = "127.0.0.1:10809";  // "host:port", numeric host; port 0 = pick one
   unsigned threads = 1;                    // worker loops (call Serve(i) for each)
+  // Threads that run requests (device calls), shared by all connections:
+  // a connection then has up to 128 requests running at once, answered
+  // as they finish (NBD allows any order), so slow device calls (NBD
+  // replicas' round trips) overlap. 0 = each request runs on its
+  // connection's loop thread, one at a time, answered in order.
+  unsigned io_threads = 0;
   size_t max_connections = 1024;           // across workers; more are closed at once
   uint32_t max_option_bytes = 64 * 1024;   // an option's data beyond this: NBD_REP_ERR_TOO_BIG
   uint32_t max_request_bytes = 32u << 20;  // READ/WRITE length beyond this: EINVAL (payload skipped)
