@@ -382,6 +382,18 @@ void Mirror::Advise(uint64_t offset, uint64_t length) {
 Status Mirror::Mutate(uint64_t offset, uint64_t length,
                       const std::function<std::function<Status()>(Copy&)>& start) {
   std::shared_lock stripe(StripeOf(offset));
+  if (slots_.size() == 1) {
+    // One copy (the default): no quorum to count, nothing to remember for
+    // a rebuild, no job list per write.
+    Slot& s = *slots_[0];
+    if (s.health.load(std::memory_order_acquire) != CopyState::Health::kWhole) {
+      return Status(Errc::kIoError, "the only copy of the data has failed: " + s.copy->name());
+    }
+    // An error goes to the writer and the copy stays in use: with nothing
+    // to rebuild it from, failing it would only fail every later write
+    // (a full file system, say, is not a dead copy).
+    return start(*s.copy)();
+  }
   const auto first = static_cast<uint32_t>(offset / kExtent);
   const auto last = static_cast<uint32_t>((offset + std::max<uint64_t>(length, 1) - 1) / kExtent);
   struct Job {

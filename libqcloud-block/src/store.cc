@@ -100,6 +100,9 @@ struct VolumeState {
   uint64_t merge_idx = 0;   // its extent
   uint32_t merge_off = 0;   // its offset in the extent
   std::vector<std::byte> merge_buf;  // empty = no run
+  // merge_buf is not empty: lets reads and trims skip merge_mu when there
+  // is no run (the common case). Written under merge_mu.
+  std::atomic<bool> merge_pending{false};
   // Read-ahead: where the next sequential read would start, how many in a
   // row were, and how far ahead has been asked for.
   std::atomic<uint64_t> next_read{UINT64_MAX};
@@ -214,6 +217,10 @@ class StoreImpl final : public Store {
   Result<bool> MergeLocked(VolumeState& v, uint64_t offset, ByteView src);
   Status WriteOutLocked(VolumeState& v);
   Status WriteOut(VolumeState& v) {
+    // A reader that misses a run started concurrently is ordered before
+    // that write anyway; a completed write's run is seen (same thread, or
+    // the acknowledgement came after the store).
+    if (!v.merge_pending.load(std::memory_order_acquire)) return Status::Ok();
     std::lock_guard lock(v.merge_mu);
     return WriteOutLocked(v);
   }
@@ -519,7 +526,7 @@ Status StoreImpl::CheckIo(const VolumeState& v, uint64_t offset, uint64_t length
 Status StoreImpl::Read(VolumeState& v, uint64_t offset, MutableByteView dst) {
   std::shared_lock gate(gate_);
   QCLOUD_RETURN_IF_ERROR(CheckIo(v, offset, dst.size()));
-  {
+  if (v.merge_pending.load(std::memory_order_acquire)) {
     std::lock_guard merge(v.merge_mu);
     const uint64_t run = v.merge_idx * kExtentSize + v.merge_off;
     if (!v.merge_buf.empty() && offset < run + v.merge_buf.size() && run < offset + dst.size()) {
@@ -703,6 +710,7 @@ Status StoreImpl::WriteOutLocked(VolumeState& v) {
   if (v.merge_buf.empty()) return Status::Ok();
   std::vector<std::byte> run;
   run.swap(v.merge_buf);
+  v.merge_pending.store(false, std::memory_order_release);
   Status st = WriteExtent(v, v.merge_idx, v.merge_off, ByteView(run.data(), run.size()));
   run.clear();
   v.merge_buf.swap(run);  // keep the capacity
@@ -745,6 +753,7 @@ Result<bool> StoreImpl::MergeLocked(VolumeState& v, uint64_t offset, ByteView sr
   v.merge_idx = idx;
   v.merge_off = off;
   v.merge_buf.assign(src.data(), src.data() + src.size());
+  v.merge_pending.store(true, std::memory_order_release);
   return true;
 }
 
@@ -1098,6 +1107,7 @@ Status StoreImpl::DeleteVolume(std::string_view name) {
   {
     std::lock_guard merge(v->merge_mu);  // its unwritten run goes with it
     v->merge_buf.clear();
+    v->merge_pending.store(false, std::memory_order_release);
   }
   QCLOUD_ASSIGN_OR_RETURN(MetaDb::Txn txn, db_->Begin());
   std::vector<uint64_t> drop{v->top->id};
@@ -1221,6 +1231,7 @@ Status StoreImpl::Rollback(std::string_view volume, std::string_view snapshot) {
   {
     std::lock_guard merge(v.merge_mu);  // writes since the snapshot are dropped, unwritten ones too
     v.merge_buf.clear();
+    v.merge_pending.store(false, std::memory_order_release);
   }
   QCLOUD_ASSIGN_OR_RETURN(MetaDb::Txn txn, db_->Begin());
   Layer* old = v.top;
