@@ -12,6 +12,10 @@
 # first, so reads read data, not holes. Rounds interleave the two servers
 # (the order alternates) and the table gives each side's median over the
 # rounds with the ratio blockd/nbdkit; every round's figures are printed too.
+# Each side's server CPU time per GB moved (all its threads, the kernel's
+# io_uring workers included) is measured too: where fio on its one CPU is
+# the bottleneck, throughput ties and the CPU a server spends is what
+# differs.
 # One replica, no SSD tier: the store writes in place into a thin data file.
 set -euo pipefail
 
@@ -27,7 +31,7 @@ while [[ $# -gt 0 ]]; do
     --only) ONLY=$2; shift 2 ;;
     --server-cpu) SERVER_CPU=$2; shift 2 ;;
     --client-cpu) CLIENT_CPU=$2; shift 2 ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "$SCRIPT: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -108,6 +112,9 @@ side = j["read"] if j["read"]["io_bytes"] > 0 else j["write"]
 print("%.0f %.1f" % (side["iops"], side["bw_bytes"] / 1e6))'
 }
 
+# CPU time (utime + stime, all threads, in clock ticks) of a process.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
 declare -A RES
 for wl in "${order[@]}"; do
   [[ -n ${WL[$wl]:-} ]] || die "unknown workload $wl"
@@ -116,16 +123,24 @@ for wl in "${order[@]}"; do
     for s in "${sides[@]}"; do
       uri=$blockd_uri
       [[ $s == nbdkit ]] && uri=$nbdkit_uri
+      pid=$blockd_pid
+      [[ $s == nbdkit ]] && pid=$nbdkit_pid
+      t0=$(cpu_ticks "$pid")
       out=$(run_fio "$uri" "$wl")
-      RES[$wl,$s]+="$out;"
-      echo "round $r $wl $s: iops ${out% *} MB/s ${out#* }"
+      t1=$(cpu_ticks "$pid")
+      # Server CPU per GB moved: ticks are 1/100 s; fio ran ramp + runtime.
+      mb=${out#* }
+      cpu=$(/usr/bin/python3 -c "import sys; t, mb, s = map(float, sys.argv[1:]); print('%.0f' % (t * 10 / (mb * s / 1000)) if mb > 0 else 0)" \
+        "$((t1 - t0))" "$mb" "$((RUNTIME + 1))")
+      RES[$wl,$s]+="$out $cpu;"
+      echo "round $r $wl $s: iops ${out% *} MB/s $mb server-cpu-ms/GB $cpu"
     done
   done
 done
 
 echo
-echo "| workload | qcloud-blockd | nbdkit file | blockd / nbdkit | rounds |"
-echo "|---|--:|--:|--:|--:|"
+echo "| workload | qcloud-blockd | nbdkit file | blockd / nbdkit | server CPU ms/GB blockd | nbdkit | rounds |"
+echo "|---|--:|--:|--:|--:|--:|--:|"
 for wl in "${order[@]}"; do
   /usr/bin/python3 - "$wl" "${RES[$wl,blockd]}" "${RES[$wl,nbdkit]}" "$ROUNDS" <<'EOF'
 import statistics, sys
@@ -135,6 +150,7 @@ def med(s, i):
 i = 0 if wl.startswith("rand") else 1
 unit = "IOPS" if i == 0 else "MB/s"
 ma, mb = med(a, i), med(b, i)
-print(f"| {wl} ({unit}) | {ma:,.0f} | {mb:,.0f} | {ma / mb:.2f} | {rounds} |")
+ca, cb = med(a, 2), med(b, 2)
+print(f"| {wl} ({unit}) | {ma:,.0f} | {mb:,.0f} | {ma / mb:.2f} | {ca:,.0f} | {cb:,.0f} | {rounds} |")
 EOF
 done

@@ -2,6 +2,8 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
@@ -67,6 +69,7 @@ class LocalCopy final : public Copy {
     return file_->Sync();
   }
   uint64_t capacity() const noexcept override { return 0; }
+  std::shared_ptr<File> file() const override { return file_; }
   void Advise(uint64_t offset, uint64_t length) override {
     const int fd = file_ ? file_->native_handle() : -1;
     if (fd >= 0) (void)::posix_fadvise(fd, static_cast<off_t>(offset), static_cast<off_t>(length), POSIX_FADV_WILLNEED);
@@ -75,7 +78,7 @@ class LocalCopy final : public Copy {
  private:
   Env& env_;
   const std::string dir_, path_, name_;
-  std::unique_ptr<File> file_;
+  std::shared_ptr<File> file_;  // shared with zero-copy replies in flight
 };
 
 #if QCLOUD_HAVE_LIBNBD
@@ -377,6 +380,69 @@ void Mirror::Advise(uint64_t offset, uint64_t length) {
       return;
     }
   }
+}
+
+std::shared_ptr<File> Mirror::ReadFile() {
+  for (auto& sp : slots_) {
+    if (sp->health.load(std::memory_order_acquire) != CopyState::Health::kWhole) continue;
+    std::shared_ptr<File> f = sp->copy->file();
+    return f != nullptr && f->native_handle() >= 0 ? f : nullptr;
+  }
+  return nullptr;
+}
+
+namespace {
+
+// cachestat(2) (Linux 6.5); Debian 12's glibc has no wrapper.
+struct CacheStatRange {
+  uint64_t off, len;
+};
+struct CacheStat {
+  uint64_t nr_cache, nr_dirty, nr_writeback, nr_evicted, nr_recently_evicted;
+};
+constexpr long kSysCachestat = 451;
+
+// Pages of [offset, offset + length) of fd in the page cache; -1 when the
+// kernel cannot tell.
+int64_t CachedPages(int fd, uint64_t offset, uint64_t length) {
+  CacheStatRange r{offset, length};
+  CacheStat cs{};
+  if (::syscall(kSysCachestat, fd, &r, &cs, 0) != 0) return -1;
+  return static_cast<int64_t>(cs.nr_cache);
+}
+
+constexpr uint64_t kLargestFolio = 2 << 20;  // PMD size: the page cache's largest folio on x86-64
+
+}  // namespace
+
+bool Mirror::CanTellCached() {
+  for (auto& sp : slots_) {
+    std::shared_ptr<File> f = sp->copy->file();
+    if (f == nullptr) continue;
+    const int fd = f->native_handle();
+    if (fd < 0 || CachedPages(fd, 0, kHeaderSize) < 0) return false;
+    // Punching must drop pages, not write zeros over them: probe far past
+    // the end, where a hole changes nothing.
+    if (::fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off_t{1} << 40, 4096) != 0) return false;
+  }
+  return true;
+}
+
+bool Mirror::Uncached(uint64_t offset, uint64_t length) {
+  for (auto& sp : slots_) {
+    std::shared_ptr<File> f = sp->copy->file();
+    if (f == nullptr) continue;
+    const int fd = f->native_handle();
+    if (fd < 0) continue;
+    int64_t n = CachedPages(fd, offset, length);
+    if (n == 0) continue;
+    const uint64_t from = offset / kLargestFolio * kLargestFolio;
+    const uint64_t to = (offset + length + kLargestFolio - 1) / kLargestFolio * kLargestFolio;
+    (void)::posix_fadvise(fd, static_cast<off_t>(from), static_cast<off_t>(to - from), POSIX_FADV_DONTNEED);
+    n = CachedPages(fd, offset, length);
+    if (n != 0) return false;
+  }
+  return true;
 }
 
 Status Mirror::Mutate(uint64_t offset, uint64_t length,

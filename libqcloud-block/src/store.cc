@@ -125,6 +125,39 @@ struct Counters {
 
 void Bump(std::atomic<uint64_t>& c, uint64_t n = 1) { c.fetch_add(n, std::memory_order_relaxed); }
 
+// Zero-copy reads (Volume::PlanRead): the physical extents plans refer to,
+// and those freed while referred to, waiting for the last reference.
+struct Pins {
+  std::mutex mu;
+  std::unordered_map<uint32_t, uint32_t> count;
+  std::unordered_set<uint32_t> deferred;  // freed while pinned
+  std::vector<uint32_t> released;         // deferred, unpinned since: to recycle
+  std::atomic<bool> any_released{false};
+
+  void Unpin(const std::vector<uint32_t>& phys) {
+    std::lock_guard lock(mu);
+    for (uint32_t p : phys) {
+      auto it = count.find(p);
+      if (it == count.end() || --it->second > 0) continue;
+      count.erase(it);
+      if (deferred.erase(p) > 0) {
+        released.push_back(p);
+        any_released.store(true, std::memory_order_release);
+      }
+    }
+  }
+};
+
+// A plan's hold: its file stays open, its extents pinned.
+struct PlanHold {
+  std::shared_ptr<Pins> pins;
+  std::shared_ptr<File> file;
+  std::vector<uint32_t> phys;
+  ~PlanHold() {
+    if (pins) pins->Unpin(phys);
+  }
+};
+
 class StoreImpl;
 
 class VolumeHandle final : public Volume {
@@ -139,6 +172,7 @@ class VolumeHandle final : public Volume {
   Status WriteZeroes(uint64_t offset, uint64_t length, bool fua, bool no_hole) override;
   Status Map(uint64_t offset, uint64_t length, std::vector<Run>& runs, size_t max_runs) override;
   Status Prefetch(uint64_t offset, uint64_t length) override;
+  Result<bool> PlanRead(uint64_t offset, uint64_t length, ReadPlan& plan) override;
 
  private:
   StoreImpl* store_;
@@ -171,6 +205,7 @@ class StoreImpl final : public Store {
       QCLOUD_RETURN_IF_ERROR(WriteOutAll());
     }
     if (tier_) tier_->Demote();
+    if (zero_copy_) Recycle({});  // extents whose pages were still cached
     return mirror_->Maintain();
   }
   std::vector<CopyInfo> copies() override;
@@ -181,6 +216,7 @@ class StoreImpl final : public Store {
   Status Write(VolumeState& v, uint64_t offset, ByteView src, bool fua);
   Status Zero(VolumeState& v, uint64_t offset, uint64_t length, bool fua, bool no_hole, bool trim);
   Status Map(VolumeState& v, uint64_t offset, uint64_t length, std::vector<Volume::Run>& runs, size_t max_runs);
+  Result<bool> PlanRead(VolumeState& v, uint64_t offset, uint64_t length, Volume::ReadPlan& plan);
   Status Prefetch(VolumeState& v, uint64_t offset, uint64_t length) {
     std::shared_lock gate(gate_);
     QCLOUD_RETURN_IF_ERROR(CheckIo(v, offset, length));
@@ -233,7 +269,12 @@ class StoreImpl final : public Store {
   // The physical extents in use (or freed and not yet committed): what a
   // replica rebuilt from scratch must get.
   std::vector<uint32_t> InUse();
-  void ReleaseNow(const std::vector<uint32_t>& phys);  // after the commit that freed them
+  // After the commit that freed them: the extents go back to the free
+  // list (their space to the file system), or, with zero-copy reads, once
+  // no plan refers to them and no page of them is cached (see PlanRead).
+  void ReleaseNow(const std::vector<uint32_t>& phys);
+  // Punches out and frees what can be now; keeps the rest for later.
+  void Recycle(std::vector<uint32_t> phys);
 
   Status FlushLocked();  // flush_mu_ held, gate_ held (either way)
   Layer* NewLayer(Layer* parent);
@@ -276,6 +317,14 @@ class StoreImpl final : public Store {
   std::unordered_map<uint64_t, std::unique_ptr<Layer>> layers_;
   uint64_t next_layer_ = 1;
   Status broken_;
+
+  // Zero-copy reads: on when the kernel can tell cached pages and punch
+  // holes in every local copy, and there is no SSD tier (its slots are
+  // reused all the time).
+  bool zero_copy_ = false;
+  std::shared_ptr<Pins> pins_ = std::make_shared<Pins>();
+  std::mutex recycle_mu_;
+  std::vector<uint32_t> unsettled_;  // freed and unpinned, pages still cached: retried
 
   std::mutex alloc_mu_;
   std::vector<uint32_t> free_;
@@ -399,6 +448,7 @@ Result<std::unique_ptr<Store>> StoreImpl::Open(const StoreOptions& options) {
   if (!options.ssd_dir.empty()) {
     QCLOUD_ASSIGN_OR_RETURN(s->tier_, detail::Tier::Open(*s->env_, options.ssd_dir, options.ssd_bytes, *s->mirror_));
   }
+  s->zero_copy_ = s->tier_ == nullptr && s->mirror_->CanTellCached();
   // An NBD replica bounds the space: the data directory has none of its own.
   if (s->capacity_ == 0 && s->mirror_->capacity() >= 2 * kExtentSize) {
     s->capacity_ = s->mirror_->capacity() / kExtentSize - 1;
@@ -414,6 +464,7 @@ Status StoreImpl::Broken() const {
 // ---- allocation ----
 
 Result<uint32_t> StoreImpl::Allocate() {
+  if (pins_->any_released.load(std::memory_order_acquire)) Recycle({});
   std::lock_guard lock(alloc_mu_);
   if (capacity_ != 0 && allocated_ >= capacity_) {
     Bump(counters_.enospc);
@@ -443,11 +494,51 @@ std::vector<uint32_t> StoreImpl::InUse() {
 }
 
 void StoreImpl::ReleaseNow(const std::vector<uint32_t>& phys) {
-  // Give the space back to the file system; the numbers become reusable.
-  for (uint32_t p : phys) (void)DevZero(DataOffset(p, 0), kExtentSize, true);
+  if (!zero_copy_) {
+    Recycle(phys);
+    return;
+  }
+  std::vector<uint32_t> now;
+  {
+    std::lock_guard lock(pins_->mu);
+    for (uint32_t p : phys) {
+      if (pins_->count.contains(p)) {
+        pins_->deferred.insert(p);
+      } else {
+        now.push_back(p);
+      }
+    }
+  }
+  Recycle(std::move(now));
+}
+
+void StoreImpl::Recycle(std::vector<uint32_t> phys) {
+  std::lock_guard recycle(recycle_mu_);
+  if (zero_copy_) {
+    {
+      std::lock_guard lock(pins_->mu);
+      phys.insert(phys.end(), pins_->released.begin(), pins_->released.end());
+      pins_->released.clear();
+      pins_->any_released.store(false, std::memory_order_relaxed);
+    }
+    phys.insert(phys.end(), unsettled_.begin(), unsettled_.end());
+    unsettled_.clear();
+  }
+  std::vector<uint32_t> ready;
+  for (uint32_t p : phys) {
+    // A page still cached may be one a reply in a socket refers to: a punch
+    // could zero it in place (part of a large folio), a reuse rewrite it.
+    if (zero_copy_ && !mirror_->Uncached(DataOffset(p, 0), kExtentSize)) {
+      unsettled_.push_back(p);
+      continue;
+    }
+    // Give the space back to the file system; the number becomes reusable.
+    (void)DevZero(DataOffset(p, 0), kExtentSize, true);
+    ready.push_back(p);
+  }
   std::lock_guard lock(alloc_mu_);
-  for (uint32_t p : phys) free_.push_back(p);
-  allocated_ -= phys.size();
+  for (uint32_t p : ready) free_.push_back(p);
+  allocated_ -= ready.size();
 }
 
 // ---- reads ----
@@ -546,6 +637,84 @@ Status StoreImpl::Read(VolumeState& v, uint64_t offset, MutableByteView dst) {
     done += n;
   }
   return Status::Ok();
+}
+
+Result<bool> StoreImpl::PlanRead(VolumeState& v, uint64_t offset, uint64_t length, Volume::ReadPlan& plan) {
+  if (!zero_copy_) return false;
+  std::shared_lock gate(gate_);
+  QCLOUD_RETURN_IF_ERROR(CheckIo(v, offset, length));
+  std::shared_ptr<File> file = mirror_->ReadFile();
+  if (file == nullptr) return false;
+  const int fd = file->native_handle();
+  if (v.merge_pending.load(std::memory_order_acquire)) {
+    std::lock_guard merge(v.merge_mu);
+    const uint64_t run = v.merge_idx * kExtentSize + v.merge_off;
+    if (!v.merge_buf.empty() && offset < run + v.merge_buf.size() && run < offset + length) {
+      QCLOUD_RETURN_IF_ERROR(WriteOutLocked(v));
+    }
+  }
+  Bump(counters_.reads);
+  Bump(counters_.read_bytes, length);
+  ReadAhead(v, offset, offset + length);
+  auto hold = std::make_shared<PlanHold>();
+  hold->file = std::move(file);
+  plan.pieces.clear();
+  auto add = [&](uint32_t phys, uint64_t at, uint64_t n) {
+    const int piece_fd = phys == 0 ? -1 : fd;
+    const uint64_t file_at = phys == 0 ? 0 : at;
+    if (!plan.pieces.empty()) {
+      Volume::FilePiece& last = plan.pieces.back();
+      if (last.fd == piece_fd && (piece_fd < 0 || last.offset + last.length == file_at)) {
+        last.length += n;
+        return;
+      }
+    }
+    plan.pieces.push_back({.fd = piece_fd, .offset = file_at, .length = n});
+  };
+  uint64_t done = 0;
+  while (done < length) {
+    const uint64_t at = offset + done;
+    const uint64_t idx = at / kExtentSize;
+    const auto off = static_cast<uint32_t>(at % kExtentSize);
+    const auto n = static_cast<uint32_t>(std::min<uint64_t>(length - done, kExtentSize - off));
+    // Under the extent's stripe: a trim that frees an extent seen here
+    // comes after the pin below, and defers its reuse.
+    std::shared_lock stripe(v.stripes[idx % kStripes]);
+    Extent own;
+    bool have = false;
+    {
+      std::lock_guard lock(v.map_mu);
+      auto it = v.top->map.find(idx);
+      if (it != v.top->map.end()) {
+        own = it->second;
+        have = true;
+      }
+    }
+    const size_t first_new = hold->phys.size();
+    const uint32_t end = off + n;
+    uint32_t pos = off;
+    while (pos < end) {
+      const unsigned b = pos / kBlockSize;
+      const uint32_t src = Source(v.top, have ? &own : nullptr, idx, b);
+      unsigned nb = b + 1;
+      while (nb * kBlockSize < end && Source(v.top, have ? &own : nullptr, idx, nb) == src) ++nb;
+      const uint32_t run_end = std::min(end, nb * kBlockSize);
+      add(src, DataOffset(src, 0) + pos, run_end - pos);
+      if (src != 0 && std::find(hold->phys.begin() + static_cast<ptrdiff_t>(first_new), hold->phys.end(), src) ==
+                          hold->phys.end()) {
+        hold->phys.push_back(src);
+      }
+      pos = run_end;
+    }
+    if (hold->phys.size() > first_new) {
+      std::lock_guard lock(pins_->mu);
+      for (size_t i = first_new; i < hold->phys.size(); ++i) pins_->count[hold->phys[i]]++;
+    }
+    done += n;
+  }
+  hold->pins = pins_;  // from here on the destructor unpins
+  plan.hold = std::move(hold);
+  return true;
 }
 
 void StoreImpl::ReadAhead(VolumeState& v, uint64_t offset, uint64_t end) {
@@ -1364,6 +1533,9 @@ Status VolumeHandle::Map(uint64_t offset, uint64_t length, std::vector<Run>& run
   return store_->Map(*v_, offset, length, runs, max_runs);
 }
 Status VolumeHandle::Prefetch(uint64_t offset, uint64_t length) { return store_->Prefetch(*v_, offset, length); }
+Result<bool> VolumeHandle::PlanRead(uint64_t offset, uint64_t length, ReadPlan& plan) {
+  return store_->PlanRead(*v_, offset, length, plan);
+}
 
 }  // namespace
 

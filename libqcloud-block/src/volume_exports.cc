@@ -27,6 +27,9 @@ class VolumeExport final : public Export {
     return v_->WriteZeroes(offset, length, fua, no_hole);
   }
   Status Cache(uint64_t offset, uint64_t length) override { return v_->Prefetch(offset, length); }
+  Result<bool> PlanRead(uint64_t offset, uint64_t length, Volume::ReadPlan& plan) override {
+    return v_->PlanRead(offset, length, plan);
+  }
   Status Allocation(uint64_t offset, uint32_t length, std::vector<AllocationRun>& runs) override {
     std::vector<Volume::Run> map;
     QCLOUD_RETURN_IF_ERROR(v_->Map(offset, length, map));

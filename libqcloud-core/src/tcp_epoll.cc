@@ -176,9 +176,7 @@ class EpollWorker final : public LoopWorker {
   }
 
   void Receive(Conn& c) {
-    const size_t rb = server_.options.read_buffer;
-    const size_t pending = c.in.size();
-    const size_t want = rb > pending + 4096 ? rb - pending : rb;
+    const size_t want = ReceiveSize(c);
     auto space = c.in.Prepare(want);
     const ssize_t n = ::recv(c.fd, space.data(), want, 0);
     if (n > 0) {

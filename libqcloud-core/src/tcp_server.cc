@@ -234,6 +234,20 @@ bool ConnIo::Read(int fd, uint64_t offset, MutableByteView dst, int64_t* result)
   return worker_->StartRead(*conn_, fd, offset, dst, result);
 }
 
+bool ConnIo::zero_copy() const noexcept { return worker_->zero_copy(); }
+
+bool ConnIo::SendFile(Buffer& out, int fd, uint64_t offset, uint64_t length,
+                      std::shared_ptr<const void> hold) {
+  if (!worker_->zero_copy() || fd < 0) return false;
+  if (length == 0) return true;
+  conn_->out_files.push_back(
+      {.at = out.size(), .fd = fd, .offset = offset, .length = length, .hold = std::move(hold)});
+  conn_->queued_file_bytes += length;
+  return true;
+}
+
+uint64_t ConnIo::queued_file_bytes() const noexcept { return conn_->queued_file_bytes; }
+
 int ConnIo::socket_fd() const noexcept { return conn_->fd; }
 
 void ConnWaker::Wake() noexcept {
@@ -262,6 +276,8 @@ void LoopWorker::Close(Conn* c) {
     std::erase(wake_queue_->woken, c);
   }
   ::close(c->fd);
+  if (c->pipe_r >= 0) ::close(c->pipe_r);
+  if (c->pipe_w >= 0) ::close(c->pipe_w);
   auto it = std::find(conns_.begin(), conns_.end(), c);
   if (it != conns_.end()) {
     *it = conns_.back();
@@ -290,7 +306,9 @@ std::vector<Conn*> LoopWorker::IdleConnections() {
 void LoopWorker::CloseAll() {
   while (!conns_.empty()) {
     Conn* c = conns_.back();
-    if (!c->out.empty() || !c->sending.empty()) Bump(counters_.drain_forced_closes);
+    if (c->HasOutput() || !c->sending.empty() || !c->sending_files.empty()) {
+      Bump(counters_.drain_forced_closes);
+    }
     Close(c);
   }
 }

@@ -3,6 +3,14 @@
 // handled, and the receives and sends it produced go to the kernel together
 // with the next io_uring_enter, which also waits for the next completions.
 //
+// Zero-copy output (SessionIo::SendFile): `sending` goes out in pieces,
+// its bytes up to the next file segment, then that segment: spliced from
+// the file into the connection's pipe at once (page references, no copy;
+// a read from disk if the pages are not cached), then from the pipe into
+// the socket by an io_uring splice (the kernel runs it on its worker
+// thread, which waits for room in the socket). One piece in flight at a
+// time, as for plain sends.
+//
 // Connection lifecycle: accepted (multishot accept) -> receiving; each
 // receive feeds the session, whose replies are queued in `out`; `out` is
 // swapped into `sending` when no send is in flight, so a buffer is never
@@ -11,9 +19,12 @@
 // the session is closing, or at the stop; its fd is closed only when no
 // operation is in flight.
 
+#include <fcntl.h>
 #include <liburing.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <algorithm>
 
 #include <cerrno>
 #include <cstring>
@@ -32,6 +43,8 @@ constexpr unsigned kCompletionEntries = 8192;  // many connections' completions 
 constexpr long kDrainPollNs = 100L * 1000 * 1000;
 // At exit, how many waits for the completions of shut-down sockets.
 constexpr int kExitDrainRounds = 50;
+// The pipe of a connection's zero-copy output: asked as big as this.
+constexpr int kPipeBytes = 1 << 20;
 
 // user_data = Conn pointer | tag; Conn's alignment leaves the low bits free.
 enum Tag : uintptr_t { kRecv = 0, kSend = 1, kAccept = 2, kWake = 3, kFile = 4, kCancel = 5 };
@@ -167,12 +180,7 @@ class IoUringWorker final : public LoopWorker {
   }
 
   void ArmRecv(Conn& c) {
-    // Ask for read_buffer bytes, less what is already pending, so a session
-    // that bounds its line length sees the same chunks as from a read(2)
-    // loop; at least 4 KiB so a long value still arrives in big steps.
-    const size_t rb = server_.options.read_buffer;
-    const size_t pending = c.in.size();
-    const size_t want = rb > pending + 4096 ? rb - pending : rb;
+    const size_t want = ReceiveSize(c);
     auto space = c.in.Prepare(want);
     io_uring_sqe* sqe = Sqe();
     io_uring_prep_recv(sqe, c.fd, space.data(), want, 0);
@@ -180,11 +188,89 @@ class IoUringWorker final : public LoopWorker {
     c.recv_armed = true;
   }
 
-  void ArmSend(Conn& c) {
-    io_uring_sqe* sqe = Sqe();
-    io_uring_prep_send(sqe, c.fd, c.sending.data(), c.sending.size(), MSG_NOSIGNAL);
+  bool zero_copy() const noexcept override { return true; }
+
+  // Starts sending the next piece of `sending` (see the top); false when
+  // all of it is out, or on a failure (then the connection is dead).
+  bool ArmSend(Conn& c) {
+    io_uring_sqe* sqe;
+    for (;;) {
+      if (c.pipe_bytes > 0) {
+        sqe = Sqe();
+        io_uring_prep_splice(sqe, c.pipe_r, -1, c.fd, -1, static_cast<unsigned>(c.pipe_bytes), 0);
+        c.send_kind = Conn::Sending::kPipe;
+        break;
+      }
+      if (c.zero_bytes > 0) {
+        static constexpr std::byte kZeros[64 * 1024] = {};
+        sqe = Sqe();
+        io_uring_prep_send(sqe, c.fd, kZeros, std::min(c.zero_bytes, sizeof kZeros), MSG_NOSIGNAL);
+        c.send_kind = Conn::Sending::kZeros;
+        break;
+      }
+      FileSegment* seg = c.sending_files_head < c.sending_files.size()
+                             ? &c.sending_files[c.sending_files_head]
+                             : nullptr;
+      const size_t bytes = seg != nullptr ? seg->at - c.sent : c.sending.size();
+      if (bytes > 0) {
+        sqe = Sqe();
+        io_uring_prep_send(sqe, c.fd, c.sending.data(), bytes, MSG_NOSIGNAL);
+        c.send_kind = Conn::Sending::kBytes;
+        break;
+      }
+      if (seg == nullptr) return false;
+      if (seg->length == 0) {
+        seg->hold.reset();  // handed to the kernel: the session's promise is kept
+        ++c.sending_files_head;
+        continue;
+      }
+      if (!FillPipe(c, *seg)) {
+        c.dead = true;
+        c.eof = true;
+        return false;
+      }
+    }
     io_uring_sqe_set_data64(sqe, Encode(&c, kSend));
     c.send_armed = true;
+    return true;
+  }
+
+  // Splices the next part of `seg` into the (empty) pipe, or notes the
+  // zeros past the end of its file.
+  bool FillPipe(Conn& c, FileSegment& seg) {
+    if (c.pipe_r < 0) {
+      int p[2];
+      if (::pipe2(p, O_CLOEXEC | O_NONBLOCK) != 0) {
+        server_.Log(LogLevel::kWarning, fmt::format("pipe: {}", std::strerror(errno)));
+        return false;
+      }
+      c.pipe_r = p[0];
+      c.pipe_w = p[1];
+      // As big as allowed (fs.pipe-max-size, 1 MiB by default): a 1 MiB
+      // read goes through in one splice pair.
+      const int cap = ::fcntl(c.pipe_w, F_SETPIPE_SZ, kPipeBytes);
+      c.pipe_cap = static_cast<size_t>(cap > 0 ? cap : ::fcntl(c.pipe_w, F_GETPIPE_SZ));
+    }
+    for (;;) {
+      auto off = static_cast<loff_t>(seg.offset);
+      const size_t want = static_cast<size_t>(std::min<uint64_t>(seg.length, c.pipe_cap));
+      const ssize_t n = ::splice(seg.fd, &off, c.pipe_w, nullptr, want, SPLICE_F_NONBLOCK);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        server_.Log(LogLevel::kWarning, fmt::format("splice from a file: {}", std::strerror(errno)));
+        return false;
+      }
+      const auto got = static_cast<size_t>(n);
+      if (got == 0) {
+        c.zero_bytes = static_cast<size_t>(seg.length);  // past the end of the file
+      } else {
+        c.pipe_bytes = got;
+      }
+      c.queued_file_bytes -= got == 0 ? seg.length : got;
+      seg.offset += got;
+      seg.length = got == 0 ? 0 : seg.length - got;
+      return true;
+    }
   }
 
   void Handle(uint64_t data, int res, unsigned flags) {
@@ -251,15 +337,30 @@ class IoUringWorker final : public LoopWorker {
           c->dead = true;
           c->eof = true;
         } else {
-          Bump(counters_.bytes_written, static_cast<uint64_t>(res));
-          if (res > 0) c->last_activity = Now();
-          c->sending.Consume(static_cast<size_t>(res));
-          if (!c->sending.empty()) {
-            ArmSend(*c);
-            return;
+          const auto n = static_cast<size_t>(res);
+          Bump(counters_.bytes_written, n);
+          if (n > 0) c->last_activity = Now();
+          switch (c->send_kind) {
+            case Conn::Sending::kBytes:
+              c->sending.Consume(n);
+              c->sent += n;
+              break;
+            case Conn::Sending::kPipe:
+              c->pipe_bytes -= std::min(n, c->pipe_bytes);
+              if (n == 0) c->dead = c->eof = true;  // the socket took nothing: gone
+              break;
+            case Conn::Sending::kZeros:
+              c->zero_bytes -= std::min(n, c->zero_bytes);
+              break;
           }
-          // Room in the output again: a blocked session may take more input.
-          Feed(*c);
+          if (!c->dead && ArmSend(*c)) return;
+          if (!c->dead) {
+            c->sending_files.clear();
+            c->sending_files_head = 0;
+            c->sent = 0;
+            // Room in the output again: a blocked session may take more input.
+            Feed(*c);
+          }
         }
         Drive(*c);
         return;
@@ -279,12 +380,16 @@ class IoUringWorker final : public LoopWorker {
   // Starts a send if none is in flight, and decides whether to read more or
   // to close.
   void Drive(Conn& c) {
-    if (!c.send_armed && c.out.empty() && !c.dead && c.session->producing()) {
+    if (!c.send_armed && !c.HasOutput() && !c.dead && c.session->producing()) {
       Feed(c);  // a streamed reply goes on once its last piece is out
-      if (c.out.empty()) c.dead = true;  // a producing session that makes nothing: give up
+      if (!c.HasOutput()) c.dead = true;  // a producing session that makes nothing: give up
     }
-    if (!c.send_armed && !c.out.empty() && !c.dead) {
+    if (!c.send_armed && c.HasOutput() && !c.dead) {
       std::swap(c.out, c.sending);
+      c.sending_files.swap(c.out_files);
+      c.out_files.clear();
+      c.sending_files_head = 0;
+      c.sent = 0;
       ArmSend(c);
     }
     if (c.dead || (c.eof && !c.send_armed && !c.session->busy())) {

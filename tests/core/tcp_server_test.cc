@@ -420,6 +420,122 @@ TEST_CASE("tcp server: a session reads a file through its worker's loop, in orde
   ::close(fd);
 }
 
+// "send OFF LEN" answers "<", LEN bytes of the factory's file at OFF
+// (zeros past its end) and ">\n": zero-copy (SessionIo::SendFile) where the
+// loop can, else copied. Each reply's hold is remembered, to see it go.
+class SendFileSession final : public StreamSession {
+ public:
+  SendFileSession(int fd, std::vector<std::weak_ptr<const void>>& holds, std::mutex& mu)
+      : fd_(fd), holds_(holds), mu_(mu) {}
+  void AttachIo(SessionIo* io) override { io_ = io; }
+  size_t Process(ByteView in, Buffer& out) override {
+    size_t used = 0;
+    std::string_view text = in.AsStringView();
+    for (size_t nl; !blocked(out) && (nl = text.find('\n', used)) != std::string_view::npos;) {
+      const std::string line(text.substr(used, nl - used));
+      used = nl + 1;
+      unsigned long off = 0, len = 0;
+      if (std::sscanf(line.c_str(), "send %lu %lu", &off, &len) != 2) {
+        out.Append(std::string_view(line + "\n"));
+        continue;
+      }
+      out.Append(std::string_view("<"));
+      auto hold = std::make_shared<int>(0);
+      {
+        std::lock_guard lock(mu_);
+        holds_.push_back(hold);
+      }
+      if (!io_->SendFile(out, fd_, off, len, hold)) {
+        CHECK_FALSE(io_->zero_copy());
+        std::string bytes(len, '\0');
+        const ssize_t n = ::pread(fd_, bytes.data(), len, static_cast<off_t>(off));
+        REQUIRE(n >= 0);
+        out.Append(std::string_view(bytes));
+      }
+      out.Append(std::string_view(">\n"));
+    }
+    return used;
+  }
+  bool closing() const noexcept override { return false; }
+  bool blocked(const Buffer& out) const noexcept override {
+    return out.size() + io_->queued_file_bytes() >= 4 * kHighWater;
+  }
+
+ private:
+  SessionIo* io_ = nullptr;
+  int fd_;
+  std::vector<std::weak_ptr<const void>>& holds_;
+  std::mutex& mu_;
+};
+
+struct SendFiles final : SessionFactory {
+  std::unique_ptr<StreamSession> NewSession(unsigned) override {
+    return std::make_unique<SendFileSession>(fd, holds, mu);
+  }
+  bool AllReleased() {
+    std::lock_guard lock(mu);
+    for (auto& h : holds) {
+      if (!h.expired()) return false;
+    }
+    return true;
+  }
+  int fd = -1;
+  std::mutex mu;
+  std::vector<std::weak_ptr<const void>> holds;
+};
+
+TEST_CASE("tcp server: file bytes sent without a copy arrive in order and exact") {
+  char path[] = "/tmp/qcloud-tcp-sendfile-XXXXXX";
+  const int fd = ::mkstemp(path);
+  REQUIRE(fd >= 0);
+  ::unlink(path);
+  // 3 MiB + 5 bytes of a pattern no two nearby offsets share.
+  std::string file(3 * 1024 * 1024 + 5, '\0');
+  for (size_t i = 0; i < file.size(); ++i) file[i] = static_cast<char>((i * 7919 + i / 4096) & 0xff);
+  REQUIRE(::pwrite(fd, file.data(), file.size(), 0) == static_cast<ssize_t>(file.size()));
+  auto expect = [&](uint64_t off, uint64_t len) {
+    std::string got = off < file.size() ? file.substr(off, len) : "";
+    got.resize(len, '\0');  // zeros past the end
+    return "<" + got + ">\n";
+  };
+  ForEachBackend([&](LoopBackend backend) {
+    SendFiles files;
+    files.fd = fd;
+    auto server = REQUIRE_VALUE(TcpServer::Open(files, {.threads = 1, .backend = backend}));
+    auto worker = std::async(std::launch::async, [&] { return server->Serve(0); });
+    test::SocketClient c(server->address());
+    REQUIRE(c.connected());
+    // Pipelined: small and large (several pipe loads) segments, one across
+    // the end of the file, one wholly past it, plain bytes in between.
+    const std::vector<std::pair<uint64_t, uint64_t>> reqs = {
+        {0, 10}, {4095, 2}, {1000, 2621440}, {file.size() - 3, 4099}, {file.size() + 100, 70000}, {7, 1}};
+    std::string send, want;
+    for (auto [off, len] : reqs) {
+      send += "send " + std::to_string(off) + " " + std::to_string(len) + "\necho\n";
+      want += expect(off, len) + "echo\n";
+    }
+    REQUIRE(c.Send(send));
+    const std::string got = c.Read(want.size());
+    CHECK(got.size() == want.size());
+    CHECK(got == want);
+    CHECK(Eventually([&] { return files.AllReleased(); }));
+
+    // A client that leaves with file bytes still queued: its holds go with
+    // the connection, and the worker serves on.
+    {
+      test::SocketClient gone(server->address());
+      REQUIRE(gone.Send("send 0 3000000\nsend 0 3000000\nsend 0 3000000\n"));
+    }
+    CHECK(Eventually([&] { return files.AllReleased(); }));
+    test::SocketClient after(server->address());
+    REQUIRE(after.Send("send 5 3\n"));
+    CHECK(after.Read(6) == expect(5, 3));
+    server->Stop();
+    CHECK_OK(worker.get());
+  });
+  ::close(fd);
+}
+
 TEST_CASE("tcp server: while one connection's read waits, the worker serves the others") {
   if (!core_internal::IoUringAllowed()) return;  // epoll reads at once: nothing to wait for
   int pipe_fds[2];

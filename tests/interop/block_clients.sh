@@ -67,14 +67,27 @@ else
   mkdir -p "$work/exports"
   truncate -s $((5 * GiB)) "$work/exports/vm1"
   truncate -s $GiB "$work/exports/img"
-  port=$(free_port)
-  nbdkit -f -i 127.0.0.1 -p "$port" --exit-with-parent file dir="$work/exports" \
-    >"$work/server.log" 2>&1 &
-  pid=$!
-  for _ in $(seq 100); do
-    timeout 2 nbdinfo --size "nbd://127.0.0.1:$port/img" >/dev/null 2>&1 && break
-    sleep 0.05
+  # A probed free port can be taken by another test's server before nbdkit
+  # binds it; nbdkit then exits, and whoever holds the port would answer.
+  # So the answer counts only while our nbdkit is alive; else a new port.
+  ready=""
+  for _ in 1 2 3 4 5; do
+    port=$(free_port)
+    nbdkit -f -i 127.0.0.1 -p "$port" --exit-with-parent file dir="$work/exports" \
+      >"$work/server.log" 2>&1 &
+    pid=$!
+    for _ in $(seq 100); do
+      kill -0 "$pid" 2>/dev/null || break
+      if timeout 2 nbdinfo --size "nbd://127.0.0.1:$port/img" >/dev/null 2>&1 && kill -0 "$pid" 2>/dev/null; then
+        ready=1
+        break
+      fi
+      sleep 0.05
+    done
+    [[ -n $ready ]] && break
+    kill "$pid" 2>/dev/null || true
   done
+  [[ -n $ready ]] || port=""
 fi
 [[ -n ${port:-} ]] || { echo "server did not start"; cat "$work/server.log"; exit 1; }
 base="nbd://127.0.0.1:$port"

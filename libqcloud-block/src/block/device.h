@@ -73,6 +73,8 @@ class Copy {
   virtual void Advise(uint64_t offset, uint64_t length) { (void)offset, (void)length; }
   // Bytes the copy can hold (0 = no limit).
   virtual uint64_t capacity() const noexcept = 0;
+  // A local copy's open file (for zero-copy reads); null for the others.
+  virtual std::shared_ptr<File> file() const { return nullptr; }
 };
 
 // extents.dat in `dir` through `env` (created if absent).
@@ -112,6 +114,19 @@ class Mirror {
   Status Sync();
   // Read-ahead hint to the copy reads go to.
   void Advise(uint64_t offset, uint64_t length);
+  // Zero-copy reads: the file of the copy reads go to now, when it is a
+  // local one with a descriptor; else null (read with Read()).
+  std::shared_ptr<File> ReadFile();
+  // For zero-copy reads, before [offset, offset + length) is punched out
+  // and reused: true when no local copy has a page of it cached (so no
+  // page a reply still refers to can be zeroed or rewritten in place).
+  // Asks the kernel to drop clean, unreferenced ones first (the whole
+  // 2 MiB-aligned range around it: a large folio may straddle extents).
+  // False: try again later.
+  bool Uncached(uint64_t offset, uint64_t length);
+  // Whether Uncached() can tell (cachestat(2), Linux 6.5) and every local
+  // copy punches holes: the conditions for zero-copy reads.
+  bool CanTellCached();
 
   // Reopens failed copies and rebuilds what they missed; returns when every
   // copy is whole or could not be reached. Background work: call it every

@@ -69,12 +69,15 @@ class NbdSession final : public StreamSession {
   // After NBD_CMD_DISC the requests still running are answered first.
   bool closing() const noexcept override { return closing_ || (disc_ && in_flight_ == 0); }
   void Attach(std::shared_ptr<SessionWaker> waker) override { waker_ = std::move(waker); }
+  // Reads of kZeroCopyMin bytes or more go out with SessionIo::SendFile
+  // where the loop and the export can (no pool: the loop's thread only).
+  void AttachIo(SessionIo* io) override { io_ = io; }
   bool busy() const noexcept override { return in_flight_ > 0; }
   // Also while the session has paused with complete requests still in its
   // input (see kRequestsPerCall): the loop sends the replies so far, then
   // calls Process() again without waiting for more input.
   bool blocked(const Buffer& out) const noexcept override {
-    return paused_ || out.size() >= output_high_water_ || in_flight_ >= kMaxInFlight ||
+    return paused_ || OutputBytes(out) >= output_high_water_ || in_flight_ >= kMaxInFlight ||
            in_flight_bytes_ >= max_in_flight_bytes_;
   }
   // Past the handshake a client may be silent for as long as it likes (an
@@ -130,8 +133,16 @@ class NbdSession final : public StreamSession {
     Export* exp = nullptr;
     bool structured = false;
     NbdCounters* counters = nullptr;
+    SessionIo* io = nullptr;  // null on a pool thread
   };
-  Ctx ctx() noexcept { return {export_.get(), structured_, &counters_}; }
+  Ctx ctx() noexcept { return {export_.get(), structured_, &counters_, pool_ ? nullptr : io_}; }
+  // Output made and not yet sent: `out` and the file bytes queued with it.
+  uint64_t OutputBytes(const Buffer& out) const noexcept {
+    return out.size() + (io_ != nullptr ? io_->queued_file_bytes() : 0);
+  }
+  // A read answered by the loop's zero-copy output; false: not possible
+  // here, nothing was written.
+  static bool ReadZeroCopy(const Ctx& c, const Request& r, Buffer& out);
   static void Execute(const Ctx& c, const Request& r, ByteView payload, Buffer& out);
   void Execute(const Request& r, ByteView payload, Buffer& out) { Execute(ctx(), r, payload, out); }
   // Runs the request on the pool; its reply joins `completed_`.
@@ -170,6 +181,7 @@ class NbdSession final : public StreamSession {
     std::vector<std::pair<std::string, uint64_t>> replies;  // reply bytes, the request's byte count
   };
   WorkerPool* pool_ = nullptr;
+  SessionIo* io_ = nullptr;
   std::shared_ptr<SessionWaker> waker_;
   std::shared_ptr<Completed> completed_ = std::make_shared<Completed>();
   size_t in_flight_ = 0;

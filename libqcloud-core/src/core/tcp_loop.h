@@ -68,11 +68,25 @@ class ConnIo final : public SessionIo {
  public:
   ConnIo(LoopWorker* worker, Conn* conn) noexcept : worker_(worker), conn_(conn) {}
   bool Read(int fd, uint64_t offset, MutableByteView dst, int64_t* result) override;
+  bool SendFile(Buffer& out, int fd, uint64_t offset, uint64_t length,
+                std::shared_ptr<const void> hold) override;
+  bool zero_copy() const noexcept override;
+  uint64_t queued_file_bytes() const noexcept override;
   int socket_fd() const noexcept override;
 
  private:
   LoopWorker* worker_;
   Conn* conn_;
+};
+
+// Bytes of a file queued for the socket (SessionIo::SendFile), after the
+// first `at` bytes of the buffer they were queued with.
+struct FileSegment {
+  size_t at = 0;
+  int fd = -1;
+  uint64_t offset = 0;
+  uint64_t length = 0;  // left to hand to the kernel
+  std::shared_ptr<const void> hold;
 };
 
 struct Conn {
@@ -84,6 +98,19 @@ struct Conn {
   Buffer in;
   Buffer out;
   Buffer sending;           // io_uring: the buffer the kernel is sending from
+  // Zero-copy output (io_uring): file segments queued with `out`, and those
+  // of `sending` (their `at` counts from the start of `sending` at the swap;
+  // `sent` is how much of it has gone since); the pipe they go through.
+  std::vector<FileSegment> out_files, sending_files;
+  size_t sending_files_head = 0;  // the first of sending_files not yet done
+  size_t sent = 0;
+  uint64_t queued_file_bytes = 0;  // in out_files and sending_files
+  int pipe_r = -1, pipe_w = -1;
+  size_t pipe_bytes = 0;    // spliced into the pipe, not yet into the socket
+  size_t pipe_cap = 0;      // the pipe's capacity
+  size_t zero_bytes = 0;    // to send as zeros (a segment past end of file)
+  enum class Sending : uint8_t { kBytes, kPipe, kZeros } send_kind = Sending::kBytes;
+  bool HasOutput() const noexcept { return !out.empty() || !out_files.empty(); }
   bool recv_armed = false;  // io_uring: a receive is in flight
   bool recv_cancel = false; // io_uring: ... and a wake asked to cancel it
   bool send_armed = false;  // io_uring: a send is in flight
@@ -137,6 +164,8 @@ class LoopWorker {
   // SessionIo::Read for connection `c` (see ConnIo): false while one is in flight.
   virtual bool StartRead(Conn& c, int fd, uint64_t offset, MutableByteView dst,
                          int64_t* result) = 0;
+  // SessionIo::SendFile: whether this backend does it.
+  virtual bool zero_copy() const noexcept { return false; }
 
  protected:
   // A freshly accepted socket: refused (reject message, close) over the
@@ -146,6 +175,15 @@ class LoopWorker {
   // closing or the input outgrew max_input.
   void Feed(Conn& c);
   bool WantsInput(const Conn& c) const { return !c.eof && !c.dead && !c.session->blocked(c.out); }
+  // Bytes to ask of the next receive: read_buffer, less what is already
+  // pending, so a session that bounds its line length sees the same chunks
+  // as from a read(2) loop; at least 4 KiB so a long value still arrives in
+  // big steps.
+  size_t ReceiveSize(const Conn& c) const {
+    const size_t rb = server_.options.read_buffer;
+    const size_t pending = c.in.size();
+    return rb > pending + 4096 ? rb - pending : rb;
+  }
   // Closes the fd, forgets the Conn. No operation may be in flight on it.
   void Close(Conn* c);
   // The connections woken since the last call (their wakes consumed).

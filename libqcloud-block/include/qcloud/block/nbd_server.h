@@ -51,6 +51,7 @@
 #include <string_view>
 #include <vector>
 
+#include "qcloud/block/store.h"
 #include "qcloud/core/bytes.h"
 #include "qcloud/core/clock.h"
 #include "qcloud/core/export.h"
@@ -109,6 +110,13 @@ class Export {
   virtual Status Cache(uint64_t offset, uint64_t length) {
     (void)offset, (void)length;
     return Status::Ok();
+  }
+  // Zero-copy reads: where the bytes of [offset, offset + length) are, as
+  // Volume::PlanRead says (store.h); the server sends them with splice(2)
+  // where its loop can. False: use Read(). Default: false.
+  virtual Result<bool> PlanRead(uint64_t offset, uint64_t length, Volume::ReadPlan& plan) {
+    (void)offset, (void)length, (void)plan;
+    return false;
   }
   // The "base:allocation" state of [offset, offset + length): runs in
   // order from `offset`, at least one, together at most `length` bytes

@@ -49,7 +49,8 @@
 // volume's data. Order: data is written in place, then at the flush the data
 // file is synced and then the layer maps are committed to the metadata
 // database (LMDB, one transaction); an extent freed is reused only after the
-// commit that freed it. Volume and snapshot operations are durable when they
+// commit that freed it (and, with zero-copy reads, once no read plan holds
+// it and none of its pages is left in the page cache: see PlanRead). Volume and snapshot operations are durable when they
 // return. Open() recovers: what the last commit says is the store.
 //
 // On disk (format version 1, docs/notes/block-format.md):
@@ -210,6 +211,31 @@ class QCLOUD_EXPORT Volume {
   // A hint: [offset, offset + length) will be read soon (read ahead into
   // the page cache of the copy reads go to). Errors only for the range.
   virtual Status Prefetch(uint64_t offset, uint64_t length) = 0;
+
+  // Zero-copy reads, for a server that sends file bytes with splice(2) or
+  // sendfile(2) (core's SessionIo::SendFile) instead of copying them.
+  // PlanRead says where the bytes of [offset, offset + length) are: pieces
+  // of an open file (fd, offset) or zeros (fd -1), in order, adding up to
+  // `length`. The bytes there are the range's, as a Read() at the call
+  // would return them; a later write to the range may show through (as in
+  // a read racing that write), another volume's data never does: while
+  // `hold` lives, the file stays open and no extent the plan names is
+  // reused, and afterwards an extent is reused only once no page of it is
+  // left in the page cache (so none a reply still refers to is rewritten
+  // in place). Release `hold` once the bytes are handed to the kernel.
+  // False (nothing planned): read with Read() — the store has an SSD tier,
+  // the copy reads go to is not a local file, or the kernel cannot tell
+  // cached pages (before Linux 6.5) or punch holes.
+  struct FilePiece {
+    int fd = -1;
+    uint64_t offset = 0;
+    uint64_t length = 0;
+  };
+  struct ReadPlan {
+    std::vector<FilePiece> pieces;
+    std::shared_ptr<const void> hold;
+  };
+  virtual Result<bool> PlanRead(uint64_t offset, uint64_t length, ReadPlan& plan) = 0;
 };
 
 class QCLOUD_EXPORT Store {

@@ -31,7 +31,9 @@
 //
 // Per connection: received bytes accumulate in an input buffer that is
 // offered to the session's Process(); what it consumes is dropped, its
-// replies are sent in order. A session may stream a long reply (see
+// replies are sent in order, file ranges a session queued with
+// SessionIo::SendFile among them (io_uring: spliced from the page cache,
+// no copy in user space). A session may stream a long reply (see
 // producing()): it is asked for more each time its output has been sent. A connection is not read while the session is
 // blocked() (a client that does not read its replies costs bounded memory)
 // and is closed when its unconsumed input exceeds max_input, after the
@@ -97,6 +99,29 @@ class SessionIo {
   // valid and is busy() and blocked(); the connection is not closed under
   // the read.
   virtual bool Read(int fd, uint64_t offset, MutableByteView dst, int64_t* result) = 0;
+  // Zero-copy output: queues `length` bytes of file `fd` from `offset`, to
+  // be sent after the bytes `out` holds now and before any appended later.
+  // The kernel moves them from the page cache to the socket (splice(2)
+  // through a pipe): no copy in user space, none in the kernel on
+  // loopback or a NIC with scatter-gather. Bytes past the end of the file
+  // are sent as zeros. `hold` is kept until the bytes have been handed to
+  // the kernel, or the connection closes: it is what keeps `fd` open and
+  // its bytes what the session promised (the kernel keeps its own
+  // references to the pages it took, so a file that is later rewritten in
+  // place can change them: the caller punches a range out of the page
+  // cache before reusing it for other data). A read error then closes the
+  // connection: its peer was promised those bytes. False (nothing queued)
+  // where the loop cannot (the epoll backend): the session copies them.
+  virtual bool SendFile(Buffer& out, int fd, uint64_t offset, uint64_t length,
+                        std::shared_ptr<const void> hold) {
+    (void)out, (void)fd, (void)offset, (void)length, (void)hold;
+    return false;
+  }
+  // Whether SendFile() works on this connection's loop.
+  virtual bool zero_copy() const noexcept { return false; }
+  // Bytes queued by SendFile() and not yet handed to the kernel: output
+  // like `out`'s, for a session's high-water mark.
+  virtual uint64_t queued_file_bytes() const noexcept { return 0; }
   // The connection's socket, for what names connections by descriptor (as
   // memcached's logs do, "cfd=") or asks its peer's address. Not for I/O:
   // the loop owns it.
