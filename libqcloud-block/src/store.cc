@@ -125,6 +125,23 @@ struct Counters {
 
 void Bump(std::atomic<uint64_t>& c, uint64_t n = 1) { c.fetch_add(n, std::memory_order_relaxed); }
 
+// Splits [offset, offset + length) at extent boundaries: fn(idx, off, n,
+// done) for each piece (extent idx, n bytes from off, `done` bytes before
+// it), in order; stops at fn's first error.
+template <typename F>
+Status ForEachExtent(uint64_t offset, uint64_t length, F&& fn) {
+  uint64_t done = 0;
+  while (done < length) {
+    const uint64_t at = offset + done;
+    const uint64_t idx = at / kExtentSize;
+    const auto off = static_cast<uint32_t>(at % kExtentSize);
+    const auto n = static_cast<uint32_t>(std::min<uint64_t>(length - done, kExtentSize - off));
+    QCLOUD_RETURN_IF_ERROR(fn(idx, off, n, done));
+    done += n;
+  }
+  return Status::Ok();
+}
+
 // Zero-copy reads (Volume::PlanRead): the physical extents plans refer to,
 // and those freed while referred to, waiting for the last reference.
 struct Pins {
@@ -240,6 +257,13 @@ class StoreImpl final : public Store {
   bool AnyBelow(const Layer* layer, uint64_t idx, unsigned b0, unsigned b1) const;
 
   Status ReadExtent(VolumeState& v, uint64_t idx, uint32_t off, MutableByteView dst);
+  // Calls fn(phys, from, to) for each run of blocks of [off, end) in extent
+  // idx that v reads from one physical extent (0: zeros), in order; stops
+  // at fn's first error. The caller holds the extent's stripe.
+  template <typename F>
+  Status ForEachRun(VolumeState& v, uint64_t idx, uint32_t off, uint32_t end, F&& fn);
+  // Writes out v's merge run if it overlaps [offset, offset + length).
+  Status WriteOutOverlapping(VolumeState& v, uint64_t offset, uint64_t length);
   // Notes a read of [offset, end) and reads ahead for a sequential reader.
   void ReadAhead(VolumeState& v, uint64_t offset, uint64_t end);
   // Asks the copies to read the physical extents behind [from, to) ahead.
@@ -574,8 +598,8 @@ Status StoreImpl::ReadBelow(const Layer* layer, uint64_t idx, unsigned b, std::b
   return ReadRun(phys, DataOffset(phys, b), MutableByteView(dst, kBlockSize));
 }
 
-Status StoreImpl::ReadExtent(VolumeState& v, uint64_t idx, uint32_t off, MutableByteView dst) {
-  std::shared_lock stripe(v.stripes[idx % kStripes]);
+template <typename F>
+Status StoreImpl::ForEachRun(VolumeState& v, uint64_t idx, uint32_t off, uint32_t end, F&& fn) {
   Extent own;
   bool have = false;
   {
@@ -586,10 +610,7 @@ Status StoreImpl::ReadExtent(VolumeState& v, uint64_t idx, uint32_t off, Mutable
       have = true;
     }
   }
-  if (have && own.Full()) return ReadRun(own.phys, DataOffset(own.phys, 0) + off, dst);
-  // Runs of blocks that come from the same physical extent (or are zeros)
-  // are read with one call.
-  const uint32_t end = off + static_cast<uint32_t>(dst.size());
+  if (have && own.Full()) return fn(own.phys, off, end);
   uint32_t pos = off;
   while (pos < end) {
     const unsigned b = pos / kBlockSize;
@@ -597,9 +618,29 @@ Status StoreImpl::ReadExtent(VolumeState& v, uint64_t idx, uint32_t off, Mutable
     unsigned nb = b + 1;
     while (nb * kBlockSize < end && Source(v.top, have ? &own : nullptr, idx, nb) == src) ++nb;
     const uint32_t run_end = std::min(end, nb * kBlockSize);
-    MutableByteView part(dst.data() + (pos - off), run_end - pos);
-    QCLOUD_RETURN_IF_ERROR(ReadRun(src, DataOffset(src, 0) + pos, part));
+    QCLOUD_RETURN_IF_ERROR(fn(src, pos, run_end));
     pos = run_end;
+  }
+  return Status::Ok();
+}
+
+Status StoreImpl::ReadExtent(VolumeState& v, uint64_t idx, uint32_t off, MutableByteView dst) {
+  std::shared_lock stripe(v.stripes[idx % kStripes]);
+  // Runs of blocks that come from the same physical extent (or are zeros)
+  // are read with one call.
+  return ForEachRun(v, idx, off, off + static_cast<uint32_t>(dst.size()),
+                    [&](uint32_t src, uint32_t pos, uint32_t run_end) {
+                      MutableByteView part(dst.data() + (pos - off), run_end - pos);
+                      return ReadRun(src, DataOffset(src, 0) + pos, part);
+                    });
+}
+
+Status StoreImpl::WriteOutOverlapping(VolumeState& v, uint64_t offset, uint64_t length) {
+  if (!v.merge_pending.load(std::memory_order_acquire)) return Status::Ok();
+  std::lock_guard merge(v.merge_mu);
+  const uint64_t run = v.merge_idx * kExtentSize + v.merge_off;
+  if (!v.merge_buf.empty() && offset < run + v.merge_buf.size() && run < offset + length) {
+    return WriteOutLocked(v);
   }
   return Status::Ok();
 }
@@ -617,26 +658,13 @@ Status StoreImpl::CheckIo(const VolumeState& v, uint64_t offset, uint64_t length
 Status StoreImpl::Read(VolumeState& v, uint64_t offset, MutableByteView dst) {
   std::shared_lock gate(gate_);
   QCLOUD_RETURN_IF_ERROR(CheckIo(v, offset, dst.size()));
-  if (v.merge_pending.load(std::memory_order_acquire)) {
-    std::lock_guard merge(v.merge_mu);
-    const uint64_t run = v.merge_idx * kExtentSize + v.merge_off;
-    if (!v.merge_buf.empty() && offset < run + v.merge_buf.size() && run < offset + dst.size()) {
-      QCLOUD_RETURN_IF_ERROR(WriteOutLocked(v));
-    }
-  }
+  QCLOUD_RETURN_IF_ERROR(WriteOutOverlapping(v, offset, dst.size()));
   Bump(counters_.reads);
   Bump(counters_.read_bytes, dst.size());
   ReadAhead(v, offset, offset + dst.size());
-  size_t done = 0;
-  while (done < dst.size()) {
-    const uint64_t at = offset + done;
-    const uint64_t idx = at / kExtentSize;
-    const auto off = static_cast<uint32_t>(at % kExtentSize);
-    const size_t n = std::min<size_t>(dst.size() - done, kExtentSize - off);
-    QCLOUD_RETURN_IF_ERROR(ReadExtent(v, idx, off, MutableByteView(dst.data() + done, n)));
-    done += n;
-  }
-  return Status::Ok();
+  return ForEachExtent(offset, dst.size(), [&](uint64_t idx, uint32_t off, uint32_t n, uint64_t done) {
+    return ReadExtent(v, idx, off, MutableByteView(dst.data() + done, n));
+  });
 }
 
 Result<bool> StoreImpl::PlanRead(VolumeState& v, uint64_t offset, uint64_t length, Volume::ReadPlan& plan) {
@@ -646,13 +674,7 @@ Result<bool> StoreImpl::PlanRead(VolumeState& v, uint64_t offset, uint64_t lengt
   std::shared_ptr<File> file = mirror_->ReadFile();
   if (file == nullptr) return false;
   const int fd = file->native_handle();
-  if (v.merge_pending.load(std::memory_order_acquire)) {
-    std::lock_guard merge(v.merge_mu);
-    const uint64_t run = v.merge_idx * kExtentSize + v.merge_off;
-    if (!v.merge_buf.empty() && offset < run + v.merge_buf.size() && run < offset + length) {
-      QCLOUD_RETURN_IF_ERROR(WriteOutLocked(v));
-    }
-  }
+  QCLOUD_RETURN_IF_ERROR(WriteOutOverlapping(v, offset, length));
   Bump(counters_.reads);
   Bump(counters_.read_bytes, length);
   ReadAhead(v, offset, offset + length);
@@ -671,47 +693,25 @@ Result<bool> StoreImpl::PlanRead(VolumeState& v, uint64_t offset, uint64_t lengt
     }
     plan.pieces.push_back({.fd = piece_fd, .offset = file_at, .length = n});
   };
-  uint64_t done = 0;
-  while (done < length) {
-    const uint64_t at = offset + done;
-    const uint64_t idx = at / kExtentSize;
-    const auto off = static_cast<uint32_t>(at % kExtentSize);
-    const auto n = static_cast<uint32_t>(std::min<uint64_t>(length - done, kExtentSize - off));
+  (void)ForEachExtent(offset, length, [&](uint64_t idx, uint32_t off, uint32_t n, uint64_t) {
     // Under the extent's stripe: a trim that frees an extent seen here
     // comes after the pin below, and defers its reuse.
     std::shared_lock stripe(v.stripes[idx % kStripes]);
-    Extent own;
-    bool have = false;
-    {
-      std::lock_guard lock(v.map_mu);
-      auto it = v.top->map.find(idx);
-      if (it != v.top->map.end()) {
-        own = it->second;
-        have = true;
-      }
-    }
     const size_t first_new = hold->phys.size();
-    const uint32_t end = off + n;
-    uint32_t pos = off;
-    while (pos < end) {
-      const unsigned b = pos / kBlockSize;
-      const uint32_t src = Source(v.top, have ? &own : nullptr, idx, b);
-      unsigned nb = b + 1;
-      while (nb * kBlockSize < end && Source(v.top, have ? &own : nullptr, idx, nb) == src) ++nb;
-      const uint32_t run_end = std::min(end, nb * kBlockSize);
+    (void)ForEachRun(v, idx, off, off + n, [&](uint32_t src, uint32_t pos, uint32_t run_end) {
       add(src, DataOffset(src, 0) + pos, run_end - pos);
-      if (src != 0 && std::find(hold->phys.begin() + static_cast<ptrdiff_t>(first_new), hold->phys.end(), src) ==
-                          hold->phys.end()) {
+      if (src != 0 && std::find(hold->phys.begin() + static_cast<ptrdiff_t>(first_new), hold->phys.end(),
+                                src) == hold->phys.end()) {
         hold->phys.push_back(src);
       }
-      pos = run_end;
-    }
+      return Status::Ok();
+    });
     if (hold->phys.size() > first_new) {
       std::lock_guard lock(pins_->mu);
       for (size_t i = first_new; i < hold->phys.size(); ++i) pins_->count[hold->phys[i]]++;
     }
-    done += n;
-  }
+    return Status::Ok();
+  });
   hold->pins = pins_;  // from here on the destructor unpins
   plan.hold = std::move(hold);
   return true;
@@ -963,15 +963,10 @@ Status StoreImpl::Write(VolumeState& v, uint64_t offset, ByteView src, bool fua)
           fresh.push_back(idx);
         }
       }
-      size_t done = 0;
-      while (done < src.size()) {
-        const uint64_t at = offset + done;
-        const uint64_t idx = at / kExtentSize;
-        const auto off = static_cast<uint32_t>(at % kExtentSize);
-        const size_t n = std::min<size_t>(src.size() - done, kExtentSize - off);
-        QCLOUD_RETURN_IF_ERROR(WriteExtent(v, idx, off, ByteView(src.data() + done, n)));
-        done += n;
-      }
+      QCLOUD_RETURN_IF_ERROR(
+          ForEachExtent(offset, src.size(), [&](uint64_t idx, uint32_t off, uint32_t n, uint64_t done) {
+            return WriteExtent(v, idx, off, ByteView(src.data() + done, n));
+          }));
     }
   }
   return fua ? Flush() : Status::Ok();
@@ -1035,15 +1030,9 @@ Status StoreImpl::Zero(VolumeState& v, uint64_t offset, uint64_t length, bool fu
     QCLOUD_RETURN_IF_ERROR(CheckIo(v, offset, length));
     QCLOUD_RETURN_IF_ERROR(WriteOut(v));
     Bump(trim ? counters_.trims : counters_.zeroes);
-    uint64_t done = 0;
-    while (done < length) {
-      const uint64_t at = offset + done;
-      const uint64_t idx = at / kExtentSize;
-      const auto off = static_cast<uint32_t>(at % kExtentSize);
-      const auto n = static_cast<uint32_t>(std::min<uint64_t>(length - done, kExtentSize - off));
-      QCLOUD_RETURN_IF_ERROR(ZeroExtent(v, idx, off, n, no_hole));
-      done += n;
-    }
+    QCLOUD_RETURN_IF_ERROR(ForEachExtent(offset, length, [&](uint64_t idx, uint32_t off, uint32_t n, uint64_t) {
+      return ZeroExtent(v, idx, off, n, no_hole);
+    }));
   }
   return fua ? Flush() : Status::Ok();
 }
