@@ -25,6 +25,7 @@ _components = {
     "block": ("qcloud-block", ["core", "fmt::fmt", "lmdb::lmdb"]),
     "object": ("qcloud-object", ["core", "fmt::fmt", "lmdb::lmdb"]),
     "s3": ("qcloud-s3", ["object", "boost::headers", "fmt::fmt", "pugixml::pugixml"]),
+    "monitor": ("qcloud-monitor", ["core", "fmt::fmt", "re2::re2"]),
 }
 
 
@@ -64,6 +65,7 @@ class QcloudConan(ConanFile):
         self.requires("liburing/2.3")
         self.requires("lmdb/0.9.31")
         self.requires("pugixml/1.13")
+        self.requires("re2/20230301")
         # qcloud::testing's public header uses doctest.
         self.requires("doctest/2.4.9", transitive_headers=True)
 

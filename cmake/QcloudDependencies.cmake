@@ -80,6 +80,11 @@ if(TARGET PkgConfig::libnbd)
                     FIND "find_dependency(PkgConfig)" "pkg_check_modules(libnbd REQUIRED IMPORTED_TARGET libnbd)"
                     PKG libnbd CONAN "")
 endif()
+# RE2 (Debian libre2-dev): the monitor's regex label matchers, as in PromQL.
+pkg_check_modules(re2 REQUIRED IMPORTED_TARGET re2)
+qcloud_dependency(re2 TARGET PkgConfig::re2
+                  FIND "find_dependency(PkgConfig)" "pkg_check_modules(re2 REQUIRED IMPORTED_TARGET re2)"
+                  PKG re2 CONAN re2::re2)
 qcloud_dependency(doctest TARGET doctest::doctest FIND "find_dependency(doctest CONFIG)"
                   CONAN doctest::doctest)
 

@@ -15,6 +15,7 @@ build_pkgs=(
   liblmdb-dev                 # COS's file and user indexes (bench/object/index_choice.cc says why)
   libpugixml-dev              # the S3 front end's request XML
   libnbd-dev                  # the block store's replicas on NBD exports (libnbd)
+  libre2-dev                  # the monitor's regex label matchers (PromQL's =~ and !~)
   doctest-dev libbenchmark-dev
   clang libclang-rt-14-dev
 )

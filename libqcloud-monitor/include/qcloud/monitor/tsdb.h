@@ -1,0 +1,125 @@
+#pragma once
+
+// qcloud::monitor::Tsdb — the time-series store under the monitoring
+// platform: series of (millisecond timestamp, double) samples, named by
+// labels, compressed in memory, logged ahead to disk.
+//
+//   auto db = Tsdb::Open({.data_dir = "/var/lib/qcloud-monitor"}).value();
+//   auto cpu = Labels::FromPairs({{"__name__", "cpu_usage"}, {"host", "h1"}}).value();
+//   db->Append({{cpu, {{t, 0.97}}}});                       // durable when it returns
+//   auto got = db->Select({Matcher::Equal("host", "h1")}, t - 3600'000, t).value();
+//
+// Samples. A series' samples go into Gorilla-compressed chunks of up to 120
+// samples (monitor/chunk.h; about 1.4 bytes a sample on regular data).
+// The rule for order (Prometheus's): a sample older than the series'
+// newest is out of order and refused; one at the newest's timestamp is a
+// duplicate: taken silently when its value is the same bits, refused
+// otherwise. Refusals are counted per sample (AppendResult); the rest of
+// the batch goes in. NaN (Prometheus's staleness marker among them) and
+// ±Inf are values like any other.
+//
+// Durability. Append() writes the batch's new series and samples to the
+// write-ahead log (wal/, monitor/wal.h) with one write(2) before it
+// returns, so a sample acknowledged survives kill -9; with sync_wal the
+// log is also fdatasync'ed (survives a power cut). Open() replays the log;
+// a torn last record is cut off.
+//
+// Queries. An inverted index maps each label pair to the series that have
+// it. Select() takes matchers (matcher.h) of which at least one must not
+// match the empty string, as Prometheus requires of a selector.
+//
+// Limits (a bad client cannot make memory grow without end): labels per
+// series and their sizes (labels.h); max_series; samples per Append().
+//
+// Thread safety: every method, from any thread. Appends are serialized
+// (one log); queries run alongside them.
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "qcloud/core/clock.h"
+#include "qcloud/core/env.h"
+#include "qcloud/core/export.h"
+#include "qcloud/core/result.h"
+#include "qcloud/core/status.h"
+#include "qcloud/monitor/labels.h"
+#include "qcloud/monitor/matcher.h"
+
+namespace qcloud::monitor {
+
+struct Sample {
+  int64_t t = 0;  // milliseconds since the Unix epoch
+  double v = 0;
+  bool operator==(const Sample& o) const noexcept;  // value compared by bits (NaN == NaN)
+};
+
+struct SeriesSamples {
+  Labels labels;
+  std::vector<Sample> samples;  // in time order
+};
+
+struct TsdbOptions {
+  std::string data_dir;                 // required; created if absent
+  bool sync_wal = false;                // fdatasync the log at each Append (power-cut safe)
+  size_t max_series = size_t{1} << 22;  // more new series are refused (kResourceExhausted)
+  size_t max_batch_samples = size_t{1} << 22;  // samples in one Append()
+  uint64_t wal_segment_bytes = uint64_t{128} << 20;  // a new log segment after this many
+  Env* env = nullptr;                   // not owned, outlives the store; null = POSIX
+};
+
+struct AppendResult {
+  uint64_t appended = 0;
+  uint64_t new_series = 0;
+  uint64_t out_of_order = 0;  // older than the series' newest sample: refused
+  uint64_t duplicates = 0;    // same timestamp and value as the newest: taken silently
+  uint64_t conflicts = 0;     // same timestamp, another value: refused
+};
+
+struct TsdbStats {
+  uint64_t series = 0;
+  uint64_t samples = 0;          // in memory
+  uint64_t chunks = 0;           // closed chunks in memory
+  uint64_t chunk_bytes = 0;      // their encoded size, open chunks included
+  uint64_t wal_bytes = 0;        // log written since open, replayed included
+  uint64_t wal_segments = 0;
+  uint64_t replayed_samples = 0; // at open
+  uint64_t wal_torn_bytes = 0;   // cut off the log's end at open
+  uint64_t appended = 0, out_of_order = 0, duplicates = 0, conflicts = 0;
+};
+
+class QCLOUD_EXPORT Tsdb {
+ public:
+  // Opens (creating if absent) the store and replays its log. Errors:
+  // kInvalidArgument, kIoError, kCorruption (a log segment that is not one).
+  static Result<std::unique_ptr<Tsdb>> Open(const TsdbOptions& options);
+  virtual ~Tsdb() = default;
+
+  // Adds samples to series (created on first sight). Returns what was taken
+  // and refused (see the order rule). Errors: kInvalidArgument (a batch
+  // over max_batch_samples; labels are validated by Labels), kResourceExhausted
+  // (max_series reached: nothing of the batch is taken), kIoError (the log
+  // write failed: nothing is acknowledged).
+  virtual Result<AppendResult> Append(std::span<const SeriesSamples> batch) = 0;
+
+  // The series that match every matcher, with their samples in [mint,
+  // maxt] (series with none are left out), ordered by labels.
+  // kInvalidArgument when every matcher matches the empty string.
+  virtual Result<std::vector<SeriesSamples>> Select(std::span<const Matcher> matchers, int64_t mint,
+                                                    int64_t maxt) = 0;
+  // The labels of the matching series with a sample in [mint, maxt].
+  virtual Result<std::vector<Labels>> Series(std::span<const Matcher> matchers, int64_t mint,
+                                             int64_t maxt) = 0;
+  // Every label name, sorted; the values of one, sorted.
+  virtual std::vector<std::string> LabelNames() = 0;
+  virtual std::vector<std::string> LabelValues(std::string_view name) = 0;
+
+  virtual TsdbStats stats() = 0;
+};
+
+}  // namespace qcloud::monitor

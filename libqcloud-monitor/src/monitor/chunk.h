@@ -1,0 +1,84 @@
+#pragma once
+
+// Compressed chunks of one series' samples: Gorilla's encoding (Pelkonen
+// et al., VLDB 2015) as Prometheus uses it. Timestamps: the first as a
+// zigzag varint, the second as a varint delta, then delta-of-deltas in
+// prefix-coded buckets ('0'; '10' + 14 bits; '110' + 17; '1110' + 20;
+// '1111' + 64). Values: the first as 64 raw bits, then the XOR with the
+// previous value: '0' when equal; '10' + the meaningful bits when they fit
+// the previous leading/trailing-zero window; '11' + 5 bits of leading zeros
+// + 6 bits of length (0 = 64) + the bits otherwise.
+//
+// Layout: a 2-byte big-endian sample count, then the bit stream. A chunk
+// is disk and network input (blocks, the WAL's chunk records): the
+// iterator checks every read against the end and reports a bad chunk
+// instead of reading past it.
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "qcloud/core/bytes.h"
+#include "qcloud/core/status.h"
+
+namespace qcloud::monitor::detail {
+
+inline constexpr size_t kMaxChunkSamples = 120;  // a chunk is closed after this many
+
+class XorAppender {
+ public:
+  XorAppender();
+  // Timestamps must not decrease (the head checks).
+  void Append(int64_t t, double v);
+  size_t samples() const noexcept { return count_; }
+  // The encoded chunk, header included.
+  const std::vector<uint8_t>& bytes() const noexcept { return bytes_; }
+
+ private:
+  void WriteBit(bool bit);
+  void WriteBits(uint64_t value, int n);  // the low n bits, most significant first
+  void WriteVarint(uint64_t v);
+
+  std::vector<uint8_t> bytes_;
+  int bit_pos_ = 8;  // bits used in the last byte (8 = full: the next bit starts a byte)
+  size_t count_ = 0;
+  int64_t t_ = 0;
+  int64_t delta_ = 0;
+  uint64_t v_ = 0;
+  int leading_ = 0xff;  // of the last XOR window; 0xff = none yet
+  int trailing_ = 0;
+};
+
+class XorIterator {
+ public:
+  explicit XorIterator(ByteView chunk) noexcept;
+  // Moves to the next sample; false at the end or on a bad chunk (status()).
+  bool Next() noexcept;
+  int64_t t() const noexcept { return t_; }
+  double v() const noexcept;
+  uint64_t v_bits() const noexcept { return v_; }
+  // kCorruption when the chunk ended early or a count disagrees.
+  const Status& status() const noexcept { return status_; }
+  size_t total() const noexcept { return total_; }
+
+ private:
+  bool ReadBit(bool& bit) noexcept;
+  bool ReadBits(int n, uint64_t& out) noexcept;
+  bool ReadVarint(uint64_t& out) noexcept;
+  bool Fail(const char* why) noexcept;
+
+  const uint8_t* data_;
+  size_t size_;
+  size_t bit_ = 16;  // position in bits (after the count)
+  size_t total_ = 0;
+  size_t read_ = 0;
+  int64_t t_ = 0;
+  int64_t delta_ = 0;
+  uint64_t v_ = 0;
+  int leading_ = 0;
+  int trailing_ = 0;
+  Status status_;
+};
+
+}  // namespace qcloud::monitor::detail

@@ -1,0 +1,120 @@
+// The Gorilla chunk codec: exact round trips of every kind of timestamp
+// step and value change, sizes on regular data, and bad chunks refused.
+
+#include "monitor/chunk.h"
+
+#include <doctest/doctest.h>
+
+#include <bit>
+#include <cmath>
+#include <limits>
+#include <random>
+#include <vector>
+
+namespace qcloud::monitor::detail {
+namespace {
+
+struct S {
+  int64_t t;
+  uint64_t bits;
+};
+
+std::vector<S> RoundTrip(const std::vector<std::pair<int64_t, double>>& in, size_t* bytes = nullptr) {
+  XorAppender a;
+  for (auto [t, v] : in) a.Append(t, v);
+  if (bytes) *bytes = a.bytes().size();
+  XorIterator it(ByteView(reinterpret_cast<const std::byte*>(a.bytes().data()), a.bytes().size()));
+  std::vector<S> out;
+  while (it.Next()) out.push_back({it.t(), it.v_bits()});
+  CHECK(it.status().ok());
+  CHECK(it.total() == in.size());
+  return out;
+}
+
+void CheckSame(const std::vector<std::pair<int64_t, double>>& in) {
+  const auto out = RoundTrip(in);
+  REQUIRE(out.size() == in.size());
+  for (size_t i = 0; i < in.size(); ++i) {
+    INFO("sample ", i);
+    CHECK(out[i].t == in[i].first);
+    CHECK(out[i].bits == std::bit_cast<uint64_t>(in[i].second));
+  }
+}
+
+TEST_CASE("monitor chunk round trips every delta of delta bucket and value pattern") {
+  // Steps that land in each bucket and on each bucket's edges.
+  std::vector<std::pair<int64_t, double>> in;
+  int64_t t = -5000;  // timestamps before 1970 too
+  const int64_t steps[] = {15000, 15000, 15001, 14999, 15000 + 8192, 15000 - 8191, 15000 + 8193,
+                           15000 + 65536, 15000 - 65535, 15000 + 65537, 15000 + 524288,
+                           15000 - 524287, 15000 + 524289, int64_t{1} << 40, 1, 0, 0, 3};
+  double v = 1.0;
+  for (int64_t s : steps) {
+    in.push_back({t, v});
+    t += s;
+    v = v * 1.5 + 0.25;
+  }
+  CheckSame(in);
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const double inf = std::numeric_limits<double>::infinity();
+  CheckSame({{0, 0.0}, {1, -0.0}, {2, nan}, {3, inf}, {4, -inf}, {5, 1e-300}, {6, 1e300}, {7, 42}, {8, 42},
+             {9, 43}, {10, std::bit_cast<double>(uint64_t{0x8000000000000001})}, {11, 5e-324}});
+  CheckSame({{100, 7}});  // one sample
+  CheckSame({});
+}
+
+TEST_CASE("monitor chunk random series round trip exactly") {
+  std::mt19937_64 rng(7);
+  for (int round = 0; round < 200; ++round) {
+    std::vector<std::pair<int64_t, double>> in;
+    int64_t t = static_cast<int64_t>(rng() % 2000000000000);
+    double v = 0;
+    const size_t n = 1 + rng() % kMaxChunkSamples;
+    for (size_t i = 0; i < n; ++i) {
+      switch (rng() % 4) {
+        case 0: v += 1; break;                                     // a counter
+        case 1: v = static_cast<double>(rng() % 100); break;        // a small gauge
+        case 2: v = std::bit_cast<double>(rng()); break;            // any bits
+        default: break;                                             // unchanged
+      }
+      in.push_back({t, v});
+      t += (rng() % 3 == 0) ? static_cast<int64_t>(rng() % 100000) : 15000;
+    }
+    CheckSame(in);
+  }
+}
+
+TEST_CASE("monitor chunk regular scrapes cost under 2 bytes a sample") {
+  std::vector<std::pair<int64_t, double>> in;
+  double counter = 1000;
+  for (int i = 0; i < 120; ++i) {
+    in.push_back({1700000000000 + i * 15000, counter});
+    counter += 3 + (i % 4);
+  }
+  size_t bytes = 0;
+  RoundTrip(in, &bytes);
+  MESSAGE("120 counter samples at a 15 s step: ", bytes, " bytes");
+  CHECK(bytes < 2 * 120);
+}
+
+TEST_CASE("monitor chunk cut short or with a bad count is refused not read past") {
+  XorAppender a;
+  for (int i = 0; i < 50; ++i) a.Append(i * 1000, i * 0.5);
+  std::vector<uint8_t> b = a.bytes();
+  for (size_t cut = 0; cut < b.size(); ++cut) {
+    XorIterator it(ByteView(reinterpret_cast<const std::byte*>(b.data()), cut));
+    size_t n = 0;
+    while (it.Next()) ++n;
+    CHECK(n < 50);
+    CHECK(it.status().code() == Errc::kCorruption);
+  }
+  b[0] = 0xff;  // claims 65k samples
+  XorIterator it(ByteView(reinterpret_cast<const std::byte*>(b.data()), b.size()));
+  size_t n = 0;
+  while (it.Next()) ++n;
+  CHECK(n >= 50);
+  CHECK(it.status().code() == Errc::kCorruption);
+}
+
+}  // namespace
+}  // namespace qcloud::monitor::detail

@@ -1,0 +1,226 @@
+// The time-series store: appends and selects against a model, the order
+// rule, the write-ahead log across reopen, a torn tail, kill -9 of a
+// writer, and the limits.
+
+#include "qcloud/monitor/tsdb.h"
+
+#include <doctest/doctest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <map>
+#include <random>
+
+#include "qcloud/testing/doctest_helpers.h"
+
+namespace qcloud::monitor {
+namespace {
+
+using testing::TempDir;
+
+Labels L(std::initializer_list<std::pair<std::string_view, std::string_view>> pairs) {
+  return REQUIRE_VALUE(Labels::FromPairs(pairs));
+}
+
+std::unique_ptr<Tsdb> OpenDb(const std::string& dir, TsdbOptions o = {}) {
+  o.data_dir = dir;
+  return REQUIRE_VALUE(Tsdb::Open(o));
+}
+
+Matcher M(MatchType t, std::string n, std::string v) { return REQUIRE_VALUE(Matcher::Make(t, std::move(n), std::move(v))); }
+
+TEST_CASE("monitor tsdb selects what was appended by matchers and time range") {
+  TempDir dir("qcloud-tsdb");
+  auto db = OpenDb(dir.path);
+  const Labels a = L({{"__name__", "cpu"}, {"host", "h1"}, {"dc", "sz"}});
+  const Labels b = L({{"__name__", "cpu"}, {"host", "h2"}});
+  const Labels c = L({{"__name__", "mem"}, {"host", "h1"}});
+  std::vector<SeriesSamples> batch = {{a, {}}, {b, {}}, {c, {}}};
+  for (int i = 0; i < 1000; ++i) {
+    batch[0].samples.push_back({i * 1000, i * 0.5});
+    batch[1].samples.push_back({i * 1000 + 7, static_cast<double>(i % 3)});
+    if (i % 10 == 0) batch[2].samples.push_back({i * 1000, 1e9 + i});
+  }
+  auto res = REQUIRE_VALUE(db->Append(batch));
+  CHECK(res.appended == 2100);
+  CHECK(res.new_series == 3);
+
+  auto cpu = REQUIRE_VALUE(db->Select(std::vector{Matcher::Equal("__name__", "cpu")}, 0, 999000));
+  REQUIRE(cpu.size() == 2);
+  CHECK(cpu[0].labels == a);  // ordered by labels: dc sorts before host
+  CHECK(cpu[0].samples == batch[0].samples);
+  CHECK(cpu[1].samples.size() == 999);  // 999007 is past maxt
+
+  auto h1 = REQUIRE_VALUE(db->Select(std::vector{M(MatchType::kRegex, "host", "h1|h3")}, 500000, 510000));
+  REQUIRE(h1.size() == 2);
+  CHECK(h1[0].samples.size() == 11);
+  CHECK(h1[0].samples.front() == Sample{500000, 250});
+  CHECK(h1[1].labels == c);
+  CHECK(h1[1].samples.size() == 2);
+
+  // Absent labels match "": cpu without dc is b only; with dc=~".+" a only.
+  auto no_dc = REQUIRE_VALUE(db->Select(std::vector{Matcher::Equal("__name__", "cpu"), Matcher::Equal("dc", "")}, 0, 1));
+  REQUIRE(no_dc.size() == 0);  // b's first sample is at 7
+  no_dc = REQUIRE_VALUE(db->Select(std::vector{Matcher::Equal("__name__", "cpu"), Matcher::Equal("dc", "")}, 0, 10));
+  REQUIRE(no_dc.size() == 1);
+  CHECK(no_dc[0].labels == b);
+  auto dc = REQUIRE_VALUE(db->Select(std::vector{Matcher::Equal("__name__", "cpu"), M(MatchType::kRegex, "dc", ".+")}, 0, 10));
+  REQUIRE(dc.size() == 1);
+  CHECK(dc[0].labels == a);
+  auto not_h1 = REQUIRE_VALUE(db->Series(std::vector{Matcher::Equal("__name__", "cpu"), M(MatchType::kNotEqual, "host", "h1")}, 0, 1000000));
+  REQUIRE(not_h1.size() == 1);
+  CHECK(not_h1[0] == b);
+
+  // A selector of only empty-matching matchers is refused, as by Prometheus.
+  CHECK_ERRC(db->Select(std::vector{M(MatchType::kRegex, "host", ".*")}, 0, 10), Errc::kInvalidArgument);
+  CHECK(db->LabelNames() == std::vector<std::string>{"__name__", "dc", "host"});
+  CHECK(db->LabelValues("host") == std::vector<std::string>{"h1", "h2"});
+  CHECK(db->LabelValues("nope").empty());
+  const TsdbStats st = db->stats();
+  CHECK(st.series == 3);
+  CHECK(st.samples == 2100);
+  MESSAGE("chunk bytes per sample: ", static_cast<double>(st.chunk_bytes) / static_cast<double>(st.samples));
+}
+
+TEST_CASE("monitor tsdb order rule refuses older samples and conflicting duplicates") {
+  TempDir dir("qcloud-tsdb");
+  auto db = OpenDb(dir.path);
+  const Labels s = L({{"__name__", "x"}});
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  std::vector<SeriesSamples> batch = {{s, {{10, 1}, {20, 2}, {20, 2}, {20, 3}, {15, 9}, {30, nan}, {30, nan}}}};
+  auto r = REQUIRE_VALUE(db->Append(batch));
+  CHECK(r.appended == 3);
+  CHECK(r.duplicates == 2);  // 20=2 again, NaN again (same bits)
+  CHECK(r.conflicts == 1);   // 20=3
+  CHECK(r.out_of_order == 1);
+  batch = {{s, {{25, 1}, {40, 4}}}};
+  r = REQUIRE_VALUE(db->Append(batch));
+  CHECK(r.out_of_order == 1);
+  CHECK(r.appended == 1);
+  auto got = REQUIRE_VALUE(db->Select(std::vector{Matcher::Equal("__name__", "x")}, 0, 100));
+  REQUIRE(got.size() == 1);
+  REQUIRE(got[0].samples.size() == 4);
+  CHECK(std::isnan(got[0].samples[2].v));
+  CHECK(got[0].samples[3] == Sample{40, 4});
+}
+
+TEST_CASE("monitor tsdb replays its log at open and cuts a torn tail") {
+  TempDir dir("qcloud-tsdb");
+  std::vector<SeriesSamples> model;
+  {
+    auto db = OpenDb(dir.path);
+    std::mt19937_64 rng(3);
+    for (int round = 0; round < 50; ++round) {
+      std::vector<SeriesSamples> batch;
+      for (int s = 0; s < 20; ++s) {
+        const std::string host = "h" + std::to_string(s);
+        SeriesSamples ss{L({{"__name__", "load"}, {"host", host}}), {}};
+        for (int k = 0; k < 10; ++k) ss.samples.push_back({round * 100000 + k * 1000 + s, std::bit_cast<double>(rng())});
+        batch.push_back(ss);
+      }
+      REQUIRE_OK(db->Append(batch));
+      if (model.empty()) model = batch;
+      else
+        for (size_t i = 0; i < batch.size(); ++i)
+          model[i].samples.insert(model[i].samples.end(), batch[i].samples.begin(), batch[i].samples.end());
+    }
+  }  // no clean shutdown exists: the log is all there is
+  auto check = [&](Tsdb& db, size_t drop_last) {
+    auto got = REQUIRE_VALUE(db.Select(std::vector{Matcher::Equal("__name__", "load")}, INT64_MIN, INT64_MAX));
+    REQUIRE(got.size() == model.size());
+    std::sort(model.begin(), model.end(), [](auto& x, auto& y) { return x.labels < y.labels; });
+    for (size_t i = 0; i < got.size(); ++i) {
+      CHECK(got[i].labels == model[i].labels);
+      std::vector<Sample> want = model[i].samples;
+      want.resize(want.size() - drop_last);
+      CHECK(got[i].samples == want);
+    }
+  };
+  {
+    auto db = OpenDb(dir.path);
+    check(*db, 0);
+    CHECK(db->stats().replayed_samples == 50 * 20 * 10);
+  }
+  // A torn last write: the segment written above is cut in its last record.
+  const std::string seg = (std::filesystem::path(dir.path) / "wal" / "00000001").string();
+  const auto size = std::filesystem::file_size(seg);
+  std::filesystem::resize_file(seg, size - 5);
+  auto db = OpenDb(dir.path);
+  check(*db, 10);  // the last batch (one record) is gone, nothing else
+  CHECK(db->stats().wal_torn_bytes > 0);
+  // And the store goes on appending after the cut.
+  std::vector<SeriesSamples> more = {{model[0].labels, {{10000000, 1}}}};
+  CHECK(REQUIRE_VALUE(db->Append(more)).appended == 1);
+}
+
+TEST_CASE("monitor tsdb keeps every acknowledged sample across kill -9 of the writer") {
+  TempDir dir("qcloud-tsdb");
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    ::close(fds[0]);
+    auto db = Tsdb::Open({.data_dir = dir.path});
+    if (!db.ok()) ::_exit(2);
+    for (int64_t i = 1;; ++i) {
+      std::vector<SeriesSamples> b = {{*Labels::FromPairs({{"__name__", "acked"}}), {{i, static_cast<double>(i)}}}};
+      if (!(*db)->Append(b).ok()) ::_exit(3);
+      // Acknowledged: tell the parent.
+      if (::write(fds[1], &i, sizeof i) != sizeof i) ::_exit(4);
+    }
+  }
+  ::close(fds[1]);
+  int64_t last = 0, got = 0;
+  while (last < 2000 && ::read(fds[0], &got, sizeof got) == sizeof got) last = got;
+  ::kill(pid, SIGKILL);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  while (::read(fds[0], &got, sizeof got) == sizeof got) last = got;  // acknowledged before the kill
+  ::close(fds[0]);
+  REQUIRE(last >= 2000);
+  auto db = OpenDb(dir.path);
+  auto all = REQUIRE_VALUE(db->Select(std::vector{Matcher::Equal("__name__", "acked")}, 0, INT64_MAX));
+  REQUIRE(all.size() == 1);
+  CHECK(static_cast<int64_t>(all[0].samples.size()) >= last);
+  for (size_t i = 0; i < all[0].samples.size(); ++i) {
+    CHECK(all[0].samples[i] == Sample{static_cast<int64_t>(i) + 1, static_cast<double>(i + 1)});
+  }
+}
+
+TEST_CASE("monitor tsdb limits series and batch sizes and refuses label-less series") {
+  TempDir dir("qcloud-tsdb");
+  auto db = OpenDb(dir.path, {.max_series = 2, .max_batch_samples = 5});
+  std::vector<SeriesSamples> three = {{L({{"a", "1"}}), {{1, 1}}}, {L({{"a", "2"}}), {{1, 1}}}, {L({{"a", "3"}}), {{1, 1}}}};
+  CHECK_ERRC(db->Append(three), Errc::kResourceExhausted);
+  CHECK(db->stats().series == 0);  // nothing of the batch was taken
+  three.pop_back();
+  CHECK(REQUIRE_VALUE(db->Append(three)).new_series == 2);
+  std::vector<SeriesSamples> big = {{L({{"a", "1"}}), {{2, 1}, {3, 1}, {4, 1}, {5, 1}, {6, 1}, {7, 1}}}};
+  CHECK_ERRC(db->Append(big), Errc::kInvalidArgument);
+  std::vector<SeriesSamples> none = {{Labels(), {{1, 1}}}};
+  CHECK_ERRC(db->Append(none), Errc::kInvalidArgument);
+  // Many segments: a small segment size rolls the log; all of it replays.
+  TempDir dir2("qcloud-tsdb");
+  {
+    auto small = OpenDb(dir2.path, {.wal_segment_bytes = 1024});
+    for (int i = 0; i < 500; ++i) {
+      std::vector<SeriesSamples> b = {{L({{"__name__", "r"}, {"i", std::to_string(i % 7)}}), {{i, 1.0 * i}}}};
+      REQUIRE_OK(small->Append(b));
+    }
+    CHECK(small->stats().wal_segments > 5);
+  }
+  auto again = OpenDb(dir2.path);
+  CHECK(again->stats().replayed_samples == 500);
+  CHECK(again->stats().series == 7);
+}
+
+}  // namespace
+}  // namespace qcloud::monitor
