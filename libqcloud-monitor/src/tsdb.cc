@@ -6,11 +6,13 @@
 #include <charconv>
 #include <map>
 #include <mutex>
+#include <set>
 #include <shared_mutex>
 #include <unordered_map>
 
 #include <fmt/format.h>
 
+#include "monitor/block.h"
 #include "monitor/chunk.h"
 #include "monitor/wal.h"
 
@@ -31,6 +33,35 @@ struct Chunk {
   int64_t mint = 0, maxt = 0;
   std::vector<uint8_t> bytes;
 };
+
+// Samples encoded into chunks of at most kMaxChunkSamples.
+std::vector<detail::ChunkData> Encode(const std::vector<Sample>& samples) {
+  std::vector<detail::ChunkData> out;
+  detail::XorAppender a;
+  int64_t mint = 0, last = 0;
+  for (const Sample& x : samples) {
+    if (a.samples() == detail::kMaxChunkSamples) {
+      out.push_back({.mint = mint, .maxt = last, .bytes = a.bytes()});
+      a = detail::XorAppender();
+    }
+    if (a.samples() == 0) mint = x.t;
+    a.Append(x.t, x.v);
+    last = x.t;
+  }
+  if (a.samples() > 0) out.push_back({.mint = mint, .maxt = last, .bytes = a.bytes()});
+  return out;
+}
+
+void Decode(ByteView bytes, int64_t mint, int64_t maxt, std::vector<Sample>& out, bool& bad) {
+  detail::XorIterator it(bytes);
+  while (it.Next()) {
+    if (it.t() > maxt) break;
+    if (it.t() >= mint) out.push_back({it.t(), it.v()});
+  }
+  if (!it.status().ok()) bad = true;
+}
+
+ByteView View(const std::vector<uint8_t>& b) { return {reinterpret_cast<const std::byte*>(b.data()), b.size()}; }
 
 // One series in memory: closed chunks and the open one. `maxt` and
 // `last_bits` are read and written by appenders only (serialized).
@@ -59,21 +90,12 @@ struct MemSeries {
 
   void Collect(int64_t mint, int64_t maxt_q, std::vector<Sample>& out) const {
     std::lock_guard lock(mu);
-    auto scan = [&](ByteView bytes) {
-      detail::XorIterator it(bytes);
-      while (it.Next()) {
-        if (it.t() > maxt_q) break;
-        if (it.t() >= mint) out.push_back({it.t(), it.v()});
-      }
-    };
+    bool bad = false;  // memory chunks are our own encoding
     for (const Chunk& c : chunks) {
       if (c.maxt < mint || c.mint > maxt_q) continue;
-      scan(ByteView(reinterpret_cast<const std::byte*>(c.bytes.data()), c.bytes.size()));
+      Decode(View(c.bytes), mint, maxt_q, out, bad);
     }
-    if (open.samples() > 0 && open_mint <= maxt_q) {
-      const auto& b = open.bytes();
-      scan(ByteView(reinterpret_cast<const std::byte*>(b.data()), b.size()));
-    }
+    if (open.samples() > 0 && open_mint <= maxt_q) Decode(View(open.bytes()), mint, maxt_q, out, bad);
   }
 
   bool HasSampleIn(int64_t mint, int64_t maxt_q) const {
@@ -81,11 +103,96 @@ struct MemSeries {
     Collect(mint, maxt_q, s);
     return !s.empty();
   }
+
+  bool Empty() const {
+    std::lock_guard lock(mu);
+    return chunks.empty() && open.samples() == 0;
+  }
+
+  // Keeps only the samples at or after `from`, re-encoded. maxt and
+  // last_bits stay: the order rule still holds against the newest.
+  void DropBefore(int64_t from) {
+    std::vector<Sample> keep;
+    Collect(from, INT64_MAX, keep);
+    std::vector<detail::ChunkData> full = Encode(keep);
+    std::lock_guard lock(mu);
+    chunks.clear();
+    open = detail::XorAppender();
+    if (full.empty()) return;
+    // Every chunk but the last is full: closed. The last stays open.
+    for (size_t i = 0; i + 1 < full.size(); ++i) {
+      chunks.push_back({.mint = full[i].mint, .maxt = full[i].maxt, .bytes = std::move(full[i].bytes)});
+    }
+    open_mint = full.back().mint;
+    for (size_t k = (full.size() - 1) * detail::kMaxChunkSamples; k < keep.size(); ++k) {
+      open.Append(keep[k].t, keep[k].v);
+    }
+  }
+};
+
+// Label name -> value -> ids (ascending): the head's (series refs) and
+// each block's (positions in its series list).
+using Postings = std::map<std::string, std::map<std::string, std::vector<uint64_t>, std::less<>>, std::less<>>;
+
+// The ids whose labels match every matcher: postings narrow by the
+// matchers that do not match "" (at least one is required); the others
+// are checked on each candidate's labels.
+template <typename LabelsOf>
+Result<std::vector<uint64_t>> MatchPostings(const Postings& postings, std::span<const Matcher> matchers,
+                                            LabelsOf&& labels_of) {
+  bool any = false;
+  std::vector<uint64_t> ids;
+  for (const Matcher& m : matchers) {
+    if (m.Matches("")) continue;
+    std::vector<uint64_t> these;
+    auto name = postings.find(m.name());
+    if (name != postings.end()) {
+      if (m.type() == MatchType::kEqual) {
+        auto v = name->second.find(m.value());
+        if (v != name->second.end()) these = v->second;
+      } else {
+        for (const auto& [value, list] : name->second) {
+          if (!m.Matches(value)) continue;
+          std::vector<uint64_t> merged;
+          merged.reserve(these.size() + list.size());
+          std::set_union(these.begin(), these.end(), list.begin(), list.end(), std::back_inserter(merged));
+          these.swap(merged);
+        }
+      }
+    }
+    if (!any) {
+      ids.swap(these);
+      any = true;
+    } else {
+      std::vector<uint64_t> both;
+      std::set_intersection(ids.begin(), ids.end(), these.begin(), these.end(), std::back_inserter(both));
+      ids.swap(both);
+    }
+  }
+  if (!any) {
+    return InvalidArgument("a selector needs at least one matcher that does not match the empty string");
+  }
+  std::erase_if(ids, [&](uint64_t id) {
+    const Labels& l = labels_of(id);
+    for (const Matcher& m : matchers) {
+      if (m.Matches("") && !m.Matches(l.Get(m.name()))) return true;
+    }
+    return false;
+  });
+  return ids;
+}
+
+// A block on disk with its index in memory.
+struct LoadedBlock {
+  std::unique_ptr<detail::BlockReader> reader;
+  Postings postings;
+  uint64_t samples = 0;
 };
 
 struct Counters {
   std::atomic<uint64_t> samples{0}, wal_bytes{0}, replayed{0}, torn{0};
-  std::atomic<uint64_t> appended{0}, out_of_order{0}, duplicates{0}, conflicts{0};
+  std::atomic<uint64_t> appended{0}, out_of_order{0}, duplicates{0}, conflicts{0}, too_old{0};
+  std::atomic<uint64_t> compactions{0}, corrupt_chunks{0};
 };
 
 std::string SegmentName(uint32_t seq) { return fmt::format("{:08}", seq); }
@@ -100,23 +207,36 @@ class TsdbImpl final : public Tsdb {
   Result<std::vector<Labels>> Series(std::span<const Matcher> matchers, int64_t mint, int64_t maxt) override;
   std::vector<std::string> LabelNames() override;
   std::vector<std::string> LabelValues(std::string_view name) override;
+  Status Compact() override;
   TsdbStats stats() override;
 
  private:
+  Status LoadBlocks();
   Status Replay();
+  // Writes [start, end) of the head as a block and drops it from the head.
+  Status CutBlock(int64_t start, int64_t end);
+  // A new segment holding the head as it is (its series and samples), then
+  // the older segments removed. append_mu_ held.
+  Status Checkpoint();
+  void ApplyRetention();
   Status OpenSegment(uint32_t seq);
   Status WriteWal(ByteView record);
   // The series with these labels, or null. mu_ held (either way).
   MemSeries* FindLocked(const Labels& labels) const;
   // Adds a series under `ref`. mu_ held exclusively.
   MemSeries* InsertLocked(uint64_t ref, Labels labels);
-  // The series matching every matcher. mu_ held shared.
+  // The head series matching every matcher. mu_ held shared.
   Result<std::vector<MemSeries*>> MatchLocked(std::span<const Matcher> matchers) const;
+  // Per matching series (blocks, then the head), its samples in [mint,
+  // maxt], in time order. mu_ held shared.
+  Result<std::map<Labels, std::vector<Sample>>> CollectLocked(std::span<const Matcher> matchers, int64_t mint,
+                                                             int64_t maxt, bool first_only);
 
   TsdbOptions options_;
   std::unique_ptr<Env> own_env_;
   Env* env_ = nullptr;
   std::string wal_dir_;
+  std::string blocks_dir_;
 
   std::mutex append_mu_;  // appends and the log
   std::unique_ptr<File> wal_;
@@ -127,9 +247,14 @@ class TsdbImpl final : public Tsdb {
   mutable std::shared_mutex mu_;  // the maps below
   std::unordered_map<uint64_t, std::vector<MemSeries*>> by_hash_;
   std::unordered_map<uint64_t, std::unique_ptr<MemSeries>> by_ref_;
-  // label name -> value -> refs, ascending.
-  std::map<std::string, std::map<std::string, std::vector<uint64_t>, std::less<>>, std::less<>> postings_;
+  Postings postings_;  // of the head: refs
   uint64_t next_ref_ = 1;
+  std::vector<LoadedBlock> blocks_;  // by time
+  std::vector<std::string> corrupt_blocks_;
+  // Samples before this are in blocks (or dropped): the head starts here.
+  int64_t head_mint_ = INT64_MIN;
+  std::atomic<int64_t> head_maxt_{INT64_MIN};  // the newest sample appended
+  std::atomic<int64_t> head_first_{INT64_MAX};  // the oldest sample in the head (an estimate after cuts)
 
   Counters counters_;
 };
@@ -143,8 +268,12 @@ Result<std::unique_ptr<Tsdb>> TsdbImpl::Open(const TsdbOptions& options) {
     QCLOUD_ASSIGN_OR_RETURN(db->own_env_, OpenPosixEnv());
     db->env_ = db->own_env_.get();
   }
+  if (options.block_duration.count() <= 0) return InvalidArgument("tsdb: block_duration must be positive");
   db->wal_dir_ = JoinPath(options.data_dir, "wal");
+  db->blocks_dir_ = JoinPath(options.data_dir, "blocks");
   QCLOUD_RETURN_IF_ERROR(db->env_->CreateDirs(db->wal_dir_));
+  QCLOUD_RETURN_IF_ERROR(db->env_->CreateDirs(db->blocks_dir_));
+  QCLOUD_RETURN_IF_ERROR(db->LoadBlocks());
   QCLOUD_RETURN_IF_ERROR(db->Replay());
   return std::unique_ptr<Tsdb>(std::move(db));
 }
@@ -208,8 +337,10 @@ Status TsdbImpl::Replay() {
         }
         for (const WalSample& s : *samples) {
           auto it = by_ref_.find(s.ref);
-          if (it == by_ref_.end() || s.t < it->second->maxt) continue;
+          if (it == by_ref_.end() || s.t <= it->second->maxt || s.t < head_mint_) continue;
           it->second->Add(s.t, s.v);
+          if (s.t > head_maxt_.load(std::memory_order_relaxed)) head_maxt_.store(s.t, std::memory_order_relaxed);
+          if (s.t < head_first_.load(std::memory_order_relaxed)) head_first_.store(s.t, std::memory_order_relaxed);
           Bump(counters_.samples);
           Bump(counters_.replayed);
         }
@@ -319,7 +450,9 @@ Result<AppendResult> TsdbImpl::Append(std::span<const SeriesSamples> batch) {
     (void)fresh;
     for (const Sample& s : batch[i].samples) {
       const uint64_t bits = std::bit_cast<uint64_t>(s.v);
-      if (s.t < it->second.first) {
+      if (s.t < head_mint_) {
+        ++res.too_old;
+      } else if (s.t < it->second.first) {
         ++res.out_of_order;
       } else if (s.t == it->second.first) {
         if (bits == it->second.second) {
@@ -348,10 +481,16 @@ Result<AppendResult> TsdbImpl::Append(std::span<const SeriesSamples> batch) {
   {
     std::shared_lock lock(mu_);
     MemSeries* last = nullptr;
+    int64_t head_max = head_maxt_.load(std::memory_order_relaxed);
+    int64_t head_min = head_first_.load(std::memory_order_relaxed);
     for (const WalSample& s : accepted) {
       if (last == nullptr || last->ref != s.ref) last = by_ref_.at(s.ref).get();
       last->Add(s.t, s.v);
+      head_max = std::max(head_max, s.t);
+      head_min = std::min(head_min, s.t);
     }
+    head_maxt_.store(head_max, std::memory_order_relaxed);
+    head_first_.store(head_min, std::memory_order_relaxed);
   }
   res.appended = accepted.size();
   res.new_series = created.size();
@@ -360,105 +499,263 @@ Result<AppendResult> TsdbImpl::Append(std::span<const SeriesSamples> batch) {
   Bump(counters_.out_of_order, res.out_of_order);
   Bump(counters_.duplicates, res.duplicates);
   Bump(counters_.conflicts, res.conflicts);
+  Bump(counters_.too_old, res.too_old);
   return res;
 }
 
 Result<std::vector<MemSeries*>> TsdbImpl::MatchLocked(std::span<const Matcher> matchers) const {
-  bool any = false;
-  std::vector<uint64_t> refs;
-  for (const Matcher& m : matchers) {
-    if (m.Matches("")) continue;  // a filter below: it also matches series without the label
-    std::vector<uint64_t> these;
-    auto name = postings_.find(m.name());
-    if (name != postings_.end()) {
-      if (m.type() == MatchType::kEqual) {
-        auto v = name->second.find(m.value());
-        if (v != name->second.end()) these = v->second;
-      } else {
-        for (const auto& [value, ids] : name->second) {
-          if (!m.Matches(value)) continue;
-          std::vector<uint64_t> merged;
-          merged.reserve(these.size() + ids.size());
-          std::set_union(these.begin(), these.end(), ids.begin(), ids.end(), std::back_inserter(merged));
-          these.swap(merged);
-        }
-      }
-    }
-    if (!any) {
-      refs.swap(these);
-      any = true;
-    } else {
-      std::vector<uint64_t> both;
-      std::set_intersection(refs.begin(), refs.end(), these.begin(), these.end(), std::back_inserter(both));
-      refs.swap(both);
-    }
-  }
-  if (!any) {
-    return InvalidArgument("a selector needs at least one matcher that does not match the empty string");
-  }
+  QCLOUD_ASSIGN_OR_RETURN(std::vector<uint64_t> refs, MatchPostings(postings_, matchers, [&](uint64_t ref) -> const Labels& {
+                            return by_ref_.at(ref)->labels;
+                          }));
   std::vector<MemSeries*> out;
-  for (uint64_t ref : refs) {
-    MemSeries* s = by_ref_.at(ref).get();
-    bool ok = true;
-    for (const Matcher& m : matchers) {
-      if (m.Matches("") && !m.Matches(s->labels.Get(m.name()))) {
-        ok = false;
-        break;
+  out.reserve(refs.size());
+  for (uint64_t ref : refs) out.push_back(by_ref_.at(ref).get());
+  return out;
+}
+
+Result<std::map<Labels, std::vector<Sample>>> TsdbImpl::CollectLocked(std::span<const Matcher> matchers,
+                                                                     int64_t mint, int64_t maxt,
+                                                                     bool first_only) {
+  std::map<Labels, std::vector<Sample>> out;
+  for (const LoadedBlock& b : blocks_) {
+    if (b.reader->maxt() <= mint || b.reader->mint() > maxt) continue;
+    const auto& series = b.reader->series();
+    QCLOUD_ASSIGN_OR_RETURN(std::vector<uint64_t> ids,
+                            MatchPostings(b.postings, matchers, [&](uint64_t id) -> const Labels& {
+                              return series[id].labels;
+                            }));
+    for (uint64_t id : ids) {
+      const detail::BlockSeries& bs = series[id];
+      std::vector<Sample>* dst = nullptr;
+      for (const detail::ChunkRef& ref : bs.chunks) {
+        if (ref.maxt < mint || ref.mint > maxt) continue;
+        if (first_only && dst != nullptr && !dst->empty()) break;
+        Result<std::vector<uint8_t>> bytes = b.reader->ReadChunk(ref);
+        bool bad = !bytes.ok();
+        if (!dst) dst = &out[bs.labels];
+        if (!bad) Decode(View(*bytes), mint, maxt, *dst, bad);
+        if (bad) Bump(counters_.corrupt_chunks);  // skipped; the rest answers
       }
     }
-    if (ok) out.push_back(s);
   }
+  QCLOUD_ASSIGN_OR_RETURN(std::vector<MemSeries*> head, MatchLocked(matchers));
+  for (MemSeries* s : head) {
+    if (first_only) {
+      auto it = out.find(s->labels);
+      if (it != out.end() && !it->second.empty()) continue;
+    }
+    s->Collect(mint, maxt, out[s->labels]);
+  }
+  std::erase_if(out, [](const auto& kv) { return kv.second.empty(); });
   return out;
 }
 
 Result<std::vector<SeriesSamples>> TsdbImpl::Select(std::span<const Matcher> matchers, int64_t mint,
                                                     int64_t maxt) {
-  std::vector<MemSeries*> series;
-  {
-    std::shared_lock lock(mu_);
-    QCLOUD_ASSIGN_OR_RETURN(series, MatchLocked(matchers));
-  }
+  std::shared_lock lock(mu_);
+  QCLOUD_ASSIGN_OR_RETURN(auto found, CollectLocked(matchers, mint, maxt, false));
   std::vector<SeriesSamples> out;
-  for (MemSeries* s : series) {  // never freed while the store is open
-    SeriesSamples ss;
-    s->Collect(mint, maxt, ss.samples);
-    if (ss.samples.empty()) continue;
-    ss.labels = s->labels;
-    out.push_back(std::move(ss));
-  }
-  std::sort(out.begin(), out.end(), [](const SeriesSamples& a, const SeriesSamples& b) { return a.labels < b.labels; });
+  out.reserve(found.size());
+  for (auto& [labels, samples] : found) out.push_back({labels, std::move(samples)});
   return out;
 }
 
 Result<std::vector<Labels>> TsdbImpl::Series(std::span<const Matcher> matchers, int64_t mint, int64_t maxt) {
-  std::vector<MemSeries*> series;
-  {
-    std::shared_lock lock(mu_);
-    QCLOUD_ASSIGN_OR_RETURN(series, MatchLocked(matchers));
-  }
+  std::shared_lock lock(mu_);
+  QCLOUD_ASSIGN_OR_RETURN(auto found, CollectLocked(matchers, mint, maxt, true));
   std::vector<Labels> out;
-  for (MemSeries* s : series) {
-    if (s->HasSampleIn(mint, maxt)) out.push_back(s->labels);
-  }
-  std::sort(out.begin(), out.end());
+  out.reserve(found.size());
+  for (auto& [labels, samples] : found) out.push_back(labels);
   return out;
 }
 
 std::vector<std::string> TsdbImpl::LabelNames() {
   std::shared_lock lock(mu_);
-  std::vector<std::string> out;
-  for (const auto& [name, values] : postings_) out.push_back(name);
-  return out;
+  std::set<std::string> names;
+  for (const auto& [name, values] : postings_) names.insert(name);
+  for (const LoadedBlock& b : blocks_) {
+    for (const auto& [name, values] : b.postings) names.insert(name);
+  }
+  return {names.begin(), names.end()};
 }
 
 std::vector<std::string> TsdbImpl::LabelValues(std::string_view name) {
   std::shared_lock lock(mu_);
-  std::vector<std::string> out;
-  auto it = postings_.find(name);
-  if (it != postings_.end()) {
-    for (const auto& [value, refs] : it->second) out.push_back(value);
+  std::set<std::string> values;
+  auto add = [&](const Postings& p) {
+    auto it = p.find(name);
+    if (it == p.end()) return;
+    for (const auto& [value, ids] : it->second) values.insert(value);
+  };
+  add(postings_);
+  for (const LoadedBlock& b : blocks_) add(b.postings);
+  return {values.begin(), values.end()};
+}
+
+// ---- blocks ----
+
+Status TsdbImpl::LoadBlocks() {
+  QCLOUD_ASSIGN_OR_RETURN(std::vector<std::string> names, env_->ListDir(blocks_dir_));
+  std::sort(names.begin(), names.end());
+  for (const std::string& n : names) {
+    const std::string path = JoinPath(blocks_dir_, n);
+    if (n.ends_with(".tmp")) {  // a cut that did not finish: its samples are still in the log
+      QCLOUD_RETURN_IF_ERROR(env_->RemoveFile(path));
+      continue;
+    }
+    if (!n.ends_with(".qtb")) continue;
+    auto reader = detail::BlockReader::Open(*env_, path);
+    if (!reader.ok()) {
+      corrupt_blocks_.push_back(path + ": " + reader.status().message());
+      continue;
+    }
+    LoadedBlock b;
+    b.reader = std::move(reader).value();
+    const auto& series = b.reader->series();
+    for (uint64_t id = 0; id < series.size(); ++id) {
+      for (const Label& l : series[id].labels.pairs()) b.postings[l.name][l.value].push_back(id);
+    }
+    b.samples = b.reader->samples();
+    head_mint_ = std::max(head_mint_, b.reader->maxt());
+    blocks_.push_back(std::move(b));
   }
-  return out;
+  std::sort(blocks_.begin(), blocks_.end(),
+            [](const LoadedBlock& a, const LoadedBlock& b) { return a.reader->mint() < b.reader->mint(); });
+  return Status::Ok();
+}
+
+Status TsdbImpl::Compact() {
+  std::lock_guard append(append_mu_);
+  const int64_t d = options_.block_duration.count();
+  bool cut = false;
+  for (;;) {
+    const int64_t newest = head_maxt_.load(std::memory_order_relaxed);
+    if (newest == INT64_MIN) break;
+    int64_t start = head_mint_;
+    if (start == INT64_MIN) {
+      const int64_t first = head_first_.load(std::memory_order_relaxed);
+      start = first >= 0 ? first / d * d : -((-first + d - 1) / d) * d;
+    }
+    if (newest < start + d + d / 2) break;  // the range may still get samples
+    QCLOUD_RETURN_IF_ERROR(CutBlock(start, start + d));
+    cut = true;
+  }
+  if (cut) QCLOUD_RETURN_IF_ERROR(Checkpoint());
+  ApplyRetention();
+  return Status::Ok();
+}
+
+Status TsdbImpl::CutBlock(int64_t start, int64_t end) {
+  std::vector<detail::SeriesChunks> series;
+  uint64_t samples = 0;
+  {
+    std::shared_lock lock(mu_);
+    for (const auto& [ref, s] : by_ref_) {
+      std::vector<Sample> part;
+      s->Collect(start, end - 1, part);
+      if (part.empty()) continue;
+      samples += part.size();
+      series.push_back({.labels = s->labels, .chunks = Encode(part)});
+    }
+  }
+  std::sort(series.begin(), series.end(), [](const auto& a, const auto& b) { return a.labels < b.labels; });
+  LoadedBlock block;
+  if (!series.empty()) {
+    QCLOUD_ASSIGN_OR_RETURN(uint64_t bytes, detail::WriteBlock(*env_, blocks_dir_, start, end, series, samples));
+    (void)bytes;
+    QCLOUD_ASSIGN_OR_RETURN(block.reader,
+                            detail::BlockReader::Open(*env_, JoinPath(blocks_dir_, detail::BlockFileName(start, end))));
+    for (uint64_t id = 0; id < block.reader->series().size(); ++id) {
+      for (const Label& l : block.reader->series()[id].labels.pairs()) block.postings[l.name][l.value].push_back(id);
+    }
+    block.samples = samples;
+  }
+  // Now the block answers for [start, end): the head lets go of it.
+  std::unique_lock lock(mu_);
+  if (block.reader) blocks_.push_back(std::move(block));
+  head_mint_ = end;
+  std::vector<uint64_t> gone;
+  for (auto& [ref, s] : by_ref_) {
+    s->DropBefore(end);
+    if (s->Empty()) gone.push_back(ref);
+  }
+  // Series with nothing left in the head leave it (their refs are not
+  // reused; the log's checkpoint forgets them).
+  for (uint64_t ref : gone) {
+    MemSeries* s = by_ref_.at(ref).get();
+    auto& same = by_hash_[s->labels.Hash()];
+    std::erase(same, s);
+    if (same.empty()) by_hash_.erase(s->labels.Hash());
+    for (const Label& l : s->labels.pairs()) {
+      auto name = postings_.find(l.name);
+      auto value = name->second.find(l.value);
+      std::erase(value->second, ref);
+      if (value->second.empty()) name->second.erase(value);
+      if (name->second.empty()) postings_.erase(name);
+    }
+    by_ref_.erase(ref);
+  }
+  counters_.samples.fetch_sub(std::min(samples, counters_.samples.load()), std::memory_order_relaxed);
+  head_first_.store(end, std::memory_order_relaxed);
+  Bump(counters_.compactions);
+  return Status::Ok();
+}
+
+Status TsdbImpl::Checkpoint() {
+  const uint32_t old = wal_seq_;
+  QCLOUD_RETURN_IF_ERROR(wal_->Sync());
+  QCLOUD_RETURN_IF_ERROR(OpenSegment(wal_seq_ + 1));
+  Buffer record;
+  {
+    std::shared_lock lock(mu_);
+    std::vector<WalSeries> series;
+    std::vector<WalSample> samples;
+    for (const auto& [ref, s] : by_ref_) {
+      series.push_back({.ref = ref, .labels = s->labels});
+      std::vector<Sample> all;
+      s->Collect(INT64_MIN, INT64_MAX, all);
+      for (const Sample& x : all) samples.push_back({.ref = ref, .t = x.t, .v = x.v});
+    }
+    // In records of bounded size, series first.
+    for (size_t i = 0; i < series.size(); i += 10000) {
+      detail::EncodeSeriesRecord({series.begin() + static_cast<ptrdiff_t>(i),
+                                  series.begin() + static_cast<ptrdiff_t>(std::min(series.size(), i + 10000))},
+                                 record);
+    }
+    for (size_t i = 0; i < samples.size(); i += 100000) {
+      detail::EncodeSamplesRecord({samples.begin() + static_cast<ptrdiff_t>(i),
+                                   samples.begin() + static_cast<ptrdiff_t>(std::min(samples.size(), i + 100000))},
+                                  record);
+    }
+  }
+  QCLOUD_RETURN_IF_ERROR(wal_->WriteAt(0, record.readable()));
+  QCLOUD_RETURN_IF_ERROR(wal_->Sync());
+  wal_off_ = record.size();
+  Bump(counters_.wal_bytes, record.size());
+  // The checkpoint holds all the head has: the older segments can go.
+  QCLOUD_ASSIGN_OR_RETURN(std::vector<std::string> names, env_->ListDir(wal_dir_));
+  for (const std::string& n : names) {
+    uint32_t seq = 0;
+    auto [end, ec] = std::from_chars(n.data(), n.data() + n.size(), seq);
+    if (ec == std::errc() && end == n.data() + n.size() && n.size() == 8 && seq <= old) {
+      QCLOUD_RETURN_IF_ERROR(env_->RemoveFile(JoinPath(wal_dir_, n)));
+      --wal_segments_;
+    }
+  }
+  return env_->SyncDir(wal_dir_);
+}
+
+void TsdbImpl::ApplyRetention() {
+  int64_t newest = head_maxt_.load(std::memory_order_relaxed);
+  std::unique_lock lock(mu_);
+  for (const LoadedBlock& b : blocks_) newest = std::max(newest, b.reader->maxt() - 1);
+  if (newest == INT64_MIN) return;
+  const int64_t keep_from = newest - options_.retention.count();
+  std::erase_if(blocks_, [&](LoadedBlock& b) {
+    if (b.reader->maxt() > keep_from) return false;
+    (void)env_->RemoveFile(b.reader->path());
+    return true;
+  });
 }
 
 TsdbStats TsdbImpl::stats() {
@@ -486,6 +783,18 @@ TsdbStats TsdbImpl::stats() {
   st.out_of_order = counters_.out_of_order.load(r);
   st.duplicates = counters_.duplicates.load(r);
   st.conflicts = counters_.conflicts.load(r);
+  st.too_old = counters_.too_old.load(r);
+  st.compactions = counters_.compactions.load(r);
+  st.corrupt_chunks = counters_.corrupt_chunks.load(r);
+  {
+    std::shared_lock lock(mu_);
+    st.blocks = blocks_.size();
+    for (const LoadedBlock& b : blocks_) {
+      st.block_bytes += b.reader->size();
+      st.block_samples += b.samples;
+    }
+    st.corrupt_blocks = corrupt_blocks_;
+  }
   return st;
 }
 

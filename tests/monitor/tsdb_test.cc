@@ -222,5 +222,138 @@ TEST_CASE("monitor tsdb limits series and batch sizes and refuses label-less ser
   CHECK(again->stats().series == 7);
 }
 
+// 10 series of 15 s samples over `hours`, from `start`, into db and model.
+void Fill(Tsdb& db, std::map<Labels, std::vector<Sample>>& model, int64_t start, int hours) {
+  std::mt19937_64 rng(11);
+  for (int64_t t = start; t < start + hours * 3600000; t += 15000) {
+    std::vector<SeriesSamples> batch;
+    for (int s = 0; s < 10; ++s) {
+      const Labels l = L({{"__name__", s % 2 ? "node_cpu_seconds_total" : "node_load1"}, {"cpu", std::to_string(s)}});
+      const double v = s % 2 ? static_cast<double>(t / 1000 + s) : static_cast<double>(rng() % 1000) / 100;
+      batch.push_back({l, {{t, v}}});
+      model[l].push_back({t, v});
+    }
+    REQUIRE_OK(db.Append(batch));
+  }
+}
+
+void CheckAll(Tsdb& db, const std::map<Labels, std::vector<Sample>>& model, int64_t mint, int64_t maxt) {
+  auto got = REQUIRE_VALUE(db.Select(std::vector{REQUIRE_VALUE(Matcher::Make(MatchType::kRegex, "__name__", "node_.*"))}, mint, maxt));
+  size_t want_series = 0;
+  for (const auto& [labels, samples] : model) {
+    std::vector<Sample> want;
+    for (const Sample& x : samples) {
+      if (x.t >= mint && x.t <= maxt) want.push_back(x);
+    }
+    if (want.empty()) continue;
+    REQUIRE(want_series < got.size());
+    CHECK(got[want_series].labels == labels);
+    CHECK(got[want_series].samples == want);
+    ++want_series;
+  }
+  CHECK(got.size() == want_series);
+}
+
+TEST_CASE("monitor tsdb cuts the head into blocks that answer queries and survive reopen") {
+  TempDir dir("qcloud-tsdb");
+  std::map<Labels, std::vector<Sample>> model;
+  const int64_t start = 1700000000000 / 3600000 * 3600000 + 600000;  // 10 min into an hour
+  const TsdbOptions o{.block_duration = std::chrono::hours(1)};
+  {
+    auto db = OpenDb(dir.path, o);
+    Fill(*db, model, start, 5);
+    const uint64_t segments_before = db->stats().wal_segments;
+    REQUIRE_OK(db->Compact());
+    const TsdbStats st = db->stats();
+    CHECK(st.blocks == 4);  // [h0, h1) .. [h3, h4): the newest is 4h50 in, 1.5 h past h3
+    CHECK(st.compactions == 4);
+    CHECK(st.block_samples + st.samples == 10 * 5 * 240);
+    CHECK(st.wal_segments <= segments_before);
+    MESSAGE("block bytes per sample: ", static_cast<double>(st.block_bytes) / static_cast<double>(st.block_samples));
+    CheckAll(*db, model, INT64_MIN, INT64_MAX);
+    CheckAll(*db, model, start + 3600000 - 15000, start + 7200000 + 30000);  // across a block edge
+    // Series() takes blocks too; LabelValues has the block's values.
+    CHECK(REQUIRE_VALUE(db->Series(std::vector{Matcher::Equal("__name__", "node_load1")}, start, start + 1)).size() == 5);
+    CHECK(db->LabelValues("cpu").size() == 10);
+    // Older than the cut: refused as too old; newer goes on.
+    std::vector<SeriesSamples> late = {{model.begin()->first, {{start, 1}}}};
+    CHECK(REQUIRE_VALUE(db->Append(late)).too_old == 1);
+    REQUIRE_OK(db->Compact());  // nothing more to cut
+    CHECK(db->stats().blocks == 4);
+  }
+  auto db = OpenDb(dir.path, o);
+  CHECK(db->stats().blocks == 4);
+  CHECK(db->stats().corrupt_blocks.empty());
+  CheckAll(*db, model, INT64_MIN, INT64_MAX);
+  // More data, more cuts, after the reopen.
+  Fill(*db, model, start + 5 * 3600000, 2);
+  REQUIRE_OK(db->Compact());
+  CHECK(db->stats().blocks == 6);
+  CheckAll(*db, model, INT64_MIN, INT64_MAX);
+}
+
+TEST_CASE("monitor tsdb reports a corrupt block or chunk and answers from the rest") {
+  TempDir dir("qcloud-tsdb");
+  std::map<Labels, std::vector<Sample>> model;
+  const int64_t start = 1700000000000 / 3600000 * 3600000;
+  const TsdbOptions o{.block_duration = std::chrono::hours(1)};
+  {
+    auto db = OpenDb(dir.path, o);
+    Fill(*db, model, start, 4);
+    REQUIRE_OK(db->Compact());
+    REQUIRE(db->stats().blocks == 3);  // the newest sample is 1.5 h past 2 h in, not past 3 h
+  }
+  std::vector<std::filesystem::path> blocks;
+  for (auto& e : std::filesystem::directory_iterator(std::filesystem::path(dir.path) / "blocks")) blocks.push_back(e.path());
+  std::sort(blocks.begin(), blocks.end());
+  REQUIRE(blocks.size() == 3);
+  auto flip = [](const std::filesystem::path& p, uint64_t at) {
+    std::fstream f(p, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(static_cast<std::streamoff>(at));
+    char c;
+    f.read(&c, 1);
+    c = static_cast<char>(c ^ 0x55);
+    f.seekp(static_cast<std::streamoff>(at));
+    f.write(&c, 1);
+  };
+  flip(blocks[0], 100);  // inside the first block's first chunk
+  flip(blocks[1], std::filesystem::file_size(blocks[1]) - 40);  // inside the second block's index
+  auto db = OpenDb(dir.path, o);
+  const TsdbStats st = db->stats();
+  REQUIRE(st.corrupt_blocks.size() == 1);
+  CHECK(st.corrupt_blocks[0].find(blocks[1].filename().string()) != std::string::npos);
+  CHECK(st.blocks == 2);
+  // The first block answers all but its damaged chunk; the head answers.
+  auto got = REQUIRE_VALUE(db->Select(std::vector{REQUIRE_VALUE(Matcher::Make(MatchType::kRegex, "__name__", ".+"))}, start, start + 3600000 - 1));
+  size_t n = 0;
+  for (const auto& s : got) n += s.samples.size();
+  CHECK(n < 10 * 240);
+  CHECK(n >= 10 * 240 - 120);
+  CHECK(db->stats().corrupt_chunks == 1);
+  auto rest = REQUIRE_VALUE(db->Select(std::vector{REQUIRE_VALUE(Matcher::Make(MatchType::kRegex, "__name__", ".+"))}, start + 2 * 3600000, INT64_MAX));
+  n = 0;
+  for (const auto& s : rest) n += s.samples.size();
+  CHECK(n == 10 * 2 * 240);  // the third block and the head
+}
+
+TEST_CASE("monitor tsdb retention deletes blocks older than the newest sample minus retention") {
+  TempDir dir("qcloud-tsdb");
+  std::map<Labels, std::vector<Sample>> model;
+  const int64_t start = 1700000000000 / 3600000 * 3600000;
+  auto db = OpenDb(dir.path, {.block_duration = std::chrono::hours(1), .retention = std::chrono::hours(3)});
+  Fill(*db, model, start, 8);
+  REQUIRE_OK(db->Compact());
+  // 7 blocks cut; the newest sample is 15 s before 8 h in, so blocks that
+  // end at or before 4h59m45s are gone: [4h, 5h) stays (it holds 4h59m45s).
+  const TsdbStats st = db->stats();
+  CHECK(st.blocks == 3);
+  auto got = REQUIRE_VALUE(db->Select(std::vector{Matcher::Equal("cpu", "1")}, INT64_MIN, INT64_MAX));
+  REQUIRE(got.size() == 1);
+  CHECK(got[0].samples.front().t == start + 4 * 3600000);
+  size_t files = 0;
+  for ([[maybe_unused]] auto& e : std::filesystem::directory_iterator(std::filesystem::path(dir.path) / "blocks")) ++files;
+  CHECK(files == 3);
+}
+
 }  // namespace
 }  // namespace qcloud::monitor

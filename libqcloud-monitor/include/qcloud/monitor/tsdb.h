@@ -24,8 +24,18 @@
 // log is also fdatasync'ed (survives a power cut). Open() replays the log;
 // a torn last record is cut off.
 //
+// Blocks. Compact() cuts the head into immutable blocks on disk, one per
+// block_duration of time (aligned: [k*D, (k+1)*D)), once the head holds
+// samples 1.5 D past a range's start; the cut samples leave memory and the
+// log is rewritten to hold only what the head still has. A block is
+// checksummed (its index at open, each chunk when read): a corrupt one is
+// reported (stats) and left out while the rest stays queryable. A sample
+// older than the last cut is refused (too_old). Retention: blocks wholly
+// older than the newest sample minus `retention` are deleted (data time,
+// as Prometheus does). Format: docs/notes/monitor-format.md.
+//
 // Queries. An inverted index maps each label pair to the series that have
-// it. Select() takes matchers (matcher.h) of which at least one must not
+// it (the head's, and each block's). Select() takes matchers (matcher.h) of which at least one must not
 // match the empty string, as Prometheus requires of a selector.
 //
 // Limits (a bad client cannot make memory grow without end): labels per
@@ -70,6 +80,8 @@ struct TsdbOptions {
   size_t max_series = size_t{1} << 22;  // more new series are refused (kResourceExhausted)
   size_t max_batch_samples = size_t{1} << 22;  // samples in one Append()
   uint64_t wal_segment_bytes = uint64_t{128} << 20;  // a new log segment after this many
+  std::chrono::milliseconds block_duration = std::chrono::hours(2);    // time range of one block
+  std::chrono::milliseconds retention = std::chrono::hours(24 * 365);  // raw samples kept this long
   Env* env = nullptr;                   // not owned, outlives the store; null = POSIX
 };
 
@@ -79,6 +91,7 @@ struct AppendResult {
   uint64_t out_of_order = 0;  // older than the series' newest sample: refused
   uint64_t duplicates = 0;    // same timestamp and value as the newest: taken silently
   uint64_t conflicts = 0;     // same timestamp, another value: refused
+  uint64_t too_old = 0;       // older than the last cut into a block: refused
 };
 
 struct TsdbStats {
@@ -90,7 +103,13 @@ struct TsdbStats {
   uint64_t wal_segments = 0;
   uint64_t replayed_samples = 0; // at open
   uint64_t wal_torn_bytes = 0;   // cut off the log's end at open
-  uint64_t appended = 0, out_of_order = 0, duplicates = 0, conflicts = 0;
+  uint64_t appended = 0, out_of_order = 0, duplicates = 0, conflicts = 0, too_old = 0;
+  uint64_t blocks = 0;
+  uint64_t block_bytes = 0;      // on disk
+  uint64_t block_samples = 0;    // in blocks
+  uint64_t compactions = 0;      // head cuts
+  uint64_t corrupt_chunks = 0;   // failed their checksum when read (skipped)
+  std::vector<std::string> corrupt_blocks;  // left out at open: path and why
 };
 
 class QCLOUD_EXPORT Tsdb {
@@ -115,6 +134,11 @@ class QCLOUD_EXPORT Tsdb {
   // The labels of the matching series with a sample in [mint, maxt].
   virtual Result<std::vector<Labels>> Series(std::span<const Matcher> matchers, int64_t mint,
                                              int64_t maxt) = 0;
+  // Cuts the head into blocks where it holds enough (see Blocks), then
+  // applies retention. Call it every minute or so; cheap when there is
+  // nothing to do. Errors: kIoError (the head stays as it was).
+  virtual Status Compact() = 0;
+
   // Every label name, sorted; the values of one, sorted.
   virtual std::vector<std::string> LabelNames() = 0;
   virtual std::vector<std::string> LabelValues(std::string_view name) = 0;

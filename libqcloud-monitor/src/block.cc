@@ -1,0 +1,155 @@
+#include "monitor/block.h"
+
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "qcloud/core/hash.h"
+
+namespace qcloud::monitor::detail {
+
+namespace {
+
+constexpr std::string_view kMagic = "QTSDBLK1";
+constexpr std::string_view kFooterMagic = "QTSB";
+
+uint32_t Sum(ByteView b) { return static_cast<uint32_t>(Xxh3_64(b)); }
+Status Bad(const std::string& what) { return Status(Errc::kCorruption, "block: " + what); }
+
+}  // namespace
+
+std::string BlockFileName(int64_t mint, int64_t maxt) { return fmt::format("{}-{}.qtb", mint, maxt); }
+
+Result<uint64_t> WriteBlock(Env& env, const std::string& dir, int64_t mint, int64_t maxt,
+                            const std::vector<SeriesChunks>& series, uint64_t samples) {
+  QCLOUD_RETURN_IF_ERROR(env.CreateDirs(dir));
+  const std::string name = BlockFileName(mint, maxt);
+  const std::string tmp = JoinPath(dir, name + ".tmp");
+  QCLOUD_ASSIGN_OR_RETURN(auto file, env.OpenFile(tmp, OpenMode::kTruncate));
+  Buffer out;
+  ByteWriter w(out);
+  w.PutBytes(ByteView(kMagic));
+  w.PutFixed32(kBlockVersion);
+  w.PutFixed64(static_cast<uint64_t>(mint));
+  w.PutFixed64(static_cast<uint64_t>(maxt));
+  w.PutFixed32(0);
+  Buffer index;
+  ByteWriter iw(index);
+  iw.PutVarint64(series.size());
+  for (const SeriesChunks& s : series) {
+    iw.PutVarint64(s.labels.size());
+    for (const Label& l : s.labels.pairs()) {
+      iw.PutLengthPrefixed(ByteView(l.name));
+      iw.PutLengthPrefixed(ByteView(l.value));
+    }
+    iw.PutVarint64(s.chunks.size());
+    for (const ChunkData& c : s.chunks) {
+      iw.PutVarint64(static_cast<uint64_t>(c.mint - mint));
+      iw.PutVarint64(static_cast<uint64_t>(c.maxt - c.mint));
+      iw.PutVarint64(out.size());
+      const ByteView bytes(reinterpret_cast<const std::byte*>(c.bytes.data()), c.bytes.size());
+      w.PutFixed32(static_cast<uint32_t>(bytes.size()));
+      w.PutBytes(bytes);
+      w.PutFixed32(Sum(bytes));
+    }
+  }
+  const uint64_t index_at = out.size();
+  w.PutBytes(index.readable());
+  w.PutFixed64(index_at);
+  w.PutFixed64(index.size());
+  w.PutFixed64(samples);
+  w.PutFixed32(Sum(index.readable()));
+  w.PutBytes(ByteView(kFooterMagic));
+  QCLOUD_RETURN_IF_ERROR(file->WriteAt(0, out.readable()));
+  QCLOUD_RETURN_IF_ERROR(file->Sync());
+  file.reset();
+  QCLOUD_RETURN_IF_ERROR(env.RenameFile(tmp, JoinPath(dir, name)));
+  QCLOUD_RETURN_IF_ERROR(env.SyncDir(dir));
+  return static_cast<uint64_t>(out.size());
+}
+
+Result<std::vector<BlockSeries>> DecodeBlockIndex(ByteView index, int64_t block_mint, uint64_t file_size) {
+  ByteReader r(index);
+  auto n = r.ReadVarint64();
+  if (!n || *n > index.size()) return Bad("series count");
+  std::vector<BlockSeries> out;
+  out.reserve(*n);
+  for (uint64_t i = 0; i < *n; ++i) {
+    auto k = r.ReadVarint64();
+    if (!k || *k > kMaxLabels) return Bad("label count");
+    std::vector<Label> pairs;
+    for (uint64_t j = 0; j < *k; ++j) {
+      auto name = r.ReadLengthPrefixed(kMaxLabelNameBytes);
+      auto value = r.ReadLengthPrefixed(kMaxLabelValueBytes);
+      if (!name || !value) return Bad("label");
+      pairs.push_back({std::string(name->AsStringView()), std::string(value->AsStringView())});
+    }
+    auto labels = Labels::FromPairs(std::move(pairs));
+    if (!labels.ok() || labels->empty()) return Bad("invalid labels");
+    auto c = r.ReadVarint64();
+    if (!c || *c > r.remaining()) return Bad("chunk count");
+    BlockSeries s{.labels = std::move(labels).value(), .chunks = {}};
+    s.chunks.reserve(*c);
+    for (uint64_t j = 0; j < *c; ++j) {
+      auto dmin = r.ReadVarint64();
+      auto span = r.ReadVarint64();
+      auto off = r.ReadVarint64();
+      if (!dmin || !span || !off) return Bad("chunk reference");
+      if (*dmin > (uint64_t{1} << 62) || *span > (uint64_t{1} << 62)) return Bad("chunk time range");
+      if (*off < kBlockHeaderSize || *off > file_size || file_size - *off < 8) return Bad("chunk offset");
+      const int64_t cmin = block_mint + static_cast<int64_t>(*dmin);
+      s.chunks.push_back({.mint = cmin, .maxt = cmin + static_cast<int64_t>(*span), .offset = *off});
+    }
+    out.push_back(std::move(s));
+  }
+  if (!r.empty()) return Bad("bytes after the index");
+  return out;
+}
+
+Result<std::unique_ptr<BlockReader>> BlockReader::Open(Env& env, const std::string& path) {
+  auto b = std::unique_ptr<BlockReader>(new BlockReader());
+  b->path_ = path;
+  QCLOUD_ASSIGN_OR_RETURN(b->file_, env.OpenFile(path, OpenMode::kReadOnly));
+  QCLOUD_ASSIGN_OR_RETURN(b->size_, b->file_->Size());
+  if (b->size_ < kBlockHeaderSize + kBlockFooterSize) return Bad(path + ": too short");
+  std::byte head[kBlockHeaderSize];
+  QCLOUD_ASSIGN_OR_RETURN(size_t got, b->file_->ReadAt(0, MutableByteView(head, sizeof head)));
+  if (got != sizeof head || std::memcmp(head, kMagic.data(), kMagic.size()) != 0) return Bad(path + ": not a block");
+  if (DecodeFixed32(head + 8) != kBlockVersion) return Bad(path + ": unknown version");
+  b->mint_ = static_cast<int64_t>(DecodeFixed64(head + 12));
+  b->maxt_ = static_cast<int64_t>(DecodeFixed64(head + 20));
+  std::byte foot[kBlockFooterSize];
+  QCLOUD_ASSIGN_OR_RETURN(got, b->file_->ReadAt(b->size_ - kBlockFooterSize, MutableByteView(foot, sizeof foot)));
+  if (got != sizeof foot || std::memcmp(foot + 28, kFooterMagic.data(), 4) != 0) return Bad(path + ": no footer");
+  const uint64_t at = DecodeFixed64(foot);
+  const uint64_t len = DecodeFixed64(foot + 8);
+  b->samples_ = DecodeFixed64(foot + 16);
+  if (len > kMaxBlockIndexBytes || at < kBlockHeaderSize || at > b->size_ - kBlockFooterSize ||
+      len != b->size_ - kBlockFooterSize - at) {
+    return Bad(path + ": index out of place");
+  }
+  std::string index(len, '\0');
+  QCLOUD_ASSIGN_OR_RETURN(got, b->file_->ReadAt(at, MutableByteView(reinterpret_cast<std::byte*>(index.data()), len)));
+  if (got != len || Sum(ByteView(index)) != DecodeFixed32(foot + 24)) return Bad(path + ": index checksum");
+  QCLOUD_ASSIGN_OR_RETURN(b->series_, DecodeBlockIndex(ByteView(index), b->mint_, at));
+  return b;
+}
+
+Result<std::vector<uint8_t>> BlockReader::ReadChunk(const ChunkRef& ref) const {
+  std::byte len_bytes[4];
+  QCLOUD_ASSIGN_OR_RETURN(size_t got, file_->ReadAt(ref.offset, MutableByteView(len_bytes, 4)));
+  if (got != 4) return Bad(path_ + ": chunk cut short");
+  const uint32_t n = DecodeFixed32(len_bytes);
+  if (n > kMaxChunkBytes || ref.offset + 8 + n > size_) return Bad(path_ + ": chunk length");
+  std::vector<uint8_t> data(n + 4);
+  QCLOUD_ASSIGN_OR_RETURN(got, file_->ReadAt(ref.offset + 4, MutableByteView(reinterpret_cast<std::byte*>(data.data()), n + 4)));
+  if (got != n + 4) return Bad(path_ + ": chunk cut short");
+  const ByteView bytes(reinterpret_cast<const std::byte*>(data.data()), n);
+  if (Sum(bytes) != DecodeFixed32(reinterpret_cast<const std::byte*>(data.data() + n))) {
+    return Bad(path_ + ": chunk checksum");
+  }
+  data.resize(n);
+  return data;
+}
+
+}  // namespace qcloud::monitor::detail

@@ -1,0 +1,92 @@
+#pragma once
+
+// Immutable blocks of the TSDB: every series' samples of one time range
+// [mint, maxt), written once when the head is cut, then only read. One
+// file per block, blocks/<mint>-<maxt>.qtb (docs/notes/monitor-format.md):
+//
+//   header  "QTSDBLK1" | u32 version (1) | i64 mint | i64 maxt | u32 0
+//   chunks  per chunk: u32 n | n bytes (monitor/chunk.h) | u32 xxh3-64 low 32 bits of them
+//   index   varint series count; per series: varint k, k x (name, value)
+//           varint-length-prefixed; varint chunk count; per chunk: varint
+//           mint - block mint, varint maxt - chunk mint, varint file offset
+//   footer  u64 index offset | u64 index length | u64 samples | u32 index
+//           checksum | "QTSB"
+//
+// Integers little endian. A block is written to a temporary name, synced,
+// renamed and its directory synced: a block either exists whole or not.
+// Reading checks the footer and the index's checksum at open (a block that
+// fails is reported and left out; the rest stays queryable) and each
+// chunk's checksum as it is read (a bad chunk is skipped and counted).
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "qcloud/core/bytes.h"
+#include "qcloud/core/env.h"
+#include "qcloud/core/result.h"
+#include "qcloud/monitor/labels.h"
+
+namespace qcloud::monitor::detail {
+
+inline constexpr uint32_t kBlockVersion = 1;
+inline constexpr size_t kBlockHeaderSize = 32;
+inline constexpr size_t kBlockFooterSize = 32;
+inline constexpr uint64_t kMaxBlockIndexBytes = uint64_t{1} << 31;  // 2 GiB
+inline constexpr uint32_t kMaxChunkBytes = 1 << 20;
+
+struct ChunkRef {
+  int64_t mint = 0, maxt = 0;
+  uint64_t offset = 0;  // of the chunk's length field in the file
+};
+
+struct BlockSeries {
+  Labels labels;
+  std::vector<ChunkRef> chunks;
+};
+
+// What a block writer is given: per series, its encoded chunks in time order.
+struct ChunkData {
+  int64_t mint = 0, maxt = 0;
+  std::vector<uint8_t> bytes;
+};
+struct SeriesChunks {
+  Labels labels;
+  std::vector<ChunkData> chunks;
+};
+
+// The block file's name for [mint, maxt).
+std::string BlockFileName(int64_t mint, int64_t maxt);
+
+// Writes the block for [mint, maxt) into `dir` (atomically, durably).
+// Returns its size in bytes.
+Result<uint64_t> WriteBlock(Env& env, const std::string& dir, int64_t mint, int64_t maxt,
+                            const std::vector<SeriesChunks>& series, uint64_t samples);
+
+// Decodes an index (disk input: bounded, checked). kCorruption when malformed.
+Result<std::vector<BlockSeries>> DecodeBlockIndex(ByteView index, int64_t block_mint, uint64_t file_size);
+
+class BlockReader {
+ public:
+  // Reads the header, footer and index. kCorruption when any fails its checks.
+  static Result<std::unique_ptr<BlockReader>> Open(Env& env, const std::string& path);
+  int64_t mint() const noexcept { return mint_; }
+  int64_t maxt() const noexcept { return maxt_; }
+  const std::string& path() const noexcept { return path_; }
+  uint64_t size() const noexcept { return size_; }
+  uint64_t samples() const noexcept { return samples_; }
+  const std::vector<BlockSeries>& series() const noexcept { return series_; }
+  // One chunk's bytes, checksum verified (kCorruption otherwise).
+  Result<std::vector<uint8_t>> ReadChunk(const ChunkRef& ref) const;
+
+ private:
+  std::unique_ptr<File> file_;
+  std::string path_;
+  int64_t mint_ = 0, maxt_ = 0;
+  uint64_t size_ = 0;
+  uint64_t samples_ = 0;
+  std::vector<BlockSeries> series_;
+};
+
+}  // namespace qcloud::monitor::detail
