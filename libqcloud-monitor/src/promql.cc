@@ -1,0 +1,1176 @@
+#include "qcloud/monitor/promql.h"
+
+#include <algorithm>
+#include <bit>
+#include <charconv>
+#include <cmath>
+#include <map>
+#include <optional>
+#include <unordered_map>
+
+#include <fmt/format.h>
+
+namespace qcloud::monitor {
+
+namespace detail {
+
+// A parsed PromQL expression node.
+struct Node {
+  enum class Kind { kNumber, kString, kSelector, kCall, kAggregate, kBinary, kUnary, kParen };
+  Kind kind = Kind::kNumber;
+  ValueType type = ValueType::kScalar;
+  double number = 0;
+  std::string text;  // string literal, function name, aggregation or operator
+  // Selector.
+  std::string metric;
+  std::vector<Matcher> matchers;
+  int64_t range = 0;   // ms; 0 = an instant selector
+  int64_t offset = 0;  // ms
+  // Call, aggregate (args[0]), binary (lhs, rhs), unary, paren.
+  std::vector<std::shared_ptr<Node>> args;
+  // Aggregate grouping / binary vector matching.
+  bool without = false;
+  bool grouped = false;
+  std::vector<std::string> labels;
+  bool bool_modifier = false;
+  bool on = false, ignoring = false;
+};
+
+}  // namespace detail
+
+namespace {
+
+using detail::Node;
+using NodePtr = std::shared_ptr<Node>;
+
+// ---- formatting ----
+
+std::string Quote(std::string_view s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out += c;
+  }
+  return out + "\"";
+}
+
+// ---- lexer ----
+
+enum class Tok {
+  kEnd, kIdent, kNumber, kDuration, kString, kLParen, kRParen, kLBrace, kRBrace, kLBracket, kRBracket,
+  kComma, kAssign, kNeq, kRegex, kNotRegex, kEql, kGtr, kLss, kGte, kLte, kAdd, kSub, kMul, kDiv, kMod,
+  kPow, kColon, kAt
+};
+
+struct Token {
+  Tok kind = Tok::kEnd;
+  std::string text;
+  size_t pos = 0;
+};
+
+bool IdentStart(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == ':'; }
+bool IdentRest(char c) { return IdentStart(c) || (c >= '0' && c <= '9'); }
+bool Digit(char c) { return c >= '0' && c <= '9'; }
+
+class Lexer {
+ public:
+  explicit Lexer(std::string_view in) : in_(in) {}
+
+  Result<std::vector<Token>> All() {
+    std::vector<Token> out;
+    for (;;) {
+      QCLOUD_ASSIGN_OR_RETURN(Token t, Next());
+      const bool end = t.kind == Tok::kEnd;
+      out.push_back(std::move(t));
+      if (end) return out;
+    }
+  }
+
+ private:
+  Status Error(size_t pos, const std::string& what) {
+    return InvalidArgument(fmt::format("parse error at char {}: {}", pos + 1, what));
+  }
+
+  Result<Token> Next() {
+    while (pos_ < in_.size() && (in_[pos_] == ' ' || in_[pos_] == '\t' || in_[pos_] == '\n' || in_[pos_] == '\r')) ++pos_;
+    if (pos_ < in_.size() && in_[pos_] == '#') {  // a comment to the end of the line
+      while (pos_ < in_.size() && in_[pos_] != '\n') ++pos_;
+      return Next();
+    }
+    Token t;
+    t.pos = pos_;
+    if (pos_ >= in_.size()) return t;
+    const char c = in_[pos_];
+    auto one = [&](Tok k, size_t n) {
+      t.kind = k;
+      t.text = std::string(in_.substr(pos_, n));
+      pos_ += n;
+      return t;
+    };
+    auto next_is = [&](char d) { return pos_ + 1 < in_.size() && in_[pos_ + 1] == d; };
+    switch (c) {
+      case '(': return one(Tok::kLParen, 1);
+      case ')': return one(Tok::kRParen, 1);
+      case '{': return one(Tok::kLBrace, 1);
+      case '}': return one(Tok::kRBrace, 1);
+      case '[': return one(Tok::kLBracket, 1);
+      case ']': return one(Tok::kRBracket, 1);
+      case ',': return one(Tok::kComma, 1);
+      case '+': return one(Tok::kAdd, 1);
+      case '-': return one(Tok::kSub, 1);
+      case '*': return one(Tok::kMul, 1);
+      case '/': return one(Tok::kDiv, 1);
+      case '%': return one(Tok::kMod, 1);
+      case '^': return one(Tok::kPow, 1);
+      case '@': return one(Tok::kAt, 1);
+      case '=':
+        if (next_is('=')) return one(Tok::kEql, 2);
+        if (next_is('~')) return one(Tok::kRegex, 2);
+        return one(Tok::kAssign, 1);
+      case '!':
+        if (next_is('=')) return one(Tok::kNeq, 2);
+        if (next_is('~')) return one(Tok::kNotRegex, 2);
+        return Error(pos_, "unexpected character after '!'");
+      case '>':
+        if (next_is('=')) return one(Tok::kGte, 2);
+        return one(Tok::kGtr, 1);
+      case '<':
+        if (next_is('=')) return one(Tok::kLte, 2);
+        return one(Tok::kLss, 1);
+      case '"':
+      case '\'':
+      case '`':
+        return String(c);
+      default:
+        break;
+    }
+    if (Digit(c) || (c == '.' && pos_ + 1 < in_.size() && Digit(in_[pos_ + 1]))) return NumberOrDuration();
+    if (IdentStart(c)) {
+      size_t end = pos_ + 1;
+      while (end < in_.size() && IdentRest(in_[end])) ++end;
+      if (in_[pos_] == ':' && end == pos_ + 1) return one(Tok::kColon, 1);
+      return one(Tok::kIdent, end - pos_);
+    }
+    return Error(pos_, fmt::format("unexpected character '{}'", c));
+  }
+
+  Result<Token> String(char quote) {
+    Token t;
+    t.kind = Tok::kString;
+    t.pos = pos_;
+    ++pos_;
+    while (pos_ < in_.size() && in_[pos_] != quote) {
+      char c = in_[pos_++];
+      if (c == '\\' && quote != '`') {
+        if (pos_ >= in_.size()) break;
+        const char e = in_[pos_++];
+        switch (e) {
+          case 'n': c = '\n'; break;
+          case 't': c = '\t'; break;
+          case 'r': c = '\r'; break;
+          case '\\': c = '\\'; break;
+          case '"': c = '"'; break;
+          case '\'': c = '\''; break;
+          default:
+            return Error(pos_ - 1, fmt::format("unknown escape sequence '\\{}'", e));
+        }
+      } else if (c == '\n' && quote != '`') {
+        return Error(pos_ - 1, "unterminated quoted string");
+      }
+      t.text += c;
+    }
+    if (pos_ >= in_.size()) return Error(t.pos, "unterminated quoted string");
+    ++pos_;
+    return t;
+  }
+
+  Result<Token> NumberOrDuration() {
+    Token t;
+    t.pos = pos_;
+    // A duration: digits followed by a unit, possibly repeated (1h30m).
+    size_t end = pos_;
+    bool duration = false;
+    while (end < in_.size() && Digit(in_[end])) {
+      size_t d = end;
+      while (d < in_.size() && Digit(in_[d])) ++d;
+      size_t u = d;
+      while (u < in_.size() && (in_[u] >= 'a' && in_[u] <= 'z')) ++u;
+      const std::string_view unit = in_.substr(d, u - d);
+      if (unit == "ms" || unit == "s" || unit == "m" || unit == "h" || unit == "d" || unit == "w" || unit == "y") {
+        duration = true;
+        end = u;
+      } else {
+        break;
+      }
+    }
+    if (duration && (end >= in_.size() || !IdentRest(in_[end]))) {
+      t.kind = Tok::kDuration;
+      t.text = std::string(in_.substr(pos_, end - pos_));
+      pos_ = end;
+      return t;
+    }
+    // A number: as strconv.ParseFloat reads it (hex too).
+    end = pos_;
+    if (in_.substr(pos_, 2) == "0x" || in_.substr(pos_, 2) == "0X") {
+      end += 2;
+      while (end < in_.size() && std::isxdigit(static_cast<unsigned char>(in_[end]))) ++end;
+    } else {
+      while (end < in_.size() && (Digit(in_[end]) || in_[end] == '.')) ++end;
+      if (end < in_.size() && (in_[end] == 'e' || in_[end] == 'E')) {
+        size_t e = end + 1;
+        if (e < in_.size() && (in_[e] == '+' || in_[e] == '-')) ++e;
+        if (e < in_.size() && Digit(in_[e])) {
+          end = e;
+          while (end < in_.size() && Digit(in_[end])) ++end;
+        }
+      }
+    }
+    t.kind = Tok::kNumber;
+    t.text = std::string(in_.substr(pos_, end - pos_));
+    pos_ = end;
+    return t;
+  }
+
+  std::string_view in_;
+  size_t pos_ = 0;
+};
+
+std::optional<double> ParseNumber(const std::string& s) {
+  if (s.size() > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
+    uint64_t v = 0;
+    auto [p, ec] = std::from_chars(s.data() + 2, s.data() + s.size(), v, 16);
+    if (ec != std::errc() || p != s.data() + s.size()) return std::nullopt;
+    return static_cast<double>(v);
+  }
+  double v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || p != s.data() + s.size()) return std::nullopt;
+  return v;
+}
+
+// ---- parser ----
+
+bool IsAggregation(std::string_view s) {
+  return s == "sum" || s == "avg" || s == "min" || s == "max" || s == "count";
+}
+
+struct FuncSig {
+  std::vector<ValueType> args;
+  ValueType ret;
+};
+
+const FuncSig* Function(std::string_view name) {
+  static const std::map<std::string, FuncSig, std::less<>> kFuncs = {
+      {"rate", {{ValueType::kMatrix}, ValueType::kVector}},
+      {"irate", {{ValueType::kMatrix}, ValueType::kVector}},
+      {"increase", {{ValueType::kMatrix}, ValueType::kVector}},
+      {"delta", {{ValueType::kMatrix}, ValueType::kVector}},
+      {"avg_over_time", {{ValueType::kMatrix}, ValueType::kVector}},
+      {"min_over_time", {{ValueType::kMatrix}, ValueType::kVector}},
+      {"max_over_time", {{ValueType::kMatrix}, ValueType::kVector}},
+      {"sum_over_time", {{ValueType::kMatrix}, ValueType::kVector}},
+      {"count_over_time", {{ValueType::kMatrix}, ValueType::kVector}},
+      {"last_over_time", {{ValueType::kMatrix}, ValueType::kVector}},
+      {"abs", {{ValueType::kVector}, ValueType::kVector}},
+      {"time", {{}, ValueType::kScalar}},
+      {"vector", {{ValueType::kScalar}, ValueType::kVector}},
+      {"scalar", {{ValueType::kVector}, ValueType::kScalar}},
+  };
+  auto it = kFuncs.find(name);
+  return it == kFuncs.end() ? nullptr : &it->second;
+}
+
+int Precedence(Tok k, const std::string& text) {
+  switch (k) {
+    case Tok::kEql: case Tok::kNeq: case Tok::kGtr: case Tok::kLss: case Tok::kGte: case Tok::kLte: return 3;
+    case Tok::kAdd: case Tok::kSub: return 4;
+    case Tok::kMul: case Tok::kDiv: case Tok::kMod: return 5;
+    case Tok::kPow: return 6;
+    case Tok::kIdent:
+      if (text == "or") return 1;
+      if (text == "and" || text == "unless") return 2;
+      if (text == "atan2") return 5;
+      return -1;
+    default: return -1;
+  }
+}
+
+bool IsComparison(const std::string& op) {
+  return op == "==" || op == "!=" || op == ">" || op == "<" || op == ">=" || op == "<=";
+}
+
+const char* TypeName(ValueType t) {
+  switch (t) {
+    case ValueType::kScalar: return "scalar";
+    case ValueType::kVector: return "instant vector";
+    case ValueType::kMatrix: return "range vector";
+    case ValueType::kString: return "string";
+  }
+  return "?";
+}
+
+class Parser {
+ public:
+  explicit Parser(std::vector<Token> toks) : toks_(std::move(toks)) {}
+
+  Result<NodePtr> Parse() {
+    QCLOUD_ASSIGN_OR_RETURN(NodePtr e, Expr(0));
+    if (Peek().kind != Tok::kEnd) return Error(Peek(), fmt::format("unexpected {}", Describe(Peek())));
+    return e;
+  }
+
+ private:
+  const Token& Peek(size_t ahead = 0) const { return toks_[std::min(i_ + ahead, toks_.size() - 1)]; }
+  Token Take() { return toks_[std::min(i_++, toks_.size() - 1)]; }
+  static std::string Describe(const Token& t) {
+    if (t.kind == Tok::kEnd) return "end of input";
+    return fmt::format("\"{}\"", t.text);
+  }
+  Status Error(const Token& at, const std::string& what) const {
+    return InvalidArgument(fmt::format("parse error at char {}: {}", at.pos + 1, what));
+  }
+  Status Expect(Tok k, const char* what) {
+    if (Peek().kind != k) return Error(Peek(), fmt::format("expected {}, got {}", what, Describe(Peek())));
+    Take();
+    return Status::Ok();
+  }
+
+  Result<NodePtr> Expr(int min_prec) {
+    if (++depth_ > kMaxQueryDepth) return Error(Peek(), "expression nested too deeply");
+    QCLOUD_ASSIGN_OR_RETURN(NodePtr lhs, Unary());
+    for (;;) {
+      const Token& op = Peek();
+      const int prec = Precedence(op.kind, op.text);
+      if (prec < 0 || prec < min_prec) break;
+      if (op.kind == Tok::kIdent) {
+        return Error(op, fmt::format("operator \"{}\" is not supported", op.text));
+      }
+      Token t = Take();
+      auto n = std::make_shared<Node>();
+      n->kind = Node::Kind::kBinary;
+      n->text = t.text;
+      if (Peek().kind == Tok::kIdent && Peek().text == "bool") {
+        if (!IsComparison(n->text)) return Error(Peek(), "bool modifier can only be used on comparison operators");
+        Take();
+        n->bool_modifier = true;
+      }
+      if (Peek().kind == Tok::kIdent && (Peek().text == "on" || Peek().text == "ignoring")) {
+        (Take().text == "on" ? n->on : n->ignoring) = true;
+        QCLOUD_ASSIGN_OR_RETURN(n->labels, LabelList());
+      }
+      if (Peek().kind == Tok::kIdent && (Peek().text == "group_left" || Peek().text == "group_right")) {
+        return Error(Peek(), fmt::format("{} is not supported", Peek().text));
+      }
+      // ^ is right-associative; the others left.
+      QCLOUD_ASSIGN_OR_RETURN(NodePtr rhs, Expr(t.kind == Tok::kPow ? prec : prec + 1));
+      n->args = {lhs, rhs};
+      QCLOUD_RETURN_IF_ERROR(CheckBinary(*n, t));
+      lhs = n;
+    }
+    --depth_;
+    return lhs;
+  }
+
+  Status CheckBinary(Node& n, const Token& at) {
+    const ValueType l = n.args[0]->type, r = n.args[1]->type;
+    if ((l != ValueType::kScalar && l != ValueType::kVector) || (r != ValueType::kScalar && r != ValueType::kVector)) {
+      return Error(at, "binary expression must contain only scalar and instant vector types");
+    }
+    if (IsComparison(n.text) && l == ValueType::kScalar && r == ValueType::kScalar && !n.bool_modifier) {
+      return Error(at, "comparisons between scalars must use BOOL modifier");
+    }
+    if ((n.on || n.ignoring) && (l != ValueType::kVector || r != ValueType::kVector)) {
+      return Error(at, "vector matching only allowed between instant vectors");
+    }
+    n.type = (l == ValueType::kScalar && r == ValueType::kScalar) ? ValueType::kScalar : ValueType::kVector;
+    return Status::Ok();
+  }
+
+  Result<NodePtr> Unary() {
+    if (Peek().kind == Tok::kSub || Peek().kind == Tok::kAdd) {
+      const Token t = Take();
+      if (++depth_ > kMaxQueryDepth) return Error(t, "expression nested too deeply");
+      // Unary minus binds looser than ^: -2^2 is -4.
+      QCLOUD_ASSIGN_OR_RETURN(NodePtr e, Expr(Precedence(Tok::kPow, "")));
+      --depth_;
+      if (e->type != ValueType::kScalar && e->type != ValueType::kVector) {
+        return Error(t, "unary expression only allowed on expressions of type scalar or instant vector");
+      }
+      if (t.kind == Tok::kAdd) return e;
+      if (e->kind == Node::Kind::kNumber) {
+        e->number = -e->number;
+        return e;
+      }
+      auto n = std::make_shared<Node>();
+      n->kind = Node::Kind::kUnary;
+      n->type = e->type;
+      n->args = {e};
+      return n;
+    }
+    return Postfix();
+  }
+
+  Result<NodePtr> Postfix() {
+    QCLOUD_ASSIGN_OR_RETURN(NodePtr e, Primary());
+    for (;;) {
+      if (Peek().kind == Tok::kLBracket) {
+        const Token at = Take();
+        if (e->kind != Node::Kind::kSelector || e->range != 0 || e->offset != 0) {
+          if (e->type == ValueType::kVector || e->type == ValueType::kScalar) {
+            return Error(at, "subqueries are not supported");
+          }
+          return Error(at, "ranges only allowed for vector selectors");
+        }
+        if (Peek().kind != Tok::kDuration) return Error(Peek(), fmt::format("expected a duration, got {}", Describe(Peek())));
+        QCLOUD_ASSIGN_OR_RETURN(e->range, ParseDuration(Take().text));
+        if (e->range <= 0) return Error(at, "range must be positive");
+        if (Peek().kind == Tok::kColon) return Error(Peek(), "subqueries are not supported");
+        QCLOUD_RETURN_IF_ERROR(Expect(Tok::kRBracket, "\"]\""));
+        e->type = ValueType::kMatrix;
+        continue;
+      }
+      if (Peek().kind == Tok::kIdent && Peek().text == "offset") {
+        const Token at = Take();
+        if (e->kind != Node::Kind::kSelector) return Error(at, "offset modifier must be preceded by a selector");
+        if (e->offset != 0) return Error(at, "offset may not be set multiple times");
+        bool negative = false;
+        if (Peek().kind == Tok::kSub) {
+          Take();
+          negative = true;
+        }
+        if (Peek().kind != Tok::kDuration) return Error(Peek(), fmt::format("expected a duration, got {}", Describe(Peek())));
+        QCLOUD_ASSIGN_OR_RETURN(e->offset, ParseDuration(Take().text));
+        if (negative) e->offset = -e->offset;
+        continue;
+      }
+      if (Peek().kind == Tok::kAt) return Error(Peek(), "the @ modifier is not supported");
+      return e;
+    }
+  }
+
+  Result<std::vector<std::string>> LabelList() {
+    QCLOUD_RETURN_IF_ERROR(Expect(Tok::kLParen, "\"(\""));
+    std::vector<std::string> out;
+    while (Peek().kind != Tok::kRParen) {
+      if (Peek().kind != Tok::kIdent || !ValidLabelName(Peek().text)) {
+        return Error(Peek(), fmt::format("expected a label name, got {}", Describe(Peek())));
+      }
+      out.push_back(Take().text);
+      if (Peek().kind == Tok::kComma) {
+        Take();
+      } else if (Peek().kind != Tok::kRParen) {
+        return Error(Peek(), fmt::format("expected \",\" or \")\", got {}", Describe(Peek())));
+      }
+    }
+    Take();
+    return out;
+  }
+
+  Result<NodePtr> Primary() {
+    const Token t = Peek();
+    auto n = std::make_shared<Node>();
+    switch (t.kind) {
+      case Tok::kNumber: {
+        Take();
+        auto v = ParseNumber(t.text);
+        if (!v) return Error(t, fmt::format("bad number \"{}\"", t.text));
+        n->number = *v;
+        return n;
+      }
+      case Tok::kDuration:
+        return Error(t, fmt::format("unexpected duration \"{}\"", t.text));
+      case Tok::kString:
+        Take();
+        n->kind = Node::Kind::kString;
+        n->type = ValueType::kString;
+        n->text = t.text;
+        return n;
+      case Tok::kLParen: {
+        Take();
+        QCLOUD_ASSIGN_OR_RETURN(NodePtr inner, Expr(0));
+        QCLOUD_RETURN_IF_ERROR(Expect(Tok::kRParen, "\")\""));
+        n->kind = Node::Kind::kParen;
+        n->type = inner->type;
+        n->args = {inner};
+        return n;
+      }
+      case Tok::kLBrace:
+        return Selector(n, "");
+      case Tok::kIdent:
+        break;
+      default:
+        return Error(t, fmt::format("unexpected {}", Describe(t)));
+    }
+    Take();
+    const std::string lower = AsciiLower(t.text);
+    if (lower == "inf" || lower == "nan") {
+      n->number = lower == "inf" ? HUGE_VAL : std::nan("");
+      return n;
+    }
+    if (IsAggregation(t.text) && (Peek().kind == Tok::kLParen || (Peek().kind == Tok::kIdent && (Peek().text == "by" || Peek().text == "without")))) {
+      return Aggregation(n, t);
+    }
+    if (Peek().kind == Tok::kLParen) return Call(n, t);
+    if (t.text.find(':') == std::string::npos && !ValidMetricName(t.text)) return Error(t, "bad metric name");
+    if (t.text == "by" || t.text == "without" || t.text == "offset" || t.text == "bool" || t.text == "on" ||
+        t.text == "ignoring") {
+      return Error(t, fmt::format("unexpected \"{}\"", t.text));
+    }
+    return Selector(n, t.text);
+  }
+
+  Result<NodePtr> Selector(NodePtr n, const std::string& metric) {
+    n->kind = Node::Kind::kSelector;
+    n->type = ValueType::kVector;
+    n->metric = metric;
+    if (!metric.empty()) n->matchers.push_back(Matcher::Equal(std::string(kMetricNameLabel), metric));
+    if (Peek().kind == Tok::kLBrace) {
+      const Token open = Take();
+      while (Peek().kind != Tok::kRBrace) {
+        const Token name = Take();
+        if (name.kind != Tok::kIdent || !ValidLabelName(name.text)) {
+          return Error(name, fmt::format("expected a label name, got {}", Describe(name)));
+        }
+        const Token op = Take();
+        MatchType type;
+        switch (op.kind) {
+          case Tok::kAssign: type = MatchType::kEqual; break;
+          case Tok::kNeq: type = MatchType::kNotEqual; break;
+          case Tok::kRegex: type = MatchType::kRegex; break;
+          case Tok::kNotRegex: type = MatchType::kNotRegex; break;
+          default: return Error(op, fmt::format("expected a label matching operator, got {}", Describe(op)));
+        }
+        const Token value = Take();
+        if (value.kind != Tok::kString) return Error(value, fmt::format("expected a quoted string, got {}", Describe(value)));
+        if (name.text == kMetricNameLabel && !metric.empty()) {
+          return Error(name, "metric name must not be set twice");
+        }
+        auto m = Matcher::Make(type, name.text, value.text);
+        if (!m.ok()) return Error(value, m.status().message());
+        n->matchers.push_back(std::move(m).value());
+        if (Peek().kind == Tok::kComma) {
+          Take();
+        } else if (Peek().kind != Tok::kRBrace) {
+          return Error(Peek(), fmt::format("expected \",\" or \"}}\", got {}", Describe(Peek())));
+        }
+      }
+      Take();
+      bool nonempty = false;
+      for (const Matcher& m : n->matchers) nonempty = nonempty || !m.Matches("");
+      if (!nonempty) return Error(open, "vector selector must contain at least one non-empty matcher");
+    }
+    return n;
+  }
+
+  Result<NodePtr> Call(NodePtr n, const Token& name) {
+    const FuncSig* sig = Function(name.text);
+    if (sig == nullptr) return Error(name, fmt::format("unknown or unsupported function \"{}\"", name.text));
+    Take();  // (
+    n->kind = Node::Kind::kCall;
+    n->text = name.text;
+    n->type = sig->ret;
+    while (Peek().kind != Tok::kRParen) {
+      QCLOUD_ASSIGN_OR_RETURN(NodePtr a, Expr(0));
+      n->args.push_back(a);
+      if (Peek().kind == Tok::kComma) {
+        Take();
+      } else if (Peek().kind != Tok::kRParen) {
+        return Error(Peek(), fmt::format("expected \",\" or \")\", got {}", Describe(Peek())));
+      }
+    }
+    Take();
+    if (n->args.size() != sig->args.size()) {
+      return Error(name, fmt::format("expected {} argument(s) in call to \"{}\", got {}", sig->args.size(), name.text,
+                                     n->args.size()));
+    }
+    for (size_t i = 0; i < n->args.size(); ++i) {
+      if (n->args[i]->type != sig->args[i]) {
+        return Error(name, fmt::format("expected type {} in call to function \"{}\", got {}", TypeName(sig->args[i]),
+                                       name.text, TypeName(n->args[i]->type)));
+      }
+    }
+    return n;
+  }
+
+  Result<NodePtr> Aggregation(NodePtr n, const Token& op) {
+    n->kind = Node::Kind::kAggregate;
+    n->type = ValueType::kVector;
+    n->text = op.text;
+    auto grouping = [&]() -> Status {
+      if (Peek().kind == Tok::kIdent && (Peek().text == "by" || Peek().text == "without")) {
+        if (n->grouped) return Error(Peek(), "grouping given twice");
+        n->without = Take().text == "without";
+        n->grouped = true;
+        QCLOUD_ASSIGN_OR_RETURN(n->labels, LabelList());
+      }
+      return Status::Ok();
+    };
+    QCLOUD_RETURN_IF_ERROR(grouping());
+    QCLOUD_RETURN_IF_ERROR(Expect(Tok::kLParen, "\"(\""));
+    QCLOUD_ASSIGN_OR_RETURN(NodePtr arg, Expr(0));
+    if (Peek().kind == Tok::kComma) return Error(Peek(), fmt::format("\"{}\" takes one argument", op.text));
+    QCLOUD_RETURN_IF_ERROR(Expect(Tok::kRParen, "\")\""));
+    QCLOUD_RETURN_IF_ERROR(grouping());
+    if (arg->type != ValueType::kVector) {
+      return Error(op, fmt::format("expected type instant vector in aggregation expression, got {}", TypeName(arg->type)));
+    }
+    n->args = {arg};
+    return n;
+  }
+
+  std::vector<Token> toks_;
+  size_t i_ = 0;
+  int depth_ = 0;
+};
+
+std::string ToStringNode(const Node& n) {
+  switch (n.kind) {
+    case Node::Kind::kNumber: return FormatValue(n.number);
+    case Node::Kind::kString: return Quote(n.text);
+    case Node::Kind::kParen: return "(" + ToStringNode(*n.args[0]) + ")";
+    case Node::Kind::kUnary: return "-" + ToStringNode(*n.args[0]);
+    case Node::Kind::kSelector: {
+      std::string out = n.metric;
+      std::string inner;
+      for (const Matcher& m : n.matchers) {
+        if (!n.metric.empty() && m.name() == kMetricNameLabel && m.type() == MatchType::kEqual && m.value() == n.metric) continue;
+        if (!inner.empty()) inner += ", ";
+        inner += m.ToString();
+      }
+      if (!inner.empty() || out.empty()) out += "{" + inner + "}";
+      if (n.range) out += "[" + FormatDuration(n.range) + "]";
+      if (n.offset) out += " offset " + (n.offset < 0 ? "-" + FormatDuration(-n.offset) : FormatDuration(n.offset));
+      return out;
+    }
+    case Node::Kind::kCall: {
+      std::string out = n.text + "(";
+      for (size_t i = 0; i < n.args.size(); ++i) out += (i ? ", " : "") + ToStringNode(*n.args[i]);
+      return out + ")";
+    }
+    case Node::Kind::kAggregate: {
+      std::string out = n.text;
+      if (n.grouped) out += fmt::format(" {} ({})", n.without ? "without" : "by", fmt::join(n.labels, ", "));
+      return out + " (" + ToStringNode(*n.args[0]) + ")";
+    }
+    case Node::Kind::kBinary: {
+      std::string op = n.text;
+      if (n.bool_modifier) op += " bool";
+      if (n.on || n.ignoring) op += fmt::format(" {} ({})", n.on ? "on" : "ignoring", fmt::join(n.labels, ", "));
+      return ToStringNode(*n.args[0]) + " " + op + " " + ToStringNode(*n.args[1]);
+    }
+  }
+  return "";
+}
+
+// ---- evaluation ----
+
+bool IsStale(double v) { return std::bit_cast<uint64_t>(v) == kStaleNaNBits; }
+
+struct Elem {
+  Labels labels;
+  double v = 0;
+};
+
+struct Value {
+  ValueType type = ValueType::kVector;
+  double scalar = 0;
+  std::vector<Elem> vec;
+  std::vector<std::pair<Labels, std::vector<Sample>>> mat;
+};
+
+double Arith(const std::string& op, double a, double b) {
+  if (op == "+") return a + b;
+  if (op == "-") return a - b;
+  if (op == "*") return a * b;
+  if (op == "/") return a / b;
+  if (op == "%") return std::fmod(a, b);
+  if (op == "^") return std::pow(a, b);
+  if (op == "==") return a == b;
+  if (op == "!=") return a != b;
+  if (op == ">") return a > b;
+  if (op == "<") return a < b;
+  if (op == ">=") return a >= b;
+  if (op == "<=") return a <= b;
+  return NAN;
+}
+
+// Prometheus's extrapolatedRate (promql/functions.go, 2.42).
+std::optional<double> ExtrapolatedRate(const std::vector<Sample>& s, int64_t range_start, int64_t range_end,
+                                       int64_t range_ms, bool counter, bool rate) {
+  if (s.size() < 2) return std::nullopt;
+  double result = s.back().v - s.front().v;
+  if (counter) {
+    double last = 0;
+    for (const Sample& x : s) {
+      if (x.v < last) result += last;
+      last = x.v;
+    }
+  }
+  double to_start = static_cast<double>(s.front().t - range_start) / 1000;
+  const double to_end = static_cast<double>(range_end - s.back().t) / 1000;
+  const double sampled = static_cast<double>(s.back().t - s.front().t) / 1000;
+  const double avg_step = sampled / static_cast<double>(s.size() - 1);
+  if (counter && result > 0 && s.front().v >= 0) {
+    const double to_zero = sampled * (s.front().v / result);
+    if (to_zero < to_start) to_start = to_zero;
+  }
+  const double threshold = avg_step * 1.1;
+  double interval = sampled;
+  interval += to_start < threshold ? to_start : avg_step / 2;
+  interval += to_end < threshold ? to_end : avg_step / 2;
+  result = result * (interval / sampled);
+  if (rate) result /= static_cast<double>(range_ms) / 1000;
+  return result;
+}
+
+std::optional<double> OverTime(const std::string& f, const std::vector<Sample>& s) {
+  if (s.empty()) return std::nullopt;
+  if (f == "count_over_time") return static_cast<double>(s.size());
+  if (f == "last_over_time") return s.back().v;
+  if (f == "sum_over_time") {
+    double sum = 0;
+    for (const Sample& x : s) sum += x.v;
+    return sum;
+  }
+  if (f == "avg_over_time") {
+    double mean = 0, count = 0;
+    for (const Sample& x : s) {
+      count++;
+      if (std::isinf(mean)) {
+        if (std::isinf(x.v) && (mean > 0) == (x.v > 0)) continue;
+        if (!std::isinf(x.v) && !std::isnan(x.v)) continue;
+      }
+      mean += x.v / count - mean / count;
+    }
+    return mean;
+  }
+  double best = s.front().v;
+  for (const Sample& x : s) {
+    if (f == "max_over_time" ? (x.v > best || std::isnan(best)) : (x.v < best || std::isnan(best))) best = x.v;
+  }
+  return best;
+}
+
+// The key of a label set for matching and grouping.
+std::string Key(const Labels& l) {
+  std::string k;
+  for (const Label& p : l.pairs()) {
+    k += p.name;
+    k += '\xff';
+    k += p.value;
+    k += '\xff';
+  }
+  return k;
+}
+
+class Evaluator {
+ public:
+  Evaluator(Tsdb& db, const QueryOptions& o) : db_(db), o_(o) {}
+
+  // Loads every selector's series over [start, end] (ms).
+  Status Prefetch(const Node& n, int64_t start, int64_t end) {
+    if (n.kind == Node::Kind::kSelector) {
+      const int64_t back = n.range ? n.range : o_.lookback.count();
+      QCLOUD_ASSIGN_OR_RETURN(auto data, db_.Select(n.matchers, start - n.offset - back, end - n.offset));
+      for (const auto& s : data) loaded_ += s.samples.size();
+      if (loaded_ > o_.max_samples) {
+        return Status(Errc::kResourceExhausted,
+                      fmt::format("query processing would load too many samples into memory (over {})", o_.max_samples));
+      }
+      data_[&n] = std::move(data);
+    }
+    for (const auto& a : n.args) QCLOUD_RETURN_IF_ERROR(Prefetch(*a, start, end));
+    return Status::Ok();
+  }
+
+  Result<Value> Eval(const Node& n, int64_t t) {
+    Value out;
+    out.type = n.type;
+    switch (n.kind) {
+      case Node::Kind::kNumber:
+        out.scalar = n.number;
+        return out;
+      case Node::Kind::kString:
+        return InvalidArgument("string values are not supported here");
+      case Node::Kind::kParen:
+        return Eval(*n.args[0], t);
+      case Node::Kind::kSelector: {
+        const int64_t ref = t - n.offset;
+        for (const SeriesSamples& s : data_[&n]) {
+          auto hi = std::upper_bound(s.samples.begin(), s.samples.end(), ref,
+                                     [](int64_t x, const Sample& y) { return x < y.t; });
+          if (n.range) {
+            auto lo = std::lower_bound(s.samples.begin(), s.samples.end(), ref - n.range,
+                                       [](const Sample& y, int64_t x) { return y.t < x; });
+            std::vector<Sample> pts;
+            for (auto it = lo; it != hi; ++it) {
+              if (!IsStale(it->v)) pts.push_back(*it);
+            }
+            if (!pts.empty()) out.mat.emplace_back(s.labels, std::move(pts));
+          } else {
+            if (hi == s.samples.begin()) continue;
+            const Sample& last = *(hi - 1);
+            if (last.t < ref - o_.lookback.count() || IsStale(last.v)) continue;
+            out.vec.push_back({s.labels, last.v});
+          }
+        }
+        return out;
+      }
+      case Node::Kind::kUnary: {
+        QCLOUD_ASSIGN_OR_RETURN(Value v, Eval(*n.args[0], t));
+        v.scalar = -v.scalar;
+        for (Elem& e : v.vec) {
+          e.v = -e.v;
+          e.labels = e.labels.Without({}, true);
+        }
+        return v;
+      }
+      case Node::Kind::kCall:
+        return Call(n, t);
+      case Node::Kind::kAggregate:
+        return Aggregate(n, t);
+      case Node::Kind::kBinary:
+        return Binary(n, t);
+    }
+    return out;
+  }
+
+ private:
+  Result<Value> Call(const Node& n, int64_t t) {
+    Value out;
+    out.type = n.type;
+    const std::string& f = n.text;
+    if (f == "time") {
+      out.scalar = static_cast<double>(t) / 1000;
+      return out;
+    }
+    QCLOUD_ASSIGN_OR_RETURN(Value arg, Eval(*n.args[0], t));
+    if (f == "vector") {
+      out.vec.push_back({Labels(), arg.scalar});
+      return out;
+    }
+    if (f == "scalar") {
+      out.scalar = arg.vec.size() == 1 ? arg.vec[0].v : NAN;
+      return out;
+    }
+    if (f == "abs") {
+      for (Elem& e : arg.vec) out.vec.push_back({e.labels.Without({}, true), std::fabs(e.v)});
+      return out;
+    }
+    const Node& sel = *n.args[0];
+    const int64_t end = t - sel.offset;
+    for (auto& [labels, samples] : arg.mat) {
+      std::optional<double> v;
+      if (f == "rate" || f == "increase" || f == "delta") {
+        v = ExtrapolatedRate(samples, end - sel.range, end, sel.range, f != "delta", f == "rate");
+      } else if (f == "irate") {
+        if (samples.size() >= 2) {
+          const Sample& last = samples.back();
+          const Sample& prev = samples[samples.size() - 2];
+          const double dv = last.v < prev.v ? last.v : last.v - prev.v;  // a reset: from zero
+          const int64_t dt = last.t - prev.t;
+          if (dt > 0) v = dv / (static_cast<double>(dt) / 1000);
+        }
+      } else {
+        v = OverTime(f, samples);
+      }
+      if (!v) continue;
+      out.vec.push_back({f == "last_over_time" ? labels : labels.Without({}, true), *v});
+    }
+    return out;
+  }
+
+  Result<Value> Aggregate(const Node& n, int64_t t) {
+    QCLOUD_ASSIGN_OR_RETURN(Value arg, Eval(*n.args[0], t));
+    struct Group {
+      Labels labels;
+      double value = 0, mean = 0, count = 0;
+    };
+    std::vector<Group> groups;
+    std::unordered_map<std::string, size_t> index;
+    const std::string& op = n.text;
+    for (const Elem& e : arg.vec) {
+      Labels key = n.without ? e.labels.Without(n.labels, true) : e.labels.Only(n.labels);
+      if (!n.grouped) key = Labels();
+      auto [it, fresh] = index.try_emplace(Key(key), groups.size());
+      if (fresh) {
+        groups.push_back({std::move(key), e.v, e.v, 1});
+        continue;
+      }
+      Group& g = groups[it->second];
+      g.count++;
+      if (op == "sum") {
+        g.value += e.v;
+      } else if (op == "avg") {
+        if (std::isinf(g.mean)) {
+          if (std::isinf(e.v) && (g.mean > 0) == (e.v > 0)) continue;
+          if (!std::isinf(e.v) && !std::isnan(e.v)) continue;
+        }
+        g.mean += e.v / g.count - g.mean / g.count;
+      } else if (op == "max") {
+        if (g.value < e.v || std::isnan(g.value)) g.value = e.v;
+      } else if (op == "min") {
+        if (g.value > e.v || std::isnan(g.value)) g.value = e.v;
+      }
+    }
+    Value out;
+    out.type = ValueType::kVector;
+    for (Group& g : groups) {
+      double v = g.value;
+      if (op == "count") v = g.count;
+      if (op == "avg") v = g.mean;
+      out.vec.push_back({std::move(g.labels), v});
+    }
+    return out;
+  }
+
+  Result<Value> Binary(const Node& n, int64_t t) {
+    QCLOUD_ASSIGN_OR_RETURN(Value l, Eval(*n.args[0], t));
+    QCLOUD_ASSIGN_OR_RETURN(Value r, Eval(*n.args[1], t));
+    const std::string& op = n.text;
+    const bool cmp = IsComparison(op);
+    Value out;
+    out.type = n.type;
+    if (l.type == ValueType::kScalar && r.type == ValueType::kScalar) {
+      out.scalar = Arith(op, l.scalar, r.scalar);
+      return out;
+    }
+    // The name goes with arithmetic and with bool; a filter keeps it.
+    const bool drop_name = !cmp || n.bool_modifier;
+    auto apply = [&](const Labels& labels, double lv, double rv, double keep) -> std::optional<Elem> {
+      const double v = Arith(op, lv, rv);
+      if (cmp && !n.bool_modifier) {
+        if (v == 0) return std::nullopt;
+        return Elem{labels, keep};
+      }
+      return Elem{drop_name ? labels.Without({}, true) : labels, v};
+    };
+    if (l.type == ValueType::kVector && r.type == ValueType::kScalar) {
+      for (const Elem& e : l.vec) {
+        if (auto x = apply(e.labels, e.v, r.scalar, e.v)) out.vec.push_back(std::move(*x));
+      }
+      return out;
+    }
+    if (l.type == ValueType::kScalar) {
+      for (const Elem& e : r.vec) {
+        if (auto x = apply(e.labels, l.scalar, e.v, e.v)) out.vec.push_back(std::move(*x));
+      }
+      return out;
+    }
+    // Vector to vector, one to one.
+    auto signature = [&](const Labels& x) {
+      return Key(n.on ? x.Only(n.labels) : x.Without(n.labels, true));
+    };
+    std::unordered_map<std::string, const Elem*> right;
+    for (const Elem& e : r.vec) {
+      if (!right.emplace(signature(e.labels), &e).second) {
+        return InvalidArgument("found duplicate series for the match group on the right hand-side of the operation; many-to-many matching not allowed");
+      }
+    }
+    std::unordered_map<std::string, bool> seen_left;
+    for (const Elem& e : l.vec) {
+      const std::string sig = signature(e.labels);
+      auto it = right.find(sig);
+      if (it == right.end()) continue;
+      if (!seen_left.emplace(sig, true).second) {
+        return InvalidArgument("found duplicate series for the match group on the left hand-side of the operation; many-to-many matching not allowed");
+      }
+      Labels labels = e.labels;
+      if (n.on) {
+        labels = labels.Only(n.labels);
+      } else if (n.ignoring) {
+        labels = labels.Without(n.labels, false);
+      }
+      if (auto x = apply(labels, e.v, it->second->v, e.v)) out.vec.push_back(std::move(*x));
+    }
+    return out;
+  }
+
+  Tsdb& db_;
+  const QueryOptions& o_;
+  std::unordered_map<const Node*, std::vector<SeriesSamples>> data_;
+  size_t loaded_ = 0;
+};
+
+Status CheckDuplicates(const std::vector<Elem>& vec) {
+  std::unordered_map<std::string, bool> seen;
+  for (const Elem& e : vec) {
+    if (!seen.emplace(Key(e.labels), true).second) {
+      return InvalidArgument("vector cannot contain metrics with the same labelset");
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+// ---- public ----
+
+Result<Expr> Expr::Parse(std::string_view query) {
+  if (query.size() > kMaxQueryBytes) return InvalidArgument("query longer than 64 KiB");
+  Lexer lexer(query);
+  QCLOUD_ASSIGN_OR_RETURN(std::vector<Token> toks, lexer.All());
+  Parser parser(std::move(toks));
+  QCLOUD_ASSIGN_OR_RETURN(NodePtr root, parser.Parse());
+  if (root->type == ValueType::kString) return InvalidArgument("string literals are not supported as a query");
+  Expr e;
+  e.root_ = std::move(root);
+  return e;
+}
+
+ValueType Expr::type() const noexcept { return root_->type; }
+std::string Expr::ToString() const { return ToStringNode(*root_); }
+
+Result<QueryResult> QueryEngine::Instant(std::string_view query, int64_t t) {
+  QCLOUD_ASSIGN_OR_RETURN(Expr e, Expr::Parse(query));
+  return Instant(e, t);
+}
+
+Result<QueryResult> QueryEngine::Range(std::string_view query, int64_t start, int64_t end, int64_t step) {
+  QCLOUD_ASSIGN_OR_RETURN(Expr e, Expr::Parse(query));
+  return Range(e, start, end, step);
+}
+
+Result<QueryResult> QueryEngine::Instant(const Expr& expr, int64_t t) {
+  Evaluator ev(db_, options_);
+  QCLOUD_RETURN_IF_ERROR(ev.Prefetch(*expr.root_, t, t));
+  QCLOUD_ASSIGN_OR_RETURN(Value v, ev.Eval(*expr.root_, t));
+  QueryResult r;
+  r.type = v.type;
+  switch (v.type) {
+    case ValueType::kScalar:
+      r.series.push_back({Labels(), {{t, v.scalar}}});
+      break;
+    case ValueType::kVector:
+      QCLOUD_RETURN_IF_ERROR(CheckDuplicates(v.vec));
+      for (Elem& e : v.vec) r.series.push_back({std::move(e.labels), {{t, e.v}}});
+      break;
+    case ValueType::kMatrix:
+      for (auto& [labels, samples] : v.mat) {
+        SeriesPoints sp{labels, {}};
+        for (const Sample& s : samples) sp.points.push_back({s.t, s.v});
+        r.series.push_back(std::move(sp));
+      }
+      break;
+    case ValueType::kString:
+      return InvalidArgument("string results are not supported");
+  }
+  std::sort(r.series.begin(), r.series.end(), [](const SeriesPoints& a, const SeriesPoints& b) { return a.labels < b.labels; });
+  return r;
+}
+
+Result<QueryResult> QueryEngine::Range(const Expr& expr, int64_t start, int64_t end, int64_t step) {
+  if (step <= 0) return InvalidArgument("zero or negative query resolution step widths are not accepted");
+  if (end < start) return InvalidArgument("end timestamp must not be before start time");
+  if ((end - start) / step + 1 > static_cast<int64_t>(kMaxSteps)) {
+    return InvalidArgument("exceeded maximum resolution of 11,000 points per timeseries");
+  }
+  if (expr.type() != ValueType::kScalar && expr.type() != ValueType::kVector) {
+    return InvalidArgument(fmt::format("invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
+                                       TypeName(expr.type())));
+  }
+  Evaluator ev(db_, options_);
+  QCLOUD_RETURN_IF_ERROR(ev.Prefetch(*expr.root_, start, end));
+  std::map<std::string, SeriesPoints> series;
+  for (int64_t t = start; t <= end; t += step) {
+    QCLOUD_ASSIGN_OR_RETURN(Value v, ev.Eval(*expr.root_, t));
+    if (v.type == ValueType::kScalar) {
+      series[""].points.push_back({t, v.scalar});
+      continue;
+    }
+    QCLOUD_RETURN_IF_ERROR(CheckDuplicates(v.vec));
+    for (Elem& e : v.vec) {
+      SeriesPoints& sp = series[Key(e.labels)];
+      if (sp.points.empty()) sp.labels = e.labels;
+      sp.points.push_back({t, e.v});
+    }
+  }
+  QueryResult r;
+  r.type = ValueType::kMatrix;
+  for (auto& [key, sp] : series) r.series.push_back(std::move(sp));
+  std::sort(r.series.begin(), r.series.end(), [](const SeriesPoints& a, const SeriesPoints& b) { return a.labels < b.labels; });
+  return r;
+}
+
+std::string FormatValue(double v) {
+  if (std::isnan(v)) return "NaN";
+  if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
+  char buf[512];
+  auto [p, ec] = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::fixed);
+  if (ec != std::errc()) return fmt::format("{}", v);
+  return std::string(buf, p);
+}
+
+std::string FormatTime(int64_t ms) {
+  const bool negative = ms < 0;
+  const uint64_t a = negative ? uint64_t{0} - static_cast<uint64_t>(ms) : static_cast<uint64_t>(ms);
+  std::string out = (negative ? "-" : "") + std::to_string(a / 1000);
+  if (a % 1000 != 0) {
+    std::string frac = fmt::format("{:03}", a % 1000);
+    while (frac.back() == '0') frac.pop_back();
+    out += "." + frac;
+  }
+  return out;
+}
+
+std::string FormatDuration(int64_t ms) {
+  if (ms == 0) return "0s";
+  std::string out;
+  static constexpr std::pair<int64_t, const char*> kUnits[] = {
+      {int64_t{365} * 24 * 3600 * 1000, "y"}, {int64_t{7} * 24 * 3600 * 1000, "w"}, {int64_t{24} * 3600 * 1000, "d"},
+      {int64_t{3600} * 1000, "h"}, {60 * 1000, "m"}, {1000, "s"}, {1, "ms"}};
+  for (auto [unit, name] : kUnits) {
+    if (ms >= unit) {
+      out += std::to_string(ms / unit) + name;
+      ms %= unit;
+    }
+  }
+  return out;
+}
+
+Result<int64_t> ParseDuration(std::string_view s, bool allow_seconds) {
+  if (s.empty()) return InvalidArgument("empty duration");
+  if (allow_seconds) {
+    double sec = 0;
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), sec);
+    if (ec == std::errc() && p == s.data() + s.size()) {
+      if (!std::isfinite(sec) || sec < 0 || sec > 9.2e15) return InvalidArgument(fmt::format("bad duration \"{}\"", s));
+      return static_cast<int64_t>(std::llround(sec * 1000));
+    }
+  }
+  int64_t total = 0;
+  size_t i = 0;
+  int last_rank = 100;
+  while (i < s.size()) {
+    size_t d = i;
+    while (d < s.size() && Digit(s[d])) ++d;
+    if (d == i || d - i > 15) return InvalidArgument(fmt::format("bad duration \"{}\"", s));
+    int64_t n = 0;
+    std::from_chars(s.data() + i, s.data() + d, n);
+    size_t u = d;
+    while (u < s.size() && s[u] >= 'a' && s[u] <= 'z') ++u;
+    const std::string_view unit = s.substr(d, u - d);
+    static constexpr std::pair<std::string_view, int64_t> kUnits[] = {
+        {"y", int64_t{365} * 24 * 3600 * 1000}, {"w", int64_t{7} * 24 * 3600 * 1000}, {"d", int64_t{24} * 3600 * 1000},
+        {"h", int64_t{3600} * 1000}, {"m", 60 * 1000}, {"s", 1000}, {"ms", 1}};
+    int rank = -1;
+    for (int k = 0; k < 7; ++k) {
+      if (kUnits[k].first == unit) rank = k;
+    }
+    // Units from largest to smallest, each once (Prometheus's rule).
+    if (rank < 0 || (last_rank != 100 && rank <= last_rank)) return InvalidArgument(fmt::format("bad duration \"{}\"", s));
+    last_rank = rank;
+    if (n > INT64_MAX / kUnits[rank].second || total > INT64_MAX - n * kUnits[rank].second) {
+      return InvalidArgument(fmt::format("duration \"{}\" out of range", s));
+    }
+    total += n * kUnits[rank].second;
+    i = u;
+  }
+  return total;
+}
+
+}  // namespace qcloud::monitor
