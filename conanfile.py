@@ -25,7 +25,8 @@ _components = {
     "block": ("qcloud-block", ["core", "fmt::fmt", "lmdb::lmdb"]),
     "object": ("qcloud-object", ["core", "fmt::fmt", "lmdb::lmdb"]),
     "s3": ("qcloud-s3", ["object", "boost::headers", "fmt::fmt", "pugixml::pugixml"]),
-    "monitor": ("qcloud-monitor", ["core", "fmt::fmt", "re2::re2"]),
+    "monitor": ("qcloud-monitor", ["core", "fmt::fmt", "protobuf::libprotobuf-lite", "re2::re2",
+                                   "snappy::snappy"]),
 }
 
 
@@ -66,6 +67,8 @@ class QcloudConan(ConanFile):
         self.requires("lmdb/0.9.31")
         self.requires("pugixml/1.13")
         self.requires("re2/20230301")
+        self.requires("protobuf/3.21.12")
+        self.requires("snappy/1.1.9")
         # qcloud::testing's public header uses doctest.
         self.requires("doctest/2.4.9", transitive_headers=True)
 

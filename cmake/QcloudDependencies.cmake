@@ -85,6 +85,13 @@ pkg_check_modules(re2 REQUIRED IMPORTED_TARGET re2)
 qcloud_dependency(re2 TARGET PkgConfig::re2
                   FIND "find_dependency(PkgConfig)" "pkg_check_modules(re2 REQUIRED IMPORTED_TARGET re2)"
                   PKG re2 CONAN re2::re2)
+# Protocol Buffers (lite runtime; Debian libprotobuf-dev, protobuf-compiler)
+# and snappy (libsnappy-dev): Prometheus remote-write bodies in the monitor.
+find_package(Protobuf REQUIRED)
+qcloud_dependency(protobuf TARGET protobuf::libprotobuf-lite FIND "find_dependency(Protobuf)"
+                  PKG protobuf-lite CONAN protobuf::libprotobuf-lite)
+find_package(Snappy CONFIG REQUIRED)
+qcloud_dependency(snappy TARGET Snappy::snappy FIND "find_dependency(Snappy CONFIG)" CONAN snappy::snappy)
 qcloud_dependency(doctest TARGET doctest::doctest FIND "find_dependency(doctest CONFIG)"
                   CONAN doctest::doctest)
 

@@ -16,6 +16,7 @@ build_pkgs=(
   libpugixml-dev              # the S3 front end's request XML
   libnbd-dev                  # the block store's replicas on NBD exports (libnbd)
   libre2-dev                  # the monitor's regex label matchers (PromQL's =~ and !~)
+  libprotobuf-dev protobuf-compiler libsnappy-dev  # Prometheus remote-write (protobuf + snappy)
   doctest-dev libbenchmark-dev
   clang libclang-rt-14-dev
 )

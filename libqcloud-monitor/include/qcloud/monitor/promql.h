@@ -54,8 +54,6 @@ namespace qcloud::monitor {
 inline constexpr size_t kMaxQueryBytes = 64 * 1024;
 inline constexpr int kMaxQueryDepth = 128;
 inline constexpr size_t kMaxSteps = 11000;
-// Prometheus's staleness marker: a NaN with this bit pattern.
-inline constexpr uint64_t kStaleNaNBits = 0x7ff0000000000002ULL;
 
 enum class ValueType { kScalar, kVector, kMatrix, kString };
 

@@ -63,6 +63,10 @@
 
 namespace qcloud::monitor {
 
+// Prometheus's staleness marker: a NaN with this bit pattern, written when
+// a series disappears (stored like any value; queries end the series there).
+inline constexpr uint64_t kStaleNaNBits = 0x7ff0000000000002ULL;
+
 struct Sample {
   int64_t t = 0;  // milliseconds since the Unix epoch
   double v = 0;

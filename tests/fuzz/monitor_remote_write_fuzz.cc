@@ -1,0 +1,39 @@
+// Fuzzes the remote-write decoder: snappy then protobuf then labels, the
+// body a Prometheus (or anyone) POSTs to /api/v1/write. The first byte
+// picks: the bytes as a body as they come, or the bytes snappy-compressed
+// first, so the protobuf and label checks behind snappy are reached. What
+// decodes must encode and decode again to the same series.
+#include <snappy.h>
+
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+
+#include "qcloud/monitor/remote_write.h"
+
+using namespace qcloud;
+using namespace qcloud::monitor;
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  if (size == 0) return 0;
+  std::string body(reinterpret_cast<const char*>(data + 1), size - 1);
+  if (data[0] % 2 == 1) {
+    std::string compressed;
+    snappy::Compress(body.data(), body.size(), &compressed);
+    body.swap(compressed);
+  }
+  auto r = DecodeRemoteWrite(ByteView(body), {.max_body_bytes = 1 << 20, .max_decoded_bytes = 1 << 22});
+  if (!r.ok()) {
+    if (r.status().code() != Errc::kInvalidArgument) std::abort();
+    return 0;
+  }
+  const std::string again = EncodeRemoteWrite(*r);
+  auto back = DecodeRemoteWrite(ByteView(again), {.max_body_bytes = 1 << 22, .max_decoded_bytes = 1 << 24});
+  if (!back.ok() || back->size() != r->size()) std::abort();
+  for (size_t i = 0; i < r->size(); ++i) {
+    if (!((*back)[i].labels == (*r)[i].labels) || !((*back)[i].samples == (*r)[i].samples)) std::abort();
+  }
+  return 0;
+}

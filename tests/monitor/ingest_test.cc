@@ -1,0 +1,119 @@
+// Ingestion formats: the text exposition format and remote-write bodies
+// (snappy + protobuf), their round trips, and bad input refused with a
+// clear error.
+
+#include "qcloud/monitor/remote_write.h"
+#include "qcloud/monitor/text_format.h"
+
+#include <doctest/doctest.h>
+#include <snappy.h>
+
+#include <bit>
+#include <cmath>
+#include <string>
+
+#include "qcloud/testing/doctest_helpers.h"
+
+namespace qcloud::monitor {
+namespace {
+
+TEST_CASE("monitor text format reads what exporters serve") {
+  const std::string body =
+      "# HELP http_requests_total The total number of HTTP requests.\n"
+      "# TYPE http_requests_total counter\n"
+      "http_requests_total{method=\"post\",code=\"200\"} 1027 1395066363000\n"
+      "http_requests_total{method=\"post\",code=\"400\",} 3 1395066363000\r\n"
+      "\n"
+      "# a free comment\n"
+      "msdos_file_access_time_seconds{path=\"C:\\\\DIR\\\\FILE.TXT\",error=\"Cannot find file:\\n\\\"FILE.TXT\\\"\"} 1.458255915e9\n"
+      "metric_without_timestamp_and_labels 12.47\n"
+      "something_weird{problem=\"division by zero\"} +Inf -3982045\n"
+      "nan_metric NaN\n"
+      "http_requests_total{code=\"200\",method=\"post\"} 1028 1395066364000\n";
+  auto got = REQUIRE_VALUE(ParseTextFormat(body, {.default_timestamp = 42}));
+  REQUIRE(got.size() == 6);
+  CHECK(got[0].labels.ToString() == "http_requests_total{code=\"200\", method=\"post\"}");
+  REQUIRE(got[0].samples.size() == 2);  // the same series, labels in another order
+  CHECK(got[0].samples[1] == Sample{1395066364000, 1028});
+  CHECK(got[1].samples[0] == Sample{1395066363000, 3});
+  CHECK(got[2].labels.Get("path") == "C:\\DIR\\FILE.TXT");
+  CHECK(got[2].labels.Get("error") == "Cannot find file:\n\"FILE.TXT\"");
+  CHECK(got[2].samples[0].v == 1458255915);
+  CHECK(got[3].samples[0] == Sample{42, 12.47});
+  CHECK(got[4].samples[0].t == -3982045);
+  CHECK(std::isinf(got[4].samples[0].v));
+  CHECK(std::isnan(got[5].samples[0].v));
+}
+
+TEST_CASE("monitor text format refuses bad lines naming them") {
+  for (const char* bad : {"1metric 1", "m{a=\"b\" 1", "m{a=b} 1", "m{a=\"b\\x\"} 1", "m", "m x", "m 1 2 3", "m 1 1.5",
+                          "m{__bad=\"x\"} 1", "m{a=\"1\",a=\"2\"} 1", "# TYPE m strange", "m{a=\"\xff\"} 1", "m{=\"x\"} 1"}) {
+    INFO(bad);
+    auto r = ParseTextFormat(std::string("ok 1\n") + bad + "\n");
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.status().code() == Errc::kInvalidArgument);
+    CHECK(r.status().message().starts_with("line 2: "));
+  }
+  CHECK_ERRC(ParseTextFormat(std::string(70000, 'a') + " 1\n"), Errc::kInvalidArgument);
+  CHECK_ERRC(ParseTextFormat("a 1\nb 2\nc 3\n", {.max_samples = 2}), Errc::kInvalidArgument);
+  std::string many = "m{";
+  for (int i = 0; i < 10000; ++i) many += "l" + std::to_string(i) + "=\"v\",";
+  CHECK_ERRC(ParseTextFormat(many + "} 1\n", {.max_line_bytes = 1 << 20}), Errc::kInvalidArgument);
+}
+
+TEST_CASE("monitor remote write bodies round trip and bad ones are refused") {
+  std::vector<SeriesSamples> series = {
+      {REQUIRE_VALUE(Labels::FromPairs({{"__name__", "up"}, {"job", "node"}})), {{1000, 1}, {2000, 0}}},
+      {REQUIRE_VALUE(Labels::FromPairs({{"__name__", "x"}})), {{5, std::bit_cast<double>(kStaleNaNBits)}}}};
+  const std::string body = EncodeRemoteWrite(series);
+  auto got = REQUIRE_VALUE(DecodeRemoteWrite(ByteView(body)));
+  REQUIRE(got.size() == 2);
+  CHECK(got[0].labels == series[0].labels);
+  CHECK(got[0].samples == series[0].samples);
+  CHECK(std::bit_cast<uint64_t>(got[1].samples[0].v) == kStaleNaNBits);
+
+  CHECK_ERRC(DecodeRemoteWrite(ByteView(std::string_view("not snappy at all"))), Errc::kInvalidArgument);
+  CHECK_ERRC(DecodeRemoteWrite(ByteView(body), {.max_body_bytes = 4}), Errc::kInvalidArgument);
+  CHECK_ERRC(DecodeRemoteWrite(ByteView(body), {.max_decoded_bytes = 4}), Errc::kInvalidArgument);
+  std::string cut = body.substr(0, body.size() - 3);
+  CHECK_ERRC(DecodeRemoteWrite(ByteView(cut)), Errc::kInvalidArgument);
+  // Bodies a hostile sender builds by hand: a series of 10,000 labels, a
+  // series with none, a bad label name. Valid snappy and protobuf each.
+  auto varint = [](std::string& out, uint64_t v) {
+    while (v >= 0x80) {
+      out += static_cast<char>((v & 0x7f) | 0x80);
+      v >>= 7;
+    }
+    out += static_cast<char>(v);
+  };
+  auto field = [&](std::string& out, int number, const std::string& bytes) {
+    varint(out, static_cast<uint64_t>(number) << 3 | 2);
+    varint(out, bytes.size());
+    out += bytes;
+  };
+  auto label = [&](const std::string& n, const std::string& v) {
+    std::string l;
+    field(l, 1, n);
+    field(l, 2, v);
+    return l;
+  };
+  auto body_of = [&](const std::vector<std::pair<std::string, std::string>>& labels) {
+    std::string ts;
+    for (const auto& [n, v] : labels) field(ts, 1, label(n, v));
+    std::string req;
+    field(req, 1, ts);
+    std::string compressed;
+    snappy::Compress(req.data(), req.size(), &compressed);
+    return compressed;
+  };
+  std::vector<std::pair<std::string, std::string>> wide;
+  for (int i = 0; i < 10000; ++i) wide.push_back({"l" + std::to_string(i), "v"});
+  for (const auto& labels : {wide, {}, {{"__name__", "x"}, {"bad-name", "v"}}}) {
+    const std::string b = body_of(labels);
+    CHECK_ERRC(DecodeRemoteWrite(ByteView(b)), Errc::kInvalidArgument);
+  }
+  CHECK_OK(DecodeRemoteWrite(ByteView(body_of({{"__name__", "ok"}}))));
+}
+
+}  // namespace
+}  // namespace qcloud::monitor
