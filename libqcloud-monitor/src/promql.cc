@@ -1023,6 +1023,15 @@ Result<Expr> Expr::Parse(std::string_view query) {
 }
 
 ValueType Expr::type() const noexcept { return root_->type; }
+
+Result<std::vector<Matcher>> Expr::SelectorMatchers() const {
+  const Node* n = root_.get();
+  while (n->kind == Node::Kind::kParen) n = n->args[0].get();
+  if (n->kind != Node::Kind::kSelector || n->range != 0 || n->offset != 0) {
+    return InvalidArgument("expected a vector selector");
+  }
+  return n->matchers;
+}
 std::string Expr::ToString() const { return ToStringNode(*root_); }
 
 Result<QueryResult> QueryEngine::Instant(std::string_view query, int64_t t) {

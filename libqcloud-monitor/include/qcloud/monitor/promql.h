@@ -91,6 +91,9 @@ class QCLOUD_EXPORT Expr {
   ValueType type() const noexcept;
   // The expression printed back in PromQL.
   std::string ToString() const;
+  // The matchers of a plain instant vector selector (the API's match[]
+  // parameters); kInvalidArgument for any other expression.
+  Result<std::vector<Matcher>> SelectorMatchers() const;
 
  private:
   std::shared_ptr<const detail::Node> root_;

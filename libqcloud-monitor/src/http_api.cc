@@ -1,0 +1,374 @@
+#include "qcloud/monitor/http_api.h"
+
+#include <charconv>
+#include <chrono>
+#include <cmath>
+#include <map>
+#include <set>
+
+#include <fmt/format.h>
+
+namespace qcloud::monitor {
+
+namespace {
+
+using Params = std::vector<std::pair<std::string, std::string>>;
+
+void JsonString(std::string& out, std::string_view s) {
+  out += '"';
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20) {
+          out += fmt::format("\\u{:04x}", c);
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  out += '"';
+}
+
+void JsonLabels(std::string& out, const Labels& l) {
+  out += '{';
+  bool first = true;
+  for (const Label& p : l.pairs()) {
+    if (!first) out += ',';
+    first = false;
+    JsonString(out, p.name);
+    out += ':';
+    JsonString(out, p.value);
+  }
+  out += '}';
+}
+
+void JsonPoint(std::string& out, const Point& p) {
+  out += '[';
+  out += FormatTime(p.t);
+  out += ",\"";
+  out += FormatValue(p.v);
+  out += "\"]";
+}
+
+HttpResponse Json(int status, std::string body) {
+  return HttpResponse{.status = status, .content_type = "application/json", .body = std::move(body)};
+}
+
+HttpResponse Success(const std::string& data) { return Json(200, "{\"status\":\"success\",\"data\":" + data + "}"); }
+
+HttpResponse Fail(int status, std::string_view type, std::string_view message) {
+  std::string body = "{\"status\":\"error\",\"errorType\":";
+  JsonString(body, type);
+  body += ",\"error\":";
+  JsonString(body, message);
+  body += '}';
+  return Json(status, std::move(body));
+}
+
+// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
+int64_t DaysFromCivil(int64_t y, unsigned m, unsigned d) {
+  y -= m <= 2;
+  const int64_t era = (y >= 0 ? y : y - 399) / 400;
+  const auto yoe = static_cast<unsigned>(y - era * 400);
+  const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + static_cast<int64_t>(doe) - 719468;
+}
+
+// RFC 3339 ("2015-07-01T20:10:51.781Z", "...+08:00") or Unix seconds
+// ("1435781451.781"), as Prometheus's API takes them; ms.
+Result<int64_t> ParseTime(std::string_view s) {
+  double sec = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), sec);
+  if (ec == std::errc() && p == s.data() + s.size()) {
+    if (!std::isfinite(sec) || std::fabs(sec) > 9.2e15) return InvalidArgument(fmt::format("cannot parse \"{}\" to a valid timestamp", s));
+    return static_cast<int64_t>(std::llround(sec * 1000));
+  }
+  auto num = [&](size_t at, size_t n, int& v) {
+    if (at + n > s.size()) return false;
+    auto [q, e] = std::from_chars(s.data() + at, s.data() + at + n, v);
+    return e == std::errc() && q == s.data() + at + n;
+  };
+  int y, mo, d, h, mi, se;
+  if (s.size() < 20 || !num(0, 4, y) || s[4] != '-' || !num(5, 2, mo) || s[7] != '-' || !num(8, 2, d) ||
+      (s[10] != 'T' && s[10] != 't') || !num(11, 2, h) || s[13] != ':' || !num(14, 2, mi) || s[16] != ':' ||
+      !num(17, 2, se) || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60) {
+    return InvalidArgument(fmt::format("cannot parse \"{}\" to a valid timestamp", s));
+  }
+  size_t i = 19;
+  int64_t ms = 0;
+  if (i < s.size() && s[i] == '.') {
+    ++i;
+    int digits = 0;
+    while (i < s.size() && s[i] >= '0' && s[i] <= '9') {
+      if (digits < 3) ms = ms * 10 + (s[i] - '0');
+      ++digits;
+      ++i;
+    }
+    if (digits == 0) return InvalidArgument(fmt::format("cannot parse \"{}\" to a valid timestamp", s));
+    for (; digits < 3; ++digits) ms *= 10;
+  }
+  int64_t offset = 0;
+  if (i < s.size() && (s[i] == 'Z' || s[i] == 'z')) {
+    ++i;
+  } else if (i < s.size() && (s[i] == '+' || s[i] == '-')) {
+    int oh, om;
+    if (!num(i + 1, 2, oh) || i + 3 >= s.size() || s[i + 3] != ':' || !num(i + 4, 2, om)) {
+      return InvalidArgument(fmt::format("cannot parse \"{}\" to a valid timestamp", s));
+    }
+    offset = (s[i] == '+' ? 1 : -1) * (oh * 3600 + om * 60);
+    i += 6;
+  }
+  if (i != s.size()) return InvalidArgument(fmt::format("cannot parse \"{}\" to a valid timestamp", s));
+  const int64_t secs = DaysFromCivil(y, static_cast<unsigned>(mo), static_cast<unsigned>(d)) * 86400 + h * 3600 +
+                       mi * 60 + se - offset;
+  return secs * 1000 + ms;
+}
+
+const std::string* Param(const Params& p, std::string_view name) {
+  for (const auto& [n, v] : p) {
+    if (n == name) return &v;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+HttpApi::HttpApi(Tsdb& db, HttpApiOptions options)
+    : db_(db), options_(options), engine_(db, options.query) {
+  if (options_.clock == nullptr) options_.clock = &RealClock();
+}
+
+HttpApiStats HttpApi::stats() const noexcept {
+  const auto r = std::memory_order_relaxed;
+  return {.queries = counters_.queries.load(r),
+          .range_queries = counters_.range_queries.load(r),
+          .series_requests = counters_.series_requests.load(r),
+          .remote_writes = counters_.remote_writes.load(r),
+          .imports = counters_.imports.load(r),
+          .samples_written = counters_.samples_written.load(r),
+          .samples_refused = counters_.samples_refused.load(r),
+          .bad_requests = counters_.bad_requests.load(r)};
+}
+
+HttpResponse HttpApi::Handle(const HttpRequest& req) {
+  const int64_t now =
+      std::chrono::duration_cast<std::chrono::milliseconds>(options_.clock->WallNow().time_since_epoch()).count();
+  auto bad = [&](std::string_view message) {
+    counters_.bad_requests.fetch_add(1, std::memory_order_relaxed);
+    return Fail(400, "bad_data", message);
+  };
+  const std::string& path = req.path;
+  if (path == "/-/healthy" || path == "/-/ready") return HttpResponse{.body = "OK\n"};
+  const bool get = req.method == "GET" || req.method == "HEAD";
+  const bool post = req.method == "POST";
+
+  // Ingestion.
+  auto append = [&](std::vector<SeriesSamples>& series) -> HttpResponse {
+    Result<AppendResult> r = db_.Append(series);
+    if (!r.ok()) {
+      if (r.status().code() == Errc::kIoError) return Fail(500, "internal", r.status().message());
+      return bad(r.status().message());
+    }
+    counters_.samples_written.fetch_add(r->appended, std::memory_order_relaxed);
+    counters_.samples_refused.fetch_add(r->out_of_order + r->conflicts + r->too_old, std::memory_order_relaxed);
+    return HttpResponse{.status = 204, .body = ""};
+  };
+  if (path == "/api/v1/write") {
+    if (!post) return Fail(405, "bad_data", "remote write takes POST");
+    counters_.remote_writes.fetch_add(1, std::memory_order_relaxed);
+    auto series = DecodeRemoteWrite(ByteView(req.body), options_.remote_write);
+    if (!series.ok()) return bad(series.status().message());
+    return append(*series);
+  }
+  if (path == "/api/v1/import/prometheus") {
+    if (!post) return Fail(405, "bad_data", "import takes POST");
+    counters_.imports.fetch_add(1, std::memory_order_relaxed);
+    auto series = ParseTextFormat(req.body, {.default_timestamp = now, .max_samples = options_.max_text_samples});
+    if (!series.ok()) return bad(series.status().message());
+    return append(*series);
+  }
+
+  if (!path.starts_with("/api/v1/")) return Fail(404, "not_found", "no such path: " + path);
+  if (!get && !post) return Fail(405, "bad_data", "method not allowed");
+  // Parameters: the URL's query, and a form body on POST.
+  Params params;
+  if (!ParseUrlQuery(req.query, params)) return bad("malformed query string");
+  if (post && req.Header("content-type").starts_with("application/x-www-form-urlencoded") &&
+      !ParseUrlQuery(req.body, params)) {
+    return bad("malformed form body");
+  }
+  auto time_param = [&](std::string_view name, int64_t fallback) -> Result<int64_t> {
+    const std::string* v = Param(params, name);
+    if (v == nullptr || v->empty()) return fallback;
+    auto t = ParseTime(*v);
+    if (!t.ok()) return InvalidArgument(fmt::format("invalid parameter \"{}\": {}", name, t.status().message()));
+    return t;
+  };
+  auto query_result = [&](Result<QueryResult> r) -> HttpResponse {
+    if (!r.ok()) {
+      if (r.status().code() == Errc::kInvalidArgument && r.status().message().starts_with("parse error")) {
+        return bad("invalid parameter \"query\": 1:" + r.status().message().substr(std::string_view("parse error at char ").size()));
+      }
+      if (r.status().code() == Errc::kInvalidArgument) return bad(r.status().message());
+      return Fail(422, "execution", r.status().message());
+    }
+    std::string data = "{\"resultType\":";
+    switch (r->type) {
+      case ValueType::kScalar:
+        data += "\"scalar\",\"result\":";
+        JsonPoint(data, r->series[0].points[0]);
+        return Success(data + "}");
+      case ValueType::kVector: data += "\"vector\",\"result\":["; break;
+      case ValueType::kMatrix: data += "\"matrix\",\"result\":["; break;
+      case ValueType::kString: return Fail(422, "execution", "string results are not supported");
+    }
+    bool first = true;
+    for (const SeriesPoints& s : r->series) {
+      if (!first) data += ',';
+      first = false;
+      data += "{\"metric\":";
+      JsonLabels(data, s.labels);
+      if (r->type == ValueType::kVector) {
+        data += ",\"value\":";
+        JsonPoint(data, s.points[0]);
+      } else {
+        data += ",\"values\":[";
+        for (size_t i = 0; i < s.points.size(); ++i) {
+          if (i) data += ',';
+          JsonPoint(data, s.points[i]);
+        }
+        data += ']';
+      }
+      data += '}';
+    }
+    return Success(data + "]}");
+  };
+
+  if (path == "/api/v1/query") {
+    counters_.queries.fetch_add(1, std::memory_order_relaxed);
+    const std::string* q = Param(params, "query");
+    if (q == nullptr) return bad("invalid parameter \"query\": missing");
+    auto t = time_param("time", now);
+    if (!t.ok()) return bad(t.status().message());
+    return query_result(engine_.Instant(*q, *t));
+  }
+  if (path == "/api/v1/query_range") {
+    counters_.range_queries.fetch_add(1, std::memory_order_relaxed);
+    const std::string* q = Param(params, "query");
+    const std::string* step = Param(params, "step");
+    if (q == nullptr) return bad("invalid parameter \"query\": missing");
+    auto start = time_param("start", INT64_MIN);
+    auto end = time_param("end", INT64_MIN);
+    if (!start.ok()) return bad(start.status().message());
+    if (!end.ok()) return bad(end.status().message());
+    if (*start == INT64_MIN) return bad("invalid parameter \"start\": missing");
+    if (*end == INT64_MIN) return bad("invalid parameter \"end\": missing");
+    if (step == nullptr) return bad("invalid parameter \"step\": missing");
+    auto st = ParseDuration(*step, true);
+    if (!st.ok()) return bad("invalid parameter \"step\": " + st.status().message());
+    return query_result(engine_.Range(*q, *start, *end, *st));
+  }
+  if (path == "/api/v1/series" || path == "/api/v1/labels" ||
+      (path.starts_with("/api/v1/label/") && path.ends_with("/values"))) {
+    counters_.series_requests.fetch_add(1, std::memory_order_relaxed);
+    auto start = time_param("start", INT64_MIN);
+    auto end = time_param("end", INT64_MAX);
+    if (!start.ok()) return bad(start.status().message());
+    if (!end.ok()) return bad(end.status().message());
+    std::vector<std::vector<Matcher>> selectors;
+    for (const auto& [n, v] : params) {
+      if (n != "match[]") continue;
+      auto e = Expr::Parse(v);
+      if (!e.ok()) return bad("invalid parameter \"match[]\": " + e.status().message());
+      auto m = e->SelectorMatchers();
+      if (!m.ok()) return bad("invalid parameter \"match[]\": " + m.status().message());
+      selectors.push_back(std::move(m).value());
+    }
+    if (path == "/api/v1/series" && selectors.empty()) return bad("no match[] parameter provided");
+    // The matching series' labels, each once, in order.
+    std::map<Labels, bool> found;
+    for (const auto& sel : selectors) {
+      auto r = db_.Series(sel, *start, *end);
+      if (!r.ok()) return bad(r.status().message());
+      for (Labels& l : *r) found.emplace(std::move(l), true);
+    }
+    std::string data = "[";
+    bool first = true;
+    auto item = [&](std::string_view s) {
+      if (!first) data += ',';
+      first = false;
+      JsonString(data, s);
+    };
+    if (path == "/api/v1/series") {
+      for (const auto& [l, _] : found) {
+        if (!first) data += ',';
+        first = false;
+        JsonLabels(data, l);
+      }
+    } else if (path == "/api/v1/labels") {
+      if (selectors.empty()) {
+        for (const std::string& n : db_.LabelNames()) item(n);
+      } else {
+        std::set<std::string> names;
+        for (const auto& [l, _] : found)
+          for (const Label& p : l.pairs()) names.insert(p.name);
+        for (const std::string& n : names) item(n);
+      }
+    } else {
+      std::string name;
+      const std::string_view raw = std::string_view(path).substr(14, path.size() - 14 - 7);
+      name = std::string(raw);
+      if (!ValidLabelName(name)) return bad(fmt::format("invalid label name: \"{}\"", name));
+      if (selectors.empty()) {
+        for (const std::string& v : db_.LabelValues(name)) item(v);
+      } else {
+        std::set<std::string> values;
+        for (const auto& [l, _] : found) {
+          if (auto v = l.Get(name); !v.empty()) values.insert(std::string(v));
+        }
+        for (const std::string& v : values) item(v);
+      }
+    }
+    return Success(data + "]");
+  }
+  return Fail(404, "not_found", "no such path: " + path);
+}
+
+Status HttpApi::RegisterMetrics(MetricsRegistry& registry) {
+  struct Row {
+    const char* name;
+    const char* help;
+    MetricType type;
+    std::function<double()> read;
+  };
+  auto api = [this](uint64_t HttpApiStats::*f) { return [this, f] { return static_cast<double>(stats().*f); }; };
+  auto db = [this](uint64_t TsdbStats::*f) { return [this, f] { return static_cast<double>(db_.stats().*f); }; };
+  const Row rows[] = {
+      {"qcloud_monitor_queries_total", "Instant queries answered.", MetricType::kCounter, api(&HttpApiStats::queries)},
+      {"qcloud_monitor_range_queries_total", "Range queries answered.", MetricType::kCounter, api(&HttpApiStats::range_queries)},
+      {"qcloud_monitor_remote_writes_total", "Remote-write requests.", MetricType::kCounter, api(&HttpApiStats::remote_writes)},
+      {"qcloud_monitor_imports_total", "Text-format pushes.", MetricType::kCounter, api(&HttpApiStats::imports)},
+      {"qcloud_monitor_samples_refused_total", "Samples refused as out of order, conflicting or too old.",
+       MetricType::kCounter, api(&HttpApiStats::samples_refused)},
+      {"qcloud_monitor_bad_requests_total", "Requests answered with a 4xx.", MetricType::kCounter, api(&HttpApiStats::bad_requests)},
+      {"qcloud_monitor_series", "Series in the head.", MetricType::kGauge, db(&TsdbStats::series)},
+      {"qcloud_monitor_head_samples", "Samples in the head.", MetricType::kGauge, db(&TsdbStats::samples)},
+      {"qcloud_monitor_samples_appended_total", "Samples taken by the store.", MetricType::kCounter, db(&TsdbStats::appended)},
+      {"qcloud_monitor_blocks", "Blocks on disk.", MetricType::kGauge, db(&TsdbStats::blocks)},
+      {"qcloud_monitor_block_bytes", "Bytes of blocks on disk.", MetricType::kGauge, db(&TsdbStats::block_bytes)},
+      {"qcloud_monitor_wal_bytes_total", "Bytes written to the write-ahead log.", MetricType::kCounter, db(&TsdbStats::wal_bytes)},
+      {"qcloud_monitor_compactions_total", "Head cuts into blocks.", MetricType::kCounter, db(&TsdbStats::compactions)},
+      {"qcloud_monitor_corrupt_chunks_total", "Chunks that failed their checksum when read.", MetricType::kCounter,
+       db(&TsdbStats::corrupt_chunks)},
+  };
+  for (const Row& r : rows) QCLOUD_RETURN_IF_ERROR(registry.AddCallback(r.name, r.help, r.type, r.read));
+  return Status::Ok();
+}
+
+}  // namespace qcloud::monitor

@@ -1,0 +1,157 @@
+#!/usr/bin/env python3
+"""A real Prometheus (Debian's 2.42) and qcloud-monitord, started here on
+127.0.0.1 and stopped by PID. Prometheus scrapes itself and qcloud-monitord
+every second and remote-writes everything to qcloud-monitord. Afterwards
+both answer the same HTTP API requests over a window both hold, and the
+answers must be equal: raw samples (query_range of selectors), rate() and
+increase() with Prometheus's extrapolation, sum by, comparisons, the
+series, labels and label values APIs. Also: Prometheus's scrape of
+qcloud-monitord's /metrics succeeds (up == 1) and promtool accepts that
+page. Then kill -9 of qcloud-monitord during the stream: it restarts on
+its data, Prometheus's queue resends, and the samples acknowledged before
+the kill are still there.
+
+  monitor_prometheus.py --monitord PATH [--seconds 14]
+"""
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from interop_util import check, free_port, wait_port, stop, RESULTS  # noqa: E402
+
+
+def get(port, path, **params):
+    url = 'http://127.0.0.1:%d%s' % (port, path)
+    if params:
+        url += '?' + urllib.parse.urlencode(params, doseq=True)
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b'{}')
+
+
+def start_monitord(path, port, data):
+    proc = subprocess.Popen([path, '--listen', '127.0.0.1:%d' % port, '--data-dir', data],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port, proc)
+    return proc
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--monitord', required=True)
+    ap.add_argument('--seconds', type=int, default=14)
+    a = ap.parse_args()
+    for tool in ('/usr/bin/prometheus', '/usr/bin/promtool'):
+        if not os.path.exists(tool):
+            print('SKIP: %s is not installed (scripts/install-deps.sh --with-tests)' % tool)
+            return 0
+    work = tempfile.mkdtemp(prefix='qcloud-monitor-prom-')
+    mport, pport = free_port(), free_port()
+    with open(os.path.join(work, 'prometheus.yml'), 'w') as f:
+        f.write('''global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+scrape_configs:
+  - job_name: monitord
+    static_configs: [{targets: ['127.0.0.1:%d']}]
+  - job_name: prometheus
+    static_configs: [{targets: ['127.0.0.1:%d']}]
+remote_write:
+  - url: http://127.0.0.1:%d/api/v1/write
+    queue_config: {batch_send_deadline: 500ms, max_shards: 1, min_backoff: 100ms, max_backoff: 500ms}
+''' % (mport, pport, mport))
+    monitord = start_monitord(a.monitord, mport, os.path.join(work, 'monitord'))
+    prom = subprocess.Popen(['/usr/bin/prometheus', '--config.file=' + os.path.join(work, 'prometheus.yml'),
+                             '--storage.tsdb.path=' + os.path.join(work, 'prom'),
+                             '--web.listen-address=127.0.0.1:%d' % pport, '--log.level=warn'],
+                            stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, 'prometheus.log'), 'w'))
+    try:
+        wait_port(pport, prom, timeout=30)
+        t0 = time.time()
+        time.sleep(a.seconds)
+        # A window both hold: from 11 s in (rate() looks back 10 s) to 3 s
+        # ago (the last remote-write batches are in by then).
+        time.sleep(3)
+        start, end = int(t0) + 11, int(time.time()) - 3
+        queries = [
+            'up',
+            'prometheus_tsdb_head_samples_appended_total',
+            'rate(prometheus_tsdb_head_samples_appended_total[10s])',
+            'increase(prometheus_http_requests_total{handler="/metrics"}[5s])',
+            'sum by (job) (up)',
+            'sum without (instance) (rate(prometheus_http_requests_total[10s]))',
+            'qcloud_monitor_remote_writes_total > 0',
+            'max_over_time(scrape_duration_seconds[5s]) * 1000',
+            'count(up == bool 1)',
+        ]
+        for q in queries:
+            s1, p = get(pport, '/api/v1/query_range', query=q, start=start, end=end, step=1)
+            s2, m = get(mport, '/api/v1/query_range', query=q, start=start, end=end, step=1)
+            same = s1 == s2 == 200 and p['data'] == m['data'] and p['data']['result']
+            check('query_range %s equals Prometheus\'s' % q, same,
+                  'prometheus %s %s\nmonitord %s %s' % (s1, json.dumps(p)[:300], s2, json.dumps(m)[:300]))
+        s1, p = get(pport, '/api/v1/query', query='rate(up[10s])', time=end)
+        s2, m = get(mport, '/api/v1/query', query='rate(up[10s])', time=end)
+        check('instant query equals Prometheus\'s', s1 == s2 == 200 and p['data'] == m['data'], (p, m))
+        for name, path, params in [('series', '/api/v1/series', {'match[]': ['up', 'scrape_samples_scraped{job="monitord"}'], 'start': start, 'end': end}),
+                                   ('label values', '/api/v1/label/job/values', {}),
+                                   ('label values with match', '/api/v1/label/__name__/values', {'match[]': '{job="monitord"}', 'start': start, 'end': end})]:
+            s1, p = get(pport, path, **params)
+            s2, m = get(mport, path, **params)
+            check('%s API equals Prometheus\'s' % name, s1 == s2 == 200 and p['data'] == m['data'] and p['data'],
+                  'prometheus %s\nmonitord %s' % (json.dumps(p)[:300], json.dumps(m)[:300]))
+        s, names = get(mport, '/api/v1/labels')
+        check('labels API lists the labels written', s == 200 and {'__name__', 'job', 'instance'} <= set(names['data']), names)
+        s, bad = get(mport, '/api/v1/query', query='sum(')
+        check('a bad query is a 400 with Prometheus\'s error shape', s == 400 and bad.get('errorType') == 'bad_data', bad)
+        s, up = get(pport, '/api/v1/query', query='up{job="monitord"}')
+        check('Prometheus scrapes qcloud-monitord: up == 1',
+              s == 200 and up['data']['result'] and up['data']['result'][0]['value'][1] == '1', up)
+        page = urllib.request.urlopen('http://127.0.0.1:%d/metrics' % mport, timeout=10).read()
+        lint = subprocess.run(['/usr/bin/promtool', 'check', 'metrics'], input=page, capture_output=True)
+        check('promtool check metrics accepts qcloud-monitord\'s /metrics', lint.returncode == 0,
+              lint.stdout + lint.stderr)
+
+        # kill -9 during the stream: what was acknowledged stays; the queue resends the rest.
+        _, before = get(mport, '/api/v1/query', query='count_over_time(up{job="prometheus"}[1h])')
+        acked = int(before['data']['result'][0]['value'][1]) if before['data']['result'] else 0
+        monitord.send_signal(signal.SIGKILL)
+        monitord.wait()
+        time.sleep(2)  # Prometheus's sends fail meanwhile and are retried
+        monitord = start_monitord(a.monitord, mport, os.path.join(work, 'monitord'))
+        time.sleep(4)
+        _, after = get(mport, '/api/v1/query', query='count_over_time(up{job="prometheus"}[1h])')
+        kept = int(after['data']['result'][0]['value'][1]) if after['data']['result'] else 0
+        check('after kill -9 the samples acknowledged before it are kept (%d then %d)' % (acked, kept),
+              acked > 0 and kept >= acked + 3, (acked, kept))
+        # No gap: Prometheus's queue resent what failed while the server was down.
+        end2 = int(time.time()) - 2
+        s1, p = get(pport, '/api/v1/query_range', query='up{job="prometheus"}', start=start, end=end2, step=1)
+        s2, m = get(mport, '/api/v1/query_range', query='up{job="prometheus"}', start=start, end=end2, step=1)
+        check('after the restart the series has no gap (same as Prometheus\'s)', p['data'] == m['data'],
+              'prometheus %s\nmonitord %s' % (json.dumps(p)[-300:], json.dumps(m)[-300:]))
+    finally:
+        stop(prom)
+        stop(monitord)
+    failed = RESULTS.count(False)
+    print('%d passed, %d failed' % (RESULTS.count(True), failed))
+    if failed == 0:
+        subprocess.run(['rm', '-rf', work])
+    else:
+        print('work dir kept: %s' % work)
+    return 1 if failed else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
