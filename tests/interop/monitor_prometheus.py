@@ -11,7 +11,7 @@ page. Then kill -9 of qcloud-monitord during the stream: it restarts on
 its data, Prometheus's queue resends, and the samples acknowledged before
 the kill are still there.
 
-  monitor_prometheus.py --monitord PATH [--seconds 14]
+  monitor_prometheus.py --monitord PATH [--seconds 20]
 """
 
 import argparse
@@ -50,7 +50,7 @@ def start_monitord(path, port, data):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--monitord', required=True)
-    ap.add_argument('--seconds', type=int, default=14)
+    ap.add_argument('--seconds', type=int, default=20)
     a = ap.parse_args()
     for tool in ('/usr/bin/prometheus', '/usr/bin/promtool'):
         if not os.path.exists(tool):
@@ -80,17 +80,32 @@ remote_write:
         wait_port(pport, prom, timeout=30)
         t0 = time.time()
         time.sleep(a.seconds)
-        # A window both hold: from 11 s in (rate() looks back 10 s) to 3 s
-        # ago (the last remote-write batches are in by then).
-        time.sleep(3)
-        start, end = int(t0) + 11, int(time.time()) - 3
+        # A window both hold: from 6 s after monitord's first sample (the
+        # ranges look back 5 s) to 2 s
+        # ago, once qcloud-monitord has a sample from after it (one shard
+        # sends in order, so everything before it is in).
+        # Prometheus's remote write skips samples older than its own start,
+        # (its first batches come some 8 s in), so the window starts 6 s after
+        # the first sample monitord got: ranges of 5 s lie within its data.
+        _, first = get(mport, '/api/v1/query_range', query='up{job="prometheus"}', start=int(t0),
+                       end=int(time.time()), step=1)
+        first_t = int(first['data']['result'][0]['values'][0][0]) if first.get('data', {}).get('result') else int(t0)
+        start, end = first_t + 6, int(time.time()) - 2
+        check('a window of at least 3 s to compare (%d..%d)' % (start, end), end - start >= 3, (start, end))
+        for _ in range(100):
+            # A sample in (end, end + 2] has arrived: all before it have too.
+            _, got = get(mport, '/api/v1/query', query='count_over_time(up{job="prometheus"}[2s])', time=end + 2)
+            res = got.get('data', {}).get('result', [])
+            if res and float(res[0]['value'][1]) >= 2:
+                break
+            time.sleep(0.2)
         queries = [
             'up',
             'prometheus_tsdb_head_samples_appended_total',
-            'rate(prometheus_tsdb_head_samples_appended_total[10s])',
+            'rate(prometheus_tsdb_head_samples_appended_total[5s])',
             'increase(prometheus_http_requests_total{handler="/metrics"}[5s])',
             'sum by (job) (up)',
-            'sum without (instance) (rate(prometheus_http_requests_total[10s]))',
+            'sum without (instance) (rate(prometheus_http_requests_total[5s]))',
             'qcloud_monitor_remote_writes_total > 0',
             'max_over_time(scrape_duration_seconds[5s]) * 1000',
             'count(up == bool 1)',
@@ -101,8 +116,8 @@ remote_write:
             same = s1 == s2 == 200 and p['data'] == m['data'] and p['data']['result']
             check('query_range %s equals Prometheus\'s' % q, same,
                   'prometheus %s %s\nmonitord %s %s' % (s1, json.dumps(p)[:300], s2, json.dumps(m)[:300]))
-        s1, p = get(pport, '/api/v1/query', query='rate(up[10s])', time=end)
-        s2, m = get(mport, '/api/v1/query', query='rate(up[10s])', time=end)
+        s1, p = get(pport, '/api/v1/query', query='rate(up[5s])', time=end)
+        s2, m = get(mport, '/api/v1/query', query='rate(up[5s])', time=end)
         check('instant query equals Prometheus\'s', s1 == s2 == 200 and p['data'] == m['data'], (p, m))
         for name, path, params in [('series', '/api/v1/series', {'match[]': ['up', 'scrape_samples_scraped{job="monitord"}'], 'start': start, 'end': end}),
                                    ('label values', '/api/v1/label/job/values', {}),

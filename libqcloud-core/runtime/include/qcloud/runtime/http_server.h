@@ -3,8 +3,9 @@
 // HttpServer: HTTP/1.1 on core's connection loop (qcloud/core/tcp_server.h:
 // io_uring, or epoll where refused), one loop per thread, for servers that
 // answer requests with whole responses (the monitor's Prometheus API).
-// Beast's parser reads the requests (Content-Length or chunked bodies,
-// pipelining, keep-alive, Expect: 100-continue); a handler turns each
+// Beast's parser reads the requests (Content-Length bodies, pipelining,
+// keep-alive, Expect: 100-continue; a chunked body gets 411 Length
+// Required and a closed connection); a handler turns each
 // HttpRequest (qcloud/core/http.h) into an HttpResponse.
 //
 //   auto http = HttpServer::Open([&](const HttpRequest& r) { return api.Handle(r); },
