@@ -1,5 +1,7 @@
 #include "monitor/block.h"
 
+#include "monitor/label_codec.h"
+
 #include <cstring>
 
 #include <fmt/format.h>
@@ -37,11 +39,7 @@ Result<uint64_t> WriteBlock(Env& env, const std::string& dir, int64_t mint, int6
   ByteWriter iw(index);
   iw.PutVarint64(series.size());
   for (const SeriesChunks& s : series) {
-    iw.PutVarint64(s.labels.size());
-    for (const Label& l : s.labels.pairs()) {
-      iw.PutLengthPrefixed(ByteView(l.name));
-      iw.PutLengthPrefixed(ByteView(l.value));
-    }
+    EncodeLabels(s.labels, iw);
     iw.PutVarint64(s.chunks.size());
     for (const ChunkData& c : s.chunks) {
       iw.PutVarint64(static_cast<uint64_t>(c.mint - mint));
@@ -75,20 +73,11 @@ Result<std::vector<BlockSeries>> DecodeBlockIndex(ByteView index, int64_t block_
   std::vector<BlockSeries> out;
   out.reserve(*n);
   for (uint64_t i = 0; i < *n; ++i) {
-    auto k = r.ReadVarint64();
-    if (!k || *k > kMaxLabels) return Bad("label count");
-    std::vector<Label> pairs;
-    for (uint64_t j = 0; j < *k; ++j) {
-      auto name = r.ReadLengthPrefixed(kMaxLabelNameBytes);
-      auto value = r.ReadLengthPrefixed(kMaxLabelValueBytes);
-      if (!name || !value) return Bad("label");
-      pairs.push_back({std::string(name->AsStringView()), std::string(value->AsStringView())});
-    }
-    auto labels = Labels::FromPairs(std::move(pairs));
-    if (!labels.ok() || labels->empty()) return Bad("invalid labels");
+    std::optional<Labels> labels = DecodeLabels(r);
+    if (!labels || labels->empty()) return Bad("invalid labels");
     auto c = r.ReadVarint64();
     if (!c || *c > r.remaining()) return Bad("chunk count");
-    BlockSeries s{.labels = std::move(labels).value(), .chunks = {}};
+    BlockSeries s{.labels = std::move(*labels), .chunks = {}};
     s.chunks.reserve(*c);
     for (uint64_t j = 0; j < *c; ++j) {
       auto dmin = r.ReadVarint64();

@@ -6,6 +6,7 @@
 
 #include "qcloud/core/bytes.h"
 #include "qcloud/core/hash.h"
+#include "qcloud/core/metrics.h"
 
 namespace qcloud::monitor {
 
@@ -13,17 +14,6 @@ namespace {
 
 bool NameStart(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; }
 bool NameRest(char c) { return NameStart(c) || (c >= '0' && c <= '9'); }
-
-void Escape(std::string& out, std::string_view v) {
-  for (char c : v) {
-    switch (c) {
-      case '\\': out += "\\\\"; break;
-      case '"': out += "\\\""; break;
-      case '\n': out += "\\n"; break;
-      default: out += c;
-    }
-  }
-}
 
 }  // namespace
 
@@ -140,7 +130,7 @@ std::string Labels::ToString() const {
     first = false;
     out += l.name;
     out += "=\"";
-    Escape(out, l.value);
+    out += EscapeLabelValue(l.value);
     out += '"';
   }
   out += '}';

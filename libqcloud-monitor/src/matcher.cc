@@ -4,6 +4,8 @@
 
 #include <fmt/format.h>
 
+#include "qcloud/core/metrics.h"
+
 namespace qcloud::monitor {
 
 namespace detail {
@@ -62,16 +64,7 @@ bool Matcher::Matches(std::string_view v) const {
 
 std::string Matcher::ToString() const {
   static constexpr const char* kOps[] = {"=", "!=", "=~", "!~"};
-  std::string escaped;
-  for (char c : value_) {
-    if (c == '\\' || c == '"') escaped += '\\';
-    if (c == '\n') {
-      escaped += "\\n";
-      continue;
-    }
-    escaped += c;
-  }
-  return fmt::format("{}{}\"{}\"", name_, kOps[static_cast<int>(type_)], escaped);
+  return fmt::format("{}{}\"{}\"", name_, kOps[static_cast<int>(type_)], EscapeLabelValue(value_));
 }
 
 }  // namespace qcloud::monitor

@@ -10,6 +10,8 @@
 
 #include <fmt/format.h>
 
+#include "qcloud/core/metrics.h"
+
 namespace qcloud::monitor {
 
 namespace detail {
@@ -45,18 +47,7 @@ using NodePtr = std::shared_ptr<Node>;
 
 // ---- formatting ----
 
-std::string Quote(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') out += '\\';
-    if (c == '\n') {
-      out += "\\n";
-      continue;
-    }
-    out += c;
-  }
-  return out + "\"";
-}
+std::string Quote(std::string_view s) { return "\"" + EscapeLabelValue(s) + "\""; }
 
 // ---- lexer ----
 

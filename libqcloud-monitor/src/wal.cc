@@ -1,5 +1,7 @@
 #include "monitor/wal.h"
 
+#include "monitor/label_codec.h"
+
 #include <bit>
 
 #include <fmt/format.h>
@@ -34,11 +36,7 @@ void EncodeSeriesRecord(const std::vector<WalSeries>& series, Buffer& out) {
   w.PutVarint64(series.size());
   for (const WalSeries& s : series) {
     w.PutVarint64(s.ref);
-    w.PutVarint64(s.labels.size());
-    for (const Label& l : s.labels.pairs()) {
-      w.PutLengthPrefixed(ByteView(l.name));
-      w.PutLengthPrefixed(ByteView(l.value));
-    }
+    EncodeLabels(s.labels, w);
   }
   Frame(typed, out);
 }
@@ -76,18 +74,10 @@ Result<std::vector<WalSeries>> DecodeSeries(ByteView payload) {
   out.reserve(*n);
   for (uint64_t i = 0; i < *n; ++i) {
     auto ref = r.ReadVarint64();
-    auto k = r.ReadVarint64();
-    if (!ref || !k || *k > kMaxLabels) return Bad("series entry");
-    std::vector<Label> pairs;
-    for (uint64_t j = 0; j < *k; ++j) {
-      auto name = r.ReadLengthPrefixed(kMaxLabelNameBytes);
-      auto value = r.ReadLengthPrefixed(kMaxLabelValueBytes);
-      if (!name || !value) return Bad("label");
-      pairs.push_back({std::string(name->AsStringView()), std::string(value->AsStringView())});
-    }
-    auto labels = Labels::FromPairs(std::move(pairs));
-    if (!labels.ok()) return Bad("invalid labels");
-    out.push_back({.ref = *ref, .labels = std::move(labels).value()});
+    if (!ref) return Bad("series entry");
+    std::optional<Labels> labels = DecodeLabels(r);
+    if (!labels) return Bad("invalid labels");
+    out.push_back({.ref = *ref, .labels = std::move(*labels)});
   }
   if (!r.empty()) return Bad("bytes after the series");
   return out;

@@ -1,0 +1,167 @@
+// Monitor micro benchmarks.
+//
+//   BM_Ingest            Append() of scrapes of a node-exporter-like mix
+//                        (see Mix) of `series` series, one sample each per
+//                        scrape at a 15 s step: samples/s, and the bytes per
+//                        sample of the head's chunks and, after Compact(),
+//                        of the blocks (counters head_bytes_per_sample,
+//                        block_bytes_per_sample).
+//   BM_RangeQueryDay     query_range of rate(x[5m]) over one day of one
+//                        series (15 s samples), step 60 s.
+//   BM_SumBy10k          an instant sum by (job) (rate(...[5m])) over
+//                        10,000 series.
+//
+//   build/release/bench/monitor/monitor_bench --benchmark_filter=Ingest
+
+#include <benchmark/benchmark.h>
+
+#include <cmath>
+#include <filesystem>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "qcloud/monitor/promql.h"
+#include "qcloud/monitor/tsdb.h"
+
+namespace {
+
+using namespace qcloud;
+using namespace qcloud::monitor;
+
+constexpr int64_t kStep = 15000;
+constexpr int64_t kStart = 1700000000000;
+
+struct TempDir {
+  std::string path;
+  TempDir() {
+    path = (std::filesystem::temp_directory_path() / "qcloud-bench-tsdb-XXXXXX").string();
+    if (::mkdtemp(path.data()) == nullptr) path.clear();
+  }
+  ~TempDir() {
+    if (!path.empty()) std::filesystem::remove_all(path);
+  }
+};
+
+// A deterministic node-exporter-like mix: per 10 series, 4 counters
+// (cpu seconds, bytes, packets: increasing by small random amounts), 3
+// histogram buckets (counters that move together), 2 gauges with two
+// decimals (load, memory), 1 random-walk float.
+class Mix {
+ public:
+  explicit Mix(int series) : values_(static_cast<size_t>(series), 0.0), rng_(42) {
+    for (int i = 0; i < series; ++i) {
+      const int kind = i % 10;
+      const char* name = kind < 4   ? "node_cpu_seconds_total"
+                         : kind < 7 ? "http_request_duration_seconds_bucket"
+                         : kind < 9 ? "node_load1"
+                                    : "node_temperature_celsius";
+      labels_.push_back(*Labels::FromPairs({{"__name__", name},
+                                            {"instance", "host-" + std::to_string(i / 100) + ":9100"},
+                                            {"job", "node" + std::to_string(i % 7)},
+                                            {"id", std::to_string(i)}}));
+      values_[static_cast<size_t>(i)] = kind < 7 ? 1000.0 * (i % 13) : 1.5;
+    }
+  }
+  // One scrape at time t: every series' next sample.
+  std::vector<SeriesSamples> Scrape(int64_t t) {
+    std::vector<SeriesSamples> batch;
+    batch.reserve(labels_.size());
+    for (size_t i = 0; i < labels_.size(); ++i) {
+      const int kind = static_cast<int>(i % 10);
+      double& v = values_[i];
+      if (kind < 4) {
+        v += std::round(static_cast<double>(rng_() % 1500)) / 100;  // cpu seconds: 2 decimals
+      } else if (kind < 7) {
+        v += static_cast<double>(rng_() % 20);
+      } else if (kind < 9) {
+        v = std::round(static_cast<double>(rng_() % 400)) / 100;
+      } else {
+        v += (static_cast<double>(rng_() % 2001) - 1000) / 7919.0;
+      }
+      batch.push_back({labels_[i], {{t, v}}});
+    }
+    return batch;
+  }
+
+ private:
+  std::vector<Labels> labels_;
+  std::vector<double> values_;
+  std::mt19937_64 rng_;
+};
+
+void BM_Ingest(benchmark::State& state) {
+  const int series = static_cast<int>(state.range(0));
+  TempDir dir;
+  auto db = std::move(Tsdb::Open({.data_dir = dir.path, .block_duration = std::chrono::hours(2)})).value();
+  Mix mix(series);
+  int64_t t = kStart;
+  // Scrapes made ahead of the timing: the benchmark measures the store.
+  std::vector<std::vector<SeriesSamples>> scrapes;
+  for (int i = 0; i < 64; ++i) scrapes.push_back(mix.Scrape(t + i * kStep));
+  size_t k = 0;
+  uint64_t samples = 0;
+  for (auto _ : state) {
+    std::vector<SeriesSamples>& batch = scrapes[k % scrapes.size()];
+    for (SeriesSamples& s : batch) s.samples[0].t = t;
+    t += kStep;
+    ++k;
+    auto r = db->Append(batch);
+    if (!r.ok()) {
+      state.SkipWithError(r.status().ToString().c_str());
+      return;
+    }
+    samples += r->appended;
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(samples));
+  const TsdbStats st = db->stats();
+  state.counters["head_bytes_per_sample"] = static_cast<double>(st.chunk_bytes) / static_cast<double>(st.samples);
+  // Three more hours at the end, then a cut: bytes per sample in blocks.
+  for (int i = 0; i < 3 * 240; ++i, t += kStep) {
+    auto batch = mix.Scrape(t);
+    (void)db->Append(batch);
+  }
+  (void)db->Compact();
+  const TsdbStats after = db->stats();
+  if (after.block_samples > 0) {
+    state.counters["block_bytes_per_sample"] =
+        static_cast<double>(after.block_bytes) / static_cast<double>(after.block_samples);
+  }
+}
+BENCHMARK(BM_Ingest)->Arg(1000)->Arg(10000)->Unit(benchmark::kMicrosecond);
+
+void BM_RangeQueryDay(benchmark::State& state) {
+  TempDir dir;
+  auto db = std::move(Tsdb::Open({.data_dir = dir.path})).value();
+  Mix mix(1);
+  for (int64_t t = kStart; t < kStart + 86400000; t += kStep) {
+    auto batch = mix.Scrape(t);
+    (void)db->Append(batch);
+  }
+  QueryEngine engine(*db);
+  auto expr = *Expr::Parse("rate(node_cpu_seconds_total[5m])");
+  for (auto _ : state) {
+    auto r = engine.Range(expr, kStart + 300000, kStart + 86400000, 60000);
+    benchmark::DoNotOptimize(r);
+  }
+}
+BENCHMARK(BM_RangeQueryDay)->Unit(benchmark::kMillisecond);
+
+void BM_SumBy10k(benchmark::State& state) {
+  TempDir dir;
+  auto db = std::move(Tsdb::Open({.data_dir = dir.path})).value();
+  Mix mix(10000);
+  for (int i = 0; i < 40; ++i) {
+    auto batch = mix.Scrape(kStart + i * kStep);
+    (void)db->Append(batch);
+  }
+  QueryEngine engine(*db);
+  auto expr = *Expr::Parse("sum by (job) (rate({__name__=~\"node_.*|http_.*\"}[5m]))");
+  for (auto _ : state) {
+    auto r = engine.Instant(expr, kStart + 39 * kStep);
+    benchmark::DoNotOptimize(r);
+  }
+}
+BENCHMARK(BM_SumBy10k)->Unit(benchmark::kMillisecond);
+
+}  // namespace
