@@ -16,7 +16,7 @@
 
 namespace qcloud {
 
-struct HttpRequest {
+struct QCLOUD_EXPORT HttpRequest {
   std::string method;  // "GET", "POST", ...
   std::string target;  // as sent: /api/v1/query?query=up
   std::string path;    // the target's path, percent-decoded
