@@ -43,13 +43,14 @@ struct TempDir {
   }
 };
 
-// A deterministic node-exporter-like mix: per 10 series, 4 counters
-// (cpu seconds, bytes, packets: increasing by small random amounts), 3
-// histogram buckets (counters that move together), 2 gauges with two
-// decimals (load, memory), 1 random-walk float.
+// A deterministic node-exporter-like mix: per 10 series, 4 cpu-seconds
+// counters (ticks / 100, rising by random amounts), 3 histogram-bucket
+// counters (rising by 0..19), 2 gauges with two random decimals (load), 1
+// random-walk float that is no short decimal (a computed ratio).
 class Mix {
  public:
-  explicit Mix(int series) : values_(static_cast<size_t>(series), 0.0), rng_(42) {
+  explicit Mix(int series)
+      : values_(static_cast<size_t>(series), 0.0), ticks_(static_cast<size_t>(series), 0), rng_(42) {
     for (int i = 0; i < series; ++i) {
       const int kind = i % 10;
       const char* name = kind < 4   ? "node_cpu_seconds_total"
@@ -71,7 +72,10 @@ class Mix {
       const int kind = static_cast<int>(i % 10);
       double& v = values_[i];
       if (kind < 4) {
-        v += std::round(static_cast<double>(rng_() % 1500)) / 100;  // cpu seconds: 2 decimals
+        // cpu seconds: USER_HZ ticks / 100, as node_exporter reads them (an
+        // exact two-decimal value each time, not a sum of fractions).
+        ticks_[i] += rng_() % 1500;
+        v = static_cast<double>(ticks_[i]) / 100;
       } else if (kind < 7) {
         v += static_cast<double>(rng_() % 20);
       } else if (kind < 9) {
@@ -87,6 +91,7 @@ class Mix {
  private:
   std::vector<Labels> labels_;
   std::vector<double> values_;
+  std::vector<uint64_t> ticks_;
   std::mt19937_64 rng_;
 };
 

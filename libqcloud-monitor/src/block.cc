@@ -1,5 +1,7 @@
 #include "monitor/block.h"
 
+#include "monitor/block_codec.h"
+#include "monitor/chunk.h"
 #include "monitor/label_codec.h"
 
 #include <cstring>
@@ -104,7 +106,8 @@ Result<std::unique_ptr<BlockReader>> BlockReader::Open(Env& env, const std::stri
   std::byte head[kBlockHeaderSize];
   QCLOUD_ASSIGN_OR_RETURN(size_t got, b->file_->ReadAt(0, MutableByteView(head, sizeof head)));
   if (got != sizeof head || std::memcmp(head, kMagic.data(), kMagic.size()) != 0) return Bad(path + ": not a block");
-  if (DecodeFixed32(head + 8) != kBlockVersion) return Bad(path + ": unknown version");
+  b->version_ = DecodeFixed32(head + 8);
+  if (b->version_ < 1 || b->version_ > kBlockVersion) return Bad(path + ": unknown version");
   b->mint_ = static_cast<int64_t>(DecodeFixed64(head + 12));
   b->maxt_ = static_cast<int64_t>(DecodeFixed64(head + 20));
   std::byte foot[kBlockFooterSize];
@@ -139,6 +142,18 @@ Result<std::vector<uint8_t>> BlockReader::ReadChunk(const ChunkRef& ref) const {
   }
   data.resize(n);
   return data;
+}
+
+Status BlockReader::ReadSamples(const ChunkRef& ref, int64_t mint, int64_t maxt, std::vector<Sample>& out) const {
+  QCLOUD_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, ReadChunk(ref));
+  const ByteView view(reinterpret_cast<const std::byte*>(bytes.data()), bytes.size());
+  if (version_ >= 2) return DecodeBlockChunk(view, mint, maxt, out);
+  XorIterator it(view);
+  while (it.Next()) {
+    if (it.t() > maxt) break;
+    if (it.t() >= mint) out.push_back({it.t(), it.v()});
+  }
+  return it.status();
 }
 
 }  // namespace qcloud::monitor::detail

@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 
 #include "monitor/block.h"
+#include "monitor/block_codec.h"
 #include "monitor/chunk.h"
 #include "monitor/wal.h"
 
@@ -530,11 +531,12 @@ Result<std::map<Labels, std::vector<Sample>>> TsdbImpl::CollectLocked(std::span<
       for (const detail::ChunkRef& ref : bs.chunks) {
         if (ref.maxt < mint || ref.mint > maxt) continue;
         if (first_only && dst != nullptr && !dst->empty()) break;
-        Result<std::vector<uint8_t>> bytes = b.reader->ReadChunk(ref);
-        bool bad = !bytes.ok();
         if (!dst) dst = &out[bs.labels];
-        if (!bad) Decode(View(*bytes), mint, maxt, *dst, bad);
-        if (bad) Bump(counters_.corrupt_chunks);  // skipped; the rest answers
+        const size_t before = dst->size();
+        if (!b.reader->ReadSamples(ref, mint, maxt, *dst).ok()) {
+          dst->resize(before);
+          Bump(counters_.corrupt_chunks);  // skipped; the rest answers
+        }
       }
     }
   }
@@ -655,7 +657,13 @@ Status TsdbImpl::CutBlock(int64_t start, int64_t end) {
       s->Collect(start, end - 1, part);
       if (part.empty()) continue;
       samples += part.size();
-      series.push_back({.labels = s->labels, .chunks = Encode(part)});
+      detail::SeriesChunks sc{.labels = s->labels, .chunks = {}};
+      for (size_t i = 0; i < part.size(); i += detail::kMaxBlockChunkSamples) {
+        const size_t n = std::min(part.size() - i, detail::kMaxBlockChunkSamples);
+        const std::span<const Sample> piece(part.data() + i, n);
+        sc.chunks.push_back({.mint = piece.front().t, .maxt = piece.back().t, .bytes = detail::EncodeBlockChunk(piece)});
+      }
+      series.push_back(std::move(sc));
     }
   }
   std::sort(series.begin(), series.end(), [](const auto& a, const auto& b) { return a.labels < b.labels; });

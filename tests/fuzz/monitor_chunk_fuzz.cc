@@ -1,4 +1,6 @@
-// Fuzzes the TSDB's Gorilla chunks two ways. Decode: arbitrary bytes as a
+// Fuzzes the TSDB's chunk codecs. Block chunks (monitor/block_codec.h):
+// arbitrary bytes decoded within bounds, and decimal-looking series
+// round-tripped exactly. Gorilla chunks two ways. Decode: arbitrary bytes as a
 // chunk must be read within bounds, and end in a clean stop or a
 // kCorruption status. Round trip: the bytes as samples (a timestamp step
 // and 64 value bits each) encoded and decoded again must come back bit for
@@ -10,6 +12,7 @@
 #include <cstring>
 #include <vector>
 
+#include "monitor/block_codec.h"
 #include "monitor/chunk.h"
 
 using namespace qcloud;
@@ -18,6 +21,32 @@ using namespace qcloud::monitor::detail;
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   const ByteView in(reinterpret_cast<const std::byte*>(data + 1), size - 1);
+  if (data[0] % 4 == 2) {  // a block chunk (monitor/block_codec.h) from the bytes
+    std::vector<qcloud::monitor::Sample> out;
+    const Status s = DecodeBlockChunk(in, INT64_MIN, INT64_MAX, out);
+    if (out.size() > 65535 || (!s.ok() && s.code() != Errc::kCorruption)) std::abort();
+    return 0;
+  }
+  if (data[0] % 4 == 3) {  // block chunk round trip: decimal-looking values, exactly back
+    std::vector<qcloud::monitor::Sample> want;
+    int64_t t = 0;
+    for (size_t i = 0; i + 6 <= in.size() && want.size() < kMaxBlockChunkSamples; i += 6) {
+      uint16_t step;
+      int32_t m;
+      std::memcpy(&step, in.data() + i, 2);
+      std::memcpy(&m, in.data() + i + 2, 4);
+      t += step;
+      want.push_back({t, static_cast<double>(m) / (step % 3 == 0 ? 100 : 1)});
+    }
+    if (want.empty()) return 0;
+    const std::vector<uint8_t> enc = EncodeBlockChunk(want);
+    std::vector<qcloud::monitor::Sample> got;
+    if (!DecodeBlockChunk(ByteView(reinterpret_cast<const std::byte*>(enc.data()), enc.size()), INT64_MIN, INT64_MAX, got).ok() ||
+        got != want) {
+      std::abort();
+    }
+    return 0;
+  }
   if (data[0] % 2 == 0) {
     XorIterator it(in);
     size_t n = 0;

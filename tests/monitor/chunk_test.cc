@@ -1,6 +1,7 @@
 // The Gorilla chunk codec: exact round trips of every kind of timestamp
 // step and value change, sizes on regular data, and bad chunks refused.
 
+#include "monitor/block_codec.h"
 #include "monitor/chunk.h"
 
 #include <doctest/doctest.h>
@@ -10,6 +11,8 @@
 #include <limits>
 #include <random>
 #include <vector>
+
+#include "qcloud/testing/doctest_helpers.h"
 
 namespace qcloud::monitor::detail {
 namespace {
@@ -114,6 +117,71 @@ TEST_CASE("monitor chunk cut short or with a bad count is refused not read past"
   while (it.Next()) ++n;
   CHECK(n >= 50);
   CHECK(it.status().code() == Errc::kCorruption);
+}
+
+std::vector<Sample> BlockRoundTrip(const std::vector<Sample>& in, uint8_t* kind = nullptr, size_t* bytes = nullptr) {
+  const std::vector<uint8_t> enc = EncodeBlockChunk(in);
+  if (kind) *kind = enc[0];
+  if (bytes) *bytes = enc.size();
+  std::vector<Sample> out;
+  CHECK_OK(DecodeBlockChunk(ByteView(reinterpret_cast<const std::byte*>(enc.data()), enc.size()), INT64_MIN,
+                            INT64_MAX, out));
+  return out;
+}
+
+TEST_CASE("monitor block chunks store decimals exactly and fall back to Gorilla for the rest") {
+  std::vector<Sample> counter, decimals, big, mixed;
+  double c = 0, d = 0;
+  for (int i = 0; i < 480; ++i) {
+    const int64_t t = 1700000000000 + i * 15000 + (i % 7 == 3 ? 1 : 0);  // a little jitter
+    c += 3 + i % 5;
+    d = static_cast<double>((i * 7919) % 10000) / 100;  // 0.00 .. 99.99
+    counter.push_back({t, c});
+    decimals.push_back({t, d});
+    big.push_back({t, 1.5e12 + i * 1e9});
+    mixed.push_back({t, i % 2 ? 0.25 : 1e6});
+  }
+  for (const auto* series : {&counter, &decimals, &big, &mixed}) {
+    uint8_t kind = 0;
+    size_t bytes = 0;
+    CHECK(BlockRoundTrip(*series, &kind, &bytes) == *series);
+    CHECK(kind != kBlockChunkGorilla);
+    MESSAGE("480 samples: ", bytes, " bytes (", static_cast<double>(bytes) / 480, " a sample), kind ", int(kind));
+  }
+  size_t counter_bytes = 0;
+  BlockRoundTrip(counter, nullptr, &counter_bytes);
+  CHECK(counter_bytes < 480);  // under a byte a sample
+  // Not decimals: NaN (a staleness marker), -0, values past 2^53, any bits.
+  for (double odd : {std::numeric_limits<double>::quiet_NaN(), -0.0, 1e300, 0.1 + 0.2, 1.0 / 3}) {
+    std::vector<Sample> in = {{1, 5}, {2, odd}, {3, 7}};
+    uint8_t kind = 0;
+    const auto out = BlockRoundTrip(in, &kind);
+    CHECK(kind == kBlockChunkGorilla);
+    REQUIRE(out.size() == 3);
+    CHECK(std::bit_cast<uint64_t>(out[1].v) == std::bit_cast<uint64_t>(odd));
+  }
+  // A range: only the samples in it.
+  const std::vector<uint8_t> enc = EncodeBlockChunk(counter);
+  std::vector<Sample> part;
+  CHECK_OK(DecodeBlockChunk(ByteView(reinterpret_cast<const std::byte*>(enc.data()), enc.size()),
+                            counter[10].t, counter[19].t, part));
+  CHECK(part == std::vector<Sample>(counter.begin() + 10, counter.begin() + 20));
+}
+
+TEST_CASE("monitor block chunks cut short or altered are refused") {
+  std::vector<Sample> in;
+  for (int i = 0; i < 200; ++i) in.push_back({i * 1000, static_cast<double>(i % 17) / 4});
+  const std::vector<uint8_t> enc = EncodeBlockChunk(in);
+  for (size_t cut = 0; cut < enc.size(); ++cut) {
+    std::vector<Sample> out;
+    const Status s = DecodeBlockChunk(ByteView(reinterpret_cast<const std::byte*>(enc.data()), cut), INT64_MIN, INT64_MAX, out);
+    CHECK_FALSE(s.ok());
+  }
+  std::vector<uint8_t> odd = enc;
+  odd[0] = 9;
+  std::vector<Sample> out;
+  CHECK(DecodeBlockChunk(ByteView(reinterpret_cast<const std::byte*>(odd.data()), odd.size()), INT64_MIN, INT64_MAX, out).code() ==
+        Errc::kCorruption);
 }
 
 }  // namespace

@@ -5,7 +5,9 @@
 // file per block, blocks/<mint>-<maxt>.qtb (docs/notes/monitor-format.md):
 //
 //   header  "QTSDBLK1" | u32 version (1) | i64 mint | i64 maxt | u32 0
-//   chunks  per chunk: u32 n | n bytes (monitor/chunk.h) | u32 xxh3-64 low 32 bits of them
+//   chunks  per chunk: u32 n | n bytes | u32 xxh3-64 low 32 bits of them; the
+//           bytes are a block chunk (monitor/block_codec.h) in version 2, a
+//           Gorilla chunk (monitor/chunk.h) in version 1
 //   index   varint series count; per series: varint k, k x (name, value)
 //           varint-length-prefixed; varint chunk count; per chunk: varint
 //           mint - block mint, varint maxt - chunk mint, varint file offset
@@ -27,10 +29,11 @@
 #include "qcloud/core/env.h"
 #include "qcloud/core/result.h"
 #include "qcloud/monitor/labels.h"
+#include "qcloud/monitor/tsdb.h"
 
 namespace qcloud::monitor::detail {
 
-inline constexpr uint32_t kBlockVersion = 1;
+inline constexpr uint32_t kBlockVersion = 2;  // written; 1 (Gorilla chunks only) is still read
 inline constexpr size_t kBlockHeaderSize = 32;
 inline constexpr size_t kBlockFooterSize = 32;
 inline constexpr uint64_t kMaxBlockIndexBytes = uint64_t{1} << 31;  // 2 GiB
@@ -77,8 +80,12 @@ class BlockReader {
   uint64_t size() const noexcept { return size_; }
   uint64_t samples() const noexcept { return samples_; }
   const std::vector<BlockSeries>& series() const noexcept { return series_; }
+  uint32_t version() const noexcept { return version_; }
   // One chunk's bytes, checksum verified (kCorruption otherwise).
   Result<std::vector<uint8_t>> ReadChunk(const ChunkRef& ref) const;
+  // One chunk's samples in [mint, maxt], appended to `out`, decoded as the
+  // block's version says. kCorruption for a bad checksum or encoding.
+  Status ReadSamples(const ChunkRef& ref, int64_t mint, int64_t maxt, std::vector<Sample>& out) const;
 
  private:
   std::unique_ptr<File> file_;
@@ -86,6 +93,7 @@ class BlockReader {
   int64_t mint_ = 0, maxt_ = 0;
   uint64_t size_ = 0;
   uint64_t samples_ = 0;
+  uint32_t version_ = kBlockVersion;
   std::vector<BlockSeries> series_;
 };
 

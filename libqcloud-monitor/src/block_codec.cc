@@ -1,0 +1,205 @@
+#include "monitor/block_codec.h"
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <optional>
+
+#include "monitor/chunk.h"
+#include "qcloud/core/compress.h"
+
+namespace qcloud::monitor::detail {
+
+namespace {
+
+constexpr double kPow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                             1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+constexpr int kMaxExp = 22;
+constexpr double kMaxMantissa = 9007199254740992.0;  // 2^53: integers a double holds exactly
+
+uint64_t ZigZag(int64_t v) { return (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63); }
+int64_t UnZigZag(uint64_t v) { return static_cast<int64_t>(v >> 1) ^ -static_cast<int64_t>(v & 1); }
+
+double FromMantissa(int64_t m, int e) {
+  return e >= 0 ? static_cast<double>(m) / kPow10[e] : static_cast<double>(m) * kPow10[-e];
+}
+
+// m with v == FromMantissa(m, e) bit for bit, or nothing.
+bool ToMantissa(double v, int e, int64_t& m) {
+  const double x = e >= 0 ? v * kPow10[e] : v / kPow10[-e];
+  if (!std::isfinite(x) || std::fabs(x) >= kMaxMantissa) return false;
+  const double r = std::nearbyint(x);
+  m = static_cast<int64_t>(r);
+  return std::bit_cast<uint64_t>(FromMantissa(m, e)) == std::bit_cast<uint64_t>(v);
+}
+
+// The smallest exponent that writes v exactly (e < 0 for integers with
+// trailing zeros: 1.5e9 is 15 * 10^8), or nothing.
+std::optional<int> ExponentOf(double v) {
+  if (!std::isfinite(v)) return std::nullopt;
+  if (v == 0) return std::signbit(v) ? std::nullopt : std::optional<int>(0);
+  int64_t m;
+  for (int e = 0; e <= 17; ++e) {
+    if (ToMantissa(v, e, m)) {
+      if (e > 0) return e;
+      int z = 0;  // trailing decimal zeros of an integer
+      while (z < kMaxExp && m % 10 == 0 && ToMantissa(v, -(z + 1), m)) ++z;
+      return -z;
+    }
+  }
+  return std::nullopt;
+}
+
+void PutVarint(std::vector<uint8_t>& out, uint64_t v) {
+  while (v >= 0x80) {
+    out.push_back(static_cast<uint8_t>(v | 0x80));
+    v >>= 7;
+  }
+  out.push_back(static_cast<uint8_t>(v));
+}
+
+// Deltas (order 1) or deltas of deltas (order 2) of `xs`, wrapping.
+void PutSeries(std::vector<uint8_t>& out, const std::vector<int64_t>& xs, int order) {
+  uint64_t prev = 0, prev_delta = 0;
+  for (size_t i = 0; i < xs.size(); ++i) {
+    const auto x = static_cast<uint64_t>(xs[i]);
+    if (i == 0) {
+      PutVarint(out, ZigZag(xs[0]));
+    } else {
+      const uint64_t d = x - prev;
+      if (order == 1 || i == 1) {
+        PutVarint(out, ZigZag(static_cast<int64_t>(d)));
+      } else {
+        PutVarint(out, ZigZag(static_cast<int64_t>(d - prev_delta)));
+      }
+      prev_delta = d;
+    }
+    prev = x;
+  }
+}
+
+bool GetSeries(ByteReader& r, size_t n, int order, std::vector<int64_t>& xs) {
+  xs.resize(n);
+  uint64_t prev = 0, prev_delta = 0;
+  for (size_t i = 0; i < n; ++i) {
+    auto z = r.ReadVarint64();
+    if (!z) return false;
+    const auto v = static_cast<uint64_t>(UnZigZag(*z));
+    uint64_t x;
+    if (i == 0) {
+      x = v;
+    } else {
+      const uint64_t d = (order == 1 || i == 1) ? v : prev_delta + v;
+      x = prev + d;
+      prev_delta = d;
+    }
+    xs[i] = static_cast<int64_t>(x);
+    prev = x;
+  }
+  return true;
+}
+
+Status Bad(const char* what) { return Status(Errc::kCorruption, std::string("block chunk: ") + what); }
+
+}  // namespace
+
+std::vector<uint8_t> EncodeBlockChunk(std::span<const Sample> samples) {
+  // Values as decimals with one exponent, when every one is one.
+  int e = INT32_MIN;
+  bool decimal = !samples.empty();
+  for (const Sample& s : samples) {
+    auto x = ExponentOf(s.v);
+    if (!x) {
+      decimal = false;
+      break;
+    }
+    e = std::max(e, *x);
+  }
+  std::vector<int64_t> mantissas;
+  if (decimal) {
+    mantissas.reserve(samples.size());
+    for (const Sample& s : samples) {
+      int64_t m;
+      if (!ToMantissa(s.v, e, m)) {
+        decimal = false;
+        break;
+      }
+      mantissas.push_back(m);
+    }
+  }
+  if (!decimal) {
+    XorAppender a;
+    for (const Sample& s : samples) a.Append(s.t, s.v);
+    std::vector<uint8_t> out{kBlockChunkGorilla};
+    out.insert(out.end(), a.bytes().begin(), a.bytes().end());
+    return out;
+  }
+  std::vector<uint8_t> packed;
+  PutVarint(packed, samples.size());
+  std::vector<int64_t> ts;
+  ts.reserve(samples.size());
+  for (const Sample& s : samples) ts.push_back(s.t);
+  PutSeries(packed, ts, 2);
+  packed.push_back(static_cast<uint8_t>(static_cast<int8_t>(e)));
+  std::vector<uint8_t> d1, d2;
+  PutSeries(d1, mantissas, 1);
+  PutSeries(d2, mantissas, 2);
+  const bool second = d2.size() < d1.size();
+  packed.push_back(second ? 1 : 0);
+  const auto& m = second ? d2 : d1;
+  packed.insert(packed.end(), m.begin(), m.end());
+  std::vector<uint8_t> out;
+  auto z = ZstdCompress(ByteView(reinterpret_cast<const std::byte*>(packed.data()), packed.size()), {.level = 3});
+  if (z.ok() && z->size() + 1 < packed.size()) {
+    out.push_back(kBlockChunkPackedZstd);
+    const ByteView zb = z->readable();
+    out.insert(out.end(), reinterpret_cast<const uint8_t*>(zb.data()), reinterpret_cast<const uint8_t*>(zb.data()) + zb.size());
+  } else {
+    out.push_back(kBlockChunkPacked);
+    out.insert(out.end(), packed.begin(), packed.end());
+  }
+  return out;
+}
+
+Status DecodeBlockChunk(ByteView bytes, int64_t mint, int64_t maxt, std::vector<Sample>& out) {
+  if (bytes.empty()) return Bad("empty");
+  const auto kind = static_cast<uint8_t>(bytes.data()[0]);
+  ByteView body = bytes.subview(1, bytes.size() - 1);
+  if (kind == kBlockChunkGorilla) {
+    XorIterator it(body);
+    while (it.Next()) {
+      if (it.t() > maxt) break;
+      if (it.t() >= mint) out.push_back({it.t(), it.v()});
+    }
+    return it.status();
+  }
+  Buffer unpacked;
+  if (kind == kBlockChunkPackedZstd) {
+    // Bounded: at most ~22 bytes a sample packed (two 10-byte varints and some).
+    auto raw = ZstdDecompress(body, kMaxBlockChunkSamples * 24 + 64);
+    if (!raw.ok()) return Bad("zstd frame");
+    unpacked = std::move(raw).value();
+    body = unpacked.readable();
+  } else if (kind != kBlockChunkPacked) {
+    return Bad("unknown kind");
+  }
+  ByteReader r(body);
+  auto n = r.ReadVarint64();
+  if (!n || *n == 0 || *n > kMaxBlockChunkSamples) return Bad("sample count");
+  std::vector<int64_t> ts, ms;
+  if (!GetSeries(r, *n, 2, ts)) return Bad("timestamps");
+  auto e8 = r.ReadU8();
+  auto mode = r.ReadU8();
+  if (!e8 || !mode || *mode > 1) return Bad("value header");
+  const int e = static_cast<int8_t>(*e8);
+  if (e > kMaxExp || e < -kMaxExp) return Bad("exponent");
+  if (!GetSeries(r, *n, *mode == 1 ? 2 : 1, ms)) return Bad("values");
+  if (!r.empty()) return Bad("bytes after the values");
+  for (size_t i = 0; i < *n; ++i) {
+    if (ts[i] > maxt) break;
+    if (ts[i] >= mint) out.push_back({ts[i], FromMantissa(ms[i], e)});
+  }
+  return Status::Ok();
+}
+
+}  // namespace qcloud::monitor::detail
