@@ -25,7 +25,7 @@ _components = {
     "block": ("qcloud-block", ["core", "fmt::fmt", "lmdb::lmdb"]),
     "object": ("qcloud-object", ["core", "fmt::fmt", "lmdb::lmdb"]),
     "s3": ("qcloud-s3", ["object", "boost::headers", "fmt::fmt", "pugixml::pugixml"]),
-    "monitor": ("qcloud-monitor", ["core", "fmt::fmt", "protobuf::libprotobuf-lite", "re2::re2",
+    "monitor": ("qcloud-monitor", ["core", "boost::json", "fmt::fmt", "protobuf::libprotobuf-lite", "re2::re2",
                                    "snappy::snappy"]),
 }
 

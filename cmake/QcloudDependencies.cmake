@@ -92,6 +92,9 @@ qcloud_dependency(protobuf TARGET protobuf::libprotobuf-lite FIND "find_dependen
                   PKG protobuf-lite CONAN protobuf::libprotobuf-lite)
 find_package(Snappy CONFIG REQUIRED)
 qcloud_dependency(snappy TARGET Snappy::snappy FIND "find_dependency(Snappy CONFIG)" CONAN snappy::snappy)
+# Boost.JSON (compiled; Debian libboost-json1.81-dev): the monitor's JSON pushes.
+qcloud_dependency(boost_json TARGET Boost::json FIND "find_dependency(Boost 1.81 CONFIG COMPONENTS json)"
+                  CONAN boost::json)
 qcloud_dependency(doctest TARGET doctest::doctest FIND "find_dependency(doctest CONFIG)"
                   CONAN doctest::doctest)
 

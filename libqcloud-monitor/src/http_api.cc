@@ -1,5 +1,7 @@
 #include "qcloud/monitor/http_api.h"
 
+#include "qcloud/monitor/json_import.h"
+
 #include <charconv>
 #include <chrono>
 #include <cmath>
@@ -183,6 +185,13 @@ HttpResponse HttpApi::Handle(const HttpRequest& req) {
     if (!post) return Fail(405, "bad_data", "remote write takes POST");
     counters_.remote_writes.fetch_add(1, std::memory_order_relaxed);
     auto series = DecodeRemoteWrite(ByteView(req.body), options_.remote_write);
+    if (!series.ok()) return bad(series.status().message());
+    return append(*series);
+  }
+  if (path == "/api/v1/import") {
+    if (!post) return Fail(405, "bad_data", "import takes POST");
+    counters_.imports.fetch_add(1, std::memory_order_relaxed);
+    auto series = ParseJsonLines(req.body, {.max_samples = options_.max_text_samples});
     if (!series.ok()) return bad(series.status().message());
     return append(*series);
   }

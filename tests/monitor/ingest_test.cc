@@ -2,6 +2,7 @@
 // (snappy + protobuf), their round trips, and bad input refused with a
 // clear error.
 
+#include "qcloud/monitor/json_import.h"
 #include "qcloud/monitor/remote_write.h"
 #include "qcloud/monitor/text_format.h"
 
@@ -113,6 +114,35 @@ TEST_CASE("monitor remote write bodies round trip and bad ones are refused") {
     CHECK_ERRC(DecodeRemoteWrite(ByteView(b)), Errc::kInvalidArgument);
   }
   CHECK_OK(DecodeRemoteWrite(ByteView(body_of({{"__name__", "ok"}}))));
+}
+
+TEST_CASE("monitor JSON lines read VictoriaMetrics' import format") {
+  const std::string body =
+      "{\"metric\":{\"__name__\":\"up\",\"job\":\"node\"},\"values\":[1,0,\"NaN\"],\"timestamps\":[1549891472010,1549891487724,1549891503438]}\n"
+      "\n"
+      "{\"metric\":{\"__name__\":\"temp\"},\"values\":[-3.5e-1],\"timestamps\":[5]}\r\n";
+  auto got = REQUIRE_VALUE(ParseJsonLines(body));
+  REQUIRE(got.size() == 2);
+  CHECK(got[0].labels.ToString() == "up{job=\"node\"}");
+  REQUIRE(got[0].samples.size() == 3);
+  CHECK(got[0].samples[1] == Sample{1549891487724, 0});
+  CHECK(std::isnan(got[0].samples[2].v));
+  CHECK(got[1].samples[0] == Sample{5, -0.35});
+  for (const char* bad : {"{", "[1,2]", "{\"metric\":1,\"values\":[],\"timestamps\":[]}",
+                          "{\"metric\":{\"a\":\"b\"},\"values\":[1],\"timestamps\":[]}",
+                          "{\"metric\":{\"a\":\"b\"},\"values\":[\"x\"],\"timestamps\":[1]}",
+                          "{\"metric\":{\"a\":\"b\"},\"values\":[1],\"timestamps\":[1.5]}",
+                          "{\"metric\":{\"a-b\":\"c\"},\"values\":[1],\"timestamps\":[1]}",
+                          "{\"metric\":{},\"values\":[1],\"timestamps\":[1]}",
+                          "{\"metric\":{\"a\":2},\"values\":[1],\"timestamps\":[1]}",
+                          "{\"metric\":{\"a\":\"b\"},\"values\":[[[[[[[[[[1]]]]]]]]]],\"timestamps\":[1]}"}) {
+    INFO(bad);
+    auto r = ParseJsonLines(std::string("\n") + bad + "\n");
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.status().message().starts_with("line 2: "));
+  }
+  CHECK_ERRC(ParseJsonLines(body, {.max_samples = 2}), Errc::kInvalidArgument);
+  CHECK_ERRC(ParseJsonLines(body, {.max_line_bytes = 20}), Errc::kInvalidArgument);
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 //   GET      /api/v1/label/<name>/values
 //   POST     /api/v1/write         Prometheus remote-write 1.0 (snappy + protobuf): 204
 //   POST     /api/v1/import/prometheus  the text exposition format: 204
+//   POST     /api/v1/import     JSON lines, VictoriaMetrics' format (json_import.h): 204
 //   GET      /-/healthy, /-/ready
 //
 // Answers are Prometheus's JSON: {"status":"success","data":...}, or
