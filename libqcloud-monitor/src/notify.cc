@@ -1,0 +1,93 @@
+#include "qcloud/monitor/notify.h"
+
+#include <algorithm>
+
+namespace qcloud::monitor {
+
+Dispatcher::Dispatcher(RouteOptions route, Clock& clock, Sender send)
+    : route_(std::move(route)), clock_(clock), send_(std::move(send)) {}
+
+void Dispatcher::Receive(const std::vector<Alert>& alerts) {
+  const MonoTime now = clock_.MonotonicNow();
+  const WallTime wall = clock_.WallNow();
+  std::lock_guard lock(mu_);
+  for (const Alert& a : alerts) {
+    if (a.state == AlertState::kPending) continue;
+    ++stats_.received;
+    const Labels key = a.labels.Only(route_.group_by);
+    auto [it, fresh] = groups_.try_emplace(key);
+    Group& g = it->second;
+    if (fresh) {
+      g.labels = key;
+      g.next = now + route_.group_wait;
+    }
+    // Alertmanager: a group not yet notified whose alert began more than
+    // group_wait ago is notified at once.
+    if (!g.flushed && a.fired_at != WallTime{} && wall - a.fired_at > route_.group_wait) g.next = now;
+    g.alerts[a.labels] = a;
+  }
+}
+
+void Dispatcher::Tick() {
+  const MonoTime now = clock_.MonotonicNow();
+  std::lock_guard lock(mu_);
+  for (auto it = groups_.begin(); it != groups_.end();) {
+    Group& g = it->second;
+    if (now >= g.next) {
+      Flush(g, now);
+      g.flushed = true;
+      g.next = now + route_.group_interval;
+    }
+    it = g.alerts.empty() ? groups_.erase(it) : std::next(it);
+  }
+}
+
+void Dispatcher::Flush(Group& g, MonoTime now) {
+  std::set<Labels> firing, resolved;
+  for (const auto& [labels, a] : g.alerts) (a.state == AlertState::kFiring ? firing : resolved).insert(labels);
+  // Alertmanager's DedupStage.needsUpdate.
+  bool needed;
+  if (!g.notified) {
+    needed = !firing.empty();
+  } else if (!std::includes(g.firing_sent.begin(), g.firing_sent.end(), firing.begin(), firing.end())) {
+    needed = true;
+  } else if (firing.empty()) {
+    needed = !g.firing_sent.empty();
+  } else if (route_.send_resolved && !std::includes(g.resolved_sent.begin(), g.resolved_sent.end(), resolved.begin(), resolved.end())) {
+    needed = true;
+  } else {
+    needed = now - g.sent_at >= route_.repeat_interval;
+  }
+  bool ok = true;
+  if (needed) {
+    Notification n;
+    n.group_labels = g.labels;
+    n.group_key = "{}:" + g.labels.ToString();
+    n.firing = !firing.empty();
+    for (const auto& [labels, a] : g.alerts) {
+      if (a.state == AlertState::kFiring || route_.send_resolved) n.alerts.push_back(a);
+    }
+    if (send_(n).ok()) {
+      ++stats_.notifications;
+      g.notified = true;
+      g.firing_sent = firing;
+      g.resolved_sent = resolved;
+      g.sent_at = now;
+    } else {
+      ++stats_.send_failures;
+      ok = false;
+    }
+  }
+  // Resolved alerts leave once the look is done (and notified, if it had to be).
+  if (ok) std::erase_if(g.alerts, [](const auto& kv) { return kv.second.state == AlertState::kResolved; });
+}
+
+DispatcherStats Dispatcher::stats() const {
+  std::lock_guard lock(mu_);
+  DispatcherStats s = stats_;
+  s.groups = groups_.size();
+  for (const auto& [k, g] : groups_) s.alerts += g.alerts.size();
+  return s;
+}
+
+}  // namespace qcloud::monitor
