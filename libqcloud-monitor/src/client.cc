@@ -17,6 +17,7 @@
 
 #include "qcloud/core/check.h"
 #include "qcloud/core/endpoint.h"
+#include "monitor/http_post.h"
 #include "qcloud/monitor/remote_write.h"
 
 namespace qcloud::monitor {
@@ -27,70 +28,6 @@ void AtomicAdd(std::atomic<double>& a, double d) noexcept {
   double cur = a.load(std::memory_order_relaxed);
   while (!a.compare_exchange_weak(cur, cur + d, std::memory_order_relaxed)) {
   }
-}
-
-// One HTTP/1.1 POST on a fresh connection; the response's status code.
-Result<int> Post(const Endpoint& ep, const std::string& path, const std::string& body,
-                 std::chrono::milliseconds timeout) {
-  sockaddr_storage ss{};
-  socklen_t len = 0;
-  if (ep.address.find(':') != std::string::npos) {
-    auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
-    a->sin6_family = AF_INET6;
-    a->sin6_port = htons(ep.port);
-    if (inet_pton(AF_INET6, ep.address.c_str(), &a->sin6_addr) != 1) return InvalidArgument("bad address " + ep.address);
-    len = sizeof *a;
-  } else {
-    auto* a = reinterpret_cast<sockaddr_in*>(&ss);
-    a->sin_family = AF_INET;
-    a->sin_port = htons(ep.port);
-    if (inet_pton(AF_INET, ep.address.c_str(), &a->sin_addr) != 1) return InvalidArgument("bad address " + ep.address);
-    len = sizeof *a;
-  }
-  const int fd = ::socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return Status::FromErrno(errno, "socket");
-  struct Closer {
-    int fd;
-    ~Closer() { ::close(fd); }
-  } closer{fd};
-  timeval tv{.tv_sec = static_cast<time_t>(timeout.count() / 1000),
-             .tv_usec = static_cast<suseconds_t>(timeout.count() % 1000 * 1000)};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-  const int one = 1;
-  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0) {
-    return Status::FromErrno(errno, "connect " + ep.ToString());
-  }
-  const std::string head = fmt::format(
-      "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-protobuf\r\nContent-Encoding: snappy\r\n"
-      "X-Prometheus-Remote-Write-Version: 0.1.0\r\nUser-Agent: qcloud-monitor-client\r\nContent-Length: {}\r\n"
-      "Connection: close\r\n\r\n",
-      path, ep.ToString(), body.size());
-  for (const std::string* part : {&head, &body}) {
-    size_t sent = 0;
-    while (sent < part->size()) {
-      const ssize_t n = ::send(fd, part->data() + sent, part->size() - sent, MSG_NOSIGNAL);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) return Status::FromErrno(errno, "send");
-      sent += static_cast<size_t>(n);
-    }
-  }
-  // The status line is all we need: "HTTP/1.1 204 No Content".
-  std::string reply;
-  char buf[512];
-  while (reply.find("\r\n") == std::string::npos && reply.size() < 4096) {
-    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return Status(Errc::kUnavailable, "no answer from " + ep.ToString());
-    reply.append(buf, static_cast<size_t>(n));
-  }
-  int status = 0;
-  if (reply.size() < 12 || !reply.starts_with("HTTP/1.") ||
-      std::sscanf(reply.c_str() + 9, "%3d", &status) != 1) {
-    return Status(Errc::kUnavailable, "not an HTTP answer from " + ep.ToString());
-  }
-  return status;
 }
 
 std::string Key(const std::string& name, const std::vector<Label>& labels) {
@@ -230,7 +167,10 @@ struct Client::Impl {
         }
       }
       const std::string body = EncodeRemoteWrite(batch);
-      Result<int> status = Post(ep, o.path, body, o.timeout);
+      Result<int> status = detail::HttpPost(ep, o.path,
+                                            "Content-Type: application/x-protobuf\r\nContent-Encoding: snappy\r\n"
+                                            "X-Prometheus-Remote-Write-Version: 0.1.0\r\n",
+                                            body, o.timeout);
       std::lock_guard lock(queue_mu);
       if (status.ok() && *status / 100 == 2) {
         queue.erase(queue.begin(), queue.begin() + static_cast<ptrdiff_t>(std::min(taken, queue.size())));

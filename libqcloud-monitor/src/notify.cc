@@ -42,9 +42,54 @@ void Dispatcher::Tick() {
   }
 }
 
+uint64_t Dispatcher::AddSilence(Silence s) {
+  std::lock_guard lock(mu_);
+  silences_.emplace(next_silence_, std::move(s));
+  return next_silence_++;
+}
+
+void Dispatcher::ExpireSilence(uint64_t id) {
+  std::lock_guard lock(mu_);
+  silences_.erase(id);
+}
+
+namespace {
+bool MatchesAll(const std::vector<Matcher>& ms, const Labels& l) {
+  return std::all_of(ms.begin(), ms.end(), [&](const Matcher& m) { return m.Matches(l.Get(m.name())); });
+}
+}  // namespace
+
+bool Dispatcher::Muted(const Alert& a, WallTime wall) const {
+  for (const auto& [id, s] : silences_) {
+    if (wall >= s.starts && wall < s.ends && MatchesAll(s.matchers, a.labels)) return true;
+  }
+  for (const InhibitRule& r : route_.inhibit) {
+    if (!MatchesAll(r.target, a.labels)) continue;
+    for (const auto& [key, g] : groups_) {
+      for (const auto& [labels, src] : g.alerts) {
+        if (src.state != AlertState::kFiring || labels == a.labels || !MatchesAll(r.source, labels)) continue;
+        if (std::all_of(r.equal.begin(), r.equal.end(),
+                        [&](const std::string& n) { return labels.Get(n) == a.labels.Get(n); })) {
+          return true;
+        }
+      }
+    }
+  }
+  return false;
+}
+
 void Dispatcher::Flush(Group& g, MonoTime now) {
+  const WallTime wall = clock_.WallNow();
   std::set<Labels> firing, resolved;
-  for (const auto& [labels, a] : g.alerts) (a.state == AlertState::kFiring ? firing : resolved).insert(labels);
+  std::vector<const Alert*> shown;
+  for (const auto& [labels, a] : g.alerts) {
+    if (Muted(a, wall)) {
+      ++stats_.muted;
+      continue;
+    }
+    (a.state == AlertState::kFiring ? firing : resolved).insert(labels);
+    shown.push_back(&a);
+  }
   // Alertmanager's DedupStage.needsUpdate.
   bool needed;
   if (!g.notified) {
@@ -59,16 +104,25 @@ void Dispatcher::Flush(Group& g, MonoTime now) {
     needed = now - g.sent_at >= route_.repeat_interval;
   }
   bool ok = true;
+  if (needed && route_.max_per_minute > 0) {
+    std::erase_if(recent_sends_, [&](MonoTime t) { return now - t >= std::chrono::minutes(1); });
+    if (recent_sends_.size() >= route_.max_per_minute) {
+      ++stats_.rate_limited;
+      needed = false;
+      ok = false;  // keep the resolved alerts for the next look
+    }
+  }
   if (needed) {
     Notification n;
     n.group_labels = g.labels;
     n.group_key = "{}:" + g.labels.ToString();
     n.firing = !firing.empty();
-    for (const auto& [labels, a] : g.alerts) {
-      if (a.state == AlertState::kFiring || route_.send_resolved) n.alerts.push_back(a);
+    for (const Alert* a : shown) {
+      if (a->state == AlertState::kFiring || route_.send_resolved) n.alerts.push_back(*a);
     }
     if (send_(n).ok()) {
       ++stats_.notifications;
+      if (route_.max_per_minute > 0) recent_sends_.push_back(now);
       g.notified = true;
       g.firing_sent = firing;
       g.resolved_sent = resolved;

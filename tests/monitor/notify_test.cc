@@ -2,6 +2,7 @@
 // group_wait, group_interval, repeat_interval, dedup, resolved alerts.
 
 #include "qcloud/monitor/notify.h"
+#include "qcloud/monitor/webhook.h"
 
 #include <doctest/doctest.h>
 
@@ -121,6 +122,80 @@ TEST_CASE("convergence an old alert is notified at once and a failed send is ret
   s.fail = false;
   s.Run(300s);
   CHECK(s.sent.size() == 1);
+}
+
+TEST_CASE("convergence inhibition silences and the per-receiver rate limit mute what they should") {
+  ManualClock clock;
+  std::vector<Notification> sent;
+  Dispatcher d({.group_by = {"alertname"},
+                .group_wait = 10s,
+                .group_interval = 1min,
+                .inhibit = {{.source = {Matcher::Equal("alertname", "HostDown")},
+                             .target = {REQUIRE_VALUE(Matcher::Make(MatchType::kRegex, "alertname", "Service.*"))},
+                             .equal = {"instance"}}},
+                .max_per_minute = 2},
+               clock, [&](const Notification& n) {
+                 sent.push_back(n);
+                 return Status::Ok();
+               });
+  const WallTime t0 = clock.WallNow();
+  // h1 is down: its service alarms are muted; h2's service alarm is not.
+  d.Receive({A("HostDown", "h1", AlertState::kFiring, t0), A("ServiceSlow", "h1", AlertState::kFiring, t0),
+             A("ServiceSlow", "h2", AlertState::kFiring, t0)});
+  for (int i = 0; i < 10; ++i) {
+    clock.Advance(1s);
+    d.Tick();
+  }
+  REQUIRE(sent.size() == 2);
+  for (const Notification& n : sent) {
+    REQUIRE(n.alerts.size() == 1);
+    if (n.group_key == "{}:{alertname=\"ServiceSlow\"}") CHECK(n.alerts[0].labels.Get("instance") == "h2");
+  }
+  CHECK(d.stats().muted == 1);
+  // A silence on DiskFull; a third group within the minute waits for the limit.
+  const uint64_t id = d.AddSilence({.matchers = {Matcher::Equal("alertname", "DiskFull")}, .starts = t0, .ends = t0 + 1h});
+  d.Receive({A("DiskFull", "h3", AlertState::kFiring, clock.WallNow()), A("MemHigh", "h3", AlertState::kFiring, clock.WallNow())});
+  for (int i = 0; i < 10; ++i) {
+    clock.Advance(1s);
+    d.Tick();
+  }
+  CHECK(sent.size() == 2);  // DiskFull silenced; MemHigh over the limit of 2 a minute
+  CHECK(d.stats().rate_limited >= 1);
+  for (int i = 0; i < 60; ++i) {
+    clock.Advance(1s);
+    d.Tick();
+  }
+  REQUIRE(sent.size() == 3);
+  CHECK(sent[2].group_key == "{}:{alertname=\"MemHigh\"}");
+  d.ExpireSilence(id);
+  for (int i = 0; i < 60; ++i) {
+    clock.Advance(1s);
+    d.Tick();
+  }
+  REQUIRE(sent.size() == 4);
+  CHECK(sent[3].group_key == "{}:{alertname=\"DiskFull\"}");
+}
+
+TEST_CASE("webhooks carry Alertmanager's payload and count a 2xx as sent") {
+  CHECK(AlertFingerprint(Labels()) == "cbf29ce484222325");  // Prometheus's empty label set
+  Notification n;
+  n.group_key = "{}:{alertname=\"HostDown\"}";
+  n.group_labels = REQUIRE_VALUE(Labels::FromPairs({{"alertname", "HostDown"}}));
+  n.firing = true;
+  Alert a = A("HostDown", "h1", AlertState::kFiring, WallTime(std::chrono::milliseconds(1700000000123)));
+  a.annotations = {{"summary", "h1 \"down\""}};
+  Alert b = A("HostDown", "h2", AlertState::kResolved, WallTime(std::chrono::seconds(1700000000)));
+  b.resolved_at = WallTime(std::chrono::seconds(1700000060));
+  n.alerts = {a, b};
+  const std::string json = WebhookJson(n, "sms", "http://monitor:9090");
+  CHECK(json.starts_with("{\"receiver\":\"sms\",\"status\":\"firing\",\"alerts\":[{\"status\":\"firing\""));
+  CHECK(json.find("\"startsAt\":\"2023-11-14T22:13:20.123Z\",\"endsAt\":\"0001-01-01T00:00:00Z\"") != std::string::npos);
+  CHECK(json.find("\"endsAt\":\"2023-11-14T22:14:20.000Z\"") != std::string::npos);
+  CHECK(json.find("\"commonLabels\":{\"alertname\":\"HostDown\"}") != std::string::npos);
+  CHECK(json.find("\"summary\":\"h1 \\\"down\\\"\"") != std::string::npos);
+  CHECK(json.find("\"version\":\"4\",\"groupKey\":\"{}:{alertname=\\\"HostDown\\\"}\"") != std::string::npos);
+  CHECK_ERRC(Webhook::Make({.url = "https://x:1/"}), Errc::kInvalidArgument);
+  CHECK_ERRC(Webhook::Make({.url = "http://nohost/"}), Errc::kInvalidArgument);
 }
 
 }  // namespace

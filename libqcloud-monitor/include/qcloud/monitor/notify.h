@@ -22,7 +22,14 @@
 //     unnotified stays silent;
 //   - a notification carries every alert of the group, firing and (with
 //     send_resolved) resolved; resolved alerts leave the group after it.
-// Not yet: inhibition, silences, per-receiver rate limits (issue 20).
+//   - muted alerts are left out of notifications (Alertmanager's mute
+//     stage): silenced ones (every matcher of an active silence matches),
+//     and inhibited ones (a firing alert matching an inhibit rule's source
+//     matchers, with the same values of its `equal` labels, mutes alerts
+//     matching its target matchers — a host-down silences that host's
+//     service alarms); a group whose alerts are all muted stays silent;
+//   - a receiver gets at most max_per_minute notifications a minute; one
+//     held back by the limit is sent at a later look.
 //
 // Thread safety: every method, from any thread (one lock; `send` is called
 // under it).
@@ -38,9 +45,21 @@
 #include "qcloud/core/clock.h"
 #include "qcloud/core/export.h"
 #include "qcloud/core/status.h"
+#include "qcloud/monitor/matcher.h"
 #include "qcloud/monitor/rules.h"
 
 namespace qcloud::monitor {
+
+struct InhibitRule {
+  std::vector<Matcher> source;  // the muting alert (must be firing)
+  std::vector<Matcher> target;  // the muted alerts
+  std::vector<std::string> equal;  // labels whose values source and target share
+};
+
+struct Silence {
+  std::vector<Matcher> matchers;
+  WallTime starts{}, ends{};  // active in [starts, ends)
+};
 
 struct RouteOptions {
   std::vector<std::string> group_by = {"alertname"};
@@ -48,6 +67,8 @@ struct RouteOptions {
   std::chrono::milliseconds group_interval = std::chrono::minutes(5);
   std::chrono::milliseconds repeat_interval = std::chrono::hours(4);
   bool send_resolved = true;
+  std::vector<InhibitRule> inhibit;
+  unsigned max_per_minute = 0;  // notifications to the receiver a minute; 0 = no limit
 };
 
 struct Notification {
@@ -63,6 +84,8 @@ struct DispatcherStats {
   uint64_t received = 0;       // alerts passed to Receive
   uint64_t notifications = 0;  // sent successfully
   uint64_t send_failures = 0;  // retried at the next group_interval
+  uint64_t muted = 0;          // alert-notifications left out (silenced or inhibited)
+  uint64_t rate_limited = 0;   // notifications held back by max_per_minute
 };
 
 class QCLOUD_EXPORT Dispatcher {
@@ -74,6 +97,9 @@ class QCLOUD_EXPORT Dispatcher {
   void Receive(const std::vector<Alert>& alerts);
   // Notifies the groups that are due at the clock's time.
   void Tick();
+  // Mutes the alerts its matchers match while it is active. Returns its id.
+  uint64_t AddSilence(Silence s);
+  void ExpireSilence(uint64_t id);
   DispatcherStats stats() const;
 
  private:
@@ -88,12 +114,16 @@ class QCLOUD_EXPORT Dispatcher {
     MonoTime sent_at{};
   };
   void Flush(Group& g, MonoTime now);
+  bool Muted(const Alert& a, WallTime wall) const;
 
   RouteOptions route_;
   Clock& clock_;
   Sender send_;
   mutable std::mutex mu_;
   std::map<Labels, Group> groups_;
+  std::map<uint64_t, Silence> silences_;
+  uint64_t next_silence_ = 1;
+  std::vector<MonoTime> recent_sends_;  // within the last minute (max_per_minute)
   DispatcherStats stats_;
 };
 
