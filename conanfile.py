@@ -26,7 +26,7 @@ _components = {
     "object": ("qcloud-object", ["core", "fmt::fmt", "lmdb::lmdb"]),
     "s3": ("qcloud-s3", ["object", "boost::headers", "fmt::fmt", "pugixml::pugixml"]),
     "monitor": ("qcloud-monitor", ["core", "boost::json", "fmt::fmt", "protobuf::libprotobuf-lite", "re2::re2",
-                                   "snappy::snappy"]),
+                                   "snappy::snappy", "yaml-cpp::yaml-cpp"]),
 }
 
 
@@ -69,6 +69,7 @@ class QcloudConan(ConanFile):
         self.requires("re2/20230301")
         self.requires("protobuf/3.21.12")
         self.requires("snappy/1.1.9")
+        self.requires("yaml-cpp/0.7.0")
         # qcloud::testing's public header uses doctest.
         self.requires("doctest/2.4.9", transitive_headers=True)
 

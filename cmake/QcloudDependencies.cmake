@@ -95,6 +95,11 @@ qcloud_dependency(snappy TARGET Snappy::snappy FIND "find_dependency(Snappy CONF
 # Boost.JSON (compiled; Debian libboost-json1.81-dev): the monitor's JSON pushes.
 qcloud_dependency(boost_json TARGET Boost::json FIND "find_dependency(Boost 1.81 CONFIG COMPONENTS json)"
                   CONAN boost::json)
+# yaml-cpp (Debian libyaml-cpp-dev): the monitor's configuration, in
+# Prometheus's rule-file and Alertmanager's YAML.
+find_package(yaml-cpp CONFIG REQUIRED)
+qcloud_dependency(yaml_cpp TARGET yaml-cpp FIND "find_dependency(yaml-cpp CONFIG)" PKG yaml-cpp
+                  CONAN yaml-cpp::yaml-cpp)
 qcloud_dependency(doctest TARGET doctest::doctest FIND "find_dependency(doctest CONFIG)"
                   CONAN doctest::doctest)
 

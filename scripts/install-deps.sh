@@ -17,6 +17,7 @@ build_pkgs=(
   libnbd-dev                  # the block store's replicas on NBD exports (libnbd)
   libre2-dev                  # the monitor's regex label matchers (PromQL's =~ and !~)
   libprotobuf-dev protobuf-compiler libsnappy-dev  # Prometheus remote-write (protobuf + snappy)
+  libyaml-cpp-dev             # the monitor's config: Prometheus rule files, Alertmanager routes
   doctest-dev libbenchmark-dev
   clang libclang-rt-14-dev
 )

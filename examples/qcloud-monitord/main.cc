@@ -22,7 +22,12 @@
 #include "qcloud/core/http.h"
 #include "qcloud/core/lifecycle.h"
 #include "qcloud/core/metrics.h"
+#include "qcloud/core/env.h"
+#include "qcloud/monitor/config.h"
 #include "qcloud/monitor/http_api.h"
+#include "qcloud/monitor/notify.h"
+#include "qcloud/monitor/rules.h"
+#include "qcloud/monitor/webhook.h"
 #include "qcloud/monitor/tsdb.h"
 #include "qcloud/runtime/http_server.h"
 
@@ -31,6 +36,15 @@ using namespace qcloud;
 namespace {
 
 constexpr char kProgram[] = "qcloud-monitord";
+
+std::string LabelsJson(const monitor::Labels& l) {
+  std::string out = "{";
+  for (const auto& p : l.pairs()) {
+    if (out.size() > 1) out += ',';
+    out += fmt::format("\"{}\":\"{}\"", p.name, EscapeLabelValue(p.value));
+  }
+  return out + "}";
+}
 
 struct Flags {
   Endpoint listen{.address = "127.0.0.1", .port = 9090};
@@ -51,7 +65,8 @@ int main(int argc, char** argv) {
   examples::CommandLine cli(kProgram, "the monitoring store: Prometheus's HTTP API, remote write, PromQL");
   cli.AddEndpoint("listen", &f.listen, "address to serve the API and /metrics on (port 0 = any)");
   cli.AddString("data-dir", &f.data_dir, "the store's directory (required)");
-  cli.AddString("config", &f.config, "configuration file (alarm rules, scrape targets: not read yet)");
+  cli.AddString("config", &f.config,
+                "YAML: alarm rules (Prometheus rule-file groups), route, receivers and inhibit_rules (Alertmanager's)");
   cli.AddNumber("threads", &f.threads, "HTTP worker threads", 64u);
   cli.AddFlag("sync-wal", &f.sync_wal, "fdatasync the write-ahead log before acknowledging (power-cut safe)");
   cli.AddDuration("retention", &f.retention, "365d", "keep raw samples this long");
@@ -61,7 +76,16 @@ int main(int argc, char** argv) {
   if (auto exit = cli.Parse(argc, argv)) return *exit;
   Logger& log = cli.logger();
   if (f.data_dir.empty()) return cli.Exit(InvalidArgument("--data-dir is required"));
-  if (!f.config.empty()) return cli.Exit(Status(Errc::kNotSupported, "--config: alarm rules and scrape targets are not built yet"));
+  monitor::MonitorConfig config;
+  if (!f.config.empty()) {
+    auto env = OpenPosixEnv();
+    if (!env) return cli.Exit(env.error());
+    auto text = ReadFileToString(**env, f.config, 16 << 20);
+    if (!text) return cli.Exit(text.status().WithContext("--config " + f.config));
+    auto parsed = monitor::ParseConfig(*text);
+    if (!parsed) return cli.Exit(parsed.status().WithContext("--config " + f.config));
+    config = std::move(parsed).value();
+  }
 
   auto life = Lifecycle::Open({.drain_timeout = std::chrono::seconds(5), .logger = &log});
   if (!life) return cli.Exit(life.error());
@@ -77,8 +101,54 @@ int main(int argc, char** argv) {
   MetricsRegistry registry;
   if (Status s = api.RegisterMetrics(registry); !s.ok()) return cli.Exit(s);
 
+  // Alarms: each rule group evaluated on its interval; what fires and
+  // resolves converges in the dispatcher and goes to the webhooks.
+  std::vector<monitor::Webhook> webhooks;
+  for (const auto& w : config.webhooks) {
+    auto hook = monitor::Webhook::Make(w);
+    if (!hook) return cli.Exit(hook.status());
+    webhooks.push_back(std::move(hook).value());
+  }
+  monitor::Dispatcher dispatcher(config.route, RealClock(), [&](const monitor::Notification& n) {
+    Status all;
+    for (const auto& w : webhooks) {
+      if (Status s = w.Send(n); !s.ok()) {
+        log.Log(LogLevel::kWarning, "notify: " + s.ToString());
+        all = s;
+      }
+    }
+    return all;
+  });
+  monitor::QueryEngine rule_queries(tsdb, {.lookback = f.lookback});
+  std::vector<std::unique_ptr<monitor::RuleEngine>> rule_groups;
+  for (const auto& g : config.groups) {
+    auto engine = std::make_unique<monitor::RuleEngine>(
+        rule_queries, monitor::RuleEngineOptions{.sink = [&dispatcher](const std::vector<monitor::Alert>& a) {
+                                                   dispatcher.Receive(a);
+                                                 }});
+    for (const auto& r : g.rules) {
+      if (Status s = engine->AddRule(r); !s.ok()) return cli.Exit(s.WithContext("group " + g.name));
+    }
+    rule_groups.push_back(std::move(engine));
+  }
+
   auto http = HttpServer::Open(
       [&](const HttpRequest& r) {
+        if (r.path == "/api/v1/alerts") {
+          std::string body = "{\"status\":\"success\",\"data\":{\"alerts\":[";
+          bool first = true;
+          for (const auto& g : rule_groups) {
+            for (const monitor::Alert& a : g->alerts()) {
+              if (a.state == monitor::AlertState::kResolved) continue;
+              if (!first) body += ',';
+              first = false;
+              body += fmt::format("{{\"labels\":{},\"state\":\"{}\",\"value\":\"{}\"}}",
+                                  LabelsJson(a.labels),
+                                  monitor::AlertStateName(a.state), monitor::FormatValue(a.value));
+            }
+          }
+          return HttpResponse{.content_type = "application/json", .body = body + "]}}"};
+        }
         if (r.path == "/metrics") {
           return HttpResponse{.content_type = std::string(MetricsRegistry::kContentType), .body = registry.RenderText()};
         }
@@ -89,6 +159,21 @@ int main(int argc, char** argv) {
   HttpServer& srv = **http;
   for (unsigned i = 0; i < srv.threads(); ++i) {
     (*life)->Spawn(fmt::format("http {}", i), [&srv, i] { return srv.Serve(i); });
+  }
+  for (size_t i = 0; i < rule_groups.size(); ++i) {
+    const auto every = config.groups[i].interval.count() > 0 ? config.groups[i].interval : config.evaluation_interval;
+    (*life)->Every("rules " + config.groups[i].name, every, [&rule_groups, i, &log] {
+      for (const auto& e : rule_groups[i]->Evaluate()) {
+        if (!e.status.ok()) log.Log(LogLevel::kWarning, "rule " + e.rule + ": " + e.status.ToString());
+      }
+      return Status::Ok();
+    });
+  }
+  if (!rule_groups.empty()) {
+    (*life)->Every("notify", std::chrono::seconds(1), [&dispatcher] {
+      dispatcher.Tick();
+      return Status::Ok();
+    });
   }
   (*life)->Every("compact", f.compact_every, [&tsdb, &log] {
     if (Status s = tsdb.Compact(); !s.ok()) log.Log(LogLevel::kWarning, "compact: " + s.ToString());

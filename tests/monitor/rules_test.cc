@@ -1,6 +1,7 @@
 // Alarm rules on ManualClock (no sleeping): pending, firing after `for`,
 // resolved, forgotten; the sink's stream; templates; bad rules.
 
+#include "qcloud/monitor/config.h"
 #include "qcloud/monitor/rules.h"
 
 #include <doctest/doctest.h>
@@ -114,6 +115,63 @@ TEST_CASE("alarm rules refuse bad names queries and labels and report a failing 
   auto r = s.rules.Evaluate();
   REQUIRE(r.size() == 1);
   CHECK_FALSE(r[0].status.ok());  // many-to-many: an execution error, reported
+}
+
+TEST_CASE("monitor config reads Prometheus rule groups and Alertmanager's route and refuses typos") {
+  auto c = REQUIRE_VALUE(ParseConfig(R"(
+evaluation_interval: 10s
+groups:
+  - name: node
+    interval: 15s
+    rules:
+      - alert: HostDown
+        expr: up == 0
+        for: 3m
+        labels: {severity: page}
+        annotations: {summary: "{{ $labels.instance }} down"}
+route:
+  receiver: sms
+  group_by: [alertname, cluster]
+  group_wait: 10s
+  group_interval: 1m
+  repeat_interval: 2h
+receivers:
+  - name: other
+  - name: sms
+    max_per_minute: 5
+    webhook_configs:
+      - url: http://127.0.0.1:5001/hook
+        send_resolved: false
+inhibit_rules:
+  - source_matchers: ['alertname="HostDown"']
+    target_matchers: ['alertname=~"Service.*"', 'severity!="page"']
+    equal: [instance]
+)"));
+  CHECK(c.evaluation_interval == 10s);
+  REQUIRE(c.groups.size() == 1);
+  CHECK(c.groups[0].interval == 15s);
+  REQUIRE(c.groups[0].rules.size() == 1);
+  CHECK(c.groups[0].rules[0].hold == 3min);
+  CHECK(c.groups[0].rules[0].labels[0].value == "page");
+  CHECK(c.route.group_by == std::vector<std::string>{"alertname", "cluster"});
+  CHECK(c.route.group_wait == 10s);
+  CHECK(c.route.repeat_interval == 2h);
+  CHECK(c.route.max_per_minute == 5);
+  CHECK_FALSE(c.route.send_resolved);
+  REQUIRE(c.webhooks.size() == 1);
+  CHECK(c.webhooks[0].receiver == "sms");
+  REQUIRE(c.route.inhibit.size() == 1);
+  CHECK(c.route.inhibit[0].target.size() == 2);
+  CHECK(c.route.inhibit[0].equal == std::vector<std::string>{"instance"});
+  for (const char* bad : {"grups: []", "groups: [{name: g, rules: [{alert: A, expr: up, fore: 1m}]}]",
+                          "groups: [{name: g, rules: [{record: r, expr: up}]}]", "route: {receiver: nobody}",
+                          "groups: [{name: g, rules: [{alert: A, expr: up, for: soon}]}]",
+                          "receivers: [{name: r, webhook_configs: [{url: ftp://x}]}]\nroute: {receiver: r}",
+                          "inhibit_rules: [{source_matchers: ['a=~\"(\"']}]", "groups: [{name: g, rules: [{alert: A, expr: \"sum(\"}]}]x: ["}) {
+    INFO(bad);
+    CHECK_ERRC(ParseConfig(bad), Errc::kInvalidArgument);
+  }
+  CHECK(REQUIRE_VALUE(ParseConfig("")).groups.empty());
 }
 
 }  // namespace

@@ -1,0 +1,139 @@
+#include "qcloud/monitor/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <fmt/format.h>
+
+namespace qcloud::monitor {
+
+namespace {
+
+Status Bad(const std::string& what) { return InvalidArgument("config: " + what); }
+
+Status KnownKeys(const YAML::Node& n, std::initializer_list<std::string_view> keys, const std::string& where) {
+  if (!n.IsMap()) return Bad(where + " must be a mapping");
+  for (const auto& kv : n) {
+    const std::string k = kv.first.as<std::string>();
+    if (std::find(keys.begin(), keys.end(), k) == keys.end()) return Bad(fmt::format("{}: unknown key \"{}\"", where, k));
+  }
+  return Status::Ok();
+}
+
+Result<std::chrono::milliseconds> Duration(const YAML::Node& n, const std::string& where) {
+  auto d = ParseDuration(n.as<std::string>());
+  if (!d.ok()) return Bad(where + ": " + d.status().message());
+  return std::chrono::milliseconds(*d);
+}
+
+Result<std::vector<Label>> Pairs(const YAML::Node& n, const std::string& where) {
+  std::vector<Label> out;
+  if (!n) return out;
+  if (!n.IsMap()) return Bad(where + " must be a mapping");
+  for (const auto& kv : n) out.push_back({kv.first.as<std::string>(), kv.second.as<std::string>()});
+  return out;
+}
+
+// 'alertname="HostDown"', 'alertname=~"Service.*"' (Alertmanager's matcher strings).
+Result<std::vector<Matcher>> Matchers(const YAML::Node& n, const std::string& where) {
+  std::vector<Matcher> out;
+  if (!n) return out;
+  if (!n.IsSequence()) return Bad(where + " must be a list");
+  for (const auto& item : n) {
+    const std::string text = item.as<std::string>();
+    // Parsed as a selector's matcher; the placeholder lets one that matches
+    // "" (severity!="page") stand alone, as Alertmanager allows.
+    auto e = Expr::Parse("{qcloud_placeholder=\"x\"," + text + "}");
+    if (!e.ok()) return Bad(fmt::format("{}: matcher {}: {}", where, text, e.status().message()));
+    QCLOUD_ASSIGN_OR_RETURN(auto ms, e->SelectorMatchers());
+    if (ms.size() != 2) return Bad(fmt::format("{}: \"{}\" is not one matcher", where, text));
+    out.push_back(ms[1]);
+  }
+  return out;
+}
+
+Result<MonitorConfig> Parse(const YAML::Node& root) {
+  MonitorConfig c;
+  if (!root || root.IsNull()) return c;
+  QCLOUD_RETURN_IF_ERROR(KnownKeys(root, {"groups", "evaluation_interval", "route", "receivers", "inhibit_rules"}, "top level"));
+  if (root["evaluation_interval"]) {
+    QCLOUD_ASSIGN_OR_RETURN(c.evaluation_interval, Duration(root["evaluation_interval"], "evaluation_interval"));
+  }
+  for (const auto& g : root["groups"]) {
+    QCLOUD_RETURN_IF_ERROR(KnownKeys(g, {"name", "interval", "rules"}, "group"));
+    RuleGroup group;
+    group.name = g["name"].as<std::string>("");
+    if (group.name.empty()) return Bad("a group needs a name");
+    if (g["interval"]) {
+      QCLOUD_ASSIGN_OR_RETURN(group.interval, Duration(g["interval"], "group " + group.name));
+    }
+    for (const auto& r : g["rules"]) {
+      if (r["record"]) return Bad(fmt::format("group {}: recording rules are not supported", group.name));
+      QCLOUD_RETURN_IF_ERROR(KnownKeys(r, {"alert", "expr", "for", "labels", "annotations"}, "rule in " + group.name));
+      AlertRule rule;
+      rule.name = r["alert"].as<std::string>("");
+      rule.expr = r["expr"].as<std::string>("");
+      if (rule.name.empty() || rule.expr.empty()) return Bad(fmt::format("group {}: a rule needs alert and expr", group.name));
+      if (r["for"]) {
+        QCLOUD_ASSIGN_OR_RETURN(rule.hold, Duration(r["for"], "rule " + rule.name));
+      }
+      QCLOUD_ASSIGN_OR_RETURN(rule.labels, Pairs(r["labels"], "rule " + rule.name + " labels"));
+      QCLOUD_ASSIGN_OR_RETURN(rule.annotations, Pairs(r["annotations"], "rule " + rule.name + " annotations"));
+      group.rules.push_back(std::move(rule));
+    }
+    c.groups.push_back(std::move(group));
+  }
+  if (const YAML::Node route = root["route"]) {
+    QCLOUD_RETURN_IF_ERROR(KnownKeys(route, {"receiver", "group_by", "group_wait", "group_interval", "repeat_interval"}, "route"));
+    c.receiver = route["receiver"].as<std::string>("");
+    if (route["group_by"]) {
+      c.route.group_by.clear();
+      for (const auto& l : route["group_by"]) c.route.group_by.push_back(l.as<std::string>());
+    }
+    if (route["group_wait"]) {
+      QCLOUD_ASSIGN_OR_RETURN(c.route.group_wait, Duration(route["group_wait"], "route group_wait"));
+    }
+    if (route["group_interval"]) {
+      QCLOUD_ASSIGN_OR_RETURN(c.route.group_interval, Duration(route["group_interval"], "route group_interval"));
+    }
+    if (route["repeat_interval"]) {
+      QCLOUD_ASSIGN_OR_RETURN(c.route.repeat_interval, Duration(route["repeat_interval"], "route repeat_interval"));
+    }
+  }
+  bool found = c.receiver.empty();
+  for (const auto& r : root["receivers"]) {
+    QCLOUD_RETURN_IF_ERROR(KnownKeys(r, {"name", "webhook_configs", "max_per_minute"}, "receiver"));
+    if (r["name"].as<std::string>("") != c.receiver) continue;
+    found = true;
+    c.route.max_per_minute = r["max_per_minute"].as<unsigned>(0);
+    for (const auto& w : r["webhook_configs"]) {
+      QCLOUD_RETURN_IF_ERROR(KnownKeys(w, {"url", "send_resolved"}, "webhook_config"));
+      WebhookOptions wo{.url = w["url"].as<std::string>(""), .receiver = c.receiver};
+      QCLOUD_RETURN_IF_ERROR(Webhook::Make(wo).status());
+      c.send_resolved = w["send_resolved"].as<bool>(true);
+      c.webhooks.push_back(std::move(wo));
+    }
+  }
+  if (!found) return Bad(fmt::format("route: receiver \"{}\" is not defined", c.receiver));
+  c.route.send_resolved = c.send_resolved;
+  for (const auto& ir : root["inhibit_rules"]) {
+    QCLOUD_RETURN_IF_ERROR(KnownKeys(ir, {"source_matchers", "target_matchers", "equal"}, "inhibit rule"));
+    InhibitRule rule;
+    QCLOUD_ASSIGN_OR_RETURN(rule.source, Matchers(ir["source_matchers"], "inhibit rule source_matchers"));
+    QCLOUD_ASSIGN_OR_RETURN(rule.target, Matchers(ir["target_matchers"], "inhibit rule target_matchers"));
+    for (const auto& l : ir["equal"]) rule.equal.push_back(l.as<std::string>());
+    c.route.inhibit.push_back(std::move(rule));
+  }
+  return c;
+}
+
+}  // namespace
+
+Result<MonitorConfig> ParseConfig(std::string_view yaml) {
+  try {
+    return Parse(YAML::Load(std::string(yaml)));
+  } catch (const YAML::Exception& e) {
+    return InvalidArgument(std::string("config: ") + e.what());
+  }
+}
+
+}  // namespace qcloud::monitor
