@@ -37,15 +37,6 @@ namespace {
 
 constexpr char kProgram[] = "qcloud-monitord";
 
-std::string LabelsJson(const monitor::Labels& l) {
-  std::string out = "{";
-  for (const auto& p : l.pairs()) {
-    if (out.size() > 1) out += ',';
-    out += fmt::format("\"{}\":\"{}\"", p.name, EscapeLabelValue(p.value));
-  }
-  return out + "}";
-}
-
 struct Flags {
   Endpoint listen{.address = "127.0.0.1", .port = 9090};
   std::string data_dir;
@@ -135,19 +126,12 @@ int main(int argc, char** argv) {
   auto http = HttpServer::Open(
       [&](const HttpRequest& r) {
         if (r.path == "/api/v1/alerts") {
-          std::string body = "{\"status\":\"success\",\"data\":{\"alerts\":[";
-          bool first = true;
+          std::vector<monitor::Alert> all;
           for (const auto& g : rule_groups) {
-            for (const monitor::Alert& a : g->alerts()) {
-              if (a.state == monitor::AlertState::kResolved) continue;
-              if (!first) body += ',';
-              first = false;
-              body += fmt::format("{{\"labels\":{},\"state\":\"{}\",\"value\":\"{}\"}}",
-                                  LabelsJson(a.labels),
-                                  monitor::AlertStateName(a.state), monitor::FormatValue(a.value));
-            }
+            auto a = g->alerts();
+            all.insert(all.end(), a.begin(), a.end());
           }
-          return HttpResponse{.content_type = "application/json", .body = body + "]}}"};
+          return HttpResponse{.content_type = "application/json", .body = monitor::AlertsApiJson(all)};
         }
         if (r.path == "/metrics") {
           return HttpResponse{.content_type = std::string(MetricsRegistry::kContentType), .body = registry.RenderText()};

@@ -1,5 +1,6 @@
 #include "qcloud/monitor/http_api.h"
 
+#include "monitor/json_out.h"
 #include "qcloud/monitor/json_import.h"
 
 #include <charconv>
@@ -14,40 +15,10 @@ namespace qcloud::monitor {
 
 namespace {
 
+using detail::JsonString;
 using Params = std::vector<std::pair<std::string, std::string>>;
 
-void JsonString(std::string& out, std::string_view s) {
-  out += '"';
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20) {
-          out += fmt::format("\\u{:04x}", c);
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  out += '"';
-}
-
-void JsonLabels(std::string& out, const Labels& l) {
-  out += '{';
-  bool first = true;
-  for (const Label& p : l.pairs()) {
-    if (!first) out += ',';
-    first = false;
-    JsonString(out, p.name);
-    out += ':';
-    JsonString(out, p.value);
-  }
-  out += '}';
-}
+void JsonLabels(std::string& out, const Labels& l) { detail::JsonPairs(out, l.pairs()); }
 
 void JsonPoint(std::string& out, const Point& p) {
   out += '[';
@@ -347,6 +318,24 @@ HttpResponse HttpApi::Handle(const HttpRequest& req) {
     return Success(data + "]");
   }
   return Fail(404, "not_found", "no such path: " + path);
+}
+
+std::string AlertsApiJson(const std::vector<Alert>& alerts) {
+  std::string out = "{\"status\":\"success\",\"data\":{\"alerts\":[";
+  bool first = true;
+  for (const Alert& a : alerts) {
+    if (a.state == AlertState::kResolved) continue;
+    if (!first) out += ',';
+    first = false;
+    out += "{\"labels\":";
+    JsonLabels(out, a.labels);
+    out += ",\"annotations\":";
+    detail::JsonPairs(out, a.annotations);
+    out += ",\"state\":\"";
+    out += AlertStateName(a.state);
+    out += "\",\"activeAt\":\"" + detail::JsonTime(a.active_at) + "\",\"value\":\"" + FormatValue(a.value) + "\"}";
+  }
+  return out + "]}}";
 }
 
 Status HttpApi::RegisterMetrics(MetricsRegistry& registry) {

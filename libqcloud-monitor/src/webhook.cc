@@ -7,52 +7,14 @@
 #include <fmt/format.h>
 
 #include "monitor/http_post.h"
+#include "monitor/json_out.h"
 
 namespace qcloud::monitor {
 
 namespace {
 
-void JsonString(std::string& out, std::string_view s) {
-  out += '"';
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20) {
-          out += fmt::format("\\u{:04x}", c);
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  out += '"';
-}
-
-void JsonPairs(std::string& out, const std::vector<Label>& pairs) {
-  out += '{';
-  for (size_t i = 0; i < pairs.size(); ++i) {
-    if (i) out += ',';
-    JsonString(out, pairs[i].name);
-    out += ':';
-    JsonString(out, pairs[i].value);
-  }
-  out += '}';
-}
-
-// RFC 3339 with milliseconds, UTC; Go's zero time for "never".
-std::string Time(WallTime t) {
-  if (t == WallTime{}) return "0001-01-01T00:00:00Z";
-  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
-  const std::time_t secs = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                     tm.tm_hour, tm.tm_min, tm.tm_sec, ms % 1000);
-}
+using detail::JsonPairs;
+using detail::JsonString;
 
 // The pairs every alert has with the same value.
 template <typename Get>
@@ -107,8 +69,8 @@ std::string WebhookJson(const Notification& n, const std::string& receiver, cons
     JsonPairs(out, a.labels.pairs());
     out += ",\"annotations\":";
     JsonPairs(out, a.annotations);
-    out += ",\"startsAt\":\"" + Time(a.fired_at != WallTime{} ? a.fired_at : a.active_at) + "\"";
-    out += ",\"endsAt\":\"" + Time(a.state == AlertState::kResolved ? a.resolved_at : WallTime{}) + "\"";
+    out += ",\"startsAt\":\"" + detail::JsonTime(a.fired_at != WallTime{} ? a.fired_at : a.active_at) + "\"";
+    out += ",\"endsAt\":\"" + detail::JsonTime(a.state == AlertState::kResolved ? a.resolved_at : WallTime{}) + "\"";
     out += ",\"generatorURL\":\"\",\"fingerprint\":\"" + AlertFingerprint(a.labels) + "\"}";
   }
   out += "],\"groupLabels\":";

@@ -34,6 +34,7 @@
 #include "qcloud/core/metrics.h"
 #include "qcloud/monitor/promql.h"
 #include "qcloud/monitor/remote_write.h"
+#include "qcloud/monitor/rules.h"
 #include "qcloud/monitor/text_format.h"
 #include "qcloud/monitor/tsdb.h"
 
@@ -52,6 +53,9 @@ struct HttpApiStats {
   uint64_t samples_refused = 0;   // out of order, conflicting or too old
   uint64_t bad_requests = 0;      // 4xx answers
 };
+
+// Prometheus's /api/v1/alerts answer for the pending and firing alerts.
+QCLOUD_EXPORT std::string AlertsApiJson(const std::vector<Alert>& alerts);
 
 class QCLOUD_EXPORT HttpApi {
  public:
