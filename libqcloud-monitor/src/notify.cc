@@ -66,8 +66,9 @@ bool Dispatcher::Muted(const Alert& a, WallTime wall) const {
   for (const InhibitRule& r : route_.inhibit) {
     if (!MatchesAll(r.target, a.labels)) continue;
     for (const auto& [key, g] : groups_) {
-      for (const auto& [labels, src] : g.alerts) {
-        if (src.state != AlertState::kFiring || labels == a.labels || !MatchesAll(r.source, labels)) continue;
+      for (const auto& entry : g.alerts) {
+        const Labels& labels = entry.first;
+        if (entry.second.state != AlertState::kFiring || labels == a.labels || !MatchesAll(r.source, labels)) continue;
         if (std::all_of(r.equal.begin(), r.equal.end(),
                         [&](const std::string& n) { return labels.Get(n) == a.labels.Get(n); })) {
           return true;

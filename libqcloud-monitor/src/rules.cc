@@ -90,7 +90,9 @@ std::vector<RuleEvaluation> RuleEngine::Evaluate() {
         if (labels.ok()) present.emplace_back(std::move(labels).value(), v);
       }
       std::vector<bool> seen(r.active.size(), false);
-      for (auto& [labels, v] : present) {
+      for (auto& item : present) {
+        const Labels& labels = item.first;
+        const double v = item.second;
         auto it = std::find_if(r.active.begin(), r.active.end(), [&](const Alert& a) { return a.labels == labels; });
         Alert* a;
         if (it == r.active.end()) {
