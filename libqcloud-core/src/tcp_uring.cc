@@ -74,6 +74,12 @@ class IoUringWorker final : public LoopWorker {
     }
     if (rc < 0) return Status::FromErrno(-rc, "io_uring_queue_init");
     ring_ready_ = true;
+    // Zero-copy output needs IORING_OP_SPLICE (Linux 5.7); without it
+    // sessions copy (SessionIo::SendFile says no).
+    if (io_uring_probe* probe = io_uring_get_probe_ring(&ring_)) {
+      splice_ = io_uring_opcode_supported(probe, IORING_OP_SPLICE) != 0;
+      io_uring_free_probe(probe);
+    }
     ArmAccept();
     ArmWake();
     Status result;
@@ -188,7 +194,7 @@ class IoUringWorker final : public LoopWorker {
     c.recv_armed = true;
   }
 
-  bool zero_copy() const noexcept override { return true; }
+  bool zero_copy() const noexcept override { return splice_; }
 
   // Starts sending the next piece of `sending` (see the top); false when
   // all of it is out, or on a failure (then the connection is dead).
@@ -425,6 +431,7 @@ class IoUringWorker final : public LoopWorker {
 
   io_uring ring_{};
   bool ring_ready_ = false;
+  bool splice_ = false;  // the kernel has IORING_OP_SPLICE: zero-copy output
   uint64_t wake_value_ = 0;
   std::vector<Conn*> to_close_;
 };
