@@ -37,6 +37,8 @@ test_pkgs=(
   fio                         # block workloads with verification (its nbd engine)
   e2fsprogs                   # mkfs.ext4 and fsck.ext4 on a volume through nbdfuse and a loop device
   python3-libnbd              # libnbd's Python binding: the block crash test's client (/usr/bin/python3)
+  prometheus-alertmanager     # the peer qcloud-monitord's alarm convergence is compared with
+  victoria-metrics            # a peer bench/monitor compares ingest and bytes per sample with
 )
 
 want=("${build_pkgs[@]}")

@@ -8,6 +8,8 @@
 //
 // Its own statistics are at /metrics on the same port. Prints
 // "qcloud-monitord listening on HOST:PORT" once it accepts connections;
+// Alerts pushed in Alertmanager's format to POST /api/v2/alerts converge
+// with the alarm rules' own and go to the --config's webhooks.
 // SIGINT/SIGTERM stop it cleanly (requests in flight are answered; every
 // acknowledged sample is already in the write-ahead log). The head is cut
 // into blocks in the background (--compact-every).
@@ -133,6 +135,15 @@ int main(int argc, char** argv) {
           }
           return HttpResponse{.content_type = "application/json", .body = monitor::AlertsApiJson(all)};
         }
+        if (r.path == "/api/v2/alerts" && r.method == "POST") {
+          // Alertmanager's push API: alerts from elsewhere (a Prometheus,
+          // vmalert) converge with the rules' own in the dispatcher.
+          auto posted = monitor::ParsePostableAlerts(r.body, RealClock().WallNow());
+          if (!posted) return HttpResponse{.status = 400, .content_type = "text/plain", .body = posted.status().message() + "\n"};
+          dispatcher.Receive(posted->alerts);
+          if (!posted->errors.empty()) return HttpResponse{.status = 400, .content_type = "text/plain", .body = posted->errors};
+          return HttpResponse{.status = 200};
+        }
         if (r.path == "/metrics") {
           return HttpResponse{.content_type = std::string(MetricsRegistry::kContentType), .body = registry.RenderText()};
         }
@@ -153,8 +164,9 @@ int main(int argc, char** argv) {
       return Status::Ok();
     });
   }
-  if (!rule_groups.empty()) {
-    (*life)->Every("notify", std::chrono::seconds(1), [&dispatcher] {
+  if (!webhooks.empty()) {
+    // Group timers are due to the tick: 100 ms keeps them near Alertmanager's.
+    (*life)->Every("notify", std::chrono::milliseconds(100), [&dispatcher] {
       dispatcher.Tick();
       return Status::Ok();
     });

@@ -43,66 +43,6 @@ HttpResponse Fail(int status, std::string_view type, std::string_view message) {
   return Json(status, std::move(body));
 }
 
-// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
-int64_t DaysFromCivil(int64_t y, unsigned m, unsigned d) {
-  y -= m <= 2;
-  const int64_t era = (y >= 0 ? y : y - 399) / 400;
-  const auto yoe = static_cast<unsigned>(y - era * 400);
-  const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + static_cast<int64_t>(doe) - 719468;
-}
-
-// RFC 3339 ("2015-07-01T20:10:51.781Z", "...+08:00") or Unix seconds
-// ("1435781451.781"), as Prometheus's API takes them; ms.
-Result<int64_t> ParseTime(std::string_view s) {
-  double sec = 0;
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), sec);
-  if (ec == std::errc() && p == s.data() + s.size()) {
-    if (!std::isfinite(sec) || std::fabs(sec) > 9.2e15) return InvalidArgument(fmt::format("cannot parse \"{}\" to a valid timestamp", s));
-    return static_cast<int64_t>(std::llround(sec * 1000));
-  }
-  auto num = [&](size_t at, size_t n, int& v) {
-    if (at + n > s.size()) return false;
-    auto [q, e] = std::from_chars(s.data() + at, s.data() + at + n, v);
-    return e == std::errc() && q == s.data() + at + n;
-  };
-  int y, mo, d, h, mi, se;
-  if (s.size() < 20 || !num(0, 4, y) || s[4] != '-' || !num(5, 2, mo) || s[7] != '-' || !num(8, 2, d) ||
-      (s[10] != 'T' && s[10] != 't') || !num(11, 2, h) || s[13] != ':' || !num(14, 2, mi) || s[16] != ':' ||
-      !num(17, 2, se) || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60) {
-    return InvalidArgument(fmt::format("cannot parse \"{}\" to a valid timestamp", s));
-  }
-  size_t i = 19;
-  int64_t ms = 0;
-  if (i < s.size() && s[i] == '.') {
-    ++i;
-    int digits = 0;
-    while (i < s.size() && s[i] >= '0' && s[i] <= '9') {
-      if (digits < 3) ms = ms * 10 + (s[i] - '0');
-      ++digits;
-      ++i;
-    }
-    if (digits == 0) return InvalidArgument(fmt::format("cannot parse \"{}\" to a valid timestamp", s));
-    for (; digits < 3; ++digits) ms *= 10;
-  }
-  int64_t offset = 0;
-  if (i < s.size() && (s[i] == 'Z' || s[i] == 'z')) {
-    ++i;
-  } else if (i < s.size() && (s[i] == '+' || s[i] == '-')) {
-    int oh, om;
-    if (!num(i + 1, 2, oh) || i + 3 >= s.size() || s[i + 3] != ':' || !num(i + 4, 2, om)) {
-      return InvalidArgument(fmt::format("cannot parse \"{}\" to a valid timestamp", s));
-    }
-    offset = (s[i] == '+' ? 1 : -1) * (oh * 3600 + om * 60);
-    i += 6;
-  }
-  if (i != s.size()) return InvalidArgument(fmt::format("cannot parse \"{}\" to a valid timestamp", s));
-  const int64_t secs = DaysFromCivil(y, static_cast<unsigned>(mo), static_cast<unsigned>(d)) * 86400 + h * 3600 +
-                       mi * 60 + se - offset;
-  return secs * 1000 + ms;
-}
-
 const std::string* Param(const Params& p, std::string_view name) {
   for (const auto& [n, v] : p) {
     if (n == name) return &v;
@@ -186,7 +126,7 @@ HttpResponse HttpApi::Handle(const HttpRequest& req) {
   auto time_param = [&](std::string_view name, int64_t fallback) -> Result<int64_t> {
     const std::string* v = Param(params, name);
     if (v == nullptr || v->empty()) return fallback;
-    auto t = ParseTime(*v);
+    auto t = detail::ParseTime(*v);
     if (!t.ok()) return InvalidArgument(fmt::format("invalid parameter \"{}\": {}", name, t.status().message()));
     return t;
   };
@@ -360,6 +300,7 @@ Status HttpApi::RegisterMetrics(MetricsRegistry& registry) {
       {"qcloud_monitor_samples_appended_total", "Samples taken by the store.", MetricType::kCounter, db(&TsdbStats::appended)},
       {"qcloud_monitor_blocks", "Blocks on disk.", MetricType::kGauge, db(&TsdbStats::blocks)},
       {"qcloud_monitor_block_bytes", "Bytes of blocks on disk.", MetricType::kGauge, db(&TsdbStats::block_bytes)},
+      {"qcloud_monitor_block_samples", "Samples in blocks on disk.", MetricType::kGauge, db(&TsdbStats::block_samples)},
       {"qcloud_monitor_wal_bytes_total", "Bytes written to the write-ahead log.", MetricType::kCounter, db(&TsdbStats::wal_bytes)},
       {"qcloud_monitor_compactions_total", "Head cuts into blocks.", MetricType::kCounter, db(&TsdbStats::compactions)},
       {"qcloud_monitor_corrupt_chunks_total", "Chunks that failed their checksum when read.", MetricType::kCounter,

@@ -24,13 +24,32 @@ void Dispatcher::Receive(const std::vector<Alert>& alerts) {
     // Alertmanager: a group not yet notified whose alert began more than
     // group_wait ago is notified at once.
     if (!g.flushed && a.fired_at != WallTime{} && wall - a.fired_at > route_.group_wait) g.next = now;
-    g.alerts[a.labels] = a;
+    auto [at, added] = g.alerts.try_emplace(a.labels, a);
+    if (!added) {
+      const bool keep_start = at->second.state == AlertState::kFiring && a.state == AlertState::kFiring &&
+                              at->second.fired_at != WallTime{} && at->second.fired_at < a.fired_at;
+      const WallTime start = at->second.fired_at;
+      at->second = a;
+      if (keep_start) at->second.fired_at = start;
+    }
+  }
+}
+
+void Dispatcher::ResolveTimedOut(WallTime wall) {
+  for (auto& [key, g] : groups_) {
+    for (auto& [labels, a] : g.alerts) {
+      if (a.state == AlertState::kFiring && a.ends_at != WallTime{} && a.ends_at <= wall) {
+        a.state = AlertState::kResolved;
+        a.resolved_at = a.ends_at;
+      }
+    }
   }
 }
 
 void Dispatcher::Tick() {
   const MonoTime now = clock_.MonotonicNow();
   std::lock_guard lock(mu_);
+  ResolveTimedOut(clock_.WallNow());
   for (auto it = groups_.begin(); it != groups_.end();) {
     Group& g = it->second;
     if (now >= g.next) {

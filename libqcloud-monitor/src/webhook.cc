@@ -4,6 +4,9 @@
 #include <ctime>
 #include <map>
 
+#include <boost/json/parse.hpp>
+#include <boost/json/value.hpp>
+
 #include <fmt/format.h>
 
 #include "monitor/http_post.h"
@@ -84,6 +87,92 @@ std::string WebhookJson(const Notification& n, const std::string& receiver, cons
   out += ",\"version\":\"4\",\"groupKey\":";
   JsonString(out, n.group_key);
   out += ",\"truncatedAlerts\":0}";
+  return out;
+}
+
+namespace {
+
+namespace json = boost::json;
+
+// One alert of the array; an error message when it is not valid.
+std::string ParseOne(const json::value& v, WallTime now, const PostableAlertsOptions& o, Alert& a) {
+  if (!v.is_object()) return "not an object";
+  const json::object& obj = v.get_object();
+  auto pairs = [](const json::value* m, std::vector<Label>& out) -> std::string {
+    if (m == nullptr || m->is_null()) return "";
+    if (!m->is_object()) return "must be an object of strings";
+    for (const auto& kv : m->get_object()) {
+      if (!kv.value().is_string()) return "value of \"" + std::string(kv.key()) + "\" is not a string";
+      if (kv.value().get_string().empty()) continue;  // Alertmanager drops empty labels
+      out.push_back({std::string(kv.key()), std::string(kv.value().get_string())});
+    }
+    return "";
+  };
+  std::vector<Label> labels;
+  if (std::string e = pairs(obj.if_contains("labels"), labels); !e.empty()) return "labels: " + e;
+  if (labels.empty()) return "at least one label pair required";
+  for (const Label& l : labels) {
+    if (!ValidLabelName(l.name)) return "invalid label name \"" + l.name + "\"";
+  }
+  auto parsed = Labels::FromPairs(std::move(labels));
+  if (!parsed) return "labels: " + parsed.status().message();
+  a.labels = std::move(parsed).value();
+  if (std::string e = pairs(obj.if_contains("annotations"), a.annotations); !e.empty()) return "annotations: " + e;
+  for (const Label& l : a.annotations) {
+    if (!ValidLabelName(l.name)) return "invalid annotation name \"" + l.name + "\"";
+  }
+  auto time = [&](const char* key, WallTime& out) -> std::string {
+    const json::value* t = obj.if_contains(key);
+    if (t == nullptr || t->is_null() || (t->is_string() && t->get_string().empty())) return "";
+    if (!t->is_string()) return std::string(key) + " is not a string";
+    auto ms = detail::ParseTime(std::string_view(t->get_string()));
+    if (!ms) return std::string(key) + ": " + ms.status().message();
+    out = WallTime(std::chrono::milliseconds(*ms));
+    // Go's zero time, as clients that always send both fields write it.
+    if (*ms == -62135596800000LL) out = WallTime{};
+    return "";
+  };
+  WallTime starts{}, ends{};
+  if (std::string e = time("startsAt", starts); !e.empty()) return e;
+  if (std::string e = time("endsAt", ends); !e.empty()) return e;
+  if (starts == WallTime{}) starts = ends != WallTime{} ? ends : now;
+  if (ends == WallTime{}) ends = now + o.resolve_timeout;
+  if (ends < starts) return "start time must be before end time";
+  a.rule = std::string(a.labels.Get("alertname"));
+  a.active_at = a.fired_at = starts;
+  if (ends <= now) {
+    a.state = AlertState::kResolved;
+    a.resolved_at = ends;
+  } else {
+    a.state = AlertState::kFiring;
+    a.ends_at = ends;
+  }
+  return "";
+}
+
+}  // namespace
+
+Result<PostedAlerts> ParsePostableAlerts(std::string_view body, WallTime now, const PostableAlertsOptions& options) {
+  boost::system::error_code ec;
+  json::parse_options po;
+  po.max_depth = 8;
+  const json::value doc = json::parse(body, ec, {}, po);
+  if (ec) return InvalidArgument("alerts: not JSON: " + ec.message());
+  if (!doc.is_array()) return InvalidArgument("alerts: want a JSON array of alerts");
+  const json::array& arr = doc.get_array();
+  if (arr.size() > options.max_alerts) {
+    return InvalidArgument(fmt::format("alerts: {} alerts in one body, at most {}", arr.size(), options.max_alerts));
+  }
+  PostedAlerts out;
+  out.alerts.reserve(arr.size());
+  for (size_t i = 0; i < arr.size(); ++i) {
+    Alert a;
+    if (std::string e = ParseOne(arr[i], now, options, a); !e.empty()) {
+      out.errors += fmt::format("alert {}: {}\n", i, e);
+      continue;
+    }
+    out.alerts.push_back(std::move(a));
+  }
   return out;
 }
 

@@ -198,5 +198,55 @@ TEST_CASE("webhooks carry Alertmanager's payload and count a 2xx as sent") {
   CHECK_ERRC(Webhook::Make({.url = "http://nohost/"}), Errc::kInvalidArgument);
 }
 
+TEST_CASE("alerts pushed in Alertmanager's format fire resolve and time out as Alertmanager's do") {
+  const WallTime now(std::chrono::seconds(1700000000));
+  auto posted = REQUIRE_VALUE(ParsePostableAlerts(R"([
+      {"labels":{"alertname":"HostDown","instance":"h1","empty":""},"annotations":{"summary":"down"}},
+      {"labels":{"alertname":"HostDown","instance":"h2"},"startsAt":"2023-11-14T22:00:00Z","endsAt":"2023-11-14T22:10:00Z"},
+      {"labels":{"alertname":"Disk","instance":"h3"},"startsAt":"2023-11-14T22:00:00Z","endsAt":"2023-11-14T23:00:00+00:00"},
+      {"labels":{}},
+      {"labels":{"bad-name":"x"}},
+      {"labels":{"alertname":"X"},"startsAt":"2023-11-14T23:00:00Z","endsAt":"2023-11-14T22:00:00Z"},
+      {"labels":{"alertname":"X"},"startsAt":"yesterday"},
+      {"labels":{"alertname":"GoZero"},"startsAt":"0001-01-01T00:00:00Z","endsAt":"0001-01-01T00:00:00Z"}
+    ])", now));
+  REQUIRE(posted.alerts.size() == 4);
+  const Alert& a = posted.alerts[0];
+  CHECK(a.state == AlertState::kFiring);
+  CHECK(a.labels.size() == 2);  // the empty label dropped
+  CHECK(a.fired_at == now);
+  CHECK(a.ends_at == now + 5min);  // resolve_timeout
+  CHECK(posted.alerts[1].state == AlertState::kResolved);
+  CHECK(posted.alerts[1].resolved_at == WallTime(std::chrono::seconds(1700000000 - 13 * 60 - 20 + 600)));
+  CHECK(posted.alerts[2].state == AlertState::kFiring);
+  CHECK(posted.alerts[2].ends_at == WallTime(std::chrono::seconds(1700000000 - 13 * 60 - 20 + 3600)));
+  CHECK(posted.alerts[3].fired_at == now);  // Go's zero time means unset
+  CHECK(posted.errors.find("alert 3: at least one label pair required") != std::string::npos);
+  CHECK(posted.errors.find("alert 4: invalid label name") != std::string::npos);
+  CHECK(posted.errors.find("alert 5: start time must be before end time") != std::string::npos);
+  CHECK(posted.errors.find("alert 6: startsAt") != std::string::npos);
+  CHECK_ERRC(ParsePostableAlerts("{}", now), Errc::kInvalidArgument);
+  CHECK_ERRC(ParsePostableAlerts("[1,", now), Errc::kInvalidArgument);
+  CHECK_ERRC(ParsePostableAlerts("[{},{},{}]", now, {.max_alerts = 2}), Errc::kInvalidArgument);
+
+  // In the dispatcher: an alert not pushed again resolves at its endsAt;
+  // pushed again while firing it keeps its first start.
+  Setup s;
+  auto first = REQUIRE_VALUE(ParsePostableAlerts(R"([{"labels":{"alertname":"HostDown","instance":"h1"}}])",
+                                                 s.clock.WallNow(), {.resolve_timeout = 60s}));
+  s.d.Receive(first.alerts);
+  s.Run(10s);
+  auto again = REQUIRE_VALUE(ParsePostableAlerts(R"([{"labels":{"alertname":"HostDown","instance":"h1"}}])",
+                                                 s.clock.WallNow(), {.resolve_timeout = 60s}));
+  s.d.Receive(again.alerts);
+  s.Run(25s);
+  REQUIRE(s.sent.size() == 1);
+  CHECK(s.sent[0].alerts[0].fired_at == first.alerts[0].fired_at);
+  s.Run(5min);  // group_interval: the timeout (70 s) has passed; resolved is notified
+  REQUIRE(s.sent.size() == 2);
+  CHECK_FALSE(s.sent[1].firing);
+  CHECK(s.sent[1].alerts[0].resolved_at == again.alerts[0].ends_at);
+}
+
 }  // namespace
 }  // namespace qcloud::monitor

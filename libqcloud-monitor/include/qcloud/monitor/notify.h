@@ -28,6 +28,9 @@
 //     matchers, with the same values of its `equal` labels, mutes alerts
 //     matching its target matchers — a host-down silences that host's
 //     service alarms); a group whose alerts are all muted stays silent;
+//   - a firing alert with an ends_at (pushed through Alertmanager's API)
+//     resolves at that time unless pushed again; pushed again while firing
+//     it keeps its earliest start;
 //   - a receiver gets at most max_per_minute notifications a minute; one
 //     held back by the limit is sent at a later look.
 //
@@ -114,6 +117,7 @@ class QCLOUD_EXPORT Dispatcher {
     MonoTime sent_at{};
   };
   void Flush(Group& g, MonoTime now);
+  void ResolveTimedOut(WallTime wall);
   bool Muted(const Alert& a, WallTime wall) const;
 
   RouteOptions route_;

@@ -60,6 +60,9 @@ struct Alert {
   WallTime active_at{};    // first seen
   WallTime fired_at{};     // when it started firing (Alertmanager's startsAt)
   WallTime resolved_at{};  // when it resolved (endsAt); epoch while not resolved
+  // A firing alert pushed through Alertmanager's API (ParsePostableAlerts)
+  // resolves by itself at this time unless pushed again; epoch = never.
+  WallTime ends_at{};
 };
 
 const char* AlertStateName(AlertState s) noexcept;
