@@ -14,7 +14,9 @@
 // acknowledged sample is already in the write-ahead log). The head is cut
 // into blocks in the background (--compact-every).
 
+#include <condition_variable>
 #include <iostream>
+#include <mutex>
 #include <memory>
 #include <string>
 
@@ -29,6 +31,7 @@
 #include "qcloud/monitor/http_api.h"
 #include "qcloud/monitor/notify.h"
 #include "qcloud/monitor/rules.h"
+#include "qcloud/monitor/scrape.h"
 #include "qcloud/monitor/webhook.h"
 #include "qcloud/monitor/tsdb.h"
 #include "qcloud/runtime/http_server.h"
@@ -59,7 +62,7 @@ int main(int argc, char** argv) {
   cli.AddEndpoint("listen", &f.listen, "address to serve the API and /metrics on (port 0 = any)");
   cli.AddString("data-dir", &f.data_dir, "the store's directory (required)");
   cli.AddString("config", &f.config,
-                "YAML: alarm rules (Prometheus rule-file groups), route, receivers and inhibit_rules (Alertmanager's)");
+                "YAML: scrape_configs and alarm rules (Prometheus's), route, receivers and inhibit_rules (Alertmanager's)");
   cli.AddNumber("threads", &f.threads, "HTTP worker threads", 64u);
   cli.AddFlag("sync-wal", &f.sync_wal, "fdatasync the write-ahead log before acknowledging (power-cut safe)");
   cli.AddDuration("retention", &f.retention, "365d", "keep raw samples this long");
@@ -125,6 +128,14 @@ int main(int argc, char** argv) {
     rule_groups.push_back(std::move(engine));
   }
 
+  // Scraping: a loop per target, each on its own interval, so a slow
+  // target holds back only itself.
+  auto scraper = monitor::Scraper::Make(tsdb, config.scrape_targets);
+  if (!scraper) return cli.Exit(scraper.error());
+  std::mutex scrape_mu;
+  std::condition_variable scrape_cv;
+  bool scrape_stop = false;
+
   auto http = HttpServer::Open(
       [&](const HttpRequest& r) {
         if (r.path == "/api/v1/alerts") {
@@ -144,6 +155,10 @@ int main(int argc, char** argv) {
           if (!posted->errors.empty()) return HttpResponse{.status = 400, .content_type = "text/plain", .body = posted->errors};
           return HttpResponse{.status = 200};
         }
+        if (r.path == "/api/v1/targets") {
+          return HttpResponse{.content_type = "application/json",
+                              .body = monitor::TargetsApiJson(config.scrape_targets, (*scraper)->health())};
+        }
         if (r.path == "/metrics") {
           return HttpResponse{.content_type = std::string(MetricsRegistry::kContentType), .body = registry.RenderText()};
         }
@@ -155,6 +170,31 @@ int main(int argc, char** argv) {
   for (unsigned i = 0; i < srv.threads(); ++i) {
     (*life)->Spawn(fmt::format("http {}", i), [&srv, i] { return srv.Serve(i); });
   }
+  for (size_t i = 0; i < (*scraper)->size(); ++i) {
+    (*life)->Spawn("scrape " + (*scraper)->target(i).address, [&, i] {
+      monitor::Scraper& sc = **scraper;
+      const auto every = sc.target(i).interval;
+      // Spread the targets over the interval, as Prometheus does.
+      auto due = std::chrono::steady_clock::now() + every * static_cast<int64_t>(i) / static_cast<int64_t>(sc.size() + 1);
+      std::unique_lock lock(scrape_mu);
+      while (!scrape_cv.wait_until(lock, due, [&] { return scrape_stop; })) {
+        lock.unlock();
+        if (Status s = sc.Scrape(i); !s.ok()) log.Log(LogLevel::kDebug, s.ToString());
+        lock.lock();
+        due += every;
+        if (const auto now = std::chrono::steady_clock::now(); due < now) due = now + every;
+      }
+      return Status::Ok();
+    });
+  }
+  (*life)->OnStop("scrape", [&] {
+    {
+      std::lock_guard lock(scrape_mu);
+      scrape_stop = true;
+    }
+    scrape_cv.notify_all();
+    return Status::Ok();
+  });
   for (size_t i = 0; i < rule_groups.size(); ++i) {
     const auto every = config.groups[i].interval.count() > 0 ? config.groups[i].interval : config.evaluation_interval;
     (*life)->Every("rules " + config.groups[i].name, every, [&rule_groups, i, &log] {

@@ -2,6 +2,8 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 namespace qcloud::monitor {
@@ -54,9 +56,54 @@ Result<std::vector<Matcher>> Matchers(const YAML::Node& n, const std::string& wh
 Result<MonitorConfig> Parse(const YAML::Node& root) {
   MonitorConfig c;
   if (!root || root.IsNull()) return c;
-  QCLOUD_RETURN_IF_ERROR(KnownKeys(root, {"groups", "evaluation_interval", "route", "receivers", "inhibit_rules"}, "top level"));
+  QCLOUD_RETURN_IF_ERROR(KnownKeys(
+      root, {"global", "scrape_configs", "groups", "evaluation_interval", "route", "receivers", "inhibit_rules"},
+      "top level"));
+  std::chrono::milliseconds scrape_interval = std::chrono::minutes(1), scrape_timeout = std::chrono::seconds(10);
+  if (const YAML::Node g = root["global"]) {
+    QCLOUD_RETURN_IF_ERROR(KnownKeys(g, {"scrape_interval", "scrape_timeout", "evaluation_interval"}, "global"));
+    if (g["scrape_interval"]) {
+      QCLOUD_ASSIGN_OR_RETURN(scrape_interval, Duration(g["scrape_interval"], "global scrape_interval"));
+    }
+    if (g["scrape_timeout"]) {
+      QCLOUD_ASSIGN_OR_RETURN(scrape_timeout, Duration(g["scrape_timeout"], "global scrape_timeout"));
+    }
+    if (g["evaluation_interval"]) {
+      QCLOUD_ASSIGN_OR_RETURN(c.evaluation_interval, Duration(g["evaluation_interval"], "global evaluation_interval"));
+    }
+  }
   if (root["evaluation_interval"]) {
     QCLOUD_ASSIGN_OR_RETURN(c.evaluation_interval, Duration(root["evaluation_interval"], "evaluation_interval"));
+  }
+  for (const auto& sc : root["scrape_configs"]) {
+    QCLOUD_RETURN_IF_ERROR(KnownKeys(sc, {"job_name", "scrape_interval", "scrape_timeout", "metrics_path", "honor_labels",
+                                          "static_configs"},
+                                     "scrape_config"));
+    ScrapeTarget proto;
+    proto.job = sc["job_name"].as<std::string>("");
+    if (proto.job.empty()) return Bad("a scrape_config needs a job_name");
+    const std::string where = "scrape_config " + proto.job;
+    proto.interval = scrape_interval;
+    if (sc["scrape_interval"]) {
+      QCLOUD_ASSIGN_OR_RETURN(proto.interval, Duration(sc["scrape_interval"], where + " scrape_interval"));
+    }
+    // Prometheus: the timeout defaults to the global one, capped at the interval.
+    proto.timeout = std::min(scrape_timeout, proto.interval);
+    if (sc["scrape_timeout"]) {
+      QCLOUD_ASSIGN_OR_RETURN(proto.timeout, Duration(sc["scrape_timeout"], where + " scrape_timeout"));
+      if (proto.timeout > proto.interval) return Bad(where + ": scrape_timeout greater than scrape_interval");
+    }
+    proto.metrics_path = sc["metrics_path"].as<std::string>("/metrics");
+    proto.honor_labels = sc["honor_labels"].as<bool>(false);
+    for (const auto& st : sc["static_configs"]) {
+      QCLOUD_RETURN_IF_ERROR(KnownKeys(st, {"targets", "labels"}, where + " static_config"));
+      ScrapeTarget t = proto;
+      QCLOUD_ASSIGN_OR_RETURN(t.labels, Pairs(st["labels"], where + " labels"));
+      for (const auto& addr : st["targets"]) {
+        t.address = addr.as<std::string>();
+        c.scrape_targets.push_back(t);
+      }
+    }
   }
   for (const auto& g : root["groups"]) {
     QCLOUD_RETURN_IF_ERROR(KnownKeys(g, {"name", "interval", "rules"}, "group"));

@@ -1,9 +1,21 @@
 #pragma once
 
 // qcloud-monitord's configuration, in the YAML its users already write:
-// Prometheus's rule-file format for alarm rules, Alertmanager's for the
-// route, receivers and inhibit rules (the parts qcloud implements).
+// Prometheus's for scraping and alarm rules, Alertmanager's for the route,
+// receivers and inhibit rules (the parts qcloud implements).
 //
+//   global:                          # Prometheus's
+//     scrape_interval: 15s           # default 1m
+//     scrape_timeout: 10s            # default 10s
+//     evaluation_interval: 5s        # default 5s (also accepted at top level)
+//   scrape_configs:                  # Prometheus's (scrape.h)
+//     - job_name: node
+//       scrape_interval: 15s
+//       metrics_path: /metrics
+//       honor_labels: false
+//       static_configs:
+//         - targets: ['127.0.0.1:9100']
+//           labels: {rack: r1}
 //   groups:                          # Prometheus rule files
 //     - name: node
 //       interval: 5s                 # default: evaluation_interval
@@ -43,6 +55,7 @@
 #include "qcloud/core/result.h"
 #include "qcloud/monitor/notify.h"
 #include "qcloud/monitor/rules.h"
+#include "qcloud/monitor/scrape.h"
 #include "qcloud/monitor/webhook.h"
 
 namespace qcloud::monitor {
@@ -55,6 +68,7 @@ struct RuleGroup {
 
 struct MonitorConfig {
   std::chrono::milliseconds evaluation_interval = std::chrono::seconds(5);
+  std::vector<ScrapeTarget> scrape_targets;  // one per static target of every scrape_config
   std::vector<RuleGroup> groups;
   RouteOptions route;               // with its inhibit rules
   std::string receiver;             // the route's receiver ("" = none: alarms are not sent)
