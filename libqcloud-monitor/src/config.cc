@@ -35,20 +35,62 @@ Result<std::vector<Label>> Pairs(const YAML::Node& n, const std::string& where) 
   return out;
 }
 
-// 'alertname="HostDown"', 'alertname=~"Service.*"' (Alertmanager's matcher strings).
+// One of Alertmanager's matcher strings: a label name, =, !=, =~ or !~,
+// and a value, double-quoted (with \\, \" and \n escapes) or bare to
+// the end: 'alertname="HostDown"', 'severity!=page', 'job=~"node|db"'.
+Result<Matcher> ParseMatcher(std::string_view text, const std::string& where) {
+  auto bad = [&](std::string_view why) { return Bad(fmt::format("{}: matcher '{}': {}", where, text, why)); };
+  auto trim = [](std::string_view v) {
+    while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+    while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+    return v;
+  };
+  const size_t op = text.find_first_of("=!");
+  if (op == std::string_view::npos) return bad("want NAME=VALUE, NAME!=VALUE, NAME=~RE or NAME!~RE");
+  const std::string_view name = trim(text.substr(0, op));
+  if (!ValidLabelName(name)) return bad("invalid label name");
+  MatchType type;
+  size_t rest = op;
+  if (text.substr(op).starts_with("=~")) {
+    type = MatchType::kRegex, rest += 2;
+  } else if (text.substr(op).starts_with("!~")) {
+    type = MatchType::kNotRegex, rest += 2;
+  } else if (text.substr(op).starts_with("!=")) {
+    type = MatchType::kNotEqual, rest += 2;
+  } else if (text[op] == '=') {
+    type = MatchType::kEqual, rest += 1;
+  } else {
+    return bad("want =, !=, =~ or !~");
+  }
+  std::string_view v = trim(text.substr(rest));
+  std::string value;
+  if (!v.empty() && v.front() == '"') {
+    if (v.size() < 2 || v.back() != '"') return bad("an unterminated quoted value");
+    v = v.substr(1, v.size() - 2);
+    for (size_t i = 0; i < v.size(); ++i) {
+      if (v[i] == '"') return bad("a quote inside the value must be escaped");
+      if (v[i] != '\\') {
+        value += v[i];
+        continue;
+      }
+      if (++i == v.size()) return bad("a trailing backslash");
+      value += v[i] == 'n' ? '\n' : v[i];
+    }
+  } else {
+    value = std::string(v);
+  }
+  auto m = Matcher::Make(type, std::string(name), std::move(value));
+  if (!m) return bad(m.status().message());
+  return m;
+}
+
 Result<std::vector<Matcher>> Matchers(const YAML::Node& n, const std::string& where) {
   std::vector<Matcher> out;
   if (!n) return out;
   if (!n.IsSequence()) return Bad(where + " must be a list");
   for (const auto& item : n) {
-    const std::string text = item.as<std::string>();
-    // Parsed as a selector's matcher; the placeholder lets one that matches
-    // "" (severity!="page") stand alone, as Alertmanager allows.
-    auto e = Expr::Parse("{qcloud_placeholder=\"x\"," + text + "}");
-    if (!e.ok()) return Bad(fmt::format("{}: matcher {}: {}", where, text, e.status().message()));
-    QCLOUD_ASSIGN_OR_RETURN(auto ms, e->SelectorMatchers());
-    if (ms.size() != 2) return Bad(fmt::format("{}: \"{}\" is not one matcher", where, text));
-    out.push_back(ms[1]);
+    QCLOUD_ASSIGN_OR_RETURN(Matcher m, ParseMatcher(item.as<std::string>(), where));
+    out.push_back(std::move(m));
   }
   return out;
 }

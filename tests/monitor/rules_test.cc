@@ -144,7 +144,7 @@ receivers:
         send_resolved: false
 inhibit_rules:
   - source_matchers: ['alertname="HostDown"']
-    target_matchers: ['alertname=~"Service.*"', 'severity!="page"']
+    target_matchers: ['alertname=~"Service.*"', 'severity!="page"', 'team = ops', 'note="say \"hi\""']
     equal: [instance]
 )"));
   CHECK(c.evaluation_interval == 10s);
@@ -161,13 +161,19 @@ inhibit_rules:
   REQUIRE(c.webhooks.size() == 1);
   CHECK(c.webhooks[0].receiver == "sms");
   REQUIRE(c.route.inhibit.size() == 1);
-  CHECK(c.route.inhibit[0].target.size() == 2);
+  REQUIRE(c.route.inhibit[0].target.size() == 4);
+  CHECK(c.route.inhibit[0].target[1].type() == MatchType::kNotEqual);
+  CHECK(c.route.inhibit[0].target[1].Matches(""));  // matches "" standing alone, as Alertmanager's do
+  CHECK(c.route.inhibit[0].target[2].value() == "ops");  // a bare value
+  CHECK(c.route.inhibit[0].target[3].value() == "say \"hi\"");
   CHECK(c.route.inhibit[0].equal == std::vector<std::string>{"instance"});
   for (const char* bad : {"grups: []", "groups: [{name: g, rules: [{alert: A, expr: up, fore: 1m}]}]",
                           "groups: [{name: g, rules: [{record: r, expr: up}]}]", "route: {receiver: nobody}",
                           "groups: [{name: g, rules: [{alert: A, expr: up, for: soon}]}]",
                           "receivers: [{name: r, webhook_configs: [{url: ftp://x}]}]\nroute: {receiver: r}",
-                          "inhibit_rules: [{source_matchers: ['a=~\"(\"']}]", "groups: [{name: g, rules: [{alert: A, expr: \"sum(\"}]}]x: ["}) {
+                          "inhibit_rules: [{source_matchers: ['a=~\"(\"']}]",
+                          "inhibit_rules: [{source_matchers: ['a~b']}]", "inhibit_rules: [{source_matchers: ['1a=b']}]",
+                          "inhibit_rules: [{source_matchers: ['a=\"b']}]", "groups: [{name: g, rules: [{alert: A, expr: \"sum(\"}]}]x: ["}) {
     INFO(bad);
     CHECK_ERRC(ParseConfig(bad), Errc::kInvalidArgument);
   }
