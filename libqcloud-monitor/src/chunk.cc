@@ -38,7 +38,20 @@ void XorAppender::WriteBit(bool bit) {
 }
 
 void XorAppender::WriteBits(uint64_t value, int n) {
-  for (int i = n - 1; i >= 0; --i) WriteBit(((value >> i) & 1) != 0);
+  // Up to a byte at a time: fill the last byte's free bits, then whole bytes.
+  if (n < 64) value &= (uint64_t{1} << n) - 1;
+  while (n > 0) {
+    if (bit_pos_ == 8) {
+      bytes_.push_back(0);
+      bit_pos_ = 0;
+    }
+    const int room = 8 - bit_pos_;
+    const int take = n < room ? n : room;
+    const auto part = static_cast<uint8_t>((value >> (n - take)) & ((1u << take) - 1));
+    bytes_.back() |= static_cast<uint8_t>(part << (room - take));
+    bit_pos_ += take;
+    n -= take;
+  }
 }
 
 void XorAppender::WriteVarint(uint64_t v) {
