@@ -6,6 +6,10 @@
 //                        sample of the head's chunks and, after Compact(),
 //                        of the blocks (counters head_bytes_per_sample,
 //                        block_bytes_per_sample).
+//   BM_RemoteWriteIngest DecodeRemoteWrite() + Append() of remote-write
+//                        bodies (5,000 samples each, one per series, as
+//                        Prometheus sends them) of the same mix over
+//                        10,000 series: the server's path minus HTTP.
 //   BM_RangeQueryDay     query_range of rate(x[5m]) over one day of one
 //                        series (15 s samples), step 60 s.
 //   BM_SumBy10k          an instant sum by (job) (rate(...[5m])) over
@@ -29,6 +33,7 @@
 
 #include "qcloud/monitor/notify.h"
 #include "qcloud/monitor/promql.h"
+#include "qcloud/monitor/remote_write.h"
 #include "qcloud/monitor/tsdb.h"
 
 namespace {
@@ -141,6 +146,37 @@ void BM_Ingest(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_Ingest)->Arg(1000)->Arg(10000)->Unit(benchmark::kMicrosecond);
+
+void BM_RemoteWriteIngest(benchmark::State& state) {
+  constexpr int kSeries = 10000, kSteps = 20, kPerBody = 5000;
+  Mix mix(kSeries);
+  std::vector<std::string> bodies;
+  for (int step = 0; step < kSteps; ++step) {
+    auto batch = mix.Scrape(kStart + step * kStep);
+    for (size_t at = 0; at < batch.size(); at += kPerBody) {
+      const size_t n = std::min<size_t>(kPerBody, batch.size() - at);
+      bodies.push_back(EncodeRemoteWrite(std::span(batch).subspan(at, n)));
+    }
+  }
+  int64_t samples = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    TempDir dir;
+    auto db = std::move(Tsdb::Open({.data_dir = dir.path})).value();
+    state.ResumeTiming();
+    for (const std::string& body : bodies) {
+      auto decoded = DecodeRemoteWrite(ByteView(body));
+      auto r = db->Append(*decoded);
+      benchmark::DoNotOptimize(r);
+    }
+    samples += int64_t{kSeries} * kSteps;
+    state.PauseTiming();
+    db.reset();
+    state.ResumeTiming();
+  }
+  state.SetItemsProcessed(samples);
+}
+BENCHMARK(BM_RemoteWriteIngest)->Unit(benchmark::kMillisecond);
 
 void BM_RangeQueryDay(benchmark::State& state) {
   TempDir dir;

@@ -28,15 +28,6 @@ bool Fits(int64_t v, int bits) {
 
 XorAppender::XorAppender() : bytes_{0, 0} {}
 
-void XorAppender::WriteBit(bool bit) {
-  if (bit_pos_ == 8) {
-    bytes_.push_back(0);
-    bit_pos_ = 0;
-  }
-  if (bit) bytes_.back() |= static_cast<uint8_t>(0x80 >> bit_pos_);
-  ++bit_pos_;
-}
-
 void XorAppender::WriteBits(uint64_t value, int n) {
   // Up to a byte at a time: fill the last byte's free bits, then whole bytes.
   if (n < 64) value &= (uint64_t{1} << n) - 1;

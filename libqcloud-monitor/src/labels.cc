@@ -1,6 +1,7 @@
 #include "qcloud/monitor/labels.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include <fmt/format.h>
 
@@ -110,6 +111,22 @@ std::string_view Labels::Get(std::string_view name) const noexcept {
 }
 
 uint64_t Labels::Hash() const noexcept {
+  // The pairs flattened (name 0xff value 0xff ...): on the stack when small.
+  char small[512];
+  size_t n = 0;
+  for (const Label& l : pairs_) n += l.name.size() + l.value.size() + 2;
+  if (n <= sizeof small) {
+    char* p = small;
+    for (const Label& l : pairs_) {
+      std::memcpy(p, l.name.data(), l.name.size());
+      p += l.name.size();
+      *p++ = '\xff';
+      std::memcpy(p, l.value.data(), l.value.size());
+      p += l.value.size();
+      *p++ = '\xff';
+    }
+    return Xxh3_64(ByteView(std::string_view(small, n)));
+  }
   std::string flat;
   for (const Label& l : pairs_) {
     flat += l.name;

@@ -240,6 +240,12 @@ class TsdbImpl final : public Tsdb {
   std::string blocks_dir_;
 
   std::mutex append_mu_;  // appends and the log
+  struct NewestSlot {
+    uint64_t ref = 0;  // 0 = empty (refs start at 1)
+    int64_t t = 0;
+    uint64_t bits = 0;
+  };
+  std::vector<NewestSlot> newest_;  // Append's scratch table; append_mu_
   std::unique_ptr<File> wal_;
   uint32_t wal_seq_ = 0;
   uint64_t wal_off_ = 0;
@@ -439,30 +445,41 @@ Result<AppendResult> TsdbImpl::Append(std::span<const SeriesSamples> batch) {
                                 options_.max_series));
     }
   }
-  // The order rule, per series, against its newest sample so far.
-  std::unordered_map<uint64_t, std::pair<int64_t, uint64_t>> newest;  // ref -> (t, value bits)
+  // The order rule, per series, against its newest sample so far (in the
+  // store or earlier in this batch): an open-addressing table by ref, kept
+  // between calls (append_mu_ held), so a batch allocates nothing here.
+  size_t slots = 16;
+  while (slots < batch.size() * 2) slots *= 2;
+  if (newest_.size() < slots) newest_.resize(slots);
+  std::fill_n(newest_.begin(), slots, NewestSlot{});
   std::vector<WalSample> accepted;
   accepted.reserve(total);
   for (size_t i = 0; i < batch.size(); ++i) {
     if (batch[i].samples.empty()) continue;
     const uint64_t ref = found[i] ? found[i]->ref : created[static_cast<size_t>(pending[i])].ref;
-    auto [it, fresh] = newest.try_emplace(ref, found[i] ? std::pair{found[i]->maxt, found[i]->last_bits}
-                                                        : std::pair{INT64_MIN, uint64_t{0}});
-    (void)fresh;
+    size_t at = (ref * 0x9E3779B97F4A7C15ULL >> 20) & (slots - 1);
+    while (newest_[at].ref != 0 && newest_[at].ref != ref) at = (at + 1) & (slots - 1);
+    NewestSlot& n = newest_[at];
+    if (n.ref == 0) {
+      n.ref = ref;
+      n.t = found[i] ? found[i]->maxt : INT64_MIN;
+      n.bits = found[i] ? found[i]->last_bits : 0;
+    }
     for (const Sample& s : batch[i].samples) {
       const uint64_t bits = std::bit_cast<uint64_t>(s.v);
       if (s.t < head_mint_) {
         ++res.too_old;
-      } else if (s.t < it->second.first) {
+      } else if (s.t < n.t) {
         ++res.out_of_order;
-      } else if (s.t == it->second.first) {
-        if (bits == it->second.second) {
+      } else if (s.t == n.t) {
+        if (bits == n.bits) {
           ++res.duplicates;
         } else {
           ++res.conflicts;
         }
       } else {
-        it->second = {s.t, bits};
+        n.t = s.t;
+        n.bits = bits;
         accepted.push_back({.ref = ref, .t = s.t, .v = s.v});
       }
     }

@@ -114,6 +114,52 @@ TEST_CASE("monitor remote write bodies round trip and bad ones are refused") {
     CHECK_ERRC(DecodeRemoteWrite(ByteView(b)), Errc::kInvalidArgument);
   }
   CHECK_OK(DecodeRemoteWrite(ByteView(body_of({{"__name__", "ok"}}))));
+
+  // The wire format as libprotobuf reads it: unknown fields skipped (every
+  // wire type, groups too), a known field with another wire type skipped
+  // as unknown, the last value of a scalar wins; bad framing refused.
+  auto snappy_of = [](const std::string& raw) {
+    std::string c;
+    snappy::Compress(raw.data(), raw.size(), &c);
+    return c;
+  };
+  auto fixed64 = [](std::string& out, int number, uint64_t v) {
+    out += static_cast<char>(number << 3 | 1);
+    for (int i = 0; i < 8; ++i) out += static_cast<char>(v >> (8 * i));
+  };
+  std::string sample;
+  fixed64(sample, 1, std::bit_cast<uint64_t>(1.5));
+  varint(sample, 2 << 3 | 0);
+  varint(sample, 1000);
+  fixed64(sample, 1, std::bit_cast<uint64_t>(2.5));  // repeated: the last wins
+  varint(sample, 9 << 3 | 5);                        // unknown fixed32
+  sample += std::string(4, '\0');
+  std::string ts;
+  field(ts, 1, label("__name__", "odd"));
+  varint(ts, 7 << 3 | 3);  // an unknown group holding a varint, closed
+  varint(ts, 1 << 3 | 0);
+  varint(ts, 5);
+  varint(ts, 7 << 3 | 4);
+  varint(ts, 1 << 3 | 0);  // field 1 (labels) as a varint: skipped as unknown
+  varint(ts, 42);
+  field(ts, 2, sample);
+  std::string req;
+  field(req, 1, ts);
+  varint(req, 3 << 3 | 0);  // WriteRequest's unknown field 3
+  varint(req, 1);
+  auto odd = REQUIRE_VALUE(DecodeRemoteWrite(ByteView(snappy_of(req))));
+  REQUIRE(odd.size() == 1);
+  CHECK(odd[0].labels.ToString() == "odd{}");
+  CHECK(odd[0].samples == std::vector<Sample>{{1000, 2.5}});
+  for (const std::string& bad : {std::string("\x0a\x05\x0a\x01"),            // a length past the end
+                                 std::string("\x00\x01", 2),                     // field number 0
+                                 std::string("\x0b\x08\x01"),                  // a group never closed
+                                 std::string("\x0b\x14"),                       // closed by another field's end
+                                 std::string("\x08\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01"),  // an 11-byte varint
+                                 std::string("\x0e")}) {                         // wire type 6
+    CAPTURE(bad.size());
+    CHECK_ERRC(DecodeRemoteWrite(ByteView(snappy_of(bad))), Errc::kInvalidArgument);
+  }
 }
 
 TEST_CASE("monitor JSON lines read VictoriaMetrics' import format") {

@@ -36,7 +36,14 @@ class XorAppender {
   const std::vector<uint8_t>& bytes() const noexcept { return bytes_; }
 
  private:
-  void WriteBit(bool bit);
+  void WriteBit(bool bit) {
+    if (bit_pos_ == 8) {
+      bytes_.push_back(0);
+      bit_pos_ = 0;
+    }
+    if (bit) bytes_.back() |= static_cast<uint8_t>(0x80 >> bit_pos_);
+    ++bit_pos_;
+  }
   void WriteBits(uint64_t value, int n);  // the low n bits, most significant first
   void WriteVarint(uint64_t v);
 

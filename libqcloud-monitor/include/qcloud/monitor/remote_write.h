@@ -3,7 +3,10 @@
 // Prometheus remote-write 1.0 bodies: a WriteRequest protobuf
 // (prompb, proto/remote.proto) compressed with snappy's block format, as a
 // real Prometheus POSTs it to /api/v1/write (Content-Encoding: snappy,
-// Content-Type: application/x-protobuf). Decoding is bounded: the body and
+// Content-Type: application/x-protobuf). Encoding uses libprotobuf's
+// generated code; decoding reads the wire format in place, as libprotobuf
+// would parse it (unknown fields skipped), because it is the store's
+// hottest input path (bench/monitor). Decoding is bounded: the body and
 // its uncompressed size are limited, every label set is checked as
 // Labels checks it, so a bad body is a clear error (HTTP 400) and costs
 // bounded memory. Exemplars, native histograms and metadata in a body are
