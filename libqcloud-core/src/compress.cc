@@ -30,8 +30,12 @@ Result<Buffer> ZstdDecompress(ByteView input, size_t max_output) {
   // Streaming decompression with an output cap: the frame header's content
   // size is only a claim, so never allocate from it beyond max_output, and
   // stop as soon as the real output passes the cap (zip bombs).
-  std::unique_ptr<ZSTD_DCtx, DctxDeleter> dctx(ZSTD_createDCtx());
+  // One context per thread, reset per call: creating one costs more than
+  // decompressing a small frame (the monitor reads many).
+  thread_local std::unique_ptr<ZSTD_DCtx, DctxDeleter> dctx;
+  if (!dctx) dctx.reset(ZSTD_createDCtx());
   if (!dctx) return Status(Errc::kResourceExhausted, "zstd: cannot create context");
+  ZSTD_DCtx_reset(dctx.get(), ZSTD_reset_session_and_parameters);
   // Bound the window a frame may ask for (memory per decompression).
   ZSTD_DCtx_setParameter(dctx.get(), ZSTD_d_windowLogMax, 27);
 

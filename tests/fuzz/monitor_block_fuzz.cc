@@ -1,7 +1,8 @@
 // Fuzzes the TSDB's block reader, the disk input of every query. The first
 // byte picks: the index decoder alone over the bytes, or a whole block
 // file built around them (a valid header and footer with the right index
-// checksum, the bytes as chunk area and index), opened and every chunk it
+// checksum, the bytes as chunk area and index: as they are in a version 2
+// file, zstd-compressed in a version 3 one), opened and every chunk it
 // names read and decoded (block chunks, monitor/block_codec.h). Everything must stay in bounds, and each
 // failure must be a Status, never a crash.
 #include <cstddef>
@@ -11,6 +12,7 @@
 
 #include "monitor/block.h"
 #include "monitor/chunk.h"
+#include "qcloud/core/compress.h"
 #include "qcloud/core/hash.h"
 #include "qcloud/testing/mem_env.h"
 
@@ -27,11 +29,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // Split the rest: the first data[1] * 4 bytes are the chunk area.
   const size_t chunk_bytes = std::min<size_t>(in.size(), size_t{data[1]} * 4);
   const ByteView chunks = in.subview(0, chunk_bytes);
-  const ByteView index = in.subview(chunk_bytes, in.size() - chunk_bytes);
+  ByteView index = in.subview(chunk_bytes, in.size() - chunk_bytes);
+  const uint32_t version = data[0] % 4 == 3 ? 3 : 2;
+  Buffer packed;
+  if (version == 3) {
+    auto z = ZstdCompress(index);
+    if (!z.ok()) std::abort();
+    packed = std::move(z).value();
+    index = packed.readable();
+  }
   Buffer file;
   ByteWriter w(file);
   w.PutBytes(ByteView(std::string_view("QTSDBLK1")));
-  w.PutFixed32(kBlockVersion);
+  w.PutFixed32(version);
   w.PutFixed64(1000);
   w.PutFixed64(2000);
   w.PutFixed32(0);

@@ -1,11 +1,13 @@
 // The Gorilla chunk codec: exact round trips of every kind of timestamp
 // step and value change, sizes on regular data, and bad chunks refused.
 
+#include "monitor/block.h"
 #include "monitor/block_codec.h"
 #include "monitor/chunk.h"
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <limits>
@@ -13,6 +15,7 @@
 #include <vector>
 
 #include "qcloud/testing/doctest_helpers.h"
+#include "qcloud/testing/mem_env.h"
 
 namespace qcloud::monitor::detail {
 namespace {
@@ -182,6 +185,50 @@ TEST_CASE("monitor block chunks cut short or altered are refused") {
   std::vector<Sample> out;
   CHECK(DecodeBlockChunk(ByteView(reinterpret_cast<const std::byte*>(odd.data()), odd.size()), INT64_MIN, INT64_MAX, out).code() ==
         Errc::kCorruption);
+}
+
+}  // namespace
+}  // namespace qcloud::monitor::detail
+
+namespace qcloud::monitor::detail {
+namespace {
+
+TEST_CASE("monitor blocks of version 3 compress the index and version 2 ones are still read") {
+  std::vector<SeriesChunks> series;
+  uint64_t samples = 0;
+  for (int i = 0; i < 300; ++i) {
+    std::vector<Sample> s;
+    for (int k = 0; k < 120; ++k) s.push_back({1000 + k * 60'000, static_cast<double>(i * 1000 + k)});
+    samples += s.size();
+    series.push_back({REQUIRE_VALUE(Labels::FromPairs({{"__name__", "node_network_receive_bytes_total"},
+                                                       {"device", "eth" + std::to_string(i % 4)},
+                                                       {"instance", "host-" + std::to_string(i) + ":9100"},
+                                                       {"job", "node"}})),
+                      {{.mint = s.front().t, .maxt = s.back().t, .bytes = EncodeBlockChunk(s)}}});
+  }
+  std::sort(series.begin(), series.end(), [](const auto& a, const auto& b) { return a.labels < b.labels; });
+  testing::MemEnv env;
+  const uint64_t v2 = REQUIRE_VALUE(WriteBlock(env, "/v2", 0, 7'200'000 * 2, series, samples, 2));
+  const uint64_t v3 = REQUIRE_VALUE(WriteBlock(env, "/v3", 0, 7'200'000 * 2, series, samples));
+  MESSAGE("300 series x 120 samples: version 2 ", v2, " bytes, version 3 ", v3, " bytes");
+  CHECK(v3 < v2);
+  const std::string name = BlockFileName(0, 7'200'000 * 2);
+  auto a = REQUIRE_VALUE(BlockReader::Open(env, "/v2/" + name));
+  auto b = REQUIRE_VALUE(BlockReader::Open(env, "/v3/" + name));
+  CHECK(a->version() == 2);
+  CHECK(b->version() == 3);
+  REQUIRE(a->series().size() == 300);
+  REQUIRE(b->series().size() == 300);
+  for (size_t i = 0; i < 300; ++i) {
+    CHECK(a->series()[i].labels == series[i].labels);
+    CHECK(b->series()[i].labels == series[i].labels);
+    std::vector<Sample> x, y;
+    REQUIRE_OK(a->ReadSamples(a->series()[i].chunks[0], INT64_MIN, INT64_MAX, x));
+    REQUIRE_OK(b->ReadSamples(b->series()[i].chunks[0], INT64_MIN, INT64_MAX, y));
+    CHECK(x.size() == 120);
+    CHECK(x == y);
+  }
+  CHECK_ERRC(WriteBlock(env, "/v1", 0, 1, series, samples, 1), Errc::kInvalidArgument);
 }
 
 }  // namespace

@@ -33,7 +33,7 @@
 
 namespace qcloud::monitor::detail {
 
-inline constexpr uint32_t kBlockVersion = 2;  // written; 1 (Gorilla chunks only) is still read
+inline constexpr uint32_t kBlockVersion = 3;  // written; 2 (index not compressed) and 1 (Gorilla chunks only) are still read
 inline constexpr size_t kBlockHeaderSize = 32;
 inline constexpr size_t kBlockFooterSize = 32;
 inline constexpr uint64_t kMaxBlockIndexBytes = uint64_t{1} << 31;  // 2 GiB
@@ -64,8 +64,11 @@ std::string BlockFileName(int64_t mint, int64_t maxt);
 
 // Writes the block for [mint, maxt) into `dir` (atomically, durably).
 // Returns its size in bytes.
+// `version` is kBlockVersion but for tests of older readers (2 or 3; the
+// chunks must be block chunks).
 Result<uint64_t> WriteBlock(Env& env, const std::string& dir, int64_t mint, int64_t maxt,
-                            const std::vector<SeriesChunks>& series, uint64_t samples);
+                            const std::vector<SeriesChunks>& series, uint64_t samples,
+                            uint32_t version = kBlockVersion);
 
 // Decodes an index (disk input: bounded, checked). kCorruption when malformed.
 Result<std::vector<BlockSeries>> DecodeBlockIndex(ByteView index, int64_t block_mint, uint64_t file_size);
