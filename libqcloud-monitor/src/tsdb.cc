@@ -89,6 +89,13 @@ struct MemSeries {
     last_bits = std::bit_cast<uint64_t>(v);
   }
 
+  // Copies of its chunks' bytes, closed then open, in time order.
+  void ChunkBytes(std::vector<std::vector<uint8_t>>& out) const {
+    std::lock_guard lock(mu);
+    for (const Chunk& c : chunks) out.push_back(c.bytes);
+    if (open.samples() > 0) out.push_back(open.bytes());
+  }
+
   void Collect(int64_t mint, int64_t maxt_q, std::vector<Sample>& out) const {
     std::lock_guard lock(mu);
     bool bad = false;  // memory chunks are our own encoding
@@ -306,6 +313,14 @@ Status TsdbImpl::Replay() {
   }
   std::sort(seqs.begin(), seqs.end());
   std::unique_lock lock(mu_);
+  auto replay_one = [this](MemSeries& series, int64_t t, double v) {
+    if (t <= series.maxt || t < head_mint_) return;
+    series.Add(t, v);
+    if (t > head_maxt_.load(std::memory_order_relaxed)) head_maxt_.store(t, std::memory_order_relaxed);
+    if (t < head_first_.load(std::memory_order_relaxed)) head_first_.store(t, std::memory_order_relaxed);
+    Bump(counters_.samples);
+    Bump(counters_.replayed);
+  };
   bool cut = false;
   for (uint32_t seq : seqs) {
     const std::string path = JoinPath(wal_dir_, SegmentName(seq));
@@ -344,12 +359,21 @@ Status TsdbImpl::Replay() {
         }
         for (const WalSample& s : *samples) {
           auto it = by_ref_.find(s.ref);
-          if (it == by_ref_.end() || s.t <= it->second->maxt || s.t < head_mint_) continue;
-          it->second->Add(s.t, s.v);
-          if (s.t > head_maxt_.load(std::memory_order_relaxed)) head_maxt_.store(s.t, std::memory_order_relaxed);
-          if (s.t < head_first_.load(std::memory_order_relaxed)) head_first_.store(s.t, std::memory_order_relaxed);
-          Bump(counters_.samples);
-          Bump(counters_.replayed);
+          if (it != by_ref_.end()) replay_one(*it->second, s.t, s.v);
+        }
+      } else if (rec->type == detail::kRecordChunks) {
+        auto chunks = detail::DecodeChunks(rec->payload);
+        if (!chunks.ok()) {
+          cut = true;
+          break;
+        }
+        for (const detail::WalChunk& c : *chunks) {
+          auto it = by_ref_.find(c.ref);
+          if (it == by_ref_.end()) continue;
+          detail::XorIterator x(ByteView(c.bytes.data(), c.bytes.size()));
+          while (x.Next()) replay_one(*it->second, x.t(), x.v());
+          // The record's checksum held, so this is no torn write: count it, go on.
+          if (!x.status().ok()) Bump(counters_.corrupt_chunks);
         }
       }  // other types: from a newer version, skipped
       good += rec->size;
@@ -730,33 +754,53 @@ Status TsdbImpl::Checkpoint() {
   const uint32_t old = wal_seq_;
   QCLOUD_RETURN_IF_ERROR(wal_->Sync());
   QCLOUD_RETURN_IF_ERROR(OpenSegment(wal_seq_ + 1));
+  // Streamed in records of bounded size, so a big head costs no big
+  // buffer: the series, then each series' chunks as they are (type 3).
+  constexpr size_t kFlushBytes = size_t{4} << 20;
   Buffer record;
+  uint64_t off = 0;
+  auto flush = [&]() -> Status {
+    if (record.size() == 0) return Status::Ok();
+    QCLOUD_RETURN_IF_ERROR(wal_->WriteAt(off, record.readable()));
+    off += record.size();
+    record.Clear();
+    return Status::Ok();
+  };
   {
     std::shared_lock lock(mu_);
     std::vector<WalSeries> series;
-    std::vector<WalSample> samples;
     for (const auto& [ref, s] : by_ref_) {
       series.push_back({.ref = ref, .labels = s->labels});
-      std::vector<Sample> all;
-      s->Collect(INT64_MIN, INT64_MAX, all);
-      for (const Sample& x : all) samples.push_back({.ref = ref, .t = x.t, .v = x.v});
+      if (series.size() == 10000) {
+        detail::EncodeSeriesRecord(series, record);
+        series.clear();
+        if (record.size() >= kFlushBytes) QCLOUD_RETURN_IF_ERROR(flush());
+      }
     }
-    // In records of bounded size, series first.
-    for (size_t i = 0; i < series.size(); i += 10000) {
-      detail::EncodeSeriesRecord({series.begin() + static_cast<ptrdiff_t>(i),
-                                  series.begin() + static_cast<ptrdiff_t>(std::min(series.size(), i + 10000))},
-                                 record);
+    if (!series.empty()) detail::EncodeSeriesRecord(series, record);
+    std::vector<detail::WalChunk> chunks;
+    std::vector<std::vector<uint8_t>> mine;
+    size_t pending = 0;
+    for (const auto& [ref, s] : by_ref_) {
+      mine.clear();
+      s->ChunkBytes(mine);
+      for (std::vector<uint8_t>& b : mine) {
+        pending += b.size();
+        chunks.push_back({.ref = ref, .bytes = std::move(b)});
+      }
+      if (pending >= kFlushBytes) {
+        detail::EncodeChunksRecord(chunks, record);
+        chunks.clear();
+        pending = 0;
+        QCLOUD_RETURN_IF_ERROR(flush());
+      }
     }
-    for (size_t i = 0; i < samples.size(); i += 100000) {
-      detail::EncodeSamplesRecord({samples.begin() + static_cast<ptrdiff_t>(i),
-                                   samples.begin() + static_cast<ptrdiff_t>(std::min(samples.size(), i + 100000))},
-                                  record);
-    }
+    if (!chunks.empty()) detail::EncodeChunksRecord(chunks, record);
+    QCLOUD_RETURN_IF_ERROR(flush());
   }
-  QCLOUD_RETURN_IF_ERROR(wal_->WriteAt(0, record.readable()));
   QCLOUD_RETURN_IF_ERROR(wal_->Sync());
-  wal_off_ = record.size();
-  Bump(counters_.wal_bytes, record.size());
+  wal_off_ = off;
+  Bump(counters_.wal_bytes, off);
   // The checkpoint holds all the head has: the older segments can go.
   QCLOUD_ASSIGN_OR_RETURN(std::vector<std::string> names, env_->ListDir(wal_dir_));
   for (const std::string& n : names) {

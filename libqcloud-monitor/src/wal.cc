@@ -54,6 +54,19 @@ void EncodeSamplesRecord(const std::vector<WalSample>& samples, Buffer& out) {
   Frame(typed, out);
 }
 
+void EncodeChunksRecord(const std::vector<WalChunk>& chunks, Buffer& out) {
+  Buffer typed;
+  ByteWriter w(typed);
+  w.PutU8(kRecordChunks);
+  w.PutVarint64(chunks.size());
+  for (const WalChunk& c : chunks) {
+    w.PutVarint64(c.ref);
+    w.PutVarint64(c.bytes.size());
+    w.PutBytes(ByteView(c.bytes.data(), c.bytes.size()));
+  }
+  Frame(typed, out);
+}
+
 Result<Record> DecodeRecord(ByteView in) {
   if (in.size() < kRecordHeader) return Status(Errc::kOutOfRange, "WAL record cut short");
   const uint32_t body = DecodeFixed32(in.data());
@@ -97,6 +110,25 @@ Result<std::vector<WalSample>> DecodeSamples(ByteView payload) {
     out.push_back({.ref = *ref, .t = UnZigZag(*t), .v = std::bit_cast<double>(*v)});
   }
   if (!r.empty()) return Bad("bytes after the samples");
+  return out;
+}
+
+Result<std::vector<WalChunk>> DecodeChunks(ByteView payload) {
+  ByteReader r(payload);
+  auto n = r.ReadVarint64();
+  if (!n || *n > payload.size()) return Bad("chunk count");
+  std::vector<WalChunk> out;
+  out.reserve(*n);
+  for (uint64_t i = 0; i < *n; ++i) {
+    auto ref = r.ReadVarint64();
+    auto len = r.ReadVarint64();
+    if (!ref || !len || *len > r.remaining()) return Bad("chunk entry");
+    auto bytes = r.ReadBytes(static_cast<size_t>(*len));
+    if (!bytes) return Bad("chunk entry");
+    const auto* p = reinterpret_cast<const uint8_t*>(bytes->data());
+    out.push_back({.ref = *ref, .bytes = std::vector<uint8_t>(p, p + bytes->size())});
+  }
+  if (!r.empty()) return Bad("bytes after the chunks");
   return out;
 }
 

@@ -1,7 +1,8 @@
 // Fuzzes the TSDB's write-ahead log decoding, the input replay reads from
 // disk at open. The first byte picks: the framed record reader over the
-// bytes (what a damaged segment looks like), or the series and samples
-// payload decoders behind a valid frame (what gets past a checksum). Every
+// bytes (what a damaged segment looks like), or the series, samples and
+// chunks payload decoders behind a valid frame (what gets past a checksum),
+// each chunk then read by the Gorilla iterator as replay reads it. Every
 // decoder must stay in bounds and either decode or say why; what decodes
 // must encode back to a record that decodes to the same.
 #include <bit>
@@ -9,6 +10,7 @@
 #include <cstdint>
 #include <cstdlib>
 
+#include "monitor/chunk.h"
 #include "monitor/wal.h"
 
 using namespace qcloud;
@@ -17,7 +19,7 @@ using namespace qcloud::monitor::detail;
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   ByteView in(reinterpret_cast<const std::byte*>(data + 1), size - 1);
-  switch (data[0] % 3) {
+  switch (data[0] % 4) {
     case 0: {
       while (!in.empty()) {
         auto rec = DecodeRecord(in);
@@ -38,6 +40,26 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (!again.ok() || again->size() != series->size()) std::abort();
       for (size_t i = 0; i < series->size(); ++i) {
         if ((*again)[i].ref != (*series)[i].ref || !((*again)[i].labels == (*series)[i].labels)) std::abort();
+      }
+      return 0;
+    }
+    case 2: {
+      auto chunks = DecodeChunks(in);
+      if (!chunks.ok()) return 0;
+      for (const WalChunk& c : *chunks) {
+        XorIterator it(ByteView(c.bytes.data(), c.bytes.size()));
+        size_t n = 0;
+        while (it.Next()) ++n;
+        if (n > 65535) std::abort();
+      }
+      Buffer out;
+      EncodeChunksRecord(*chunks, out);
+      auto rec = DecodeRecord(out.readable());
+      if (!rec.ok() || rec->type != kRecordChunks) std::abort();
+      auto again = DecodeChunks(rec->payload);
+      if (!again.ok() || again->size() != chunks->size()) std::abort();
+      for (size_t i = 0; i < chunks->size(); ++i) {
+        if ((*again)[i].ref != (*chunks)[i].ref || (*again)[i].bytes != (*chunks)[i].bytes) std::abort();
       }
       return 0;
     }

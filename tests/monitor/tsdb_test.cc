@@ -284,6 +284,9 @@ TEST_CASE("monitor tsdb cuts the head into blocks that answer queries and surviv
   auto db = OpenDb(dir.path, o);
   CHECK(db->stats().blocks == 4);
   CHECK(db->stats().corrupt_blocks.empty());
+  // The head came back from the checkpoint's chunk records.
+  CHECK(db->stats().replayed_samples == 10 * 5 * 240 - db->stats().block_samples);
+  CHECK(db->stats().corrupt_chunks == 0);
   CheckAll(*db, model, INT64_MIN, INT64_MAX);
   // More data, more cuts, after the reopen.
   Fill(*db, model, start + 5 * 3600000, 2);
