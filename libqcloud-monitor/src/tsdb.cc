@@ -197,10 +197,22 @@ struct LoadedBlock {
   uint64_t samples = 0;
 };
 
+// A block opened, with its postings.
+LoadedBlock Load(std::unique_ptr<detail::BlockReader> reader) {
+  LoadedBlock b;
+  b.reader = std::move(reader);
+  const auto& series = b.reader->series();
+  for (uint64_t id = 0; id < series.size(); ++id) {
+    for (const Label& l : series[id].labels.pairs()) b.postings[l.name][l.value].push_back(id);
+  }
+  b.samples = b.reader->samples();
+  return b;
+}
+
 struct Counters {
   std::atomic<uint64_t> samples{0}, wal_bytes{0}, replayed{0}, torn{0};
   std::atomic<uint64_t> appended{0}, out_of_order{0}, duplicates{0}, conflicts{0}, too_old{0};
-  std::atomic<uint64_t> compactions{0}, corrupt_chunks{0};
+  std::atomic<uint64_t> compactions{0}, corrupt_chunks{0}, merges{0};
 };
 
 std::string SegmentName(uint32_t seq) { return fmt::format("{:08}", seq); }
@@ -223,6 +235,11 @@ class TsdbImpl final : public Tsdb {
   Status Replay();
   // Writes [start, end) of the head as a block and drops it from the head.
   Status CutBlock(int64_t start, int64_t end);
+  // The cuts Compact() makes (append_mu_ taken).
+  Status CutHead();
+  // Merges finished windows of blocks (see Blocks in tsdb.h). compact_mu_ held.
+  Status MergeBlocks();
+  Status MergeWindow(int64_t start, int64_t end, const std::vector<const detail::BlockReader*>& sources);
   // A new segment holding the head as it is (its series and samples), then
   // the older segments removed. append_mu_ held.
   Status Checkpoint();
@@ -246,6 +263,10 @@ class TsdbImpl final : public Tsdb {
   std::string wal_dir_;
   std::string blocks_dir_;
 
+  std::mutex compact_mu_;  // one Compact() at a time; blocks_ changes only under it
+  std::set<std::pair<int64_t, int64_t>> failed_merges_;  // (start, range) of merges that failed; compact_mu_
+  std::mutex merge_errors_mu_;
+  std::vector<std::string> merge_errors_;   // why; merge_errors_mu_
   std::mutex append_mu_;  // appends and the log
   struct NewestSlot {
     uint64_t ref = 0;  // 0 = empty (refs start at 1)
@@ -652,22 +673,135 @@ Status TsdbImpl::LoadBlocks() {
       corrupt_blocks_.push_back(path + ": " + reader.status().message());
       continue;
     }
-    LoadedBlock b;
-    b.reader = std::move(reader).value();
-    const auto& series = b.reader->series();
-    for (uint64_t id = 0; id < series.size(); ++id) {
-      for (const Label& l : series[id].labels.pairs()) b.postings[l.name][l.value].push_back(id);
-    }
-    b.samples = b.reader->samples();
-    head_mint_ = std::max(head_mint_, b.reader->maxt());
-    blocks_.push_back(std::move(b));
+    head_mint_ = std::max(head_mint_, (*reader)->maxt());
+    blocks_.push_back(Load(std::move(reader).value()));
   }
+  // A merge that crashed after writing its block but before removing its
+  // sources leaves both: the sources (inside another block's range) go.
+  std::set<const detail::BlockReader*> inside;
+  for (const LoadedBlock& b : blocks_) {
+    for (const LoadedBlock& o : blocks_) {
+      const bool within = o.reader->mint() <= b.reader->mint() && b.reader->maxt() <= o.reader->maxt();
+      const bool same = o.reader->mint() == b.reader->mint() && o.reader->maxt() == b.reader->maxt();
+      if (within && !same) inside.insert(b.reader.get());
+    }
+  }
+  std::erase_if(blocks_, [&](const LoadedBlock& b) {
+    if (!inside.contains(b.reader.get())) return false;
+    (void)env_->RemoveFile(b.reader->path());
+    return true;
+  });
   std::sort(blocks_.begin(), blocks_.end(),
             [](const LoadedBlock& a, const LoadedBlock& b) { return a.reader->mint() < b.reader->mint(); });
   return Status::Ok();
 }
 
+Status TsdbImpl::MergeBlocks() {
+  const int64_t d = options_.block_duration.count();
+  for (const int64_t range : {3 * d, 12 * d}) {
+    if (range > options_.max_block_duration.count() || range > options_.retention.count()) break;
+    for (;;) {
+      // The first finished window of `range` with two or more blocks, all
+      // inside it (and none failed before).
+      std::vector<const detail::BlockReader*> sources;
+      int64_t start = 0;
+      {
+        std::shared_lock lock(mu_);
+        std::map<int64_t, std::vector<const detail::BlockReader*>> windows;
+        for (const LoadedBlock& b : blocks_) {
+          const int64_t w = b.reader->mint() >= 0 ? b.reader->mint() / range : -((-b.reader->mint() + range - 1) / range);
+          if (b.reader->maxt() > (w + 1) * range) continue;  // wider than the window already
+          windows[w * range].push_back(b.reader.get());
+        }
+        for (auto& [w, in] : windows) {
+          if (in.size() < 2 || w + range > head_mint_ || failed_merges_.contains({w, range})) continue;
+          start = w;
+          sources = std::move(in);
+          break;
+        }
+      }
+      if (sources.empty()) break;
+      Status st = MergeWindow(start, start + range, sources);
+      if (!st.ok()) {
+        // Left as they are (each still answers); not tried again.
+        failed_merges_.insert({start, range});
+        std::lock_guard errors(merge_errors_mu_);
+        merge_errors_.push_back(st.ToString());
+        break;
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+Status TsdbImpl::MergeWindow(int64_t start, int64_t end, const std::vector<const detail::BlockReader*>& sources) {
+  // A k-way merge of the sources' series (each sorted by labels); each
+  // series' samples are the sources' in time order (they do not overlap).
+  std::vector<size_t> at(sources.size(), 0);
+  std::vector<detail::SeriesChunks> out;
+  uint64_t samples = 0;
+  std::vector<Sample> all;
+  for (;;) {
+    const Labels* next = nullptr;
+    for (size_t k = 0; k < sources.size(); ++k) {
+      if (at[k] < sources[k]->series().size() && (next == nullptr || sources[k]->series()[at[k]].labels < *next)) {
+        next = &sources[k]->series()[at[k]].labels;
+      }
+    }
+    if (next == nullptr) break;
+    all.clear();
+    const Labels labels = *next;
+    for (size_t k = 0; k < sources.size(); ++k) {
+      if (at[k] >= sources[k]->series().size() || !(sources[k]->series()[at[k]].labels == labels)) continue;
+      for (const detail::ChunkRef& ref : sources[k]->series()[at[k]].chunks) {
+        QCLOUD_RETURN_IF_ERROR(sources[k]->ReadSamples(ref, INT64_MIN, INT64_MAX, all));
+      }
+      ++at[k];
+    }
+    std::sort(all.begin(), all.end(), [](const Sample& a, const Sample& b) { return a.t < b.t; });
+    all.erase(std::unique(all.begin(), all.end(), [](const Sample& a, const Sample& b) { return a.t == b.t; }),
+              all.end());
+    if (all.empty()) continue;
+    samples += all.size();
+    detail::SeriesChunks sc{.labels = labels, .chunks = {}};
+    for (size_t i = 0; i < all.size(); i += detail::kMaxBlockChunkSamples) {
+      const std::span<const Sample> piece(all.data() + i, std::min(all.size() - i, detail::kMaxBlockChunkSamples));
+      sc.chunks.push_back({.mint = piece.front().t, .maxt = piece.back().t, .bytes = detail::EncodeBlockChunk(piece)});
+    }
+    out.push_back(std::move(sc));
+  }
+  QCLOUD_ASSIGN_OR_RETURN(uint64_t bytes, detail::WriteBlock(*env_, blocks_dir_, start, end, out, samples));
+  (void)bytes;
+  QCLOUD_ASSIGN_OR_RETURN(auto reader,
+                          detail::BlockReader::Open(*env_, JoinPath(blocks_dir_, detail::BlockFileName(start, end))));
+  LoadedBlock merged = Load(std::move(reader));
+  std::vector<std::string> gone;
+  {
+    std::unique_lock lock(mu_);
+    std::erase_if(blocks_, [&](const LoadedBlock& b) {
+      if (std::find(sources.begin(), sources.end(), b.reader.get()) == sources.end()) return false;
+      gone.push_back(b.reader->path());
+      return true;
+    });
+    blocks_.push_back(std::move(merged));
+    std::sort(blocks_.begin(), blocks_.end(),
+              [](const LoadedBlock& a, const LoadedBlock& b) { return a.reader->mint() < b.reader->mint(); });
+  }
+  for (const std::string& path : gone) (void)env_->RemoveFile(path);
+  Bump(counters_.merges);
+  return env_->SyncDir(blocks_dir_);
+}
+
 Status TsdbImpl::Compact() {
+  std::lock_guard compacting(compact_mu_);
+  QCLOUD_RETURN_IF_ERROR(CutHead());
+  // Merging reads and writes blocks only: appends go on meanwhile.
+  QCLOUD_RETURN_IF_ERROR(MergeBlocks());
+  ApplyRetention();
+  return Status::Ok();
+}
+
+Status TsdbImpl::CutHead() {
   std::lock_guard append(append_mu_);
   const int64_t d = options_.block_duration.count();
   bool cut = false;
@@ -684,7 +818,6 @@ Status TsdbImpl::Compact() {
     cut = true;
   }
   if (cut) QCLOUD_RETURN_IF_ERROR(Checkpoint());
-  ApplyRetention();
   return Status::Ok();
 }
 
@@ -712,12 +845,9 @@ Status TsdbImpl::CutBlock(int64_t start, int64_t end) {
   if (!series.empty()) {
     QCLOUD_ASSIGN_OR_RETURN(uint64_t bytes, detail::WriteBlock(*env_, blocks_dir_, start, end, series, samples));
     (void)bytes;
-    QCLOUD_ASSIGN_OR_RETURN(block.reader,
+    QCLOUD_ASSIGN_OR_RETURN(auto reader,
                             detail::BlockReader::Open(*env_, JoinPath(blocks_dir_, detail::BlockFileName(start, end))));
-    for (uint64_t id = 0; id < block.reader->series().size(); ++id) {
-      for (const Label& l : block.reader->series()[id].labels.pairs()) block.postings[l.name][l.value].push_back(id);
-    }
-    block.samples = samples;
+    block = Load(std::move(reader));
   }
   // Now the block answers for [start, end): the head lets go of it.
   std::unique_lock lock(mu_);
@@ -854,6 +984,11 @@ TsdbStats TsdbImpl::stats() {
   st.conflicts = counters_.conflicts.load(r);
   st.too_old = counters_.too_old.load(r);
   st.compactions = counters_.compactions.load(r);
+  st.merges = counters_.merges.load(r);
+  {
+    std::lock_guard lock(merge_errors_mu_);
+    st.merge_errors = merge_errors_;
+  }
   st.corrupt_chunks = counters_.corrupt_chunks.load(r);
   {
     std::shared_lock lock(mu_);

@@ -258,7 +258,7 @@ TEST_CASE("monitor tsdb cuts the head into blocks that answer queries and surviv
   TempDir dir("qcloud-tsdb");
   std::map<Labels, std::vector<Sample>> model;
   const int64_t start = 1700000000000 / 3600000 * 3600000 + 600000;  // 10 min into an hour
-  const TsdbOptions o{.block_duration = std::chrono::hours(1)};
+  const TsdbOptions o{.block_duration = std::chrono::hours(1), .max_block_duration = std::chrono::hours(1)};
   {
     auto db = OpenDb(dir.path, o);
     Fill(*db, model, start, 5);
@@ -299,7 +299,7 @@ TEST_CASE("monitor tsdb reports a corrupt block or chunk and answers from the re
   TempDir dir("qcloud-tsdb");
   std::map<Labels, std::vector<Sample>> model;
   const int64_t start = 1700000000000 / 3600000 * 3600000;
-  const TsdbOptions o{.block_duration = std::chrono::hours(1)};
+  const TsdbOptions o{.block_duration = std::chrono::hours(1), .max_block_duration = std::chrono::hours(1)};
   {
     auto db = OpenDb(dir.path, o);
     Fill(*db, model, start, 4);
@@ -343,7 +343,9 @@ TEST_CASE("monitor tsdb retention deletes blocks older than the newest sample mi
   TempDir dir("qcloud-tsdb");
   std::map<Labels, std::vector<Sample>> model;
   const int64_t start = 1700000000000 / 3600000 * 3600000;
-  auto db = OpenDb(dir.path, {.block_duration = std::chrono::hours(1), .retention = std::chrono::hours(3)});
+  auto db = OpenDb(dir.path, {.block_duration = std::chrono::hours(1),
+                              .max_block_duration = std::chrono::hours(1),
+                              .retention = std::chrono::hours(3)});
   Fill(*db, model, start, 8);
   REQUIRE_OK(db->Compact());
   // 7 blocks cut; the newest sample is 15 s before 8 h in, so blocks that
@@ -356,6 +358,52 @@ TEST_CASE("monitor tsdb retention deletes blocks older than the newest sample mi
   size_t files = 0;
   for ([[maybe_unused]] auto& e : std::filesystem::directory_iterator(std::filesystem::path(dir.path) / "blocks")) ++files;
   CHECK(files == 3);
+}
+
+TEST_CASE("monitor tsdb merges finished windows of blocks and drops the sources a crash left") {
+  TempDir dir("qcloud-tsdb");
+  std::map<Labels, std::vector<Sample>> model;
+  const int64_t h = 3600000;
+  const int64_t start = 1700000000000 / (12 * h) * (12 * h);  // a 12 h window's start
+  const TsdbOptions unmerged{.block_duration = std::chrono::hours(1), .max_block_duration = std::chrono::hours(1)};
+  const TsdbOptions merging{.block_duration = std::chrono::hours(1), .max_block_duration = std::chrono::hours(12)};
+  uint64_t bytes_unmerged = 0;
+  {
+    auto db = OpenDb(dir.path, unmerged);
+    Fill(*db, model, start, 15);
+    REQUIRE_OK(db->Compact());
+    CHECK(db->stats().blocks == 14);  // [0, 14h): the newest sample is 1.5 h past 13 h
+    bytes_unmerged = db->stats().block_bytes;
+  }
+  // A source block kept aside, to play a crash between a merge's write and its removals.
+  const auto blocks = std::filesystem::path(dir.path) / "blocks";
+  const std::string first = std::to_string(start) + "-" + std::to_string(start + h) + ".qtb";
+  std::filesystem::copy_file(blocks / first, std::filesystem::path(dir.path) / first);
+  {
+    auto db = OpenDb(dir.path, merging);
+    REQUIRE_OK(db->Compact());
+    const TsdbStats st = db->stats();
+    // [0, 12h) merges into one block (its 3 h windows first: 4 merges, then
+    // 1); [12h, 13h) and [13h, 14h) wait: their 3 h window is not finished.
+    CHECK(st.blocks == 3);
+    CHECK(st.merges == 5);
+    CHECK(st.merge_errors.empty());
+    MESSAGE("14 one-hour blocks: ", bytes_unmerged, " bytes; merged into 3 blocks: ", st.block_bytes);
+    CHECK(st.block_bytes < bytes_unmerged);
+    CHECK(st.block_samples + st.samples == 10 * 15 * 240);
+    CheckAll(*db, model, INT64_MIN, INT64_MAX);
+    CheckAll(*db, model, start + 11 * h - 15000, start + 12 * h + 30000);  // across the merged block's edge
+  }
+  std::filesystem::copy_file(std::filesystem::path(dir.path) / first, blocks / first);
+  auto db = OpenDb(dir.path, merging);
+  CHECK(db->stats().blocks == 3);  // the leftover source, inside the merged block, is dropped
+  CHECK_FALSE(std::filesystem::exists(blocks / first));
+  CheckAll(*db, model, INT64_MIN, INT64_MAX);
+  // Two more hours cut [14h, 16h) and finish [12h, 15h): it merges as well.
+  Fill(*db, model, start + 15 * h, 2);
+  REQUIRE_OK(db->Compact());
+  CHECK(db->stats().merges == 1);
+  CheckAll(*db, model, INT64_MIN, INT64_MAX);
 }
 
 }  // namespace

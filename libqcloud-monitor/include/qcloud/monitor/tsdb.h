@@ -30,7 +30,12 @@
 // log is rewritten to hold only what the head still has. A block is
 // checksummed (its index at open, each chunk when read): a corrupt one is
 // reported (stats) and left out while the rest stays queryable. A sample
-// older than the last cut is refused (too_old). Retention: blocks wholly
+// older than the last cut is refused (too_old). Finished ranges of 3 D
+// and then 12 D (6 h and 24 h by default) that hold two or more blocks are
+// merged into one block, as Prometheus merges its blocks: fewer, larger
+// blocks cost less disk (one index, longer chunks) and memory. The merged
+// block is written before its sources go; a crash between leaves both, and
+// Open() drops the sources. Retention: blocks wholly
 // older than the newest sample minus `retention` are deleted (data time,
 // as Prometheus does). Format: docs/notes/monitor-format.md.
 //
@@ -85,6 +90,9 @@ struct TsdbOptions {
   size_t max_batch_samples = size_t{1} << 22;  // samples in one Append()
   uint64_t wal_segment_bytes = uint64_t{128} << 20;  // a new log segment after this many
   std::chrono::milliseconds block_duration = std::chrono::hours(2);    // time range of one block
+  // Blocks are merged into ranges of 3 and 12 block_durations up to this
+  // (Prometheus's max-block-duration); block_duration = no merging.
+  std::chrono::milliseconds max_block_duration = std::chrono::hours(24);
   std::chrono::milliseconds retention = std::chrono::hours(24 * 365);  // raw samples kept this long
   Env* env = nullptr;                   // not owned, outlives the store; null = POSIX
 };
@@ -112,6 +120,8 @@ struct TsdbStats {
   uint64_t block_bytes = 0;      // on disk
   uint64_t block_samples = 0;    // in blocks
   uint64_t compactions = 0;      // head cuts
+  uint64_t merges = 0;           // blocks merged into a larger one
+  std::vector<std::string> merge_errors;  // merges that failed (their blocks stay as they were)
   uint64_t corrupt_chunks = 0;   // failed their checksum when read (skipped)
   std::vector<std::string> corrupt_blocks;  // left out at open: path and why
 };
