@@ -758,6 +758,23 @@ std::string Key(const Labels& l) {
   return k;
 }
 
+// Prometheus's ContainsSameLabelset: by hash, labels compared where hashes meet.
+Status CheckDuplicates(const std::vector<Elem>& vec) {
+  if (vec.size() < 2) return Status::Ok();
+  std::vector<std::pair<uint64_t, size_t>> h;
+  h.reserve(vec.size());
+  for (size_t i = 0; i < vec.size(); ++i) h.emplace_back(vec[i].labels.Hash(), i);
+  std::sort(h.begin(), h.end());
+  for (size_t i = 1; i < h.size(); ++i) {
+    for (size_t j = i; j > 0 && h[j - 1].first == h[i].first; --j) {
+      if (vec[h[j - 1].second].labels == vec[h[i].second].labels) {
+        return Status(Errc::kAborted, "vector cannot contain metrics with the same labelset");
+      }
+    }
+  }
+  return Status::Ok();
+}
+
 class Evaluator {
  public:
   Evaluator(Tsdb& db, const QueryOptions& o) : db_(db), o_(o) {}
@@ -818,10 +835,17 @@ class Evaluator {
           e.v = -e.v;
           e.labels = e.labels.Without({}, true);
         }
+        QCLOUD_RETURN_IF_ERROR(CheckDuplicates(v.vec));
         return v;
       }
-      case Node::Kind::kCall:
-        return Call(n, t);
+      case Node::Kind::kCall: {
+        // As Prometheus checks a function's result: with the metric names
+        // dropped, two series may have become one label set. (Prometheus
+        // checks a range query's whole matrix; this checks each step.)
+        QCLOUD_ASSIGN_OR_RETURN(Value v, Call(n, t));
+        QCLOUD_RETURN_IF_ERROR(CheckDuplicates(v.vec));
+        return v;
+      }
       case Node::Kind::kAggregate:
         return Aggregate(n, t);
       case Node::Kind::kBinary:
@@ -959,7 +983,7 @@ class Evaluator {
     std::unordered_map<std::string, const Elem*> right;
     for (const Elem& e : r.vec) {
       if (!right.emplace(signature(e.labels), &e).second) {
-        return InvalidArgument("found duplicate series for the match group on the right hand-side of the operation; many-to-many matching not allowed");
+        return Status(Errc::kAborted, "found duplicate series for the match group on the right hand-side of the operation; many-to-many matching not allowed");
       }
     }
     std::unordered_map<std::string, bool> seen_left;
@@ -968,7 +992,7 @@ class Evaluator {
       auto it = right.find(sig);
       if (it == right.end()) continue;
       if (!seen_left.emplace(sig, true).second) {
-        return InvalidArgument("found duplicate series for the match group on the left hand-side of the operation; many-to-many matching not allowed");
+        return Status(Errc::kAborted, "found duplicate series for the match group on the left hand-side of the operation; many-to-many matching not allowed");
       }
       Labels labels = e.labels;
       if (n.on) {
@@ -986,16 +1010,6 @@ class Evaluator {
   std::unordered_map<const Node*, std::vector<SeriesSamples>> data_;
   size_t loaded_ = 0;
 };
-
-Status CheckDuplicates(const std::vector<Elem>& vec) {
-  std::unordered_map<std::string, bool> seen;
-  for (const Elem& e : vec) {
-    if (!seen.emplace(Key(e.labels), true).second) {
-      return InvalidArgument("vector cannot contain metrics with the same labelset");
-    }
-  }
-  return Status::Ok();
-}
 
 }  // namespace
 

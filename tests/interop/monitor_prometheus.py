@@ -128,6 +128,14 @@ remote_write:
                   'prometheus %s\nmonitord %s' % (json.dumps(p)[:300], json.dumps(m)[:300]))
         s, names = get(mport, '/api/v1/labels')
         check('labels API lists the labels written', s == 200 and {'__name__', 'job', 'instance'} <= set(names['data']), names)
+        # Names dropped, up and scrape_samples_scraped of one target are one
+        # label set: Prometheus refuses the function's result; so must we.
+        q = 'sum by (job) (rate({__name__=~"up|scrape_samples_scraped"}[5s]))'
+        s1, p = get(pport, '/api/v1/query', query=q, time=end)
+        s2, m = get(mport, '/api/v1/query', query=q, time=end)
+        check('a function leaving two series one label set fails as Prometheus\'s does (%s %s)' % (s1, s2),
+              s1 == s2 and s1 >= 400 and p.get('errorType') == m.get('errorType') and p.get('error') == m.get('error'),
+              (p, m))
         s, bad = get(mport, '/api/v1/query', query='sum(')
         check('a bad query is a 400 with Prometheus\'s error shape', s == 400 and bad.get('errorType') == 'bad_data', bad)
         s, up = get(pport, '/api/v1/query', query='up{job="monitord"}')

@@ -120,6 +120,24 @@ TEST_CASE("promql range queries step through time and staleness ends a series") 
   CHECK_ERRC(f.engine.Range("g[5m]", 0, 10, 1), Errc::kInvalidArgument);
 }
 
+TEST_CASE("promql functions and unary minus that leave two series one label set fail as in Prometheus") {
+  Fixture f;
+  Load(*f.db, {{L({{"__name__", "d"}, {"job", "a"}}), {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}}});
+  // g{job="a"} and d{job="a"}: with the names dropped, both are {job="a"}.
+  for (const char* q : {"rate({__name__=~\"g|d\"}[10m])", "sum(rate({__name__=~\"g|d\"}[10m]))",
+                        "sum by (job) (delta({job=\"a\",__name__=~\"g|d\"}[10m]))", "-{__name__=~\"g|d\"}",
+                        "abs({__name__=~\"g|d\"})"}) {
+    INFO(q);
+    auto r = f.engine.Instant(q, 20 * kMin);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.status().code() == Errc::kAborted);
+    CHECK(r.status().message() == "vector cannot contain metrics with the same labelset");
+    CHECK_ERRC(f.engine.Range(q, 10 * kMin, 20 * kMin, 5 * kMin), Errc::kAborted);
+  }
+  // last_over_time keeps the names: two series.
+  Expect(f.engine, "last_over_time({__name__=~\"g|d\"}[10m])", 20 * kMin, {{"d{job=\"a\"}", 5}, {"g{job=\"a\"}", 3}});
+}
+
 TEST_CASE("promql parse errors name the problem and the parser prints back") {
   for (const char* bad : {"", "sum(", "rate(g)", "g[5m] + 1", "1 > 2", "{}", "{a=~\".*\"}", "g[5x]", "foo(g)",
                           "g @ 100", "g[5m:1m]", "a and b", "a * on(x) group_left b", "sum(g, 1)", "g offset",

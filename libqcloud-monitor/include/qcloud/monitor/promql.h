@@ -105,7 +105,10 @@ class QCLOUD_EXPORT QueryEngine {
   explicit QueryEngine(Tsdb& db, QueryOptions options = {}) : db_(db), options_(options) {}
 
   // The value of `query` at time t (ms). kInvalidArgument for a query that
-  // does not parse or type-check; kResourceExhausted past max_samples.
+  // does not parse or type-check; kResourceExhausted past max_samples;
+  // kAborted for what Prometheus fails as it evaluates (HTTP 422,
+  // "execution"): a result with two series of one label set, many-to-many
+  // matching.
   Result<QueryResult> Instant(std::string_view query, int64_t t);
   // At start, start + step, ... <= end (ms). kInvalidArgument when the
   // query is not a scalar or instant vector, step <= 0, end < start, or
