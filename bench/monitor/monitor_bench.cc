@@ -6,10 +6,12 @@
 //                        sample of the head's chunks and, after Compact(),
 //                        of the blocks (counters head_bytes_per_sample,
 //                        block_bytes_per_sample).
-//   BM_RemoteWriteIngest DecodeRemoteWrite() + Append() of remote-write
-//                        bodies (5,000 samples each, one per series, as
-//                        Prometheus sends them) of the same mix over
-//                        10,000 series: the server's path minus HTTP.
+//   BM_RemoteWriteIngest remote-write bodies (5,000 samples each, one per
+//                        series, as Prometheus sends them) of the same mix
+//                        over 10,000 series into a Tsdb: /0 decoded by
+//                        DecodeRemoteWrite() and appended by labels; /1
+//                        through RemoteWriteIngester, the server's path
+//                        minus HTTP (known series by reference).
 //   BM_RangeQueryDay     query_range of rate(x[5m]) over one day of one
 //                        series (15 s samples), step 60 s.
 //   BM_SumBy10k          an instant sum by (job) (rate(...[5m])) over
@@ -164,10 +166,18 @@ void BM_RemoteWriteIngest(benchmark::State& state) {
     TempDir dir;
     auto db = std::move(Tsdb::Open({.data_dir = dir.path})).value();
     state.ResumeTiming();
-    for (const std::string& body : bodies) {
-      auto decoded = DecodeRemoteWrite(ByteView(body));
-      auto r = db->Append(*decoded);
-      benchmark::DoNotOptimize(r);
+    if (state.range(0) == 0) {
+      for (const std::string& body : bodies) {
+        auto decoded = DecodeRemoteWrite(ByteView(body));
+        auto r = db->Append(*decoded);
+        benchmark::DoNotOptimize(r);
+      }
+    } else {
+      RemoteWriteIngester in(*db);
+      for (const std::string& body : bodies) {
+        auto r = in.Ingest(ByteView(body));
+        benchmark::DoNotOptimize(r);
+      }
     }
     samples += int64_t{kSeries} * kSteps;
     state.PauseTiming();
@@ -176,7 +186,7 @@ void BM_RemoteWriteIngest(benchmark::State& state) {
   }
   state.SetItemsProcessed(samples);
 }
-BENCHMARK(BM_RemoteWriteIngest)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_RemoteWriteIngest)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond);
 
 void BM_RangeQueryDay(benchmark::State& state) {
   TempDir dir;

@@ -53,7 +53,7 @@ const std::string* Param(const Params& p, std::string_view name) {
 }  // namespace
 
 HttpApi::HttpApi(Tsdb& db, HttpApiOptions options)
-    : db_(db), options_(options), engine_(db, options.query) {
+    : db_(db), options_(options), engine_(db, options.query), ingester_(db, options.remote_write) {
   if (options_.clock == nullptr) options_.clock = &RealClock();
 }
 
@@ -95,9 +95,14 @@ HttpResponse HttpApi::Handle(const HttpRequest& req) {
   if (path == "/api/v1/write") {
     if (!post) return Fail(405, "bad_data", "remote write takes POST");
     counters_.remote_writes.fetch_add(1, std::memory_order_relaxed);
-    auto series = DecodeRemoteWrite(ByteView(req.body), options_.remote_write);
-    if (!series.ok()) return bad(series.status().message());
-    return append(*series);
+    Result<AppendResult> r = ingester_.Ingest(ByteView(req.body));
+    if (!r.ok()) {
+      if (r.status().code() == Errc::kIoError) return Fail(500, "internal", r.status().message());
+      return bad(r.status().message());
+    }
+    counters_.samples_written.fetch_add(r->appended, std::memory_order_relaxed);
+    counters_.samples_refused.fetch_add(r->out_of_order + r->conflicts + r->too_old, std::memory_order_relaxed);
+    return HttpResponse{.status = 204, .body = ""};
   }
   if (path == "/api/v1/import") {
     if (!post) return Fail(405, "bad_data", "import takes POST");

@@ -4,6 +4,9 @@
 
 #include <bit>
 #include <cstring>
+#include <mutex>
+
+#include "qcloud/core/hash.h"
 
 #include <fmt/format.h>
 
@@ -128,9 +131,9 @@ bool DecodeLabel(std::string_view m, Label& l) {
   return true;
 }
 
-}  // namespace
-
-Result<std::vector<SeriesSamples>> DecodeRemoteWrite(ByteView body, const RemoteWriteLimits& limits) {
+// The body's protobuf, decompressed into a buffer per thread (kept: a
+// body's protobuf is large and short-lived). Valid until the thread's next call.
+Result<std::string_view> Uncompress(ByteView body, const RemoteWriteLimits& limits) {
   if (body.size() > limits.max_body_bytes) {
     return InvalidArgument(fmt::format("remote write: body of {} bytes, at most {}", body.size(), limits.max_body_bytes));
   }
@@ -142,56 +145,199 @@ Result<std::vector<SeriesSamples>> DecodeRemoteWrite(ByteView body, const Remote
     return InvalidArgument(fmt::format("remote write: decompresses to {} bytes, at most {}", raw_size,
                                        limits.max_decoded_bytes));
   }
-  // One buffer per thread, kept: a body's protobuf is large and short-lived.
   thread_local std::string raw;
   raw.resize(raw_size);
   if (!snappy::RawUncompress(body.chars(), body.size(), raw.data())) {
     return InvalidArgument("remote write: snappy: corrupt input");
   }
-  const auto not_protobuf = [] { return InvalidArgument("remote write: the body is not a WriteRequest protobuf"); };
-  std::vector<SeriesSamples> out;
-  Wire req(raw);
+  return std::string_view(raw);
+}
+
+Status NotProtobuf() { return InvalidArgument("remote write: the body is not a WriteRequest protobuf"); }
+
+// A series' labels from its TimeSeries message, checked as Labels checks them.
+Result<Labels> SeriesLabels(std::string_view series) {
+  size_t n = 0;
+  for (Wire scan(series); !scan.done();) {
+    uint32_t f, t;
+    if (!scan.Tag(f, t) || !scan.Skip(f, t)) return NotProtobuf();
+    n += f == 1 && t == 2;
+  }
+  if (n > kMaxLabels) return InvalidArgument(fmt::format("remote write: more than {} labels", kMaxLabels));
   std::vector<Label> pairs;
+  pairs.reserve(n);
+  for (Wire w(series); !w.done();) {
+    uint32_t f, t;
+    std::string_view m;
+    if (!w.Tag(f, t)) return NotProtobuf();
+    if (f == 1 && t == 2) {
+      if (!w.Bytes(m) || !DecodeLabel(m, pairs.emplace_back())) return NotProtobuf();
+    } else if (!w.Skip(f, t)) {
+      return NotProtobuf();
+    }
+  }
+  auto labels = Labels::FromPairs(std::move(pairs));
+  if (!labels.ok()) return InvalidArgument("remote write: " + labels.status().message());
+  if (labels->empty()) return InvalidArgument("remote write: a series without labels");
+  return labels;
+}
+
+}  // namespace
+
+namespace {
+
+// Calls fn(series message) for each TimeSeries of a WriteRequest.
+template <typename Fn>
+Status ForEachSeries(std::string_view raw, Fn&& fn) {
+  Wire req(raw);
   while (!req.done()) {
     uint32_t f, t;
-    if (!req.Tag(f, t)) return not_protobuf();
+    if (!req.Tag(f, t)) return NotProtobuf();
     if (f != 1 || t != 2) {
-      if (!req.Skip(f, t)) return not_protobuf();
+      if (!req.Skip(f, t)) return NotProtobuf();
       continue;
     }
     std::string_view series;
-    if (!req.Bytes(series)) return not_protobuf();
-    // Count the labels first, so the series' labels are one allocation.
-    size_t nlabels = 0;
-    for (Wire scan(series); !scan.done();) {
-      uint32_t sf, st;
-      if (!scan.Tag(sf, st) || !scan.Skip(sf, st)) return not_protobuf();
-      nlabels += sf == 1 && st == 2;
-    }
-    if (nlabels > kMaxLabels) return InvalidArgument(fmt::format("remote write: more than {} labels", kMaxLabels));
-    pairs.reserve(nlabels);
-    Wire ts(series);
-    SeriesSamples s;
-    while (!ts.done()) {
-      uint32_t tf, tt;
-      if (!ts.Tag(tf, tt)) return not_protobuf();
-      std::string_view m;
-      if (tf == 1 && tt == 2) {
-        if (!ts.Bytes(m) || !DecodeLabel(m, pairs.emplace_back())) return not_protobuf();
-      } else if (tf == 2 && tt == 2) {
-        if (!ts.Bytes(m) || !DecodeSample(m, s.samples.emplace_back())) return not_protobuf();
-      } else if (!ts.Skip(tf, tt)) {
-        return not_protobuf();
-      }
-    }
-    auto labels = Labels::FromPairs(std::move(pairs));
-    pairs = {};  // moved from: empty, no capacity
-    if (!labels.ok()) return InvalidArgument("remote write: " + labels.status().message());
-    if (labels->empty()) return InvalidArgument("remote write: a series without labels");
-    s.labels = std::move(labels).value();
-    out.push_back(std::move(s));
+    if (!req.Bytes(series)) return NotProtobuf();
+    QCLOUD_RETURN_IF_ERROR(fn(series));
   }
+  return Status::Ok();
+}
+
+// A series' samples appended to `out`; its label fields' bytes (each
+// length-prefixed) appended to `key` when given.
+Status SeriesSamplesAndKey(std::string_view series, std::vector<Sample>& out, std::string* key) {
+  for (Wire w(series); !w.done();) {
+    uint32_t f, t;
+    std::string_view m;
+    if (!w.Tag(f, t)) return NotProtobuf();
+    if (f == 2 && t == 2) {
+      if (!w.Bytes(m) || !DecodeSample(m, out.emplace_back())) return NotProtobuf();
+    } else if (f == 1 && t == 2 && key != nullptr) {
+      if (!w.Bytes(m)) return NotProtobuf();
+      const auto n = static_cast<uint32_t>(m.size());
+      key->append(reinterpret_cast<const char*>(&n), sizeof n);
+      key->append(m);
+    } else if (!w.Skip(f, t)) {
+      return NotProtobuf();
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<std::vector<SeriesSamples>> DecodeRemoteWrite(ByteView body, const RemoteWriteLimits& limits) {
+  QCLOUD_ASSIGN_OR_RETURN(std::string_view raw, Uncompress(body, limits));
+  std::vector<SeriesSamples> out;
+  const Status walked = ForEachSeries(raw, [&](std::string_view series) -> Status {
+    QCLOUD_ASSIGN_OR_RETURN(Labels labels, SeriesLabels(series));
+    SeriesSamples s{std::move(labels), {}};
+    QCLOUD_RETURN_IF_ERROR(SeriesSamplesAndKey(series, s.samples, nullptr));
+    out.push_back(std::move(s));
+    return Status::Ok();
+  });
+  if (!walked.ok()) return walked;
   return out;
+}
+
+RemoteWriteIngester::RemoteWriteIngester(Tsdb& db, RemoteWriteLimits limits, size_t max_cached)
+    : db_(db), limits_(limits), max_cached_(max_cached) {}
+
+size_t RemoteWriteIngester::cached() const {
+  std::shared_lock lock(mu_);
+  return cache_.size();
+}
+
+Result<AppendResult> RemoteWriteIngester::Ingest(ByteView body) {
+  QCLOUD_ASSIGN_OR_RETURN(std::string_view raw, Uncompress(body, limits_));
+  struct Entry {
+    std::string_view series;
+    size_t key_at = 0, key_len = 0;
+    uint64_t hash = 0;
+    size_t samples_at = 0, samples_n = 0;
+    uint64_t ref = 0;  // 0: not known by its bytes
+  };
+  thread_local std::string keys;
+  thread_local std::vector<Sample> samples;
+  keys.clear();
+  samples.clear();
+  std::vector<Entry> entries;
+  // 1. Walk the body: each series' samples, and its label bytes as its key.
+  const Status walked = ForEachSeries(raw, [&](std::string_view series) -> Status {
+    Entry e{.series = series, .key_at = keys.size(), .samples_at = samples.size()};
+    QCLOUD_RETURN_IF_ERROR(SeriesSamplesAndKey(series, samples, &keys));
+    e.key_len = keys.size() - e.key_at;
+    e.samples_n = samples.size() - e.samples_at;
+    e.hash = Xxh3_64(ByteView(std::string_view(keys).substr(e.key_at, e.key_len)));
+    entries.push_back(e);
+    return Status::Ok();
+  });
+  if (!walked.ok()) return walked;
+  auto key_of = [&](const Entry& e) { return std::string_view(keys).substr(e.key_at, e.key_len); };
+  auto samples_of = [&](const Entry& e) { return std::span<const Sample>(samples.data() + e.samples_at, e.samples_n); };
+  // 2. Label bytes seen before are known series.
+  {
+    std::shared_lock lock(mu_);
+    for (Entry& e : entries) {
+      auto it = cache_.find(e.hash);
+      if (it != cache_.end() && it->second.key == key_of(e)) e.ref = it->second.ref;
+    }
+  }
+  // 3. The others are decoded and checked before anything is appended: a
+  //    bad body takes nothing.
+  std::vector<SeriesSamples> by_labels;
+  std::vector<size_t> by_labels_entry;
+  for (size_t i = 0; i < entries.size(); ++i) {
+    if (entries[i].ref != 0) continue;
+    QCLOUD_ASSIGN_OR_RETURN(Labels labels, SeriesLabels(entries[i].series));
+    const auto sp = samples_of(entries[i]);
+    by_labels.push_back({std::move(labels), std::vector<Sample>(sp.begin(), sp.end())});
+    by_labels_entry.push_back(i);
+  }
+  AppendResult total;
+  auto add = [&total](const AppendResult& r) {
+    total.appended += r.appended;
+    total.new_series += r.new_series;
+    total.out_of_order += r.out_of_order;
+    total.duplicates += r.duplicates;
+    total.conflicts += r.conflicts;
+    total.too_old += r.too_old;
+  };
+  // 4. Known series by reference; those the head let go of, by labels.
+  std::vector<RefSamples> refs;
+  std::vector<size_t> refs_entry;
+  for (size_t i = 0; i < entries.size(); ++i) {
+    if (entries[i].ref == 0) continue;
+    refs.push_back({entries[i].ref, samples_of(entries[i])});
+    refs_entry.push_back(i);
+  }
+  if (!refs.empty()) {
+    std::vector<size_t> unknown;
+    QCLOUD_ASSIGN_OR_RETURN(AppendResult r, db_.AppendRefs(refs, &unknown));
+    add(r);
+    for (size_t k : unknown) {
+      const size_t i = refs_entry[k];
+      QCLOUD_ASSIGN_OR_RETURN(Labels labels, SeriesLabels(entries[i].series));
+      const auto sp = samples_of(entries[i]);
+      by_labels.push_back({std::move(labels), std::vector<Sample>(sp.begin(), sp.end())});
+      by_labels_entry.push_back(i);
+    }
+  }
+  if (!by_labels.empty()) {
+    QCLOUD_ASSIGN_OR_RETURN(AppendResult r, db_.Append(by_labels));
+    add(r);
+    // 5. Remember them by their bytes.
+    std::unique_lock lock(mu_);
+    if (cache_.size() + by_labels.size() > max_cached_) cache_.clear();
+    for (size_t k = 0; k < by_labels.size(); ++k) {
+      const uint64_t ref = db_.Ref(by_labels[k].labels);
+      if (ref == 0) continue;  // no sample taken: not in the head
+      const Entry& e = entries[by_labels_entry[k]];
+      cache_.insert_or_assign(e.hash, Cached{std::string(key_of(e)), ref});
+    }
+  }
+  return total;
 }
 
 std::string EncodeRemoteWrite(std::span<const SeriesSamples> series) {

@@ -222,6 +222,8 @@ class TsdbImpl final : public Tsdb {
   static Result<std::unique_ptr<Tsdb>> Open(const TsdbOptions& options);
 
   Result<AppendResult> Append(std::span<const SeriesSamples> batch) override;
+  uint64_t Ref(const Labels& labels) override;
+  Result<AppendResult> AppendRefs(std::span<const RefSamples> batch, std::vector<size_t>* unknown) override;
   Result<std::vector<SeriesSamples>> Select(std::span<const Matcher> matchers, int64_t mint,
                                             int64_t maxt) override;
   Result<std::vector<Labels>> Series(std::span<const Matcher> matchers, int64_t mint, int64_t maxt) override;
@@ -248,6 +250,14 @@ class TsdbImpl final : public Tsdb {
   Status WriteWal(ByteView record);
   // The series with these labels, or null. mu_ held (either way).
   MemSeries* FindLocked(const Labels& labels) const;
+  // One entry of an append: an existing series (found) or one being created.
+  struct Target {
+    MemSeries* found = nullptr;
+    uint64_t ref = 0;
+    std::span<const Sample> samples;
+  };
+  // The order rule, the log, then the head. append_mu_ held.
+  Result<AppendResult> AppendTargets(std::span<const Target> targets, std::vector<WalSeries>& created, size_t total);
   // Adds a series under `ref`. mu_ held exclusively.
   MemSeries* InsertLocked(uint64_t ref, Labels labels);
   // The head series matching every matcher. mu_ held shared.
@@ -461,7 +471,6 @@ Result<AppendResult> TsdbImpl::Append(std::span<const SeriesSamples> batch) {
     return InvalidArgument(fmt::format("{} samples in one append: at most {}", total, options_.max_batch_samples));
   }
   std::lock_guard append(append_mu_);
-  AppendResult res;
   // Each entry's series: found, or to be created (shared by equal entries).
   std::vector<MemSeries*> found(batch.size(), nullptr);
   std::vector<int> pending(batch.size(), -1);
@@ -490,27 +499,70 @@ Result<AppendResult> TsdbImpl::Append(std::span<const SeriesSamples> batch) {
                                 options_.max_series));
     }
   }
+  std::vector<Target> targets;
+  targets.reserve(batch.size());
+  for (size_t i = 0; i < batch.size(); ++i) {
+    if (batch[i].samples.empty()) continue;
+    targets.push_back({.found = found[i],
+                       .ref = found[i] ? found[i]->ref : created[static_cast<size_t>(pending[i])].ref,
+                       .samples = batch[i].samples});
+  }
+  return AppendTargets(targets, created, total);
+}
+
+uint64_t TsdbImpl::Ref(const Labels& labels) {
+  std::shared_lock lock(mu_);
+  const MemSeries* s = FindLocked(labels);
+  return s != nullptr ? s->ref : 0;
+}
+
+Result<AppendResult> TsdbImpl::AppendRefs(std::span<const RefSamples> batch, std::vector<size_t>* unknown) {
+  size_t total = 0;
+  for (const RefSamples& s : batch) total += s.samples.size();
+  if (total > options_.max_batch_samples) {
+    return InvalidArgument(fmt::format("{} samples in one append: at most {}", total, options_.max_batch_samples));
+  }
+  std::lock_guard append(append_mu_);
+  std::vector<Target> targets;
+  targets.reserve(batch.size());
+  {
+    std::shared_lock lock(mu_);
+    for (size_t i = 0; i < batch.size(); ++i) {
+      auto it = by_ref_.find(batch[i].ref);
+      if (it == by_ref_.end()) {
+        if (unknown != nullptr) unknown->push_back(i);
+        continue;
+      }
+      if (!batch[i].samples.empty()) targets.push_back({.found = it->second.get(), .ref = batch[i].ref, .samples = batch[i].samples});
+    }
+  }
+  std::vector<WalSeries> none;
+  return AppendTargets(targets, none, total);
+}
+
+Result<AppendResult> TsdbImpl::AppendTargets(std::span<const Target> targets, std::vector<WalSeries>& created,
+                                             size_t total) {
+  AppendResult res;
   // The order rule, per series, against its newest sample so far (in the
   // store or earlier in this batch): an open-addressing table by ref, kept
   // between calls (append_mu_ held), so a batch allocates nothing here.
   size_t slots = 16;
-  while (slots < batch.size() * 2) slots *= 2;
+  while (slots < targets.size() * 2) slots *= 2;
   if (newest_.size() < slots) newest_.resize(slots);
   std::fill_n(newest_.begin(), slots, NewestSlot{});
   std::vector<WalSample> accepted;
   accepted.reserve(total);
-  for (size_t i = 0; i < batch.size(); ++i) {
-    if (batch[i].samples.empty()) continue;
-    const uint64_t ref = found[i] ? found[i]->ref : created[static_cast<size_t>(pending[i])].ref;
+  for (const Target& target : targets) {
+    const uint64_t ref = target.ref;
     size_t at = (ref * 0x9E3779B97F4A7C15ULL >> 20) & (slots - 1);
     while (newest_[at].ref != 0 && newest_[at].ref != ref) at = (at + 1) & (slots - 1);
     NewestSlot& n = newest_[at];
     if (n.ref == 0) {
       n.ref = ref;
-      n.t = found[i] ? found[i]->maxt : INT64_MIN;
-      n.bits = found[i] ? found[i]->last_bits : 0;
+      n.t = target.found ? target.found->maxt : INT64_MIN;
+      n.bits = target.found ? target.found->last_bits : 0;
     }
-    for (const Sample& s : batch[i].samples) {
+    for (const Sample& s : target.samples) {
       const uint64_t bits = std::bit_cast<uint64_t>(s.v);
       if (s.t < head_mint_) {
         ++res.too_old;

@@ -5,6 +5,7 @@
 #include "qcloud/monitor/json_import.h"
 #include "qcloud/monitor/remote_write.h"
 #include "qcloud/monitor/text_format.h"
+#include "qcloud/monitor/tsdb.h"
 
 #include <doctest/doctest.h>
 #include <snappy.h>
@@ -189,6 +190,70 @@ TEST_CASE("monitor JSON lines read VictoriaMetrics' import format") {
   }
   CHECK_ERRC(ParseJsonLines(body, {.max_samples = 2}), Errc::kInvalidArgument);
   CHECK_ERRC(ParseJsonLines(body, {.max_line_bytes = 20}), Errc::kInvalidArgument);
+}
+
+TEST_CASE("monitor remote write ingester appends known series by reference and the rest by labels") {
+  testing::TempDir dir("qcloud-ingest");
+  auto db = REQUIRE_VALUE(Tsdb::Open({.data_dir = dir.path,
+                                      .block_duration = std::chrono::hours(1),
+                                      .max_block_duration = std::chrono::hours(1)}));
+  RemoteWriteIngester in(*db);
+  const int64_t h = 3600000;
+  const int64_t t0 = 1700000000000 / h * h;
+  auto body_at = [&](int64_t t, int n) {
+    std::vector<SeriesSamples> series;
+    for (int i = 0; i < n; ++i) {
+      series.push_back({REQUIRE_VALUE(Labels::FromPairs({{"__name__", "up"}, {"instance", "h" + std::to_string(i)}})),
+                        {{t, static_cast<double>(i)}}});
+    }
+    return EncodeRemoteWrite(series);
+  };
+  auto r = REQUIRE_VALUE(in.Ingest(ByteView(body_at(t0, 100))));
+  CHECK(r.appended == 100);
+  CHECK(r.new_series == 100);
+  CHECK(in.cached() == 100);
+  r = REQUIRE_VALUE(in.Ingest(ByteView(body_at(t0 + 1000, 100))));  // all known: by reference
+  CHECK(r.appended == 100);
+  CHECK(r.new_series == 0);
+  r = REQUIRE_VALUE(in.Ingest(ByteView(body_at(t0 + 1000, 100))));  // a resend: duplicates, taken silently
+  CHECK(r.duplicates == 100);
+  // h100..h149 are new; the rest known.
+  r = REQUIRE_VALUE(in.Ingest(ByteView(body_at(t0 + 2000, 150))));
+  CHECK(r.appended == 150);
+  CHECK(r.new_series == 50);
+  CHECK(in.cached() == 150);
+  // A body with one bad series takes nothing, known series included.
+  std::vector<SeriesSamples> mixed = {
+      {REQUIRE_VALUE(Labels::FromPairs({{"__name__", "up"}, {"instance", "h1"}})), {{t0 + 3000, 1}}}};
+  std::string bad = EncodeRemoteWrite(mixed);
+  {
+    // Hand-made: a second series whose label name is invalid.
+    std::string raw;
+    CHECK(snappy::Uncompress(bad.data(), bad.size(), &raw));
+    const std::string label = std::string("\x0a\x03") + "a-b" + "\x12\x01" + "x";
+    const std::string ts = "\x0a" + std::string(1, static_cast<char>(label.size())) + label;
+    raw += "\x0a" + std::string(1, static_cast<char>(ts.size())) + ts;
+    bad.clear();
+    snappy::Compress(raw.data(), raw.size(), &bad);
+  }
+  CHECK_ERRC(in.Ingest(ByteView(bad)), Errc::kInvalidArgument);
+  auto h1 = REQUIRE_VALUE(db->Select(std::vector{Matcher::Equal("instance", "h1")}, INT64_MIN, INT64_MAX));
+  REQUIRE(h1.size() == 1);
+  CHECK(h1[0].samples.size() == 3);  // t0, +1s, +2s: nothing of the bad body
+  // A cut two hours on lets the quiet series go from the head: their
+  // references are stale, and their samples go by labels again.
+  std::vector<SeriesSamples> later = {
+      {REQUIRE_VALUE(Labels::FromPairs({{"__name__", "other"}})), {{t0 + 2 * h + h / 2 + 1, 1}}}};
+  REQUIRE_OK(db->Append(later));
+  REQUIRE_OK(db->Compact());
+  CHECK(db->Ref(REQUIRE_VALUE(Labels::FromPairs({{"__name__", "up"}, {"instance", "h1"}}))) == 0);
+  r = REQUIRE_VALUE(in.Ingest(ByteView(body_at(t0 + 2 * h + h / 2, 150))));
+  CHECK(r.appended == 150);
+  CHECK(r.new_series == 150);
+  h1 = REQUIRE_VALUE(db->Select(std::vector{Matcher::Equal("instance", "h1")}, INT64_MIN, INT64_MAX));
+  REQUIRE(h1.size() == 1);
+  CHECK(h1[0].samples.size() == 4);
+  CHECK(h1[0].samples.back().t == t0 + 2 * h + h / 2);
 }
 
 }  // namespace

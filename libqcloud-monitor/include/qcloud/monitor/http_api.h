@@ -70,6 +70,7 @@ class QCLOUD_EXPORT HttpApi {
   Tsdb& db_;
   HttpApiOptions options_;
   QueryEngine engine_;
+  RemoteWriteIngester ingester_;
   struct Counters {
     std::atomic<uint64_t> queries{0}, range_queries{0}, series_requests{0}, remote_writes{0}, imports{0};
     std::atomic<uint64_t> samples_written{0}, samples_refused{0}, bad_requests{0};

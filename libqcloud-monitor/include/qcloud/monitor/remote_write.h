@@ -13,6 +13,8 @@
 // skipped.
 
 #include <cstddef>
+#include <shared_mutex>
+#include <unordered_map>
 #include <span>
 #include <string>
 #include <vector>
@@ -33,6 +35,35 @@ struct RemoteWriteLimits {
 // that does not parse, invalid labels or a series without labels.
 QCLOUD_EXPORT Result<std::vector<SeriesSamples>> DecodeRemoteWrite(ByteView body,
                                                                    const RemoteWriteLimits& limits = {});
+// A remote-write receiver's fast path (what /api/v1/write uses). A series
+// is known by the bytes of its labels on the wire: a sender sends the same
+// bytes for it every time, so a series seen before goes to the store by
+// reference (Tsdb::AppendRefs) without its labels being decoded, checked,
+// hashed and compared again; the others go by labels and are remembered
+// (up to `max_cached` series; then the memory starts over). Everything is
+// decoded and checked before anything is appended: a bad body takes
+// nothing. Errors: DecodeRemoteWrite's, and the store's.
+//
+// Thread safety: Ingest() from any number of threads at once.
+class QCLOUD_EXPORT RemoteWriteIngester {
+ public:
+  // `db` is not owned and outlives the ingester.
+  explicit RemoteWriteIngester(Tsdb& db, RemoteWriteLimits limits = {}, size_t max_cached = size_t{1} << 21);
+  Result<AppendResult> Ingest(ByteView body);
+  size_t cached() const;  // series remembered
+
+ private:
+  struct Cached {
+    std::string key;  // the label fields' bytes
+    uint64_t ref = 0;
+  };
+  Tsdb& db_;
+  RemoteWriteLimits limits_;
+  size_t max_cached_;
+  mutable std::shared_mutex mu_;
+  std::unordered_map<uint64_t, Cached> cache_;  // by xxh3 of the key
+};
+
 // The body a remote-write sender POSTs for `series`.
 QCLOUD_EXPORT std::string EncodeRemoteWrite(std::span<const SeriesSamples> series);
 

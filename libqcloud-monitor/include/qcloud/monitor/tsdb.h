@@ -83,6 +83,12 @@ struct SeriesSamples {
   std::vector<Sample> samples;  // in time order
 };
 
+// Samples for a series known by its reference (Tsdb::Ref).
+struct RefSamples {
+  uint64_t ref = 0;
+  std::span<const Sample> samples;  // in time order
+};
+
 struct TsdbOptions {
   std::string data_dir;                 // required; created if absent
   bool sync_wal = false;                // fdatasync the log at each Append (power-cut safe)
@@ -139,6 +145,15 @@ class QCLOUD_EXPORT Tsdb {
   // (max_series reached: nothing of the batch is taken), kIoError (the log
   // write failed: nothing is acknowledged).
   virtual Result<AppendResult> Append(std::span<const SeriesSamples> batch) = 0;
+  // The reference of the series with these labels while it is in the head;
+  // 0 when it is not. For callers that append to the same series again and
+  // again (the remote-write receiver): labels looked up once, then
+  // AppendRefs(), which skips building and comparing label sets.
+  virtual uint64_t Ref(const Labels& labels) = 0;
+  // Append() by reference. A reference the head no longer has (its series
+  // left the head at a cut, or never was) takes nothing; its entry's index
+  // goes to `unknown` (if given), for the caller to append by labels.
+  virtual Result<AppendResult> AppendRefs(std::span<const RefSamples> batch, std::vector<size_t>* unknown) = 0;
 
   // The series that match every matcher, with their samples in [mint,
   // maxt] (series with none are left out), ordered by labels.
