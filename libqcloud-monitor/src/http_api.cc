@@ -82,8 +82,7 @@ HttpResponse HttpApi::Handle(const HttpRequest& req) {
   const bool post = req.method == "POST";
 
   // Ingestion.
-  auto append = [&](std::vector<SeriesSamples>& series) -> HttpResponse {
-    Result<AppendResult> r = db_.Append(series);
+  auto written = [&](const Result<AppendResult>& r) -> HttpResponse {
     if (!r.ok()) {
       if (r.status().code() == Errc::kIoError) return Fail(500, "internal", r.status().message());
       return bad(r.status().message());
@@ -92,17 +91,11 @@ HttpResponse HttpApi::Handle(const HttpRequest& req) {
     counters_.samples_refused.fetch_add(r->out_of_order + r->conflicts + r->too_old, std::memory_order_relaxed);
     return HttpResponse{.status = 204, .body = ""};
   };
+  auto append = [&](std::vector<SeriesSamples>& series) { return written(db_.Append(series)); };
   if (path == "/api/v1/write") {
     if (!post) return Fail(405, "bad_data", "remote write takes POST");
     counters_.remote_writes.fetch_add(1, std::memory_order_relaxed);
-    Result<AppendResult> r = ingester_.Ingest(ByteView(req.body));
-    if (!r.ok()) {
-      if (r.status().code() == Errc::kIoError) return Fail(500, "internal", r.status().message());
-      return bad(r.status().message());
-    }
-    counters_.samples_written.fetch_add(r->appended, std::memory_order_relaxed);
-    counters_.samples_refused.fetch_add(r->out_of_order + r->conflicts + r->too_old, std::memory_order_relaxed);
-    return HttpResponse{.status = 204, .body = ""};
+    return written(ingester_.Ingest(ByteView(req.body)));
   }
   if (path == "/api/v1/import") {
     if (!post) return Fail(405, "bad_data", "import takes POST");

@@ -1,12 +1,17 @@
 """Helpers shared by the interop scripts that start real servers themselves
-(kv_memcached_tool.py, kv_watch.py): PASS/FAIL checks, free ports, waiting
-for a server to listen, stopping it by PID. Standard library only."""
+(kv_memcached_tool.py, kv_watch.py, monitor_*.py): PASS/FAIL checks, free
+ports, waiting for a server to listen, stopping it by PID, JSON GETs, the
+closing tally. Standard library only."""
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 
 RESULTS = []
 
@@ -76,3 +81,27 @@ def stop(proc):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def get_json(port, path, **params):
+    """GET http://127.0.0.1:port/path?params: (status, decoded JSON), errors included."""
+    url = 'http://127.0.0.1:%d%s' % (port, path)
+    if params:
+        url += '?' + urllib.parse.urlencode(params, doseq=True)
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b'{}')
+
+
+def finish(work, keep_on_success=True):
+    """Prints the tally; the work directory is named (kept) when a check
+    failed, removed otherwise unless `keep_on_success`. Returns the exit code."""
+    failed = RESULTS.count(False)
+    print('%d passed, %d failed' % (RESULTS.count(True), failed))
+    if failed:
+        print('work dir kept: %s' % work)
+    elif not keep_on_success:
+        subprocess.run(['rm', '-rf', work])
+    return 1 if failed else 0

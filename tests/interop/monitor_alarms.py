@@ -20,7 +20,7 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from interop_util import check, free_port, wait_port, stop, RESULTS  # noqa: E402
+from interop_util import check, finish, free_port, wait_port, stop  # noqa: E402
 
 NOTES = []
 
@@ -123,11 +123,7 @@ inhibit_rules:
     finally:
         stop(proc)
         hook.shutdown()
-    failed = RESULTS.count(False)
-    print('%d passed, %d failed' % (RESULTS.count(True), failed))
-    if failed:
-        print('work dir kept: %s' % work)
-    return 1 if failed else 0
+    return finish(work)
 
 
 if __name__ == '__main__':

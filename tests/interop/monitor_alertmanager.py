@@ -33,7 +33,7 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from interop_util import check, free_port, wait_port, stop, RESULTS  # noqa: E402
+from interop_util import check, finish, free_port, wait_port, stop  # noqa: E402
 
 GOT = {'am': [], 'qcloud': []}
 GROUP_INTERVAL = 3.0
@@ -216,11 +216,7 @@ def main():
         stop(q)
         stop(am)
         hook.shutdown()
-    failed = RESULTS.count(False)
-    print('%d passed, %d failed' % (RESULTS.count(True), failed))
-    if failed:
-        print('work dir kept: %s' % work)
-    return 1 if failed else 0
+    return finish(work)
 
 
 if __name__ == '__main__':

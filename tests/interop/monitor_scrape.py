@@ -21,11 +21,9 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.parse
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from interop_util import check, free_port, wait_port, stop, RESULTS  # noqa: E402
+from interop_util import check, finish, free_port, get_json, wait_port, stop  # noqa: E402
 
 PAGE = {'text': '''# HELP app_requests_total Requests.
 # TYPE app_requests_total counter
@@ -57,15 +55,7 @@ class Target(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def get(port, path, **params):
-    url = 'http://127.0.0.1:%d%s' % (port, path)
-    if params:
-        url += '?' + urllib.parse.urlencode(params, doseq=True)
-    try:
-        with urllib.request.urlopen(url, timeout=10) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b'{}')
+get = get_json
 
 
 def series(port, query, at):
@@ -154,13 +144,7 @@ scrape_configs:
         stop(prom)
         stop(monitord)
         target.shutdown()
-    failed = RESULTS.count(False)
-    print('%d passed, %d failed' % (RESULTS.count(True), failed))
-    if failed == 0:
-        subprocess.run(['rm', '-rf', work])
-    else:
-        print('work dir kept: %s' % work)
-    return 1 if failed else 0
+    return finish(work, keep_on_success=False)
 
 
 if __name__ == '__main__':
