@@ -235,9 +235,11 @@ class TsdbImpl final : public Tsdb {
  private:
   Status LoadBlocks();
   Status Replay();
-  // Writes [start, end) of the head as a block and drops it from the head.
+  // Writes [start, end) of the head as a block, appends going on (their
+  // floor already past `end`), then drops the range from the head with
+  // appends held.
   Status CutBlock(int64_t start, int64_t end);
-  // The cuts Compact() makes (append_mu_ taken).
+  // The cuts Compact() makes, then the log's checkpoint (append_mu_ held for it).
   Status CutHead();
   // Merges finished windows of blocks (see Blocks in tsdb.h). compact_mu_ held.
   Status MergeBlocks();
@@ -278,6 +280,9 @@ class TsdbImpl final : public Tsdb {
   std::mutex merge_errors_mu_;
   std::vector<std::string> merge_errors_;   // why; merge_errors_mu_
   std::mutex append_mu_;  // appends and the log
+  // Appends refuse samples before this: head_mint_, or the end of a range
+  // being cut into a block. append_mu_.
+  int64_t append_floor_ = INT64_MIN;
   struct NewestSlot {
     uint64_t ref = 0;  // 0 = empty (refs start at 1)
     int64_t t = 0;
@@ -319,6 +324,7 @@ Result<std::unique_ptr<Tsdb>> TsdbImpl::Open(const TsdbOptions& options) {
   QCLOUD_RETURN_IF_ERROR(db->env_->CreateDirs(db->wal_dir_));
   QCLOUD_RETURN_IF_ERROR(db->env_->CreateDirs(db->blocks_dir_));
   QCLOUD_RETURN_IF_ERROR(db->LoadBlocks());
+  db->append_floor_ = db->head_mint_;
   QCLOUD_RETURN_IF_ERROR(db->Replay());
   return std::unique_ptr<Tsdb>(std::move(db));
 }
@@ -564,7 +570,7 @@ Result<AppendResult> TsdbImpl::AppendTargets(std::span<const Target> targets, st
     }
     for (const Sample& s : target.samples) {
       const uint64_t bits = std::bit_cast<uint64_t>(s.v);
-      if (s.t < head_mint_) {
+      if (s.t < append_floor_) {
         ++res.too_old;
       } else if (s.t < n.t) {
         ++res.out_of_order;
@@ -854,22 +860,31 @@ Status TsdbImpl::Compact() {
 }
 
 Status TsdbImpl::CutHead() {
-  std::lock_guard append(append_mu_);
   const int64_t d = options_.block_duration.count();
   bool cut = false;
   for (;;) {
-    const int64_t newest = head_maxt_.load(std::memory_order_relaxed);
-    if (newest == INT64_MIN) break;
-    int64_t start = head_mint_;
-    if (start == INT64_MIN) {
-      const int64_t first = head_first_.load(std::memory_order_relaxed);
-      start = first >= 0 ? first / d * d : -((-first + d - 1) / d) * d;
+    int64_t start = 0;
+    {
+      std::lock_guard append(append_mu_);
+      const int64_t newest = head_maxt_.load(std::memory_order_relaxed);
+      if (newest == INT64_MIN) break;
+      start = head_mint_;
+      if (start == INT64_MIN) {
+        const int64_t first = head_first_.load(std::memory_order_relaxed);
+        start = first >= 0 ? first / d * d : -((-first + d - 1) / d) * d;
+      }
+      if (newest < start + d + d / 2) break;  // the range may still get samples
+      // The range is closed from here: appends refuse samples before its
+      // end (too_old), so the block can be written while they go on.
+      append_floor_ = std::max(append_floor_, start + d);
     }
-    if (newest < start + d + d / 2) break;  // the range may still get samples
     QCLOUD_RETURN_IF_ERROR(CutBlock(start, start + d));
     cut = true;
   }
-  if (cut) QCLOUD_RETURN_IF_ERROR(Checkpoint());
+  if (cut) {
+    std::lock_guard append(append_mu_);
+    QCLOUD_RETURN_IF_ERROR(Checkpoint());
+  }
   return Status::Ok();
 }
 
@@ -901,7 +916,9 @@ Status TsdbImpl::CutBlock(int64_t start, int64_t end) {
                             detail::BlockReader::Open(*env_, JoinPath(blocks_dir_, detail::BlockFileName(start, end))));
     block = Load(std::move(reader));
   }
-  // Now the block answers for [start, end): the head lets go of it.
+  // Now the block answers for [start, end): the head lets go of it (with
+  // appends held: they keep pointers to series, some of which go).
+  std::lock_guard append(append_mu_);
   std::unique_lock lock(mu_);
   if (block.reader) blocks_.push_back(std::move(block));
   head_mint_ = end;
