@@ -127,9 +127,14 @@ std::string ParseOne(const json::value& v, WallTime now, const PostableAlertsOpt
     if (!t->is_string()) return std::string(key) + " is not a string";
     auto ms = detail::ParseTime(std::string_view(t->get_string()));
     if (!ms) return std::string(key) + ": " + ms.status().message();
-    out = WallTime(std::chrono::milliseconds(*ms));
     // Go's zero time, as clients that always send both fields write it.
-    if (*ms == -62135596800000LL) out = WallTime{};
+    if (*ms == -62135596800000LL) {
+      out = WallTime{};
+      return "";
+    }
+    // WallTime counts nanoseconds: about the years 1678 to 2261.
+    if (*ms < -9'000'000'000'000LL || *ms > 9'000'000'000'000LL) return std::string(key) + ": out of range";
+    out = WallTime(std::chrono::milliseconds(*ms));
     return "";
   };
   WallTime starts{}, ends{};

@@ -208,7 +208,9 @@ TEST_CASE("alerts pushed in Alertmanager's format fire resolve and time out as A
       {"labels":{"bad-name":"x"}},
       {"labels":{"alertname":"X"},"startsAt":"2023-11-14T23:00:00Z","endsAt":"2023-11-14T22:00:00Z"},
       {"labels":{"alertname":"X"},"startsAt":"yesterday"},
-      {"labels":{"alertname":"GoZero"},"startsAt":"0001-01-01T00:00:00Z","endsAt":"0001-01-01T00:00:00Z"}
+      {"labels":{"alertname":"GoZero"},"startsAt":"0001-01-01T00:00:00Z","endsAt":"0001-01-01T00:00:00Z"},
+      {"labels":{"alertname":"Far"},"startsAt":"2500-01-01T00:00:00Z"},
+      {"labels":{"alertname":"Far"},"endsAt":"1500-01-01T00:00:00Z"}
     ])", now));
   REQUIRE(posted.alerts.size() == 4);
   const Alert& a = posted.alerts[0];
@@ -225,6 +227,8 @@ TEST_CASE("alerts pushed in Alertmanager's format fire resolve and time out as A
   CHECK(posted.errors.find("alert 4: invalid label name") != std::string::npos);
   CHECK(posted.errors.find("alert 5: start time must be before end time") != std::string::npos);
   CHECK(posted.errors.find("alert 6: startsAt") != std::string::npos);
+  CHECK(posted.errors.find("alert 8: startsAt: out of range") != std::string::npos);
+  CHECK(posted.errors.find("alert 9: endsAt: out of range") != std::string::npos);
   CHECK_ERRC(ParsePostableAlerts("{}", now), Errc::kInvalidArgument);
   CHECK_ERRC(ParsePostableAlerts("[1,", now), Errc::kInvalidArgument);
   CHECK_ERRC(ParsePostableAlerts("[{},{},{}]", now, {.max_alerts = 2}), Errc::kInvalidArgument);
