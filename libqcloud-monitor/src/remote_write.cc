@@ -182,10 +182,6 @@ Result<Labels> SeriesLabels(std::string_view series) {
   return labels;
 }
 
-}  // namespace
-
-namespace {
-
 // Calls fn(series message) for each TimeSeries of a WriteRequest.
 template <typename Fn>
 Status ForEachSeries(std::string_view raw, Fn&& fn) {
@@ -304,7 +300,13 @@ Result<AppendResult> RemoteWriteIngester::Ingest(ByteView body) {
     total.conflicts += r.conflicts;
     total.too_old += r.too_old;
   };
-  // 4. Known series by reference; those the head let go of, by labels.
+  // 4. New series first: what can refuse a whole batch (max_series) does
+  //    so before the known series are taken.
+  if (!by_labels.empty()) {
+    QCLOUD_ASSIGN_OR_RETURN(AppendResult r, db_.Append(by_labels));
+    add(r);
+  }
+  // 5. Known series by reference; those the head let go of, by labels.
   std::vector<RefSamples> refs;
   std::vector<size_t> refs_entry;
   for (size_t i = 0; i < entries.size(); ++i) {
@@ -316,25 +318,31 @@ Result<AppendResult> RemoteWriteIngester::Ingest(ByteView body) {
     std::vector<size_t> unknown;
     QCLOUD_ASSIGN_OR_RETURN(AppendResult r, db_.AppendRefs(refs, &unknown));
     add(r);
+    std::vector<SeriesSamples> again;
     for (size_t k : unknown) {
       const size_t i = refs_entry[k];
       QCLOUD_ASSIGN_OR_RETURN(Labels labels, SeriesLabels(entries[i].series));
       const auto sp = samples_of(entries[i]);
-      by_labels.push_back({std::move(labels), std::vector<Sample>(sp.begin(), sp.end())});
+      again.push_back({std::move(labels), std::vector<Sample>(sp.begin(), sp.end())});
       by_labels_entry.push_back(i);
     }
+    if (!again.empty()) {
+      QCLOUD_ASSIGN_OR_RETURN(AppendResult ra, db_.Append(again));
+      add(ra);
+      for (SeriesSamples& x : again) by_labels.push_back(std::move(x));
+    }
   }
+  // 6. Remember the series appended by labels, by their bytes (the store
+  //    looked up before the cache is locked).
   if (!by_labels.empty()) {
-    QCLOUD_ASSIGN_OR_RETURN(AppendResult r, db_.Append(by_labels));
-    add(r);
-    // 5. Remember them by their bytes.
+    std::vector<uint64_t> got(by_labels.size());
+    for (size_t k = 0; k < by_labels.size(); ++k) got[k] = db_.Ref(by_labels[k].labels);
     std::unique_lock lock(mu_);
     if (cache_.size() + by_labels.size() > max_cached_) cache_.clear();
     for (size_t k = 0; k < by_labels.size(); ++k) {
-      const uint64_t ref = db_.Ref(by_labels[k].labels);
-      if (ref == 0) continue;  // no sample taken: not in the head
+      if (got[k] == 0) continue;  // no sample taken: not in the head
       const Entry& e = entries[by_labels_entry[k]];
-      cache_.insert_or_assign(e.hash, Cached{std::string(key_of(e)), ref});
+      cache_.insert_or_assign(e.hash, Cached{std::string(key_of(e)), got[k]});
     }
   }
   return total;
