@@ -16,6 +16,12 @@
 //                        series (15 s samples), step 60 s.
 //   BM_SumBy10k          an instant sum by (job) (rate(...[5m])) over
 //                        10,000 series.
+//   BM_HeapPerSeries     the live heap (glibc mallinfo2, in use) a Tsdb
+//                        and its RemoteWriteIngester hold per series after
+//                        a day of the same mix over 10,000 series at 60 s,
+//                        cut and merged as the server does (Compact() every
+//                        data hour): counter heap_per_series; the RSS
+//                        figure of compare.sh adds the allocator's caches.
 //   BM_OutageConvergence 1,000 correlated alerts of one outage (HostDown
 //                        on 1,000 hosts in 4 clusters, group_by cluster)
 //                        through the Dispatcher on a ManualClock: the
@@ -26,6 +32,8 @@
 //   build/release/bench/monitor/monitor_bench --benchmark_filter=Ingest
 
 #include <benchmark/benchmark.h>
+
+#include <malloc.h>
 
 #include <cmath>
 #include <filesystem>
@@ -221,6 +229,41 @@ void BM_SumBy10k(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_SumBy10k)->Unit(benchmark::kMillisecond);
+
+void BM_HeapPerSeries(benchmark::State& state) {
+  constexpr int kSeries = 10000, kPerBody = 5000;
+  constexpr int64_t kMinute = 60000;
+  constexpr int kMinutes = 26 * 60;
+  for (auto _ : state) {
+    TempDir dir;
+    Mix mix(kSeries);
+    ::malloc_trim(0);
+    const size_t before = ::mallinfo2().uordblks;
+    size_t after = 0;
+    {
+      auto db = std::move(Tsdb::Open({.data_dir = dir.path})).value();
+      RemoteWriteIngester in(*db);
+      for (int m = 0; m < kMinutes; ++m) {
+        auto batch = mix.Scrape(kStart + m * kMinute);
+        for (size_t at = 0; at < batch.size(); at += kPerBody) {
+          const size_t n = std::min<size_t>(kPerBody, batch.size() - at);
+          std::string body = EncodeRemoteWrite(std::span(batch).subspan(at, n));
+          auto r = in.Ingest(ByteView(body));
+          benchmark::DoNotOptimize(r);
+        }
+        if (m % 60 == 59) (void)db->Compact();
+      }
+      (void)db->Compact();
+      ::malloc_trim(0);
+      after = ::mallinfo2().uordblks;
+      const TsdbStats st = db->stats();
+      state.counters["blocks"] = static_cast<double>(st.blocks);
+      state.counters["head_series"] = static_cast<double>(st.series);
+    }
+    state.counters["heap_per_series"] = static_cast<double>(after - before) / kSeries;
+  }
+}
+BENCHMARK(BM_HeapPerSeries)->Iterations(1)->Unit(benchmark::kMillisecond);
 
 void BM_OutageConvergence(benchmark::State& state) {
   std::vector<Alert> outage;

@@ -43,7 +43,7 @@ Result<uint64_t> WriteBlock(Env& env, const std::string& dir, int64_t mint, int6
   ByteWriter iw(index);
   iw.PutVarint64(series.size());
   for (const SeriesChunks& s : series) {
-    EncodeLabels(s.labels, iw);
+    EncodeLabels(*s.labels, iw);
     iw.PutVarint64(s.chunks.size());
     for (const ChunkData& c : s.chunks) {
       iw.PutVarint64(static_cast<uint64_t>(c.mint - mint));
@@ -78,19 +78,21 @@ Result<uint64_t> WriteBlock(Env& env, const std::string& dir, int64_t mint, int6
   return static_cast<uint64_t>(out.size());
 }
 
-Result<std::vector<BlockSeries>> DecodeBlockIndex(ByteView index, int64_t block_mint, uint64_t file_size) {
+Result<BlockIndex> DecodeBlockIndex(ByteView index, int64_t block_mint, uint64_t file_size) {
   ByteReader r(index);
   auto n = r.ReadVarint64();
   if (!n || *n > index.size()) return Bad("series count");
-  std::vector<BlockSeries> out;
-  out.reserve(*n);
+  BlockIndex out;
+  out.series.reserve(*n);
   for (uint64_t i = 0; i < *n; ++i) {
     std::optional<Labels> labels = DecodeLabels(r);
     if (!labels || labels->empty()) return Bad("invalid labels");
     auto c = r.ReadVarint64();
     if (!c || *c > r.remaining()) return Bad("chunk count");
-    BlockSeries s{.labels = std::move(*labels), .chunks = {}};
-    s.chunks.reserve(*c);
+    if (out.chunks.size() + *c > UINT32_MAX) return Bad("chunk count");
+    BlockSeries s{.labels = std::make_shared<const Labels>(std::move(*labels)),
+                  .first_chunk = static_cast<uint32_t>(out.chunks.size()),
+                  .chunk_count = static_cast<uint32_t>(*c)};
     for (uint64_t j = 0; j < *c; ++j) {
       auto dmin = r.ReadVarint64();
       auto span = r.ReadVarint64();
@@ -99,9 +101,9 @@ Result<std::vector<BlockSeries>> DecodeBlockIndex(ByteView index, int64_t block_
       if (*dmin > (uint64_t{1} << 62) || *span > (uint64_t{1} << 62)) return Bad("chunk time range");
       if (*off < kBlockHeaderSize || *off > file_size || file_size - *off < 8) return Bad("chunk offset");
       const int64_t cmin = block_mint + static_cast<int64_t>(*dmin);
-      s.chunks.push_back({.mint = cmin, .maxt = cmin + static_cast<int64_t>(*span), .offset = *off});
+      out.chunks.push_back({.mint = cmin, .maxt = cmin + static_cast<int64_t>(*span), .offset = *off});
     }
-    out.push_back(std::move(s));
+    out.series.push_back(std::move(s));
   }
   if (!r.empty()) return Bad("bytes after the index");
   return out;
@@ -136,9 +138,9 @@ Result<std::unique_ptr<BlockReader>> BlockReader::Open(Env& env, const std::stri
   if (b->version_ >= 3) {
     auto raw = ZstdDecompress(ByteView(index), kMaxBlockIndexBytes);
     if (!raw.ok()) return Bad(path + ": index: " + raw.status().message());
-    QCLOUD_ASSIGN_OR_RETURN(b->series_, DecodeBlockIndex(raw->readable(), b->mint_, at));
+    QCLOUD_ASSIGN_OR_RETURN(b->index_, DecodeBlockIndex(raw->readable(), b->mint_, at));
   } else {
-    QCLOUD_ASSIGN_OR_RETURN(b->series_, DecodeBlockIndex(ByteView(index), b->mint_, at));
+    QCLOUD_ASSIGN_OR_RETURN(b->index_, DecodeBlockIndex(ByteView(index), b->mint_, at));
   }
   return b;
 }

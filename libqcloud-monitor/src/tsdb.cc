@@ -8,6 +8,8 @@
 #include <mutex>
 #include <set>
 #include <shared_mutex>
+#include <span>
+#include <string_view>
 #include <unordered_map>
 
 #include <fmt/format.h>
@@ -25,6 +27,7 @@ bool Sample::operator==(const Sample& o) const noexcept {
 
 namespace {
 
+using detail::LabelsPtr;
 using detail::WalSample;
 using detail::WalSeries;
 
@@ -68,7 +71,7 @@ ByteView View(const std::vector<uint8_t>& b) { return {reinterpret_cast<const st
 // `last_bits` are read and written by appenders only (serialized).
 struct MemSeries {
   uint64_t ref = 0;
-  Labels labels;
+  LabelsPtr labels;
   int64_t maxt = INT64_MIN;
   uint64_t last_bits = 0;
 
@@ -138,36 +141,68 @@ struct MemSeries {
   }
 };
 
-// Label name -> value -> ids (ascending): the head's (series refs) and
-// each block's (positions in its series list).
+// Label name -> value -> ids (ascending): the head's (series refs).
 using Postings = std::map<std::string, std::map<std::string, std::vector<uint64_t>, std::less<>>, std::less<>>;
+
+// A block's: the same, flat and frozen, its names and values views of the
+// block's (shared) label sets. Per series and label 4 bytes, per distinct
+// pair one entry.
+struct FlatPostings {
+  struct Entry {
+    std::string_view name, value;
+    uint32_t begin = 0, count = 0;
+  };
+  std::vector<Entry> entries;  // by (name, value)
+  std::vector<uint32_t> ids;   // ascending within each entry
+
+  std::span<const Entry> Values(std::string_view name) const {
+    auto lo = std::lower_bound(entries.begin(), entries.end(), name,
+                               [](const Entry& e, std::string_view n) { return e.name < n; });
+    auto hi = lo;
+    while (hi != entries.end() && hi->name == name) ++hi;
+    return {lo, hi};
+  }
+  std::span<const uint32_t> Ids(const Entry& e) const { return std::span<const uint32_t>(ids).subspan(e.begin, e.count); }
+};
+
+// The two kinds seen alike by MatchPostings: fn(value, ids) per value of `name`.
+template <typename Fn>
+void ForEachValue(const Postings& p, std::string_view name, Fn&& fn) {
+  auto it = p.find(name);
+  if (it == p.end()) return;
+  for (const auto& [value, ids] : it->second) fn(std::string_view(value), std::span<const uint64_t>(ids));
+}
+template <typename Fn>
+void ForEachValue(const FlatPostings& p, std::string_view name, Fn&& fn) {
+  for (const FlatPostings::Entry& e : p.Values(name)) fn(e.value, p.Ids(e));
+}
+template <typename Id>
+std::vector<uint64_t> Widen(std::span<const Id> ids) {
+  return std::vector<uint64_t>(ids.begin(), ids.end());
+}
 
 // The ids whose labels match every matcher: postings narrow by the
 // matchers that do not match "" (at least one is required); the others
 // are checked on each candidate's labels.
-template <typename LabelsOf>
-Result<std::vector<uint64_t>> MatchPostings(const Postings& postings, std::span<const Matcher> matchers,
+template <typename P, typename LabelsOf>
+Result<std::vector<uint64_t>> MatchPostings(const P& postings, std::span<const Matcher> matchers,
                                             LabelsOf&& labels_of) {
   bool any = false;
   std::vector<uint64_t> ids;
   for (const Matcher& m : matchers) {
     if (m.Matches("")) continue;
     std::vector<uint64_t> these;
-    auto name = postings.find(m.name());
-    if (name != postings.end()) {
+    ForEachValue(postings, m.name(), [&](std::string_view value, auto list) {
       if (m.type() == MatchType::kEqual) {
-        auto v = name->second.find(m.value());
-        if (v != name->second.end()) these = v->second;
-      } else {
-        for (const auto& [value, list] : name->second) {
-          if (!m.Matches(value)) continue;
-          std::vector<uint64_t> merged;
-          merged.reserve(these.size() + list.size());
-          std::set_union(these.begin(), these.end(), list.begin(), list.end(), std::back_inserter(merged));
-          these.swap(merged);
-        }
+        if (value == m.value()) these = Widen(list);
+        return;
       }
-    }
+      if (!m.Matches(value)) return;
+      std::vector<uint64_t> merged;
+      merged.reserve(these.size() + list.size());
+      std::set_union(these.begin(), these.end(), list.begin(), list.end(), std::back_inserter(merged));
+      these.swap(merged);
+    });
     if (!any) {
       ids.swap(these);
       any = true;
@@ -193,18 +228,59 @@ Result<std::vector<uint64_t>> MatchPostings(const Postings& postings, std::span<
 // A block on disk with its index in memory.
 struct LoadedBlock {
   std::unique_ptr<detail::BlockReader> reader;
-  Postings postings;
+  FlatPostings postings;
   uint64_t samples = 0;
 };
 
-// A block opened, with its postings.
-LoadedBlock Load(std::unique_ptr<detail::BlockReader> reader) {
+// One copy of each label set for the head and all blocks: a series in the
+// head and in a day of blocks costs one set, not one per block.
+class LabelSets {
+ public:
+  // The equal set already held, or `labels` now held.
+  LabelsPtr Intern(LabelsPtr labels) {
+    const uint64_t h = labels->Hash();
+    std::lock_guard lock(mu_);
+    auto [lo, hi] = sets_.equal_range(h);
+    for (auto it = lo; it != hi; ++it) {
+      if (*it->second == *labels) return it->second;
+    }
+    sets_.emplace(h, labels);
+    return labels;
+  }
+  // Forgets the sets held by no one else (their series left the head and
+  // every block). A set's only other holders copy it from a holder, so a
+  // count of 1 cannot rise meanwhile.
+  void Sweep() {
+    std::lock_guard lock(mu_);
+    std::erase_if(sets_, [](const auto& kv) { return kv.second.use_count() == 1; });
+  }
+
+ private:
+  std::mutex mu_;
+  std::unordered_multimap<uint64_t, LabelsPtr> sets_;  // by Labels::Hash()
+};
+
+// A block opened: its label sets swapped for the shared ones, its postings.
+LoadedBlock Load(std::unique_ptr<detail::BlockReader> reader, LabelSets& sets) {
   LoadedBlock b;
   b.reader = std::move(reader);
-  const auto& series = b.reader->series();
-  for (uint64_t id = 0; id < series.size(); ++id) {
-    for (const Label& l : series[id].labels.pairs()) b.postings[l.name][l.value].push_back(id);
+  auto& series = b.reader->mutable_series();
+  std::map<std::string_view, std::map<std::string_view, std::vector<uint32_t>>> postings;
+  for (uint32_t id = 0; id < series.size(); ++id) {
+    series[id].labels = sets.Intern(std::move(series[id].labels));
+    for (const Label& l : series[id].labels->pairs()) postings[l.name][l.value].push_back(id);
   }
+  for (auto& [name, values] : postings) {
+    for (auto& [value, ids] : values) {
+      b.postings.entries.push_back({.name = name,
+                                    .value = value,
+                                    .begin = static_cast<uint32_t>(b.postings.ids.size()),
+                                    .count = static_cast<uint32_t>(ids.size())});
+      b.postings.ids.insert(b.postings.ids.end(), ids.begin(), ids.end());
+    }
+  }
+  b.postings.entries.shrink_to_fit();
+  b.postings.ids.shrink_to_fit();
   b.samples = b.reader->samples();
   return b;
 }
@@ -301,6 +377,7 @@ class TsdbImpl final : public Tsdb {
   uint64_t next_ref_ = 1;
   std::vector<LoadedBlock> blocks_;  // by time
   std::vector<std::string> corrupt_blocks_;
+  LabelSets label_sets_;  // its own lock
   // Samples before this are in blocks (or dropped): the head starts here.
   int64_t head_mint_ = INT64_MIN;
   std::atomic<int64_t> head_maxt_{INT64_MIN};  // the newest sample appended
@@ -434,7 +511,7 @@ MemSeries* TsdbImpl::FindLocked(const Labels& labels) const {
   auto it = by_hash_.find(labels.Hash());
   if (it == by_hash_.end()) return nullptr;
   for (MemSeries* s : it->second) {
-    if (s->labels == labels) return s;
+    if (*s->labels == labels) return s;
   }
   return nullptr;
 }
@@ -442,10 +519,10 @@ MemSeries* TsdbImpl::FindLocked(const Labels& labels) const {
 MemSeries* TsdbImpl::InsertLocked(uint64_t ref, Labels labels) {
   auto s = std::make_unique<MemSeries>();
   s->ref = ref;
-  s->labels = std::move(labels);
+  s->labels = label_sets_.Intern(std::make_shared<const Labels>(std::move(labels)));
   MemSeries* raw = s.get();
-  by_hash_[raw->labels.Hash()].push_back(raw);
-  for (const Label& l : raw->labels.pairs()) {
+  by_hash_[raw->labels->Hash()].push_back(raw);
+  for (const Label& l : raw->labels->pairs()) {
     auto& refs = postings_[l.name][l.value];
     // Refs arrive ascending, except at replay after a gap: keep the order.
     refs.insert(std::upper_bound(refs.begin(), refs.end(), ref), ref);
@@ -626,7 +703,7 @@ Result<AppendResult> TsdbImpl::AppendTargets(std::span<const Target> targets, st
 
 Result<std::vector<MemSeries*>> TsdbImpl::MatchLocked(std::span<const Matcher> matchers) const {
   QCLOUD_ASSIGN_OR_RETURN(std::vector<uint64_t> refs, MatchPostings(postings_, matchers, [&](uint64_t ref) -> const Labels& {
-                            return by_ref_.at(ref)->labels;
+                            return *by_ref_.at(ref)->labels;
                           }));
   std::vector<MemSeries*> out;
   out.reserve(refs.size());
@@ -643,15 +720,15 @@ Result<std::map<Labels, std::vector<Sample>>> TsdbImpl::CollectLocked(std::span<
     const auto& series = b.reader->series();
     QCLOUD_ASSIGN_OR_RETURN(std::vector<uint64_t> ids,
                             MatchPostings(b.postings, matchers, [&](uint64_t id) -> const Labels& {
-                              return series[id].labels;
+                              return *series[id].labels;
                             }));
     for (uint64_t id : ids) {
       const detail::BlockSeries& bs = series[id];
       std::vector<Sample>* dst = nullptr;
-      for (const detail::ChunkRef& ref : bs.chunks) {
+      for (const detail::ChunkRef& ref : b.reader->chunks(bs)) {
         if (ref.maxt < mint || ref.mint > maxt) continue;
         if (first_only && dst != nullptr && !dst->empty()) break;
-        if (!dst) dst = &out[bs.labels];
+        if (!dst) dst = &out[*bs.labels];
         const size_t before = dst->size();
         if (!b.reader->ReadSamples(ref, mint, maxt, *dst).ok()) {
           dst->resize(before);
@@ -663,10 +740,10 @@ Result<std::map<Labels, std::vector<Sample>>> TsdbImpl::CollectLocked(std::span<
   QCLOUD_ASSIGN_OR_RETURN(std::vector<MemSeries*> head, MatchLocked(matchers));
   for (MemSeries* s : head) {
     if (first_only) {
-      auto it = out.find(s->labels);
+      auto it = out.find(*s->labels);
       if (it != out.end() && !it->second.empty()) continue;
     }
-    s->Collect(mint, maxt, out[s->labels]);
+    s->Collect(mint, maxt, out[*s->labels]);
   }
   std::erase_if(out, [](const auto& kv) { return kv.second.empty(); });
   return out;
@@ -696,7 +773,11 @@ std::vector<std::string> TsdbImpl::LabelNames() {
   std::set<std::string> names;
   for (const auto& [name, values] : postings_) names.insert(name);
   for (const LoadedBlock& b : blocks_) {
-    for (const auto& [name, values] : b.postings) names.insert(name);
+    std::string_view last;
+    for (const FlatPostings::Entry& e : b.postings.entries) {
+      if (e.name != last) names.emplace(e.name);
+      last = e.name;
+    }
   }
   return {names.begin(), names.end()};
 }
@@ -704,11 +785,7 @@ std::vector<std::string> TsdbImpl::LabelNames() {
 std::vector<std::string> TsdbImpl::LabelValues(std::string_view name) {
   std::shared_lock lock(mu_);
   std::set<std::string> values;
-  auto add = [&](const Postings& p) {
-    auto it = p.find(name);
-    if (it == p.end()) return;
-    for (const auto& [value, ids] : it->second) values.insert(value);
-  };
+  auto add = [&](const auto& p) { ForEachValue(p, name, [&](std::string_view v, auto) { values.emplace(v); }); };
   add(postings_);
   for (const LoadedBlock& b : blocks_) add(b.postings);
   return {values.begin(), values.end()};
@@ -732,7 +809,7 @@ Status TsdbImpl::LoadBlocks() {
       continue;
     }
     head_mint_ = std::max(head_mint_, (*reader)->maxt());
-    blocks_.push_back(Load(std::move(reader).value()));
+    blocks_.push_back(Load(std::move(reader).value(), label_sets_));
   }
   // A merge that crashed after writing its block but before removing its
   // sources leaves both: the sources (inside another block's range) go.
@@ -800,18 +877,18 @@ Status TsdbImpl::MergeWindow(int64_t start, int64_t end, const std::vector<const
   uint64_t samples = 0;
   std::vector<Sample> all;
   for (;;) {
-    const Labels* next = nullptr;
+    LabelsPtr next;
     for (size_t k = 0; k < sources.size(); ++k) {
-      if (at[k] < sources[k]->series().size() && (next == nullptr || sources[k]->series()[at[k]].labels < *next)) {
-        next = &sources[k]->series()[at[k]].labels;
+      if (at[k] < sources[k]->series().size() && (next == nullptr || *sources[k]->series()[at[k]].labels < *next)) {
+        next = sources[k]->series()[at[k]].labels;
       }
     }
     if (next == nullptr) break;
     all.clear();
-    const Labels labels = *next;
+    const LabelsPtr labels = next;
     for (size_t k = 0; k < sources.size(); ++k) {
-      if (at[k] >= sources[k]->series().size() || !(sources[k]->series()[at[k]].labels == labels)) continue;
-      for (const detail::ChunkRef& ref : sources[k]->series()[at[k]].chunks) {
+      if (at[k] >= sources[k]->series().size() || !(*sources[k]->series()[at[k]].labels == *labels)) continue;
+      for (const detail::ChunkRef& ref : sources[k]->chunks(sources[k]->series()[at[k]])) {
         QCLOUD_RETURN_IF_ERROR(sources[k]->ReadSamples(ref, INT64_MIN, INT64_MAX, all));
       }
       ++at[k];
@@ -832,7 +909,7 @@ Status TsdbImpl::MergeWindow(int64_t start, int64_t end, const std::vector<const
   (void)bytes;
   QCLOUD_ASSIGN_OR_RETURN(auto reader,
                           detail::BlockReader::Open(*env_, JoinPath(blocks_dir_, detail::BlockFileName(start, end))));
-  LoadedBlock merged = Load(std::move(reader));
+  LoadedBlock merged = Load(std::move(reader), label_sets_);
   std::vector<std::string> gone;
   {
     std::unique_lock lock(mu_);
@@ -856,6 +933,7 @@ Status TsdbImpl::Compact() {
   // Merging reads and writes blocks only: appends go on meanwhile.
   QCLOUD_RETURN_IF_ERROR(MergeBlocks());
   ApplyRetention();
+  label_sets_.Sweep();
   return Status::Ok();
 }
 
@@ -907,14 +985,14 @@ Status TsdbImpl::CutBlock(int64_t start, int64_t end) {
       series.push_back(std::move(sc));
     }
   }
-  std::sort(series.begin(), series.end(), [](const auto& a, const auto& b) { return a.labels < b.labels; });
+  std::sort(series.begin(), series.end(), [](const auto& a, const auto& b) { return *a.labels < *b.labels; });
   LoadedBlock block;
   if (!series.empty()) {
     QCLOUD_ASSIGN_OR_RETURN(uint64_t bytes, detail::WriteBlock(*env_, blocks_dir_, start, end, series, samples));
     (void)bytes;
     QCLOUD_ASSIGN_OR_RETURN(auto reader,
                             detail::BlockReader::Open(*env_, JoinPath(blocks_dir_, detail::BlockFileName(start, end))));
-    block = Load(std::move(reader));
+    block = Load(std::move(reader), label_sets_);
   }
   // Now the block answers for [start, end): the head lets go of it (with
   // appends held: they keep pointers to series, some of which go).
@@ -931,10 +1009,10 @@ Status TsdbImpl::CutBlock(int64_t start, int64_t end) {
   // reused; the log's checkpoint forgets them).
   for (uint64_t ref : gone) {
     MemSeries* s = by_ref_.at(ref).get();
-    auto& same = by_hash_[s->labels.Hash()];
+    auto& same = by_hash_[s->labels->Hash()];
     std::erase(same, s);
-    if (same.empty()) by_hash_.erase(s->labels.Hash());
-    for (const Label& l : s->labels.pairs()) {
+    if (same.empty()) by_hash_.erase(s->labels->Hash());
+    for (const Label& l : s->labels->pairs()) {
       auto name = postings_.find(l.name);
       auto value = name->second.find(l.value);
       std::erase(value->second, ref);
@@ -969,7 +1047,7 @@ Status TsdbImpl::Checkpoint() {
     std::shared_lock lock(mu_);
     std::vector<WalSeries> series;
     for (const auto& [ref, s] : by_ref_) {
-      series.push_back({.ref = ref, .labels = s->labels});
+      series.push_back({.ref = ref, .labels = *s->labels});
       if (series.size() == 10000) {
         detail::EncodeSeriesRecord(series, record);
         series.clear();

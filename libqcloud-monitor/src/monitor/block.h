@@ -22,6 +22,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -44,8 +45,19 @@ struct ChunkRef {
   uint64_t offset = 0;  // of the chunk's length field in the file
 };
 
+// A label set shared by the head and every block that holds the series
+// (the Tsdb keeps one copy of each; monitor/tsdb.cc).
+using LabelsPtr = std::shared_ptr<const Labels>;
+
+// A series of a block: its labels and its chunks, [first_chunk,
+// first_chunk + chunk_count) of the block's chunk references.
 struct BlockSeries {
-  Labels labels;
+  LabelsPtr labels;
+  uint32_t first_chunk = 0;
+  uint32_t chunk_count = 0;
+};
+struct BlockIndex {
+  std::vector<BlockSeries> series;
   std::vector<ChunkRef> chunks;
 };
 
@@ -55,7 +67,7 @@ struct ChunkData {
   std::vector<uint8_t> bytes;
 };
 struct SeriesChunks {
-  Labels labels;
+  LabelsPtr labels;
   std::vector<ChunkData> chunks;
 };
 
@@ -71,7 +83,7 @@ Result<uint64_t> WriteBlock(Env& env, const std::string& dir, int64_t mint, int6
                             uint32_t version = kBlockVersion);
 
 // Decodes an index (disk input: bounded, checked). kCorruption when malformed.
-Result<std::vector<BlockSeries>> DecodeBlockIndex(ByteView index, int64_t block_mint, uint64_t file_size);
+Result<BlockIndex> DecodeBlockIndex(ByteView index, int64_t block_mint, uint64_t file_size);
 
 class BlockReader {
  public:
@@ -82,7 +94,12 @@ class BlockReader {
   const std::string& path() const noexcept { return path_; }
   uint64_t size() const noexcept { return size_; }
   uint64_t samples() const noexcept { return samples_; }
-  const std::vector<BlockSeries>& series() const noexcept { return series_; }
+  const std::vector<BlockSeries>& series() const noexcept { return index_.series; }
+  // The owner may swap a series' labels for an equal shared copy.
+  std::vector<BlockSeries>& mutable_series() noexcept { return index_.series; }
+  std::span<const ChunkRef> chunks(const BlockSeries& s) const noexcept {
+    return std::span<const ChunkRef>(index_.chunks).subspan(s.first_chunk, s.chunk_count);
+  }
   uint32_t version() const noexcept { return version_; }
   // One chunk's bytes, checksum verified (kCorruption otherwise).
   Result<std::vector<uint8_t>> ReadChunk(const ChunkRef& ref) const;
@@ -97,7 +114,7 @@ class BlockReader {
   uint64_t size_ = 0;
   uint64_t samples_ = 0;
   uint32_t version_ = kBlockVersion;
-  std::vector<BlockSeries> series_;
+  BlockIndex index_;
 };
 
 }  // namespace qcloud::monitor::detail
