@@ -75,13 +75,18 @@ struct MemSeries {
   int64_t maxt = INT64_MIN;
   uint64_t last_bits = 0;
 
-  mutable std::mutex mu;  // chunks, open, open_mint
+  // chunks, open, open_mint: one of a fixed set of locks, not one per
+  // series (a std::mutex is 40 bytes; series are many, contention is rare).
+  std::mutex& mu() const {
+    static std::mutex stripes[1024];
+    return stripes[(reinterpret_cast<uintptr_t>(this) / alignof(MemSeries)) % 1024];
+  }
   std::vector<Chunk> chunks;
   detail::XorAppender open;
   int64_t open_mint = 0;
 
   void Add(int64_t t, double v) {
-    std::lock_guard lock(mu);
+    std::lock_guard lock(mu());
     if (open.samples() == detail::kMaxChunkSamples) {
       chunks.push_back({.mint = open_mint, .maxt = maxt, .bytes = open.bytes()});
       open = detail::XorAppender();
@@ -94,13 +99,13 @@ struct MemSeries {
 
   // Copies of its chunks' bytes, closed then open, in time order.
   void ChunkBytes(std::vector<std::vector<uint8_t>>& out) const {
-    std::lock_guard lock(mu);
+    std::lock_guard lock(mu());
     for (const Chunk& c : chunks) out.push_back(c.bytes);
     if (open.samples() > 0) out.push_back(open.bytes());
   }
 
   void Collect(int64_t mint, int64_t maxt_q, std::vector<Sample>& out) const {
-    std::lock_guard lock(mu);
+    std::lock_guard lock(mu());
     bool bad = false;  // memory chunks are our own encoding
     for (const Chunk& c : chunks) {
       if (c.maxt < mint || c.mint > maxt_q) continue;
@@ -116,7 +121,7 @@ struct MemSeries {
   }
 
   bool Empty() const {
-    std::lock_guard lock(mu);
+    std::lock_guard lock(mu());
     return chunks.empty() && open.samples() == 0;
   }
 
@@ -126,7 +131,7 @@ struct MemSeries {
     std::vector<Sample> keep;
     Collect(from, INT64_MAX, keep);
     std::vector<detail::ChunkData> full = Encode(keep);
-    std::lock_guard lock(mu);
+    std::lock_guard lock(mu());
     chunks.clear();
     open = detail::XorAppender();
     if (full.empty()) return;
@@ -1110,7 +1115,7 @@ TsdbStats TsdbImpl::stats() {
     std::shared_lock lock(mu_);
     st.series = by_ref_.size();
     for (const auto& [ref, s] : by_ref_) {
-      std::lock_guard slock(s->mu);
+      std::lock_guard slock(s->mu());
       st.chunks += s->chunks.size();
       for (const Chunk& c : s->chunks) st.chunk_bytes += c.bytes.size();
       st.chunk_bytes += s->open.bytes().size();
