@@ -254,11 +254,19 @@ Result<AppendResult> RemoteWriteIngester::Ingest(ByteView body) {
     size_t samples_at = 0, samples_n = 0;
     uint64_t ref = 0;  // 0: not known by its bytes
   };
+  // Per-request scratch, kept per thread: a body's worth of entries is a
+  // few hundred KiB, and allocating it per request leaves holes in the
+  // heap that the series' growing chunks then pin.
   thread_local std::string keys;
   thread_local std::vector<Sample> samples;
+  thread_local std::vector<Entry> entries;
+  thread_local std::vector<RefSamples> refs;
+  thread_local std::vector<size_t> refs_entry;
   keys.clear();
   samples.clear();
-  std::vector<Entry> entries;
+  entries.clear();
+  refs.clear();
+  refs_entry.clear();
   // 1. Walk the body: each series' samples, and its label bytes as its key.
   const Status walked = ForEachSeries(raw, [&](std::string_view series) -> Status {
     Entry e{.series = series, .key_at = keys.size(), .samples_at = samples.size()};
@@ -307,8 +315,6 @@ Result<AppendResult> RemoteWriteIngester::Ingest(ByteView body) {
     add(r);
   }
   // 5. Known series by reference; those the head let go of, by labels.
-  std::vector<RefSamples> refs;
-  std::vector<size_t> refs_entry;
   for (size_t i = 0; i < entries.size(); ++i) {
     if (entries[i].ref == 0) continue;
     refs.push_back({entries[i].ref, samples_of(entries[i])});

@@ -370,6 +370,11 @@ class TsdbImpl final : public Tsdb {
     uint64_t bits = 0;
   };
   std::vector<NewestSlot> newest_;  // Append's scratch table; append_mu_
+  // Append's other scratch, reused so that a batch's worth of memory is not
+  // allocated and freed per call (holes the head's chunks would pin). append_mu_.
+  std::vector<WalSample> accepted_;
+  Buffer wal_record_;
+  std::vector<Target> targets_;
   std::unique_ptr<File> wal_;
   uint32_t wal_seq_ = 0;
   uint64_t wal_off_ = 0;
@@ -587,7 +592,8 @@ Result<AppendResult> TsdbImpl::Append(std::span<const SeriesSamples> batch) {
                                 options_.max_series));
     }
   }
-  std::vector<Target> targets;
+  std::vector<Target>& targets = targets_;
+  targets.clear();
   targets.reserve(batch.size());
   for (size_t i = 0; i < batch.size(); ++i) {
     if (batch[i].samples.empty()) continue;
@@ -611,7 +617,8 @@ Result<AppendResult> TsdbImpl::AppendRefs(std::span<const RefSamples> batch, std
     return InvalidArgument(fmt::format("{} samples in one append: at most {}", total, options_.max_batch_samples));
   }
   std::lock_guard append(append_mu_);
-  std::vector<Target> targets;
+  std::vector<Target>& targets = targets_;
+  targets.clear();
   targets.reserve(batch.size());
   {
     std::shared_lock lock(mu_);
@@ -638,7 +645,8 @@ Result<AppendResult> TsdbImpl::AppendTargets(std::span<const Target> targets, st
   while (slots < targets.size() * 2) slots *= 2;
   if (newest_.size() < slots) newest_.resize(slots);
   std::fill_n(newest_.begin(), slots, NewestSlot{});
-  std::vector<WalSample> accepted;
+  std::vector<WalSample>& accepted = accepted_;
+  accepted.clear();
   accepted.reserve(total);
   for (const Target& target : targets) {
     const uint64_t ref = target.ref;
@@ -670,7 +678,8 @@ Result<AppendResult> TsdbImpl::AppendTargets(std::span<const Target> targets, st
     }
   }
   if (!created.empty() || !accepted.empty()) {
-    Buffer record;
+    Buffer& record = wal_record_;
+    record.Clear();
     if (!created.empty()) detail::EncodeSeriesRecord(created, record);
     if (!accepted.empty()) detail::EncodeSamplesRecord(accepted, record);
     QCLOUD_RETURN_IF_ERROR(WriteWal(record.readable()));
