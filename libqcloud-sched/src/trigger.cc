@@ -111,6 +111,18 @@ struct AlarmRuntime {
   MonoTime since{};
 };
 
+struct PredictState {
+  std::vector<double> profile;  // per bucket of the season: learned load
+  std::vector<uint32_t> seen;   // seasons learned per bucket
+  size_t learned = 0;           // buckets with seen > 0
+  int64_t bucket_id = -1;       // the bucket being observed (wall ms / bucket)
+  double acc = 0;               // its load samples so far
+  int n = 0;
+  double error = 0;             // moving average of the relative error
+  bool error_known = false;
+  bool active = false;
+};
+
 struct GroupRuntime {
   GroupSpec spec;
   int size = 0;
@@ -119,6 +131,8 @@ struct GroupRuntime {
   std::deque<std::pair<MonoTime, int>> recommendations;  // target tracking, for the stabilization window
   std::deque<std::pair<MonoTime, int>> sizes;            // size changes (time, delta), for the scale-up limit
   Ms keep{0};                                            // the longest window a policy reads
+  PredictState predict;
+  double predict_forecast = 0;  // the last forecast, for the explanation
 };
 
 }  // namespace
@@ -134,6 +148,8 @@ class EngineImpl {
   // Per alarm: the group state ("" key) or one per instance.
   std::vector<std::map<std::string, AlarmRuntime, std::less<>>> alarm_state;
   std::deque<Decision> recent;
+  // Per action policy: when it last acted on each target ("" = the group).
+  std::vector<std::map<std::string, MonoTime, std::less<>>> last_done;
   EngineStats st;
   size_t instance_count = 0;
 
@@ -167,6 +183,23 @@ class EngineImpl {
           return InvalidArgument(fmt::format("group \"{}\": invalid target tracking limits", name));
         }
         g.keep = std::max(g.keep, Ms(std::chrono::minutes(1)));
+      }
+      if (s.predictive) {
+        const Predictive& pr = *s.predictive;
+        if (!s.target_tracking) return InvalidArgument(fmt::format("group \"{}\": predictive needs target_tracking", name));
+        if (pr.bucket.count() <= 0 || pr.season.count() <= 0 || pr.season.count() % pr.bucket.count() != 0 ||
+            pr.season / pr.bucket > 100000) {
+          return InvalidArgument(fmt::format("group \"{}\": the season must be a whole number (<= 100000) of buckets", name));
+        }
+        if (pr.lead.count() < 0 || pr.lead > pr.season) {
+          return InvalidArgument(fmt::format("group \"{}\": lead must be in [0, season]", name));
+        }
+        if (!(pr.learning_rate > 0 && pr.learning_rate <= 1) || !(pr.max_error > 0) || !Finite(pr.max_error)) {
+          return InvalidArgument(fmt::format("group \"{}\": learning_rate in (0, 1] and max_error > 0", name));
+        }
+        const size_t buckets = static_cast<size_t>(pr.season / pr.bucket);
+        g.predict.profile.assign(buckets, 0.0);
+        g.predict.seen.assign(buckets, 0);
       }
     }
     for (const AlarmPolicy& a : alarms) {
@@ -345,6 +378,15 @@ class EngineImpl {
              out);
       return;
     }
+    // Migrate, notify, trigger: once per cooldown per target (the group, or
+    // the instance of a per-instance alarm), not on every tick it fires.
+    auto& last = last_done[action_index.at(p.name)];
+    auto done = last.find(instance);
+    if (done != last.end() && now - done->second < p.cooldown) {
+      ++st.suppressed;
+      return;
+    }
+    last[instance] = now;
     Decision d = Make(g, p.name, a.name, p.kind, g.size, fmt::format("{}; action {}: {}", why, p.name, ActionKindName(p.kind)));
     d.instance = instance;
     if (p.kind == ActionKind::kTrigger) {
@@ -447,7 +489,67 @@ class EngineImpl {
     for (auto& [name, g] : groups) {
       if (g.spec.target_tracking) Track(g, now, out);
     }
+    for (size_t k = 0; k < actions.size(); ++k) {  // past their cooldown, forgotten
+      std::erase_if(last_done[k], [&](const auto& kv) { return now - kv.second >= actions[k].cooldown; });
+    }
     return out;
+  }
+
+  // Learns the load `load` at this tick; the size the forecast asks for
+  // when it is in use.
+  std::optional<int> Predict(GroupRuntime& g, double load, MonoTime now) {
+    (void)now;
+    if (!g.spec.predictive) return std::nullopt;
+    const Predictive& pr = *g.spec.predictive;
+    PredictState& ps = g.predict;
+    const int64_t bucket_ms = pr.bucket.count();
+    const size_t buckets = ps.profile.size();
+    const int64_t wall = WallMs();
+    const int64_t id = wall >= 0 ? wall / bucket_ms : -((-wall + bucket_ms - 1) / bucket_ms);
+    auto index = [&](int64_t bucket_id) {
+      const int64_t m = bucket_id % static_cast<int64_t>(buckets);
+      return static_cast<size_t>(m < 0 ? m + static_cast<int64_t>(buckets) : m);
+    };
+    if (ps.bucket_id != id) {
+      if (ps.bucket_id >= 0 && ps.n > 0) {
+        // The bucket that ended: its error against what was learned, then learned.
+        const double actual = ps.acc / ps.n;
+        const size_t b = index(ps.bucket_id);
+        if (ps.seen[b] > 0) {
+          const double err = std::abs(actual - ps.profile[b]) / std::max(actual, 1e-9);
+          ps.error = ps.error_known ? 0.7 * ps.error + 0.3 * err : err;
+          ps.error_known = true;
+        }
+        if (ps.seen[b] == 0) {
+          ps.profile[b] = actual;
+          ++ps.learned;
+        } else {
+          ps.profile[b] = (1 - pr.learning_rate) * ps.profile[b] + pr.learning_rate * actual;
+        }
+        ps.seen[b] = std::min<uint32_t>(ps.seen[b] + 1, 1u << 30);
+      }
+      ps.bucket_id = id;
+      ps.acc = 0;
+      ps.n = 0;
+    }
+    ps.acc += load;
+    ++ps.n;
+    // In use once a whole season is learned, while accurate (hysteresis: off
+    // above max_error, on again under half of it).
+    if (ps.learned < buckets) {
+      ps.active = false;
+    } else if (ps.active && ps.error_known && ps.error > pr.max_error) {
+      ps.active = false;
+    } else if (!ps.active && (!ps.error_known || ps.error <= pr.max_error / 2)) {
+      ps.active = true;
+    }
+    if (!ps.active) return std::nullopt;
+    double peak = 0;
+    const int64_t ahead = pr.lead.count() / bucket_ms;
+    for (int64_t k = 0; k <= ahead; ++k) peak = std::max(peak, ps.profile[index(id + k)]);
+    g.predict_forecast = peak;
+    const TargetTracking& t = *g.spec.target_tracking;
+    return std::clamp(static_cast<int>(std::ceil(peak / t.target - 1e-9)), g.spec.min_size, g.spec.max_size);
   }
 
   void Track(GroupRuntime& g, MonoTime now, std::vector<Decision>& out) {
@@ -464,20 +566,42 @@ class EngineImpl {
     }
     if (n == 0 || g.size == 0) return;
     const double value = sum / static_cast<double>(n);
+    const std::optional<int> predicted = Predict(g, sum, now);
     const double ratio = value / t.target;
     int recommendation = g.size;
     std::string math;
+    // Instances of the group not reporting (booting, warming up) count as
+    // the HPA counts pods not ready: 0 when scaling out (their capacity is
+    // coming), the target when scaling in (do not shrink on their silence).
+    const int missing = std::max(0, g.size - static_cast<int>(n));
     if (std::abs(ratio - 1) <= t.tolerance) {
       math = fmt::format("ratio {:.4g} within tolerance {}: keep {}", ratio, t.tolerance, g.size);
-    } else {
+    } else if (missing == 0) {
       recommendation = static_cast<int>(std::ceil(static_cast<double>(g.size) * ratio - 1e-9));
       math = fmt::format("ceil({} * {:.6g} / {:.6g}) = {}", g.size, value, t.target, recommendation);
+    } else {
+      const double assumed = ratio > 1 ? 0.0 : t.target;
+      const double total = sum + assumed * missing;
+      const double new_ratio = total / (t.target * g.size);
+      if (std::abs(new_ratio - 1) <= t.tolerance || (ratio > 1) != (new_ratio > 1)) {
+        math = fmt::format("ratio {:.4g}, {:.4g} counting {} instances not reporting as {}: keep {}", ratio, new_ratio,
+                           missing, assumed, g.size);
+      } else {
+        recommendation = static_cast<int>(std::ceil(static_cast<double>(g.size) * new_ratio - 1e-9));
+        math = fmt::format("ceil({} * ({:.6g} + {} * {:.6g}) / ({} * {:.6g})) = {} ({} not reporting)", g.size, sum,
+                           missing, assumed, g.size, t.target, recommendation, missing);
+      }
     }
     g.recommendations.emplace_back(now, recommendation);
     while (!g.recommendations.empty() && now - g.recommendations.front().first > t.scale_down_stabilization) {
       g.recommendations.pop_front();
     }
     int desired = recommendation;
+    if (predicted && *predicted > desired) {
+      desired = *predicted;
+      math += fmt::format("; predictive: forecast load {:.6g} over the next {} (error {:.3g}) / target {:.6g} -> {}",
+                          g.predict_forecast, Dur(g.spec.predictive->lead), g.predict.error, t.target, *predicted);
+    }
     if (desired < g.size) {
       int highest = desired;
       for (const auto& [when, r] : g.recommendations) highest = std::max(highest, r);
@@ -535,6 +659,15 @@ class EngineImpl {
       json::array sizes;
       for (const auto& [t, s] : g.sizes) sizes.push_back(json::array{ToWallMs(t, now, wall), s});
       o["sizes"] = std::move(sizes);
+      if (g.spec.predictive) {
+        json::array profile, seen;
+        for (double v : g.predict.profile) profile.push_back(v);
+        for (uint32_t v : g.predict.seen) seen.push_back(v);
+        o["profile"] = std::move(profile);
+        o["seen"] = std::move(seen);
+        o["error"] = g.predict.error;
+        o["error_known"] = g.predict.error_known;
+      }
       gs[name] = std::move(o);
     }
     root["groups"] = std::move(gs);
@@ -604,6 +737,33 @@ class EngineImpl {
           !pairs(o.if_contains("sizes"), g->second.sizes, true)) {
         return bad("group history");
       }
+      if (g->second.spec.predictive && o.contains("profile")) {
+        PredictState& ps = g->second.predict;
+        const json::value* profile = o.if_contains("profile");
+        const json::value* seen = o.if_contains("seen");
+        const json::value* error = o.if_contains("error");
+        if (!profile->is_array() || !seen || !seen->is_array() || profile->get_array().size() != ps.profile.size() ||
+            seen->get_array().size() != ps.seen.size() || !error || !error->is_number()) {
+          return bad("group profile");
+        }
+        ps.learned = 0;
+        for (size_t b = 0; b < ps.profile.size(); ++b) {
+          const json::value& pv = profile->get_array()[b];
+          const json::value& sv = seen->get_array()[b];
+          if (!pv.is_number() || !sv.is_int64() || sv.get_int64() < 0 || sv.get_int64() > (int64_t{1} << 30)) {
+            return bad("group profile");
+          }
+          ps.profile[b] = pv.to_number<double>();
+          if (!Finite(ps.profile[b]) || ps.profile[b] < 0) return bad("group profile");
+          ps.seen[b] = static_cast<uint32_t>(sv.get_int64());
+          ps.learned += ps.seen[b] > 0;
+        }
+        ps.error = error->to_number<double>();
+        if (!Finite(ps.error) || ps.error < 0) return bad("group profile error");
+        const json::value* known = o.if_contains("error_known");
+        ps.error_known = known && known->is_bool() && known->get_bool();
+        ps.bucket_id = -1;
+      }
     }
     std::vector<std::map<std::string, AlarmRuntime, std::less<>>> next_alarms(alarms.size());
     for (const auto& kv : alarms_v->get_object()) {
@@ -667,6 +827,7 @@ Result<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& options, std::
   impl->alarms = std::move(alarms);
   impl->actions = std::move(actions);
   impl->alarm_state.resize(impl->alarms.size());
+  impl->last_done.resize(impl->actions.size());
   QCLOUD_RETURN_IF_ERROR(impl->Validate());
   return std::unique_ptr<Engine>(new Engine(std::move(impl)));
 }
@@ -711,6 +872,12 @@ Result<AlarmState> Engine::State(std::string_view alarm, std::string_view instan
   const auto& states = impl_->alarm_state[k->second];
   auto it = states.find(instance);
   return it == states.end() ? AlarmState::kOk : it->second.state;
+}
+
+Result<bool> Engine::Predicting(std::string_view group) const {
+  auto g = impl_->groups.find(group);
+  if (g == impl_->groups.end()) return Status(Errc::kNotFound, fmt::format("unknown group \"{}\"", group));
+  return g->second.predict.active;
 }
 
 std::vector<Decision> Engine::Decisions() const { return {impl_->recent.begin(), impl_->recent.end()}; }

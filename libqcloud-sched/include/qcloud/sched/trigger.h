@@ -33,7 +33,7 @@
 // or set an exact size, always within [min_size, max_size]; migrate and
 // notify (per instance for a per-instance alarm) and kTrigger (a
 // user-defined trigger: the named action policy runs too) are decisions for
-// the hook. Target tracking (per group): desired = ceil(current * metric /
+// the hook, made once per cooldown for each instance (or the group). Target tracking (per group): desired = ceil(current * metric /
 // target), no change within the tolerance (0.1), a scale-in only to the
 // largest recommendation of the stabilization window (5 min), a scale-out by
 // at most max(4 instances, 100%) per 15 s — the HPA's defaults.
@@ -95,6 +95,25 @@ struct TargetTracking {
   std::chrono::milliseconds scale_up_period = std::chrono::seconds(15);
 };
 
+// Predictive scaling (beyond the anchors): the group's load (the tracked
+// metric's average times the instances reporting it) is learned per
+// `bucket` of a recurring `season` (wall-clock aligned: a day, or a week),
+// each new season blended in with `learning_rate`. Once a whole season is
+// learned, target tracking also asks for ceil(forecast / target), the
+// forecast being the largest learned load over the next `lead` (so
+// instances are warm when the peak comes), and the group gets the larger
+// of that and the reactive size. The forecast's error is kept (a moving
+// average of |actual - forecast| / actual per bucket); above `max_error`
+// the group falls back to reactive alone until the error is under half of
+// it again.
+struct Predictive {
+  std::chrono::milliseconds season = std::chrono::hours(24);
+  std::chrono::milliseconds bucket = std::chrono::minutes(5);
+  std::chrono::milliseconds lead = std::chrono::minutes(10);
+  double learning_rate = 0.5;  // (0, 1]
+  double max_error = 0.25;     // > 0
+};
+
 struct GroupSpec {
   std::string name;
   int min_size = 1;
@@ -102,6 +121,7 @@ struct GroupSpec {
   int initial_size = 1;                                               // clamped into [min, max]
   std::chrono::milliseconds warmup = std::chrono::minutes(2);         // new instances' samples ignored this long
   std::optional<TargetTracking> target_tracking;                      // none = alarms only
+  std::optional<Predictive> predictive;                               // needs target_tracking; none = reactive
 };
 
 struct AlarmPolicy {
@@ -123,7 +143,8 @@ struct ActionPolicy {
   ActionKind kind = ActionKind::kScaleOut;
   Adjustment adjustment_type = Adjustment::kCount;                    // scale out / in
   double adjustment = 1;                                              // count, percent, or kSetSize's size
-  std::chrono::milliseconds cooldown = std::chrono::minutes(5);       // after any scaling of the group
+  std::chrono::milliseconds cooldown = std::chrono::minutes(5);       // scaling: after any scaling of the group;
+                                                                      // others: per target (group or instance)
   std::string trigger;                                                // kTrigger: the action policy to run
 };
 
@@ -184,6 +205,8 @@ class QCLOUD_EXPORT Engine {
   // the engine goes on from it. Clamped into [min, max].
   Status SetSize(std::string_view group, int size);
   Result<AlarmState> State(std::string_view alarm, std::string_view instance = {}) const;
+  // Whether the group's forecast is in use now (learned and accurate).
+  Result<bool> Predicting(std::string_view group) const;
   // The last max_decisions decisions, oldest first.
   std::vector<Decision> Decisions() const;
   EngineStats stats() const;
