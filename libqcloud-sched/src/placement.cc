@@ -40,6 +40,7 @@ struct Problem {
     std::vector<std::pair<std::string, std::string>> labels;  // required host labels
     std::string conflict;        // why it cannot be placed at all ("" = none)
     double size = 0;
+    int pinned = -1;             // host index it must stay on; -1 = free
   };
   std::vector<Item> items;
 };
@@ -76,6 +77,13 @@ Result<Problem> Build(std::span<const Host> hosts, std::span<const Instance> ins
     }
     if (!in.spread_by.empty() && in.anti_affinity.empty()) {
       return InvalidArgument(fmt::format("instance \"{}\": spread_by without anti_affinity", in.name));
+    }
+  }
+  std::map<std::string_view, int> host_index;
+  for (size_t h = 0; h < hosts.size(); ++h) host_index.emplace(hosts[h].name, static_cast<int>(h));
+  for (const Instance& in : instances) {
+    if (!in.pinned_host.empty() && !host_index.contains(in.pinned_host)) {
+      return InvalidArgument(fmt::format("instance \"{}\": pinned to unknown host \"{}\"", in.name, in.pinned_host));
     }
   }
   p.r = res.size();
@@ -139,6 +147,13 @@ Result<Problem> Build(std::span<const Host> hosts, std::span<const Instance> ins
           }
           item.groups.push_back(g);
         }
+        if (!in.pinned_host.empty()) {
+          const int h = host_index.at(in.pinned_host);
+          if (item.pinned >= 0 && item.pinned != h) {
+            item.conflict = fmt::format("affinity group \"{}\" is pinned to two hosts", in.affinity);
+          }
+          item.pinned = h;
+        }
         for (const auto& label : in.host_labels) {
           auto same = std::find_if(item.labels.begin(), item.labels.end(),
                                    [&](const auto& l) { return l.first == label.first; });
@@ -158,6 +173,7 @@ Result<Problem> Build(std::span<const Host> hosts, std::span<const Instance> ins
     for (const auto& [k, v] : in.demand) item.demand[res.at(k)] += v;
     if (!in.anti_affinity.empty()) item.groups.push_back(group_ids.at(in.anti_affinity));
     for (const auto& [k, v] : in.host_labels) item.labels.emplace_back(k, v);
+    if (!in.pinned_host.empty()) item.pinned = host_index.at(in.pinned_host);
     p.items.push_back(std::move(item));
     (void)at;
   }
@@ -186,6 +202,8 @@ class Solver {
     host_of_.assign(p.items.size(), -1);
     items_on_.resize(n_);
     count_.assign(n_, 0);
+    has_pinned_.assign(n_, false);
+    pin_failed_.assign(p.items.size(), false);
     max_cap_inv_.assign(r_, 0.0);
     for (size_t d = 0; d < r_; ++d) {
       double m = 0;
@@ -200,6 +218,17 @@ class Solver {
     std::stable_sort(order.begin(), order.end(),
                      [&](size_t a, size_t b) { return p_.items[a].size > p_.items[b].size; });
     const Strategy s = o_.strategy;
+    // Instances pinned where they run go there first, or nowhere.
+    for (size_t i = 0; i < p_.items.size(); ++i) {
+      const int h = p_.items[i].pinned;
+      if (h < 0 || !p_.items[i].conflict.empty()) continue;
+      if (Feasible(i, static_cast<size_t>(h))) {
+        Put(i, static_cast<size_t>(h));
+        has_pinned_[static_cast<size_t>(h)] = true;
+      } else {
+        pin_failed_[i] = true;
+      }
+    }
     // The least each resource is asked for from each position on: a host
     // with less left than that in any resource takes nothing more, and
     // leaves the search (else, nearly full hosts whose leftovers are in
@@ -213,7 +242,7 @@ class Solver {
     if (s == Strategy::kDotProduct) FillHosts(order);
     for (size_t k = 0; k < order.size(); ++k) {
       const size_t i = order[k];
-      if (!p_.items[i].conflict.empty() || host_of_[i] >= 0) continue;
+      if (!p_.items[i].conflict.empty() || host_of_[i] >= 0 || p_.items[i].pinned >= 0) continue;
       const int h = Choose(i, s == Strategy::kDotProduct ? Strategy::kFirstFitDecreasing : s);
       if (h < 0) continue;
       Put(i, static_cast<size_t>(h));
@@ -262,7 +291,7 @@ class Solver {
     };
     std::vector<Bucket> buckets;
     for (size_t i : order) {
-      if (!p_.items[i].conflict.empty()) continue;
+      if (!p_.items[i].conflict.empty() || p_.items[i].pinned >= 0) continue;
       uint32_t mask = 0;
       size_t dominant = 0;
       for (size_t d = 0; d < r_; ++d) {
@@ -340,6 +369,10 @@ class Solver {
   std::string Reason(size_t i) const {
     const Problem::Item& item = p_.items[i];
     if (!item.conflict.empty()) return item.conflict;
+    if (item.pinned >= 0) {
+      return fmt::format("pinned to host \"{}\", which cannot hold it (room, labels or anti-affinity)",
+                         p_.hosts[static_cast<size_t>(item.pinned)]->name);
+    }
     bool any_labels = false, any_size = false;
     std::vector<double> largest(r_, 0.0);
     for (size_t h = 0; h < n_; ++h) {
@@ -540,7 +573,7 @@ class Solver {
       std::sort(by_fill.begin(), by_fill.end());
       bool freed = false;
       for (const auto& [fill, h] : by_fill) {
-        if (count_[h] == 0) continue;
+        if (count_[h] == 0 || has_pinned_[h]) continue;
         open_[h] = false;
         Refresh(h);
         std::vector<size_t> moving = items_on_[h];
@@ -585,6 +618,8 @@ class Solver {
   std::vector<std::vector<size_t>> items_on_;
   std::vector<size_t> count_;
   std::vector<double> max_cap_inv_;
+  std::vector<bool> has_pinned_;  // hosts holding a pinned instance: never emptied
+  std::vector<bool> pin_failed_;  // pinned instances their host cannot hold
 };
 
 }  // namespace
@@ -682,6 +717,10 @@ Status Check(std::span<const Host> hosts, std::span<const Instance> instances, c
       return Status(Errc::kInvalidArgument, fmt::format("instance \"{}\" is on unknown host \"{}\"", in.name, where));
     }
     const Host& host = hosts[h->second];
+    if (!in.pinned_host.empty() && in.pinned_host != host.name) {
+      return InvalidArgument(fmt::format("instance \"{}\" is pinned to \"{}\" but placed on \"{}\"", in.name,
+                                         in.pinned_host, host.name));
+    }
     for (const auto& [k, v] : in.host_labels) {
       auto l = host.labels.find(k);
       if (l == host.labels.end() || l->second != v) {

@@ -118,8 +118,10 @@ Result<std::vector<Instance>> ParseInstancesJson(std::string_view text) {
         QCLOUD_ASSIGN_OR_RETURN(in.affinity, String(kv.value(), at));
       } else if (key == "host_labels") {
         QCLOUD_ASSIGN_OR_RETURN(in.host_labels, Strings(kv.value(), at));
+      } else if (key == "pinned_host") {
+        QCLOUD_ASSIGN_OR_RETURN(in.pinned_host, String(kv.value(), at));
       } else {
-        return InvalidArgument(at + ": unknown key (name, demand, anti_affinity, spread_by, affinity, host_labels)");
+        return InvalidArgument(at + ": unknown key (name, demand, anti_affinity, spread_by, affinity, host_labels, pinned_host)");
       }
     }
     out.push_back(std::move(in));

@@ -20,7 +20,9 @@
 //                 none of such a group;
 //   affinity      instances of one affinity group share one host (placed
 //                 together, or not at all);
-//   host_labels   a host must carry each of these label values.
+//   host_labels   a host must carry each of these label values;
+//   pinned_host   the instance runs there already and is not moved (its
+//                 demand counts there first; unplaced if it no longer fits).
 // An instance that cannot be placed is listed in `unplaced` with the
 // reason (no host large enough in a resource, no host with its labels,
 // its anti-affinity domains all taken, or no room left).
@@ -78,6 +80,7 @@ struct Instance {
   std::string spread_by;                           // with anti_affinity: a host label; "" = per host
   std::string affinity;                            // group placed on one host together; "" = none
   std::map<std::string, std::string> host_labels;  // required host labels; empty = any host
+  std::string pinned_host;                         // already runs there and stays; "" = free to place
 };
 
 enum class Strategy : uint8_t {

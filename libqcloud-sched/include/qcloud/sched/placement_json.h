@@ -5,11 +5,12 @@
 //
 //   hosts:     [{"name": "h1", "capacity": {"cpu": 32, "mem": 128}, "labels": {"rack": "r1"}}, ...]
 //   instances: [{"name": "i1", "demand": {"cpu": 2, "mem": 8}, "anti_affinity": "svc-a",
-//                "spread_by": "rack", "affinity": "pair-1", "host_labels": {"ssd": "yes"}}, ...]
+//                "spread_by": "rack", "affinity": "pair-1", "host_labels": {"ssd": "yes"},
+//                "pinned_host": "h1"}, ...]
 //   answer:    {"placements": {"i1": "h1", ...}, "unplaced": [{"name": ..., "reason": ...}], "hosts_used": N}
 //
-// "labels", "anti_affinity", "spread_by", "affinity" and "host_labels" are
-// optional; resource names are free-form; amounts are JSON numbers. A
+// "labels", "anti_affinity", "spread_by", "affinity", "host_labels" and
+// "pinned_host" are optional; resource names are free-form; amounts are JSON numbers. A
 // key the format does not have is refused (a misspelt constraint must not
 // be silently dropped). Input is bounded: kMaxPlacementJsonBytes, nesting.
 // Errors: kInvalidArgument saying where ("hosts[3].capacity.cpu: not a

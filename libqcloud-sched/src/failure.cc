@@ -1,0 +1,180 @@
+#include "qcloud/sched/failure.h"
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+
+#include <fmt/format.h>
+
+namespace qcloud::sched {
+
+PathMonitor::PathMonitor(const PathMonitorOptions& options)
+    : options_(options), clock_(options.clock ? options.clock : &RealClock()) {
+  options_.window = std::max<size_t>(options_.window, 2);
+  options_.max_paths = std::clamp<size_t>(options_.max_paths, 1, 64);
+}
+
+void PathMonitor::Heartbeat(std::string_view peer, size_t path) {
+  if (path >= options_.max_paths) return;
+  auto it = peers_.find(peer);
+  if (it == peers_.end()) it = peers_.emplace(std::string(peer), std::vector<Path>(options_.max_paths)).first;
+  Path& p = it->second[path];
+  const MonoTime now = clock_->MonotonicNow();
+  if (p.heard) {
+    const double ms = std::chrono::duration<double, std::milli>(now - p.last).count();
+    p.intervals_ms.push_back(ms);
+    p.sum += ms;
+    p.sum_sq += ms * ms;
+    if (p.intervals_ms.size() > options_.window) {
+      const double old = p.intervals_ms.front();
+      p.intervals_ms.pop_front();
+      p.sum -= old;
+      p.sum_sq -= old * old;
+    }
+  }
+  p.heard = true;
+  p.last = now;
+}
+
+double PathMonitor::PhiOf(const Path& p, MonoTime now) const {
+  if (!p.heard) return 0;
+  double mean = static_cast<double>(options_.first_interval.count());
+  double var = 0;
+  if (!p.intervals_ms.empty()) {
+    const double n = static_cast<double>(p.intervals_ms.size());
+    mean = p.sum / n;
+    var = std::max(0.0, p.sum_sq / n - mean * mean);
+  }
+  const double min_sd = static_cast<double>(options_.min_stddev.count());
+  const double sd = std::max(std::sqrt(var), min_sd);
+  const double elapsed = std::chrono::duration<double, std::milli>(now - p.last).count();
+  const double expected = mean + static_cast<double>(options_.acceptable_pause.count());
+  const double y = (elapsed - expected) / sd;
+  // P(later than now) under the normal distribution; -log10 of it. The
+  // logistic approximation of the normal CDF that Akka uses keeps it finite.
+  const double e = std::exp(-y * (1.5976 + 0.070566 * y * y));
+  if (elapsed > expected) return -std::log10(e / (1.0 + e));
+  return -std::log10(1.0 - 1.0 / (1.0 + e));
+}
+
+double PathMonitor::Phi(std::string_view peer, size_t path) const {
+  auto it = peers_.find(peer);
+  if (it == peers_.end() || path >= it->second.size()) return 0;
+  return PhiOf(it->second[path], clock_->MonotonicNow());
+}
+
+bool PathMonitor::Suspects(std::string_view peer) const {
+  auto it = peers_.find(peer);
+  if (it == peers_.end()) return false;
+  const MonoTime now = clock_->MonotonicNow();
+  bool any = false;
+  for (const Path& p : it->second) {
+    if (!p.heard) continue;
+    any = true;
+    if (PhiOf(p, now) <= options_.threshold) return false;  // heard well enough on this path
+  }
+  return any;
+}
+
+std::vector<std::string> PathMonitor::Suspected() const {
+  std::vector<std::string> out;
+  for (const auto& [name, paths] : peers_) {
+    if (Suspects(name)) out.push_back(name);
+  }
+  return out;
+}
+
+void PathMonitor::Forget(std::string_view peer) {
+  auto it = peers_.find(peer);
+  if (it != peers_.end()) peers_.erase(it);
+}
+
+Arbiter::Arbiter(const ArbiterOptions& options, std::vector<std::string> hosts) : options_(options) {
+  options_.quorum = std::max<size_t>(options_.quorum, 1);
+  for (std::string& h : hosts) hosts_.emplace(std::move(h), Votes{});
+}
+
+void Arbiter::Report(std::string_view observer, std::string_view peer, bool suspect) {
+  auto it = hosts_.find(peer);
+  if (it == hosts_.end() || observer == peer) return;
+  Votes& v = it->second;
+  const std::string who(observer);
+  if (suspect) {
+    v.alive.erase(who);
+    v.suspect.insert(who);
+  } else {
+    v.suspect.erase(who);
+    v.alive.insert(who);
+  }
+  const bool was = v.dead;
+  Decide(v);
+  if (!was && v.dead) {
+    // A dead host's own votes on others no longer count.
+    for (auto& [name, other] : hosts_) {
+      if (other.suspect.erase(it->first) + other.alive.erase(it->first) > 0) Decide(other);
+    }
+  }
+}
+
+void Arbiter::Decide(Votes& v) {
+  if (!v.dead) {
+    v.dead = v.suspect.size() >= options_.quorum && v.alive.size() <= options_.max_dissent;
+  } else {
+    // Back only when the observers hearing it are no longer outnumbered
+    // by the quorum of suspicion (a heartbeat-backed "alive").
+    v.dead = !(v.alive.size() > options_.max_dissent || v.suspect.size() < options_.quorum);
+  }
+}
+
+std::vector<std::string> Arbiter::Dead() const {
+  std::vector<std::string> out;
+  for (const auto& [name, v] : hosts_) {
+    if (v.dead) out.push_back(name);
+  }
+  return out;
+}
+
+bool Arbiter::IsDead(std::string_view host) const {
+  auto it = hosts_.find(host);
+  return it != hosts_.end() && it->second.dead;
+}
+
+Result<Evacuation> PlanEvacuation(std::span<const Host> hosts, std::span<const Instance> instances,
+                                  const std::map<std::string, std::string>& current, std::string_view dead_host,
+                                  const PlacementOptions& options) {
+  std::vector<Host> live;
+  bool found = false;
+  for (const Host& h : hosts) {
+    if (h.name == dead_host) {
+      found = true;
+    } else {
+      live.push_back(h);
+    }
+  }
+  if (!found) return Status(Errc::kNotFound, fmt::format("no host \"{}\"", dead_host));
+  std::vector<Instance> problem;
+  std::set<std::string> evacuees;
+  for (const Instance& in : instances) {
+    auto at = current.find(in.name);
+    if (at == current.end()) continue;  // was not running
+    Instance copy = in;
+    if (at->second == dead_host) {
+      copy.pinned_host.clear();
+      evacuees.insert(in.name);
+    } else {
+      copy.pinned_host = at->second;
+    }
+    problem.push_back(std::move(copy));
+  }
+  QCLOUD_ASSIGN_OR_RETURN(Placement p, Place(live, problem, options));
+  Evacuation out;
+  for (const auto& [inst, host] : p.placements) {
+    if (evacuees.contains(inst)) out.moves.emplace(inst, host);
+  }
+  for (const Unplaced& u : p.unplaced) {
+    if (evacuees.contains(u.name)) out.stranded.push_back(u);
+  }
+  return out;
+}
+
+}  // namespace qcloud::sched
