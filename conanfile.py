@@ -27,7 +27,7 @@ _components = {
     "s3": ("qcloud-s3", ["object", "boost::headers", "fmt::fmt", "pugixml::pugixml"]),
     "monitor": ("qcloud-monitor", ["core", "boost::json", "fmt::fmt", "protobuf::libprotobuf-lite", "re2::re2",
                                    "snappy::snappy", "yaml-cpp::yaml-cpp"]),
-    "sched": ("qcloud-sched", ["core", "boost::json", "fmt::fmt"]),
+    "sched": ("qcloud-sched", ["core", "boost::json", "fmt::fmt", "yaml-cpp::yaml-cpp"]),
 }
 
 
