@@ -2,7 +2,8 @@
 // instances JSON (Boost.JSON underneath, then the engine). Every input
 // parses or fails with kInvalidArgument; a problem that parses is placed
 // by every strategy, and every answer passes Check(): no constraint is
-// broken, each instance is placed or reported, whatever the input.
+// broken, each instance is placed or reported, whatever the input; a
+// rebalancing of the spread placement keeps every constraint as well.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -34,6 +35,24 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (placed->placements.size() + placed->unplaced.size() != instances->size()) std::abort();
     if (!Check(*hosts, *instances, *placed).ok()) std::abort();
     (void)PlacementToJson(*placed);
+    if (s != Strategy::kSpread) continue;
+    // Rebalancing what was placed keeps every constraint too.
+    std::vector<Instance> running;
+    for (const Instance& in : *instances) {
+      if (placed->placements.contains(in.name)) running.push_back(in);
+    }
+    for (RebalanceGoal goal : {RebalanceGoal::kFreeHosts, RebalanceGoal::kLowerPeak}) {
+      auto plan = Rebalance(*hosts, running, placed->placements, {}, {.goal = goal, .max_moves = 20});
+      if (!plan.ok()) std::abort();  // a valid placement is always accepted
+      if (plan->moves.size() > 20) std::abort();
+      Placement after;
+      after.placements = placed->placements;
+      for (const Migration& m : plan->moves) {
+        if (after.placements.at(m.instance) != m.from) std::abort();
+        after.placements[m.instance] = m.to;
+      }
+      if (!Check(*hosts, running, after).ok()) std::abort();
+    }
   }
   return 0;
 }

@@ -236,5 +236,106 @@ TEST_CASE("sched LowerBound is the per-resource bound over the largest hosts") {
   CHECK(LowerBound(hosts, vms, 0.5) == 5);  // cpu: 25 / 5
 }
 
+Placement Apply(const std::map<std::string, std::string>& current, const RebalancePlan& plan) {
+  Placement p;
+  p.placements = current;
+  for (const Migration& m : plan.moves) {
+    REQUIRE(p.placements.at(m.instance) == m.from);
+    p.placements[m.instance] = m.to;
+  }
+  return p;
+}
+
+TEST_CASE("sched rebalance frees hosts and lowers the peak within constraints") {
+  std::vector<Host> hosts = Hosts(4, 10, 100);
+  std::vector<Instance> vms = {{.name = "a", .demand = {{"cpu", 6}}},
+                               {.name = "b", .demand = {{"cpu", 3}}},
+                               {.name = "c", .demand = {{"cpu", 3}}},
+                               {.name = "d", .demand = {{"cpu", 2}}}};
+  std::map<std::string, std::string> current = {{"a", "h0"}, {"b", "h1"}, {"c", "h2"}, {"d", "h3"}};
+  RebalancePlan free = REQUIRE_VALUE(Rebalance(hosts, vms, current));
+  CHECK(free.hosts_before == 4);
+  CHECK(free.hosts_after == 2);
+  CHECK(free.moves.size() == 2);
+  double freed = 0;
+  for (const Migration& m : free.moves) freed += m.gain;
+  CHECK(freed == 2);
+  CHECK_OK(Check(hosts, vms, Apply(current, free)));
+  // Bounded: one move allowed frees one host.
+  RebalancePlan one = REQUIRE_VALUE(Rebalance(hosts, vms, current, {}, {.max_moves = 1}));
+  CHECK(one.moves.size() == 1);
+
+  // The peak: h0 at 9 of 10, h1 at 1.
+  std::vector<Instance> hot = {{.name = "x", .demand = {{"cpu", 3}}},
+                               {.name = "y", .demand = {{"cpu", 3}}},
+                               {.name = "z", .demand = {{"cpu", 3}}},
+                               {.name = "w", .demand = {{"cpu", 1}}}};
+  std::vector<Host> two = Hosts(2, 10, 100);
+  std::map<std::string, std::string> skewed = {{"x", "h0"}, {"y", "h0"}, {"z", "h0"}, {"w", "h1"}};
+  RebalancePlan level = REQUIRE_VALUE(Rebalance(two, hot, skewed, {}, {.goal = RebalanceGoal::kLowerPeak}));
+  REQUIRE(level.moves.size() == 1);
+  CHECK(level.peak_before == doctest::Approx(0.9));
+  CHECK(level.peak_after == doctest::Approx(0.6));
+  CHECK(level.moves[0].gain == doctest::Approx(0.3));
+  CHECK(level.moves[0].why == "peak 0.9 -> 0.6 (h0 cpu)");
+
+  // Anti-affinity and pins hold: x and y may not share a host, z stays.
+  hot[0].anti_affinity = hot[1].anti_affinity = "g";
+  hot[2].pinned_host = "h0";
+  std::vector<Host> three = Hosts(3, 10, 100);
+  std::map<std::string, std::string> spread = {{"x", "h0"}, {"y", "h1"}, {"z", "h0"}, {"w", "h0"}};
+  RebalancePlan kept = REQUIRE_VALUE(Rebalance(three, hot, spread, {}, {.goal = RebalanceGoal::kLowerPeak}));
+  CHECK_FALSE(kept.moves.empty());
+  CHECK_OK(Check(three, hot, Apply(spread, kept)));
+  for (const Migration& m : kept.moves) {
+    CHECK(m.instance != "z");
+    if (m.instance == "x") CHECK(m.to != "h1");
+  }
+  // A current placement that already breaks a constraint is refused.
+  std::map<std::string, std::string> bad = {{"x", "h0"}, {"y", "h0"}, {"z", "h1"}, {"w", "h1"}};
+  CHECK_ERRC(Rebalance(two, hot, bad), Errc::kInvalidArgument);
+}
+
+TEST_CASE("sched rebalance sizes instances by their usage history") {
+  // Four VMs asking 8 cpu each on four hosts of 10, using about 2.
+  std::vector<Host> hosts = Hosts(4, 10, 100);
+  std::vector<Instance> vms;
+  std::map<std::string, std::string> current;
+  std::map<std::string, std::vector<std::map<std::string, double>>> usage;
+  for (int i = 0; i < 4; ++i) {
+    const std::string n = "v" + std::to_string(i);
+    vms.push_back({.name = n, .demand = {{"cpu", 8}}});
+    current[n] = "h" + std::to_string(i);
+    for (int k = 0; k < 100; ++k) usage[n].push_back({{"cpu", 1.5 + (k % 10) * 0.05}});
+  }
+  RebalancePlan declared = REQUIRE_VALUE(Rebalance(hosts, vms, current));
+  CHECK(declared.moves.empty());  // 8 + 8 > 10
+  RebalancePlan used = REQUIRE_VALUE(Rebalance(hosts, vms, current, usage));
+  CHECK(used.hosts_after == 1);   // p95 of use is under 2
+  CHECK(used.moves.size() == 3);
+}
+
+TEST_CASE("sched rebalance on seeded random placements keeps every constraint") {
+  for (uint64_t seed = 1; seed <= 20; ++seed) {
+    CAPTURE(seed);
+    Random r = Generate(seed, 30, 90, true);
+    Placement spread = REQUIRE_VALUE(Place(r.hosts, r.vms, {.strategy = Strategy::kSpread}));
+    std::vector<Instance> running;
+    for (const Instance& in : r.vms) {
+      if (spread.placements.contains(in.name)) running.push_back(in);
+    }
+    for (RebalanceGoal goal : {RebalanceGoal::kFreeHosts, RebalanceGoal::kLowerPeak}) {
+      RebalancePlan plan = REQUIRE_VALUE(Rebalance(r.hosts, running, spread.placements, {}, {.goal = goal, .max_moves = 40}));
+      CHECK(plan.moves.size() <= 40);
+      CHECK_OK(Check(r.hosts, running, Apply(spread.placements, plan)));
+      if (goal == RebalanceGoal::kFreeHosts) {
+        CHECK(plan.hosts_after <= plan.hosts_before);
+      } else {
+        CHECK(plan.peak_after <= plan.peak_before + 1e-9);
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace qcloud::sched

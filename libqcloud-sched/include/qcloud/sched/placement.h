@@ -133,4 +133,42 @@ QCLOUD_EXPORT Status Check(std::span<const Host> hosts, std::span<const Instance
 QCLOUD_EXPORT size_t LowerBound(std::span<const Host> hosts, std::span<const Instance> instances,
                                 double headroom = 0.0);
 
+// Rebalancing: from where instances run now (`current`: instance -> host)
+// and, optionally, what they have used (`usage`: instance -> samples of
+// resource -> amount; an instance's demand is then the given percentile of
+// its samples per resource instead of its declared demand), a bounded list
+// of migrations that either frees hosts (kFreeHosts: the least-filled
+// hosts emptied onto the others, a host only when all of it fits) or lowers
+// the peak (kLowerPeak: an instance moved off the most loaded host, by its
+// tightest resource, onto the host where the peak falls most, while it
+// falls). Every step keeps every constraint (Check() of the result holds
+// against the same demands); pinned instances and affinity groups stay.
+enum class RebalanceGoal : uint8_t { kFreeHosts, kLowerPeak };
+
+struct RebalanceOptions {
+  RebalanceGoal goal = RebalanceGoal::kFreeHosts;
+  size_t max_moves = 100;       // migrations at most
+  double percentile = 95;       // of usage samples, when given
+  double headroom = 0.0;        // as in PlacementOptions
+};
+
+struct Migration {
+  std::string instance, from, to;
+  double gain = 0;              // kFreeHosts: 1 on the move that frees a host, else 0; kLowerPeak: peak drop
+  std::string why;              // "frees h7", "peak 0.97 -> 0.91 (h3 cpu)"
+};
+
+struct RebalancePlan {
+  std::vector<Migration> moves;  // in order
+  size_t hosts_before = 0, hosts_after = 0;
+  double peak_before = 0, peak_after = 0;  // the most loaded host's tightest resource, used / capacity
+};
+
+// kInvalidArgument for invalid input (as Place()), an instance placed on an
+// unknown host, or a placement that breaks a constraint already.
+QCLOUD_EXPORT Result<RebalancePlan> Rebalance(
+    std::span<const Host> hosts, std::span<const Instance> instances, const std::map<std::string, std::string>& current,
+    const std::map<std::string, std::vector<std::map<std::string, double>>>& usage = {},
+    const RebalanceOptions& options = {});
+
 }  // namespace qcloud::sched
