@@ -31,8 +31,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <charconv>
 #include <iostream>
+#include <set>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -47,7 +49,10 @@
 #include "qcloud/core/lifecycle.h"
 #include "qcloud/core/metrics.h"
 #include "qcloud/runtime/http_server.h"
+#include "qcloud/core/endpoint.h"
+#include "qcloud/core/units.h"
 #include "qcloud/sched/config.h"
+#include "qcloud/sched/failure.h"
 #include "qcloud/sched/placement.h"
 #include "qcloud/sched/placement_json.h"
 #include "qcloud/sched/prometheus.h"
@@ -292,12 +297,146 @@ int Serve(int argc, char** argv) {
   return 0;
 }
 
+// One host's heartbeats over UDP: a socket per network path, a datagram
+// to every peer on every path each interval, a PathMonitor fed by what
+// arrives, and a JSON line on stdout each time a peer becomes suspect or
+// is heard again.
+int Heartbeat(int argc, char** argv) {
+  std::string name, listen_text, interval_text = "250ms";
+  std::vector<std::string> peer_texts;
+  double threshold = 8;
+  std::string threshold_text = "8";
+  examples::CommandLine cli(std::string(kProgram) + " heartbeat",
+                            "heartbeats between hosts over several networks (UDP), phi-accrual suspicion");
+  cli.AddString("name", &name, "this host's name (required)");
+  cli.AddString("listen", &listen_text, "one address per network path, comma-separated: 10.0.0.1:7946,10.1.0.1:7946");
+  cli.AddStrings("peer", &peer_texts, "NAME=ADDR,ADDR,... one address per path, in the same order (repeat per peer)");
+  cli.AddString("interval", &interval_text, "between heartbeats");
+  cli.AddString("threshold", &threshold_text, "phi above which a path is suspect");
+  if (auto exit = cli.Parse(argc, argv)) return *exit;
+  auto split = [](std::string_view t) {
+    std::vector<std::string> out;
+    while (!t.empty()) {
+      const size_t c = t.find(',');
+      out.emplace_back(t.substr(0, c));
+      t.remove_prefix(c == std::string_view::npos ? t.size() : c + 1);
+    }
+    return out;
+  };
+  auto interval = ParseDuration(interval_text);
+  if (!interval.ok() || interval->count() <= 0) return Fail(InvalidArgument("--interval: " + interval_text));
+  auto [tend, tec] = std::from_chars(threshold_text.data(), threshold_text.data() + threshold_text.size(), threshold);
+  if (tec != std::errc() || tend != threshold_text.data() + threshold_text.size() || !(threshold > 0)) {
+    return Fail(InvalidArgument("--threshold: " + threshold_text));
+  }
+  if (name.empty() || name.size() > sched::kMaxHeartbeatName) return Fail(InvalidArgument("--name is required (at most 64 bytes)"));
+  const std::vector<std::string> listens = split(listen_text);
+  if (listens.empty() || listens.size() > 8) return Fail(InvalidArgument("--listen: 1 to 8 addresses"));
+  std::vector<int> socks;
+  for (const std::string& l : listens) {
+    auto ep = ParseEndpoint(l);
+    if (!ep.ok()) return Fail(ep.status().WithContext("--listen"));
+    sockaddr_storage addr{};
+    const socklen_t len = ep->ToSockaddr(&addr);
+    if (len == 0) return Fail(InvalidArgument("--listen " + l + ": not a numeric address"));
+    const int fd = ::socket(addr.ss_family, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0 || ::bind(fd, reinterpret_cast<const sockaddr*>(&addr), len) != 0) {
+      return Fail(Status(Errc::kIoError, fmt::format("--listen {}: {}", l, std::strerror(errno))));
+    }
+    socks.push_back(fd);
+  }
+  struct Peer {
+    std::string name;
+    std::vector<sockaddr_storage> addrs;
+  };
+  std::vector<Peer> peers;
+  for (const std::string& t : peer_texts) {
+    const size_t eq = t.find('=');
+    if (eq == std::string::npos) return Fail(InvalidArgument("--peer " + t + ": NAME=ADDR,..."));
+    Peer p{.name = t.substr(0, eq), .addrs = {}};
+    const auto addrs = split(std::string_view(t).substr(eq + 1));
+    if (addrs.size() != socks.size()) return Fail(InvalidArgument("--peer " + t + ": one address per --listen path"));
+    for (const std::string& a : addrs) {
+      auto ep = ParseEndpoint(a);
+      if (!ep.ok()) return Fail(ep.status().WithContext("--peer " + p.name));
+      sockaddr_storage addr{};
+      if (ep->ToSockaddr(&addr) == 0) return Fail(InvalidArgument("--peer " + p.name + ": not a numeric address"));
+      p.addrs.push_back(addr);
+    }
+    peers.push_back(std::move(p));
+  }
+  sched::PathMonitor monitor({.threshold = threshold, .first_interval = *interval, .max_paths = socks.size()});
+  auto life = Lifecycle::Open({.drain_timeout = std::chrono::seconds(1), .logger = &cli.logger()});
+  if (!life.ok()) return Fail(life.status());
+  if (Status st = (*life)->HandleSignals(); !st.ok()) return Fail(st);
+  std::mutex mu;
+  std::atomic<bool> stop{false};
+  (*life)->Spawn("receive", [&] {
+    std::vector<pollfd> fds;
+    for (int fd : socks) fds.push_back({.fd = fd, .events = POLLIN, .revents = 0});
+    char buf[512];
+    while (!stop.load()) {
+      if (::poll(fds.data(), fds.size(), 100) <= 0) continue;
+      for (size_t path = 0; path < fds.size(); ++path) {
+        if (!(fds[path].revents & POLLIN)) continue;
+        for (;;) {
+          const ssize_t n = ::recv(fds[path].fd, buf, sizeof buf, 0);
+          if (n <= 0) break;
+          auto m = sched::DecodeHeartbeat(std::string_view(buf, static_cast<size_t>(n)));
+          if (!m.ok() || m->path != path) continue;  // not ours, or crossed wires
+          std::lock_guard lock(mu);
+          monitor.Heartbeat(m->sender, path);
+        }
+      }
+    }
+    return Status::Ok();
+  });
+  (*life)->OnStop("receive", [&] {
+    stop.store(true);
+    return Status::Ok();
+  });
+  uint64_t seq = 0;
+  std::set<std::string> suspected;
+  (*life)->Every("heartbeat", *interval, [&] {
+    ++seq;
+    const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(RealClock().WallNow().time_since_epoch()).count();
+    for (size_t path = 0; path < socks.size(); ++path) {
+      const std::string d = sched::EncodeHeartbeat({.sender = name, .path = static_cast<uint8_t>(path), .seq = seq, .sent_ms = now_ms});
+      for (const Peer& p : peers) {
+        const auto& a = p.addrs[path];
+        (void)::sendto(socks[path], d.data(), d.size(), 0, reinterpret_cast<const sockaddr*>(&a),
+                       a.ss_family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6));
+      }
+    }
+    std::vector<std::string> now;
+    {
+      std::lock_guard lock(mu);
+      now = monitor.Suspected();
+    }
+    const std::set<std::string> now_set(now.begin(), now.end());
+    for (const std::string& p : now_set) {
+      if (!suspected.contains(p)) std::cout << fmt::format(R"({{"peer":"{}","suspect":true,"at_ms":{}}})", p, now_ms) << std::endl;
+    }
+    for (const std::string& p : suspected) {
+      if (!now_set.contains(p)) std::cout << fmt::format(R"({{"peer":"{}","suspect":false,"at_ms":{}}})", p, now_ms) << std::endl;
+    }
+    suspected = now_set;
+    return Status::Ok();
+  });
+  std::cout << kProgram << " heartbeat " << name << " on " << listen_text << std::endl;
+  const Status st = (*life)->Run();
+  for (int fd : socks) ::close(fd);
+  return st.ok() ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc >= 2 && std::string(argv[1]) == "heartbeat") return Heartbeat(argc - 1, argv + 1);
   if (argc >= 2 && std::string(argv[1]) == "place") return Place(argc - 1, argv + 1);
   if (argc >= 2 && std::string_view(argv[1]).starts_with("--")) return Serve(argc, argv);
   std::cerr << "usage: " << kProgram << " --config FILE\n       " << kProgram
-            << " place --hosts HOSTS.json --instances INSTANCES.json [--strategy NAME] [--headroom H]\n";
+            << " place --hosts HOSTS.json --instances INSTANCES.json [--strategy NAME] [--headroom H]\n       "
+            << kProgram << " heartbeat --name NAME --listen ADDR[,ADDR...] --peer NAME=ADDR[,ADDR...]...\n";
   return 2;
 }

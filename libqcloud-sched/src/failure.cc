@@ -139,6 +139,40 @@ bool Arbiter::IsDead(std::string_view host) const {
   return it != hosts_.end() && it->second.dead;
 }
 
+namespace {
+bool NameByte(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+}
+}  // namespace
+
+std::string EncodeHeartbeat(const HeartbeatMessage& m) {
+  std::string out = "QHB1";
+  out += static_cast<char>(m.path);
+  const std::string_view name = std::string_view(m.sender).substr(0, kMaxHeartbeatName);
+  out += static_cast<char>(name.size());
+  out += name;
+  for (int i = 0; i < 8; ++i) out += static_cast<char>((m.seq >> (8 * i)) & 0xff);
+  const uint64_t t = static_cast<uint64_t>(m.sent_ms);
+  for (int i = 0; i < 8; ++i) out += static_cast<char>((t >> (8 * i)) & 0xff);
+  return out;
+}
+
+Result<HeartbeatMessage> DecodeHeartbeat(std::string_view d) {
+  if (d.size() < 6 + 1 + 16 || !d.starts_with("QHB1")) return InvalidArgument("heartbeat: not one");
+  HeartbeatMessage m;
+  m.path = static_cast<uint8_t>(d[4]);
+  const size_t n = static_cast<uint8_t>(d[5]);
+  if (n == 0 || n > kMaxHeartbeatName || d.size() != 6 + n + 16) return InvalidArgument("heartbeat: bad length");
+  m.sender = std::string(d.substr(6, n));
+  if (!std::all_of(m.sender.begin(), m.sender.end(), NameByte)) return InvalidArgument("heartbeat: bad name");
+  uint64_t seq = 0, t = 0;
+  for (int i = 7; i >= 0; --i) seq = (seq << 8) | static_cast<uint8_t>(d[6 + n + static_cast<size_t>(i)]);
+  for (int i = 7; i >= 0; --i) t = (t << 8) | static_cast<uint8_t>(d[6 + n + 8 + static_cast<size_t>(i)]);
+  m.seq = seq;
+  m.sent_ms = static_cast<int64_t>(t);
+  return m;
+}
+
 Result<Evacuation> PlanEvacuation(std::span<const Host> hosts, std::span<const Instance> instances,
                                   const std::map<std::string, std::string>& current, std::string_view dead_host,
                                   const PlacementOptions& options) {

@@ -1,5 +1,5 @@
-// Fuzzes the autoscaler's other inputs: its YAML configuration (disk) and
-// a Prometheus query answer (network). Each parses or fails with
+// Fuzzes the autoscaler's other inputs: its YAML configuration (disk), a
+// Prometheus query answer and a heartbeat datagram (network). Each parses or fails with
 // kInvalidArgument; a config that parses either opens an engine or is
 // refused by Engine::Open with kInvalidArgument.
 #include <cstddef>
@@ -9,6 +9,7 @@
 
 #include "qcloud/core/clock.h"
 #include "qcloud/sched/config.h"
+#include "qcloud/sched/failure.h"
 #include "qcloud/sched/prometheus.h"
 #include "qcloud/sched/trigger.h"
 
@@ -17,6 +18,10 @@ using namespace qcloud::sched;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view in(reinterpret_cast<const char*>(data), size);
+  // A heartbeat datagram: decoded, it encodes back to the same bytes.
+  auto hb = DecodeHeartbeat(in);
+  if (hb.ok() && EncodeHeartbeat(*hb) != in) std::abort();
+  if (!hb.ok() && hb.status().code() != Errc::kInvalidArgument) std::abort();
   auto answer = ParsePrometheusVector(in, MetricQuery{.name = "cpu", .query = "q"});
   if (!answer.ok()) {
     if (answer.status().code() != Errc::kInvalidArgument) std::abort();

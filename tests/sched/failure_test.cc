@@ -35,6 +35,24 @@ TEST_CASE("sched phi rises with silence and falls with a heartbeat") {
   mon.Heartbeat("a", 9);  // beyond max_paths: ignored
 }
 
+TEST_CASE("sched heartbeat datagrams round-trip and bad ones are refused") {
+  const HeartbeatMessage m{.sender = "host-7.rack_2", .path = 2, .seq = 0x0102030405060708ULL, .sent_ms = 1700000000123};
+  const std::string d = EncodeHeartbeat(m);
+  CHECK(d.size() == 6 + m.sender.size() + 16);
+  HeartbeatMessage back = REQUIRE_VALUE(DecodeHeartbeat(d));
+  CHECK(back.sender == m.sender);
+  CHECK(back.path == 2);
+  CHECK(back.seq == m.seq);
+  CHECK(back.sent_ms == m.sent_ms);
+  CHECK_ERRC(DecodeHeartbeat(d.substr(0, d.size() - 1)), Errc::kInvalidArgument);
+  CHECK_ERRC(DecodeHeartbeat(d + "x"), Errc::kInvalidArgument);
+  CHECK_ERRC(DecodeHeartbeat("QHB2" + d.substr(4)), Errc::kInvalidArgument);
+  std::string bad_name = d;
+  bad_name[6] = ' ';
+  CHECK_ERRC(DecodeHeartbeat(bad_name), Errc::kInvalidArgument);
+  CHECK_ERRC(DecodeHeartbeat(""), Errc::kInvalidArgument);
+}
+
 TEST_CASE("sched arbiter needs a quorum and ignores one partitioned observer") {
   Arbiter arb({.quorum = 3}, {"a", "b", "c", "d", "x"});
   arb.Report("x", "a", true);  // x is cut off: it suspects everyone

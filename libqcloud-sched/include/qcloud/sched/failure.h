@@ -112,6 +112,21 @@ class QCLOUD_EXPORT Arbiter {
   std::map<std::string, Votes, std::less<>> hosts_;
 };
 
+// The heartbeat datagram (UDP, one per peer and path per interval):
+//   "QHB1" | u8 path | u8 name length n (1..64) | n bytes of the sender's
+//   name ([A-Za-z0-9._-]) | u64 sequence | i64 sender wall ms  (little endian)
+// Network input: DecodeHeartbeat() checks every field and the exact size.
+inline constexpr size_t kMaxHeartbeatName = 64;
+struct HeartbeatMessage {
+  std::string sender;
+  uint8_t path = 0;
+  uint64_t seq = 0;
+  int64_t sent_ms = 0;
+};
+QCLOUD_EXPORT std::string EncodeHeartbeat(const HeartbeatMessage& m);
+// kInvalidArgument: not a heartbeat, or a bad field.
+QCLOUD_EXPORT Result<HeartbeatMessage> DecodeHeartbeat(std::string_view datagram);
+
 // A dead host's instances re-placed on the live hosts: the others stay
 // where they are (pinned), the dead host's go where Place() puts them
 // within every constraint. `current` maps instance -> host.

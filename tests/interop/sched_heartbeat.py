@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""qcloud-autoscaler heartbeat on real UDP sockets: three hosts on
+127.0.0.1, each with two network paths (127.0.0.1 and 127.0.0.2, its own
+port), heartbeating each other every 100 ms. No suspicion while all live;
+kill -9 one and the other two suspect it within 3 s; start it again and
+they hear it within 2 s. A stray datagram (not a heartbeat) changes
+nothing. Started here, stopped by PID.
+
+  sched_heartbeat.py --autoscaler PATH
+"""
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from interop_util import check, finish, free_port, stop  # noqa: E402
+
+
+class Node:
+    def __init__(self, binary, name, ports, all_ports):
+        self.name, self.lines, self.lock = name, [], threading.Lock()
+        args = [binary, 'heartbeat', '--name', name, '--interval', '100ms',
+                '--listen', '127.0.0.1:%d,127.0.0.2:%d' % (ports, ports)]
+        for other, p in all_ports.items():
+            if other != name:
+                args += ['--peer', '%s=127.0.0.1:%d,127.0.0.2:%d' % (other, p, p)]
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.banner = self.proc.stdout.readline()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue
+            with self.lock:
+                self.lines.append((time.time(), ev))
+
+    def events(self):
+        with self.lock:
+            return list(self.lines)
+
+
+def first(node, peer, suspect, since):
+    for t, ev in node.events():
+        if t >= since and ev.get('peer') == peer and ev.get('suspect') == suspect:
+            return t
+    return None
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--autoscaler', required=True)
+    a = ap.parse_args()
+    work = tempfile.mkdtemp(prefix='qcloud-heartbeat-')
+    ports = {'a': free_port(), 'b': free_port(), 'c': free_port()}
+    nodes = {n: Node(a.autoscaler, n, p, ports) for n, p in ports.items()}
+    try:
+        check('each says where it listens', all(x.banner.startswith('qcloud-autoscaler heartbeat') for x in nodes.values()),
+              [x.banner for x in nodes.values()])
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        for _ in range(20):
+            s.sendto(b'QHB1\x00\xffnot a heartbeat', ('127.0.0.1', ports['a']))
+        time.sleep(3)
+        quiet = [ev for x in nodes.values() for _, ev in x.events()]
+        check('3 s all alive (and stray datagrams): no suspicion', not quiet, quiet)
+        killed = time.time()
+        nodes['c'].proc.kill()
+        nodes['c'].proc.wait()
+        deadline = killed + 5
+        while time.time() < deadline and not all(first(nodes[n], 'c', True, killed) for n in 'ab'):
+            time.sleep(0.05)
+        took = [first(nodes[n], 'c', True, killed) for n in 'ab']
+        check('kill -9 c: a and b suspect it within 3 s (%s)' % ', '.join('%.2f s' % (t - killed) if t else 'never' for t in took),
+              all(t is not None and t - killed <= 3 for t in took), took)
+        others = [ev for n in 'ab' for t, ev in nodes[n].events() if ev.get('peer') != 'c']
+        check('nobody else is suspected', not others, others)
+        back = time.time()
+        nodes['c'] = Node(a.autoscaler, 'c', ports['c'], ports)
+        deadline = back + 4
+        while time.time() < deadline and not all(first(nodes[n], 'c', False, back) for n in 'ab'):
+            time.sleep(0.05)
+        again = [first(nodes[n], 'c', False, back) for n in 'ab']
+        check('c back: heard again within 2 s', all(t is not None and t - back <= 2 for t in again), again)
+    finally:
+        for x in nodes.values():
+            stop(x.proc)
+    return finish(work, keep_on_success=False)
+
+
+if __name__ == '__main__':
+    sys.exit(main())
