@@ -31,7 +31,16 @@ from interop_util import check, finish, free_port, get_json, stop, wait_port  # 
 LOAD = {'cpu': 0.3, 'instances': 2}
 
 
+HOOKED = []
+
+
 class Exporter(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):  # the webhook
+        body = self.rfile.read(int(self.headers.get('Content-Length', 0)))
+        HOOKED.append((self.path, self.headers.get('Content-Type'), body))
+        self.send_response(204)
+        self.end_headers()
+
     def do_GET(self):
         lines = ['# TYPE app_cpu gauge']
         for i in range(LOAD['instances']):
@@ -53,7 +62,7 @@ interval: 1s
 listen: 127.0.0.1:%(aport)d
 state_file: %(work)s/state.json
 hook:
-  command: %(hook)s
+  %(hook)s
   timeout: 5s
 metrics:
   - name: cpu
@@ -120,11 +129,12 @@ def main():
         f.write('global: {scrape_interval: 1s}\nscrape_configs:\n  - job_name: app\n'
                 '    static_configs: [{targets: ["127.0.0.1:%d"]}]\n' % eport)
     decisions = os.path.join(work, 'decisions.jsonl')
-    for name, hook in (('good.yml', 'cat >> %s' % decisions), ('failing.yml', 'cat > /dev/null; exit 3')):
+    for name, hook in (('good.yml', 'command: cat >> %s' % decisions), ('failing.yml', 'command: cat > /dev/null; exit 3'),
+                       ('webhook.yml', 'webhook: http://127.0.0.1:%d/scale' % eport)):
         with open(os.path.join(work, name), 'w') as f:
             f.write(CONFIG % {'pport': pport, 'aport': aport, 'work': work, 'hook': hook})
     with open(os.path.join(work, 'bad.yml'), 'w') as f:
-        f.write((CONFIG % {'pport': pport, 'aport': aport, 'work': work, 'hook': 'true'}).replace('cooldown', 'cooldwn'))
+        f.write((CONFIG % {'pport': pport, 'aport': aport, 'work': work, 'hook': 'command: true'}).replace('cooldown', 'cooldwn'))
     prom = subprocess.Popen(['/usr/bin/prometheus', '--config.file=' + os.path.join(work, 'prometheus.yml'),
                              '--storage.tsdb.path=' + os.path.join(work, 'p'),
                              '--web.listen-address=127.0.0.1:%d' % pport, '--log.level=warn'],
@@ -183,6 +193,16 @@ def main():
         m = text(aport, '/metrics')
         check('a failing hook: counted, and the size stays 2', ok and 'qcloud_autoscaler_group_size{group="web"} 2' in m,
               m[-500:])
+        stop(auto)
+        auto = None
+        # The webhook: the decision POSTed as JSON.
+        os.remove(os.path.join(work, 'state.json'))
+        auto, line = start(a, work, 'webhook.yml')
+        ok = wait_for(lambda: len(HOOKED) > 0, 20)
+        path, ctype, body = HOOKED[0] if HOOKED else ('', '', b'{}')
+        d = json.loads(body or b'{}')
+        check('a webhook gets the decision as JSON', ok and path == '/scale' and ctype == 'application/json' and
+              d.get('kind') == 'scale_out' and d.get('to') == 4, (path, ctype, body[:300]))
     finally:
         if auto:
             stop(auto)
