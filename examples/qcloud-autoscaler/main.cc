@@ -313,7 +313,17 @@ int Heartbeat(int argc, char** argv) {
   cli.AddStrings("peer", &peer_texts, "NAME=ADDR,ADDR,... one address per path, in the same order (repeat per peer)");
   cli.AddString("interval", &interval_text, "between heartbeats");
   cli.AddString("threshold", &threshold_text, "phi above which a path is suspect");
+  std::string arbiter_text;
+  cli.AddString("arbiter", &arbiter_text, "ADDR of a qcloud-autoscaler arbiter to send verdicts to (optional)");
   if (auto exit = cli.Parse(argc, argv)) return *exit;
+  sockaddr_storage arbiter_addr{};
+  socklen_t arbiter_len = 0;
+  if (!arbiter_text.empty()) {
+    auto ep = ParseEndpoint(arbiter_text);
+    if (!ep.ok()) return Fail(ep.status().WithContext("--arbiter"));
+    arbiter_len = ep->ToSockaddr(&arbiter_addr);
+    if (arbiter_len == 0) return Fail(InvalidArgument("--arbiter " + arbiter_text + ": not a numeric address"));
+  }
   auto split = [](std::string_view t) {
     std::vector<std::string> out;
     while (!t.empty()) {
@@ -414,13 +424,28 @@ int Heartbeat(int argc, char** argv) {
       now = monitor.Suspected();
     }
     const std::set<std::string> now_set(now.begin(), now.end());
+    auto tell = [&](const std::string& peer, bool suspect) {
+      if (arbiter_len == 0) return;
+      const std::string d = sched::EncodeSuspicion({.observer = name, .peer = peer, .suspect = suspect, .sent_ms = now_ms});
+      (void)::sendto(socks[0], d.data(), d.size(), 0, reinterpret_cast<const sockaddr*>(&arbiter_addr), arbiter_len);
+    };
     for (const std::string& p : now_set) {
-      if (!suspected.contains(p)) std::cout << fmt::format(R"({{"peer":"{}","suspect":true,"at_ms":{}}})", p, now_ms) << std::endl;
+      if (!suspected.contains(p)) {
+        std::cout << fmt::format(R"({{"peer":"{}","suspect":true,"at_ms":{}}})", p, now_ms) << std::endl;
+        tell(p, true);
+      }
     }
     for (const std::string& p : suspected) {
-      if (!now_set.contains(p)) std::cout << fmt::format(R"({{"peer":"{}","suspect":false,"at_ms":{}}})", p, now_ms) << std::endl;
+      if (!now_set.contains(p)) {
+        std::cout << fmt::format(R"({{"peer":"{}","suspect":false,"at_ms":{}}})", p, now_ms) << std::endl;
+        tell(p, false);
+      }
     }
     suspected = now_set;
+    // Datagrams get lost: every 10 intervals every verdict again.
+    if (seq % 10 == 0) {
+      for (const Peer& p : peers) tell(p.name, now_set.contains(p.name));
+    }
     return Status::Ok();
   });
   std::cout << kProgram << " heartbeat " << name << " on " << listen_text << std::endl;
@@ -429,14 +454,140 @@ int Heartbeat(int argc, char** argv) {
   return st.ok() ? 0 : 1;
 }
 
+// The arbiter: verdicts from every host's heartbeat process in, a death
+// out when a quorum of observers suspect a host and none hears it; with
+// the cluster's hosts, instances and placement, each death's evacuation
+// plan from the placement engine. JSON lines on stdout.
+int ArbiterMain(int argc, char** argv) {
+  std::string listen_text, members_text, quorum_text = "2", hosts_path, instances_path, placement_path;
+  examples::CommandLine cli(std::string(kProgram) + " arbiter", "declares hosts dead from the heartbeats' verdicts");
+  cli.AddString("listen", &listen_text, "UDP address the verdicts come to (required)");
+  cli.AddString("members", &members_text, "the hosts watched, comma-separated (or from --hosts)");
+  cli.AddString("quorum", &quorum_text, "observers that must suspect a host");
+  cli.AddString("hosts", &hosts_path, "HOSTS.json (as for place): evacuation plans on deaths");
+  cli.AddString("instances", &instances_path, "INSTANCES.json (with --hosts)");
+  cli.AddString("placement", &placement_path, "PLACEMENT.json: place's answer, what runs where (with --hosts)");
+  if (auto exit = cli.Parse(argc, argv)) return *exit;
+  size_t quorum = 0;
+  auto [qend, qec] = std::from_chars(quorum_text.data(), quorum_text.data() + quorum_text.size(), quorum);
+  if (qec != std::errc() || qend != quorum_text.data() + quorum_text.size() || quorum == 0) {
+    return Fail(InvalidArgument("--quorum: " + quorum_text));
+  }
+  std::vector<sched::Host> hosts;
+  std::vector<sched::Instance> instances;
+  std::map<std::string, std::string> current;
+  const bool plans = !hosts_path.empty();
+  if (plans) {
+    if (instances_path.empty() || placement_path.empty()) {
+      return Fail(InvalidArgument("--hosts needs --instances and --placement"));
+    }
+    auto env = OpenPosixEnv();
+    if (!env.ok()) return Fail(env.status());
+    auto read = [&](const std::string& path) { return ReadFileToString(**env, path, sched::kMaxPlacementJsonBytes); };
+    auto h = read(hosts_path);
+    auto i = read(instances_path);
+    auto p = read(placement_path);
+    for (const auto* r : {&h, &i, &p}) {
+      if (!r->ok()) return Fail(r->status());
+    }
+    auto hp = sched::ParseHostsJson(*h);
+    if (!hp.ok()) return Fail(hp.status().WithContext(hosts_path));
+    auto ip = sched::ParseInstancesJson(*i);
+    if (!ip.ok()) return Fail(ip.status().WithContext(instances_path));
+    auto pp = sched::ParsePlacementJson(*p);
+    if (!pp.ok()) return Fail(pp.status().WithContext(placement_path));
+    hosts = std::move(*hp);
+    instances = std::move(*ip);
+    current = std::move(pp->placements);
+  }
+  std::vector<std::string> members;
+  if (!members_text.empty()) {
+    std::string_view t = members_text;
+    while (!t.empty()) {
+      const size_t c = t.find(',');
+      members.emplace_back(t.substr(0, c));
+      t.remove_prefix(c == std::string_view::npos ? t.size() : c + 1);
+    }
+  } else {
+    for (const sched::Host& h : hosts) members.push_back(h.name);
+  }
+  if (members.empty()) return Fail(InvalidArgument("--members or --hosts is required"));
+  auto ep = ParseEndpoint(listen_text);
+  if (!ep.ok()) return Fail(ep.status().WithContext("--listen"));
+  sockaddr_storage addr{};
+  const socklen_t len = ep->ToSockaddr(&addr);
+  const int fd = len == 0 ? -1 : ::socket(addr.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0 || ::bind(fd, reinterpret_cast<const sockaddr*>(&addr), len) != 0) {
+    return Fail(Status(Errc::kIoError, fmt::format("--listen {}: {}", listen_text, std::strerror(errno))));
+  }
+  sched::Arbiter arbiter({.quorum = quorum}, members);
+  auto life = Lifecycle::Open({.drain_timeout = std::chrono::seconds(1), .logger = &cli.logger()});
+  if (!life.ok()) return Fail(life.status());
+  if (Status st = (*life)->HandleSignals(); !st.ok()) return Fail(st);
+  std::atomic<bool> stop{false};
+  (*life)->Spawn("receive", [&] {
+    std::set<std::string> dead;
+    char buf[512];
+    pollfd p{.fd = fd, .events = POLLIN, .revents = 0};
+    while (!stop.load()) {
+      if (::poll(&p, 1, 100) <= 0) continue;
+      const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+      if (n <= 0) continue;
+      auto r = sched::DecodeSuspicion(std::string_view(buf, static_cast<size_t>(n)));
+      if (!r.ok()) continue;
+      arbiter.Report(r->observer, r->peer, r->suspect);
+      const auto now_dead = arbiter.Dead();
+      const std::set<std::string> now_set(now_dead.begin(), now_dead.end());
+      const int64_t now_ms =
+          std::chrono::duration_cast<std::chrono::milliseconds>(RealClock().WallNow().time_since_epoch()).count();
+      for (const std::string& h : now_set) {
+        if (dead.contains(h)) continue;
+        std::cout << fmt::format(R"({{"host":"{}","dead":true,"at_ms":{}}})", h, now_ms) << std::endl;
+        if (!plans) continue;
+        auto plan = sched::PlanEvacuation(hosts, instances, current, h);
+        if (!plan.ok()) {
+          std::string why;
+          const std::string message(plan.status().message());
+          for (char ch : message) {
+            if (ch == '"' || ch == '\\') why += '\\';
+            if (static_cast<unsigned char>(ch) >= 0x20) why += ch;
+          }
+          std::cout << fmt::format(R"({{"evacuate":"{}","error":"{}"}})", h, why) << std::endl;
+          continue;
+        }
+        sched::Placement moves{.placements = plan->moves, .unplaced = plan->stranded, .hosts_used = 0};
+        std::cout << fmt::format(R"({{"evacuate":"{}","plan":{}}})", h, sched::PlacementToJson(moves)) << std::endl;
+        for (const auto& [inst, to] : plan->moves) current[inst] = to;
+        for (const sched::Unplaced& u : plan->stranded) current.erase(u.name);
+      }
+      for (const std::string& h : dead) {
+        if (!now_set.contains(h)) std::cout << fmt::format(R"({{"host":"{}","dead":false,"at_ms":{}}})", h, now_ms) << std::endl;
+      }
+      dead = now_set;
+    }
+    return Status::Ok();
+  });
+  (*life)->OnStop("receive", [&] {
+    stop.store(true);
+    return Status::Ok();
+  });
+  std::cout << kProgram << " arbiter on " << listen_text << " (" << members.size() << " hosts, quorum " << quorum << ")"
+            << std::endl;
+  const Status st = (*life)->Run();
+  ::close(fd);
+  return st.ok() ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc >= 2 && std::string(argv[1]) == "arbiter") return ArbiterMain(argc - 1, argv + 1);
   if (argc >= 2 && std::string(argv[1]) == "heartbeat") return Heartbeat(argc - 1, argv + 1);
   if (argc >= 2 && std::string(argv[1]) == "place") return Place(argc - 1, argv + 1);
   if (argc >= 2 && std::string_view(argv[1]).starts_with("--")) return Serve(argc, argv);
   std::cerr << "usage: " << kProgram << " --config FILE\n       " << kProgram
             << " place --hosts HOSTS.json --instances INSTANCES.json [--strategy NAME] [--headroom H]\n       "
-            << kProgram << " heartbeat --name NAME --listen ADDR[,ADDR...] --peer NAME=ADDR[,ADDR...]...\n";
+            << kProgram << " heartbeat --name NAME --listen ADDR[,ADDR...] --peer NAME=ADDR[,ADDR...]... [--arbiter ADDR]\n       "
+            << kProgram << " arbiter --listen ADDR (--members A,B,... | --hosts H.json --instances I.json --placement P.json)\n";
   return 2;
 }

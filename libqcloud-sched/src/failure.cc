@@ -173,6 +173,41 @@ Result<HeartbeatMessage> DecodeHeartbeat(std::string_view d) {
   return m;
 }
 
+std::string EncodeSuspicion(const SuspicionReport& r) {
+  std::string out = "QSR1";
+  out += static_cast<char>(r.suspect ? 1 : 0);
+  for (const std::string* name : {&r.observer, &r.peer}) {
+    const std::string_view n = std::string_view(*name).substr(0, kMaxHeartbeatName);
+    out += static_cast<char>(n.size());
+    out += n;
+  }
+  const uint64_t t = static_cast<uint64_t>(r.sent_ms);
+  for (int i = 0; i < 8; ++i) out += static_cast<char>((t >> (8 * i)) & 0xff);
+  return out;
+}
+
+Result<SuspicionReport> DecodeSuspicion(std::string_view d) {
+  if (d.size() < 4 + 1 + 1 + 1 + 1 + 1 + 8 || !d.starts_with("QSR1")) return InvalidArgument("report: not one");
+  SuspicionReport r;
+  const uint8_t flag = static_cast<uint8_t>(d[4]);
+  if (flag > 1) return InvalidArgument("report: bad verdict");
+  r.suspect = flag == 1;
+  size_t at = 5;
+  for (std::string* name : {&r.observer, &r.peer}) {
+    if (at >= d.size()) return InvalidArgument("report: cut short");
+    const size_t n = static_cast<uint8_t>(d[at++]);
+    if (n == 0 || n > kMaxHeartbeatName || d.size() - at < n) return InvalidArgument("report: bad name length");
+    *name = std::string(d.substr(at, n));
+    if (!std::all_of(name->begin(), name->end(), NameByte)) return InvalidArgument("report: bad name");
+    at += n;
+  }
+  if (d.size() - at != 8) return InvalidArgument("report: bad length");
+  uint64_t t = 0;
+  for (int i = 7; i >= 0; --i) t = (t << 8) | static_cast<uint8_t>(d[at + static_cast<size_t>(i)]);
+  r.sent_ms = static_cast<int64_t>(t);
+  return r;
+}
+
 Result<Evacuation> PlanEvacuation(std::span<const Host> hosts, std::span<const Instance> instances,
                                   const std::map<std::string, std::string>& current, std::string_view dead_host,
                                   const PlacementOptions& options) {

@@ -129,6 +129,43 @@ Result<std::vector<Instance>> ParseInstancesJson(std::string_view text) {
   return out;
 }
 
+Result<Placement> ParsePlacementJson(std::string_view text) {
+  if (text.size() > kMaxPlacementJsonBytes) return InvalidArgument("placement: too large");
+  boost::system::error_code ec;
+  json::parse_options po;
+  po.max_depth = 8;
+  json::value doc = json::parse(text, ec, {}, po);
+  if (ec) return InvalidArgument("placement: not JSON: " + ec.message());
+  if (!doc.is_object()) return InvalidArgument("placement: not a JSON object");
+  Placement out;
+  for (const auto& kv : doc.get_object()) {
+    const std::string key(kv.key());
+    if (key == "placements") {
+      if (!kv.value().is_object()) return InvalidArgument("placement.placements: not an object");
+      for (const auto& p : kv.value().get_object()) {
+        QCLOUD_ASSIGN_OR_RETURN(std::string host, String(p.value(), "placement.placements." + std::string(p.key())));
+        out.placements[std::string(p.key())] = std::move(host);
+      }
+    } else if (key == "unplaced") {
+      if (!kv.value().is_array()) return InvalidArgument("placement.unplaced: not an array");
+      for (const json::value& u : kv.value().get_array()) {
+        if (!u.is_object()) return InvalidArgument("placement.unplaced: not objects");
+        const json::value* name = u.get_object().if_contains("name");
+        const json::value* reason = u.get_object().if_contains("reason");
+        if (!name || !name->is_string()) return InvalidArgument("placement.unplaced: an entry without a name");
+        out.unplaced.push_back({std::string(name->get_string()),
+                                reason && reason->is_string() ? std::string(reason->get_string()) : std::string()});
+      }
+    } else if (key == "hosts_used") {
+      if (!kv.value().is_int64() || kv.value().get_int64() < 0) return InvalidArgument("placement.hosts_used: not a count");
+      out.hosts_used = static_cast<size_t>(kv.value().get_int64());
+    } else {
+      return InvalidArgument("placement." + key + ": unknown key (placements, unplaced, hosts_used)");
+    }
+  }
+  return out;
+}
+
 std::string PlacementToJson(const Placement& p) {
   std::string out = "{\"placements\": {";
   bool first = true;

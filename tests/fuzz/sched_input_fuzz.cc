@@ -1,5 +1,5 @@
 // Fuzzes the autoscaler's other inputs: its YAML configuration (disk), a
-// Prometheus query answer and a heartbeat datagram (network). Each parses or fails with
+// Prometheus query answer, a heartbeat and a suspicion report (network). Each parses or fails with
 // kInvalidArgument; a config that parses either opens an engine or is
 // refused by Engine::Open with kInvalidArgument.
 #include <cstddef>
@@ -22,6 +22,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto hb = DecodeHeartbeat(in);
   if (hb.ok() && EncodeHeartbeat(*hb) != in) std::abort();
   if (!hb.ok() && hb.status().code() != Errc::kInvalidArgument) std::abort();
+  auto report = DecodeSuspicion(in);
+  if (report.ok() && EncodeSuspicion(*report) != in) std::abort();
+  if (!report.ok() && report.status().code() != Errc::kInvalidArgument) std::abort();
   auto answer = ParsePrometheusVector(in, MetricQuery{.name = "cpu", .query = "q"});
   if (!answer.ok()) {
     if (answer.status().code() != Errc::kInvalidArgument) std::abort();

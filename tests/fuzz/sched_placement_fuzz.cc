@@ -34,7 +34,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     if (placed->placements.size() + placed->unplaced.size() != instances->size()) std::abort();
     if (!Check(*hosts, *instances, *placed).ok()) std::abort();
-    (void)PlacementToJson(*placed);
+    // The answer reads back as itself.
+    auto back = ParsePlacementJson(PlacementToJson(*placed));
+    if (!back.ok() || back->placements != placed->placements || back->unplaced.size() != placed->unplaced.size()) {
+      std::abort();
+    }
     if (s != Strategy::kSpread) continue;
     // Rebalancing what was placed keeps every constraint too.
     std::vector<Instance> running;

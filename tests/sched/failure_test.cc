@@ -53,6 +53,21 @@ TEST_CASE("sched heartbeat datagrams round-trip and bad ones are refused") {
   CHECK_ERRC(DecodeHeartbeat(""), Errc::kInvalidArgument);
 }
 
+TEST_CASE("sched suspicion reports round-trip and bad ones are refused") {
+  const SuspicionReport r{.observer = "h1", .peer = "h-22", .suspect = true, .sent_ms = 1700000000000};
+  const std::string d = EncodeSuspicion(r);
+  SuspicionReport back = REQUIRE_VALUE(DecodeSuspicion(d));
+  CHECK(back.observer == "h1");
+  CHECK(back.peer == "h-22");
+  CHECK(back.suspect);
+  CHECK(back.sent_ms == r.sent_ms);
+  CHECK_ERRC(DecodeSuspicion(d.substr(0, d.size() - 1)), Errc::kInvalidArgument);
+  std::string bad = d;
+  bad[4] = 2;
+  CHECK_ERRC(DecodeSuspicion(bad), Errc::kInvalidArgument);
+  CHECK_ERRC(DecodeSuspicion(EncodeHeartbeat({.sender = "h1"})), Errc::kInvalidArgument);
+}
+
 TEST_CASE("sched arbiter needs a quorum and ignores one partitioned observer") {
   Arbiter arb({.quorum = 3}, {"a", "b", "c", "d", "x"});
   arb.Report("x", "a", true);  // x is cut off: it suspects everyone

@@ -127,6 +127,18 @@ QCLOUD_EXPORT std::string EncodeHeartbeat(const HeartbeatMessage& m);
 // kInvalidArgument: not a heartbeat, or a bad field.
 QCLOUD_EXPORT Result<HeartbeatMessage> DecodeHeartbeat(std::string_view datagram);
 
+// An observer's verdict on a peer, sent to the arbiter (UDP):
+//   "QSR1" | u8 suspect (0 or 1) | u8 n | observer name (n bytes) | u8 m |
+//   peer name (m bytes) | i64 sender wall ms   (names as in heartbeats)
+struct SuspicionReport {
+  std::string observer, peer;
+  bool suspect = false;
+  int64_t sent_ms = 0;
+};
+QCLOUD_EXPORT std::string EncodeSuspicion(const SuspicionReport& r);
+// kInvalidArgument: not a report, or a bad field.
+QCLOUD_EXPORT Result<SuspicionReport> DecodeSuspicion(std::string_view datagram);
+
 // A dead host's instances re-placed on the live hosts: the others stay
 // where they are (pinned), the dead host's go where Place() puts them
 // within every constraint. `current` maps instance -> host.

@@ -33,5 +33,8 @@ QCLOUD_EXPORT Result<std::vector<Host>> ParseHostsJson(std::string_view json);
 QCLOUD_EXPORT Result<std::vector<Instance>> ParseInstancesJson(std::string_view json);
 // One line, keys in the order above, placements sorted by instance name.
 QCLOUD_EXPORT std::string PlacementToJson(const Placement& placement);
+// The answer read back ("unplaced" and "hosts_used" optional): what runs
+// where, for rebalancing and evacuation.
+QCLOUD_EXPORT Result<Placement> ParsePlacementJson(std::string_view json);
 
 }  // namespace qcloud::sched
