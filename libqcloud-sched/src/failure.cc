@@ -97,6 +97,9 @@ Arbiter::Arbiter(const ArbiterOptions& options, std::vector<std::string> hosts) 
 void Arbiter::Report(std::string_view observer, std::string_view peer, bool suspect) {
   auto it = hosts_.find(peer);
   if (it == hosts_.end() || observer == peer) return;
+  // Only the members vote, and not the dead (nor names made up on the wire).
+  auto who_it = hosts_.find(observer);
+  if (who_it == hosts_.end() || who_it->second.dead) return;
   Votes& v = it->second;
   const std::string who(observer);
   if (suspect) {
@@ -241,7 +244,13 @@ Result<Evacuation> PlanEvacuation(std::span<const Host> hosts, std::span<const I
     if (evacuees.contains(inst)) out.moves.emplace(inst, host);
   }
   for (const Unplaced& u : p.unplaced) {
-    if (evacuees.contains(u.name)) out.stranded.push_back(u);
+    if (evacuees.contains(u.name)) {
+      out.stranded.push_back(u);
+    } else {
+      // A survivor that no longer fits where it runs: the plan would hand
+      // its room to the evacuees. Refused rather than overcommitting.
+      return InvalidArgument(fmt::format("evacuation: \"{}\" no longer fits on its own host: {}", u.name, u.reason));
+    }
   }
   return out;
 }

@@ -552,6 +552,20 @@ class Solver {
   // host fits elsewhere; a host that cannot be emptied whole keeps its
   // instances. Only hosts in use receive.
  public:
+  // Every host open again; each item still unplaced goes to the first that
+  // takes it.
+  void PlaceLeftovers() {
+    for (size_t h = 0; h < n_; ++h) {
+      open_[h] = true;
+      Refresh(h);
+    }
+    for (size_t i = 0; i < p_.items.size(); ++i) {
+      if (host_of_[i] >= 0 || !p_.items[i].conflict.empty() || p_.items[i].pinned >= 0) continue;
+      const int h = Choose(i, Strategy::kFirstFitDecreasing);
+      if (h >= 0) Put(i, static_cast<size_t>(h));
+    }
+  }
+
   void LocalSearch() {
     std::vector<size_t> used;
     for (size_t h = 0; h < n_; ++h) {
@@ -662,7 +676,10 @@ Result<Placement> Place(std::span<const Host> hosts, std::span<const Instance> i
     ffd->Run();
   }
   Solver& solver = ffd && ffd->BetterThan(tetris) ? *ffd : tetris;
-  if (options.strategy == Strategy::kLocalSearch) solver.LocalSearch();
+  if (options.strategy == Strategy::kLocalSearch) {
+    solver.LocalSearch();
+    solver.PlaceLeftovers();  // a host emptied may take what nothing took
+  }
   Placement out;
   std::vector<bool> host_used(hosts.size(), false);
   std::vector<std::string> reason(instances.size());

@@ -27,6 +27,9 @@ Result<RebalancePlan> Rebalance(std::span<const Host> hosts, std::span<const Ins
                                 const std::map<std::string, std::string>& current,
                                 const std::map<std::string, std::vector<std::map<std::string, double>>>& usage,
                                 const RebalanceOptions& options) {
+  if (!(options.percentile >= 0 && options.percentile <= 100)) {
+    return InvalidArgument(fmt::format("rebalance: percentile {} is not in [0, 100]", options.percentile));
+  }
   // Demands: declared, or the percentile of what was used.
   std::vector<Instance> sized(instances.begin(), instances.end());
   for (Instance& in : sized) {
@@ -163,6 +166,11 @@ Result<RebalancePlan> Rebalance(std::span<const Host> hosts, std::span<const Ins
 
   RebalancePlan plan;
   stats(plan.hosts_before, plan.peak_before);
+  if (R == 0) {  // nothing is asked of anything: nothing to move
+    plan.hosts_after = plan.hosts_before;
+    plan.peak_after = plan.peak_before;
+    return plan;
+  }
   if (options.goal == RebalanceGoal::kFreeHosts) {
     std::set<size_t> freed;
     bool progress = true;

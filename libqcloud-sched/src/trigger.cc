@@ -95,6 +95,18 @@ std::string Dur(Ms d) {
 
 bool Finite(double v) { return std::isfinite(v); }
 
+// A group size from arithmetic in doubles: rounded up, kept in [0, 1e9]
+// before the cast (a sample of 1e300 must not wrap a size negative).
+int CeilSize(double x) {
+  if (!(x > 0)) return 0;
+  if (x >= 1e9) return 1'000'000'000;
+  return static_cast<int>(std::ceil(x - 1e-9));
+}
+
+// The longest window, duration or cooldown taken (about 100 years): time
+// arithmetic in nanoseconds stays far from overflow.
+constexpr int64_t kMaxSpanMs = int64_t{100} * 365 * 24 * 3600 * 1000;
+
 struct Point {
   MonoTime t;
   double v;
@@ -166,7 +178,9 @@ class EngineImpl {
         return InvalidArgument(fmt::format("group \"{}\": min_size {} and max_size {} (need 0 <= min <= max)", name,
                                            s.min_size, s.max_size));
       }
-      if (s.warmup.count() < 0) return InvalidArgument(fmt::format("group \"{}\": negative warmup", name));
+      if (s.warmup.count() < 0 || s.warmup.count() > kMaxSpanMs) {
+        return InvalidArgument(fmt::format("group \"{}\": warmup out of range", name));
+      }
       if (s.target_tracking) {
         const TargetTracking& t = *s.target_tracking;
         if (!Finite(t.target) || t.target <= 0) {
@@ -178,8 +192,10 @@ class EngineImpl {
         if (!known_metric(t.metric)) {
           return InvalidArgument(fmt::format("group \"{}\": unknown metric \"{}\"", name, t.metric));
         }
-        if (t.scale_up_instances < 0 || !Finite(t.scale_up_percent) || t.scale_up_percent < 0 ||
-            t.scale_up_period.count() <= 0 || t.scale_down_stabilization.count() < 0) {
+        if (t.scale_up_instances < 0 || t.scale_up_instances > 1'000'000'000 || !Finite(t.scale_up_percent) ||
+            t.scale_up_percent < 0 || t.scale_up_percent > 1e9 || t.scale_up_period.count() <= 0 ||
+            t.scale_up_period.count() > kMaxSpanMs || t.scale_down_stabilization.count() < 0 ||
+            t.scale_down_stabilization.count() > kMaxSpanMs) {
           return InvalidArgument(fmt::format("group \"{}\": invalid target tracking limits", name));
         }
         g.keep = std::max(g.keep, Ms(std::chrono::minutes(1)));
@@ -191,7 +207,7 @@ class EngineImpl {
             pr.season / pr.bucket > 100000) {
           return InvalidArgument(fmt::format("group \"{}\": the season must be a whole number (<= 100000) of buckets", name));
         }
-        if (pr.lead.count() < 0 || pr.lead > pr.season) {
+        if (pr.season.count() > kMaxSpanMs || pr.lead.count() < 0 || pr.lead > pr.season) {
           return InvalidArgument(fmt::format("group \"{}\": lead must be in [0, season]", name));
         }
         if (!(pr.learning_rate > 0 && pr.learning_rate <= 1) || !(pr.max_error > 0) || !Finite(pr.max_error)) {
@@ -212,17 +228,23 @@ class EngineImpl {
       if (!Finite(a.hysteresis) || a.hysteresis < 0) {
         return InvalidArgument(fmt::format("alarm \"{}\": hysteresis {} (must be >= 0)", a.name, a.hysteresis));
       }
-      if (a.window.count() <= 0) return InvalidArgument(fmt::format("alarm \"{}\": window must be positive", a.name));
-      if (a.duration.count() < 0) return InvalidArgument(fmt::format("alarm \"{}\": negative duration", a.name));
+      if (a.window.count() <= 0 || a.window.count() > kMaxSpanMs) {
+        return InvalidArgument(fmt::format("alarm \"{}\": window must be positive (and under 100 years)", a.name));
+      }
+      if (a.duration.count() < 0 || a.duration.count() > kMaxSpanMs) {
+        return InvalidArgument(fmt::format("alarm \"{}\": duration out of range", a.name));
+      }
       g->second.keep = std::max(g->second.keep, a.window);
     }
     for (const ActionPolicy& p : actions) {
       auto a = alarm_index.find(p.alarm);
       if (a == alarm_index.end()) return InvalidArgument(fmt::format("action \"{}\": unknown alarm \"{}\"", p.name, p.alarm));
-      if (!Finite(p.adjustment) || p.adjustment < 0) {
-        return InvalidArgument(fmt::format("action \"{}\": adjustment {} (must be >= 0)", p.name, p.adjustment));
+      if (!Finite(p.adjustment) || p.adjustment < 0 || p.adjustment > 1e9) {
+        return InvalidArgument(fmt::format("action \"{}\": adjustment {} (must be in [0, 1e9])", p.name, p.adjustment));
       }
-      if (p.cooldown.count() < 0) return InvalidArgument(fmt::format("action \"{}\": negative cooldown", p.name));
+      if (p.cooldown.count() < 0 || p.cooldown.count() > kMaxSpanMs) {
+        return InvalidArgument(fmt::format("action \"{}\": cooldown out of range", p.name));
+      }
       const GroupSpec& gs = groups.at(alarms[a->second].group).spec;
       if (p.kind == ActionKind::kSetSize &&
           (p.adjustment != std::floor(p.adjustment) || p.adjustment < gs.min_size || p.adjustment > gs.max_size)) {
@@ -356,16 +378,18 @@ class EngineImpl {
         to = static_cast<int>(p.adjustment);
         math = fmt::format("set size {}", to);
       } else {
-        const int sign = p.kind == ActionKind::kScaleOut ? 1 : -1;
-        int step = 0;
+        const double sign = p.kind == ActionKind::kScaleOut ? 1 : -1;
+        double step = 0;
         if (p.adjustment_type == Adjustment::kCount) {
-          step = static_cast<int>(std::ceil(p.adjustment));
+          step = std::ceil(p.adjustment);
           math = fmt::format("{} by {}", ActionKindName(p.kind), step);
         } else {
-          step = std::max(1, static_cast<int>(std::ceil(g.size * p.adjustment / 100.0)));
+          step = std::max(1.0, std::ceil(g.size * p.adjustment / 100.0));
           math = fmt::format("{} by {}% of {} = {}", ActionKindName(p.kind), p.adjustment, g.size, step);
         }
-        to = g.size + sign * step;
+        // In doubles, then into [min, max]: no int overflow either way.
+        const double want = static_cast<double>(g.size) + sign * step;
+        to = static_cast<int>(std::clamp(want, -1e9, 1e9));
       }
       const int clamped = std::clamp(to, g.spec.min_size, g.spec.max_size);
       if (clamped != to) math += fmt::format(" -> {} clamped to [{}, {}]", to, g.spec.min_size, g.spec.max_size);
@@ -549,7 +573,7 @@ class EngineImpl {
     for (int64_t k = 0; k <= ahead; ++k) peak = std::max(peak, ps.profile[index(id + k)]);
     g.predict_forecast = peak;
     const TargetTracking& t = *g.spec.target_tracking;
-    return std::clamp(static_cast<int>(std::ceil(peak / t.target - 1e-9)), g.spec.min_size, g.spec.max_size);
+    return std::clamp(CeilSize(peak / t.target), g.spec.min_size, g.spec.max_size);
   }
 
   void Track(GroupRuntime& g, MonoTime now, std::vector<Decision>& out) {
@@ -577,7 +601,7 @@ class EngineImpl {
     if (std::abs(ratio - 1) <= t.tolerance) {
       math = fmt::format("ratio {:.4g} within tolerance {}: keep {}", ratio, t.tolerance, g.size);
     } else if (missing == 0) {
-      recommendation = static_cast<int>(std::ceil(static_cast<double>(g.size) * ratio - 1e-9));
+      recommendation = CeilSize(static_cast<double>(g.size) * ratio);
       math = fmt::format("ceil({} * {:.6g} / {:.6g}) = {}", g.size, value, t.target, recommendation);
     } else {
       const double assumed = ratio > 1 ? 0.0 : t.target;
@@ -587,7 +611,7 @@ class EngineImpl {
         math = fmt::format("ratio {:.4g}, {:.4g} counting {} instances not reporting as {}: keep {}", ratio, new_ratio,
                            missing, assumed, g.size);
       } else {
-        recommendation = static_cast<int>(std::ceil(static_cast<double>(g.size) * new_ratio - 1e-9));
+        recommendation = CeilSize(static_cast<double>(g.size) * new_ratio);
         math = fmt::format("ceil({} * ({:.6g} + {} * {:.6g}) / ({} * {:.6g})) = {} ({} not reporting)", g.size, sum,
                            missing, assumed, g.size, t.target, recommendation, missing);
       }
@@ -613,10 +637,11 @@ class EngineImpl {
       // The HPA's scale-up limit: the size at the start of the last period
       // (now minus the changes made since) plus max(n, p%) of it.
       while (!g.sizes.empty() && now - g.sizes.front().first >= t.scale_up_period) g.sizes.pop_front();
-      int base = g.size;
-      for (const auto& [when, delta] : g.sizes) base -= delta;
-      const int limit = std::max(base + t.scale_up_instances,
-                                 static_cast<int>(std::ceil(base * (1 + t.scale_up_percent / 100.0) - 1e-9)));
+      int64_t base64 = g.size;
+      for (const auto& [when, delta] : g.sizes) base64 -= delta;
+      const int base = static_cast<int>(std::clamp<int64_t>(base64, 0, 1'000'000'000));
+      const int limit = CeilSize(std::max(static_cast<double>(base) + t.scale_up_instances,
+                                          static_cast<double>(base) * (1 + t.scale_up_percent / 100.0)));
       if (desired > limit) {
         math += fmt::format("; scale-up limited to max({} + {}, {} * {}%) = {}", base, t.scale_up_instances, base,
                             100 + t.scale_up_percent, limit);
@@ -680,6 +705,15 @@ class EngineImpl {
       as[alarms[k].name] = std::move(per);
     }
     root["alarms"] = std::move(as);
+    // Per action policy, when it last acted on each target: its cooldown.
+    json::object cs;
+    for (size_t k = 0; k < actions.size(); ++k) {
+      if (last_done[k].empty()) continue;
+      json::object per;
+      for (const auto& [target, t] : last_done[k]) per[target] = ToWallMs(t, now, wall);
+      cs[actions[k].name] = std::move(per);
+    }
+    root["cooldowns"] = std::move(cs);
     return json::serialize(root);
   }
 
@@ -704,6 +738,8 @@ class EngineImpl {
       if (v.is_int64()) return v.get_int64();
       return std::nullopt;
     };
+    // Times no older than kMaxSpanMs before now, none in the future.
+    auto time_ok = [&](std::optional<int64_t> t) { return t && *t <= wall && *t >= wall - kMaxSpanMs; };
     auto pairs = [&](const json::value* v, std::deque<std::pair<MonoTime, int>>& out, bool signed_values) -> bool {
       out.clear();
       if (v == nullptr) return true;
@@ -712,7 +748,7 @@ class EngineImpl {
         if (!e.is_array() || e.get_array().size() != 2) return false;
         auto t = ms_of(e.get_array()[0]);
         auto s = ms_of(e.get_array()[1]);
-        if (!t || !s || *s < (signed_values ? -INT32_MAX : 0) || *s > INT32_MAX || *t > wall) return false;
+        if (!time_ok(t) || !s || *s < (signed_values ? -1'000'000'000 : 0) || *s > 1'000'000'000) return false;
         out.emplace_back(FromWallMs(*t, now, wall), static_cast<int>(*s));
       }
       return true;
@@ -730,7 +766,7 @@ class EngineImpl {
       g->second.last_scale.reset();
       if (const json::value* ls = o.if_contains("last_scale_ms")) {
         auto t = ms_of(*ls);
-        if (!t || *t > wall) return bad("last_scale_ms");
+        if (!time_ok(t)) return bad("last_scale_ms");
         g->second.last_scale = FromWallMs(*t, now, wall);
       }
       if (!pairs(o.if_contains("recommendations"), g->second.recommendations, false) ||
@@ -774,7 +810,7 @@ class EngineImpl {
         const json::value& e = inst.value();
         if (!e.is_array() || e.get_array().size() != 2 || !e.get_array()[0].is_string()) return bad("alarm state");
         auto t = ms_of(e.get_array()[1]);
-        if (!t || *t > wall) return bad("alarm time");
+        if (!time_ok(t)) return bad("alarm time");
         const std::string_view name = e.get_array()[0].get_string();
         AlarmRuntime rt{AlarmState::kOk, FromWallMs(*t, now, wall)};
         bool found = false;
@@ -788,8 +824,23 @@ class EngineImpl {
         next_alarms[k->second][std::string(inst.key())] = rt;
       }
     }
+    std::vector<std::map<std::string, MonoTime, std::less<>>> next_done(actions.size());
+    if (const json::value* cs = root.if_contains("cooldowns")) {
+      if (!cs->is_object()) return bad("cooldowns not an object");
+      for (const auto& kv : cs->get_object()) {
+        auto k = action_index.find(std::string_view(kv.key()));
+        if (k == action_index.end()) return bad(fmt::format("unknown action \"{}\"", std::string_view(kv.key())));
+        if (!kv.value().is_object()) return bad("cooldown not an object");
+        for (const auto& target : kv.value().get_object()) {
+          auto t = ms_of(target.value());
+          if (!time_ok(t)) return bad("cooldown time");
+          next_done[k->second][std::string(target.key())] = FromWallMs(*t, now, wall);
+        }
+      }
+    }
     groups = std::move(next_groups);
     alarm_state = std::move(next_alarms);
+    last_done = std::move(next_done);
     return Status::Ok();
   }
 };
@@ -806,7 +857,7 @@ Result<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& options, std::
     if (g.name.empty()) return InvalidArgument("a group needs a name");
     const std::string name = g.name;
     GroupRuntime rt;
-    rt.size = std::clamp(g.initial_size, std::max(g.min_size, 0), std::max(g.max_size, 0));
+    rt.size = std::max(std::max(g.min_size, 0), std::min(g.initial_size, std::max(g.max_size, 0)));  // validated below
     rt.spec = std::move(g);
     if (!impl->groups.emplace(name, std::move(rt)).second) {
       return InvalidArgument(fmt::format("group \"{}\" appears twice", name));
@@ -839,6 +890,7 @@ Status Engine::SetInstances(std::string_view group, std::span<const InstanceInfo
   if (g == impl_->groups.end()) return Status(Errc::kNotFound, fmt::format("unknown group \"{}\"", group));
   std::map<std::string, InstanceData, std::less<>> next;
   for (const InstanceInfo& info : instances) {
+    if (next.contains(info.name)) continue;  // named twice: the first counts
     auto old = g->second.instances.find(info.name);
     InstanceData d = old != g->second.instances.end() ? std::move(old->second) : InstanceData{};
     d.started = info.started;

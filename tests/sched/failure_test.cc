@@ -159,3 +159,23 @@ TEST_CASE("sched evacuation re-places a dead host's instances within constraints
 
 }  // namespace
 }  // namespace qcloud::sched
+
+namespace qcloud::sched {
+namespace {
+
+TEST_CASE("sched review fixes: arbiter votes and evacuation overcommit") {
+  Arbiter arb({.quorum = 1}, {"h1", "h2", "h3"});
+  arb.Report("nobody", "h3", true);  // not a member: no vote
+  CHECK_FALSE(arb.IsDead("h3"));
+  arb.Report("h2", "h1", true);
+  REQUIRE(arb.IsDead("h1"));
+  arb.Report("h1", "h3", true);  // the dead do not vote
+  CHECK_FALSE(arb.IsDead("h3"));
+  // A survivor that no longer fits its own host (headroom): refused, not overcommitted.
+  std::vector<Host> hosts = {{.name = "h1", .capacity = {{"cpu", 10}}}, {.name = "h2", .capacity = {{"cpu", 10}}}};
+  std::vector<Instance> vms = {{.name = "run", .demand = {{"cpu", 10}}}, {.name = "e", .demand = {{"cpu", 5}}}};
+  CHECK_ERRC(PlanEvacuation(hosts, vms, {{"run", "h1"}, {"e", "h2"}}, "h2", {.headroom = 0.1}), Errc::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace qcloud::sched

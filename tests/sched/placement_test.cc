@@ -339,3 +339,24 @@ TEST_CASE("sched rebalance on seeded random placements keeps every constraint") 
 
 }  // namespace
 }  // namespace qcloud::sched
+
+namespace qcloud::sched {
+namespace {
+
+TEST_CASE("sched review fixes: local search leftovers and rebalance without resources") {
+  std::vector<Host> hosts = {{.name = "h0", .capacity = {{"cpu", 3}}}, {.name = "h1", .capacity = {{"cpu", 7}}}};
+  std::vector<Instance> vms = {{.name = "i0", .demand = {{"cpu", 2}}, .anti_affinity = "A"},
+                               {.name = "i1", .demand = {{"cpu", 3}}},
+                               {.name = "i2", .demand = {{"cpu", 4}}, .anti_affinity = "A"}};
+  Placement p = REQUIRE_VALUE(Place(hosts, vms));
+  CHECK(p.unplaced.empty());
+  REQUIRE_OK(Check(hosts, vms, p));
+  std::vector<Host> bare = {{.name = "h1"}};
+  std::vector<Instance> empty = {{.name = "a"}};
+  RebalancePlan r = REQUIRE_VALUE(Rebalance(bare, empty, {{"a", "h1"}}, {}, {.goal = RebalanceGoal::kLowerPeak}));
+  CHECK(r.moves.empty());
+  CHECK_ERRC(Rebalance(bare, empty, {{"a", "h1"}}, {}, {.percentile = std::nan("")}), Errc::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace qcloud::sched

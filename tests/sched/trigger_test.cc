@@ -425,3 +425,56 @@ TEST_CASE("sched trace replay: predictive scales ahead of the daily ramps") {
 }
 }  // namespace
 }  // namespace qcloud::sched
+
+namespace qcloud::sched {
+namespace {
+
+TEST_CASE("sched review fixes: huge values, adjustments, duplicates, restored cooldowns and times") {
+  GroupSpec g = Web(1, 20, 10);
+  g.target_tracking = TargetTracking{.metric = "cpu", .target = 0.5};
+  Rig r({g}, {}, {});
+  r.instances = 1;
+  auto d = r.Step(1e12);  // must not wrap to a scale-in
+  REQUIRE(d.size() == 1);
+  CHECK(d[0].to > 10);
+  CHECK_ERRC(Engine::Open({}, {Web()}, {CpuHigh()}, {{.name = "x", .alarm = "cpu-high", .adjustment = 1e10}}).status(),
+             Errc::kInvalidArgument);
+  CHECK_ERRC(Engine::Open({}, {Web()}, {CpuHigh(0.8, std::chrono::milliseconds(int64_t{1} << 52))}, {}).status(),
+             Errc::kInvalidArgument);
+  CHECK_ERRC(Engine::Open({}, {Web(5, 3, 4)}, {}, {}).status(), Errc::kInvalidArgument);
+
+  // A name given twice keeps its samples.
+  Rig dup({Web()}, {CpuHigh(0.8, seconds(0))}, {});
+  std::vector<InstanceInfo> twice = {{"web-0", dup.clock.MonotonicNow() - minutes(10)},
+                                     {"web-0", dup.clock.MonotonicNow() - minutes(10)}};
+  std::vector<MetricSample> s = {{"web", "web-0", "cpu", 0.99}};
+  dup.engine->Observe(s);
+  REQUIRE_OK(dup.engine->SetInstances("web", twice));
+  dup.clock.Advance(seconds(5));
+  dup.engine->Tick();
+  CHECK(dup.State("cpu-high") == AlarmState::kFiring);
+
+  // A notify's cooldown survives a restart.
+  auto make = [](ManualClock& clock) {
+    return REQUIRE_VALUE(Engine::Open({.clock = &clock}, {Web()}, {CpuHigh(0.8, seconds(0))},
+                                      {{.name = "tell", .alarm = "cpu-high", .kind = ActionKind::kNotify,
+                                        .cooldown = std::chrono::hours(1)}}));
+  };
+  ManualClock clock;
+  auto a = make(clock);
+  a->Observe(s);
+  clock.Advance(seconds(5));
+  CHECK(a->Tick().size() == 1);
+  const std::string saved = a->SaveState();
+  auto b = make(clock);
+  REQUIRE_OK(b->RestoreState(saved));
+  b->Observe(s);
+  clock.Advance(seconds(5));
+  CHECK(b->Tick().empty());
+  // Times from before 100 years ago, or overflowing, are refused.
+  CHECK_ERRC(b->RestoreState(R"({"version":1,"groups":{"web":{"size":3,"last_scale_ms":-9223372036854775807}},"alarms":{}})"),
+             Errc::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace qcloud::sched
