@@ -28,6 +28,7 @@ _components = {
     "monitor": ("qcloud-monitor", ["core", "boost::json", "fmt::fmt", "protobuf::libprotobuf-lite", "re2::re2",
                                    "snappy::snappy", "yaml-cpp::yaml-cpp"]),
     "sched": ("qcloud-sched", ["core", "boost::json", "fmt::fmt", "yaml-cpp::yaml-cpp"]),
+    "net": ("qcloud-net", ["core", "boost::json", "fmt::fmt"]),
 }
 
 

@@ -73,6 +73,11 @@ function(qcloud_add_library name)
     PUBLIC ${obj_public}
     PRIVATE ${obj_private} $<BUILD_INTERFACE:qcloud::warnings>)
   target_compile_features(${tgt}_objects PUBLIC cxx_std_20)
+  # A library's own calls to its exported functions may be inlined and
+  # bound locally in a shared build too (nobody interposes them): without
+  # this, -fPIC sends each through the PLT (the overlay's per-frame parsers).
+  target_compile_options(${tgt}_objects PRIVATE
+    $<$<CXX_COMPILER_ID:GNU,Clang>:-fno-semantic-interposition>)
 
   add_library(${tgt} $<TARGET_OBJECTS:${tgt}_objects>)
   add_library(qcloud::${name} ALIAS ${tgt})

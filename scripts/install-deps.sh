@@ -39,6 +39,9 @@ test_pkgs=(
   python3-libnbd              # libnbd's Python binding: the block crash test's client (/usr/bin/python3)
   prometheus-alertmanager     # the peer qcloud-monitord's alarm convergence is compared with
   victoria-metrics            # a peer bench/monitor compares ingest and bytes per sample with
+  iproute2 iputils-ping       # namespaces, veths, TAP moves, kernel vxlan and tc htb; ping between VMs
+  iperf3                      # TCP between VMs across qcloud-vswitchd and the kernel's VXLAN
+  tshark                      # decodes captured underlay packets as VXLAN and GRE
 )
 
 want=("${build_pkgs[@]}")

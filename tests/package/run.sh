@@ -35,6 +35,7 @@ cmake --build "$work/consumer" >/dev/null
 "$work/consumer/qcloud_s3_consumer"
 "$work/consumer/qcloud_monitor_consumer"
 "$work/consumer/qcloud_sched_consumer"
+"$work/consumer/qcloud_net_consumer"
 if [[ $mode == shared ]]; then
   # Not `ldd | grep -q`: grep exits at the first match, ldd may then die of
   # SIGPIPE, and pipefail turns that into a failure.
