@@ -5,12 +5,14 @@
 #include <linux/if.h>
 #include <linux/if_arp.h>
 #include <linux/if_tun.h>
+#include <netinet/udp.h>
 #include <netinet/in.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -26,6 +28,7 @@
 #include <fmt/format.h>
 
 #include "qcloud/net/htb.h"
+#include "qcloud/net/offload.h"
 
 namespace qcloud::net {
 namespace {
@@ -38,6 +41,8 @@ constexpr size_t kMaxPooledFrames = 8192;
 // What an epoll event is about: the kind in the high 32 bits, a port id low.
 enum Tag : uint64_t { kTagWake = 1, kTagTimer, kTagVxlan, kTagGre, kTagProbe, kTagTap };
 uint64_t EventKey(Tag tag, uint32_t id = 0) { return (uint64_t{tag} << 32) | id; }
+
+constexpr size_t kControlSlot = CMSG_SPACE(sizeof(int)) + 64;  // UDP_GRO's int, with room
 
 sockaddr_in SockAddr(Ipv4Addr a, uint16_t port) {
   sockaddr_in s{};
@@ -145,6 +150,8 @@ struct TapPort {
   TapPortOptions options;
   Fd fd;
   uint32_t leaf = 0;  // HTB class, 0 = unshaped
+  std::unique_ptr<TcpCoalescer> gro;  // segments from tunnels, merged for the VM (offload)
+  bool gro_pending = false;           // listed in Impl::gro_ports
 };
 
 }  // namespace
@@ -175,23 +182,94 @@ struct Datapath::Impl final : SwitchSink {
   // Frames waiting in HTB queues.
   std::vector<std::vector<uint8_t>> pool;
   std::vector<uint32_t> pool_len;
+  std::vector<Offload> pool_offload;
+  // Offloads: super-frames cut for the wire; ports with merged segments waiting.
+  std::vector<uint8_t> gso_buf;
+  std::vector<uint32_t> gro_ports;
+  std::vector<uint8_t> rx_control;  // one cmsg area per receive slot (UDP_GRO's segment size)
   std::vector<uint32_t> free_slots;
   MonoTime next_expire{};
 
+  // The largest frame a TAP hands over: a TSO super-frame with offloads.
+  size_t FrameCap() const { return o.offload ? std::max(o.max_frame, kMaxSuperFrame) : o.max_frame; }
+
   // ---- the sink: where the switch's decisions go ------------------------------
 
-  void ToPort(uint32_t port, Packet& frame) override {
-    auto it = taps.find(port);
-    if (it == taps.end()) return;
-    ssize_t w = ::write(it->second.fd.get(), frame.data(), frame.size());
-    if (w == static_cast<ssize_t>(frame.size())) {
+  void WriteTap(TapPort& tap, std::span<const uint8_t> frame, const Offload& off) {
+    ssize_t w;
+    size_t want = frame.size();
+    if (o.offload) {
+      uint8_t hdr[kVirtioNetHdrLen];
+      WriteVirtioNetHdr(hdr, off);
+      iovec iov[2] = {{hdr, sizeof hdr}, {const_cast<uint8_t*>(frame.data()), frame.size()}};
+      w = ::writev(tap.fd.get(), iov, 2);
+      want += sizeof hdr;
+    } else {
+      w = ::write(tap.fd.get(), frame.data(), frame.size());
+    }
+    if (w == static_cast<ssize_t>(want)) {
       ++stats.tap_tx;
     } else {
       ++stats.tap_errors;  // EIO: the device is down; EAGAIN: its queue is full
     }
   }
 
+  void FlushGro(TapPort& tap) {
+    if (tap.gro && !tap.gro->empty()) {
+      Offload off;
+      std::span<const uint8_t> super = tap.gro->Take(&off);
+      if (off.gso != Offload::kNone) ++stats.gro_merged;
+      WriteTap(tap, super, off);
+    }
+  }
+
+  void ToPort(uint32_t port, Packet& frame) override {
+    auto it = taps.find(port);
+    if (it == taps.end()) return;
+    TapPort& tap = it->second;
+    const Offload& off = frame.offload();
+    if (o.offload && off.gso == Offload::kNone && !off.csum_partial) {
+      // Segments from the wire: merged into one super-frame per flow and
+      // batch, as the kernel's GRO would, when the VM takes TSO.
+      if (!tap.gro) tap.gro = std::make_unique<TcpCoalescer>();
+      if (tap.gro->Add(frame.bytes()) || (FlushGroKeep(tap) && tap.gro->Add(frame.bytes()))) {
+        if (tap.gro->closed()) FlushGro(tap);
+        else if (!tap.gro_pending) {
+          tap.gro_pending = true;
+          gro_ports.push_back(port);
+        }
+        return;
+      }
+    }
+    FlushGro(tap);  // what was merged goes first: order within a flow
+    if (!o.offload && (off.gso != Offload::kNone || off.csum_partial)) {
+      ++stats.tap_errors;  // cannot happen: frames with offloads only come from TAPs that take them
+      return;
+    }
+    WriteTap(tap, frame.bytes(), off);
+  }
+
+  // FlushGro, and true (for use inside a condition).
+  bool FlushGroKeep(TapPort& tap) {
+    bool had = tap.gro && !tap.gro->empty();
+    FlushGro(tap);
+    return had;
+  }
+
   void ToTunnel(const TunnelTarget& t, Packet& frame) override {
+    Offload& off = frame.offload();
+    if (off.gso != Offload::kNone) {
+      SendSegmented(t, frame);
+      return;
+    }
+    if (off.csum_partial) {
+      // The wire needs the checksum the VM left to its device.
+      if (!CompleteChecksum(frame.bytes(), off)) {
+        ++stats.send_errors;
+        return;
+      }
+      off.csum_partial = false;
+    }
     if (t.type == Tunnel::kVxlan) {
       uint8_t* p = vxlan_tx.Add(SockAddr(t.dst, o.vxlan_port), kVxlanHeaderLen + frame.size());
       if (p == nullptr) {
@@ -219,7 +297,73 @@ struct Datapath::Impl final : SwitchSink {
     }
   }
 
+  // A TCP super-frame from a VM: cut into wire segments behind room for
+  // the tunnel header; VXLAN leaves in UDP GSO sends (the kernel cuts the
+  // datagrams), GRE as single packets.
+  void SendSegmented(const TunnelTarget& t, Packet& frame) {
+    const size_t prefix = t.type == Tunnel::kVxlan ? kVxlanHeaderLen : kGreKeyHeaderLen;
+    auto cut = SegmentTcp(frame.bytes(), frame.offload(), prefix, gso_buf);
+    if (!cut) {
+      ++stats.send_errors;
+      return;
+    }
+    ++stats.gso_sent;
+    for (size_t i = 0; i < cut->count; ++i) {
+      uint8_t* h = gso_buf.data() + i * cut->stride;
+      if (t.type == Tunnel::kVxlan) WriteVxlan(h, t.vni);
+      else WriteGre(h, t.vni);
+    }
+    if (t.type == Tunnel::kGre) {
+      for (size_t i = 0; i < cut->count; ++i) {
+        size_t len = prefix + (i + 1 == cut->count ? cut->last_len : cut->segment_len);
+        uint8_t* p = gre_tx.Add(SockAddr(t.dst, 0), len);
+        if (p == nullptr) {
+          ++stats.send_errors;
+          continue;
+        }
+        std::memcpy(p, gso_buf.data() + i * cut->stride, len);
+        ++stats.gre_tx;
+        if (gre_tx.full()) stats.send_errors += gre_tx.Flush(gre.get());
+      }
+      return;
+    }
+    if (vxlan_tx.n) stats.send_errors += vxlan_tx.Flush(vxlan.get());  // keep the order
+    sockaddr_in to = SockAddr(t.dst, o.vxlan_port);
+    // At most 64 datagrams and 64 KB per send (the kernel's UDP GSO limits).
+    const size_t per_send = std::max<size_t>(1, std::min<size_t>(64, 65000 / cut->stride));
+    for (size_t first = 0; first < cut->count; first += per_send) {
+      size_t n = std::min(per_send, cut->count - first);
+      size_t bytes = (n - 1) * cut->stride + prefix + (first + n == cut->count ? cut->last_len : cut->segment_len);
+      iovec iov{gso_buf.data() + first * cut->stride, bytes};
+      alignas(cmsghdr) char control[CMSG_SPACE(sizeof(uint16_t))] = {};
+      msghdr msg{};
+      msg.msg_name = &to;
+      msg.msg_namelen = sizeof to;
+      msg.msg_iov = &iov;
+      msg.msg_iovlen = 1;
+      if (n > 1) {
+        msg.msg_control = control;
+        msg.msg_controllen = sizeof control;
+        cmsghdr* c = CMSG_FIRSTHDR(&msg);
+        c->cmsg_level = SOL_UDP;
+        c->cmsg_type = UDP_SEGMENT;
+        c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+        const uint16_t size = static_cast<uint16_t>(cut->stride);
+        std::memcpy(CMSG_DATA(c), &size, sizeof size);
+      }
+      if (::sendmsg(vxlan.get(), &msg, 0) == static_cast<ssize_t>(bytes)) stats.vxlan_tx += n;
+      else stats.send_errors += n;
+    }
+  }
+
   void Flush() {
+    for (uint32_t id : gro_ports) {
+      auto it = taps.find(id);
+      if (it == taps.end()) continue;
+      it->second.gro_pending = false;
+      FlushGro(it->second);
+    }
+    gro_ports.clear();
     if (vxlan_tx.n) stats.send_errors += vxlan_tx.Flush(vxlan.get());
     if (gre_tx.n) stats.send_errors += gre_tx.Flush(gre.get());
   }
@@ -256,14 +400,15 @@ struct Datapath::Impl final : SwitchSink {
     return Status::Ok();
   }
 
-  void Shape(TapPort& tap, const uint8_t* frame, size_t len) {
+  void Shape(TapPort& tap, const uint8_t* frame, size_t len, const Offload& off) {
     if (free_slots.empty()) {
       if (pool.size() >= kMaxPooledFrames) {
         ++stats.qos_drops;
         return;
       }
-      pool.emplace_back(kDefaultHeadroom + o.max_frame);
+      pool.emplace_back(kDefaultHeadroom + FrameCap());
       pool_len.push_back(0);
+      pool_offload.emplace_back();
       free_slots.push_back(static_cast<uint32_t>(pool.size() - 1));
     }
     uint32_t slot = free_slots.back();
@@ -274,6 +419,7 @@ struct Datapath::Impl final : SwitchSink {
     free_slots.pop_back();
     std::memcpy(pool[slot].data() + kDefaultHeadroom, frame, len);
     pool_len[slot] = static_cast<uint32_t>(len);
+    pool_offload[slot] = off;
   }
 
   void DrainHtb() {
@@ -283,6 +429,7 @@ struct Datapath::Impl final : SwitchSink {
       auto port = leaf_port.find(sent->leaf);
       if (port != leaf_port.end()) {
         Packet p(pool[slot].data(), pool[slot].size(), kDefaultHeadroom, pool_len[slot]);
+        p.offload() = pool_offload[slot];
         sw->FromPort(port->second, p, *this);
       }
       free_slots.push_back(slot);
@@ -295,15 +442,25 @@ struct Datapath::Impl final : SwitchSink {
     for (size_t i = 0; i < o.batch; ++i) {
       auto it = taps.find(id);
       if (it == taps.end()) return;
-      uint8_t* at = tap_buf.data() + kDefaultHeadroom;
-      ssize_t r = ::read(it->second.fd.get(), at, tap_buf.size() - kDefaultHeadroom);
+      // With offloads the device puts a virtio_net_hdr before the frame.
+      const size_t vh = o.offload ? kVirtioNetHdrLen : 0;
+      uint8_t* at = tap_buf.data() + kDefaultHeadroom - vh;
+      ssize_t r = ::read(it->second.fd.get(), at, tap_buf.size() - kDefaultHeadroom + vh);
       if (r <= 0) return;  // EAGAIN: drained; EIO: detached
       ++stats.tap_rx;
-      if (it->second.leaf != 0 && htb) {
-        Shape(it->second, at, static_cast<size_t>(r));
+      Offload off;
+      if (vh != 0 && (static_cast<size_t>(r) < vh || !ParseVirtioNetHdr({at, vh}, &off))) {
+        ++stats.tap_malformed;
         continue;
       }
-      Packet p(tap_buf.data(), tap_buf.size(), kDefaultHeadroom, static_cast<size_t>(r));
+      size_t len = static_cast<size_t>(r) - vh;
+      if (off.gso != Offload::kNone) ++stats.tso_rx;
+      if (it->second.leaf != 0 && htb) {
+        Shape(it->second, at + vh, len, off);
+        continue;
+      }
+      Packet p(tap_buf.data(), tap_buf.size(), kDefaultHeadroom, len);
+      p.offload() = off;
       sw->FromPort(id, p, *this);
     }
   }
@@ -316,6 +473,8 @@ struct Datapath::Impl final : SwitchSink {
       rx_msgs[i].msg_hdr.msg_namelen = sizeof(sockaddr_in);
       rx_msgs[i].msg_hdr.msg_iov = &rx_iov[i];
       rx_msgs[i].msg_hdr.msg_iovlen = 1;
+      rx_msgs[i].msg_hdr.msg_control = rx_control.data() + i * kControlSlot;
+      rx_msgs[i].msg_hdr.msg_controllen = kControlSlot;
     }
     return ::recvmmsg(fd, rx_msgs.data(), static_cast<unsigned>(rx_msgs.size()), MSG_DONTWAIT, nullptr);
   }
@@ -323,16 +482,33 @@ struct Datapath::Impl final : SwitchSink {
   void ReadVxlan() {
     int n = ReceiveBatch(vxlan.get());
     for (int i = 0; i < n; ++i) {
-      ++stats.vxlan_rx;
       size_t len = rx_msgs[i].msg_len;
       uint8_t* base = rx_mem.data() + static_cast<size_t>(i) * rx_slot;
-      VxlanHeader h;
-      if ((rx_msgs[i].msg_hdr.msg_flags & MSG_TRUNC) != 0 || ParseVxlan({base, len}, &h) != ParseError::kOk) {
+      if ((rx_msgs[i].msg_hdr.msg_flags & MSG_TRUNC) != 0) {
         ++stats.underlay_malformed;
         continue;
       }
-      Packet p(base, rx_slot, kVxlanHeaderLen, len - kVxlanHeaderLen);
-      sw->FromTunnel(Tunnel::kVxlan, h.vni, Ipv4Addr{ntohl(rx_addr[i].sin_addr.s_addr)}, p, *this);
+      // UDP GRO hands over several datagrams of one size back to back.
+      size_t each = len;
+      for (cmsghdr* c = CMSG_FIRSTHDR(&rx_msgs[i].msg_hdr); c != nullptr; c = CMSG_NXTHDR(&rx_msgs[i].msg_hdr, c)) {
+        if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) {
+          int size = 0;
+          std::memcpy(&size, CMSG_DATA(c), sizeof size);
+          if (size > 0) each = static_cast<size_t>(size);
+        }
+      }
+      Ipv4Addr from{ntohl(rx_addr[i].sin_addr.s_addr)};
+      for (size_t off = 0; off < len; off += each) {
+        size_t dlen = std::min(each, len - off);
+        ++stats.vxlan_rx;
+        VxlanHeader h;
+        if (ParseVxlan({base + off, dlen}, &h) != ParseError::kOk) {
+          ++stats.underlay_malformed;
+          continue;
+        }
+        Packet p(base + off, dlen, kVxlanHeaderLen, dlen - kVxlanHeaderLen);
+        sw->FromTunnel(Tunnel::kVxlan, h.vni, from, p, *this);
+      }
     }
   }
 
@@ -436,7 +612,7 @@ Result<std::unique_ptr<Datapath>> Datapath::Open(const DatapathOptions& options)
   m.o = options;
   m.clock = options.clock != nullptr ? options.clock : &RealClock();
   m.log = options.logger;
-  auto sw = VSwitch::Open({.clock = m.clock, .host_id = options.host_id, .max_frame = options.max_frame});
+  auto sw = VSwitch::Open({.clock = m.clock, .host_id = options.host_id, .max_frame = m.FrameCap()});
   if (!sw.ok()) return sw.status();
   m.sw = std::move(*sw);
   m.planes = std::make_unique<PlaneMonitor>(PlaneMonitorOptions{
@@ -472,9 +648,18 @@ Result<std::unique_ptr<Datapath>> Datapath::Open(const DatapathOptions& options)
   size_t slot = options.max_frame + 64;
   m.vxlan_tx.Init(options.batch, slot);
   m.gre_tx.Init(options.batch, slot);
-  m.tap_buf.assign(kDefaultHeadroom + options.max_frame, 0);
-  m.rx_slot = options.max_frame + 128;  // room for the outer IPv4 + GRE headers of a raw socket
+  m.tap_buf.assign(kDefaultHeadroom + m.FrameCap(), 0);
+  // Room for the outer IPv4 + GRE headers of a raw socket; with offloads,
+  // for a UDP GRO train of datagrams (up to 64 KiB).
+  m.rx_slot = options.offload ? 65536 + 128 : options.max_frame + 128;
   m.rx_mem.assign(options.batch * m.rx_slot, 0);
+  m.rx_control.assign(options.batch * kControlSlot, 0);
+  if (options.offload) {
+    m.gso_buf.assign(kMaxSegments * (kGreKeyHeaderLen + options.max_frame), 0);
+    int one = 1;
+    // The kernel merges VXLAN datagrams of one flow; refused on old kernels, then not used.
+    (void)::setsockopt(m.vxlan.get(), SOL_UDP, UDP_GRO, &one, sizeof one);
+  }
   m.rx_iov.resize(options.batch);
   m.rx_addr.resize(options.batch);
   m.rx_msgs.resize(options.batch);
@@ -563,10 +748,17 @@ Status Datapath::AddTapPort(const TapPortOptions& port) {
   Fd fd(::open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC));
   if (fd.get() < 0) return Status(Errc::kNotSupported, fmt::format("open /dev/net/tun: {}", std::strerror(errno)));
   ifreq ifr{};
-  ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+  ifr.ifr_flags = static_cast<short>(IFF_TAP | IFF_NO_PI | (m.o.offload ? IFF_VNET_HDR : 0));
   std::memcpy(ifr.ifr_name, port.tap.data(), port.tap.size());
   if (::ioctl(fd.get(), TUNSETIFF, &ifr) != 0)
     return Status(Errc::kNotSupported, fmt::format("TUNSETIFF {}: {}", port.tap, std::strerror(errno)));
+  if (m.o.offload) {
+    // The VM may hand over TCP super-frames and partial checksums, and
+    // takes them back (the switch cuts and merges; see offload.h).
+    unsigned offloads = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN;
+    if (::ioctl(fd.get(), TUNSETOFFLOAD, offloads) != 0)
+      return Status::FromErrno(errno, fmt::format("TUNSETOFFLOAD {}", port.tap));
+  }
   Fd ctl(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
   ifreq hw{};
   std::memcpy(hw.ifr_name, port.tap.data(), port.tap.size());
@@ -720,6 +912,10 @@ std::string Datapath::StateJson() const {
   st["tap_errors"] = m.stats.tap_errors;
   st["qos_drops"] = m.stats.qos_drops;
   st["plane_switches"] = m.stats.plane_switches;
+  st["tap_malformed"] = m.stats.tap_malformed;
+  st["tso_rx"] = m.stats.tso_rx;
+  st["gso_sent"] = m.stats.gso_sent;
+  st["gro_merged"] = m.stats.gro_merged;
   root["stats"] = std::move(st);
   return json::serialize(root);
 }
@@ -745,6 +941,11 @@ Status Datapath::RegisterMetrics(MetricsRegistry& registry) {
       {"qcloud_vswitch_probes_received_total", "Plane probes and replies received.", &DatapathStats::probes_rx},
       {"qcloud_vswitch_qos_drops_total", "Frames dropped by a full HTB queue.", &DatapathStats::qos_drops},
       {"qcloud_vswitch_plane_switches_total", "Times a peer's tunnels changed plane.", &DatapathStats::plane_switches},
+      {"qcloud_vswitch_tap_malformed_total", "Frames from a TAP with a virtio_net_hdr not understood.",
+       &DatapathStats::tap_malformed},
+      {"qcloud_vswitch_tso_frames_total", "TCP super-frames (TSO) from VMs.", &DatapathStats::tso_rx},
+      {"qcloud_vswitch_gso_frames_total", "Super-frames cut into segments for the wire.", &DatapathStats::gso_sent},
+      {"qcloud_vswitch_gro_frames_total", "Super-frames merged from wire segments for VMs.", &DatapathStats::gro_merged},
   };
   for (const auto& c : kCounters)
     if (Status s = counter(c.name, c.help, c.field); !s.ok()) return s;

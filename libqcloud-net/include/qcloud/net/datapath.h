@@ -17,6 +17,12 @@
 // descriptor, which works across namespaces). RemovePort() closes it,
 // which deletes the device.
 //
+// Offloads (offload.h): each TAP takes a virtio_net_hdr, so a VM hands over
+// TCP super-frames of up to 64 KiB and partial checksums; a super-frame
+// for another host is cut into wire segments and sent as UDP GSO trains,
+// the VXLAN socket receives UDP GRO trains, and consecutive segments of a
+// flow for a local VM are merged back into one super-frame.
+//
 // Tunnels: VXLAN datagrams go from and to `vxlan_port` (4789) on every
 // local address; GRE packets (key = VPC id, protocol 0x6558) through a raw
 // socket for IP protocol 47, which needs no GRE device in the kernel. The
@@ -69,6 +75,7 @@ struct DatapathOptions {
   size_t batch = 32;                                 // datagrams per recvmmsg/sendmmsg
   size_t max_frame = 9216 + kEthernetHeaderLen;      // largest frame from a TAP (MTU 9000 and tags)
   size_t qos_queue = 1000;                           // frames waiting per shaped port
+  bool offload = true;                               // TAPs with virtio_net_hdr: TSO/checksum in, GRO out
   Clock* clock = nullptr;                            // not owned; null = RealClock()
   Logger* logger = nullptr;                          // not owned; null = discard
 };
@@ -82,6 +89,10 @@ struct DatapathStats {
   uint64_t probes_tx = 0, probes_rx = 0;
   uint64_t qos_drops = 0;                            // frames refused by a full HTB queue
   uint64_t plane_switches = 0;
+  uint64_t tap_malformed = 0;                        // frames with a virtio_net_hdr not understood
+  uint64_t tso_rx = 0;                               // TCP super-frames from VMs
+  uint64_t gso_sent = 0;                             // super-frames cut for the wire
+  uint64_t gro_merged = 0;                           // super-frames merged for VMs
 };
 
 class QCLOUD_EXPORT Datapath {

@@ -286,6 +286,19 @@ QCLOUD_EXPORT ParseError ClassifyFrame(std::span<const uint8_t> frame, FrameInfo
 
 // ---- a frame with headroom, for encapsulation in place --------------------
 
+// What a frame from a device with offloads still needs done (offload.h):
+// a TCP super-frame to cut into segments, or a checksum left partial.
+struct Offload {
+  enum Gso : uint8_t { kNone = 0, kTcp4 = 1, kTcp6 = 4 };  // virtio's GSO type numbers
+  Gso gso = kNone;
+  bool ecn = false;            // the super-frame carries CWR (first segment only)
+  bool csum_partial = false;   // the L4 checksum field holds only the pseudo-header sum
+  uint16_t hdr_len = 0;        // bytes of headers (Ethernet to the end of TCP)
+  uint16_t gso_size = 0;       // payload bytes per segment (the MSS)
+  uint16_t csum_start = 0;     // where checksummed bytes begin (the L4 header)
+  uint16_t csum_offset = 0;    // the checksum field, from csum_start
+};
+
 // A frame inside a caller's buffer: [buffer .. head) is headroom,
 // [head .. head+len) the frame. Push() grows the frame at the front (for
 // outer headers), Pull() takes bytes off the front. Not owning.
@@ -313,13 +326,21 @@ class Packet {
     return true;
   }
   void SetSize(size_t len) { len_ = len; }  // caller keeps len <= capacity - headroom
-  void Reset(size_t headroom, size_t len) { head_ = headroom; len_ = len; }
+  void Reset(size_t headroom, size_t len) {
+    head_ = headroom;
+    len_ = len;
+    offload_ = {};
+  }
+  // Offloads the frame still needs (none by default).
+  const Offload& offload() const { return offload_; }
+  Offload& offload() { return offload_; }
 
  private:
   uint8_t* buf_ = nullptr;
   size_t cap_ = 0;
   size_t head_ = 0;
   size_t len_ = 0;
+  Offload offload_;
 };
 
 // Outer addresses of an IPv4 underlay packet.
