@@ -625,6 +625,8 @@ Result<std::unique_ptr<Datapath>> Datapath::Open(const DatapathOptions& options)
   auto vx = UdpSocket(options.vxlan_port);
   if (!vx.ok()) return vx.status().WithContext("vxlan");
   m.vxlan = std::move(*vx);
+  // The outer UDP checksum stays on: UDP GSO refuses sockets without it
+  // (SO_NO_CHECK), and veth or a NIC offloads it.
   auto pr = UdpSocket(options.probe_port);
   if (!pr.ok()) return pr.status().WithContext("probes");
   m.probe = std::move(*pr);

@@ -1,6 +1,8 @@
 // Fuzzes every packet decoder of libqcloud-net on the same bytes: the
 // one-pass classifier, each header parser, VXLAN and GRE decapsulation of
-// an underlay frame, the plane probe decoder; then the switch itself, with
+// an underlay frame, the plane probe decoder, and the offloads (the first
+// bytes as a virtio_net_hdr: segmentation of the rest as a TCP super-frame,
+// checksum completion, the coalescer); then the switch itself, with
 // the bytes as a frame from a VM port and from a tunnel of each kind. No
 // input may crash, read out of bounds, or deliver outside its VPC.
 #include <cstddef>
@@ -11,6 +13,7 @@
 #include <vector>
 
 #include "qcloud/core/clock.h"
+#include "qcloud/net/offload.h"
 #include "qcloud/net/packet.h"
 #include "qcloud/net/planes.h"
 #include "qcloud/net/switch.h"
@@ -86,6 +89,27 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       std::abort();
   }
   (void)DecodeProbe(in);
+  Offload off;
+  if (ParseVirtioNetHdr(in, &off)) {
+    std::vector<uint8_t> frame(in.begin() + kVirtioNetHdrLen, in.end());
+    static std::vector<uint8_t> out(kMaxSegments * 9300);
+    if (auto cut = SegmentTcp(frame, off, kVxlanHeaderLen, out)) {
+      if (cut->count == 0 || cut->count > kMaxSegments ||
+          (cut->count - 1) * cut->stride + kVxlanHeaderLen + cut->last_len > out.size())
+        std::abort();
+      static TcpCoalescer gro;  // kept across inputs: merges what it can
+      for (size_t i = 0; i < cut->count; ++i) {
+        std::span<const uint8_t> seg(out.data() + i * cut->stride + kVxlanHeaderLen,
+                                     i + 1 == cut->count ? cut->last_len : cut->segment_len);
+        if (!gro.Add(seg)) {
+          Offload merged;
+          (void)gro.Take(&merged);
+          (void)gro.Add(seg);
+        }
+      }
+    }
+    (void)CompleteChecksum(frame, off);
+  }
   (void)FlowSourcePort(in);
 
   // The switch, with the bytes in a buffer that has headroom.
