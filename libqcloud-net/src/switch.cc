@@ -84,6 +84,19 @@ struct VSwitch::Impl {
 
   void Count(Drop d) { ++stats.drops[static_cast<size_t>(d)]; }
 
+  // Classifies a frame; false (counted) for one too long or malformed.
+  bool Parse(const Packet& frame, FrameInfo* f) {
+    if (frame.size() > options.max_frame) {
+      Count(Drop::kTooLong);
+      return false;
+    }
+    if (ClassifyFrame(frame.bytes(), f) != ParseError::kOk) {
+      Count(Drop::kMalformed);
+      return false;
+    }
+    return true;
+  }
+
   Vpc* FindVpc(uint32_t id) {
     std::unique_ptr<Vpc>* v = vpcs.find(id);
     return v == nullptr ? nullptr : v->get();
@@ -423,15 +436,8 @@ void VSwitch::FromPort(uint32_t port_id, Packet& frame, SwitchSink& sink) {
   }
   Port& port = *portp;
   ++port.rx;
-  if (frame.size() > m.options.max_frame) {
-    m.Count(Drop::kTooLong);
-    return;
-  }
   FrameInfo f;
-  if (ClassifyFrame(frame.bytes(), &f) != ParseError::kOk) {
-    m.Count(Drop::kMalformed);
-    return;
-  }
+  if (!m.Parse(frame, &f)) return;
   Drop why = Drop::kCount;
   if (port.options.anti_spoof && !m.SourceAllowed(port, f, &why)) {
     ++port.spoofed;
@@ -482,15 +488,8 @@ void VSwitch::FromTunnel(Tunnel, uint32_t vni, Ipv4Addr outer_src, Packet& frame
     return;
   }
   Vpc& vpc = *vpcp;
-  if (frame.size() > m.options.max_frame) {
-    m.Count(Drop::kTooLong);
-    return;
-  }
   FrameInfo f;
-  if (ClassifyFrame(frame.bytes(), &f) != ParseError::kOk) {
-    m.Count(Drop::kMalformed);
-    return;
-  }
+  if (!m.Parse(frame, &f)) return;
   bool known_underlay = m.host_by_addr.contains(outer_src.value) || Has(vpc.options.flood_peers, outer_src);
   if (!known_underlay && !vpc.options.learning) {
     m.Count(Drop::kTunnelSpoof);
