@@ -1,5 +1,7 @@
 #include "qcloud/net/config.h"
 
+#include <span>
+
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
@@ -72,7 +74,8 @@ class Fields {
   }
   Status Ip4(std::string_view key, bool required, Ipv4Addr* out) {
     std::string s;
-    if (Status st = String(key, required, &s); !st.ok() || s.empty()) return st;
+    if (Status st = String(key, required, &s); !st.ok()) return st;
+    if (s.empty()) return required ? Fail(key, "required (an IPv4 address)") : Status::Ok();
     auto a = Ipv4Addr::Parse(s);
     if (!a) return Fail(key, fmt::format("\"{}\" is not an IPv4 address", s));
     *out = *a;
@@ -103,10 +106,13 @@ class Fields {
   Status Rate(std::string_view key, uint64_t* out) {
     const json::value* v = Take(key);
     if (v == nullptr) return Status::Ok();
+    // A number is bits per second, as tc reads a bare number.
     Result<uint64_t> r = v->is_string() ? ParseTcRate(std::string_view(v->get_string().data(), v->get_string().size()))
-                         : v->is_uint64() ? Result<uint64_t>(v->get_uint64() / 8)
-                         : v->is_int64() && v->get_int64() >= 0 ? Result<uint64_t>(static_cast<uint64_t>(v->get_int64()) / 8)
-                                                                : Result<uint64_t>(InvalidArgument("not a rate"));
+                         : v->is_uint64() && v->get_uint64() <= 8'000'000'000'000'000ull
+                             ? Result<uint64_t>((v->get_uint64() + 4) / 8)
+                         : v->is_int64() && v->get_int64() >= 0
+                             ? Result<uint64_t>((static_cast<uint64_t>(v->get_int64()) + 4) / 8)
+                             : Result<uint64_t>(InvalidArgument("not a rate (at most 8 Pbit/s)"));
     if (!r.ok()) return Fail(key, r.status().message());
     *out = *r;
     return Status::Ok();
@@ -115,9 +121,11 @@ class Fields {
     const json::value* v = Take(key);
     if (v == nullptr) return Status::Ok();
     Result<uint64_t> r = v->is_string() ? ParseTcSize(std::string_view(v->get_string().data(), v->get_string().size()))
-                         : v->is_uint64() ? Result<uint64_t>(v->get_uint64())
-                         : v->is_int64() && v->get_int64() >= 0 ? Result<uint64_t>(static_cast<uint64_t>(v->get_int64()))
-                                                                : Result<uint64_t>(InvalidArgument("not a size"));
+                         : v->is_uint64() && v->get_uint64() <= 1'000'000'000'000'000ull
+                             ? Result<uint64_t>(v->get_uint64())
+                         : v->is_int64() && v->get_int64() >= 0
+                             ? Result<uint64_t>(static_cast<uint64_t>(v->get_int64()))
+                             : Result<uint64_t>(InvalidArgument("not a size (at most 1e15 bytes)"));
     if (!r.ok()) return Fail(key, r.status().message());
     *out = *r;
     return Status::Ok();
@@ -286,46 +294,66 @@ json::array Ip6Array(const std::vector<Ipv6Addr>& v) {
 
 }  // namespace
 
-Result<uint64_t> ParseTcRate(std::string_view text) {
-  // Longest suffixes first. Bits: bit, kbit, mbit, gbit, tbit; bytes: bps, kbps, ...
-  static constexpr struct { std::string_view suffix; uint64_t bits; } kUnits[] = {
-      {"tbit", 1'000'000'000'000ull}, {"gbit", 1'000'000'000ull}, {"mbit", 1'000'000ull}, {"kbit", 1000},
-      {"tbps", 8'000'000'000'000ull}, {"gbps", 8'000'000'000ull}, {"mbps", 8'000'000ull}, {"kbps", 8000},
-      {"bit", 1}, {"bps", 8}};
-  uint64_t mult = 1;
-  std::string_view num = text;
-  for (const auto& u : kUnits) {
-    if (text.size() > u.suffix.size() && text.ends_with(u.suffix)) {
-      mult = u.bits;
-      num = text.substr(0, text.size() - u.suffix.size());
+namespace {
+
+// tc's numbers: decimal digits with an optional fraction ("1.5gbit"), and
+// a unit matched without regard to case ("100Mbit"), as tc(8) reads them.
+struct TcUnit {
+  std::string_view suffix;
+  double scale;
+};
+
+Result<uint64_t> ParseTcNumber(std::string_view text, std::span<const TcUnit> units, double plain,
+                               std::string_view what, std::string_view example) {
+  auto bad = [&] { return InvalidArgument(fmt::format("\"{}\" is not a {} (tc's units: {})", text, what, example)); };
+  std::string lower(text);
+  for (char& c : lower) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+  double scale = plain;
+  std::string_view num = lower;
+  for (const TcUnit& u : units) {
+    if (num.size() > u.suffix.size() && num.ends_with(u.suffix)) {
+      scale = u.scale;
+      num.remove_suffix(u.suffix.size());
       break;
     }
   }
-  auto n = ParseUnsigned(num);
-  if (!n.ok()) return InvalidArgument(fmt::format("\"{}\" is not a rate (tc's units: 100mbit, 1gbit, 500kbps)", text));
-  if (*n != 0 && mult > UINT64_MAX / *n) return InvalidArgument(fmt::format("rate \"{}\" overflows", text));
-  return *n * mult / 8;
+  size_t dot = num.find('.');
+  std::string_view whole = num.substr(0, dot), frac = dot == std::string_view::npos ? "" : num.substr(dot + 1);
+  if (whole.empty() || whole.size() > 15 || frac.size() > 9 || (dot != std::string_view::npos && frac.empty()))
+    return bad();
+  double v = 0;
+  for (char c : whole) {
+    if (c < '0' || c > '9') return bad();
+    v = v * 10 + (c - '0');
+  }
+  double f = 0.1;
+  for (char c : frac) {
+    if (c < '0' || c > '9') return bad();
+    v += (c - '0') * f;
+    f /= 10;
+  }
+  double bytes = v * scale;
+  // 1e15 bytes (8 Pbit/s, or a petabyte): past any link, and exact in a double.
+  if (bytes > 1e15) return InvalidArgument(fmt::format("{} \"{}\" is too large", what, text));
+  return static_cast<uint64_t>(bytes + 0.5);
+}
+
+}  // namespace
+
+Result<uint64_t> ParseTcRate(std::string_view text) {
+  // Longest suffixes first. Bits: bit, kbit, mbit, gbit, tbit; bytes: bps, kbps, ...
+  static constexpr TcUnit kUnits[] = {
+      {"tbit", 1e12 / 8}, {"gbit", 1e9 / 8}, {"mbit", 1e6 / 8}, {"kbit", 1e3 / 8},
+      {"tbps", 1e12}, {"gbps", 1e9}, {"mbps", 1e6}, {"kbps", 1e3}, {"bit", 1.0 / 8}, {"bps", 1}};
+  return ParseTcNumber(text, kUnits, 1.0 / 8, "rate", "100mbit, 1gbit, 500kbps");
 }
 
 Result<uint64_t> ParseTcSize(std::string_view text) {
-  static constexpr struct { std::string_view suffix; uint64_t bytes; uint64_t div; } kUnits[] = {
-      {"gbit", 1ull << 30, 8}, {"mbit", 1ull << 20, 8}, {"kbit", 1024, 8},
-      {"gb", 1ull << 30, 1}, {"mb", 1ull << 20, 1}, {"kb", 1024, 1},
-      {"g", 1ull << 30, 1}, {"m", 1ull << 20, 1}, {"k", 1024, 1}, {"b", 1, 1}};
-  uint64_t mult = 1, div = 1;
-  std::string_view num = text;
-  for (const auto& u : kUnits) {
-    if (text.size() > u.suffix.size() && text.ends_with(u.suffix)) {
-      mult = u.bytes;
-      div = u.div;
-      num = text.substr(0, text.size() - u.suffix.size());
-      break;
-    }
-  }
-  auto n = ParseUnsigned(num);
-  if (!n.ok()) return InvalidArgument(fmt::format("\"{}\" is not a size (tc's units: 1500b, 15kb, 1mb)", text));
-  if (*n != 0 && mult > UINT64_MAX / *n) return InvalidArgument(fmt::format("size \"{}\" overflows", text));
-  return *n * mult / div;
+  static constexpr TcUnit kUnits[] = {
+      {"gbit", 1073741824.0 / 8}, {"mbit", 1048576.0 / 8}, {"kbit", 1024.0 / 8},
+      {"gb", 1073741824.0}, {"mb", 1048576.0}, {"kb", 1024}, {"g", 1073741824.0}, {"m", 1048576.0},
+      {"k", 1024}, {"b", 1}};
+  return ParseTcNumber(text, kUnits, 1, "size", "1500b, 15kb, 1mb");
 }
 
 Result<VswitchdConfig> ParseVswitchdConfig(std::string_view text) {

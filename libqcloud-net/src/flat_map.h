@@ -74,7 +74,12 @@ class FlatMap {
     return true;
   }
 
-  void clear() { Rehash(16); }
+  void clear() {
+    slots_ = std::vector<Slot>(16);
+    mask_ = 15;
+    shift_ = 60;
+    size_ = 0;
+  }
 
   // fn(key, value&) for every entry, in no particular order; fn must not
   // insert or erase.

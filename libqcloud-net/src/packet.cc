@@ -402,6 +402,7 @@ ParseError ClassifyFrame(std::span<const uint8_t> frame, FrameInfo* out) noexcep
   out->src_port = out->dst_port = 0;
   std::span<const uint8_t> l3 = frame.subspan(out->eth.header_len);
   size_t l4_len = 0;
+  bool first_fragment = false;
   switch (out->eth.ethertype) {
     case kEtherTypeArp: {
       if (ParseError e = ParseArp(l3, &out->arp); e != ParseError::kOk) return e;
@@ -416,6 +417,7 @@ ParseError ClassifyFrame(std::span<const uint8_t> frame, FrameInfo* out) noexcep
       out->dst4 = ip.dst;
       out->l4_proto = ip.proto;
       if (ip.IsLaterFragment()) return ParseError::kOk;
+      first_fragment = ip.IsFragment();
       out->l4_offset = static_cast<uint16_t>(out->l3_offset + ip.header_len);
       l4_len = ip.total_len - ip.header_len;
       break;
@@ -441,7 +443,10 @@ ParseError ClassifyFrame(std::span<const uint8_t> frame, FrameInfo* out) noexcep
   switch (out->l4_proto) {
     case kIpProtoUdp: {
       UdpHeader u;
-      if (ParseError e = ParseUdp(l4, &u); e != ParseError::kOk) return e;
+      ParseError e = ParseUdp(l4, &u);
+      // A first fragment carries the whole datagram's UDP length.
+      if (e == ParseError::kBadLength && first_fragment && u.length >= kUdpHeaderLen) e = ParseError::kOk;
+      if (e != ParseError::kOk) return e;
       out->src_port = u.src_port;
       out->dst_port = u.dst_port;
       break;

@@ -60,6 +60,12 @@ PlaneMonitor::PlaneMonitor(const PlaneMonitorOptions& options)
 }
 
 void PlaneMonitor::AddPeer(uint32_t host, bool has_storage) {
+  if (auto known = peers_.find(host); known != peers_.end()) {
+    // The controller said it again: keep what the probes found.
+    known->second.has_storage = has_storage;
+    if (!has_storage) known->second.active = Plane::kService;
+    return;
+  }
   MonoTime now = clock_->MonotonicNow();
   Peer& peer = peers_[host];
   peer.has_storage = has_storage;
@@ -114,6 +120,8 @@ void PlaneMonitor::OnReply(const PlaneProbe& reply) {
   PathData& path = peer.path[plane];
   // Only replies to probes we sent, each once, in order.
   if (reply.seq == 0 || reply.seq >= path.next_seq || reply.seq <= path.last_acked) return;
+  // In a row: a probe between this reply and the last went unanswered.
+  if (reply.seq != path.last_acked + 1) path.streak = 0;
   path.last_acked = reply.seq;
   MonoTime now = clock_->MonotonicNow();
   path.last_reply = now;

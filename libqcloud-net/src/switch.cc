@@ -102,6 +102,14 @@ struct VSwitch::Impl {
     return v == nullptr ? nullptr : v->get();
   }
 
+  // Drops the responder's entries for `addrs` that still answer with `mac`.
+  static void ForgetArp(Vpc& vpc, const std::vector<Ipv4Addr>& addrs, const MacAddr& mac) {
+    for (const Ipv4Addr& a : addrs) {
+      const MacAddr* arp = vpc.arp.find(a.value);
+      if (arp != nullptr && *arp == mac) vpc.arp.erase(a.value);
+    }
+  }
+
   void Unref(Vpc& vpc, uint32_t host) {
     auto it = vpc.host_refs.find(host);
     if (it != vpc.host_refs.end() && --it->second == 0) vpc.host_refs.erase(it);
@@ -159,6 +167,27 @@ struct VSwitch::Impl {
         seen.push_back(f.addr);
       });
       for (const Ipv4Addr& a : seen) SendToAddr(vpc, a, frame, sink);
+    }
+  }
+
+  // A VM's offload request may only concern its frame's own L4 checksum
+  // (and, for a super-frame, its TCP): otherwise completing the checksum
+  // would write two bytes the VM chose anywhere in a frame already checked
+  // for spoofing.
+  static bool OffloadConsistent(const Offload& o, const FrameInfo& f) {
+    if (o.gso != Offload::kNone) {
+      if (f.l4_proto != kIpProtoTcp || f.l4_offset == 0) return false;
+      if ((o.gso == Offload::kTcp4) != (f.l3 == L3::kIpv4) || (o.gso == Offload::kTcp6) != (f.l3 == L3::kIpv6))
+        return false;
+    }
+    if (!o.csum_partial) return true;
+    if (f.l4_offset == 0 || o.csum_start != f.l4_offset) return false;
+    switch (f.l4_proto) {
+      case kIpProtoTcp: return o.csum_offset == 16;
+      case kIpProtoUdp: return o.csum_offset == 6;
+      case kIpProtoIcmp:
+      case kIpProtoIcmpv6: return o.csum_offset == 2;
+      default: return false;
     }
   }
 
@@ -291,6 +320,7 @@ Status VSwitch::AddPort(const PortOptions& port) {
   // The VM is here now: a controller entry placing it elsewhere is gone.
   if (const VmLocation* vm = vpc->vms.find(port.mac.Key())) {
     impl_->Unref(*vpc, vm->host);
+    impl_->ForgetArp(*vpc, vm->ipv4, port.mac);
     vpc->vms.erase(port.mac.Key());
     --impl_->vm_count;
   }
@@ -309,11 +339,11 @@ Status VSwitch::RemovePort(uint32_t id) {
   Vpc& vpc = *port->vpc;
   const PortOptions& o = port->options;
   const Fwd* f = vpc.fwd.find(o.mac.Key());
-  if (f != nullptr && f->kind == Fwd::kLocal && f->id == id) vpc.fwd.erase(o.mac.Key());
-  for (const Ipv4Addr& a : o.ipv4) {
-    const MacAddr* arp = vpc.arp.find(a.value);
-    // A VM that moved away keeps its entry (SetVm put it there).
-    if (arp != nullptr && *arp == o.mac && !vpc.vms.contains(o.mac.Key())) vpc.arp.erase(a.value);
+  // Only while the MAC is still this port's: a VM that moved away (SetVm)
+  // or came back on another port keeps its entries.
+  if (f != nullptr && f->kind == Fwd::kLocal && f->id == id) {
+    vpc.fwd.erase(o.mac.Key());
+    impl_->ForgetArp(vpc, o.ipv4, o.mac);
   }
   std::erase(vpc.ports, id);
   impl_->ports.erase(id);
@@ -380,10 +410,7 @@ Status VSwitch::SetVm(const VmLocation& vm) {
     ++impl_->vm_count;
   } else {
     impl_->Unref(*vpc, old->host);
-    for (const Ipv4Addr& a : old->ipv4) {
-      const MacAddr* arp = vpc->arp.find(a.value);
-      if (arp != nullptr && *arp == vm.mac) vpc->arp.erase(a.value);
-    }
+    impl_->ForgetArp(*vpc, old->ipv4, vm.mac);
   }
   bool was_local = false, keep_moved = false;
   if (const Fwd* fit = vpc->fwd.find(key)) {
@@ -413,14 +440,22 @@ Status VSwitch::RemoveVm(uint32_t vpc_id, const MacAddr& mac) {
   const VmLocation* vm = vpc->vms.find(mac.Key());
   if (vm == nullptr) return Status(Errc::kNotFound, fmt::format("vm {} in vpc {}", mac.ToString(), vpc_id));
   impl_->Unref(*vpc, vm->host);
-  for (const Ipv4Addr& a : vm->ipv4) {
-    const MacAddr* arp = vpc->arp.find(a.value);
-    if (arp != nullptr && *arp == mac) vpc->arp.erase(a.value);
-  }
+  impl_->ForgetArp(*vpc, vm->ipv4, mac);
   const Fwd* f = vpc->fwd.find(mac.Key());
   if (f != nullptr && f->kind == Fwd::kRemote) vpc->fwd.erase(mac.Key());
   vpc->vms.erase(mac.Key());
   --impl_->vm_count;
+  // A move called off: the VM's port is still here, so it is local again.
+  for (uint32_t id : vpc->ports) {
+    const Port* port = impl_->ports.find(id);
+    if (port == nullptr || port->options.mac != mac) continue;
+    Fwd local;
+    local.kind = Fwd::kLocal;
+    local.id = id;
+    vpc->fwd[mac.Key()] = local;
+    for (const Ipv4Addr& a : port->options.ipv4) vpc->arp[a.value] = mac;
+    break;
+  }
   return Status::Ok();
 }
 
@@ -438,6 +473,10 @@ void VSwitch::FromPort(uint32_t port_id, Packet& frame, SwitchSink& sink) {
   ++port.rx;
   FrameInfo f;
   if (!m.Parse(frame, &f)) return;
+  if (!m.OffloadConsistent(frame.offload(), f)) {
+    m.Count(Drop::kMalformed);
+    return;
+  }
   Drop why = Drop::kCount;
   if (port.options.anti_spoof && !m.SourceAllowed(port, f, &why)) {
     ++port.spoofed;

@@ -11,6 +11,7 @@ Topology:
   VM: namespace <p><name>, with the TAP device its host's switch made.
 """
 
+import argparse
 import json
 import os
 import subprocess
@@ -18,7 +19,7 @@ import sys
 import tempfile
 import time
 
-from interop_util import check, stop  # noqa: F401  (re-exported for the tests)
+from interop_util import RESULTS, stop
 
 SKIP = 77  # CTest's SKIP_RETURN_CODE for these tests
 
@@ -180,7 +181,9 @@ class Overlay:
     # ---- the end ------------------------------------------------------------------------
 
     def close(self):
-        for proc in self.daemons.values():
+        for i, proc in self.daemons.items():
+            if proc.poll() is not None:  # it died: say why
+                print('qcloud-vswitchd on host %d exited %s: %s' % (i, proc.returncode, self.log(i)))
             stop(proc)
         for ns in reversed(self.namespaces):
             run('ip', 'netns', 'del', ns, check_rc=False)
@@ -195,6 +198,19 @@ def switch_config(host, **extra):
 
 def mac(n):
     return '02:00:00:00:%02x:%02x' % (n >> 8, n & 255)
+
+
+def main(test, options=None):
+    """The whole script: --vswitchd (and what `options(parser)` adds), the
+    kernel check, test(args), the tally and the exit code."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--vswitchd', required=True)
+    if options:
+        options(ap)
+    args = ap.parse_args()
+    main_guard(lambda: test(args))
+    print('%d/%d checks passed' % (sum(RESULTS), len(RESULTS)))
+    sys.exit(0 if RESULTS and all(RESULTS) else 1)
 
 
 def main_guard(fn):

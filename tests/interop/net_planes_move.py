@@ -9,7 +9,6 @@
     alive.
 """
 
-import argparse
 import json
 import os
 import subprocess
@@ -18,7 +17,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import net_lib  # noqa: E402
-from interop_util import RESULTS, check  # noqa: E402
+from interop_util import check  # noqa: E402
 from net_lib import mac, switch_config  # noqa: E402
 
 VM1 = ('192.168.0.1', mac(0x101))
@@ -142,19 +141,11 @@ def test(args):
         plane_failover(net)
         move(net)
     finally:
-        for h in (1, 2):
-            if net.daemons.get(h) and net.daemons[h].poll() is not None:
-                print('host %d log: %s' % (h, net.log(h)))
         net.close()
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument('--vswitchd', required=True)
-    args = ap.parse_args()
-    net_lib.main_guard(lambda: test(args))
-    print('%d/%d checks passed' % (sum(RESULTS), len(RESULTS)))
-    sys.exit(0 if RESULTS and all(RESULTS) else 1)
+    net_lib.main(test)
 
 
 if __name__ == '__main__':

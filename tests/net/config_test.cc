@@ -16,7 +16,11 @@ TEST_CASE("net config rates and sizes in tc units") {
   CHECK(ParseTcRate("8bit").value() == 1);
   CHECK(ParseTcRate("1bps").value() == 1);
   CHECK(ParseTcRate("10tbit").value() == 1'250'000'000'000ull);
-  for (const char* bad : {"", "mbit", "100 mbit", "100Mbit", "-5mbit", "1.5mbit", "99999999999999999999tbit", "100xbit"})
+  CHECK(ParseTcRate("9000tbit").status().code() == Errc::kInvalidArgument);  // over 8 Pbit/s
+  CHECK(ParseTcRate("100Mbit").value() == 12'500'000);  // tc reads units in any case
+  CHECK(ParseTcRate("1.5gbit").value() == 187'500'000);  // and fractions
+  CHECK(ParseTcSize("1.5KB").value() == 1536);
+  for (const char* bad : {"", "mbit", "100 mbit", "-5mbit", "1.mbit", ".5mbit", "1.5.1mbit", "99999999999999999999tbit", "100xbit"})
     CHECK_MESSAGE(ParseTcRate(bad).status().code() == Errc::kInvalidArgument, std::string(bad));
   CHECK(ParseTcSize("1500").value() == 1500);
   CHECK(ParseTcSize("1500b").value() == 1500);
@@ -24,7 +28,7 @@ TEST_CASE("net config rates and sizes in tc units") {
   CHECK(ParseTcSize("15k").value() == 15 * 1024);
   CHECK(ParseTcSize("2mb").value() == 2 << 20);
   CHECK(ParseTcSize("8kbit").value() == 1024);
-  for (const char* bad : {"", "kb", "15 kb", "1.5k", "99999999999999999999gb"})
+  for (const char* bad : {"", "kb", "15 kb", "1,5k", "99999999999999999999gb"})
     CHECK_MESSAGE(ParseTcSize(bad).status().code() == Errc::kInvalidArgument, std::string(bad));
 }
 
@@ -81,6 +85,7 @@ TEST_CASE("net config errors name the field") {
   CHECK(err("{").find("not JSON") != std::string::npos);
   CHECK(err(R"({"service": "10.1.0.1"})").find("host_id: required") != std::string::npos);
   CHECK(err(R"({"host_id": 1})").find("service: required") != std::string::npos);
+  CHECK(err(R"({"host_id": 1, "service": ""})").find("service: required") != std::string::npos);
   CHECK(err(R"({"host_id": 1, "service": "10.1.0.300"})").find("not an IPv4 address") != std::string::npos);
   CHECK(err(R"({"host_id": 1, "service": "10.1.0.1", "sevrice": 1})").find("sevrice: unknown key") != std::string::npos);
   CHECK(err(R"({"host_id": 1, "service": "10.1.0.1", "vpcs": [{"id": 1}, {"id": 16777216}]})")

@@ -147,3 +147,30 @@ TEST_CASE("net planes ignore replies they did not ask for") {
   CHECK(a.Active(4) == Plane::kService);
   CHECK_FALSE(a.Answer({PlaneProbe::kRequest, Plane::kService, 2, 9, 1, 0}));
 }
+
+TEST_CASE("net planes review cases: the controller repeating itself, replies in a row") {
+  TwoHosts net;
+  net.Run(1s);
+  net.cut[0] = true;
+  net.Run(1s);
+  REQUIRE(net.a.Active(2) == Plane::kStorage);
+  // The controller sends the same host again: the failover stands.
+  net.a.AddPeer(2);
+  net.Run(200ms);
+  CHECK(net.a.Active(2) == Plane::kStorage);
+  CHECK(net.a_changes.size() == 1);
+  // A recovering plane that answers every other probe is not taken back:
+  // recover_after means replies in a row.
+  net.cut[0] = false;
+  net.loss[0] = 0;
+  bool drop = false;
+  for (int i = 0; i < 200; ++i) {  // 2 s
+    drop = !drop;
+    net.cut[0] = drop;  // every other round trip on the service plane fails
+    net.Step();
+  }
+  CHECK(net.a.Active(2) == Plane::kStorage);
+  net.cut[0] = false;
+  net.Run(1s);
+  CHECK(net.a.Active(2) == Plane::kService);
+}

@@ -431,3 +431,84 @@ TEST_CASE("net switch random traffic never crosses VPCs") {
   }
   CHECK(delivered > 1000);
 }
+
+TEST_CASE("net switch review cases: fragments, moves back, stale ARP, offload offsets") {
+  ManualClock clock;
+  auto sw = TwoVpcs(&clock);
+  RecordingSink sink;
+  // The first fragment of a UDP datagram carries the whole datagram's UDP
+  // length: it is forwarded, not malformed.
+  auto frag = Ipv4Frame(Mac(1), Mac(2), Ip(192, 168, 0, 1), Ip(192, 168, 0, 2), kIpProtoUdp, 1472);
+  Ipv4Header h;
+  REQUIRE(ParseIpv4(std::span(frag).subspan(14), &h, true) == ParseError::kOk);
+  h.frag = 0x2000;  // MF, offset 0
+  WriteIpv4(frag.data() + 14, h);
+  frag[34 + 4] = 0x0b;  // UDP length 3008
+  frag[34 + 5] = 0xc0;
+  Buf f1(frag);
+  sw->FromPort(1, f1.p, sink);
+  CHECK(sink.out.size() == 1);
+  CHECK(DropCount(*sw, Drop::kMalformed) == 0);
+
+  // A VM moves away and comes back on a new port; the old port is removed
+  // last: the new port keeps its ARP entry.
+  REQUIRE(sw->SetVm({.vpc = 100, .mac = Mac(2), .ipv4 = {Ip(192, 168, 0, 2)}, .host = 2}).ok());
+  REQUIRE(sw->AddPort({.id = 7, .vpc = 100, .mac = Mac(2), .ipv4 = {Ip(192, 168, 0, 2)}}).ok());
+  REQUIRE(sw->RemovePort(2).ok());
+  sink.Clear();
+  Buf q(ArpFrame(kArpRequest, Mac(1), MacAddr::Broadcast(), Mac(1), Ip(192, 168, 0, 1), MacAddr{}, Ip(192, 168, 0, 2)));
+  sw->FromPort(1, q.p, sink);
+  REQUIRE(sink.out.size() == 1);
+  CHECK(sink.out[0].port == 1);  // answered, not flooded
+
+  // A VM known with two addresses becomes a port with one, then goes:
+  // nothing answers for either address.
+  REQUIRE(sw->SetVm({.vpc = 100, .mac = Mac(8), .ipv4 = {Ip(192, 168, 0, 8), Ip(192, 168, 0, 9)}, .host = 2}).ok());
+  REQUIRE(sw->AddPort({.id = 8, .vpc = 100, .mac = Mac(8), .ipv4 = {Ip(192, 168, 0, 8)}}).ok());
+  REQUIRE(sw->RemovePort(8).ok());
+  uint64_t replies = sw->stats().arp_replies;
+  for (uint8_t last : {8, 9}) {
+    Buf r(ArpFrame(kArpRequest, Mac(1), MacAddr::Broadcast(), Mac(1), Ip(192, 168, 0, 1), MacAddr{},
+                   Ip(192, 168, 0, last)));
+    sw->FromPort(1, r.p, sink);
+  }
+  CHECK(sw->stats().arp_replies == replies);
+
+  // A move called off (RemoveVm while the port is still here): local again.
+  REQUIRE(sw->SetVm({.vpc = 100, .mac = Mac(2), .ipv4 = {Ip(192, 168, 0, 2)}, .host = 2}).ok());
+  REQUIRE(sw->RemoveVm(100, Mac(2)).ok());
+  sink.Clear();
+  Buf back(Ipv4Frame(Mac(1), Mac(2), Ip(192, 168, 0, 1), Ip(192, 168, 0, 2)));
+  sw->FromPort(1, back.p, sink);
+  REQUIRE(sink.out.size() == 1);
+  CHECK_FALSE(sink.out[0].tunnel);
+  CHECK(sink.out[0].port == 7);
+
+  // Offload offsets must point at the frame's own L4 checksum: a partial
+  // checksum aimed at the source MAC (or at the IP source) is dropped.
+  uint64_t malformed = DropCount(*sw, Drop::kMalformed);
+  for (uint16_t start : {0, 14, 34}) {
+    Buf x(Ipv4Frame(Mac(1), Mac(3), Ip(192, 168, 0, 1), Ip(192, 168, 0, 3)));
+    x.p.offload().csum_partial = true;
+    x.p.offload().csum_start = start;
+    x.p.offload().csum_offset = start == 34 ? 16 : 6;  // 34 + 16: not UDP's checksum
+    sink.Clear();
+    sw->FromPort(1, x.p, sink);
+    CHECK(sink.out.empty());
+  }
+  CHECK(DropCount(*sw, Drop::kMalformed) == malformed + 3);
+  Buf ok(Ipv4Frame(Mac(1), Mac(3), Ip(192, 168, 0, 1), Ip(192, 168, 0, 3)));
+  ok.p.offload().csum_partial = true;
+  ok.p.offload().csum_start = 34;
+  ok.p.offload().csum_offset = 6;
+  sink.Clear();
+  sw->FromPort(1, ok.p, sink);
+  CHECK(sink.out.size() == 1);
+  // A TCP super-frame claim on a UDP frame is refused too.
+  Buf gso(Ipv4Frame(Mac(1), Mac(3), Ip(192, 168, 0, 1), Ip(192, 168, 0, 3)));
+  gso.p.offload().gso = Offload::kTcp4;
+  gso.p.offload().gso_size = 100;
+  sink.Clear();
+  sw->FromPort(1, gso.p, sink);
+  CHECK(sink.out.empty());
+}

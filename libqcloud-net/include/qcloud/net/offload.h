@@ -37,7 +37,7 @@
 namespace qcloud::net {
 
 inline constexpr size_t kVirtioNetHdrLen = 10;  // struct virtio_net_hdr
-inline constexpr size_t kMaxSegments = 128;
+inline constexpr size_t kMaxSegments = 1024;  // an MSS of 64 bytes still fits
 inline constexpr size_t kMaxSuperFrame = 65535 + kEthernetHeaderLen;
 
 // virtio_net_hdr in the host's byte order (a TAP device's default on

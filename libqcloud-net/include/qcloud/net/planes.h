@@ -14,7 +14,7 @@
 //   mon.OnReply(decoded);                      // a reply came back
 //   for (const PlaneChange& c : mon.Changes()) sw.SetActivePlane(c.host, c.plane);
 //
-// With the defaults (probe every 100 ms, down after 400 ms without a
+// With the defaults (probe every 100 ms, down after 500 ms without a
 // reply) a cut plane is left within 0.6 s of the cut.
 //
 // Wire format of a probe datagram (all integers big-endian), 32 bytes:
@@ -80,7 +80,8 @@ class QCLOUD_EXPORT PlaneMonitor {
 
   // Peers start with both paths up (a new peer is trusted until it fails
   // to answer) and the service plane active. `has_storage` false: the
-  // peer has one plane, which is never left.
+  // peer has one plane, which is never left. For a peer already known only
+  // `has_storage` changes: what its paths did so far stands.
   void AddPeer(uint32_t host, bool has_storage = true);
   void RemovePeer(uint32_t host);
 
