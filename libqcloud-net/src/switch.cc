@@ -62,6 +62,7 @@ const char* DropName(Drop d) noexcept {
     case Drop::kSpoofMac: return "spoof_mac";
     case Drop::kSpoofIp: return "spoof_ip";
     case Drop::kSpoofArp: return "spoof_arp";
+    case Drop::kSpoofNd: return "spoof_nd";
     case Drop::kTunnelSpoof: return "tunnel_spoof";
     case Drop::kNoRoute: return "no_route";
     case Drop::kHairpin: return "hairpin";
@@ -191,7 +192,43 @@ struct VSwitch::Impl {
     }
   }
 
-  bool SourceAllowed(const Port& port, const FrameInfo& f, Drop* why) const {
+  // IPv6 neighbour discovery from a VM (RFC 4861): router advertisements
+  // and redirects are not a VM's to send; a neighbour advertisement may
+  // claim only the port's addresses (or a link-local one, as any link-local
+  // source is allowed); a source or target link-layer address option must
+  // be the port's MAC. Options are walked with their lengths checked.
+  static bool NdAllowed(const PortOptions& o, const FrameInfo& f, std::span<const uint8_t> frame) {
+    if (f.l4_proto != kIpProtoIcmpv6 || f.l4_offset == 0) return true;
+    const size_t end = std::min(frame.size(), size_t{f.l3_offset} + kIpv6HeaderLen +
+                                                  ((size_t{frame[f.l3_offset + 4]} << 8) | frame[f.l3_offset + 5]));
+    if (end <= f.l4_offset) return false;
+    std::span<const uint8_t> icmp = frame.subspan(f.l4_offset, end - f.l4_offset);
+    size_t body = 0;
+    switch (icmp[0]) {
+      case 133: body = 8; break;    // router solicitation
+      case 134:                     // router advertisement
+      case 137: return false;       // redirect
+      case 135: body = 24; break;   // neighbour solicitation
+      case 136: body = 24; break;   // neighbour advertisement
+      default: return true;
+    }
+    if (icmp.size() < body) return false;
+    if (icmp[0] == 136) {
+      Ipv6Addr target = Ipv6Addr::From(icmp.data() + 8);
+      bool mine = target.IsLinkLocal();
+      for (const Ipv6Addr& a : o.ipv6) mine = mine || a == target;
+      if (!mine) return false;
+    }
+    for (size_t off = body; off + 2 <= icmp.size();) {
+      size_t len = size_t{icmp[off + 1]} * 8;
+      if (len == 0 || off + len > icmp.size()) return false;
+      if ((icmp[off] == 1 || icmp[off] == 2) && (len < 8 || MacAddr::From(icmp.data() + off + 2) != o.mac)) return false;
+      off += len;
+    }
+    return true;
+  }
+
+  bool SourceAllowed(const Port& port, const FrameInfo& f, std::span<const uint8_t> frame, Drop* why) const {
     const PortOptions& o = port.options;
     if (f.eth.src != o.mac) {
       *why = Drop::kSpoofMac;
@@ -210,12 +247,19 @@ struct VSwitch::Impl {
         if (f.src4.value == 0 && f.l4_proto == kIpProtoUdp && f.dst_port == 67) return true;
         *why = Drop::kSpoofIp;
         return false;
-      case L3::kIpv6:
-        if (f.src6.IsLinkLocal() || f.src6.IsUnspecified()) return true;
-        for (const Ipv6Addr& a : o.ipv6)
-          if (a == f.src6) return true;
-        *why = Drop::kSpoofIp;
-        return false;
+      case L3::kIpv6: {
+        bool own = f.src6.IsLinkLocal() || f.src6.IsUnspecified();
+        for (const Ipv6Addr& a : o.ipv6) own = own || a == f.src6;
+        if (!own) {
+          *why = Drop::kSpoofIp;
+          return false;
+        }
+        if (!NdAllowed(o, f, frame)) {
+          *why = Drop::kSpoofNd;
+          return false;
+        }
+        return true;
+      }
       case L3::kNone:
         return true;
     }
@@ -478,7 +522,7 @@ void VSwitch::FromPort(uint32_t port_id, Packet& frame, SwitchSink& sink) {
     return;
   }
   Drop why = Drop::kCount;
-  if (port.options.anti_spoof && !m.SourceAllowed(port, f, &why)) {
+  if (port.options.anti_spoof && !m.SourceAllowed(port, f, frame.bytes(), &why)) {
     ++port.spoofed;
     m.Count(why);
     return;

@@ -512,3 +512,81 @@ TEST_CASE("net switch review cases: fragments, moves back, stale ARP, offload of
   sw->FromPort(1, gso.p, sink);
   CHECK(sink.out.empty());
 }
+
+namespace {
+
+// Ethernet + IPv6 + an ICMPv6 neighbour-discovery message: `body` is the
+// message after type and code (checksum included, left 0: the switch does
+// not verify it).
+std::vector<uint8_t> NdFrame(MacAddr src_mac, const Ipv6Addr& src, uint8_t type, std::vector<uint8_t> body) {
+  std::vector<uint8_t> icmp = {type, 0};
+  icmp.insert(icmp.end(), body.begin(), body.end());
+  std::vector<uint8_t> f(14 + 40 + icmp.size(), 0);
+  WriteEthernet(f.data(), MacAddr{{0x33, 0x33, 0, 0, 0, 1}}, src_mac, kEtherTypeIpv6);
+  uint8_t* ip = f.data() + 14;
+  ip[0] = 0x60;
+  ip[4] = static_cast<uint8_t>(icmp.size() >> 8);
+  ip[5] = static_cast<uint8_t>(icmp.size());
+  ip[6] = kIpProtoIcmpv6;
+  ip[7] = 255;
+  std::memcpy(ip + 8, src.b.data(), 16);
+  auto all = *Ipv6Addr::Parse("ff02::1");
+  std::memcpy(ip + 24, all.b.data(), 16);
+  std::memcpy(ip + 40, icmp.data(), icmp.size());
+  return f;
+}
+
+// Neighbour advertisement body: checksum, flags, target, then options.
+std::vector<uint8_t> Na(const Ipv6Addr& target, const MacAddr* tlla) {
+  std::vector<uint8_t> b = {0, 0, 0x20, 0, 0, 0};  // checksum, Override flag, reserved
+  b.insert(b.end(), target.b.begin(), target.b.end());
+  if (tlla) {
+    b.push_back(2);
+    b.push_back(1);
+    b.insert(b.end(), tlla->b.begin(), tlla->b.end());
+  }
+  return b;
+}
+
+}  // namespace
+
+TEST_CASE("net switch drops IPv6 neighbour discovery spoofing") {
+  ManualClock clock;
+  auto sw = TwoVpcs(&clock);
+  RecordingSink sink;
+  auto send = [&](const std::vector<uint8_t>& f) {
+    Buf b(f);
+    sink.Clear();
+    sw->FromPort(2, b.p, sink);
+    return sink.out.size();
+  };
+  auto own = *Ipv6Addr::Parse("2001:db8::2");
+  auto other = *Ipv6Addr::Parse("2001:db8::1");
+  auto ll = *Ipv6Addr::Parse("fe80::2");
+  MacAddr mine = Mac(2), theirs = Mac(1);
+  // Its own address, with its own MAC: flooded in the VPC as usual.
+  CHECK(send(NdFrame(mine, ll, 136, Na(own, &mine))) == 2);
+  CHECK(send(NdFrame(mine, ll, 136, Na(ll, nullptr))) == 2);
+  // Another VM's address, or its own address with another's MAC.
+  CHECK(send(NdFrame(mine, ll, 136, Na(other, &mine))) == 0);
+  CHECK(send(NdFrame(mine, ll, 136, Na(own, &theirs))) == 0);
+  // A router advertisement or a redirect from a VM.
+  CHECK(send(NdFrame(mine, ll, 134, std::vector<uint8_t>(14, 0))) == 0);
+  CHECK(send(NdFrame(mine, ll, 137, std::vector<uint8_t>(38, 0))) == 0);
+  // A solicitation whose source link-layer option is another's MAC; a
+  // zero-length option (malformed, RFC 4861 says drop).
+  std::vector<uint8_t> ns = {0, 0, 0, 0, 0, 0};
+  ns.insert(ns.end(), other.b.begin(), other.b.end());
+  std::vector<uint8_t> ns_bad = ns;
+  ns_bad.insert(ns_bad.end(), {1, 1});
+  ns_bad.insert(ns_bad.end(), theirs.b.begin(), theirs.b.end());
+  CHECK(send(NdFrame(mine, ll, 135, ns_bad)) == 0);
+  std::vector<uint8_t> ns_zero = ns;
+  ns_zero.insert(ns_zero.end(), {1, 0, 0, 0, 0, 0, 0, 0});
+  CHECK(send(NdFrame(mine, ll, 135, ns_zero)) == 0);
+  std::vector<uint8_t> ns_ok = ns;
+  ns_ok.insert(ns_ok.end(), {1, 1});
+  ns_ok.insert(ns_ok.end(), mine.b.begin(), mine.b.end());
+  CHECK(send(NdFrame(mine, ll, 135, ns_ok)) == 2);
+  CHECK(DropCount(*sw, Drop::kSpoofNd) == 6);
+}

@@ -26,7 +26,10 @@
 //   of the port's addresses (0.0.0.0 allowed for DHCP), an IPv6 packet
 //   whose source is not one of the port's addresses or link-local or ::,
 //   and an ARP packet whose sender MAC or IP is not the port's, are
-//   dropped and counted.
+//   dropped and counted; so is the IPv6 form of ARP spoofing: a neighbour
+//   advertisement for an address not the port's (link-local aside), a
+//   link-layer address option that is not the port's MAC, and router
+//   advertisements and redirects, which are no VM's to send.
 // - ARP responder: a request from a port for an address of a known VM of
 //   the same VPC is answered by the switch itself and goes no further.
 // - From a tunnel: frames go to local ports only (split horizon), except
@@ -129,6 +132,7 @@ enum class Drop : uint8_t {
   kSpoofMac,
   kSpoofIp,
   kSpoofArp,
+  kSpoofNd,         // IPv6 neighbour discovery claiming another's address or MAC; router advertisements, redirects
   kTunnelSpoof,     // a tunnel frame claiming a local VM's MAC, or from an unknown underlay address
   kNoRoute,         // unicast from a tunnel for no local VM
   kHairpin,         // to the port it came from
