@@ -255,7 +255,12 @@ struct Datapath::Impl final : SwitchSink {
       // Segments from the wire: merged into one super-frame per flow and
       // batch, as the kernel's GRO would, when the VM takes TSO.
       if (!tap.gro) tap.gro = std::make_unique<TcpCoalescer>();
-      if (tap.gro->Add(frame.bytes()) || (FlushGroKeep(tap) && tap.gro->Add(frame.bytes()))) {
+      bool merged = tap.gro->Add(frame.bytes());
+      if (!merged && !tap.gro->empty()) {  // another flow, or not contiguous: what is pending goes first
+        FlushGro(tap);
+        merged = tap.gro->Add(frame.bytes());
+      }
+      if (merged) {
         if (tap.gro->closed()) FlushGro(tap);
         else if (!tap.gro_pending) {
           tap.gro_pending = true;
@@ -272,12 +277,6 @@ struct Datapath::Impl final : SwitchSink {
     WriteTap(tap, frame.bytes(), off);
   }
 
-  // FlushGro, and true (for use inside a condition).
-  bool FlushGroKeep(TapPort& tap) {
-    bool had = tap.gro && !tap.gro->empty();
-    FlushGro(tap);
-    return had;
-  }
 
   void ToTunnel(const TunnelTarget& t, Packet& frame) override {
     Offload& off = frame.offload();

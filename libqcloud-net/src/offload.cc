@@ -170,24 +170,35 @@ std::optional<Segments> SegmentTcp(std::span<const uint8_t> super, const Offload
 
 TcpCoalescer::TcpCoalescer() : buf_(kMaxSuperFrame) {}
 
-bool TcpCoalescer::Mergeable(std::span<const uint8_t> frame) {
-  TcpLayout t;
-  if (!Layout(frame, &t, true)) return false;
-  uint8_t flags = frame[t.l4 + 13];
+namespace {
+
+// TCP with payload and only ACK/PSH: what could join a super-frame, before
+// its checksum is looked at.
+bool Shaped(std::span<const uint8_t> frame, TcpLayout* t) {
+  if (!Layout(frame, t, true)) return false;
+  uint8_t flags = frame[t->l4 + 13];
   if ((flags & ~(kTcpAck | kTcpPsh)) != 0 || (flags & kTcpAck) == 0) return false;
-  if (t.end == t.l4 + t.thl) return false;  // no payload: a pure ACK goes as it is
-  return TcpChecksumOk(frame, t);
+  return t->end != t->l4 + t->thl;  // no payload: a pure ACK goes as it is
 }
 
+}  // namespace
+
+bool TcpCoalescer::Mergeable(std::span<const uint8_t> frame) {
+  TcpLayout t;
+  return Shaped(frame, &t) && TcpChecksumOk(frame, t);
+}
+
+// The frame is parsed once; its checksum, the one pass over its payload,
+// only when everything else says it joins.
 bool TcpCoalescer::Add(std::span<const uint8_t> frame) {
   if (closed_) return false;
-  if (!Mergeable(frame)) return false;
   TcpLayout t;
-  Layout(frame, &t, true);
+  if (!Shaped(frame, &t)) return false;
   const size_t hdr = t.l4 + t.thl;
   const size_t payload = t.end - hdr;
   const uint8_t* tcp = frame.data() + t.l4;
   if (segments_ == 0) {
+    if (!TcpChecksumOk(frame, t)) return false;
     std::memcpy(buf_.data(), frame.data(), t.end);
     len_ = t.end;
     segments_ = 1;
@@ -218,7 +229,7 @@ bool TcpCoalescer::Add(std::span<const uint8_t> frame) {
   const uint8_t* ta = a + l4_;
   if (std::memcmp(ta, tcp, 4) != 0 || std::memcmp(ta + 8, tcp + 8, 5) != 0 ||
       (ta[13] & ~kTcpPsh) != (tcp[13] & ~kTcpPsh) || std::memcmp(ta + 14, tcp + 14, 2) != 0 ||
-      std::memcmp(ta + 20, tcp + 20, t.thl - 20) != 0)
+      std::memcmp(ta + 20, tcp + 20, t.thl - 20) != 0 || !TcpChecksumOk(frame, t))
     return false;
   std::memcpy(buf_.data() + len_, frame.data() + hdr, payload);
   len_ += payload;

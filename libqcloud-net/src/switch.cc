@@ -148,6 +148,11 @@ struct VSwitch::Impl {
     sink.ToPort(port.options.id, frame);
   }
 
+  void SendToPortId(uint32_t id, Packet& frame, SwitchSink& sink) {
+    if (Port* out = ports.find(id)) SendToPort(*out, frame, sink);
+    else Count(Drop::kNoRoute);
+  }
+
   void FloodLocal(Vpc& vpc, uint32_t except_port, Packet& frame, SwitchSink& sink) {
     for (uint32_t id : vpc.ports) {
       if (id == except_port) continue;
@@ -545,12 +550,7 @@ void VSwitch::FromPort(uint32_t port_id, Packet& frame, SwitchSink& sink) {
         m.Count(Drop::kHairpin);
         return;
       }
-      Port* out = m.ports.find(to.id);
-      if (out == nullptr) {
-        m.Count(Drop::kNoRoute);
-        return;
-      }
-      m.SendToPort(*out, frame, sink);
+      m.SendToPortId(to.id, frame, sink);
       return;
     }
     case Fwd::kRemote:
@@ -600,12 +600,7 @@ void VSwitch::FromTunnel(Tunnel, uint32_t vni, Ipv4Addr outer_src, Packet& frame
   }
   const Fwd to = *fwd;
   if (to.kind == Fwd::kLocal) {
-    Port* out = m.ports.find(to.id);
-    if (out == nullptr) {
-      m.Count(Drop::kNoRoute);
-      return;
-    }
-    m.SendToPort(*out, frame, sink);
+    m.SendToPortId(to.id, frame, sink);
     return;
   }
   if (to.kind == Fwd::kRemote && to.moved_away &&
