@@ -112,7 +112,12 @@ int VolumeCommand(int argc, char** argv) {
   }
   auto run = [&]() -> Result<std::string> {
     auto store = block::Store::Open({.data_dir = data_dir});
-    if (store) return block::RunAdminCommand(**store, line);
+    if (store) {
+      std::string reply = block::RunAdminCommand(**store, line);
+      // Closed cleanly, so that the server's next start has nothing to resync.
+      if (Status s = (*store)->Close(); !s.ok()) return s;
+      return reply;
+    }
     if (store.status().code() != Errc::kUnavailable) return store.status();
     // Locked: a server runs on this directory; it runs the command.
     const std::string socket = JoinPath(data_dir, block::kAdminSocketName);
@@ -242,7 +247,8 @@ int main(int argc, char** argv) {
     return Status::Ok();
   });
   // A clean stop leaves nothing to recover: every completed write is durable.
-  (*life)->OnDrained("flush the store", [&st] { return st.Flush(); });
+  // Close() flushes and marks the copies closed cleanly (no resync at the next start).
+  (*life)->OnDrained("close the store", [&st] { return st.Close(); });
   std::cout << kProgram << " listening on " << srv.address() << " (" << LoopBackendName(srv.backend())
             << ")" << std::endl;
   return cli.Exit((*life)->Run());

@@ -158,6 +158,7 @@ Status Copies(Store& store, Args, std::string& out) {
   for (const CopyInfo& c : store.copies()) {
     out += fmt::format("{}\t{}\tmissed {}\trebuilt {}", Clean(c.location), Clean(c.health),
                        c.missed_extents, c.rebuilt_extents);
+    if (c.resyncing) out += "\tresyncing";
     if (c.failures != 0) out += fmt::format("\tfailures {}", c.failures);
     if (!c.last_error.empty()) out += "\terror " + Clean(c.last_error);
     out += '\n';

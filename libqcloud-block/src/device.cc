@@ -21,6 +21,7 @@ namespace {
 constexpr std::string_view kMagic = "QCLOUD-BLOCK-DATA v1\n";
 constexpr size_t kUuidAt = 32;
 constexpr size_t kStateAt = 48;
+constexpr size_t kOpenAt = 49;
 constexpr uint64_t kExtent = uint64_t{1} << 20;
 
 class LocalCopy final : public Copy {
@@ -283,6 +284,7 @@ struct Mirror::Slot {
   // copy): a copy that fails may have lost them, so they are rebuilt too.
   std::set<uint32_t> unsynced;
   bool full = false;             // rebuild everything, not only `missed`
+  bool resync = false;           // whole, but to be made equal after a crash
   uint64_t failures = 0, rebuilt = 0;
   std::string last_error;
 };
@@ -304,6 +306,7 @@ Status Mirror::WriteHeader(Copy& c, uint8_t state) {
   std::memcpy(h.data(), kMagic.data(), kMagic.size());
   std::memcpy(h.data() + kUuidAt, uuid_.data(), uuid_.size());
   h[kStateAt] = static_cast<std::byte>(state);
+  h[kOpenAt] = static_cast<std::byte>(open_.load() ? 1 : 0);
   QCLOUD_RETURN_IF_ERROR(c.Write(0, ByteView(h.data(), h.size())));
   return c.Sync();
 }
@@ -315,10 +318,16 @@ void Mirror::Fail(Slot& s, const Status& why) {
   s.last_error = why.ToString();
   s.missed.merge(s.unsynced);
   s.unsynced.clear();
+  // A resync cut short: what it had not reached may differ anywhere.
+  if (s.resync) {
+    s.resync = false;
+    s.full = true;
+  }
 }
 
 Status Mirror::Start(bool fresh) {
   unsigned whole = 0;
+  bool crashed = false;  // a whole copy was left open: the last store using it did not Close()
   std::string why;
   for (auto& sp : slots_) {
     Slot& s = *sp;
@@ -342,6 +351,7 @@ Status Mirror::Start(bool fresh) {
       if (st.ok()) {
         s.health = CopyState::Health::kWhole;
         ++whole;
+        crashed = crashed || (!fresh && h[kOpenAt] != std::byte{0});
         continue;
       }
       Fail(s, st);
@@ -357,7 +367,41 @@ Status Mirror::Start(bool fresh) {
     return Status(Errc::kUnavailable,
                   fmt::format("{} of {} copies are whole, {} needed{}", whole, slots_.size(), quorum_, why));
   }
+  if (slots_.size() == 1) return Status::Ok();  // one copy: it cannot disagree with another
+  // Marked in use before the first write; after a crash, every whole copy
+  // but the one reads go to is resynced from it (Maintain()).
+  open_ = true;
+  bool first = true;
+  for (auto& sp : slots_) {
+    Slot& s = *sp;
+    if (s.health.load() != CopyState::Health::kWhole) continue;
+    if (Status st = WriteHeader(*s.copy, kCopyWhole); !st.ok()) {
+      Fail(s, st);
+      continue;
+    }
+    std::lock_guard lock(s.mu);
+    s.resync = crashed && !first;
+    first = false;
+  }
   return Status::Ok();
+}
+
+Status Mirror::Close() {
+  Status first = Sync();
+  if (!open_.exchange(false)) return first;
+  for (auto& sp : slots_) {
+    Slot& s = *sp;
+    bool resync;
+    {
+      std::lock_guard lock(s.mu);
+      resync = s.resync;
+    }
+    // A copy still to be resynced keeps its mark: the next Start() resyncs.
+    if (s.health.load() != CopyState::Health::kWhole || resync) continue;
+    Status st = WriteHeader(*s.copy, kCopyWhole);
+    if (!st.ok() && first.ok()) first = st;
+  }
+  return first;
 }
 
 Status Mirror::Read(uint64_t offset, MutableByteView dst) {
@@ -547,6 +591,44 @@ Status Mirror::Sync() {
                                             quorum_, err.ok() ? "" : ": " + err.message()));
 }
 
+Status Mirror::CopyExtent(Slot& target, uint32_t p, std::vector<std::byte>& buf) {
+  std::unique_lock stripe(StripeOf(uint64_t{p} * kExtent));
+  Status st = Status(Errc::kUnavailable, "no whole copy to copy from");
+  for (auto& sp : slots_) {
+    Slot& src = *sp;
+    if (&src == &target || src.health.load() != CopyState::Health::kWhole) continue;
+    st = src.copy->Read(uint64_t{p} * kExtent, MutableByteView(buf.data(), buf.size()));
+    if (st.ok()) break;
+    Fail(src, st);
+  }
+  if (!st.ok()) return st;
+  return AllZero(buf.data(), buf.size())
+             ? target.copy->Zero(uint64_t{p} * kExtent, kExtent, true)
+             : target.copy->Write(uint64_t{p} * kExtent, ByteView(buf.data(), buf.size()));
+}
+
+Status Mirror::Resync(Slot& target) {
+  std::vector<std::byte> buf(kExtent);
+  for (uint32_t p : allocated_()) {
+    // Failed meanwhile: Fail() turned the resync into a full rebuild.
+    if (target.health.load() != CopyState::Health::kWhole) return Status::Ok();
+    {
+      std::lock_guard lock(target.mu);
+      if (!target.resync) return Status::Ok();
+    }
+    Status st = CopyExtent(target, p, buf);
+    if (!st.ok()) {
+      Fail(target, st);
+      return st;
+    }
+    std::lock_guard lock(target.mu);
+    target.rebuilt++;
+  }
+  std::lock_guard lock(target.mu);
+  target.resync = false;
+  return Status::Ok();
+}
+
 Status Mirror::Rebuild(Slot& target) {
   std::vector<std::byte> buf(kExtent);
   for (;;) {
@@ -563,27 +645,16 @@ Status Mirror::Rebuild(Slot& target) {
     }
     if (work.empty()) break;
     for (uint32_t p : work) {
-      std::unique_lock stripe(StripeOf(uint64_t{p} * kExtent));
-      Status st = Status(Errc::kUnavailable, "no whole copy to rebuild from");
-      for (auto& sp : slots_) {
-        Slot& src = *sp;
-        if (&src == &target || src.health.load() != CopyState::Health::kWhole) continue;
-        st = src.copy->Read(uint64_t{p} * kExtent, MutableByteView(buf.data(), buf.size()));
-        if (st.ok()) break;
-        Fail(src, st);
-      }
-      if (st.ok()) {
-        st = AllZero(buf.data(), buf.size()) ? target.copy->Zero(uint64_t{p} * kExtent, kExtent, true)
-                                             : target.copy->Write(uint64_t{p} * kExtent, ByteView(buf.data(), buf.size()));
-      }
+      Status st = CopyExtent(target, p, buf);
       if (!st.ok()) {
-        std::lock_guard lock(target.mu);
-        // Not done: this extent and the rest of the list again next time.
-        for (uint32_t q : work) {
-          if (q >= p) target.missed.insert(q);
+        {
+          std::lock_guard lock(target.mu);
+          // Not done: this extent and the rest of the list again next time.
+          for (uint32_t q : work) {
+            if (q >= p) target.missed.insert(q);
+          }
+          target.full = target.full || full;
         }
-        target.full = target.full || full;
-        stripe.unlock();
         Fail(target, st);
         return st;
       }
@@ -642,6 +713,16 @@ Status Mirror::Maintain() {
       if (first.ok()) first = st;
     }
   }
+  for (auto& sp : slots_) {
+    Slot& s = *sp;
+    bool resync;
+    {
+      std::lock_guard lock(s.mu);
+      resync = s.resync;
+    }
+    if (!resync || s.health.load() != CopyState::Health::kWhole) continue;
+    if (Status st = Resync(s); !st.ok() && first.ok()) first = st;
+  }
   return first;
 }
 
@@ -655,6 +736,7 @@ std::vector<CopyState> Mirror::states() {
                    .missed = s.missed.size(),
                    .failures = s.failures,
                    .rebuilt = s.rebuilt,
+                   .resyncing = s.resync,
                    .last_error = s.last_error});
   }
   return out;

@@ -225,6 +225,13 @@ class StoreImpl final : public Store {
     if (zero_copy_) Recycle({});  // extents whose pages were still cached
     return mirror_->Maintain();
   }
+  Status Close() override {
+    Status st = Flush();
+    std::unique_lock gate(gate_);  // the I/O in flight first
+    Status marked = mirror_->Close();
+    closed_ = true;
+    return st.ok() ? marked : st;
+  }
   std::vector<CopyInfo> copies() override;
   StoreStats stats() override;
 
@@ -299,6 +306,13 @@ class StoreImpl final : public Store {
   void ReleaseNow(const std::vector<uint32_t>& phys);
   // Punches out and frees what can be now; keeps the rest for later.
   void Recycle(std::vector<uint32_t> phys);
+  // Extents freed while a read plan referred to them and unpinned since go
+  // back to the free list before a write may need one. Called before any
+  // map lock is taken: recycling punches holes in every copy (a round trip
+  // to each NBD one), which must not hold up other writers of the volume.
+  void RecycleReleased() {
+    if (pins_->any_released.load(std::memory_order_acquire)) Recycle({});
+  }
 
   Status FlushLocked();  // flush_mu_ held, gate_ held (either way)
   Layer* NewLayer(Layer* parent);
@@ -341,6 +355,7 @@ class StoreImpl final : public Store {
   std::unordered_map<uint64_t, std::unique_ptr<Layer>> layers_;
   uint64_t next_layer_ = 1;
   Status broken_;
+  std::atomic<bool> closed_{false};  // Close() returned: no more changes
 
   // Zero-copy reads: on when the kernel can tell cached pages and punch
   // holes in every local copy, and there is no SSD tier (its slots are
@@ -481,6 +496,9 @@ Result<std::unique_ptr<Store>> StoreImpl::Open(const StoreOptions& options) {
 }
 
 Status StoreImpl::Broken() const {
+  if (closed_.load(std::memory_order_relaxed)) {
+    return Status(Errc::kUnavailable, "block store is closed");
+  }
   if (broken_.ok()) return broken_;
   return Status(Errc::kIoError, "block store failed a commit; reopen it: " + broken_.message());
 }
@@ -488,7 +506,6 @@ Status StoreImpl::Broken() const {
 // ---- allocation ----
 
 Result<uint32_t> StoreImpl::Allocate() {
-  if (pins_->any_released.load(std::memory_order_acquire)) Recycle({});
   std::lock_guard lock(alloc_mu_);
   if (capacity_ != 0 && allocated_ >= capacity_) {
     Bump(counters_.enospc);
@@ -932,6 +949,7 @@ Status StoreImpl::Write(VolumeState& v, uint64_t offset, ByteView src, bool fua)
     QCLOUD_RETURN_IF_ERROR(Broken());
     QCLOUD_RETURN_IF_ERROR(CheckIo(v, offset, src.size()));
     if (src.empty()) return Status::Ok();
+    RecycleReleased();
     Bump(counters_.writes);
     Bump(counters_.write_bytes, src.size());
     std::unique_lock merge(v.merge_mu);
@@ -1029,6 +1047,7 @@ Status StoreImpl::Zero(VolumeState& v, uint64_t offset, uint64_t length, bool fu
     QCLOUD_RETURN_IF_ERROR(Broken());
     QCLOUD_RETURN_IF_ERROR(CheckIo(v, offset, length));
     QCLOUD_RETURN_IF_ERROR(WriteOut(v));
+    RecycleReleased();
     Bump(trim ? counters_.trims : counters_.zeroes);
     QCLOUD_RETURN_IF_ERROR(ForEachExtent(offset, length, [&](uint64_t idx, uint32_t off, uint32_t n, uint64_t) {
       return ZeroExtent(v, idx, off, n, no_hole);
@@ -1458,6 +1477,7 @@ std::vector<CopyInfo> StoreImpl::copies() {
                    .missed_extents = c.missed,
                    .failures = c.failures,
                    .rebuilt_extents = c.rebuilt,
+                   .resyncing = c.resyncing,
                    .last_error = c.last_error});
   }
   return out;
@@ -1593,8 +1613,12 @@ Status RegisterMetrics(Store& store, MetricsRegistry& registry) {
       "qcloud_block_copy_missed_extents", "Extents the copy lacks and will get from a rebuild.",
       MetricType::kGauge, {"location"}, per_copy([](const CopyInfo& c) { return double(c.missed_extents); })));
   QCLOUD_RETURN_IF_ERROR(registry.AddCollector(
-      "qcloud_block_copy_rebuilt_extents_total", "Extents copied into the copy by rebuilds.",
+      "qcloud_block_copy_rebuilt_extents_total", "Extents copied into the copy by rebuilds and resyncs.",
       MetricType::kCounter, {"location"}, per_copy([](const CopyInfo& c) { return double(c.rebuilt_extents); })));
+  QCLOUD_RETURN_IF_ERROR(registry.AddCollector(
+      "qcloud_block_copy_resyncing",
+      "1 while a whole copy is being made equal to the one reads go to (after a crash of the server).",
+      MetricType::kGauge, {"location"}, per_copy([](const CopyInfo& c) { return c.resyncing ? 1.0 : 0.0; })));
   return registry.AddCollector("qcloud_block_copy_failures_total", "Times the copy was found failed.",
                                MetricType::kCounter, {"location"},
                                per_copy([](const CopyInfo& c) { return double(c.failures); }));

@@ -17,7 +17,12 @@ Python binding) writes random data with flushes the whole time while:
      rebuilds all of it, I/O going on;
   3. at the end every copy is whole (the main server's /metrics), the
      volume reads back what was written, and the three copies hold the
-     same bytes (each holder's export against the main data file).
+     same bytes (each holder's export against the main data file);
+  4. the main server itself is killed with -9 in the middle of writes and
+     restarted: it resyncs both replicas from its own copy (the writes in
+     flight at the kill may have reached some copies only), and the three
+     copies hold the same bytes again; stopped cleanly (SIGTERM) and
+     restarted, it resyncs nothing.
 
 Servers listen on 127.0.0.1 on free ports and are stopped by PID; every
 wait is bounded. Prints PASS/FAIL per check; exits non-zero on failure.
@@ -32,6 +37,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 
@@ -101,10 +107,30 @@ def metrics(port):
         return r.read().decode()
 
 
-def copies_whole(metrics_port):
+def copy_gauge(metrics_port, name):
     text = metrics(metrics_port)
-    vals = re.findall(r'^qcloud_block_copy_whole\{location="([^"]*)"\} (\S+)$', text, re.M)
-    return {loc: float(v) == 1 for loc, v in vals}
+    vals = re.findall(r'^' + name + r'\{location="([^"]*)"\} (\S+)$', text, re.M)
+    return {loc: float(v) for loc, v in vals}
+
+
+def copies_whole(metrics_port):
+    return {loc: v == 1 for loc, v in copy_gauge(metrics_port, "qcloud_block_copy_whole").items()}
+
+
+def same_as_main(main_dir, uri):
+    """The first 4 MiB piece at which the export differs from the main data file, or None."""
+    with open(os.path.join(main_dir, "extents.dat"), "rb") as f:
+        mine = f.read()
+    h = nbd.NBD()
+    h.connect_uri(uri)
+    try:
+        for off in range(0, len(mine), 4 * MiB):
+            n = min(4 * MiB, len(mine) - off)
+            if h.pread(n, off) != mine[off:off + n]:
+                return off
+    finally:
+        h.shutdown()
+    return None
 
 
 class Writer:
@@ -231,24 +257,54 @@ def main():
         check("the volume reads back what was written", back == bytes(w.model),
               f"{sum(1 for i in range(0, VOLUME, 4096) if back[i:i+4096] != w.model[i:i+4096])} blocks differ")
         w.h.shutdown()
-        with open(os.path.join(main_dir, "extents.dat"), "rb") as f:
-            mine = f.read()
+        size_mib = os.path.getsize(os.path.join(main_dir, "extents.dat")) // MiB
         for k, uri in (("a", uri_a), ("b", uri_b)):
-            h = nbd.NBD()
-            h.connect_uri(uri)
-            same = True
-            first_diff = None
-            for off in range(0, len(mine), 4 * MiB):
-                n = min(4 * MiB, len(mine) - off)
-                if h.pread(n, off) != mine[off:off + n]:
-                    same, first_diff = False, off
-                    break
-            h.shutdown()
-            check(f"holder {k.upper()} holds the main copy's bytes ({len(mine) // MiB} MiB)", same,
-                  f"first difference in the 4 MiB at {first_diff}")
-        print(f"{w.writes} writes in {time.time() - t0:.1f} s")
+            diff = same_as_main(main_dir, uri)
+            check(f"holder {k.upper()} holds the main copy's bytes ({size_mib} MiB)", diff is None,
+                  f"first difference in the 4 MiB at {diff}")
+
+        # 4. The main server dies mid-stream (kill -9) and comes back.
+        main_args = ["--replica", uri_a, "--replica", uri_b,
+                     "--metrics-listen", f"127.0.0.1:{ports['metrics']}"]
+        model = w.model
+        w = Writer(f"nbd://127.0.0.1:{ports['main']}/v", args.seed + 1)
+        w.model = model
+        stream = threading.Thread(target=w.run, args=(10,))
+        stream.start()
+        time.sleep(1.5)
+        stop(procs["main"], signal.SIGKILL)  # writes in flight: some copies may have them
+        stream.join()
+        procs["main"] = start_blockd(args.blockd, main_dir, ports["main"], [f"v:{VOLUME}"], main_args,
+                                     log=log)
+        rebuilt0 = copy_gauge(ports["metrics"], "qcloud_block_copy_rebuilt_extents_total")
+        deadline = time.time() + 30
+        resyncing = copy_gauge(ports["metrics"], "qcloud_block_copy_resyncing")
+        while time.time() < deadline and any(resyncing.values()):
+            time.sleep(0.2)
+            resyncing = copy_gauge(ports["metrics"], "qcloud_block_copy_resyncing")
+        rebuilt = copy_gauge(ports["metrics"], "qcloud_block_copy_rebuilt_extents_total")
+        check("after kill -9 of the main server, both replicas are resynced from its copy",
+              resyncing and not any(resyncing.values()) and rebuilt.get(uri_a, 0) > 0 and
+              rebuilt.get(uri_b, 0) > 0 and all(copies_whole(ports["metrics"]).values()),
+              f"resyncing {resyncing}, extents copied {rebuilt} (at start {rebuilt0})")
+        for k, uri in (("a", uri_a), ("b", uri_b)):
+            diff = same_as_main(main_dir, uri)
+            check(f"after the resync holder {k.upper()} holds the main copy's bytes", diff is None,
+                  f"first difference in the 4 MiB at {diff}")
+        # A clean stop marks the copies closed: the next start resyncs nothing.
+        stop(procs["main"])
+        procs["main"] = start_blockd(args.blockd, main_dir, ports["main"], [f"v:{VOLUME}"], main_args,
+                                     log=log)
+        time.sleep(1.5)  # a Maintain() pass or more
+        resyncing = copy_gauge(ports["metrics"], "qcloud_block_copy_resyncing")
+        rebuilt = copy_gauge(ports["metrics"], "qcloud_block_copy_rebuilt_extents_total")
+        check("after a clean stop and restart nothing is resynced",
+              resyncing and not any(resyncing.values()) and not any(rebuilt.values()),
+              f"resyncing {resyncing}, extents copied {rebuilt}")
+        print(f"{w.writes} writes in the last stream, {time.time() - t0:.1f} s in all")
     finally:
-        for p in procs.values():
+        # The main server first: a holder may wait for its client to go.
+        for p in reversed(list(procs.values())):
             stop(p)
         log.close()
         if False in RESULTS:

@@ -10,6 +10,8 @@
 //   bytes 0..20   "QCLOUD-BLOCK-DATA v1\n"
 //   bytes 32..47  the store's uuid
 //   byte  48      1 = whole (in sync), 2 = being rebuilt
+//   byte  49      1 = in use by a store that has not closed it (Close());
+//                 0 = closed cleanly (and in stores written before it existed)
 //
 // Mirror writes every copy that is not failed and completes a write once
 // `quorum` whole copies have it; it reads from the first whole copy, and
@@ -21,6 +23,13 @@
 // store, every allocated extent otherwise. Writes take an extent's stripe
 // lock shared, a rebuild's copy of that extent takes it exclusively, so a
 // write is never overwritten by an older copy.
+//
+// After a crash (a whole copy's byte 49 still 1 at Start), the whole copies
+// may differ in the blocks written since the last sync: each wrote some of
+// them. Any of those contents is a valid crash state, but two copies must
+// not answer differently, so Maintain() makes every whole copy equal to
+// the one reads go to, extent by extent under the same locks (a resync:
+// the copies stay whole and keep taking writes meanwhile).
 //
 // Thread safety: every method from any thread.
 
@@ -91,6 +100,7 @@ struct CopyState {
   uint64_t missed = 0;      // extents written while it was failed, or left to rebuild
   uint64_t failures = 0;    // times it was marked failed
   uint64_t rebuilt = 0;     // extents copied into it
+  bool resyncing = false;   // after a crash: still to be made equal to the copy reads go to
   std::string last_error;
 };
 
@@ -112,6 +122,10 @@ class Mirror {
   Status Write(uint64_t offset, ByteView src);
   Status Zero(uint64_t offset, uint64_t length, bool release);
   Status Sync();
+  // Syncs every copy and marks each whole one closed cleanly, so that the
+  // next Start() has nothing to resync. Writes after it reopen the marks
+  // only through a new Start().
+  Status Close();
   // Read-ahead hint to the copy reads go to.
   void Advise(uint64_t offset, uint64_t length);
   // Zero-copy reads: the file of the copy reads go to now, when it is a
@@ -128,8 +142,9 @@ class Mirror {
   // copy punches holes: the conditions for zero-copy reads.
   bool CanTellCached();
 
-  // Reopens failed copies and rebuilds what they missed; returns when every
-  // copy is whole or could not be reached. Background work: call it every
+  // Reopens failed copies and rebuilds what they missed, then resyncs the
+  // whole copies after a crash; returns when every copy is whole (and
+  // resynced) or could not be reached. Background work: call it every
   // second or so (several calls never run at once).
   Status Maintain();
 
@@ -147,7 +162,11 @@ class Mirror {
                 const std::function<std::function<Status()>(Copy&)>& start);
   void Fail(Slot& s, const Status& why);
   Status WriteHeader(Copy& c, uint8_t state);
+  // Copies physical extent `p` into `target` from a whole copy, under the
+  // extent's stripe lock held exclusively.
+  Status CopyExtent(Slot& target, uint32_t p, std::vector<std::byte>& buf);
   Status Rebuild(Slot& s);
+  Status Resync(Slot& s);
   std::shared_mutex& StripeOf(uint64_t offset) { return stripes_[(offset >> 20) % stripes_.size()]; }
 
   std::vector<std::unique_ptr<Slot>> slots_;
@@ -156,6 +175,8 @@ class Mirror {
   std::function<std::vector<uint32_t>()> allocated_;
   std::array<std::shared_mutex, 256> stripes_;
   std::mutex maintain_mu_;
+  // What byte 49 of the headers written says: 1 from Start() to Close().
+  std::atomic<bool> open_{false};
 };
 
 }  // namespace qcloud::block::detail

@@ -78,9 +78,11 @@
 // Open() refuses a store with fewer than write_quorum whole copies, and a
 // copy whose header names another store. The store remembers its replicas:
 // an Open() that names none (a tool working on a stopped server) uses the
-// ones it was last opened with. After a crash, copies may differ
-// in blocks written since the last flush; reads keep to the first whole
-// copy, so a client sees one of them consistently.
+// ones it was last opened with. After a crash (a store destroyed without
+// Close()), copies may differ in blocks written since the last flush:
+// reads keep to the first whole copy, so a client sees one of them
+// consistently, and Maintain() resyncs every other whole copy from it,
+// extent by extent while I/O goes on, until they hold the same bytes.
 //
 // Concurrency. Reads and writes of one volume run in parallel from any
 // number of threads; writes that touch the same extent are serialized (an
@@ -178,7 +180,8 @@ struct CopyInfo {
   std::string health;              // "whole", "rebuilding" or "failed"
   uint64_t missed_extents = 0;     // written while it was failed (or left to rebuild)
   uint64_t failures = 0;
-  uint64_t rebuilt_extents = 0;
+  uint64_t rebuilt_extents = 0;     // copied in by rebuilds and resyncs
+  bool resyncing = false;           // whole, to be made equal to the copy reads go to (after a crash)
   std::string last_error;
 };
 
@@ -276,6 +279,12 @@ class QCLOUD_EXPORT Store {
   // every second or so; it returns when the copies are whole or unreachable
   // (the first error, for the log).
   virtual Status Maintain() = 0;
+  // A clean stop: flushes, then marks every whole copy as closed, so that
+  // the next Open() has no copies to resync. Changes after it fail with
+  // kUnavailable; destroy the store next. Destroying a store without
+  // it is a crash as far as the copies know (nothing is lost that a flush
+  // made durable).
+  virtual Status Close() = 0;
   virtual std::vector<CopyInfo> copies() = 0;
   virtual StoreStats stats() = 0;
 };
