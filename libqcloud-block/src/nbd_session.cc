@@ -114,6 +114,7 @@ size_t NbdSession::Process(ByteView in, Buffer& out) {
   size_t used = 0;
   size_t requests = 0;
   paused_ = false;
+  needed_ = 0;
   while (!closing_ && !disc_ && !blocked(out)) {
     if (requests == kRequestsPerCall || OutputBytes(out) >= kOutputPerCall) {
       // Replies go out in slices while the rest runs, so a client with a
@@ -462,7 +463,10 @@ size_t NbdSession::Transmission(ByteView in, Buffer& out) {
                .why = refusal.why};
       return kRequestSize;
     }
-    if (in.size() - kRequestSize < r.length) return 0;  // wait for the whole payload
+    if (in.size() - kRequestSize < r.length) {
+      needed_ = kRequestSize + size_t{r.length};  // wait for the whole payload, received in place
+      return 0;
+    }
     Bump(counters_.writes);
     if (pool_ != nullptr) {
       Submit(r, in.subview(kRequestSize, r.length));

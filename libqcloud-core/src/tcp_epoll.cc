@@ -176,8 +176,8 @@ class EpollWorker final : public LoopWorker {
   }
 
   void Receive(Conn& c) {
-    const size_t want = ReceiveSize(c);
-    auto space = c.in.Prepare(want);
+    size_t want = ReceiveSize(c);
+    auto space = ReceiveRoom(c, want);
     const ssize_t n = ::recv(c.fd, space.data(), want, 0);
     if (n > 0) {
       c.last_activity = Now();
@@ -226,7 +226,7 @@ class EpollWorker final : public LoopWorker {
     uint32_t want = 0;
     if (WantsInput(c)) {
       want |= EPOLLIN;
-      c.in.ShrinkIfIdle(server_.options.read_buffer * 4);
+      c.in.ShrinkIfIdle(KeepInput(c));
     }
     if (!c.out.empty() || c.session->producing()) want |= EPOLLOUT;
     if (want != c.epoll_events) {

@@ -186,8 +186,8 @@ class IoUringWorker final : public LoopWorker {
   }
 
   void ArmRecv(Conn& c) {
-    const size_t want = ReceiveSize(c);
-    auto space = c.in.Prepare(want);
+    size_t want = ReceiveSize(c);
+    auto space = ReceiveRoom(c, want);
     io_uring_sqe* sqe = Sqe();
     io_uring_prep_recv(sqe, c.fd, space.data(), want, 0);
     io_uring_sqe_set_data64(sqe, Encode(&c, kRecv));
@@ -409,7 +409,7 @@ class IoUringWorker final : public LoopWorker {
       return;
     }
     if (!c.recv_armed && WantsInput(c)) {
-      c.in.ShrinkIfIdle(server_.options.read_buffer * 4);
+      c.in.ShrinkIfIdle(KeepInput(c));
       c.out.ShrinkIfIdle(server_.options.read_buffer * 4);
       ArmRecv(c);
     }

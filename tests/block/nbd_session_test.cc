@@ -403,6 +403,7 @@ TEST_CASE("nbd session: write read flush trim and write zeroes with simple repli
     CHECK(c.counters.write_bytes == 4096);
     CHECK(c.counters.read_bytes == 4100);
     CHECK(c.counters.errors == 0);
+    CHECK(c.session.input_needed() == 0);  // nothing awaited between requests
   }
 }
 
@@ -622,6 +623,7 @@ TEST_CASE("nbd session: a client gone mid-write leaves the device untouched") {
     c.Go();
     CHECK(c.Send(Req(kCmdWrite, 1, 0, 4096) + std::string(4000, 'w')).empty());
     CHECK(c.pending.size() == kRequestSize + 4000);  // the whole write is awaited
+    CHECK(c.session.input_needed() == kRequestSize + 4096);  // the loop keeps room for it
   }                                                  // the connection ends here
   CHECK(std::all_of(dir.disk().data.begin(), dir.disk().data.end(),
                     [](std::byte b) { return b == std::byte{0}; }));

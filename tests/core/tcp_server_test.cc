@@ -13,6 +13,7 @@
 #include <chrono>
 #include <future>
 #include <mutex>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -660,6 +661,83 @@ TEST_CASE("tcp server: a session that speaks first greets before any input") {
       CHECK(c.Read(6) == "hello\n");
       CHECK(c.ClosedByPeer());
     }
+    server->Stop();
+    CHECK_OK(serving.get());
+  });
+}
+
+// Length-prefixed frames (4 bytes big-endian, then the bytes); each is
+// answered with its length and checksum on a line. It tells the loop the
+// size of a frame it waits for (input_needed()) and checks that no receive
+// went past it.
+class FrameSession final : public StreamSession {
+ public:
+  explicit FrameSession(std::atomic<int>& overruns) : overruns_(overruns) {}
+  size_t Process(ByteView in, Buffer& out) override {
+    if (needed_ != 0 && in.size() > needed_) overruns_++;
+    needed_ = 0;
+    size_t used = 0;
+    while (in.size() - used >= 4) {
+      const std::byte* p = in.data() + used;
+      const size_t n = (size_t{std::to_integer<uint8_t>(p[0])} << 24) |
+                       (size_t{std::to_integer<uint8_t>(p[1])} << 16) |
+                       (size_t{std::to_integer<uint8_t>(p[2])} << 8) | std::to_integer<uint8_t>(p[3]);
+      if (in.size() - used - 4 < n) {
+        needed_ = 4 + n;
+        break;
+      }
+      uint32_t sum = 2166136261u;
+      for (size_t i = 0; i < n; ++i) sum = (sum ^ std::to_integer<uint8_t>(p[4 + i])) * 16777619u;
+      out.Append(std::string_view(std::to_string(n) + " " + std::to_string(sum) + "\n"));
+      used += 4 + n;
+    }
+    return used;
+  }
+  size_t input_needed() const noexcept override { return needed_; }
+  bool closing() const noexcept override { return false; }
+  bool blocked(const Buffer&) const noexcept override { return false; }
+
+ private:
+  std::atomic<int>& overruns_;
+  size_t needed_ = 0;
+};
+
+struct Frames final : SessionFactory {
+  std::unique_ptr<StreamSession> NewSession(unsigned) override {
+    return std::make_unique<FrameSession>(overruns);
+  }
+  std::atomic<int> overruns{0};
+};
+
+TEST_CASE("tcp server: a long message whose size the session announced arrives whole and alone") {
+  ForEachBackend([](LoopBackend backend) {
+    Frames frames;
+    auto server = REQUIRE_VALUE(TcpServer::Open(frames, {.threads = 1, .read_buffer = 64 * 1024,
+                                                         .backend = backend}));
+    auto serving = std::async(std::launch::async, [&] { return server->Serve(0); });
+    // Frames from 0 bytes to 1.5 MiB, sent back to back by one thread while
+    // this one reads the answers.
+    std::mt19937 rng(7);
+    std::string wire, expect;
+    for (int i = 0; i < 40; ++i) {
+      const size_t n = i % 4 == 0 ? rng() % 100 : rng() % (3 << 19);
+      std::string body(n, '\0');
+      for (char& c : body) c = static_cast<char>(rng());
+      uint32_t sum = 2166136261u;
+      for (char c : body) sum = (sum ^ static_cast<uint8_t>(c)) * 16777619u;
+      wire += static_cast<char>(n >> 24);
+      wire += static_cast<char>(n >> 16);
+      wire += static_cast<char>(n >> 8);
+      wire += static_cast<char>(n);
+      wire += body;
+      expect += std::to_string(n) + " " + std::to_string(sum) + "\n";
+    }
+    test::SocketClient c(server->address());
+    REQUIRE(c.connected());
+    auto sending = std::async(std::launch::async, [&] { return c.Send(wire); });
+    CHECK(c.Read(expect.size(), 20000) == expect);
+    CHECK(sending.get());
+    CHECK(frames.overruns == 0);
     server->Stop();
     CHECK_OK(serving.get());
   });

@@ -83,6 +83,7 @@ class NbdSession final : public StreamSession {
   // Past the handshake a client may be silent for as long as it likes (an
   // idle mounted device): the handshake timeout no longer applies.
   bool idle_exempt() const noexcept override { return phase_ == Phase::kTransmission; }
+  size_t input_needed() const noexcept override { return needed_; }
 
   // For tests: the phase reached and what was negotiated.
   bool in_transmission() const noexcept { return phase_ == Phase::kTransmission; }
@@ -174,6 +175,7 @@ class NbdSession final : public StreamSession {
   std::string meta_export_;
   bool block_status_ = false;  // in transmission: BLOCK_STATUS may be sent
   bool paused_ = false;  // the last Process() stopped with requests left to run
+  size_t needed_ = 0;    // the write waiting for its payload: its whole size (input_needed())
   // With a pool: requests running there and their replies once done.
   static constexpr size_t kMaxInFlight = 128;
   struct Completed {

@@ -111,6 +111,7 @@ struct Conn {
   size_t zero_bytes = 0;    // to send as zeros (a segment past end of file)
   enum class Sending : uint8_t { kBytes, kPipe, kZeros } send_kind = Sending::kBytes;
   bool HasOutput() const noexcept { return !out.empty() || !out_files.empty(); }
+  size_t in_keep = 0;       // the longest message input_needed() announced, plus a receive
   bool recv_armed = false;  // io_uring: a receive is in flight
   bool recv_cancel = false; // io_uring: ... and a wake asked to cancel it
   bool send_armed = false;  // io_uring: a send is in flight
@@ -183,6 +184,35 @@ class LoopWorker {
     const size_t rb = server_.options.read_buffer;
     const size_t pending = c.in.size();
     return rb > pending + 4096 ? rb - pending : rb;
+  }
+  // The input buffer's room for the next receive of `want` bytes. When the
+  // session waits for the rest of a message whose size it knows
+  // (StreamSession::input_needed()), the room holds all of it, so a long
+  // message is received in one piece where it started (the part already
+  // here moves to the front once, while it is short), and the receive
+  // stops at the message's end: the buffer is then empty and the next
+  // message starts at its front, with nothing to move. The buffer keeps
+  // that capacity between messages (KeepInput()).
+  MutableByteView ReceiveRoom(Conn& c, size_t& want) const {
+    const size_t need = c.session->input_needed();
+    const size_t pending = c.in.size();
+    if (need > pending && need <= server_.options.max_input) {
+      c.in_keep = std::max(c.in_keep, need + want);
+      // The last receive of a message takes up to half a receive more
+      // rather than leave a sliver of it for a receive of its own.
+      const size_t rest = need - pending;
+      if (rest <= want + want / 2) want = rest;
+      return c.in.Prepare(rest);
+    }
+    return c.in.Prepare(want);
+  }
+  // Input capacity an empty buffer keeps: four receives, or what the
+  // longest message announced plus a receive made it grow to (twice that,
+  // as it grows by doubling), up to 16 MiB: not freed and grown again (new
+  // pages, a copy) for every message of a client that sends long ones.
+  size_t KeepInput(const Conn& c) const {
+    constexpr size_t kKeepLimit = size_t{16} << 20;
+    return std::max(server_.options.read_buffer * 4, std::min(2 * c.in_keep, kKeepLimit));
   }
   // Closes the fd, forgets the Conn. No operation may be in flight on it.
   void Close(Conn* c);

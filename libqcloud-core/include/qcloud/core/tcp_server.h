@@ -146,6 +146,12 @@ class StreamSession {
   // replies to `out`; returns the bytes consumed (<= in.size()). The rest is
   // offered again with more bytes after it.
   virtual size_t Process(ByteView in, Buffer& out) = 0;
+  // After a Process() that left a message incomplete: the bytes that
+  // message takes from the front of the unconsumed input, when its header
+  // told (an NBD write, a length-prefixed frame); 0 = unknown. The loop
+  // then keeps room for all of it, so a long message is received in place
+  // instead of being moved to the front of the buffer as it grows.
+  virtual size_t input_needed() const noexcept { return 0; }
   // The connection closes once `out` has been sent.
   virtual bool closing() const noexcept = 0;
   // While true the connection is not read (e.g. `out` is over a high-water mark).
