@@ -196,6 +196,14 @@ int main(int argc, char** argv) {
                                    .ssd_bytes = f.ssd_size});
   if (!store) return cli.Exit(store.error());
   block::Store& st = **store;
+  // CBS keeps three copies, each on another machine: this node holds one,
+  // and each --replica one more. Fewer serve all the same, with a warning.
+  if (const size_t n = st.copies().size(); n < 3) {
+    log.Log(LogLevel::kWarning,
+            fmt::format("{} cop{} of the data (CBS keeps 3: add --replica nbd://HOST:PORT/NAME for each "
+                        "other machine); a lost disk loses {}",
+                        n, n == 1 ? "y" : "ies", n == 1 ? "the volumes" : "what its copies missed"));
+  }
   for (const std::string& spec : f.volumes) {
     auto vol = ParseVolumeFlag(spec);
     if (!vol) return cli.Exit(vol.status());
