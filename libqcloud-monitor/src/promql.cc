@@ -713,9 +713,14 @@ std::optional<double> ExtrapolatedRate(const std::vector<Sample>& s, int64_t ran
   double interval = sampled;
   interval += to_start < threshold ? to_start : avg_step / 2;
   interval += to_end < threshold ? to_end : avg_step / 2;
-  result = result * (interval / sampled);
-  if (rate) result /= static_cast<double>(range_ms) / 1000;
-  return result;
+  // In Prometheus's order: one factor, divided by the range's seconds
+  // (Go's Duration.Seconds()) before it multiplies the result. Dividing
+  // the product instead differs in the last bit now and then.
+  double factor = interval / sampled;
+  if (rate) {
+    factor /= static_cast<double>(range_ms / 1000) + static_cast<double>((range_ms % 1000) * 1000000) / 1e9;
+  }
+  return result * factor;
 }
 
 std::optional<double> OverTime(const std::string& f, const std::vector<Sample>& s) {
