@@ -507,9 +507,10 @@ class Parser {
     }
     if (Peek().kind == Tok::kLParen) return Call(n, t);
     if (t.text.find(':') == std::string::npos && !ValidMetricName(t.text)) return Error(t, "bad metric name");
-    if (t.text == "by" || t.text == "without" || t.text == "offset" || t.text == "bool" || t.text == "on" ||
-        t.text == "ignoring") {
-      return Error(t, fmt::format("unexpected \"{}\"", t.text));
+    // Prometheus's keywords are no metric names ({__name__="on"} selects one).
+    for (const char* kw : {"by", "without", "offset", "bool", "on", "ignoring", "group_left", "group_right", "and",
+                           "or", "unless", "atan2"}) {
+      if (t.text == kw) return Error(t, fmt::format("unexpected \"{}\"", t.text));
     }
     return Selector(n, t.text);
   }
