@@ -386,18 +386,18 @@ Status Mirror::Start(bool fresh) {
   return Status::Ok();
 }
 
+bool Mirror::ResyncPending(Slot& s) {
+  std::lock_guard lock(s.mu);
+  return s.resync;
+}
+
 Status Mirror::Close() {
   Status first = Sync();
   if (!open_.exchange(false)) return first;
   for (auto& sp : slots_) {
     Slot& s = *sp;
-    bool resync;
-    {
-      std::lock_guard lock(s.mu);
-      resync = s.resync;
-    }
     // A copy still to be resynced keeps its mark: the next Start() resyncs.
-    if (s.health.load() != CopyState::Health::kWhole || resync) continue;
+    if (s.health.load() != CopyState::Health::kWhole || ResyncPending(s)) continue;
     Status st = WriteHeader(*s.copy, kCopyWhole);
     if (!st.ok() && first.ok()) first = st;
   }
@@ -611,11 +611,7 @@ Status Mirror::Resync(Slot& target) {
   std::vector<std::byte> buf(kExtent);
   for (uint32_t p : allocated_()) {
     // Failed meanwhile: Fail() turned the resync into a full rebuild.
-    if (target.health.load() != CopyState::Health::kWhole) return Status::Ok();
-    {
-      std::lock_guard lock(target.mu);
-      if (!target.resync) return Status::Ok();
-    }
+    if (target.health.load() != CopyState::Health::kWhole || !ResyncPending(target)) return Status::Ok();
     Status st = CopyExtent(target, p, buf);
     if (!st.ok()) {
       Fail(target, st);
@@ -715,12 +711,7 @@ Status Mirror::Maintain() {
   }
   for (auto& sp : slots_) {
     Slot& s = *sp;
-    bool resync;
-    {
-      std::lock_guard lock(s.mu);
-      resync = s.resync;
-    }
-    if (!resync || s.health.load() != CopyState::Health::kWhole) continue;
+    if (!ResyncPending(s) || s.health.load() != CopyState::Health::kWhole) continue;
     if (Status st = Resync(s); !st.ok() && first.ok()) first = st;
   }
   return first;

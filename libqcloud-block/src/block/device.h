@@ -167,6 +167,7 @@ class Mirror {
   Status CopyExtent(Slot& target, uint32_t p, std::vector<std::byte>& buf);
   Status Rebuild(Slot& s);
   Status Resync(Slot& s);
+  static bool ResyncPending(Slot& s);  // s.resync, read under s.mu
   std::shared_mutex& StripeOf(uint64_t offset) { return stripes_[(offset >> 20) % stripes_.size()]; }
 
   std::vector<std::unique_ptr<Slot>> slots_;
