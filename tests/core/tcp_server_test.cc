@@ -521,6 +521,19 @@ TEST_CASE("tcp server: file bytes sent without a copy arrive in order and exact"
     CHECK(got == want);
     CHECK(Eventually([&] { return files.AllReleased(); }));
 
+    // Many short segments in one go: more pieces than the pipe has slots
+    // (each takes one), so it fills up between a reply's bytes and its data.
+    send.clear();
+    want.clear();
+    for (uint64_t i = 0; i < 1500; ++i) {
+      const uint64_t off = i * 1031 % file.size(), len = 1 + i % 13;
+      send += "send " + std::to_string(off) + " " + std::to_string(len) + "\n";
+      want += expect(off, len);
+    }
+    REQUIRE(c.Send(send));
+    CHECK(c.Read(want.size()) == want);
+    CHECK(Eventually([&] { return files.AllReleased(); }));
+
     // A client that leaves with file bytes still queued: its holds go with
     // the connection, and the worker serves on.
     {
