@@ -38,24 +38,6 @@ struct Chunk {
   std::vector<uint8_t> bytes;
 };
 
-// Samples encoded into chunks of at most kMaxChunkSamples.
-std::vector<detail::ChunkData> Encode(const std::vector<Sample>& samples) {
-  std::vector<detail::ChunkData> out;
-  detail::XorAppender a;
-  int64_t mint = 0, last = 0;
-  for (const Sample& x : samples) {
-    if (a.samples() == detail::kMaxChunkSamples) {
-      out.push_back({.mint = mint, .maxt = last, .bytes = a.bytes()});
-      a = detail::XorAppender();
-    }
-    if (a.samples() == 0) mint = x.t;
-    a.Append(x.t, x.v);
-    last = x.t;
-  }
-  if (a.samples() > 0) out.push_back({.mint = mint, .maxt = last, .bytes = a.bytes()});
-  return out;
-}
-
 void Decode(ByteView bytes, int64_t mint, int64_t maxt, std::vector<Sample>& out, bool& bad) {
   detail::XorIterator it(bytes);
   while (it.Next()) {
@@ -125,23 +107,33 @@ struct MemSeries {
     return chunks.empty() && open.samples() == 0;
   }
 
-  // Keeps only the samples at or after `from`, re-encoded. maxt and
-  // last_bits stay: the order rule still holds against the newest.
+  // Keeps only the samples at or after `from`: closed chunks before it
+  // go, and only the chunks across it are encoded again (a cut holds the
+  // appends while every series does this: it costs a chunk, not the head).
+  // maxt and last_bits stay: the order rule still holds against the newest.
   void DropBefore(int64_t from) {
-    std::vector<Sample> keep;
-    Collect(from, INT64_MAX, keep);
-    std::vector<detail::ChunkData> full = Encode(keep);
     std::lock_guard lock(mu());
-    chunks.clear();
-    open = detail::XorAppender();
-    if (full.empty()) return;
-    // Every chunk but the last is full: closed. The last stays open.
-    for (size_t i = 0; i + 1 < full.size(); ++i) {
-      chunks.push_back({.mint = full[i].mint, .maxt = full[i].maxt, .bytes = std::move(full[i].bytes)});
+    size_t gone = 0;
+    while (gone < chunks.size() && chunks[gone].maxt < from) ++gone;
+    chunks.erase(chunks.begin(), chunks.begin() + static_cast<std::ptrdiff_t>(gone));
+    std::vector<Sample> keep;
+    bool bad = false;  // memory chunks are our own encoding
+    if (!chunks.empty() && chunks.front().mint < from) {
+      Decode(View(chunks.front().bytes), from, INT64_MAX, keep, bad);
+      if (keep.empty()) {
+        chunks.erase(chunks.begin());
+      } else {
+        detail::XorAppender a;
+        for (const Sample& x : keep) a.Append(x.t, x.v);
+        chunks.front() = {.mint = keep.front().t, .maxt = keep.back().t, .bytes = a.bytes()};
+      }
     }
-    open_mint = full.back().mint;
-    for (size_t k = (full.size() - 1) * detail::kMaxChunkSamples; k < keep.size(); ++k) {
-      open.Append(keep[k].t, keep[k].v);
+    if (open.samples() > 0 && open_mint < from) {
+      keep.clear();
+      Decode(View(open.bytes()), from, INT64_MAX, keep, bad);
+      open = detail::XorAppender();
+      for (const Sample& x : keep) open.Append(x.t, x.v);
+      if (!keep.empty()) open_mint = keep.front().t;
     }
   }
 };
@@ -297,6 +289,8 @@ struct Counters {
 };
 
 std::string SegmentName(uint32_t seq) { return fmt::format("{:08}", seq); }
+// A checkpoint being written: its segment's name and this.
+constexpr std::string_view kCheckpointSuffix = ".checkpoint";
 
 class TsdbImpl final : public Tsdb {
  public:
@@ -320,13 +314,13 @@ class TsdbImpl final : public Tsdb {
   // floor already past `end`), then drops the range from the head with
   // appends held.
   Status CutBlock(int64_t start, int64_t end);
-  // The cuts Compact() makes, then the log's checkpoint (append_mu_ held for it).
+  // The cuts Compact() makes, then the log's checkpoint. compact_mu_ held.
   Status CutHead();
   // Merges finished windows of blocks (see Blocks in tsdb.h). compact_mu_ held.
   Status MergeBlocks();
   Status MergeWindow(int64_t start, int64_t end, const std::vector<const detail::BlockReader*>& sources);
   // A new segment holding the head as it is (its series and samples), then
-  // the older segments removed. append_mu_ held.
+  // the older segments removed. compact_mu_ held; appends go on meanwhile.
   Status Checkpoint();
   void ApplyRetention();
   Status OpenSegment(uint32_t seq);
@@ -378,7 +372,7 @@ class TsdbImpl final : public Tsdb {
   std::unique_ptr<File> wal_;
   uint32_t wal_seq_ = 0;
   uint64_t wal_off_ = 0;
-  uint64_t wal_segments_ = 0;
+  std::atomic<uint64_t> wal_segments_{0};
 
   mutable std::shared_mutex mu_;  // the maps below
   std::unordered_map<uint64_t, std::vector<MemSeries*>> by_hash_;
@@ -422,7 +416,7 @@ Status TsdbImpl::OpenSegment(uint32_t seq) {
   QCLOUD_RETURN_IF_ERROR(env_->SyncDir(wal_dir_));
   wal_seq_ = seq;
   wal_off_ = 0;
-  ++wal_segments_;
+  wal_segments_.fetch_add(1, std::memory_order_relaxed);
   return Status::Ok();
 }
 
@@ -432,6 +426,10 @@ Status TsdbImpl::Replay() {
   for (const std::string& n : names) {
     uint32_t seq = 0;
     auto [end, ec] = std::from_chars(n.data(), n.data() + n.size(), seq);
+    if (n.ends_with(kCheckpointSuffix)) {  // a checkpoint a crash cut short: the segments before it stand
+      QCLOUD_RETURN_IF_ERROR(env_->RemoveFile(JoinPath(wal_dir_, n)));
+      continue;
+    }
     if (ec != std::errc() || end != n.data() + n.size() || n.size() != 8) continue;  // not a segment
     seqs.push_back(seq);
   }
@@ -510,7 +508,7 @@ Status TsdbImpl::Replay() {
       QCLOUD_RETURN_IF_ERROR(f->Truncate(good));
       QCLOUD_RETURN_IF_ERROR(f->Sync());
     }
-    ++wal_segments_;
+    wal_segments_.fetch_add(1, std::memory_order_relaxed);
   }
   lock.unlock();
   std::lock_guard append(append_mu_);
@@ -973,10 +971,7 @@ Status TsdbImpl::CutHead() {
     QCLOUD_RETURN_IF_ERROR(CutBlock(start, start + d));
     cut = true;
   }
-  if (cut) {
-    std::lock_guard append(append_mu_);
-    QCLOUD_RETURN_IF_ERROR(Checkpoint());
-  }
+  if (cut) QCLOUD_RETURN_IF_ERROR(Checkpoint());
   return Status::Ok();
 }
 
@@ -1042,9 +1037,32 @@ Status TsdbImpl::CutBlock(int64_t start, int64_t end) {
 }
 
 Status TsdbImpl::Checkpoint() {
-  const uint32_t old = wal_seq_;
-  QCLOUD_RETURN_IF_ERROR(wal_->Sync());
-  QCLOUD_RETURN_IF_ERROR(OpenSegment(wal_seq_ + 1));
+  // The checkpoint takes the number after the live segment, appends go on
+  // in the one after it: replay reads the old segments, the checkpoint,
+  // then what came since, and skips what it has already (a series known,
+  // a sample not after the series' newest).
+  uint32_t seq = 0;
+  {
+    std::lock_guard append(append_mu_);
+    QCLOUD_RETURN_IF_ERROR(wal_->Sync());
+    seq = wal_seq_ + 1;
+    QCLOUD_RETURN_IF_ERROR(OpenSegment(wal_seq_ + 2));
+  }
+  // Written under another name and renamed once synced: a segment named
+  // so is whole (a crash meanwhile leaves the old segments, still valid).
+  const std::string path = JoinPath(wal_dir_, SegmentName(seq));
+  const std::string tmp = path + std::string(kCheckpointSuffix);
+  QCLOUD_ASSIGN_OR_RETURN(std::unique_ptr<File> file, env_->OpenFile(tmp, OpenMode::kTruncate));
+  // The series now in the head. They stay while this runs: series leave
+  // the head only in CutBlock, under compact_mu_, which the caller holds.
+  std::vector<std::pair<uint64_t, const MemSeries*>> head;
+  std::vector<WalSeries> labels;
+  {
+    std::shared_lock lock(mu_);
+    head.reserve(by_ref_.size());
+    for (const auto& [ref, s] : by_ref_) head.emplace_back(ref, s.get());
+  }
+  std::sort(head.begin(), head.end());
   // Streamed in records of bounded size, so a big head costs no big
   // buffer: the series, then each series' chunks as they are (type 3).
   constexpr size_t kFlushBytes = size_t{4} << 20;
@@ -1052,54 +1070,53 @@ Status TsdbImpl::Checkpoint() {
   uint64_t off = 0;
   auto flush = [&]() -> Status {
     if (record.size() == 0) return Status::Ok();
-    QCLOUD_RETURN_IF_ERROR(wal_->WriteAt(off, record.readable()));
+    QCLOUD_RETURN_IF_ERROR(file->WriteAt(off, record.readable()));
     off += record.size();
     record.Clear();
     return Status::Ok();
   };
-  {
-    std::shared_lock lock(mu_);
-    std::vector<WalSeries> series;
-    for (const auto& [ref, s] : by_ref_) {
-      series.push_back({.ref = ref, .labels = *s->labels});
-      if (series.size() == 10000) {
-        detail::EncodeSeriesRecord(series, record);
-        series.clear();
-        if (record.size() >= kFlushBytes) QCLOUD_RETURN_IF_ERROR(flush());
-      }
+  for (const auto& [ref, s] : head) {
+    labels.push_back({.ref = ref, .labels = *s->labels});
+    if (labels.size() == 10000) {
+      detail::EncodeSeriesRecord(labels, record);
+      labels.clear();
+      if (record.size() >= kFlushBytes) QCLOUD_RETURN_IF_ERROR(flush());
     }
-    if (!series.empty()) detail::EncodeSeriesRecord(series, record);
-    std::vector<detail::WalChunk> chunks;
-    std::vector<std::vector<uint8_t>> mine;
-    size_t pending = 0;
-    for (const auto& [ref, s] : by_ref_) {
-      mine.clear();
-      s->ChunkBytes(mine);
-      for (std::vector<uint8_t>& b : mine) {
-        pending += b.size();
-        chunks.push_back({.ref = ref, .bytes = std::move(b)});
-      }
-      if (pending >= kFlushBytes) {
-        detail::EncodeChunksRecord(chunks, record);
-        chunks.clear();
-        pending = 0;
-        QCLOUD_RETURN_IF_ERROR(flush());
-      }
-    }
-    if (!chunks.empty()) detail::EncodeChunksRecord(chunks, record);
-    QCLOUD_RETURN_IF_ERROR(flush());
   }
-  QCLOUD_RETURN_IF_ERROR(wal_->Sync());
-  wal_off_ = off;
+  if (!labels.empty()) detail::EncodeSeriesRecord(labels, record);
+  std::vector<detail::WalChunk> chunks;
+  std::vector<std::vector<uint8_t>> mine;
+  size_t pending = 0;
+  for (const auto& [ref, s] : head) {
+    mine.clear();
+    s->ChunkBytes(mine);  // under the series' lock: appends to it wait this long only
+    for (std::vector<uint8_t>& b : mine) {
+      pending += b.size();
+      chunks.push_back({.ref = ref, .bytes = std::move(b)});
+    }
+    if (pending >= kFlushBytes) {
+      detail::EncodeChunksRecord(chunks, record);
+      chunks.clear();
+      pending = 0;
+      QCLOUD_RETURN_IF_ERROR(flush());
+    }
+  }
+  if (!chunks.empty()) detail::EncodeChunksRecord(chunks, record);
+  QCLOUD_RETURN_IF_ERROR(flush());
+  QCLOUD_RETURN_IF_ERROR(file->Sync());
+  file.reset();
+  QCLOUD_RETURN_IF_ERROR(env_->RenameFile(tmp, path));
+  QCLOUD_RETURN_IF_ERROR(env_->SyncDir(wal_dir_));
+  wal_segments_.fetch_add(1, std::memory_order_relaxed);
   Bump(counters_.wal_bytes, off);
-  // The checkpoint holds all the head has: the older segments can go.
+  // The checkpoint holds all the head had: the older segments can go.
   QCLOUD_ASSIGN_OR_RETURN(std::vector<std::string> names, env_->ListDir(wal_dir_));
   for (const std::string& n : names) {
-    uint32_t seq = 0;
-    auto [end, ec] = std::from_chars(n.data(), n.data() + n.size(), seq);
-    if (ec == std::errc() && end == n.data() + n.size() && n.size() == 8 && seq <= old) {
+    uint32_t old = 0;
+    auto [end, ec] = std::from_chars(n.data(), n.data() + n.size(), old);
+    if (ec == std::errc() && end == n.data() + n.size() && n.size() == 8 && old < seq) {
       QCLOUD_RETURN_IF_ERROR(env_->RemoveFile(JoinPath(wal_dir_, n)));
-      --wal_segments_;
+      wal_segments_.fetch_sub(1, std::memory_order_relaxed);
     }
   }
   return env_->SyncDir(wal_dir_);
@@ -1132,7 +1149,7 @@ TsdbStats TsdbImpl::stats() {
   }
   {
     std::lock_guard append(append_mu_);
-    st.wal_segments = wal_segments_;
+    st.wal_segments = wal_segments_.load(std::memory_order_relaxed);
   }
   const auto r = std::memory_order_relaxed;
   st.samples = counters_.samples.load(r);
