@@ -106,6 +106,7 @@ Result<BlockIndex> DecodeBlockIndex(ByteView index, int64_t block_mint, uint64_t
     out.series.push_back(std::move(s));
   }
   if (!r.empty()) return Bad("bytes after the index");
+  out.chunks.shrink_to_fit();  // kept for the block's life: no growth slack
   return out;
 }
 
