@@ -156,6 +156,7 @@ std::string Labels::ToString() const {
 
 Labels Labels::Without(const std::vector<std::string>& names, bool drop_name) const {
   Labels out;
+  out.pairs_.reserve(pairs_.size());
   for (const Label& l : pairs_) {
     if (drop_name && l.name == kMetricNameLabel) continue;
     if (std::find(names.begin(), names.end(), l.name) != names.end()) continue;

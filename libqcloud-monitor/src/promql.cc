@@ -671,7 +671,9 @@ struct Value {
   ValueType type = ValueType::kVector;
   double scalar = 0;
   std::vector<Elem> vec;
-  std::vector<std::pair<Labels, std::vector<Sample>>> mat;
+  // A range selector's window per series; the labels are the prefetched
+  // series' (Evaluator::data_), which outlive every step's Value.
+  std::vector<std::pair<const Labels*, std::vector<Sample>>> mat;
 };
 
 double Arith(const std::string& op, double a, double b) {
@@ -824,7 +826,7 @@ class Evaluator {
             for (auto it = lo; it != hi; ++it) {
               if (!IsStale(it->v)) pts.push_back(*it);
             }
-            if (!pts.empty()) out.mat.emplace_back(s.labels, std::move(pts));
+            if (!pts.empty()) out.mat.emplace_back(&s.labels, std::move(pts));
           } else {
             if (hi == s.samples.begin()) continue;
             const Sample& last = *(hi - 1);
@@ -861,6 +863,14 @@ class Evaluator {
   }
 
  private:
+  // A prefetched series' labels without the metric name: made once per
+  // query, not once per step.
+  const Labels& WithoutName(const Labels& labels) {
+    auto [it, fresh] = without_name_.try_emplace(&labels);
+    if (fresh) it->second = labels.Without({}, true);
+    return it->second;
+  }
+
   Result<Value> Call(const Node& n, int64_t t) {
     Value out;
     out.type = n.type;
@@ -900,7 +910,7 @@ class Evaluator {
         v = OverTime(f, samples);
       }
       if (!v) continue;
-      out.vec.push_back({f == "last_over_time" ? labels : labels.Without({}, true), *v});
+      out.vec.push_back({f == "last_over_time" ? *labels : WithoutName(*labels), *v});
     }
     return out;
   }
@@ -1014,6 +1024,7 @@ class Evaluator {
   Tsdb& db_;
   const QueryOptions& o_;
   std::unordered_map<const Node*, std::vector<SeriesSamples>> data_;
+  std::unordered_map<const Labels*, Labels> without_name_;  // WithoutName()
   size_t loaded_ = 0;
 };
 
@@ -1071,7 +1082,7 @@ Result<QueryResult> QueryEngine::Instant(const Expr& expr, int64_t t) {
       break;
     case ValueType::kMatrix:
       for (auto& [labels, samples] : v.mat) {
-        SeriesPoints sp{labels, {}};
+        SeriesPoints sp{*labels, {}};
         for (const Sample& s : samples) sp.points.push_back({s.t, s.v});
         r.series.push_back(std::move(sp));
       }
@@ -1095,24 +1106,25 @@ Result<QueryResult> QueryEngine::Range(const Expr& expr, int64_t start, int64_t 
   }
   Evaluator ev(db_, options_);
   QCLOUD_RETURN_IF_ERROR(ev.Prefetch(*expr.root_, start, end));
-  std::map<std::string, SeriesPoints> series;
+  // By label set, so in the order the result is sorted in.
+  std::map<Labels, std::vector<Point>> series;
   for (int64_t t = start; t <= end; t += step) {
     QCLOUD_ASSIGN_OR_RETURN(Value v, ev.Eval(*expr.root_, t));
     if (v.type == ValueType::kScalar) {
-      series[""].points.push_back({t, v.scalar});
+      series[Labels()].push_back({t, v.scalar});
       continue;
     }
     QCLOUD_RETURN_IF_ERROR(CheckDuplicates(v.vec));
     for (Elem& e : v.vec) {
-      SeriesPoints& sp = series[Key(e.labels)];
-      if (sp.points.empty()) sp.labels = e.labels;
-      sp.points.push_back({t, e.v});
+      auto it = series.find(e.labels);
+      if (it == series.end()) it = series.emplace(std::move(e.labels), std::vector<Point>()).first;
+      it->second.push_back({t, e.v});
     }
   }
   QueryResult r;
   r.type = ValueType::kMatrix;
-  for (auto& [key, sp] : series) r.series.push_back(std::move(sp));
-  std::sort(r.series.begin(), r.series.end(), [](const SeriesPoints& a, const SeriesPoints& b) { return a.labels < b.labels; });
+  r.series.reserve(series.size());
+  for (auto& [labels, points] : series) r.series.push_back({labels, std::move(points)});
   return r;
 }
 
