@@ -92,9 +92,16 @@ Result<Labels> Labels::FromPairs(std::vector<Label> pairs) {
       name != pairs.end() && !ValidMetricName(name->value)) {
     return InvalidArgument(fmt::format("invalid metric name \"{}\"", name->value.substr(0, 64)));
   }
-  Labels out;
-  out.pairs_ = std::move(pairs);
-  return out;
+  return Labels(std::move(pairs));
+}
+
+Labels::Labels(std::vector<Label> pairs) {
+  if (!pairs.empty()) pairs_ = std::make_shared<const std::vector<Label>>(std::move(pairs));
+}
+
+const std::vector<Label>& Labels::NoPairs() noexcept {
+  static const std::vector<Label> none;
+  return none;
 }
 
 Result<Labels> Labels::FromPairs(std::initializer_list<std::pair<std::string_view, std::string_view>> pairs) {
@@ -105,19 +112,19 @@ Result<Labels> Labels::FromPairs(std::initializer_list<std::pair<std::string_vie
 }
 
 std::string_view Labels::Get(std::string_view name) const noexcept {
-  auto it = std::lower_bound(pairs_.begin(), pairs_.end(), name,
-                             [](const Label& l, std::string_view n) { return l.name < n; });
-  return it != pairs_.end() && it->name == name ? std::string_view(it->value) : std::string_view();
+  const std::vector<Label>& p = pairs();
+  auto it = std::lower_bound(p.begin(), p.end(), name, [](const Label& l, std::string_view n) { return l.name < n; });
+  return it != p.end() && it->name == name ? std::string_view(it->value) : std::string_view();
 }
 
 uint64_t Labels::Hash() const noexcept {
   // The pairs flattened (name 0xff value 0xff ...): on the stack when small.
   char small[512];
   size_t n = 0;
-  for (const Label& l : pairs_) n += l.name.size() + l.value.size() + 2;
+  for (const Label& l : pairs()) n += l.name.size() + l.value.size() + 2;
   if (n <= sizeof small) {
     char* p = small;
-    for (const Label& l : pairs_) {
+    for (const Label& l : pairs()) {
       std::memcpy(p, l.name.data(), l.name.size());
       p += l.name.size();
       *p++ = '\xff';
@@ -128,7 +135,7 @@ uint64_t Labels::Hash() const noexcept {
     return Xxh3_64(ByteView(std::string_view(small, n)));
   }
   std::string flat;
-  for (const Label& l : pairs_) {
+  for (const Label& l : pairs()) {
     flat += l.name;
     flat += '\xff';
     flat += l.value;
@@ -141,7 +148,7 @@ std::string Labels::ToString() const {
   std::string out(metric_name());
   out += '{';
   bool first = true;
-  for (const Label& l : pairs_) {
+  for (const Label& l : pairs()) {
     if (l.name == kMetricNameLabel) continue;
     if (!first) out += ", ";
     first = false;
@@ -155,22 +162,24 @@ std::string Labels::ToString() const {
 }
 
 Labels Labels::Without(const std::vector<std::string>& names, bool drop_name) const {
-  Labels out;
-  out.pairs_.reserve(pairs_.size());
-  for (const Label& l : pairs_) {
+  std::vector<Label> out;
+  out.reserve(size());
+  for (const Label& l : pairs()) {
     if (drop_name && l.name == kMetricNameLabel) continue;
     if (std::find(names.begin(), names.end(), l.name) != names.end()) continue;
-    out.pairs_.push_back(l);
+    out.push_back(l);
   }
-  return out;
+  if (out.size() == size()) return *this;  // nothing dropped: share
+  return Labels(std::move(out));
 }
 
 Labels Labels::Only(const std::vector<std::string>& names) const {
-  Labels out;
-  for (const Label& l : pairs_) {
-    if (std::find(names.begin(), names.end(), l.name) != names.end()) out.pairs_.push_back(l);
+  std::vector<Label> out;
+  for (const Label& l : pairs()) {
+    if (std::find(names.begin(), names.end(), l.name) != names.end()) out.push_back(l);
   }
-  return out;
+  if (out.size() == size()) return *this;  // everything kept: share
+  return Labels(std::move(out));
 }
 
 }  // namespace qcloud::monitor

@@ -17,7 +17,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <compare>
 #include <initializer_list>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -49,9 +51,9 @@ class QCLOUD_EXPORT Labels {
   static Result<Labels> FromPairs(std::vector<Label> pairs);
   static Result<Labels> FromPairs(std::initializer_list<std::pair<std::string_view, std::string_view>> pairs);
 
-  const std::vector<Label>& pairs() const noexcept { return pairs_; }
-  size_t size() const noexcept { return pairs_.size(); }
-  bool empty() const noexcept { return pairs_.empty(); }
+  const std::vector<Label>& pairs() const noexcept { return pairs_ ? *pairs_ : NoPairs(); }
+  size_t size() const noexcept { return pairs().size(); }
+  bool empty() const noexcept { return pairs().empty(); }
   // "" when absent.
   std::string_view Get(std::string_view name) const noexcept;
   std::string_view metric_name() const noexcept { return Get(kMetricNameLabel); }
@@ -64,11 +66,15 @@ class QCLOUD_EXPORT Labels {
   // A copy with only the named labels.
   Labels Only(const std::vector<std::string>& names) const;
 
-  bool operator==(const Labels&) const = default;
-  auto operator<=>(const Labels&) const = default;
+  bool operator==(const Labels& o) const noexcept { return pairs_ == o.pairs_ || pairs() == o.pairs(); }
+  std::strong_ordering operator<=>(const Labels& o) const noexcept { return pairs() <=> o.pairs(); }
 
  private:
-  std::vector<Label> pairs_;
+  explicit Labels(std::vector<Label> pairs);  // valid ones
+  static const std::vector<Label>& NoPairs() noexcept;
+  // Shared by copies and never changed: a copy of a label set (PromQL
+  // makes many, per step and per series) is a reference count.
+  std::shared_ptr<const std::vector<Label>> pairs_;
 };
 
 // Prometheus's label name and metric name rules.
