@@ -92,7 +92,11 @@ def get_json(port, path, **params):
         with urllib.request.urlopen(url, timeout=10) as r:
             return r.status, json.loads(r.read())
     except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b'{}')
+        body = e.read()
+        try:
+            return e.code, json.loads(body or b'{}')
+        except ValueError:  # not JSON: e.g. Prometheus's 503 while its storage starts
+            return e.code, {'error': body.decode('utf-8', 'replace')}
 
 
 def finish(work, keep_on_success=True):

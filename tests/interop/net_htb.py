@@ -379,8 +379,17 @@ def test(args):
                 set_frames(net, side, mode)
             st0 = net.state(1)['stats']
             for label, active in PHASES:
-                for side in (q, k):
-                    results[(mode, label, side.name)] = run_phase(net, side, active)
+                # The kernel's HTB is the reference: when even it misses its
+                # share, the machine was too busy to measure; run the phase
+                # again (both sides), at most twice.
+                for attempt in range(3):
+                    for side in (q, k):
+                        results[(mode, label, side.name)] = run_phase(net, side, active)
+                    th = theory(active)
+                    if all(within(results[(mode, label, 'kernel')][v]['iperf'], th[v] * GOODPUT, TOL_THEORY)
+                           for v in active) or attempt == 2:
+                        break
+                    print('%s, phase %s: the kernel itself missed its HTB share (a busy machine): again' % (mode, label))
             st1 = net.state(1)['stats']
             print('%s: qcloud host 1 took %d frames from its VMs, %d of them TCP super-frames (tso_rx)' % (
                 mode, st1['port_rx'] - st0['port_rx'], st1.get('tso_rx', 0) - st0.get('tso_rx', 0)))
