@@ -1,6 +1,7 @@
 #include "qcloud/monitor/labels.h"
 
 #include <algorithm>
+#include <iterator>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -162,14 +163,13 @@ std::string Labels::ToString() const {
 }
 
 Labels Labels::Without(const std::vector<std::string>& names, bool drop_name) const {
+  auto dropped = [&](const Label& l) {
+    return (drop_name && l.name == kMetricNameLabel) || std::find(names.begin(), names.end(), l.name) != names.end();
+  };
+  if (std::none_of(pairs().begin(), pairs().end(), dropped)) return *this;  // nothing dropped: share
   std::vector<Label> out;
   out.reserve(size());
-  for (const Label& l : pairs()) {
-    if (drop_name && l.name == kMetricNameLabel) continue;
-    if (std::find(names.begin(), names.end(), l.name) != names.end()) continue;
-    out.push_back(l);
-  }
-  if (out.size() == size()) return *this;  // nothing dropped: share
+  std::copy_if(pairs().begin(), pairs().end(), std::back_inserter(out), [&](const Label& l) { return !dropped(l); });
   return Labels(std::move(out));
 }
 

@@ -6,6 +6,7 @@
 #include <charconv>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <shared_mutex>
 #include <span>
@@ -291,6 +292,13 @@ struct Counters {
 std::string SegmentName(uint32_t seq) { return fmt::format("{:08}", seq); }
 // A checkpoint being written: its segment's name and this.
 constexpr std::string_view kCheckpointSuffix = ".checkpoint";
+// The number of a segment's file name (SegmentName), or nothing for other names.
+std::optional<uint32_t> SegmentSeq(std::string_view name) {
+  uint32_t seq = 0;
+  auto [end, ec] = std::from_chars(name.data(), name.data() + name.size(), seq);
+  if (ec != std::errc() || end != name.data() + name.size() || name.size() != 8) return std::nullopt;
+  return seq;
+}
 
 class TsdbImpl final : public Tsdb {
  public:
@@ -424,14 +432,11 @@ Status TsdbImpl::Replay() {
   QCLOUD_ASSIGN_OR_RETURN(std::vector<std::string> names, env_->ListDir(wal_dir_));
   std::vector<uint32_t> seqs;
   for (const std::string& n : names) {
-    uint32_t seq = 0;
-    auto [end, ec] = std::from_chars(n.data(), n.data() + n.size(), seq);
     if (n.ends_with(kCheckpointSuffix)) {  // a checkpoint a crash cut short: the segments before it stand
       QCLOUD_RETURN_IF_ERROR(env_->RemoveFile(JoinPath(wal_dir_, n)));
       continue;
     }
-    if (ec != std::errc() || end != n.data() + n.size() || n.size() != 8) continue;  // not a segment
-    seqs.push_back(seq);
+    if (std::optional<uint32_t> seq = SegmentSeq(n)) seqs.push_back(*seq);
   }
   std::sort(seqs.begin(), seqs.end());
   std::unique_lock lock(mu_);
@@ -1112,9 +1117,7 @@ Status TsdbImpl::Checkpoint() {
   // The checkpoint holds all the head had: the older segments can go.
   QCLOUD_ASSIGN_OR_RETURN(std::vector<std::string> names, env_->ListDir(wal_dir_));
   for (const std::string& n : names) {
-    uint32_t old = 0;
-    auto [end, ec] = std::from_chars(n.data(), n.data() + n.size(), old);
-    if (ec == std::errc() && end == n.data() + n.size() && n.size() == 8 && old < seq) {
+    if (std::optional<uint32_t> old = SegmentSeq(n); old && *old < seq) {
       QCLOUD_RETURN_IF_ERROR(env_->RemoveFile(JoinPath(wal_dir_, n)));
       wal_segments_.fetch_sub(1, std::memory_order_relaxed);
     }
