@@ -167,7 +167,7 @@ Status BlockReader::ReadSamples(const ChunkRef& ref, int64_t mint, int64_t maxt,
   QCLOUD_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, ReadChunk(ref));
   const ByteView view(reinterpret_cast<const std::byte*>(bytes.data()), bytes.size());
   if (version_ >= 2) return DecodeBlockChunk(view, mint, maxt, out);
-  XorIterator it(view);
+  ChunkIterator it(view);
   while (it.Next()) {
     if (it.t() > maxt) break;
     if (it.t() >= mint) out.push_back({it.t(), it.v()});

@@ -12,43 +12,10 @@ namespace qcloud::monitor::detail {
 
 namespace {
 
-constexpr double kPow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
-                             1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
-constexpr int kMaxExp = 22;
-constexpr double kMaxMantissa = 9007199254740992.0;  // 2^53: integers a double holds exactly
+constexpr int kMaxExp = kMaxDecimalExp;
 
 uint64_t ZigZag(int64_t v) { return (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63); }
 int64_t UnZigZag(uint64_t v) { return static_cast<int64_t>(v >> 1) ^ -static_cast<int64_t>(v & 1); }
-
-double FromMantissa(int64_t m, int e) {
-  return e >= 0 ? static_cast<double>(m) / kPow10[e] : static_cast<double>(m) * kPow10[-e];
-}
-
-// m with v == FromMantissa(m, e) bit for bit, or nothing.
-bool ToMantissa(double v, int e, int64_t& m) {
-  const double x = e >= 0 ? v * kPow10[e] : v / kPow10[-e];
-  if (!std::isfinite(x) || std::fabs(x) >= kMaxMantissa) return false;
-  const double r = std::nearbyint(x);
-  m = static_cast<int64_t>(r);
-  return std::bit_cast<uint64_t>(FromMantissa(m, e)) == std::bit_cast<uint64_t>(v);
-}
-
-// The smallest exponent that writes v exactly (e < 0 for integers with
-// trailing zeros: 1.5e9 is 15 * 10^8), or nothing.
-std::optional<int> ExponentOf(double v) {
-  if (!std::isfinite(v)) return std::nullopt;
-  if (v == 0) return std::signbit(v) ? std::nullopt : std::optional<int>(0);
-  int64_t m;
-  for (int e = 0; e <= 17; ++e) {
-    if (ToMantissa(v, e, m)) {
-      if (e > 0) return e;
-      int z = 0;  // trailing decimal zeros of an integer
-      while (z < kMaxExp && m % 10 == 0 && ToMantissa(v, -(z + 1), m)) ++z;
-      return -z;
-    }
-  }
-  return std::nullopt;
-}
 
 void PutVarint(std::vector<uint8_t>& out, uint64_t v) {
   while (v >= 0x80) {
@@ -128,7 +95,7 @@ std::vector<uint8_t> EncodeBlockChunk(std::span<const Sample> samples) {
     }
   }
   if (!decimal) {
-    XorAppender a;
+    ChunkAppender a;
     for (const Sample& s : samples) a.Append(s.t, s.v);
     std::vector<uint8_t> out{kBlockChunkGorilla};
     out.insert(out.end(), a.bytes().begin(), a.bytes().end());
@@ -166,7 +133,7 @@ Status DecodeBlockChunk(ByteView bytes, int64_t mint, int64_t maxt, std::vector<
   const auto kind = static_cast<uint8_t>(bytes.data()[0]);
   ByteView body = bytes.subview(1, bytes.size() - 1);
   if (kind == kBlockChunkGorilla) {
-    XorIterator it(body);
+    ChunkIterator it(body);
     while (it.Next()) {
       if (it.t() > maxt) break;
       if (it.t() >= mint) out.push_back({it.t(), it.v()});

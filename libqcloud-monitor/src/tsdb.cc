@@ -40,7 +40,7 @@ struct Chunk {
 };
 
 void Decode(ByteView bytes, int64_t mint, int64_t maxt, std::vector<Sample>& out, bool& bad) {
-  detail::XorIterator it(bytes);
+  detail::ChunkIterator it(bytes);
   while (it.Next()) {
     if (it.t() > maxt) break;
     if (it.t() >= mint) out.push_back({it.t(), it.v()});
@@ -65,14 +65,14 @@ struct MemSeries {
     return stripes[(reinterpret_cast<uintptr_t>(this) / alignof(MemSeries)) % 1024];
   }
   std::vector<Chunk> chunks;
-  detail::XorAppender open;
+  detail::ChunkAppender open{true};  // decimal while the values are
   int64_t open_mint = 0;
 
   void Add(int64_t t, double v) {
     std::lock_guard lock(mu());
     if (open.samples() == detail::kMaxChunkSamples) {
       chunks.push_back({.mint = open_mint, .maxt = maxt, .bytes = open.bytes()});
-      open = detail::XorAppender();
+      open = detail::ChunkAppender(true);
     }
     if (open.samples() == 0) open_mint = t;
     open.Append(t, v);
@@ -124,7 +124,7 @@ struct MemSeries {
       if (keep.empty()) {
         chunks.erase(chunks.begin());
       } else {
-        detail::XorAppender a;
+        detail::ChunkAppender a(true);
         for (const Sample& x : keep) a.Append(x.t, x.v);
         chunks.front() = {.mint = keep.front().t, .maxt = keep.back().t, .bytes = a.bytes()};
       }
@@ -132,7 +132,7 @@ struct MemSeries {
     if (open.samples() > 0 && open_mint < from) {
       keep.clear();
       Decode(View(open.bytes()), from, INT64_MAX, keep, bad);
-      open = detail::XorAppender();
+      open = detail::ChunkAppender(true);
       for (const Sample& x : keep) open.Append(x.t, x.v);
       if (!keep.empty()) open_mint = keep.front().t;
     }
@@ -497,7 +497,7 @@ Status TsdbImpl::Replay() {
         for (const detail::WalChunk& c : *chunks) {
           auto it = by_ref_.find(c.ref);
           if (it == by_ref_.end()) continue;
-          detail::XorIterator x(ByteView(c.bytes.data(), c.bytes.size()));
+          detail::ChunkIterator x(ByteView(c.bytes.data(), c.bytes.size()));
           while (x.Next()) replay_one(*it->second, x.t(), x.v());
           // The record's checksum held, so this is no torn write: count it, go on.
           if (!x.status().ok()) Bump(counters_.corrupt_chunks);

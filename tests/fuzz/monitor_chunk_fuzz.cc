@@ -1,10 +1,12 @@
 // Fuzzes the TSDB's chunk codecs. Block chunks (monitor/block_codec.h):
 // arbitrary bytes decoded within bounds, and decimal-looking series
-// round-tripped exactly. Gorilla chunks two ways. Decode: arbitrary bytes as a
-// chunk must be read within bounds, and end in a clean stop or a
-// kCorruption status. Round trip: the bytes as samples (a timestamp step
-// and 64 value bits each) encoded and decoded again must come back bit for
-// bit.
+// round-tripped exactly. Head chunks (monitor/chunk.h), Gorilla and
+// decimal. Decode: arbitrary bytes as a chunk must be read within bounds,
+// and end in a clean stop or a kCorruption status. Round trip: the bytes as
+// samples (a timestamp step and 64 value bits each) encoded and decoded
+// again must come back bit for bit; in a decimal chunk most values are
+// short decimals made from those bits, so that the chunk widens its
+// exponent and falls back to Gorilla where the fuzzer leads it.
 #include <bit>
 #include <cstddef>
 #include <cstdint>
@@ -21,13 +23,14 @@ using namespace qcloud::monitor::detail;
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   const ByteView in(reinterpret_cast<const std::byte*>(data + 1), size - 1);
-  if (data[0] % 4 == 2) {  // a block chunk (monitor/block_codec.h) from the bytes
+  const int mode = data[0] % 5;
+  if (mode == 2) {  // a block chunk (monitor/block_codec.h) from the bytes
     std::vector<qcloud::monitor::Sample> out;
     const Status s = DecodeBlockChunk(in, INT64_MIN, INT64_MAX, out);
     if (out.size() > 65535 || (!s.ok() && s.code() != Errc::kCorruption)) std::abort();
     return 0;
   }
-  if (data[0] % 4 == 3) {  // block chunk round trip: decimal-looking values, exactly back
+  if (mode == 3) {  // block chunk round trip: decimal-looking values, exactly back
     std::vector<qcloud::monitor::Sample> want;
     int64_t t = 0;
     for (size_t i = 0; i + 6 <= in.size() && want.size() < kMaxBlockChunkSamples; i += 6) {
@@ -47,8 +50,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     return 0;
   }
-  if (data[0] % 2 == 0) {
-    XorIterator it(in);
+  if (mode == 0) {
+    ChunkIterator it(in);
     size_t n = 0;
     while (it.Next()) {
       if (++n > 65535) std::abort();  // a count is 16 bits
@@ -56,7 +59,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (n < it.total() && it.status().ok()) std::abort();  // stopped early without saying why
     return 0;
   }
-  XorAppender a;
+  const bool decimal = mode == 4;
+  ChunkAppender a(decimal);
   std::vector<std::pair<int64_t, uint64_t>> want;
   int64_t t = 0;
   for (size_t i = 0; i + 12 <= in.size() && want.size() < kMaxChunkSamples; i += 12) {
@@ -65,10 +69,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::memcpy(&step, in.data() + i, 4);
     std::memcpy(&bits, in.data() + i + 4, 8);
     t += static_cast<int64_t>(step % 2 == 0 ? step : step >> 8);  // small steps and large ones
+    if (decimal && (bits & 7) != 0) {  // a short decimal: a mantissa and 0 .. 7 decimals
+      static constexpr double kScale[] = {1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e7};
+      bits = std::bit_cast<uint64_t>(static_cast<double>(static_cast<int32_t>(bits >> 16)) / kScale[(bits >> 3) & 7]);
+    }
     a.Append(t, std::bit_cast<double>(bits));
     want.push_back({t, bits});
   }
-  XorIterator it(ByteView(reinterpret_cast<const std::byte*>(a.bytes().data()), a.bytes().size()));
+  ChunkIterator it(ByteView(reinterpret_cast<const std::byte*>(a.bytes().data()), a.bytes().size()));
   for (const auto& [wt, wb] : want) {
     if (!it.Next() || it.t() != wt || it.v_bits() != wb) std::abort();
   }

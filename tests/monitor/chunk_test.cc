@@ -1,5 +1,6 @@
-// The Gorilla chunk codec: exact round trips of every kind of timestamp
-// step and value change, sizes on regular data, and bad chunks refused.
+// The chunk codecs (Gorilla and decimal chunks, block chunks): exact round
+// trips of every kind of timestamp step and value change, sizes on regular
+// data, and bad chunks refused.
 
 #include "monitor/block.h"
 #include "monitor/block_codec.h"
@@ -25,11 +26,12 @@ struct S {
   uint64_t bits;
 };
 
-std::vector<S> RoundTrip(const std::vector<std::pair<int64_t, double>>& in, size_t* bytes = nullptr) {
-  XorAppender a;
+std::vector<S> RoundTrip(const std::vector<std::pair<int64_t, double>>& in, size_t* bytes = nullptr,
+                         bool decimal = false) {
+  ChunkAppender a(decimal);
   for (auto [t, v] : in) a.Append(t, v);
   if (bytes) *bytes = a.bytes().size();
-  XorIterator it(ByteView(reinterpret_cast<const std::byte*>(a.bytes().data()), a.bytes().size()));
+  ChunkIterator it(ByteView(reinterpret_cast<const std::byte*>(a.bytes().data()), a.bytes().size()));
   std::vector<S> out;
   while (it.Next()) out.push_back({it.t(), it.v_bits()});
   CHECK(it.status().ok());
@@ -37,8 +39,8 @@ std::vector<S> RoundTrip(const std::vector<std::pair<int64_t, double>>& in, size
   return out;
 }
 
-void CheckSame(const std::vector<std::pair<int64_t, double>>& in) {
-  const auto out = RoundTrip(in);
+void CheckSame(const std::vector<std::pair<int64_t, double>>& in, bool decimal = false) {
+  const auto out = RoundTrip(in, nullptr, decimal);
   REQUIRE(out.size() == in.size());
   for (size_t i = 0; i < in.size(); ++i) {
     INFO("sample ", i);
@@ -104,21 +106,129 @@ TEST_CASE("monitor chunk regular scrapes cost under 2 bytes a sample") {
 }
 
 TEST_CASE("monitor chunk cut short or with a bad count is refused not read past") {
-  XorAppender a;
+  ChunkAppender a;
   for (int i = 0; i < 50; ++i) a.Append(i * 1000, i * 0.5);
   std::vector<uint8_t> b = a.bytes();
   for (size_t cut = 0; cut < b.size(); ++cut) {
-    XorIterator it(ByteView(reinterpret_cast<const std::byte*>(b.data()), cut));
+    ChunkIterator it(ByteView(reinterpret_cast<const std::byte*>(b.data()), cut));
     size_t n = 0;
     while (it.Next()) ++n;
     CHECK(n < 50);
     CHECK(it.status().code() == Errc::kCorruption);
   }
-  b[0] = 0xff;  // claims 65k samples
-  XorIterator it(ByteView(reinterpret_cast<const std::byte*>(b.data()), b.size()));
+  b[0] = 0x7f;  // claims 32k samples
+  ChunkIterator it(ByteView(reinterpret_cast<const std::byte*>(b.data()), b.size()));
   size_t n = 0;
   while (it.Next()) ++n;
   CHECK(n >= 50);
+  CHECK(it.status().code() == Errc::kCorruption);
+}
+
+TEST_CASE("monitor decimal chunks round trip exactly and widen or fall back to Gorilla") {
+  SUBCASE("the random series above, every one in both kinds") {
+    std::mt19937_64 rng(11);
+    for (int round = 0; round < 300; ++round) {
+      std::vector<std::pair<int64_t, double>> in;
+      int64_t t = static_cast<int64_t>(rng() % 2000000000000);
+      double v = static_cast<double>(rng() % 1000) / 100;
+      const size_t n = 1 + rng() % kMaxChunkSamples;
+      const int odd_every = 1 + static_cast<int>(rng() % 200);  // how often a value is no short decimal
+      for (size_t i = 0; i < n; ++i) {
+        switch (rng() % 6) {
+          case 0: v += static_cast<double>(rng() % 6000) / 100; break;  // cpu seconds
+          case 1: v = static_cast<double>(rng() % 100000) / 1000; break;  // a gauge with 3 decimals
+          case 2: v = -static_cast<double>(rng() % (uint64_t{1} << 52)); break;
+          case 3: v += 1; break;
+          default: break;
+        }
+        if (static_cast<int>(rng() % static_cast<uint64_t>(odd_every)) == 0) v = std::bit_cast<double>(rng());
+        in.push_back({t, v});
+        t += (rng() % 3 == 0) ? static_cast<int64_t>(rng() % 100000) : 15000;
+      }
+      CheckSame(in, true);
+      CheckSame(in, false);
+    }
+  }
+  SUBCASE("an exponent that grows, then a value that is no decimal") {
+    std::vector<std::pair<int64_t, double>> in = {{0, 1500}, {1, 1517}, {2, 0.5}, {3, 0.25}, {4, 12.125}, {5, -3}};
+    ChunkAppender a(true);
+    for (auto [t, v] : in) a.Append(t, v);
+    CHECK(a.decimal());
+    CHECK(a.bytes()[2] == 3);  // E: 12.125 needs three decimals
+    CheckSame(in, true);
+    for (double odd : {std::numeric_limits<double>::quiet_NaN(), -0.0, 1e300, 0.1 + 0.2, 1.0 / 3, 9007199254740993.0 * 4}) {
+      INFO("odd value ", odd);
+      auto with = in;
+      with.push_back({6, odd});
+      with.push_back({7, 4});
+      ChunkAppender b(true);
+      for (auto [t, v] : with) b.Append(t, v);
+      CHECK_FALSE(b.decimal());
+      CheckSame(with, true);
+    }
+  }
+  SUBCASE("a chunk that starts with no decimal stays Gorilla") {
+    ChunkAppender a(true);
+    a.Append(0, 1.0 / 3);
+    a.Append(1, 2);
+    CHECK_FALSE(a.decimal());
+    CheckSame({{0, 1.0 / 3}, {1, 2}, {2, 2.5}}, true);
+  }
+  SUBCASE("mantissa deltas in every bucket and on their edges") {
+    std::vector<std::pair<int64_t, double>> in;
+    int64_t m = 0, d = 0;
+    int64_t t = 0;
+    for (int64_t dod : std::initializer_list<int64_t>{0, 1, -1, 127, -128, 128, -129, 4095, -4096, 4096, 131071, -131072, 131072, 134217727,
+                        -134217728, 134217728, int64_t{1} << 50, -(int64_t{1} << 51), 0, 0}) {
+      d += dod;
+      m += d;
+      if (m >= (int64_t{1} << 53) || m <= -(int64_t{1} << 53)) {
+        m = 0;
+        d = 0;
+      }
+      in.push_back({t, static_cast<double>(m) / 100});
+      t += 15000;
+    }
+    CheckSame(in, true);
+  }
+}
+
+TEST_CASE("monitor decimal chunks are smaller than Gorilla ones for counters and short gauges") {
+  std::vector<std::pair<int64_t, double>> cpu, load;
+  std::mt19937_64 rng(5);
+  uint64_t ticks = 12345678;
+  double l = 0;
+  for (size_t i = 0; i < kMaxChunkSamples; ++i) {
+    const int64_t t = 1700000000000 + static_cast<int64_t>(i) * 15000;
+    ticks += 1400 + rng() % 200;
+    l = static_cast<double>(rng() % 400) / 100;  // a load average: 0.00 .. 3.99
+    cpu.push_back({t, static_cast<double>(ticks) / 100});  // as node_exporter reads cpu seconds
+    load.push_back({t, l});
+  }
+  for (const auto* series : {&cpu, &load}) {
+    size_t gorilla = 0, decimal = 0;
+    RoundTrip(*series, &gorilla, false);
+    RoundTrip(*series, &decimal, true);
+    MESSAGE("120 samples: Gorilla ", gorilla, " bytes, decimal ", decimal);
+    CHECK(decimal * 2 < gorilla);
+  }
+}
+
+TEST_CASE("monitor decimal chunk cut short or with a bad exponent is refused not read past") {
+  ChunkAppender a(true);
+  for (int i = 0; i < 50; ++i) a.Append(i * 1000, i * 0.5 + (i % 3) * 100);
+  REQUIRE(a.decimal());
+  std::vector<uint8_t> b = a.bytes();
+  for (size_t cut = 0; cut < b.size(); ++cut) {
+    ChunkIterator it(ByteView(reinterpret_cast<const std::byte*>(b.data()), cut));
+    size_t n = 0;
+    while (it.Next()) ++n;
+    CHECK(n < 50);
+    CHECK(it.status().code() == Errc::kCorruption);
+  }
+  b[2] = 18;  // no decimal chunk has E past 17
+  ChunkIterator it(ByteView(reinterpret_cast<const std::byte*>(b.data()), b.size()));
+  CHECK_FALSE(it.Next());
   CHECK(it.status().code() == Errc::kCorruption);
 }
 

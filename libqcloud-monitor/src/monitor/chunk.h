@@ -1,21 +1,33 @@
 #pragma once
 
-// Compressed chunks of one series' samples: Gorilla's encoding (Pelkonen
-// et al., VLDB 2015) as Prometheus uses it. Timestamps: the first as a
-// zigzag varint, the second as a varint delta, then delta-of-deltas in
-// prefix-coded buckets ('0'; '10' + 14 bits; '110' + 17; '1110' + 20;
-// '1111' + 64). Values: the first as 64 raw bits, then the XOR with the
-// previous value: '0' when equal; '10' + the meaningful bits when they fit
-// the previous leading/trailing-zero window; '11' + 5 bits of leading zeros
-// + 6 bits of length (0 = 64) + the bits otherwise.
+// Compressed chunks of one series' samples, of two kinds
+// (docs/notes/monitor-format.md, "Chunks"):
 //
-// Layout: a 2-byte big-endian sample count, then the bit stream. A chunk
-// is disk and network input (blocks, the WAL's chunk records): the
-// iterator checks every read against the end and reports a bad chunk
+// Gorilla (Pelkonen et al., VLDB 2015) as Prometheus uses it. Timestamps:
+// the first as a zigzag varint, the second as a varint delta, then
+// delta-of-deltas in prefix-coded buckets ('0'; '10' + 14 bits; '110' + 17;
+// '1110' + 20; '1111' + 64). Values: the first as 64 raw bits, then the XOR
+// with the previous value: '0' when equal; '10' + the meaningful bits when
+// they fit the previous leading/trailing-zero window; '11' + 5 bits of
+// leading zeros + 6 bits of length (0 = 64) + the bits otherwise. Layout: a
+// 2-byte big-endian sample count (below 0x8000), then the bit stream.
+//
+// Decimal: the values monitoring data is mostly made of (integers, 12.47)
+// as integer mantissas m with one exponent E per chunk, v = m / 10^E bit
+// for bit. Timestamps as above; values: the first mantissa as a zigzag
+// varint, then the zigzag delta-of-delta of the mantissas: '0' when 0;
+// '10' + 8 bits; '110' + 13; '1110' + 18; '11110' + 28; '11111' + 64.
+// Layout: 2 bytes big-endian, 0x8000 | the sample count; u8 E (0..17); the
+// bit stream. A counter or a two-decimal gauge costs 1-3 bytes a sample
+// here against 3-6 in Gorilla's XOR.
+//
+// A chunk is disk and network input (blocks, the WAL's chunk records):
+// the iterator checks every read against the end and reports a bad chunk
 // instead of reading past it.
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -25,17 +37,35 @@
 namespace qcloud::monitor::detail {
 
 inline constexpr size_t kMaxChunkSamples = 120;  // a chunk is closed after this many
+inline constexpr int kMaxDecimalExp = 22;  // of 10^E as a double, exactly
 
-class XorAppender {
+// Decimals, shared with the block codec (monitor/block_codec.h).
+// v from its mantissa: m / 10^e (e >= 0) or m * 10^-e.
+double FromMantissa(int64_t m, int e) noexcept;
+// The m with FromMantissa(m, e) == v bit for bit, when there is one below 2^53.
+bool ToMantissa(double v, int e, int64_t& m) noexcept;
+// The smallest exponent that writes v exactly, -22 .. 17 (e < 0 for an
+// integer with trailing zeros: 1.5e9 is 15 * 10^8), or nothing (NaN, -0, 1/3).
+std::optional<int> ExponentOf(double v) noexcept;
+
+class ChunkAppender {
  public:
-  XorAppender();
+  // `decimal`: a decimal chunk while every value is an exact short decimal,
+  // encoded again with a larger exponent, or as Gorilla, when a value is
+  // not (at most 18 times a chunk; a chunk holds at most 0x7fff samples).
+  // Otherwise always Gorilla.
+  explicit ChunkAppender(bool decimal = false);
   // Timestamps must not decrease (the head checks).
   void Append(int64_t t, double v);
   size_t samples() const noexcept { return count_; }
+  bool decimal() const noexcept { return decimal_; }
   // The encoded chunk, header included.
   const std::vector<uint8_t>& bytes() const noexcept { return bytes_; }
 
  private:
+  void Reset(bool decimal, int e);
+  void Put(int64_t t, double v, int64_t m);
+  void Widen(int64_t t, double v);
   void WriteBit(bool bit) {
     if (bit_pos_ == 8) {
       bytes_.push_back(0);
@@ -48,18 +78,22 @@ class XorAppender {
   void WriteVarint(uint64_t v);
 
   std::vector<uint8_t> bytes_;
+  bool try_decimal_ = false;
+  bool decimal_ = false;
+  int exp_ = 0;
   int bit_pos_ = 8;  // bits used in the last byte (8 = full: the next bit starts a byte)
   size_t count_ = 0;
   int64_t t_ = 0;
   int64_t delta_ = 0;
   uint64_t v_ = 0;
+  uint64_t m_ = 0, mdelta_ = 0;  // decimal: the last mantissa and its delta (wrapping)
   int leading_ = 0xff;  // of the last XOR window; 0xff = none yet
   int trailing_ = 0;
 };
 
-class XorIterator {
+class ChunkIterator {
  public:
-  explicit XorIterator(ByteView chunk) noexcept;
+  explicit ChunkIterator(ByteView chunk) noexcept;
   // Moves to the next sample; false at the end or on a bad chunk (status()).
   bool Next() noexcept;
   int64_t t() const noexcept { return t_; }
@@ -77,7 +111,10 @@ class XorIterator {
 
   const uint8_t* data_;
   size_t size_;
-  size_t bit_ = 16;  // position in bits (after the count)
+  size_t bit_ = 16;  // position in bits (after the header)
+  bool decimal_ = false;
+  int exp_ = 0;
+  uint64_t m_ = 0, mdelta_ = 0;
   size_t total_ = 0;
   size_t read_ = 0;
   int64_t t_ = 0;

@@ -10,9 +10,11 @@
 //   type 1, series:  varint n, then n x (varint ref, varint k, k x (name, value)
 //                    as varint-length-prefixed bytes)
 //   type 2, samples: varint n, then n x (varint ref, zigzag varint t, u64 value bits)
-//   type 3, chunks:  varint n, then n x (varint ref, varint length, a Gorilla
-//                    chunk as monitor/chunk.h writes it): a checkpoint's
-//                    copy of the head, ~1.4 bytes a sample instead of ~17
+//   type 3, chunks:  varint n, then n x (varint ref, varint length, a chunk
+//                    as monitor/chunk.h writes it, Gorilla or decimal): a
+//                    checkpoint's copy of the head, ~2.4 bytes a sample
+//                    instead of ~17 (builds before decimal chunks cannot
+//                    read a log that has them: no downgrade)
 //
 // A record is written with one write(2) and acknowledged after it (and
 // after fdatasync with sync_wal). Replay reads records until the end or
@@ -67,7 +69,7 @@ Result<Record> DecodeRecord(ByteView in);
 // The payloads; kCorruption when malformed (labels are validated again).
 Result<std::vector<WalSeries>> DecodeSeries(ByteView payload);
 Result<std::vector<WalSample>> DecodeSamples(ByteView payload);
-// The chunks' bytes are not checked here: XorIterator checks them as it reads.
+// The chunks' bytes are not checked here: ChunkIterator checks them as it reads.
 Result<std::vector<WalChunk>> DecodeChunks(ByteView payload);
 
 }  // namespace qcloud::monitor::detail
