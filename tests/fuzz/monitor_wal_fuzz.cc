@@ -47,7 +47,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       auto chunks = DecodeChunks(in);
       if (!chunks.ok()) return 0;
       for (const WalChunk& c : *chunks) {
-        XorIterator it(ByteView(c.bytes.data(), c.bytes.size()));
+        ChunkIterator it(ByteView(c.bytes.data(), c.bytes.size()));
         size_t n = 0;
         while (it.Next()) ++n;
         if (n > 65535) std::abort();
