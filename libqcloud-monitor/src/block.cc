@@ -83,16 +83,16 @@ Result<BlockIndex> DecodeBlockIndex(ByteView index, int64_t block_mint, uint64_t
   auto n = r.ReadVarint64();
   if (!n || *n > index.size()) return Bad("series count");
   BlockIndex out;
-  out.series.reserve(*n);
+  std::vector<LabelsPtr> labels_of;
+  labels_of.reserve(*n);
+  out.chunk_begin.reserve(*n + 1);
   for (uint64_t i = 0; i < *n; ++i) {
     std::optional<Labels> labels = DecodeLabels(r);
     if (!labels || labels->empty()) return Bad("invalid labels");
     auto c = r.ReadVarint64();
     if (!c || *c > r.remaining()) return Bad("chunk count");
     if (out.chunks.size() + *c > UINT32_MAX) return Bad("chunk count");
-    BlockSeries s{.labels = std::make_shared<const Labels>(std::move(*labels)),
-                  .first_chunk = static_cast<uint32_t>(out.chunks.size()),
-                  .chunk_count = static_cast<uint32_t>(*c)};
+    labels_of.push_back(std::make_shared<const Labels>(std::move(*labels)));
     for (uint64_t j = 0; j < *c; ++j) {
       auto dmin = r.ReadVarint64();
       auto span = r.ReadVarint64();
@@ -103,9 +103,10 @@ Result<BlockIndex> DecodeBlockIndex(ByteView index, int64_t block_mint, uint64_t
       const int64_t cmin = block_mint + static_cast<int64_t>(*dmin);
       out.chunks.push_back({.mint = cmin, .maxt = cmin + static_cast<int64_t>(*span), .offset = *off});
     }
-    out.series.push_back(std::move(s));
+    out.chunk_begin.push_back(static_cast<uint32_t>(out.chunks.size()));
   }
   if (!r.empty()) return Bad("bytes after the index");
+  out.labels = std::make_shared<const std::vector<LabelsPtr>>(std::move(labels_of));
   out.chunks.shrink_to_fit();  // kept for the block's life: no growth slack
   return out;
 }

@@ -223,15 +223,15 @@ Result<std::vector<uint64_t>> MatchPostings(const P& postings, std::span<const M
   return ids;
 }
 
-// A block on disk with its index in memory.
+// A block on disk with its index in memory. Blocks with the very same
+// series (most of them: a series lives for days) share one label list and
+// one set of postings.
 struct LoadedBlock {
   std::unique_ptr<detail::BlockReader> reader;
-  FlatPostings postings;
+  std::shared_ptr<const FlatPostings> postings;
   uint64_t samples = 0;
 };
 
-// One copy of each label set for the head and all blocks: a series in the
-// head and in a day of blocks costs one set, not one per block.
 class LabelSets {
  public:
   // The equal set already held, or `labels` now held.
@@ -258,28 +258,42 @@ class LabelSets {
   std::unordered_multimap<uint64_t, LabelsPtr> sets_;  // by Labels::Hash()
 };
 
-// A block opened: its label sets swapped for the shared ones, its postings.
-LoadedBlock Load(std::unique_ptr<detail::BlockReader> reader, LabelSets& sets) {
+// A block opened: its label sets swapped for the shared ones, and its label
+// list and postings those of a block in `others` with the same series, or
+// built.
+LoadedBlock Load(std::unique_ptr<detail::BlockReader> reader, LabelSets& sets, const std::vector<LoadedBlock>& others) {
   LoadedBlock b;
   b.reader = std::move(reader);
-  auto& series = b.reader->mutable_series();
-  std::map<std::string_view, std::map<std::string_view, std::vector<uint32_t>>> postings;
-  for (uint32_t id = 0; id < series.size(); ++id) {
-    series[id].labels = sets.Intern(std::move(series[id].labels));
-    for (const Label& l : series[id].labels->pairs()) postings[l.name][l.value].push_back(id);
-  }
-  for (auto& [name, values] : postings) {
-    for (auto& [value, ids] : values) {
-      b.postings.entries.push_back({.name = name,
-                                    .value = value,
-                                    .begin = static_cast<uint32_t>(b.postings.ids.size()),
-                                    .count = static_cast<uint32_t>(ids.size())});
-      b.postings.ids.insert(b.postings.ids.end(), ids.begin(), ids.end());
+  b.samples = b.reader->samples();
+  const std::vector<LabelsPtr>& read = *b.reader->label_list();
+  std::vector<LabelsPtr> interned;
+  interned.reserve(read.size());
+  for (const LabelsPtr& l : read) interned.push_back(sets.Intern(l));
+  for (const LoadedBlock& o : others) {
+    if (o.reader && *o.reader->label_list() == interned) {  // the same pointers: the same sets
+      b.reader->ShareLabels(o.reader->label_list());
+      b.postings = o.postings;
+      return b;
     }
   }
-  b.postings.entries.shrink_to_fit();
-  b.postings.ids.shrink_to_fit();
-  b.samples = b.reader->samples();
+  b.reader->ShareLabels(std::make_shared<const std::vector<LabelsPtr>>(std::move(interned)));
+  std::map<std::string_view, std::map<std::string_view, std::vector<uint32_t>>> postings;
+  for (uint32_t id = 0; id < b.reader->series_count(); ++id) {
+    for (const Label& l : b.reader->labels(id)->pairs()) postings[l.name][l.value].push_back(id);
+  }
+  auto flat = std::make_shared<FlatPostings>();
+  for (auto& [name, values] : postings) {
+    for (auto& [value, ids] : values) {
+      flat->entries.push_back({.name = name,
+                               .value = value,
+                               .begin = static_cast<uint32_t>(flat->ids.size()),
+                               .count = static_cast<uint32_t>(ids.size())});
+      flat->ids.insert(flat->ids.end(), ids.begin(), ids.end());
+    }
+  }
+  flat->entries.shrink_to_fit();
+  flat->ids.shrink_to_fit();
+  b.postings = std::move(flat);
   return b;
 }
 
@@ -734,18 +748,16 @@ Result<std::map<Labels, std::vector<Sample>>> TsdbImpl::CollectLocked(std::span<
   std::map<Labels, std::vector<Sample>> out;
   for (const LoadedBlock& b : blocks_) {
     if (b.reader->maxt() <= mint || b.reader->mint() > maxt) continue;
-    const auto& series = b.reader->series();
     QCLOUD_ASSIGN_OR_RETURN(std::vector<uint64_t> ids,
-                            MatchPostings(b.postings, matchers, [&](uint64_t id) -> const Labels& {
-                              return *series[id].labels;
+                            MatchPostings(*b.postings, matchers, [&](uint64_t id) -> const Labels& {
+                              return *b.reader->labels(id);
                             }));
     for (uint64_t id : ids) {
-      const detail::BlockSeries& bs = series[id];
       std::vector<Sample>* dst = nullptr;
-      for (const detail::ChunkRef& ref : b.reader->chunks(bs)) {
+      for (const detail::ChunkRef& ref : b.reader->chunks(id)) {
         if (ref.maxt < mint || ref.mint > maxt) continue;
         if (first_only && dst != nullptr && !dst->empty()) break;
-        if (!dst) dst = &out[*bs.labels];
+        if (!dst) dst = &out[*b.reader->labels(id)];
         const size_t before = dst->size();
         if (!b.reader->ReadSamples(ref, mint, maxt, *dst).ok()) {
           dst->resize(before);
@@ -791,7 +803,7 @@ std::vector<std::string> TsdbImpl::LabelNames() {
   for (const auto& [name, values] : postings_) names.insert(name);
   for (const LoadedBlock& b : blocks_) {
     std::string_view last;
-    for (const FlatPostings::Entry& e : b.postings.entries) {
+    for (const FlatPostings::Entry& e : b.postings->entries) {
       if (e.name != last) names.emplace(e.name);
       last = e.name;
     }
@@ -804,7 +816,7 @@ std::vector<std::string> TsdbImpl::LabelValues(std::string_view name) {
   std::set<std::string> values;
   auto add = [&](const auto& p) { ForEachValue(p, name, [&](std::string_view v, auto) { values.emplace(v); }); };
   add(postings_);
-  for (const LoadedBlock& b : blocks_) add(b.postings);
+  for (const LoadedBlock& b : blocks_) add(*b.postings);
   return {values.begin(), values.end()};
 }
 
@@ -826,7 +838,7 @@ Status TsdbImpl::LoadBlocks() {
       continue;
     }
     head_mint_ = std::max(head_mint_, (*reader)->maxt());
-    blocks_.push_back(Load(std::move(reader).value(), label_sets_));
+    blocks_.push_back(Load(std::move(reader).value(), label_sets_, blocks_));
   }
   // A merge that crashed after writing its block but before removing its
   // sources leaves both: the sources (inside another block's range) go.
@@ -896,16 +908,16 @@ Status TsdbImpl::MergeWindow(int64_t start, int64_t end, const std::vector<const
   for (;;) {
     LabelsPtr next;
     for (size_t k = 0; k < sources.size(); ++k) {
-      if (at[k] < sources[k]->series().size() && (next == nullptr || *sources[k]->series()[at[k]].labels < *next)) {
-        next = sources[k]->series()[at[k]].labels;
+      if (at[k] < sources[k]->series_count() && (next == nullptr || *sources[k]->labels(at[k]) < *next)) {
+        next = sources[k]->labels(at[k]);
       }
     }
     if (next == nullptr) break;
     all.clear();
     const LabelsPtr labels = next;
     for (size_t k = 0; k < sources.size(); ++k) {
-      if (at[k] >= sources[k]->series().size() || !(*sources[k]->series()[at[k]].labels == *labels)) continue;
-      for (const detail::ChunkRef& ref : sources[k]->chunks(sources[k]->series()[at[k]])) {
+      if (at[k] >= sources[k]->series_count() || !(*sources[k]->labels(at[k]) == *labels)) continue;
+      for (const detail::ChunkRef& ref : sources[k]->chunks(at[k])) {
         QCLOUD_RETURN_IF_ERROR(sources[k]->ReadSamples(ref, INT64_MIN, INT64_MAX, all));
       }
       ++at[k];
@@ -926,7 +938,7 @@ Status TsdbImpl::MergeWindow(int64_t start, int64_t end, const std::vector<const
   (void)bytes;
   QCLOUD_ASSIGN_OR_RETURN(auto reader,
                           detail::BlockReader::Open(*env_, JoinPath(blocks_dir_, detail::BlockFileName(start, end))));
-  LoadedBlock merged = Load(std::move(reader), label_sets_);
+  LoadedBlock merged = Load(std::move(reader), label_sets_, blocks_);  // blocks_ changes only under compact_mu_, held
   std::vector<std::string> gone;
   {
     std::unique_lock lock(mu_);
@@ -1006,7 +1018,7 @@ Status TsdbImpl::CutBlock(int64_t start, int64_t end) {
     (void)bytes;
     QCLOUD_ASSIGN_OR_RETURN(auto reader,
                             detail::BlockReader::Open(*env_, JoinPath(blocks_dir_, detail::BlockFileName(start, end))));
-    block = Load(std::move(reader), label_sets_);
+    block = Load(std::move(reader), label_sets_, blocks_);  // blocks_ changes only under compact_mu_, held
   }
   // Now the block answers for [start, end): the head lets go of it (with
   // appends held: they keep pointers to series, some of which go).

@@ -60,8 +60,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   auto reader = BlockReader::Open(env, "/b.qtb");
   if (!reader.ok()) return 0;
-  for (const BlockSeries& s : (*reader)->series()) {
-    for (const ChunkRef& ref : (*reader)->chunks(s)) {
+  for (size_t i = 0; i < (*reader)->series_count(); ++i) {
+    for (const ChunkRef& ref : (*reader)->chunks(i)) {
       std::vector<qcloud::monitor::Sample> out;
       (void)(*reader)->ReadSamples(ref, INT64_MIN, INT64_MAX, out);
       if (out.size() > 65535) std::abort();

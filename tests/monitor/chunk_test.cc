@@ -327,14 +327,14 @@ TEST_CASE("monitor blocks of version 3 compress the index and version 2 ones are
   auto b = REQUIRE_VALUE(BlockReader::Open(env, "/v3/" + name));
   CHECK(a->version() == 2);
   CHECK(b->version() == 3);
-  REQUIRE(a->series().size() == 300);
-  REQUIRE(b->series().size() == 300);
+  REQUIRE(a->series_count() == 300);
+  REQUIRE(b->series_count() == 300);
   for (size_t i = 0; i < 300; ++i) {
-    CHECK(*a->series()[i].labels == *series[i].labels);
-    CHECK(*b->series()[i].labels == *series[i].labels);
+    CHECK(*a->labels(i) == *series[i].labels);
+    CHECK(*b->labels(i) == *series[i].labels);
     std::vector<Sample> x, y;
-    REQUIRE_OK(a->ReadSamples(a->chunks(a->series()[i])[0], INT64_MIN, INT64_MAX, x));
-    REQUIRE_OK(b->ReadSamples(b->chunks(b->series()[i])[0], INT64_MIN, INT64_MAX, y));
+    REQUIRE_OK(a->ReadSamples(a->chunks(i)[0], INT64_MIN, INT64_MAX, x));
+    REQUIRE_OK(b->ReadSamples(b->chunks(i)[0], INT64_MIN, INT64_MAX, y));
     CHECK(x.size() == 120);
     CHECK(x == y);
   }

@@ -49,15 +49,13 @@ struct ChunkRef {
 // (the Tsdb keeps one copy of each; monitor/tsdb.cc).
 using LabelsPtr = std::shared_ptr<const Labels>;
 
-// A series of a block: its labels and its chunks, [first_chunk,
-// first_chunk + chunk_count) of the block's chunk references.
-struct BlockSeries {
-  LabelsPtr labels;
-  uint32_t first_chunk = 0;
-  uint32_t chunk_count = 0;
-};
+// A block's index in memory: per series (in the block's order, by labels)
+// its labels, and its chunks [chunk_begin[i], chunk_begin[i + 1]) of
+// `chunks`. The label list is shared: blocks with the very same series
+// hold one list between them (the Tsdb swaps it in; monitor/tsdb.cc).
 struct BlockIndex {
-  std::vector<BlockSeries> series;
+  std::shared_ptr<const std::vector<LabelsPtr>> labels;
+  std::vector<uint32_t> chunk_begin{0};  // series count + 1
   std::vector<ChunkRef> chunks;
 };
 
@@ -94,11 +92,15 @@ class BlockReader {
   const std::string& path() const noexcept { return path_; }
   uint64_t size() const noexcept { return size_; }
   uint64_t samples() const noexcept { return samples_; }
-  const std::vector<BlockSeries>& series() const noexcept { return index_.series; }
-  // The owner may swap a series' labels for an equal shared copy.
-  std::vector<BlockSeries>& mutable_series() noexcept { return index_.series; }
-  std::span<const ChunkRef> chunks(const BlockSeries& s) const noexcept {
-    return std::span<const ChunkRef>(index_.chunks).subspan(s.first_chunk, s.chunk_count);
+  size_t series_count() const noexcept { return index_.chunk_begin.size() - 1; }
+  const LabelsPtr& labels(size_t i) const noexcept { return (*index_.labels)[i]; }
+  const std::shared_ptr<const std::vector<LabelsPtr>>& label_list() const noexcept { return index_.labels; }
+  // The owner may swap the label list for an equal one: the same sets in
+  // the same order, shared with the head and other blocks.
+  void ShareLabels(std::shared_ptr<const std::vector<LabelsPtr>> labels) noexcept { index_.labels = std::move(labels); }
+  std::span<const ChunkRef> chunks(size_t i) const noexcept {
+    return std::span<const ChunkRef>(index_.chunks)
+        .subspan(index_.chunk_begin[i], index_.chunk_begin[i + 1] - index_.chunk_begin[i]);
   }
   uint32_t version() const noexcept { return version_; }
   // One chunk's bytes, checksum verified (kCorruption otherwise).
