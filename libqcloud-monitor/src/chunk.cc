@@ -87,10 +87,7 @@ void ChunkAppender::WriteBits(uint64_t value, int n) {
   // Up to a byte at a time: fill the last byte's free bits, then whole bytes.
   if (n < 64) value &= (uint64_t{1} << n) - 1;
   while (n > 0) {
-    if (bit_pos_ == 8) {
-      bytes_.push_back(0);
-      bit_pos_ = 0;
-    }
+    if (bit_pos_ == 8) NextByte();
     const int room = 8 - bit_pos_;
     const int take = n < room ? n : room;
     const auto part = static_cast<uint8_t>((value >> (n - take)) & ((1u << take) - 1));

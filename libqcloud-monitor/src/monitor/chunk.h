@@ -25,6 +25,7 @@
 // the iterator checks every read against the end and reports a bad chunk
 // instead of reading past it.
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -66,11 +67,16 @@ class ChunkAppender {
   void Reset(bool decimal, int e);
   void Put(int64_t t, double v, int64_t m);
   void Widen(int64_t t, double v);
+  // A new last byte. The head keeps a chunk per series open for hours:
+  // its bytes grow by a quarter (at least 32), not double, so that the
+  // unused tail stays small.
+  void NextByte() {
+    if (bytes_.size() == bytes_.capacity()) bytes_.reserve(bytes_.capacity() + std::max<size_t>(32, bytes_.capacity() / 4));
+    bytes_.push_back(0);
+    bit_pos_ = 0;
+  }
   void WriteBit(bool bit) {
-    if (bit_pos_ == 8) {
-      bytes_.push_back(0);
-      bit_pos_ = 0;
-    }
+    if (bit_pos_ == 8) NextByte();
     if (bit) bytes_.back() |= static_cast<uint8_t>(0x80 >> bit_pos_);
     ++bit_pos_;
   }
