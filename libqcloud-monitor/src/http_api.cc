@@ -18,7 +18,7 @@ namespace {
 using detail::JsonString;
 using Params = std::vector<std::pair<std::string, std::string>>;
 
-void JsonLabels(std::string& out, const Labels& l) { detail::JsonPairs(out, l.pairs()); }
+void JsonLabels(std::string& out, const Labels& l) { detail::JsonPairs(out, l); }
 
 void JsonPoint(std::string& out, const Point& p) {
   out += '[';
@@ -235,7 +235,7 @@ HttpResponse HttpApi::Handle(const HttpRequest& req) {
       } else {
         std::set<std::string> names;
         for (const auto& [l, _] : found)
-          for (const Label& p : l.pairs()) names.insert(p.name);
+          for (LabelView p : l.pairs()) names.emplace(p.name);
         for (const std::string& n : names) item(n);
       }
     } else {

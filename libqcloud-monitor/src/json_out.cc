@@ -28,6 +28,19 @@ void JsonString(std::string& out, std::string_view s) {
   out += '"';
 }
 
+void JsonPairs(std::string& out, const Labels& labels) {
+  out += '{';
+  bool first = true;
+  for (LabelView l : labels.pairs()) {
+    if (!first) out += ',';
+    first = false;
+    JsonString(out, l.name);
+    out += ':';
+    JsonString(out, l.value);
+  }
+  out += '}';
+}
+
 void JsonPairs(std::string& out, const std::vector<Label>& pairs) {
   out += '{';
   for (size_t i = 0; i < pairs.size(); ++i) {

@@ -93,16 +93,98 @@ Result<Labels> Labels::FromPairs(std::vector<Label> pairs) {
       name != pairs.end() && !ValidMetricName(name->value)) {
     return InvalidArgument(fmt::format("invalid metric name \"{}\"", name->value.substr(0, 64)));
   }
-  return Labels(std::move(pairs));
+  std::vector<LabelView> views;
+  views.reserve(pairs.size());
+  for (const Label& l : pairs) views.push_back({l.name, l.value});
+  return Labels(views);
 }
 
-Labels::Labels(std::vector<Label> pairs) {
-  if (!pairs.empty()) pairs_ = std::make_shared<const std::vector<Label>>(std::move(pairs));
+namespace {
+
+constexpr size_t kRepHeader = 6;  // u32 size, u16 n
+
+uint16_t U16(const char* p) noexcept {
+  uint16_t v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
 }
 
-const std::vector<Label>& Labels::NoPairs() noexcept {
-  static const std::vector<Label> none;
-  return none;
+}  // namespace
+
+Labels::Labels(const std::vector<LabelView>& pairs) {
+  if (pairs.empty()) return;
+  size_t bytes = kRepHeader + 4 * pairs.size();
+  for (const LabelView& l : pairs) bytes += l.name.size() + l.value.size();
+  auto rep = std::make_shared_for_overwrite<char[]>(bytes);
+  char* p = rep.get();
+  const auto total = static_cast<uint32_t>(bytes);
+  const auto n = static_cast<uint16_t>(pairs.size());
+  std::memcpy(p, &total, 4);
+  std::memcpy(p + 4, &n, 2);
+  char* lens = p + kRepHeader;
+  char* chars = lens + 4 * pairs.size();
+  for (const LabelView& l : pairs) {
+    const auto nl = static_cast<uint16_t>(l.name.size());
+    const auto vl = static_cast<uint16_t>(l.value.size());
+    std::memcpy(lens, &nl, 2);
+    std::memcpy(lens + 2, &vl, 2);
+    lens += 4;
+    std::memcpy(chars, l.name.data(), l.name.size());
+    chars += l.name.size();
+    std::memcpy(chars, l.value.data(), l.value.size());
+    chars += l.value.size();
+  }
+  rep_ = std::move(rep);
+}
+
+LabelView Labels::Iterator::operator*() const noexcept {
+  const uint16_t nl = U16(lens_), vl = U16(lens_ + 2);
+  return {std::string_view(chars_, nl), std::string_view(chars_ + nl, vl)};
+}
+
+Labels::Iterator& Labels::Iterator::operator++() noexcept {
+  chars_ += U16(lens_) + U16(lens_ + 2);
+  lens_ += 4;
+  ++i_;
+  return *this;
+}
+
+Labels::Iterator Labels::Pairs::begin() const noexcept {
+  if (rep_ == nullptr) return Iterator(nullptr, nullptr, 0);
+  return Iterator(rep_ + kRepHeader, rep_ + kRepHeader + 4 * n_, 0);
+}
+
+LabelView Labels::Pairs::operator[](size_t i) const noexcept {
+  Iterator it = begin();
+  while (i-- > 0) ++it;
+  return *it;
+}
+
+size_t Labels::size() const noexcept { return rep_ ? U16(rep_.get() + 4) : 0; }
+
+std::vector<Label> Labels::ToVector() const {
+  std::vector<Label> out;
+  out.reserve(size());
+  for (LabelView l : pairs()) out.push_back(l.ToLabel());
+  return out;
+}
+
+bool Labels::operator==(const Labels& o) const noexcept {
+  if (rep_ == o.rep_) return true;
+  if (!rep_ || !o.rep_) return false;
+  uint32_t a, b;
+  std::memcpy(&a, rep_.get(), 4);
+  std::memcpy(&b, o.rep_.get(), 4);
+  return a == b && std::memcmp(rep_.get(), o.rep_.get(), a) == 0;  // one encoding per set
+}
+
+std::strong_ordering Labels::operator<=>(const Labels& o) const noexcept {
+  const Pairs x = pairs(), y = o.pairs();
+  Iterator i = x.begin(), j = y.begin();
+  for (; i != x.end() && j != y.end(); ++i, ++j) {
+    if (auto c = *i <=> *j; c != 0) return c;
+  }
+  return x.size() <=> y.size();
 }
 
 Result<Labels> Labels::FromPairs(std::initializer_list<std::pair<std::string_view, std::string_view>> pairs) {
@@ -113,19 +195,21 @@ Result<Labels> Labels::FromPairs(std::initializer_list<std::pair<std::string_vie
 }
 
 std::string_view Labels::Get(std::string_view name) const noexcept {
-  const std::vector<Label>& p = pairs();
-  auto it = std::lower_bound(p.begin(), p.end(), name, [](const Label& l, std::string_view n) { return l.name < n; });
-  return it != p.end() && it->name == name ? std::string_view(it->value) : std::string_view();
+  for (LabelView l : pairs()) {
+    if (l.name == name) return l.value;
+    if (l.name > name) break;
+  }
+  return {};
 }
 
 uint64_t Labels::Hash() const noexcept {
   // The pairs flattened (name 0xff value 0xff ...): on the stack when small.
   char small[512];
   size_t n = 0;
-  for (const Label& l : pairs()) n += l.name.size() + l.value.size() + 2;
+  for (LabelView l : pairs()) n += l.name.size() + l.value.size() + 2;
   if (n <= sizeof small) {
     char* p = small;
-    for (const Label& l : pairs()) {
+    for (LabelView l : pairs()) {
       std::memcpy(p, l.name.data(), l.name.size());
       p += l.name.size();
       *p++ = '\xff';
@@ -136,7 +220,7 @@ uint64_t Labels::Hash() const noexcept {
     return Xxh3_64(ByteView(std::string_view(small, n)));
   }
   std::string flat;
-  for (const Label& l : pairs()) {
+  for (LabelView l : pairs()) {
     flat += l.name;
     flat += '\xff';
     flat += l.value;
@@ -149,7 +233,7 @@ std::string Labels::ToString() const {
   std::string out(metric_name());
   out += '{';
   bool first = true;
-  for (const Label& l : pairs()) {
+  for (LabelView l : pairs()) {
     if (l.name == kMetricNameLabel) continue;
     if (!first) out += ", ";
     first = false;
@@ -163,23 +247,27 @@ std::string Labels::ToString() const {
 }
 
 Labels Labels::Without(const std::vector<std::string>& names, bool drop_name) const {
-  auto dropped = [&](const Label& l) {
+  auto dropped = [&](LabelView l) {
     return (drop_name && l.name == kMetricNameLabel) || std::find(names.begin(), names.end(), l.name) != names.end();
   };
-  if (std::none_of(pairs().begin(), pairs().end(), dropped)) return *this;  // nothing dropped: share
-  std::vector<Label> out;
+  bool any = false;
+  for (LabelView l : pairs()) any = any || dropped(l);
+  if (!any) return *this;  // nothing dropped: share, no allocation
+  std::vector<LabelView> out;
   out.reserve(size());
-  std::copy_if(pairs().begin(), pairs().end(), std::back_inserter(out), [&](const Label& l) { return !dropped(l); });
-  return Labels(std::move(out));
+  for (LabelView l : pairs()) {
+    if (!dropped(l)) out.push_back(l);
+  }
+  return Labels(out);
 }
 
 Labels Labels::Only(const std::vector<std::string>& names) const {
-  std::vector<Label> out;
-  for (const Label& l : pairs()) {
+  std::vector<LabelView> out;
+  for (LabelView l : pairs()) {
     if (std::find(names.begin(), names.end(), l.name) != names.end()) out.push_back(l);
   }
   if (out.size() == size()) return *this;  // everything kept: share
-  return Labels(std::move(out));
+  return Labels(out);
 }
 
 }  // namespace qcloud::monitor

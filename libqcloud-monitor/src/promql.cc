@@ -757,7 +757,7 @@ std::optional<double> OverTime(const std::string& f, const std::vector<Sample>& 
 // The key of a label set for matching and grouping.
 std::string Key(const Labels& l) {
   std::string k;
-  for (const Label& p : l.pairs()) {
+  for (LabelView p : l.pairs()) {
     k += p.name;
     k += '\xff';
     k += p.value;

@@ -358,10 +358,10 @@ std::string EncodeRemoteWrite(std::span<const SeriesSamples> series) {
   prompb::WriteRequest req;
   for (const SeriesSamples& s : series) {
     prompb::TimeSeries* ts = req.add_timeseries();
-    for (const Label& l : s.labels.pairs()) {
+    for (LabelView l : s.labels.pairs()) {
       prompb::Label* pl = ts->add_labels();
-      pl->set_name(l.name);
-      pl->set_value(l.value);
+      pl->set_name(std::string(l.name));
+      pl->set_value(std::string(l.value));
     }
     for (const Sample& x : s.samples) {
       prompb::Sample* ps = ts->add_samples();

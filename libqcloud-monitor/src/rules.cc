@@ -75,8 +75,8 @@ std::vector<RuleEvaluation> RuleEngine::Evaluate() {
       std::vector<std::pair<Labels, double>> present;
       for (const SeriesPoints& s : res->series) {
         std::vector<Label> pairs;
-        for (const Label& l : s.labels.pairs()) {
-          if (l.name != kMetricNameLabel) pairs.push_back(l);
+        for (LabelView l : s.labels.pairs()) {
+          if (l.name != kMetricNameLabel) pairs.push_back(l.ToLabel());
         }
         const double v = s.points.empty() ? 0 : s.points[0].v;
         const Labels base = *Labels::FromPairs(pairs);

@@ -45,7 +45,7 @@ Result<Labelled> ApplyTargetLabels(const ScrapeTarget& t, std::string_view body,
   Labelled out;
   out.series.reserve(parsed->size());
   for (SeriesSamples& s : *parsed) {
-    const std::vector<Label>& exposed = s.labels.pairs();
+    const std::vector<Label> exposed = s.labels.ToVector();
     std::vector<Label> pairs = exposed;
     std::vector<Label> conflicts;  // exposed values of the target's label names
     for (const Label& tl : target) {

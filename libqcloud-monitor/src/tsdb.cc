@@ -279,7 +279,7 @@ LoadedBlock Load(std::unique_ptr<detail::BlockReader> reader, LabelSets& sets, c
   b.reader->ShareLabels(std::make_shared<const std::vector<LabelsPtr>>(std::move(interned)));
   std::map<std::string_view, std::map<std::string_view, std::vector<uint32_t>>> postings;
   for (uint32_t id = 0; id < b.reader->series_count(); ++id) {
-    for (const Label& l : b.reader->labels(id)->pairs()) postings[l.name][l.value].push_back(id);
+    for (LabelView l : b.reader->labels(id)->pairs()) postings[l.name][l.value].push_back(id);
   }
   auto flat = std::make_shared<FlatPostings>();
   for (auto& [name, values] : postings) {
@@ -549,8 +549,12 @@ MemSeries* TsdbImpl::InsertLocked(uint64_t ref, Labels labels) {
   s->labels = label_sets_.Intern(std::make_shared<const Labels>(std::move(labels)));
   MemSeries* raw = s.get();
   by_hash_[raw->labels->Hash()].push_back(raw);
-  for (const Label& l : raw->labels->pairs()) {
-    auto& refs = postings_[l.name][l.value];
+  for (LabelView l : raw->labels->pairs()) {
+    auto name = postings_.find(l.name);
+    if (name == postings_.end()) name = postings_.try_emplace(std::string(l.name)).first;
+    auto value = name->second.find(l.value);
+    if (value == name->second.end()) value = name->second.try_emplace(std::string(l.value)).first;
+    std::vector<uint64_t>& refs = value->second;
     // Refs arrive ascending, except at replay after a gap: keep the order.
     refs.insert(std::upper_bound(refs.begin(), refs.end(), ref), ref);
   }
@@ -1038,7 +1042,7 @@ Status TsdbImpl::CutBlock(int64_t start, int64_t end) {
     auto& same = by_hash_[s->labels->Hash()];
     std::erase(same, s);
     if (same.empty()) by_hash_.erase(s->labels->Hash());
-    for (const Label& l : s->labels->pairs()) {
+    for (LabelView l : s->labels->pairs()) {
       auto name = postings_.find(l.name);
       auto value = name->second.find(l.value);
       std::erase(value->second, ref);

@@ -24,10 +24,10 @@ template <typename Get>
 std::vector<Label> Common(const std::vector<Alert>& alerts, Get get) {
   if (alerts.empty()) return {};
   std::map<std::string, std::string> common;
-  for (const Label& l : get(alerts[0])) common[l.name] = l.value;
+  for (const Label& l : get(alerts[0])) common.insert_or_assign(l.name, l.value);
   for (size_t i = 1; i < alerts.size(); ++i) {
     std::map<std::string, std::string> mine;
-    for (const Label& l : get(alerts[i])) mine[l.name] = l.value;
+    for (const Label& l : get(alerts[i])) mine.insert_or_assign(l.name, l.value);
     std::erase_if(common, [&](const auto& kv) {
       auto it = mine.find(kv.first);
       return it == mine.end() || it->second != kv.second;
@@ -50,7 +50,7 @@ std::string AlertFingerprint(const Labels& labels) {
     h ^= 0xff;
     h *= 1099511628211ULL;
   };
-  for (const Label& l : labels.pairs()) {
+  for (LabelView l : labels.pairs()) {
     add(l.name);
     add(l.value);
   }
@@ -69,7 +69,7 @@ std::string WebhookJson(const Notification& n, const std::string& receiver, cons
     out += "{\"status\":";
     out += a.state == AlertState::kFiring ? "\"firing\"" : "\"resolved\"";
     out += ",\"labels\":";
-    JsonPairs(out, a.labels.pairs());
+    JsonPairs(out, a.labels);
     out += ",\"annotations\":";
     JsonPairs(out, a.annotations);
     out += ",\"startsAt\":\"" + detail::JsonTime(a.fired_at != WallTime{} ? a.fired_at : a.active_at) + "\"";
@@ -77,9 +77,9 @@ std::string WebhookJson(const Notification& n, const std::string& receiver, cons
     out += ",\"generatorURL\":\"\",\"fingerprint\":\"" + AlertFingerprint(a.labels) + "\"}";
   }
   out += "],\"groupLabels\":";
-  JsonPairs(out, n.group_labels.pairs());
+  JsonPairs(out, n.group_labels);
   out += ",\"commonLabels\":";
-  JsonPairs(out, Common(n.alerts, [](const Alert& a) { return a.labels.pairs(); }));
+  JsonPairs(out, Common(n.alerts, [](const Alert& a) { return a.labels.ToVector(); }));
   out += ",\"commonAnnotations\":";
   JsonPairs(out, Common(n.alerts, [](const Alert& a) { return a.annotations; }));
   out += ",\"externalURL\":";

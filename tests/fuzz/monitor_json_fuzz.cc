@@ -21,7 +21,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   } else {
     if (posted->alerts.size() > 1000) std::abort();
     for (const Alert& a : posted->alerts) {
-      if (a.labels.empty() || !Labels::FromPairs(a.labels.pairs()).ok()) std::abort();
+      if (a.labels.empty() || !Labels::FromPairs(a.labels.ToVector()).ok()) std::abort();
       if (a.state == AlertState::kResolved ? a.resolved_at < a.fired_at : a.ends_at < a.fired_at) std::abort();
     }
   }
@@ -32,7 +32,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   size_t n = 0;
   for (const SeriesSamples& s : *r) {
-    if (s.labels.empty() || !Labels::FromPairs(s.labels.pairs()).ok()) std::abort();
+    if (s.labels.empty() || !Labels::FromPairs(s.labels.ToVector()).ok()) std::abort();
     n += s.samples.size();
   }
   if (n > 1000) std::abort();

@@ -31,7 +31,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   size_t n = 0;
   for (const SeriesSamples& s : *got) {
     if (s.labels.Get("job") != "node" || s.labels.Get("instance") != "10.0.0.1:9100") std::abort();
-    if (!Labels::FromPairs(s.labels.pairs()).ok()) std::abort();
+    if (!Labels::FromPairs(s.labels.ToVector()).ok()) std::abort();
     n += s.samples.size();
   }
   if (n > 1000) std::abort();

@@ -21,7 +21,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   size_t n = 0;
   for (const SeriesSamples& s : *r) {
-    if (!Labels::FromPairs(s.labels.pairs()).ok() || s.samples.empty()) std::abort();
+    if (!Labels::FromPairs(s.labels.ToVector()).ok() || s.samples.empty()) std::abort();
     n += s.samples.size();
   }
   if (n > 1000) std::abort();

@@ -6,7 +6,10 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <random>
 #include <string>
+#include <vector>
 
 #include "qcloud/testing/doctest_helpers.h"
 
@@ -23,6 +26,62 @@ TEST_CASE("monitor labels sort drop empty values and print as Prometheus does") 
   CHECK(l.Hash() == REQUIRE_VALUE(Labels::FromPairs({{"job", "n\"o\\de"}, {"__name__", "up"}, {"zone", "a"}})).Hash());
   CHECK(l.Without({"zone"}, true).ToString() == "{job=\"n\\\"o\\\\de\"}");
   CHECK(l.Only({"zone"}).ToString() == "{zone=\"a\"}");
+}
+
+TEST_CASE("monitor labels in one block compare order and iterate as the pairs they hold") {
+  std::mt19937_64 rng(3);
+  std::vector<std::vector<Label>> sets;
+  std::vector<Labels> built;
+  for (int i = 0; i < 300; ++i) {
+    std::vector<Label> pairs;
+    const int n = static_cast<int>(rng() % 5);
+    for (int k = 0; k < n; ++k) {
+      pairs.push_back({std::string(1, static_cast<char>('a' + rng() % 4)) + std::to_string(k),
+                       std::string(rng() % 3, static_cast<char>('x' + rng() % 3))});
+    }
+    Labels l = REQUIRE_VALUE(Labels::FromPairs(pairs));
+    std::vector<Label> want = pairs;
+    std::erase_if(want, [](const Label& p) { return p.value.empty(); });
+    std::sort(want.begin(), want.end());
+    REQUIRE(l.ToVector() == want);
+    CHECK(l.size() == want.size());
+    CHECK(l.empty() == want.empty());
+    size_t k = 0;
+    for (LabelView v : l.pairs()) {
+      REQUIRE(k < want.size());
+      CHECK(v.name == want[k].name);
+      CHECK(v.value == want[k].value);
+      CHECK(l.Get(v.name) == v.value);
+      ++k;
+    }
+    CHECK(k == want.size());
+    CHECK(l.Get("zz") == "");
+    CHECK(l.Get("") == "");
+    sets.push_back(want);
+    built.push_back(l);
+  }
+  // ==, <=> and Hash agree with the vectors of pairs they were made from.
+  for (size_t i = 0; i < sets.size(); ++i) {
+    for (size_t j = 0; j < sets.size(); j += 7) {
+      CHECK((built[i] == built[j]) == (sets[i] == sets[j]));
+      CHECK((built[i] <=> built[j]) == (sets[i] <=> sets[j]));
+      if (sets[i] == sets[j]) CHECK(built[i].Hash() == built[j].Hash());
+    }
+  }
+  // Copies share one block.
+  const Labels copy = built[1];
+  CHECK(copy == built[1]);
+  CHECK(built[1].use_count() == (built[1].empty() ? 0 : 2));
+  // The largest set the bounds allow: 64 labels with values of 4096 bytes.
+  std::vector<Label> big;
+  for (int k = 0; k < static_cast<int>(kMaxLabels); ++k) {
+    big.push_back({"l" + std::to_string(k), std::string(kMaxLabelValueBytes, static_cast<char>('a' + k % 26))});
+  }
+  big.front().name = std::string(kMaxLabelNameBytes, 'n');
+  Labels b = REQUIRE_VALUE(Labels::FromPairs(big));
+  std::sort(big.begin(), big.end());
+  CHECK(b.ToVector() == big);
+  CHECK(b.Get(std::string(kMaxLabelNameBytes, 'n')).size() == kMaxLabelValueBytes);
 }
 
 TEST_CASE("monitor labels refuse bad names duplicates bad UTF-8 and oversize series") {

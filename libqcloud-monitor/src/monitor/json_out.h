@@ -17,6 +17,7 @@ namespace qcloud::monitor::detail {
 
 void JsonString(std::string& out, std::string_view s);
 void JsonPairs(std::string& out, const std::vector<Label>& pairs);
+void JsonPairs(std::string& out, const Labels& labels);
 // RFC 3339 with milliseconds in UTC; Go's zero time for WallTime{}.
 std::string JsonTime(WallTime t);
 // RFC 3339 ("2015-07-01T20:10:51.781Z", "...+08:00") or Unix seconds

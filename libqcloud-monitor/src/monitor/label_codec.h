@@ -13,7 +13,7 @@ namespace qcloud::monitor::detail {
 
 inline void EncodeLabels(const Labels& labels, ByteWriter& w) {
   w.PutVarint64(labels.size());
-  for (const Label& l : labels.pairs()) {
+  for (LabelView l : labels.pairs()) {
     w.PutLengthPrefixed(ByteView(l.name));
     w.PutLengthPrefixed(ByteView(l.value));
   }

@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <compare>
 #include <initializer_list>
+#include <iterator>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -43,17 +44,68 @@ struct Label {
   auto operator<=>(const Label&) const = default;
 };
 
+// One pair of a Labels: views into its storage, valid while a copy of that
+// label set lives.
+struct LabelView {
+  std::string_view name;
+  std::string_view value;
+  bool operator==(const LabelView&) const = default;
+  auto operator<=>(const LabelView&) const = default;
+  Label ToLabel() const { return {std::string(name), std::string(value)}; }
+};
+
 class QCLOUD_EXPORT Labels {
  public:
+  // The pairs in name order, as views (a forward range).
+  class Iterator {
+   public:
+    using iterator_category = std::forward_iterator_tag;
+    using value_type = LabelView;
+    using difference_type = std::ptrdiff_t;
+    using pointer = void;
+    using reference = LabelView;
+    Iterator() = default;
+    LabelView operator*() const noexcept;
+    Iterator& operator++() noexcept;
+    Iterator operator++(int) noexcept {
+      Iterator old = *this;
+      ++*this;
+      return old;
+    }
+    bool operator==(const Iterator& o) const noexcept { return i_ == o.i_; }
+
+   private:
+    friend class Labels;
+    Iterator(const char* lens, const char* chars, size_t i) noexcept : lens_(lens), chars_(chars), i_(i) {}
+    const char* lens_ = nullptr;   // this pair's two u16 lengths
+    const char* chars_ = nullptr;  // this pair's name, then its value
+    size_t i_ = 0;
+  };
+  class Pairs {
+   public:
+    Iterator begin() const noexcept;
+    Iterator end() const noexcept { return Iterator(nullptr, nullptr, n_); }
+    size_t size() const noexcept { return n_; }
+    bool empty() const noexcept { return n_ == 0; }
+    LabelView operator[](size_t i) const noexcept;  // walks i pairs
+
+   private:
+    friend class Labels;
+    Pairs(const char* rep, size_t n) noexcept : rep_(rep), n_(n) {}
+    const char* rep_;
+    size_t n_;
+  };
+
   Labels() = default;
   // Sorts, drops empty values, and checks names, values and bounds.
   // kInvalidArgument: a bad name, a duplicate name, invalid UTF-8, a bound.
   static Result<Labels> FromPairs(std::vector<Label> pairs);
   static Result<Labels> FromPairs(std::initializer_list<std::pair<std::string_view, std::string_view>> pairs);
 
-  const std::vector<Label>& pairs() const noexcept { return pairs_ ? *pairs_ : NoPairs(); }
-  size_t size() const noexcept { return pairs().size(); }
-  bool empty() const noexcept { return pairs().empty(); }
+  Pairs pairs() const noexcept { return Pairs(rep_.get(), size()); }
+  std::vector<Label> ToVector() const;
+  size_t size() const noexcept;
+  bool empty() const noexcept { return rep_ == nullptr; }
   // "" when absent.
   std::string_view Get(std::string_view name) const noexcept;
   std::string_view metric_name() const noexcept { return Get(kMetricNameLabel); }
@@ -65,16 +117,19 @@ class QCLOUD_EXPORT Labels {
   Labels Without(const std::vector<std::string>& names, bool drop_name) const;
   // A copy with only the named labels.
   Labels Only(const std::vector<std::string>& names) const;
+  // How many Labels share this one's storage (0 for an empty set).
+  long use_count() const noexcept { return rep_.use_count(); }
 
-  bool operator==(const Labels& o) const noexcept { return pairs_ == o.pairs_ || pairs() == o.pairs(); }
-  std::strong_ordering operator<=>(const Labels& o) const noexcept { return pairs() <=> o.pairs(); }
+  bool operator==(const Labels& o) const noexcept;
+  std::strong_ordering operator<=>(const Labels& o) const noexcept;
 
  private:
-  explicit Labels(std::vector<Label> pairs);  // valid ones
-  static const std::vector<Label>& NoPairs() noexcept;
-  // Shared by copies and never changed: a copy of a label set (PromQL
-  // makes many, per step and per series) is a reference count.
-  std::shared_ptr<const std::vector<Label>> pairs_;
+  explicit Labels(const std::vector<LabelView>& pairs);  // valid ones, in order
+  // One block, shared by copies and never changed (a copy of a label set,
+  // of which PromQL makes many, is a reference count): u32 its size in
+  // bytes | u16 n | n x (u16 name length, u16 value length) | the names and
+  // values in pair order. About a third of a vector of string pairs.
+  std::shared_ptr<const char[]> rep_;
 };
 
 // Prometheus's label name and metric name rules.
