@@ -76,6 +76,11 @@ uint64_t Xxh3_64(ByteView data, uint64_t seed) noexcept {
                    : XXH3_64bits_withSeed(data.data(), data.size(), seed);
 }
 
+Hash128 Xxh3_128(ByteView data, uint64_t seed) noexcept {
+  const XXH128_hash_t h = XXH3_128bits_withSeed(data.data(), data.size(), seed);
+  return {h.low64, h.high64};
+}
+
 Md5Digest Md5(ByteView data) {
   md5::State s;
   md5::Update(s, data);

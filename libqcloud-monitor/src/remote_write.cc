@@ -5,6 +5,7 @@
 #include <bit>
 #include <cstring>
 #include <mutex>
+#include <random>
 
 #include "qcloud/core/hash.h"
 
@@ -238,7 +239,7 @@ Result<std::vector<SeriesSamples>> DecodeRemoteWrite(ByteView body, const Remote
 }
 
 RemoteWriteIngester::RemoteWriteIngester(Tsdb& db, RemoteWriteLimits limits, size_t max_cached)
-    : db_(db), limits_(limits), max_cached_(max_cached) {}
+    : db_(db), limits_(limits), max_cached_(max_cached), seed_(std::random_device{}() | uint64_t{std::random_device{}()} << 32) {}
 
 size_t RemoteWriteIngester::cached() const {
   std::shared_lock lock(mu_);
@@ -249,15 +250,14 @@ Result<AppendResult> RemoteWriteIngester::Ingest(ByteView body) {
   QCLOUD_ASSIGN_OR_RETURN(std::string_view raw, Uncompress(body, limits_));
   struct Entry {
     std::string_view series;
-    size_t key_at = 0, key_len = 0;
-    uint64_t hash = 0;
+    Hash128 id;  // of its label fields' bytes
     size_t samples_at = 0, samples_n = 0;
     uint64_t ref = 0;  // 0: not known by its bytes
   };
   // Per-request scratch, kept per thread: a body's worth of entries is a
   // few hundred KiB, and allocating it per request leaves holes in the
   // heap that the series' growing chunks then pin.
-  thread_local std::string keys;
+  thread_local std::string keys;  // one series's label bytes at a time
   thread_local std::vector<Sample> samples;
   thread_local std::vector<Entry> entries;
   thread_local std::vector<RefSamples> refs;
@@ -267,25 +267,24 @@ Result<AppendResult> RemoteWriteIngester::Ingest(ByteView body) {
   entries.clear();
   refs.clear();
   refs_entry.clear();
-  // 1. Walk the body: each series' samples, and its label bytes as its key.
+  // 1. Walk the body: each series' samples, and the hash of its label bytes.
   const Status walked = ForEachSeries(raw, [&](std::string_view series) -> Status {
-    Entry e{.series = series, .key_at = keys.size(), .samples_at = samples.size()};
+    Entry e{.series = series, .samples_at = samples.size()};
+    keys.clear();
     QCLOUD_RETURN_IF_ERROR(SeriesSamplesAndKey(series, samples, &keys));
-    e.key_len = keys.size() - e.key_at;
     e.samples_n = samples.size() - e.samples_at;
-    e.hash = Xxh3_64(ByteView(std::string_view(keys).substr(e.key_at, e.key_len)));
+    e.id = Xxh3_128(ByteView(keys), seed_);
     entries.push_back(e);
     return Status::Ok();
   });
   if (!walked.ok()) return walked;
-  auto key_of = [&](const Entry& e) { return std::string_view(keys).substr(e.key_at, e.key_len); };
   auto samples_of = [&](const Entry& e) { return std::span<const Sample>(samples.data() + e.samples_at, e.samples_n); };
   // 2. Label bytes seen before are known series.
   {
     std::shared_lock lock(mu_);
     for (Entry& e : entries) {
-      auto it = cache_.find(e.hash);
-      if (it != cache_.end() && it->second.key == key_of(e)) e.ref = it->second.ref;
+      auto it = cache_.find(e.id.low);
+      if (it != cache_.end() && it->second.high == e.id.high) e.ref = it->second.ref;
     }
   }
   // 3. The others are decoded and checked before anything is appended: a
@@ -348,7 +347,7 @@ Result<AppendResult> RemoteWriteIngester::Ingest(ByteView body) {
     for (size_t k = 0; k < by_labels.size(); ++k) {
       if (got[k] == 0) continue;  // no sample taken: not in the head
       const Entry& e = entries[by_labels_entry[k]];
-      cache_.insert_or_assign(e.hash, Cached{std::string(key_of(e)), got[k]});
+      cache_.insert_or_assign(e.id.low, Cached{e.id.high, got[k]});
     }
   }
   return total;

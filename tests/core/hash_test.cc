@@ -39,6 +39,11 @@ TEST_CASE("hash: XXH3 known value and seeds") {
   CHECK(Xxh3_64(std::string_view("")) == 0x2D06800538D394C2ull);
   CHECK(Xxh3_64(std::string_view("a")) != Xxh3_64(std::string_view("b")));
   CHECK(Xxh3_64(std::string_view("a"), 1) != Xxh3_64(std::string_view("a"), 2));
+  // XXH3-128 of "" (xxHash's test vectors): 0x99aa06d3014798d86001c324468d497f.
+  CHECK(Xxh3_128(std::string_view("")) == Hash128{0x6001c324468d497fULL, 0x99aa06d3014798d8ULL});
+  CHECK(Xxh3_128(std::string_view("a"), 7) == Xxh3_128(std::string_view("a"), 7));
+  CHECK(Xxh3_128(std::string_view("a"), 7) != Xxh3_128(std::string_view("a"), 8));
+  CHECK(Xxh3_128(std::string_view("a")) != Xxh3_128(std::string_view("b")));
 }
 
 TEST_CASE("hash: streaming equals one-shot") {

@@ -24,6 +24,15 @@ using Sha256Digest = std::array<std::byte, 32>;
 // XXH3 64-bit; stable across versions and machines (it may be stored).
 QCLOUD_EXPORT uint64_t Xxh3_64(ByteView data, uint64_t seed = 0) noexcept;
 
+// XXH3 128-bit, for identifying byte strings by hash where keeping them
+// costs too much. Not cryptographic: seed it with a secret where a client
+// could choose the inputs.
+struct Hash128 {
+  uint64_t low = 0, high = 0;
+  bool operator==(const Hash128&) const = default;
+};
+QCLOUD_EXPORT Hash128 Xxh3_128(ByteView data, uint64_t seed = 0) noexcept;
+
 QCLOUD_EXPORT Md5Digest Md5(ByteView data);
 QCLOUD_EXPORT Sha256Digest Sha256(ByteView data);
 QCLOUD_EXPORT Sha256Digest HmacSha256(ByteView key, ByteView data);

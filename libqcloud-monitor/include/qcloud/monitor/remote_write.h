@@ -53,15 +53,21 @@ class QCLOUD_EXPORT RemoteWriteIngester {
   size_t cached() const;  // series remembered
 
  private:
+  // A series is known by the 128-bit XXH3 of its label fields' bytes,
+  // seeded with a secret of this ingester's (a client cannot aim two
+  // label sets at one entry); 32 bytes a series instead of ~170 with the
+  // bytes kept. Two label sets agree on 128 such bits with a probability of
+  // about n^2 / 2^129 among n series.
   struct Cached {
-    std::string key;  // the label fields' bytes
+    uint64_t high = 0;  // the hash's high half; its low half is the map's key
     uint64_t ref = 0;
   };
   Tsdb& db_;
   RemoteWriteLimits limits_;
   size_t max_cached_;
+  uint64_t seed_;
   mutable std::shared_mutex mu_;
-  std::unordered_map<uint64_t, Cached> cache_;  // by xxh3 of the key
+  std::unordered_map<uint64_t, Cached> cache_;
 };
 
 // The body a remote-write sender POSTs for `series`.
