@@ -43,7 +43,7 @@ Result<uint64_t> WriteBlock(Env& env, const std::string& dir, int64_t mint, int6
   ByteWriter iw(index);
   iw.PutVarint64(series.size());
   for (const SeriesChunks& s : series) {
-    EncodeLabels(*s.labels, iw);
+    EncodeLabels(s.labels, iw);
     iw.PutVarint64(s.chunks.size());
     for (const ChunkData& c : s.chunks) {
       iw.PutVarint64(static_cast<uint64_t>(c.mint - mint));
@@ -83,7 +83,7 @@ Result<BlockIndex> DecodeBlockIndex(ByteView index, int64_t block_mint, uint64_t
   auto n = r.ReadVarint64();
   if (!n || *n > index.size()) return Bad("series count");
   BlockIndex out;
-  std::vector<LabelsPtr> labels_of;
+  std::vector<Labels> labels_of;
   labels_of.reserve(*n);
   out.chunk_begin.reserve(*n + 1);
   for (uint64_t i = 0; i < *n; ++i) {
@@ -92,7 +92,7 @@ Result<BlockIndex> DecodeBlockIndex(ByteView index, int64_t block_mint, uint64_t
     auto c = r.ReadVarint64();
     if (!c || *c > r.remaining()) return Bad("chunk count");
     if (out.chunks.size() + *c > UINT32_MAX) return Bad("chunk count");
-    labels_of.push_back(std::make_shared<const Labels>(std::move(*labels)));
+    labels_of.push_back(std::move(*labels));
     for (uint64_t j = 0; j < *c; ++j) {
       auto dmin = r.ReadVarint64();
       auto span = r.ReadVarint64();
@@ -106,7 +106,7 @@ Result<BlockIndex> DecodeBlockIndex(ByteView index, int64_t block_mint, uint64_t
     out.chunk_begin.push_back(static_cast<uint32_t>(out.chunks.size()));
   }
   if (!r.empty()) return Bad("bytes after the index");
-  out.labels = std::make_shared<const std::vector<LabelsPtr>>(std::move(labels_of));
+  out.labels = std::make_shared<const std::vector<Labels>>(std::move(labels_of));
   out.chunks.shrink_to_fit();  // kept for the block's life: no growth slack
   return out;
 }

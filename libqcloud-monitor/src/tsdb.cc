@@ -28,7 +28,6 @@ bool Sample::operator==(const Sample& o) const noexcept {
 
 namespace {
 
-using detail::LabelsPtr;
 using detail::WalSample;
 using detail::WalSeries;
 
@@ -54,7 +53,7 @@ ByteView View(const std::vector<uint8_t>& b) { return {reinterpret_cast<const st
 // `last_bits` are read and written by appenders only (serialized).
 struct MemSeries {
   uint64_t ref = 0;
-  LabelsPtr labels;
+  Labels labels;  // interned: one copy shared with the blocks (LabelSets)
   int64_t maxt = INT64_MIN;
   uint64_t last_bits = 0;
 
@@ -235,12 +234,12 @@ struct LoadedBlock {
 class LabelSets {
  public:
   // The equal set already held, or `labels` now held.
-  LabelsPtr Intern(LabelsPtr labels) {
-    const uint64_t h = labels->Hash();
+  Labels Intern(Labels labels) {
+    const uint64_t h = labels.Hash();
     std::lock_guard lock(mu_);
     auto [lo, hi] = sets_.equal_range(h);
     for (auto it = lo; it != hi; ++it) {
-      if (*it->second == *labels) return it->second;
+      if (it->second == labels) return it->second;
     }
     sets_.emplace(h, labels);
     return labels;
@@ -255,7 +254,7 @@ class LabelSets {
 
  private:
   std::mutex mu_;
-  std::unordered_multimap<uint64_t, LabelsPtr> sets_;  // by Labels::Hash()
+  std::unordered_multimap<uint64_t, Labels> sets_;  // by Labels::Hash()
 };
 
 // A block opened: its label sets swapped for the shared ones, and its label
@@ -265,10 +264,10 @@ LoadedBlock Load(std::unique_ptr<detail::BlockReader> reader, LabelSets& sets, c
   LoadedBlock b;
   b.reader = std::move(reader);
   b.samples = b.reader->samples();
-  const std::vector<LabelsPtr>& read = *b.reader->label_list();
-  std::vector<LabelsPtr> interned;
+  const std::vector<Labels>& read = *b.reader->label_list();
+  std::vector<Labels> interned;
   interned.reserve(read.size());
-  for (const LabelsPtr& l : read) interned.push_back(sets.Intern(l));
+  for (const Labels& l : read) interned.push_back(sets.Intern(l));
   for (const LoadedBlock& o : others) {
     if (o.reader && *o.reader->label_list() == interned) {  // the same pointers: the same sets
       b.reader->ShareLabels(o.reader->label_list());
@@ -276,10 +275,10 @@ LoadedBlock Load(std::unique_ptr<detail::BlockReader> reader, LabelSets& sets, c
       return b;
     }
   }
-  b.reader->ShareLabels(std::make_shared<const std::vector<LabelsPtr>>(std::move(interned)));
+  b.reader->ShareLabels(std::make_shared<const std::vector<Labels>>(std::move(interned)));
   std::map<std::string_view, std::map<std::string_view, std::vector<uint32_t>>> postings;
   for (uint32_t id = 0; id < b.reader->series_count(); ++id) {
-    for (LabelView l : b.reader->labels(id)->pairs()) postings[l.name][l.value].push_back(id);
+    for (LabelView l : b.reader->labels(id).pairs()) postings[l.name][l.value].push_back(id);
   }
   auto flat = std::make_shared<FlatPostings>();
   for (auto& [name, values] : postings) {
@@ -397,7 +396,7 @@ class TsdbImpl final : public Tsdb {
   std::atomic<uint64_t> wal_segments_{0};
 
   mutable std::shared_mutex mu_;  // the maps below
-  std::unordered_map<uint64_t, std::vector<MemSeries*>> by_hash_;
+  std::unordered_multimap<uint64_t, MemSeries*> by_hash_;  // by Labels::Hash()
   std::unordered_map<uint64_t, std::unique_ptr<MemSeries>> by_ref_;
   Postings postings_;  // of the head: refs
   uint64_t next_ref_ = 1;
@@ -535,10 +534,9 @@ Status TsdbImpl::Replay() {
 }
 
 MemSeries* TsdbImpl::FindLocked(const Labels& labels) const {
-  auto it = by_hash_.find(labels.Hash());
-  if (it == by_hash_.end()) return nullptr;
-  for (MemSeries* s : it->second) {
-    if (*s->labels == labels) return s;
+  auto [lo, hi] = by_hash_.equal_range(labels.Hash());
+  for (auto it = lo; it != hi; ++it) {
+    if (it->second->labels == labels) return it->second;
   }
   return nullptr;
 }
@@ -546,10 +544,10 @@ MemSeries* TsdbImpl::FindLocked(const Labels& labels) const {
 MemSeries* TsdbImpl::InsertLocked(uint64_t ref, Labels labels) {
   auto s = std::make_unique<MemSeries>();
   s->ref = ref;
-  s->labels = label_sets_.Intern(std::make_shared<const Labels>(std::move(labels)));
+  s->labels = label_sets_.Intern(std::move(labels));
   MemSeries* raw = s.get();
-  by_hash_[raw->labels->Hash()].push_back(raw);
-  for (LabelView l : raw->labels->pairs()) {
+  by_hash_.emplace(raw->labels.Hash(), raw);
+  for (LabelView l : raw->labels.pairs()) {
     auto name = postings_.find(l.name);
     if (name == postings_.end()) name = postings_.try_emplace(std::string(l.name)).first;
     auto value = name->second.find(l.value);
@@ -738,7 +736,7 @@ Result<AppendResult> TsdbImpl::AppendTargets(std::span<const Target> targets, st
 
 Result<std::vector<MemSeries*>> TsdbImpl::MatchLocked(std::span<const Matcher> matchers) const {
   QCLOUD_ASSIGN_OR_RETURN(std::vector<uint64_t> refs, MatchPostings(postings_, matchers, [&](uint64_t ref) -> const Labels& {
-                            return *by_ref_.at(ref)->labels;
+                            return by_ref_.at(ref)->labels;
                           }));
   std::vector<MemSeries*> out;
   out.reserve(refs.size());
@@ -754,14 +752,14 @@ Result<std::map<Labels, std::vector<Sample>>> TsdbImpl::CollectLocked(std::span<
     if (b.reader->maxt() <= mint || b.reader->mint() > maxt) continue;
     QCLOUD_ASSIGN_OR_RETURN(std::vector<uint64_t> ids,
                             MatchPostings(*b.postings, matchers, [&](uint64_t id) -> const Labels& {
-                              return *b.reader->labels(id);
+                              return b.reader->labels(id);
                             }));
     for (uint64_t id : ids) {
       std::vector<Sample>* dst = nullptr;
       for (const detail::ChunkRef& ref : b.reader->chunks(id)) {
         if (ref.maxt < mint || ref.mint > maxt) continue;
         if (first_only && dst != nullptr && !dst->empty()) break;
-        if (!dst) dst = &out[*b.reader->labels(id)];
+        if (!dst) dst = &out[b.reader->labels(id)];
         const size_t before = dst->size();
         if (!b.reader->ReadSamples(ref, mint, maxt, *dst).ok()) {
           dst->resize(before);
@@ -773,10 +771,10 @@ Result<std::map<Labels, std::vector<Sample>>> TsdbImpl::CollectLocked(std::span<
   QCLOUD_ASSIGN_OR_RETURN(std::vector<MemSeries*> head, MatchLocked(matchers));
   for (MemSeries* s : head) {
     if (first_only) {
-      auto it = out.find(*s->labels);
+      auto it = out.find(s->labels);
       if (it != out.end() && !it->second.empty()) continue;
     }
-    s->Collect(mint, maxt, out[*s->labels]);
+    s->Collect(mint, maxt, out[s->labels]);
   }
   std::erase_if(out, [](const auto& kv) { return kv.second.empty(); });
   return out;
@@ -910,17 +908,17 @@ Status TsdbImpl::MergeWindow(int64_t start, int64_t end, const std::vector<const
   uint64_t samples = 0;
   std::vector<Sample> all;
   for (;;) {
-    LabelsPtr next;
+    const Labels* next = nullptr;
     for (size_t k = 0; k < sources.size(); ++k) {
-      if (at[k] < sources[k]->series_count() && (next == nullptr || *sources[k]->labels(at[k]) < *next)) {
-        next = sources[k]->labels(at[k]);
+      if (at[k] < sources[k]->series_count() && (next == nullptr || sources[k]->labels(at[k]) < *next)) {
+        next = &sources[k]->labels(at[k]);
       }
     }
     if (next == nullptr) break;
     all.clear();
-    const LabelsPtr labels = next;
+    const Labels labels = *next;
     for (size_t k = 0; k < sources.size(); ++k) {
-      if (at[k] >= sources[k]->series_count() || !(*sources[k]->labels(at[k]) == *labels)) continue;
+      if (at[k] >= sources[k]->series_count() || !(sources[k]->labels(at[k]) == labels)) continue;
       for (const detail::ChunkRef& ref : sources[k]->chunks(at[k])) {
         QCLOUD_RETURN_IF_ERROR(sources[k]->ReadSamples(ref, INT64_MIN, INT64_MAX, all));
       }
@@ -1015,7 +1013,7 @@ Status TsdbImpl::CutBlock(int64_t start, int64_t end) {
       series.push_back(std::move(sc));
     }
   }
-  std::sort(series.begin(), series.end(), [](const auto& a, const auto& b) { return *a.labels < *b.labels; });
+  std::sort(series.begin(), series.end(), [](const auto& a, const auto& b) { return a.labels < b.labels; });
   LoadedBlock block;
   if (!series.empty()) {
     QCLOUD_ASSIGN_OR_RETURN(uint64_t bytes, detail::WriteBlock(*env_, blocks_dir_, start, end, series, samples));
@@ -1039,10 +1037,14 @@ Status TsdbImpl::CutBlock(int64_t start, int64_t end) {
   // reused; the log's checkpoint forgets them).
   for (uint64_t ref : gone) {
     MemSeries* s = by_ref_.at(ref).get();
-    auto& same = by_hash_[s->labels->Hash()];
-    std::erase(same, s);
-    if (same.empty()) by_hash_.erase(s->labels->Hash());
-    for (LabelView l : s->labels->pairs()) {
+    auto [lo, hi] = by_hash_.equal_range(s->labels.Hash());
+    for (auto it = lo; it != hi; ++it) {
+      if (it->second == s) {
+        by_hash_.erase(it);
+        break;
+      }
+    }
+    for (LabelView l : s->labels.pairs()) {
       auto name = postings_.find(l.name);
       auto value = name->second.find(l.value);
       std::erase(value->second, ref);
@@ -1097,7 +1099,7 @@ Status TsdbImpl::Checkpoint() {
     return Status::Ok();
   };
   for (const auto& [ref, s] : head) {
-    labels.push_back({.ref = ref, .labels = *s->labels});
+    labels.push_back({.ref = ref, .labels = s->labels});
     if (labels.size() == 10000) {
       detail::EncodeSeriesRecord(labels, record);
       labels.clear();

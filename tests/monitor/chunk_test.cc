@@ -310,13 +310,13 @@ TEST_CASE("monitor blocks of version 3 compress the index and version 2 ones are
     std::vector<Sample> s;
     for (int k = 0; k < 120; ++k) s.push_back({1000 + k * 60'000, static_cast<double>(i * 1000 + k)});
     samples += s.size();
-    series.push_back({std::make_shared<const Labels>(REQUIRE_VALUE(Labels::FromPairs({{"__name__", "node_network_receive_bytes_total"},
+    series.push_back({(REQUIRE_VALUE(Labels::FromPairs({{"__name__", "node_network_receive_bytes_total"},
                                                        {"device", "eth" + std::to_string(i % 4)},
                                                        {"instance", "host-" + std::to_string(i) + ":9100"},
                                                        {"job", "node"}}))),
                       {{.mint = s.front().t, .maxt = s.back().t, .bytes = EncodeBlockChunk(s)}}});
   }
-  std::sort(series.begin(), series.end(), [](const auto& a, const auto& b) { return *a.labels < *b.labels; });
+  std::sort(series.begin(), series.end(), [](const auto& a, const auto& b) { return a.labels < b.labels; });
   testing::MemEnv env;
   const uint64_t v2 = REQUIRE_VALUE(WriteBlock(env, "/v2", 0, 7'200'000 * 2, series, samples, 2));
   const uint64_t v3 = REQUIRE_VALUE(WriteBlock(env, "/v3", 0, 7'200'000 * 2, series, samples));
@@ -330,8 +330,8 @@ TEST_CASE("monitor blocks of version 3 compress the index and version 2 ones are
   REQUIRE(a->series_count() == 300);
   REQUIRE(b->series_count() == 300);
   for (size_t i = 0; i < 300; ++i) {
-    CHECK(*a->labels(i) == *series[i].labels);
-    CHECK(*b->labels(i) == *series[i].labels);
+    CHECK(a->labels(i) == series[i].labels);
+    CHECK(b->labels(i) == series[i].labels);
     std::vector<Sample> x, y;
     REQUIRE_OK(a->ReadSamples(a->chunks(i)[0], INT64_MIN, INT64_MAX, x));
     REQUIRE_OK(b->ReadSamples(b->chunks(i)[0], INT64_MIN, INT64_MAX, y));

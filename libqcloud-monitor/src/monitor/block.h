@@ -45,16 +45,13 @@ struct ChunkRef {
   uint64_t offset = 0;  // of the chunk's length field in the file
 };
 
-// A label set shared by the head and every block that holds the series
-// (the Tsdb keeps one copy of each; monitor/tsdb.cc).
-using LabelsPtr = std::shared_ptr<const Labels>;
 
 // A block's index in memory: per series (in the block's order, by labels)
 // its labels, and its chunks [chunk_begin[i], chunk_begin[i + 1]) of
 // `chunks`. The label list is shared: blocks with the very same series
 // hold one list between them (the Tsdb swaps it in; monitor/tsdb.cc).
 struct BlockIndex {
-  std::shared_ptr<const std::vector<LabelsPtr>> labels;
+  std::shared_ptr<const std::vector<Labels>> labels;
   std::vector<uint32_t> chunk_begin{0};  // series count + 1
   std::vector<ChunkRef> chunks;
 };
@@ -65,7 +62,7 @@ struct ChunkData {
   std::vector<uint8_t> bytes;
 };
 struct SeriesChunks {
-  LabelsPtr labels;
+  Labels labels;
   std::vector<ChunkData> chunks;
 };
 
@@ -93,11 +90,11 @@ class BlockReader {
   uint64_t size() const noexcept { return size_; }
   uint64_t samples() const noexcept { return samples_; }
   size_t series_count() const noexcept { return index_.chunk_begin.size() - 1; }
-  const LabelsPtr& labels(size_t i) const noexcept { return (*index_.labels)[i]; }
-  const std::shared_ptr<const std::vector<LabelsPtr>>& label_list() const noexcept { return index_.labels; }
+  const Labels& labels(size_t i) const noexcept { return (*index_.labels)[i]; }
+  const std::shared_ptr<const std::vector<Labels>>& label_list() const noexcept { return index_.labels; }
   // The owner may swap the label list for an equal one: the same sets in
   // the same order, shared with the head and other blocks.
-  void ShareLabels(std::shared_ptr<const std::vector<LabelsPtr>> labels) noexcept { index_.labels = std::move(labels); }
+  void ShareLabels(std::shared_ptr<const std::vector<Labels>> labels) noexcept { index_.labels = std::move(labels); }
   std::span<const ChunkRef> chunks(size_t i) const noexcept {
     return std::span<const ChunkRef>(index_.chunks)
         .subspan(index_.chunk_begin[i], index_.chunk_begin[i + 1] - index_.chunk_begin[i]);
