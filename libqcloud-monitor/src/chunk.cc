@@ -74,7 +74,7 @@ void ChunkAppender::Reset(bool decimal, int e) {
     bytes_ = {0, 0};
   }
   decimal_ = decimal;
-  exp_ = e;
+  exp_ = static_cast<int8_t>(e);
   bit_pos_ = 8;
   count_ = 0;
   t_ = delta_ = 0;
@@ -128,7 +128,7 @@ void ChunkAppender::Widen(int64_t t, double v) {
   all.emplace_back(t, v);
   const std::optional<int> e = ExponentOf(v);
   bool decimal = e.has_value();
-  const int exp = decimal ? std::max(exp_, *e) : 0;
+  const int exp = decimal ? std::max<int>(exp_, *e) : 0;
   std::vector<int64_t> ms(all.size(), 0);
   for (size_t i = 0; decimal && i < all.size(); ++i) decimal = ToMantissa(all[i].second, exp, ms[i]);
   Reset(decimal, decimal ? exp : 0);
@@ -203,8 +203,8 @@ void ChunkAppender::Put(int64_t t, double v, int64_t m) {
         WriteBit(false);
         WriteBits(x >> trailing_, 64 - leading_ - trailing_);
       } else {
-        leading_ = leading;
-        trailing_ = trailing;
+        leading_ = static_cast<uint8_t>(leading);
+        trailing_ = static_cast<uint8_t>(trailing);
         WriteBit(true);
         WriteBits(static_cast<uint64_t>(leading), 5);
         const int sig = 64 - leading - trailing;

@@ -83,18 +83,19 @@ class ChunkAppender {
   void WriteBits(uint64_t value, int n);  // the low n bits, most significant first
   void WriteVarint(uint64_t v);
 
+  // Small fields: the head keeps one appender per series.
   std::vector<uint8_t> bytes_;
-  bool try_decimal_ = false;
-  bool decimal_ = false;
-  int exp_ = 0;
-  int bit_pos_ = 8;  // bits used in the last byte (8 = full: the next bit starts a byte)
-  size_t count_ = 0;
   int64_t t_ = 0;
   int64_t delta_ = 0;
   uint64_t v_ = 0;
   uint64_t m_ = 0, mdelta_ = 0;  // decimal: the last mantissa and its delta (wrapping)
-  int leading_ = 0xff;  // of the last XOR window; 0xff = none yet
-  int trailing_ = 0;
+  uint16_t count_ = 0;           // below 0x8000
+  uint8_t bit_pos_ = 8;          // bits used in the last byte (8 = full: the next bit starts a byte)
+  int8_t exp_ = 0;
+  uint8_t leading_ = 0xff;  // of the last XOR window; 0xff = none yet
+  uint8_t trailing_ = 0;
+  bool try_decimal_ = false;
+  bool decimal_ = false;
 };
 
 class ChunkIterator {
