@@ -13,6 +13,7 @@ namespace qcloud::monitor::detail {
 namespace {
 
 constexpr int kMaxExp = kMaxDecimalExp;
+static_assert(kMaxBlockChunkSamples < 0x8000, "a Gorilla chunk's count is below 0x8000 (monitor/chunk.h)");
 
 uint64_t ZigZag(int64_t v) { return (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63); }
 int64_t UnZigZag(uint64_t v) { return static_cast<int64_t>(v >> 1) ^ -static_cast<int64_t>(v & 1); }

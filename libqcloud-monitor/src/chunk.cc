@@ -146,11 +146,13 @@ void ChunkAppender::Put(int64_t t, double v, int64_t m) {
       WriteBits(bits, 64);
     }
   } else {
-    const int64_t delta = t - t_;
+    // Differences wrap at 64 bits (no signed overflow on any timestamps);
+    // the iterator wraps the same way.
+    const auto delta = static_cast<int64_t>(static_cast<uint64_t>(t) - static_cast<uint64_t>(t_));
     if (count_ == 1) {
       WriteVarint(static_cast<uint64_t>(delta));
     } else {
-      const int64_t dod = delta - delta_;
+      const auto dod = static_cast<int64_t>(static_cast<uint64_t>(delta) - static_cast<uint64_t>(delta_));
       if (dod == 0) {
         WriteBit(false);
       } else {
@@ -316,9 +318,9 @@ bool ChunkIterator::Next() noexcept {
       if (bits < 64 && raw > (uint64_t{1} << (bits - 1))) raw |= ~uint64_t{0} << bits;
       dod = static_cast<int64_t>(raw);
     }
-    delta_ += dod;
+    delta_ = static_cast<int64_t>(static_cast<uint64_t>(delta_) + static_cast<uint64_t>(dod));
   }
-  t_ += delta_;
+  t_ = static_cast<int64_t>(static_cast<uint64_t>(t_) + static_cast<uint64_t>(delta_));
   bool bit;
   if (decimal_) {
     int ones = 0;

@@ -501,7 +501,7 @@ Status TsdbImpl::Replay() {
           auto it = by_ref_.find(s.ref);
           if (it != by_ref_.end()) replay_one(*it->second, s.t, s.v);
         }
-      } else if (rec->type == detail::kRecordChunks) {
+      } else if (rec->type == detail::kRecordChunks || rec->type == detail::kRecordGorillaChunks) {
         auto chunks = detail::DecodeChunks(rec->payload);
         if (!chunks.ok()) {
           cut = true;

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <atomic>
 #include <bit>
+#include <cstring>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -20,6 +21,9 @@
 #include <random>
 #include <thread>
 
+#include "monitor/chunk.h"
+#include "monitor/wal.h"
+#include "qcloud/core/hash.h"
 #include "qcloud/testing/doctest_helpers.h"
 
 namespace qcloud::monitor {
@@ -341,6 +345,36 @@ TEST_CASE("monitor tsdb checkpoints its log while appends go on and loses none o
   CHECK_FALSE(std::filesystem::exists(dir.path + "/wal/00000999.checkpoint"));
   CHECK(db->stats().wal_torn_bytes == 0);
   CheckAll(*db, model, INT64_MIN, INT64_MAX);
+}
+
+TEST_CASE("monitor tsdb replays a checkpoint of Gorilla chunks written before decimal chunks") {
+  // The record as builds before decimal chunks wrote it: type 3, Gorilla.
+  TempDir dir("qcloud-tsdb");
+  std::filesystem::create_directories(dir.path + "/wal");
+  const Labels a = L({{"__name__", "old"}, {"job", "j"}});
+  detail::ChunkAppender gorilla;
+  std::vector<Sample> want;
+  for (int i = 0; i < 100; ++i) {
+    want.push_back({1000 * i, i * 0.25});
+    gorilla.Append(want.back().t, want.back().v);
+  }
+  Buffer seg;
+  detail::EncodeSeriesRecord({{.ref = 1, .labels = a}}, seg);
+  Buffer chunks;
+  detail::EncodeChunksRecord({{.ref = 1, .bytes = gorilla.bytes()}}, chunks);
+  std::string rec(chunks.readable().AsStringView());
+  REQUIRE(static_cast<uint8_t>(rec[8]) == detail::kRecordChunks);
+  rec[8] = static_cast<char>(detail::kRecordGorillaChunks);
+  const auto sum = static_cast<uint32_t>(Xxh3_64(ByteView(std::string_view(rec).substr(8))));
+  std::memcpy(rec.data() + 4, &sum, 4);
+  std::string file(seg.readable().AsStringView());
+  file += rec;
+  std::ofstream(dir.path + "/wal/00000001", std::ios::binary) << file;
+  auto db = OpenDb(dir.path);
+  auto got = REQUIRE_VALUE(db->Select(std::vector{Matcher::Equal("__name__", "old")}, 0, 1000000));
+  REQUIRE(got.size() == 1);
+  CHECK(got[0].labels == a);
+  CHECK(got[0].samples == want);
 }
 
 TEST_CASE("monitor tsdb reports a corrupt block or chunk and answers from the rest") {

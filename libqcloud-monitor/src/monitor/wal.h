@@ -10,11 +10,14 @@
 //   type 1, series:  varint n, then n x (varint ref, varint k, k x (name, value)
 //                    as varint-length-prefixed bytes)
 //   type 2, samples: varint n, then n x (varint ref, zigzag varint t, u64 value bits)
-//   type 3, chunks:  varint n, then n x (varint ref, varint length, a chunk
+//   type 4, chunks:  varint n, then n x (varint ref, varint length, a chunk
 //                    as monitor/chunk.h writes it, Gorilla or decimal): a
 //                    checkpoint's copy of the head, ~2.4 bytes a sample
-//                    instead of ~17 (builds before decimal chunks cannot
-//                    read a log that has them: no downgrade)
+//                    instead of ~17
+//   type 3, chunks:  the same with Gorilla chunks only: written before
+//                    decimal chunks, still read. A build from before skips
+//                    type 4 as a newer version's record (it cannot take a
+//                    log back) rather than misread decimal chunks.
 //
 // A record is written with one write(2) and acknowledged after it (and
 // after fdatasync with sync_wal). Replay reads records until the end or
@@ -33,7 +36,8 @@ namespace qcloud::monitor::detail {
 
 inline constexpr uint8_t kRecordSeries = 1;
 inline constexpr uint8_t kRecordSamples = 2;
-inline constexpr uint8_t kRecordChunks = 3;
+inline constexpr uint8_t kRecordGorillaChunks = 3;  // read only
+inline constexpr uint8_t kRecordChunks = 4;
 inline constexpr size_t kRecordHeader = 9;
 inline constexpr size_t kMaxRecordBytes = 64 << 20;  // a record longer than this is corrupt
 
@@ -49,7 +53,7 @@ struct WalSample {
 
 struct WalChunk {
   uint64_t ref = 0;
-  std::vector<uint8_t> bytes;  // a Gorilla chunk, its count header included
+  std::vector<uint8_t> bytes;  // a chunk (monitor/chunk.h), its header included
 };
 
 // Appends one framed record to `out`.
