@@ -211,9 +211,10 @@ def parse_packets(buf):
 # Steps and cases
 # ----------------------------------------------------------------------------------------------
 class Step:
-    def __init__(self, parts, conn='a', mode='sentinel', split=None, delay=0.0, mn=None, lines=0):
+    def __init__(self, parts, conn='a', mode='sentinel', split=None, delay=0.0, mn=None, lines=0, busy_retry=False):
         self.parts, self.conn, self.mode, self.split, self.delay, self.mn = parts, conn, mode, split, delay, mn
         self.lines = lines
+        self.busy_retry = busy_retry
 
     def payload(self, ctx):
         out = b''
@@ -230,6 +231,13 @@ class Step:
 def T(*parts, conn='a', mn=None):
     """Sentinel step: send parts (+ sentinel) in one write, read until the sentinel reply."""
     return Step(parts, conn, 'sentinel', mn=mn)
+
+
+def TB(*parts, conn='a'):
+    """Sentinel step sent again (50 ms apart, 3 s at most) while the reply is
+    BUSY: memcached's crawler runs on its own thread, and a crawl that
+    arrives while the last one still runs (a slow host) is refused."""
+    return Step(parts, conn, 'sentinel', busy_retry=True)
 
 
 def I(*parts, conn='a'):
@@ -543,6 +551,11 @@ def run_steps(side, name, steps, final, deadline_abs):
             elif st.mode == 'lines':
                 want_mn = st.lines
             raw, closed, notes = exchange(c, chunks, st.mode, want_mn, st.delay, deadline_abs)
+            for _ in range(60):
+                if not (st.busy_retry and raw.startswith(b'BUSY') and not closed):
+                    break
+                time.sleep(0.05)
+                raw, closed, notes = exchange(c, chunks, st.mode, want_mn, st.delay, deadline_abs)
             c.last_mode = st.mode
             rec.update(raw=raw, closed=closed, notes=notes)
             rec['norm'] = norm_bin(raw, ctx) if proto == 'bin' else norm_text(raw, ctx)
@@ -1475,7 +1488,7 @@ case('slabs_tuning_replies',
 # anything (the sentinel included) is refused; disable takes effect when
 # the thread has stopped (the idle step waits for that).
 case('lru_crawler_replies',
-     *[T(c) for c in (b'lru_crawler\r\n', b'lru_crawler enable\r\n', b'lru_crawler crawl all\r\n',
+     *[(TB if b' crawl ' in c else T)(c) for c in (b'lru_crawler\r\n', b'lru_crawler enable\r\n', b'lru_crawler crawl all\r\n',
                       b'lru_crawler crawl 0\r\n', b'lru_crawler crawl 63\r\n', b'lru_crawler crawl 64\r\n',
                       b'lru_crawler crawl 1,,2\r\n', b'lru_crawler crawl 1,x\r\n', b'lru_crawler crawl all,1\r\n',
                       b'lru_crawler crawl x\r\n', b'lru_crawler crawl\r\n', b'lru_crawler tocrawl 10\r\n',
@@ -1485,7 +1498,7 @@ case('lru_crawler_replies',
                       b'lru_crawler foo\r\n', b'lru_crawler enable x\r\n')],
      I(b'lru_crawler metadump x\r\n'), I(b'lru_crawler metadump 0\r\n'),
      T(b'lru_crawler disable\r\n'), I(b''), T(b'lru_crawler disable\r\n'),
-     T(b'lru_crawler crawl all\r\n'), I(b'lru_crawler metadump all\r\n'),
+     TB(b'lru_crawler crawl all\r\n'), I(b'lru_crawler metadump all\r\n'),
      T(b'lru_crawler enable\r\n'), I(b''), T(b'lru_crawler enable\r\n'),
      # back to memcached's defaults (a 1 s crawler sleep slows later dumps)
      T(b'lru_crawler sleep 100\r\nlru_crawler tocrawl 0\r\n'))
