@@ -67,7 +67,6 @@ std::optional<int> ExponentOf(double v) noexcept {
 ChunkAppender::ChunkAppender(bool decimal) : bytes_{0, 0}, try_decimal_(decimal) {}
 
 void ChunkAppender::Reset(bool decimal, int e) {
-  bytes_.clear();
   if (decimal) {
     bytes_ = {kDecimalFlag, 0, static_cast<uint8_t>(e)};
   } else {

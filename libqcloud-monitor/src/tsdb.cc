@@ -231,6 +231,8 @@ struct LoadedBlock {
   uint64_t samples = 0;
 };
 
+// One copy of each label set for the head and all blocks: a series in the
+// head and in a day of blocks costs one set, not one per block.
 class LabelSets {
  public:
   // The equal set already held, or `labels` now held.
@@ -258,8 +260,8 @@ class LabelSets {
 };
 
 // A block opened: its label sets swapped for the shared ones, and its label
-// list and postings those of a block in `others` with the same series, or
-// built.
+// list and postings those of a recent block in `others` (blocks come in time
+// order, and neighbours hold the same series) with the same series, or built.
 LoadedBlock Load(std::unique_ptr<detail::BlockReader> reader, LabelSets& sets, const std::vector<LoadedBlock>& others) {
   LoadedBlock b;
   b.reader = std::move(reader);
@@ -268,8 +270,10 @@ LoadedBlock Load(std::unique_ptr<detail::BlockReader> reader, LabelSets& sets, c
   std::vector<Labels> interned;
   interned.reserve(read.size());
   for (const Labels& l : read) interned.push_back(sets.Intern(l));
-  for (const LoadedBlock& o : others) {
-    if (o.reader && *o.reader->label_list() == interned) {  // the same pointers: the same sets
+  constexpr size_t kCandidates = 8;  // not every block: a year of them would make opening quadratic
+  for (size_t k = others.size(); k > 0 && others.size() - k < kCandidates; --k) {
+    const LoadedBlock& o = others[k - 1];
+    if (o.reader && *o.reader->label_list() == interned) {  // interned: equal sets are one block, compared by pointer
       b.reader->ShareLabels(o.reader->label_list());
       b.postings = o.postings;
       return b;
