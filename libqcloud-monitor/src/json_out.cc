@@ -28,10 +28,14 @@ void JsonString(std::string& out, std::string_view s) {
   out += '"';
 }
 
-void JsonPairs(std::string& out, const Labels& labels) {
+namespace {
+
+// {"name":"value",...} of anything whose elements have .name and .value.
+template <typename Pairs>
+void PairsObject(std::string& out, const Pairs& pairs) {
   out += '{';
   bool first = true;
-  for (LabelView l : labels.pairs()) {
+  for (const auto& l : pairs) {
     if (!first) out += ',';
     first = false;
     JsonString(out, l.name);
@@ -41,16 +45,10 @@ void JsonPairs(std::string& out, const Labels& labels) {
   out += '}';
 }
 
-void JsonPairs(std::string& out, const std::vector<Label>& pairs) {
-  out += '{';
-  for (size_t i = 0; i < pairs.size(); ++i) {
-    if (i) out += ',';
-    JsonString(out, pairs[i].name);
-    out += ':';
-    JsonString(out, pairs[i].value);
-  }
-  out += '}';
-}
+}  // namespace
+
+void JsonPairs(std::string& out, const Labels& labels) { PairsObject(out, labels.pairs()); }
+void JsonPairs(std::string& out, const std::vector<Label>& pairs) { PairsObject(out, pairs); }
 
 std::string JsonTime(WallTime t) {
   if (t == WallTime{}) return "0001-01-01T00:00:00Z";
