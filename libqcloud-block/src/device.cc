@@ -455,7 +455,6 @@ int64_t CachedPages(int fd, uint64_t offset, uint64_t length) {
   return static_cast<int64_t>(cs.nr_cache);
 }
 
-constexpr uint64_t kLargestFolio = 2 << 20;  // PMD size: the page cache's largest folio on x86-64
 
 }  // namespace
 

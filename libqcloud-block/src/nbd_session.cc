@@ -672,6 +672,7 @@ bool NbdSession::ReadZeroCopy(const Ctx& c, const Request& r, Buffer& out) {
     Put64(out, r.handle);
   }
   for (const Volume::FilePiece& p : plan.pieces) {
+    if (p.mem != nullptr && c.io->SendMemory(out, ByteView(p.mem, p.length), plan.hold)) continue;
     if (p.fd >= 0) {
       // zero_copy() said the loop takes file bytes.
       QCLOUD_CHECK(c.io->SendFile(out, p.fd, p.offset, p.length, plan.hold));

@@ -18,6 +18,7 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -165,10 +166,70 @@ struct Pins {
   }
 };
 
-// A plan's hold: its file stays open, its extents pinned.
+// The data file reads go to, mapped read-only, so that a zero-copy read
+// of cached pages is sent from memory (one copy, by the kernel, into the
+// socket) rather than spliced (a hand-off to io_uring's worker per reply,
+// and data the client then reads from memory it has not seen). The
+// mapping reserves address space for the largest data file; pages past
+// the file's end are never touched: only ranges mincore(2) finds cached
+// are sent from it.
+class DataMap {
+ public:
+  static constexpr uint64_t kReserve = uint64_t{1} << 40;
+
+  static std::shared_ptr<DataMap> Map(std::shared_ptr<File> file) {
+    void* p = ::mmap(nullptr, kReserve, PROT_READ, MAP_SHARED | MAP_NORESERVE, file->native_handle(), 0);
+    if (p == MAP_FAILED) return nullptr;
+    auto m = std::make_shared<DataMap>();
+    m->file_ = std::move(file);
+    m->base_ = static_cast<std::byte*>(p);
+    return m;
+  }
+  ~DataMap() {
+    if (base_ != nullptr) ::munmap(base_, kReserve);
+  }
+  const File* file() const noexcept { return file_.get(); }
+
+  // The bytes of [offset, offset + length) when every page of it is in the
+  // page cache, else null.
+  const std::byte* Cached(uint64_t offset, uint64_t length) const {
+    if (offset >= kReserve || length > kReserve - offset || length == 0) return nullptr;
+    const uint64_t from = offset / kPage * kPage;
+    const uint64_t to = (offset + length + kPage - 1) / kPage * kPage;
+    std::array<unsigned char, 256> vec;
+    for (uint64_t at = from; at < to;) {
+      const uint64_t n = std::min<uint64_t>(to - at, vec.size() * kPage);
+      if (::mincore(base_ + at, n, vec.data()) != 0) return nullptr;
+      for (uint64_t i = 0; i < n / kPage; ++i) {
+        if ((vec[i] & 1) == 0) return nullptr;
+      }
+      at += n;
+    }
+    return base_ + offset;
+  }
+
+  // Before [offset, offset + length) is punched out and reused: drops this
+  // mapping's references to its pages (no plan refers to them), so that
+  // Mirror::Uncached() can drop the pages; the 2 MiB-aligned range around
+  // it, as there (a large folio may straddle extents).
+  void Forget(uint64_t offset, uint64_t length) const {
+    const uint64_t from = offset / detail::kLargestFolio * detail::kLargestFolio;
+    const uint64_t to = std::min(kReserve, (offset + length + detail::kLargestFolio - 1) /
+                                               detail::kLargestFolio * detail::kLargestFolio);
+    if (from < to) (void)::madvise(base_ + from, to - from, MADV_DONTNEED);
+  }
+
+ private:
+  static constexpr uint64_t kPage = 4096;
+  std::shared_ptr<File> file_;
+  std::byte* base_ = nullptr;
+};
+
+// A plan's hold: its file stays open (and mapped), its extents pinned.
 struct PlanHold {
   std::shared_ptr<Pins> pins;
   std::shared_ptr<File> file;
+  std::shared_ptr<DataMap> map;
   std::vector<uint32_t> phys;
   ~PlanHold() {
     if (pins) pins->Unpin(phys);
@@ -362,6 +423,15 @@ class StoreImpl final : public Store {
   // reused all the time).
   bool zero_copy_ = false;
   std::shared_ptr<Pins> pins_ = std::make_shared<Pins>();
+  // The read copy's file mapped (DataMap), made on the first zero-copy
+  // read and again when reads go to another copy.
+  std::shared_ptr<DataMap> MapOf(const std::shared_ptr<File>& file) {
+    std::lock_guard lock(map_mu_);
+    if (map_ == nullptr || map_->file() != file.get()) map_ = DataMap::Map(file);
+    return map_;
+  }
+  std::mutex map_mu_;
+  std::shared_ptr<DataMap> map_;
   std::mutex recycle_mu_;
   std::vector<uint32_t> unsettled_;  // freed and unpinned, pages still cached: retried
 
@@ -569,6 +639,14 @@ void StoreImpl::Recycle(std::vector<uint32_t> phys) {
   for (uint32_t p : phys) {
     // A page still cached may be one a reply in a socket refers to: a punch
     // could zero it in place (part of a large folio), a reuse rewrite it.
+    if (zero_copy_) {
+      std::shared_ptr<DataMap> map;
+      {
+        std::lock_guard lock(map_mu_);
+        map = map_;
+      }
+      if (map != nullptr) map->Forget(DataOffset(p, 0), kExtentSize);
+    }
     if (zero_copy_ && !mirror_->Uncached(DataOffset(p, 0), kExtentSize)) {
       unsettled_.push_back(p);
       continue;
@@ -696,6 +774,7 @@ Result<bool> StoreImpl::PlanRead(VolumeState& v, uint64_t offset, uint64_t lengt
   Bump(counters_.read_bytes, length);
   ReadAhead(v, offset, offset + length);
   auto hold = std::make_shared<PlanHold>();
+  hold->map = MapOf(file);
   hold->file = std::move(file);
   plan.pieces.clear();
   auto add = [&](uint32_t phys, uint64_t at, uint64_t n) {
@@ -730,6 +809,11 @@ Result<bool> StoreImpl::PlanRead(VolumeState& v, uint64_t offset, uint64_t lengt
     return Status::Ok();
   });
   hold->pins = pins_;  // from here on the destructor unpins
+  if (hold->map != nullptr) {
+    for (Volume::FilePiece& p : plan.pieces) {
+      if (p.fd >= 0) p.mem = hold->map->Cached(p.offset, p.length);
+    }
+  }
   plan.hold = std::move(hold);
   return true;
 }

@@ -246,6 +246,17 @@ bool ConnIo::SendFile(Buffer& out, int fd, uint64_t offset, uint64_t length,
   return true;
 }
 
+bool ConnIo::SendMemory(Buffer& out, ByteView bytes, std::shared_ptr<const void> hold) {
+  if (!worker_->zero_copy()) return false;
+  if (bytes.empty()) return true;
+  conn_->out_files.push_back({.at = out.size(),
+                              .length = bytes.size(),
+                              .mem = bytes.data(),
+                              .hold = std::move(hold)});
+  conn_->queued_file_bytes += bytes.size();
+  return true;
+}
+
 uint64_t ConnIo::queued_file_bytes() const noexcept { return conn_->queued_file_bytes; }
 
 int ConnIo::socket_fd() const noexcept { return conn_->fd; }

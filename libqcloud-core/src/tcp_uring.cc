@@ -230,6 +230,13 @@ class IoUringWorker final : public LoopWorker {
         ++c.sending_files_head;
         continue;
       }
+      if (seg->mem != nullptr) {
+        sqe = Sqe();
+        io_uring_prep_send(sqe, c.fd, seg->mem, static_cast<size_t>(std::min<uint64_t>(seg->length, 1U << 30)),
+                           MSG_NOSIGNAL);
+        c.send_kind = Conn::Sending::kMemory;
+        break;
+      }
       if (!FillPipe(c, *seg)) {
         c.dead = true;
         c.eof = true;
@@ -358,6 +365,15 @@ class IoUringWorker final : public LoopWorker {
             case Conn::Sending::kZeros:
               c->zero_bytes -= std::min(n, c->zero_bytes);
               break;
+            case Conn::Sending::kMemory: {
+              FileSegment& seg = c->sending_files[c->sending_files_head];
+              const size_t took = std::min<uint64_t>(n, seg.length);
+              seg.mem += took;
+              seg.length -= took;
+              c->queued_file_bytes -= took;
+              if (n == 0) c->dead = c->eof = true;  // the socket took nothing: gone
+              break;
+            }
           }
           if (!c->dead && ArmSend(*c)) return;
           if (!c->dead) {

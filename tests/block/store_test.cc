@@ -588,15 +588,23 @@ TEST_CASE("block store reads ahead for a sequential reader only") {
 }
 
 // Reads a plan back the way a server would send it: file pieces with
-// pread, holes as zeros.
-Bytes ReadPlanned(const Volume::ReadPlan& plan) {
+// pread, holes as zeros; a piece also in memory must hold the same bytes
+// there. `mapped`, if given, counts those.
+Bytes ReadPlanned(const Volume::ReadPlan& plan, size_t* mapped = nullptr) {
   Bytes b;
   for (const Volume::FilePiece& p : plan.pieces) {
     const size_t at = b.size();
     b.resize(at + p.length, std::byte{0});
-    if (p.fd < 0) continue;
+    if (p.fd < 0) {
+      CHECK(p.mem == nullptr);
+      continue;
+    }
     const ssize_t n = ::pread(p.fd, b.data() + at, p.length, static_cast<off_t>(p.offset));
     REQUIRE(n >= 0);
+    if (p.mem != nullptr) {
+      CHECK(std::memcmp(p.mem, b.data() + at, p.length) == 0);
+      if (mapped != nullptr) ++*mapped;
+    }
   }
   return b;
 }
@@ -620,6 +628,7 @@ TEST_CASE("block store zero copy plans read what Read reads and pin their extent
   RandomOps(*a, model, 7, 200);
   REQUIRE_OK(store->CreateSnapshot("a", "s"));
   RandomOps(*a, model, 8, 100);
+  size_t mapped = 0;  // pieces also in memory: the data was just written, so cached
   for (auto [off, len] : std::vector<std::pair<uint64_t, uint64_t>>{
            {0, 8 * kMiB}, {4095, 3 * kMiB + 17}, {7 * kMiB, kMiB}, {12345, 1}}) {
     INFO("range ", off, " +", len);
@@ -627,9 +636,10 @@ TEST_CASE("block store zero copy plans read what Read reads and pin their extent
     uint64_t total = 0;
     for (const auto& p : plan.pieces) total += p.length;
     CHECK(total == len);
-    CHECK(ReadPlanned(plan) == Bytes(model.begin() + off, model.begin() + off + len));
+    CHECK(ReadPlanned(plan, &mapped) == Bytes(model.begin() + off, model.begin() + off + len));
     CHECK(ReadAll(*a, off, len) == Bytes(model.begin() + off, model.begin() + off + len));
   }
+  CHECK(mapped > 0);
   CHECK(a->PlanRead(8 * kMiB - 1, 2, plan).status().code() == Errc::kOutOfRange);
 
   // A plan's extent is not reused while the plan is held, even once freed:
@@ -641,6 +651,11 @@ TEST_CASE("block store zero copy plans read what Read reads and pin their extent
   REQUIRE_OK(b->PlanRead(0, kMiB, plan));
   REQUIRE(plan.pieces.size() == 1);
   const uint64_t held_at = plan.pieces[0].offset;
+  // Sent from memory: the store's mapping of the file then maps these
+  // pages, which must not keep the extent from coming back below.
+  mapped = 0;
+  CHECK(ReadPlanned(plan, &mapped) == data);
+  CHECK(mapped == 1);
   REQUIRE_OK(b->Trim(0, kMiB, false));  // frees the whole extent
   REQUIRE_OK(store->Flush());           // the commit that frees it
   auto c = REQUIRE_VALUE(store->OpenVolume("c"));

@@ -426,8 +426,9 @@ TEST_CASE("tcp server: a session reads a file through its worker's loop, in orde
 // loop can, else copied. Each reply's hold is remembered, to see it go.
 class SendFileSession final : public StreamSession {
  public:
-  SendFileSession(int fd, std::vector<std::weak_ptr<const void>>& holds, std::mutex& mu)
-      : fd_(fd), holds_(holds), mu_(mu) {}
+  SendFileSession(int fd, const std::string* memory, std::vector<std::weak_ptr<const void>>& holds,
+                  std::mutex& mu)
+      : fd_(fd), memory_(memory), holds_(holds), mu_(mu) {}
   void AttachIo(SessionIo* io) override { io_ = io; }
   size_t Process(ByteView in, Buffer& out) override {
     size_t used = 0;
@@ -436,7 +437,8 @@ class SendFileSession final : public StreamSession {
       const std::string line(text.substr(used, nl - used));
       used = nl + 1;
       unsigned long off = 0, len = 0;
-      if (std::sscanf(line.c_str(), "send %lu %lu", &off, &len) != 2) {
+      const bool mem = std::sscanf(line.c_str(), "mem %lu %lu", &off, &len) == 2;
+      if (!mem && std::sscanf(line.c_str(), "send %lu %lu", &off, &len) != 2) {
         out.Append(std::string_view(line + "\n"));
         continue;
       }
@@ -446,7 +448,14 @@ class SendFileSession final : public StreamSession {
         std::lock_guard lock(mu_);
         holds_.push_back(hold);
       }
-      if (!io_->SendFile(out, fd_, off, len, hold)) {
+      if (mem) {
+        // "mem OFF LEN": bytes of the in-memory copy, within it.
+        const ByteView bytes(reinterpret_cast<const std::byte*>(memory_->data()) + off, len);
+        if (!io_->SendMemory(out, bytes, hold)) {
+          CHECK_FALSE(io_->zero_copy());
+          out.Append(bytes);
+        }
+      } else if (!io_->SendFile(out, fd_, off, len, hold)) {
         CHECK_FALSE(io_->zero_copy());
         std::string bytes(len, '\0');
         const ssize_t n = ::pread(fd_, bytes.data(), len, static_cast<off_t>(off));
@@ -465,13 +474,14 @@ class SendFileSession final : public StreamSession {
  private:
   SessionIo* io_ = nullptr;
   int fd_;
+  const std::string* memory_;
   std::vector<std::weak_ptr<const void>>& holds_;
   std::mutex& mu_;
 };
 
 struct SendFiles final : SessionFactory {
   std::unique_ptr<StreamSession> NewSession(unsigned) override {
-    return std::make_unique<SendFileSession>(fd, holds, mu);
+    return std::make_unique<SendFileSession>(fd, memory, holds, mu);
   }
   bool AllReleased() {
     std::lock_guard lock(mu);
@@ -481,6 +491,7 @@ struct SendFiles final : SessionFactory {
     return true;
   }
   int fd = -1;
+  const std::string* memory = nullptr;  // the file's bytes, for "mem"
   std::mutex mu;
   std::vector<std::weak_ptr<const void>> holds;
 };
@@ -502,6 +513,7 @@ TEST_CASE("tcp server: file bytes sent without a copy arrive in order and exact"
   ForEachBackend([&](LoopBackend backend) {
     SendFiles files;
     files.fd = fd;
+    files.memory = &file;
     auto server = REQUIRE_VALUE(TcpServer::Open(files, {.threads = 1, .backend = backend}));
     auto worker = std::async(std::launch::async, [&] { return server->Serve(0); });
     test::SocketClient c(server->address());
@@ -543,6 +555,58 @@ TEST_CASE("tcp server: file bytes sent without a copy arrive in order and exact"
     CHECK(Eventually([&] { return files.AllReleased(); }));
     test::SocketClient after(server->address());
     REQUIRE(after.Send("send 5 3\n"));
+    CHECK(after.Read(6) == expect(5, 3));
+    server->Stop();
+    CHECK_OK(worker.get());
+  });
+  ::close(fd);
+}
+
+TEST_CASE("tcp server: memory sent by reference arrives in order and exact between file bytes and plain bytes") {
+  char path[] = "/tmp/qcloud-tcp-sendmem-XXXXXX";
+  const int fd = ::mkstemp(path);
+  REQUIRE(fd >= 0);
+  ::unlink(path);
+  std::string file(3 * 1024 * 1024 + 5, '\0');
+  for (size_t i = 0; i < file.size(); ++i) file[i] = static_cast<char>((i * 104729 + i / 4093) & 0xff);
+  REQUIRE(::pwrite(fd, file.data(), file.size(), 0) == static_cast<ssize_t>(file.size()));
+  auto expect = [&](uint64_t off, uint64_t len) { return "<" + file.substr(off, len) + ">\n"; };
+  ForEachBackend([&](LoopBackend backend) {
+    SendFiles files;
+    files.fd = fd;
+    files.memory = &file;
+    auto server = REQUIRE_VALUE(TcpServer::Open(files, {.threads = 1, .backend = backend}));
+    auto worker = std::async(std::launch::async, [&] { return server->Serve(0); });
+    test::SocketClient c(server->address());
+    REQUIRE(c.connected());
+    // Memory pieces of every size (the 3 MiB ones take several sends, the
+    // socket being full), file pieces and plain bytes between them.
+    std::string send, want;
+    for (uint64_t i = 0; i < 400; ++i) {
+      const uint64_t off = i * 7877 % (file.size() / 2);
+      const uint64_t len = i % 50 == 0 ? file.size() - off : 1 + i * 131 % 70000;
+      send += (i % 3 == 1 ? "send " : "mem ") + std::to_string(off) + " " + std::to_string(len) + "\n";
+      want += expect(off, len);
+      if (i % 7 == 0) {
+        send += "echo\n";
+        want += "echo\n";
+      }
+    }
+    REQUIRE(c.Send(send));
+    const std::string got = c.Read(want.size());
+    CHECK(got.size() == want.size());
+    CHECK(got == want);
+    CHECK(Eventually([&] { return files.AllReleased(); }));
+
+    // A client that leaves with memory still queued: its holds go with the
+    // connection, and the worker serves on.
+    {
+      test::SocketClient gone(server->address());
+      REQUIRE(gone.Send("mem 0 3000000\nmem 5 3000000\nsend 0 3000000\nmem 1 3000000\n"));
+    }
+    CHECK(Eventually([&] { return files.AllReleased(); }));
+    test::SocketClient after(server->address());
+    REQUIRE(after.Send("mem 5 3\n"));
     CHECK(after.Read(6) == expect(5, 3));
     server->Stop();
     CHECK_OK(worker.get());

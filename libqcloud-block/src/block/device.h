@@ -52,6 +52,8 @@
 namespace qcloud::block::detail {
 
 inline constexpr size_t kHeaderSize = 4096;
+// PMD size: the page cache's largest folio on x86-64.
+inline constexpr uint64_t kLargestFolio = 2 << 20;
 inline constexpr uint8_t kCopyWhole = 1;
 inline constexpr uint8_t kCopyRebuilding = 2;
 

@@ -70,6 +70,7 @@ class ConnIo final : public SessionIo {
   bool Read(int fd, uint64_t offset, MutableByteView dst, int64_t* result) override;
   bool SendFile(Buffer& out, int fd, uint64_t offset, uint64_t length,
                 std::shared_ptr<const void> hold) override;
+  bool SendMemory(Buffer& out, ByteView bytes, std::shared_ptr<const void> hold) override;
   bool zero_copy() const noexcept override;
   uint64_t queued_file_bytes() const noexcept override;
   int socket_fd() const noexcept override;
@@ -79,13 +80,15 @@ class ConnIo final : public SessionIo {
   Conn* conn_;
 };
 
-// Bytes of a file queued for the socket (SessionIo::SendFile), after the
-// first `at` bytes of the buffer they were queued with.
+// Bytes of a file (SessionIo::SendFile) or of memory outside the output
+// buffer (SessionIo::SendMemory, `mem` set) queued for the socket, after
+// the first `at` bytes of the buffer they were queued with.
 struct FileSegment {
   size_t at = 0;
   int fd = -1;
   uint64_t offset = 0;
   uint64_t length = 0;  // left to hand to the kernel
+  const std::byte* mem = nullptr;  // SendMemory: the next byte to send
   std::shared_ptr<const void> hold;
 };
 
@@ -109,7 +112,7 @@ struct Conn {
   size_t pipe_bytes = 0;    // spliced into the pipe, not yet into the socket
   size_t pipe_cap = 0;      // the pipe's capacity
   size_t zero_bytes = 0;    // to send as zeros (a segment past end of file)
-  enum class Sending : uint8_t { kBytes, kPipe, kZeros } send_kind = Sending::kBytes;
+  enum class Sending : uint8_t { kBytes, kPipe, kZeros, kMemory } send_kind = Sending::kBytes;
   bool HasOutput() const noexcept { return !out.empty() || !out_files.empty(); }
   size_t in_keep = 0;       // the longest message input_needed() announced, plus a receive
   bool recv_armed = false;  // io_uring: a receive is in flight

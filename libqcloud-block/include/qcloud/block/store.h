@@ -229,10 +229,15 @@ class QCLOUD_EXPORT Volume {
   // False (nothing planned): read with Read() — the store has an SSD tier,
   // the copy reads go to is not a local file, or the kernel cannot tell
   // cached pages (before Linux 6.5) or punch holes.
+  //
+  // A piece whose pages are all in the page cache also has `mem`: the
+  // same bytes in a read-only mapping of the file, valid while `hold`
+  // lives, so they can be sent with one copy and no splice.
   struct FilePiece {
     int fd = -1;
     uint64_t offset = 0;
     uint64_t length = 0;
+    const std::byte* mem = nullptr;
   };
   struct ReadPlan {
     std::vector<FilePiece> pieces;

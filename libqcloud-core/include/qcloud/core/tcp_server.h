@@ -119,8 +119,21 @@ class SessionIo {
   }
   // Whether SendFile() works on this connection's loop.
   virtual bool zero_copy() const noexcept { return false; }
-  // Bytes queued by SendFile() and not yet handed to the kernel: output
-  // like `out`'s, for a session's high-water mark.
+  // Output by reference: queues `bytes`, which live outside `out` (a file
+  // mapped into memory), to be sent after the bytes `out` holds now and
+  // before any appended later, without copying them into `out`: the
+  // kernel copies them once, from where they are, into the socket. `hold`
+  // keeps them valid and unchanged until they have been sent (or the
+  // connection closes). Where the memory is a file mapping, the caller
+  // checks that its pages are cached: a fault in the send would stall the
+  // loop. False (nothing queued) where the loop cannot (the epoll backend):
+  // the session copies them.
+  virtual bool SendMemory(Buffer& out, ByteView bytes, std::shared_ptr<const void> hold) {
+    (void)out, (void)bytes, (void)hold;
+    return false;
+  }
+  // Bytes queued by SendFile() or SendMemory() and not yet handed to the
+  // kernel: output like `out`'s, for a session's high-water mark.
   virtual uint64_t queued_file_bytes() const noexcept { return 0; }
   // The connection's socket, for what names connections by descriptor (as
   // memcached's logs do, "cfd=") or asks its peer's address. Not for I/O:
