@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
+#include <cstdint>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -275,6 +277,166 @@ Result<std::unique_ptr<Copy>> NewCopy(Env& env, const std::string& spec) {
   return NewLocalCopy(env, std::move(dir));
 }
 
+// ---- the write-intent map (intent.map; docs/notes/block-format.md) ----
+
+namespace {
+
+constexpr std::string_view kIntentMagic = "QCLOUD-BLOCK-INTENT v1\n";
+constexpr size_t kIntentAllAt = 48;      // u8: 1 = every granule dirty
+constexpr size_t kIntentGranuleAt = 56;  // u64 LE: extents per bit
+
+}  // namespace
+
+IntentImage ParseIntentMap(ByteView file, const std::array<std::byte, 16>& uuid) {
+  IntentImage img;
+  if (file.size() < kIntentHeader || file.size() > kIntentHeader + kIntentMaxBytes ||
+      std::memcmp(file.data(), kIntentMagic.data(), kIntentMagic.size()) != 0 ||
+      std::memcmp(file.data() + kUuidAt, uuid.data(), uuid.size()) != 0 ||
+      DecodeFixed64(file.data() + kIntentGranuleAt) != kIntentGranule ||
+      file[kIntentAllAt] != std::byte{0}) {
+    img.all = true;
+    return img;
+  }
+  const size_t n = file.size() - kIntentHeader;
+  img.bits.assign((n + 7) / 8, 0);
+  for (size_t i = 0; i < n; ++i) {
+    img.bits[i / 8] |= uint64_t{std::to_integer<uint8_t>(file[kIntentHeader + i])} << (8 * (i % 8));
+  }
+  while (!img.bits.empty() && img.bits.back() == 0) img.bits.pop_back();
+  return img;
+}
+
+Result<std::unique_ptr<IntentMap>> IntentMap::Open(Env& env, const std::string& path,
+                                                   const std::array<std::byte, 16>& uuid) {
+  IntentImage img;
+  auto text = ReadFileToString(env, path, kIntentHeader + kIntentMaxBytes);
+  if (text.ok()) {
+    img = ParseIntentMap(ByteView(*text), uuid);
+  } else if (text.status().code() == Errc::kNotFound || text.status().code() == Errc::kTooLarge) {
+    img.all = true;  // none (a store from before the map) or not one we wrote
+  } else {
+    return text.status();
+  }
+  QCLOUD_ASSIGN_OR_RETURN(auto file, env.OpenFile(path, OpenMode::kCreate));
+  std::unique_ptr<IntentMap> m(new IntentMap(std::move(file), uuid));
+  m->all_ = img.all;
+  m->bits_ = std::move(img.bits);
+  m->GrowLocked(m->bits_.size() * 64);
+  return m;
+}
+
+Status IntentMap::Start(bool crashed) {
+  std::lock_guard lock(mu_);
+  if (!crashed) {
+    all_ = false;
+    bits_.clear();
+    std::fill(epoch_.begin(), epoch_.end(), 0);
+    QCLOUD_RETURN_IF_ERROR(file_->Truncate(kIntentHeader));
+  }
+  QCLOUD_RETURN_IF_ERROR(WriteHeaderLocked());
+  return file_->Sync();
+}
+
+Status IntentMap::WriteHeaderLocked() {
+  std::array<std::byte, kIntentHeader> h{};
+  std::memcpy(h.data(), kIntentMagic.data(), kIntentMagic.size());
+  std::memcpy(h.data() + kUuidAt, uuid_.data(), uuid_.size());
+  h[kIntentAllAt] = std::byte{all_ ? uint8_t{1} : uint8_t{0}};
+  EncodeFixed64(h.data() + kIntentGranuleAt, kIntentGranule);
+  return file_->WriteAt(0, ByteView(h.data(), h.size()));
+}
+
+Status IntentMap::WriteWordsLocked(size_t from, size_t to) {
+  std::vector<std::byte> buf((to - from) * 8);
+  for (size_t w = from; w < to; ++w) EncodeFixed64(buf.data() + (w - from) * 8, bits_[w]);
+  return file_->WriteAt(kIntentHeader + from * 8, ByteView(buf.data(), buf.size()));
+}
+
+void IntentMap::GrowLocked(size_t granules) {
+  if (inflight_.size() >= granules) return;
+  inflight_.resize(granules, 0);
+  epoch_.resize(granules, 0);
+  bits_.resize((granules + 63) / 64, 0);
+}
+
+bool IntentMap::Dirty(uint32_t p) {
+  std::lock_guard lock(mu_);
+  const size_t g = p / kIntentGranule;
+  return all_ || (g / 64 < bits_.size() && (bits_[g / 64] >> (g % 64) & 1) != 0);
+}
+
+Status IntentMap::Begin(uint32_t first, uint32_t last) {
+  const size_t g0 = first / kIntentGranule, g1 = last / kIntentGranule;
+  std::lock_guard lock(mu_);
+  GrowLocked(g1 + 1);
+  size_t from = SIZE_MAX, to = 0;  // the words that changed
+  for (size_t g = g0; g <= g1; ++g) {
+    inflight_[g]++;
+    epoch_[g] = sync_epoch_;
+    uint64_t& w = bits_[g / 64];
+    if ((w >> (g % 64) & 1) != 0) continue;
+    w |= uint64_t{1} << (g % 64);
+    from = std::min(from, g / 64);
+    to = g / 64 + 1;
+  }
+  if (from == SIZE_MAX) return Status::Ok();
+  // Durable before any copy sees the write; under the lock, so a second
+  // writer of the granule does not go ahead of the mark.
+  Status st = WriteWordsLocked(from, to);
+  if (st.ok()) st = file_->Sync();
+  if (!st.ok()) {
+    for (size_t g = g0; g <= g1; ++g) inflight_[g]--;
+    return st.WithContext("the write-intent map");
+  }
+  return Status::Ok();
+}
+
+void IntentMap::End(uint32_t first, uint32_t last) {
+  std::lock_guard lock(mu_);
+  for (size_t g = first / kIntentGranule; g <= last / kIntentGranule; ++g) inflight_[g]--;
+}
+
+uint64_t IntentMap::StartSync() {
+  std::lock_guard lock(mu_);
+  const uint64_t e = ++sync_epoch_;
+  candidates_.clear();
+  for (size_t w = 0; w < bits_.size(); ++w) {
+    for (uint64_t b = bits_[w]; b != 0; b &= b - 1) {
+      const size_t g = w * 64 + static_cast<size_t>(std::countr_zero(b));
+      // Idle, and not written in the interval before this one either: a
+      // granule in steady use stays marked rather than cost a sync each time.
+      if (inflight_[g] == 0 && epoch_[g] + 1 < e) candidates_.push_back(static_cast<uint32_t>(g));
+    }
+  }
+  return e;
+}
+
+void IntentMap::EndSync(uint64_t epoch, bool clear) {
+  std::lock_guard lock(mu_);
+  if (!clear || epoch != sync_epoch_) return;  // a later sync started: it decides
+  size_t from = SIZE_MAX, to = 0;
+  for (uint32_t g : candidates_) {
+    if (epoch_[g] >= epoch) continue;  // written since the sync started
+    bits_[g / 64] &= ~(uint64_t{1} << (g % 64));
+    from = std::min<size_t>(from, g / 64);
+    to = std::max<size_t>(to, g / 64 + 1);
+  }
+  candidates_.clear();
+  // Not synced: a clear lost in a crash costs a larger resync, nothing else.
+  if (from != SIZE_MAX) (void)WriteWordsLocked(from, to);
+  if (all_) {
+    all_ = false;  // the resync that followed the crash is done and synced
+    (void)WriteHeaderLocked();
+  }
+}
+
+uint64_t IntentMap::marked() {
+  std::lock_guard lock(mu_);
+  uint64_t n = 0;
+  for (uint64_t w : bits_) n += static_cast<uint64_t>(std::popcount(w));
+  return n;
+}
+
 struct Mirror::Slot {
   std::unique_ptr<Copy> copy;
   std::atomic<CopyState::Health> health{CopyState::Health::kWhole};
@@ -290,8 +452,8 @@ struct Mirror::Slot {
 };
 
 Mirror::Mirror(std::vector<std::unique_ptr<Copy>> copies, unsigned quorum, std::array<std::byte, 16> uuid,
-               std::function<std::vector<uint32_t>()> allocated)
-    : quorum_(quorum), uuid_(uuid), allocated_(std::move(allocated)) {
+               std::function<std::vector<uint32_t>()> allocated, std::unique_ptr<IntentMap> intent)
+    : quorum_(quorum), uuid_(uuid), allocated_(std::move(allocated)), intent_(std::move(intent)) {
   for (auto& c : copies) {
     auto s = std::make_unique<Slot>();
     s->copy = std::move(c);
@@ -368,6 +530,8 @@ Status Mirror::Start(bool fresh) {
                   fmt::format("{} of {} copies are whole, {} needed{}", whole, slots_.size(), quorum_, why));
   }
   if (slots_.size() == 1) return Status::Ok();  // one copy: it cannot disagree with another
+  // After a crash the intent map's marks say which extents to resync.
+  if (intent_ != nullptr) QCLOUD_RETURN_IF_ERROR(intent_->Start(crashed));
   // Marked in use before the first write; after a crash, every whole copy
   // but the one reads go to is resynced from it (Maintain()).
   open_ = true;
@@ -505,6 +669,14 @@ Status Mirror::Mutate(uint64_t offset, uint64_t length,
   }
   const auto first = static_cast<uint32_t>(offset / kExtent);
   const auto last = static_cast<uint32_t>((offset + std::max<uint64_t>(length, 1) - 1) / kExtent);
+  if (intent_ != nullptr) QCLOUD_RETURN_IF_ERROR(intent_->Begin(first, last));
+  struct EndIntent {
+    IntentMap* map;
+    uint32_t first, last;
+    ~EndIntent() {
+      if (map != nullptr) map->End(first, last);
+    }
+  } end_intent{intent_.get(), first, last};
   struct Job {
     Slot* slot;
     CopyState::Health health;
@@ -560,7 +732,19 @@ Status Mirror::Zero(uint64_t offset, uint64_t length, bool release) {
   });
 }
 
+bool Mirror::AllInStep() {
+  for (auto& sp : slots_) {
+    if (sp->health.load(std::memory_order_acquire) != CopyState::Health::kWhole || ResyncPending(*sp)) return false;
+  }
+  return true;
+}
+
 Status Mirror::Sync() {
+  // The intent map clears marks only across a sync of every copy, whole
+  // and in step from its start to its end (one that missed writes keeps
+  // them marked for its rebuild, and a resync its marks until it is done).
+  const bool in_step = intent_ != nullptr && AllInStep();
+  const uint64_t epoch = intent_ != nullptr ? intent_->StartSync() : 0;
   unsigned whole = 0;
   Status err;
   for (auto& sp : slots_) {
@@ -585,6 +769,7 @@ Status Mirror::Sync() {
     }
     if (h == CopyState::Health::kWhole) ++whole;
   }
+  if (intent_ != nullptr) intent_->EndSync(epoch, in_step && err.ok() && whole == slots_.size() && AllInStep());
   if (whole >= quorum_) return Status::Ok();
   return Status(Errc::kIoError, fmt::format("{} of {} copies synced, {} needed{}", whole, slots_.size(),
                                             quorum_, err.ok() ? "" : ": " + err.message()));
@@ -611,6 +796,7 @@ Status Mirror::Resync(Slot& target) {
   for (uint32_t p : allocated_()) {
     // Failed meanwhile: Fail() turned the resync into a full rebuild.
     if (target.health.load() != CopyState::Health::kWhole || !ResyncPending(target)) return Status::Ok();
+    if (intent_ != nullptr && !intent_->Dirty(p)) continue;  // no write was in flight there
     Status st = CopyExtent(target, p, buf);
     if (!st.ok()) {
       Fail(target, st);

@@ -550,9 +550,16 @@ Result<std::unique_ptr<Store>> StoreImpl::Open(const StoreOptions& options) {
   if (n > 5) return InvalidArgument(fmt::format("{} copies: at most 5 (4 replicas)", n));
   const unsigned quorum = write_quorum != 0 ? write_quorum : n / 2 + 1;
   if (quorum > n) return InvalidArgument(fmt::format("write quorum {} of {} copies", quorum, n));
+  // With copies that can disagree, the write-intent map bounds the resync
+  // after a crash to what was being written.
+  std::unique_ptr<detail::IntentMap> intent;
+  if (n > 1) {
+    QCLOUD_ASSIGN_OR_RETURN(intent, detail::IntentMap::Open(*s->env_, JoinPath(options.data_dir, "intent.map"),
+                                                            s->db_->uuid()));
+  }
   StoreImpl* raw = s.get();
   s->mirror_ = std::make_unique<detail::Mirror>(std::move(copies), quorum, s->db_->uuid(),
-                                                [raw] { return raw->InUse(); });
+                                                [raw] { return raw->InUse(); }, std::move(intent));
   QCLOUD_RETURN_IF_ERROR(s->mirror_->Start(loaded.extents.empty()));
   if (!options.ssd_dir.empty()) {
     QCLOUD_ASSIGN_OR_RETURN(s->tier_, detail::Tier::Open(*s->env_, options.ssd_dir, options.ssd_bytes, *s->mirror_));

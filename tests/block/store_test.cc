@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "block/device.h"
 #include "qcloud/testing/doctest_helpers.h"
 #include "qcloud/testing/fault_injection_env.h"
 
@@ -448,6 +449,12 @@ void Scribble(const std::string& dir, uint64_t offset, size_t n) {
   std::fclose(f);
 }
 
+// Bytes [offset, offset + n) of a copy's extents.dat.
+Bytes Slice(const std::string& dir, uint64_t offset, size_t n) {
+  const Bytes all = CopyBytes(dir, offset + n);
+  return Bytes(all.begin() + static_cast<ptrdiff_t>(offset), all.end());
+}
+
 TEST_CASE("block store resyncs its copies after a crash and not after a clean close") {
   TempDir dir("qcloud-block"), r1("qcloud-replica");
   const size_t span = 6 * kMiB;
@@ -486,6 +493,94 @@ TEST_CASE("block store resyncs its copies after a crash and not after a clean cl
   auto store = Store::Open({.data_dir = dir.path, .replicas = {r1.path}, .write_quorum = 1}).value();
   CHECK(!store->copies()[1].resyncing);
   CHECK(ReadAll(*store->OpenVolume("v").value(), 0, model.size()) == model);
+}
+
+TEST_CASE("block store after a crash resyncs only the granules the intent map marked") {
+  TempDir dir("qcloud-block"), r1("qcloud-replica");
+  constexpr uint64_t kExtents = 150;  // physical extents 1..150: granules 0, 1 and 2
+  const Bytes block = Pattern(4096, 5);
+  auto open = [&] {
+    return REQUIRE_VALUE(Store::Open({.data_dir = dir.path, .replicas = {r1.path}, .write_quorum = 1}));
+  };
+  auto crash_after_writes = [&] {
+    auto store = open();
+    if (!store->OpenVolume("v").ok()) REQUIRE_OK(store->CreateVolume("v", 256 * kMiB));
+    auto v = REQUIRE_VALUE(store->OpenVolume("v"));
+    for (uint64_t e = 0; e < kExtents; ++e) REQUIRE_OK(v->Write(e * kMiB, V(block), false));
+    // Two syncs with no write between them clear every mark.
+    for (int i = 0; i < 3; ++i) REQUIRE_OK(store->Flush());
+    // The crash comes while logical extent 0 (physical 1) is written.
+    REQUIRE_OK(v->Write(100, V(Pattern(300, 6)), false));
+    // Destroyed without Close().
+  };
+  crash_after_writes();
+  // Copies that differ where the write was in flight (physical extent 2,
+  // granule 0) and, as no crash can make them, far from it (extent 140).
+  Scribble(r1.path, 2 * kMiB, 4096);
+  Scribble(r1.path, 140 * kMiB, 4096);
+  {
+    auto store = open();
+    CHECK(store->copies()[1].resyncing);
+    REQUIRE_OK(store->Maintain());
+    const auto copies = store->copies();
+    CHECK(!copies[1].resyncing);
+    // Granule 0's allocated extents (1..63), not all 150.
+    CHECK(copies[1].rebuilt_extents == detail::kIntentGranule - 1);
+    CHECK(CopyBytes(r1.path, 64 * kMiB) == CopyBytes(dir.path, 64 * kMiB));
+    CHECK(Slice(r1.path, 140 * kMiB, 4096) != Slice(dir.path, 140 * kMiB, 4096));
+    Scribble(dir.path, 140 * kMiB, 4096);  // the same junk: the copies agree again
+    REQUIRE_OK(store->Close());
+  }
+  // Without its intent map (a store from before it, or a lost file) the
+  // resync after a crash copies every allocated extent.
+  crash_after_writes();
+  REQUIRE(std::remove((dir.path + "/intent.map").c_str()) == 0);
+  Scribble(r1.path, 140 * kMiB, 4096);
+  {
+    auto store = open();
+    REQUIRE_OK(store->Maintain());
+    CHECK(store->copies()[1].rebuilt_extents == kExtents);
+    CHECK(CopyBytes(r1.path, 151 * kMiB) == CopyBytes(dir.path, 151 * kMiB));
+    REQUIRE_OK(store->Close());
+  }
+}
+
+TEST_CASE("block store intent maps that are short foreign damaged or too large read as all dirty") {
+  std::array<std::byte, 16> uuid{};
+  uuid[3] = std::byte{9};
+  // A good one: the header, then granules 1 and 70 marked.
+  Bytes good(detail::kIntentHeader + 16, std::byte{0});
+  const std::string_view magic = "QCLOUD-BLOCK-INTENT v1\n";
+  std::memcpy(good.data(), magic.data(), magic.size());
+  std::memcpy(good.data() + 32, uuid.data(), uuid.size());
+  good[56] = std::byte{64};
+  good[detail::kIntentHeader] = std::byte{2};
+  good[detail::kIntentHeader + 8] = std::byte{64};
+  detail::IntentImage img = detail::ParseIntentMap(V(good), uuid);
+  CHECK_FALSE(img.all);
+  CHECK(img.bits == std::vector<uint64_t>{2, 64});
+  // A torn last word keeps the bits it has.
+  img = detail::ParseIntentMap(ByteView(good.data(), good.size() - 7), uuid);
+  CHECK_FALSE(img.all);
+  CHECK(img.bits == std::vector<uint64_t>{2, 64});
+  auto all = [&](Bytes b) { return detail::ParseIntentMap(V(b), uuid).all; };
+  CHECK(all(Bytes{}));
+  CHECK(all(Bytes(good.begin(), good.begin() + 100)));  // shorter than its header
+  Bytes b = good;
+  b[0] = std::byte{'q'};
+  CHECK(all(b));  // not the magic
+  b = good;
+  b[40] = std::byte{1};
+  CHECK(all(b));  // another store's
+  b = good;
+  b[56] = std::byte{32};
+  CHECK(all(b));  // another granule size
+  b = good;
+  b[48] = std::byte{1};
+  CHECK(all(b));  // says so itself
+  b = good;
+  b.resize(detail::kIntentHeader + detail::kIntentMaxBytes + 1);
+  CHECK(all(b));  // more bits than extents can be numbered
 }
 
 TEST_CASE("block store refuses another store's replica and too few whole copies") {

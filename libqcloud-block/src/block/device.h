@@ -106,12 +106,77 @@ struct CopyState {
   std::string last_error;
 };
 
+// The write-intent map (intent.map in the data directory, block-format.md):
+// which granules of kIntentGranule physical extents the copies may differ
+// in after a crash, so that the resync copies those, not every extent. A
+// granule is marked, durably, before the first write to it reaches any
+// copy; it is cleared lazily, after a sync of every copy that no write to
+// it was in flight for or started after, and only while every copy is
+// whole and none is being resynced (a copy that missed writes keeps them
+// marked). Thread safety: all methods may be called concurrently.
+inline constexpr uint32_t kIntentGranule = 64;  // extents (64 MiB) per bit
+inline constexpr size_t kIntentHeader = 4096;
+// Bits for every u32 extent number: the largest map a file may hold.
+inline constexpr uint64_t kIntentMaxBytes = (uint64_t{1} << 32) / kIntentGranule / 8;
+
+// What an intent.map file says: every granule dirty (`all`: the map was
+// missing, foreign or damaged, or a resync from such a state has not
+// finished) or the marked ones in `bits` (bit g % 64 of word g / 64).
+struct IntentImage {
+  bool all = false;
+  std::vector<uint64_t> bits;
+};
+// Decodes a whole intent.map; bad or foreign content reads as `all`.
+IntentImage ParseIntentMap(ByteView file, const std::array<std::byte, 16>& uuid);
+
+class IntentMap {
+ public:
+  // Opens (creating) the file and reads the marks it holds.
+  static Result<std::unique_ptr<IntentMap>> Open(Env& env, const std::string& path,
+                                                 const std::array<std::byte, 16>& uuid);
+  // After a crash (`crashed`) the marks read stay (made durable as `all`
+  // where the file was unusable); otherwise the map starts empty.
+  Status Start(bool crashed);
+  // Whether physical extent p may differ between the copies (the crash's
+  // marks; what is written from now on adds to them).
+  bool Dirty(uint32_t p);
+  // Before a write to extents [first, last] reaches any copy: marks their
+  // granules (durably, when one was not marked) and counts the write in
+  // flight until End().
+  Status Begin(uint32_t first, uint32_t last);
+  void End(uint32_t first, uint32_t last);
+  // Around a sync of every copy: the granules StartSync() finds marked and
+  // idle are cleared by EndSync(clear = true) unless written meanwhile.
+  uint64_t StartSync();
+  void EndSync(uint64_t epoch, bool clear);
+  // Marked granules now, for tests and the copies' listing.
+  uint64_t marked();
+
+ private:
+  IntentMap(std::unique_ptr<File> file, std::array<std::byte, 16> uuid) : file_(std::move(file)), uuid_(uuid) {}
+  Status WriteHeaderLocked();
+  Status WriteWordsLocked(size_t from, size_t to);
+  void GrowLocked(size_t granules);
+
+  std::unique_ptr<File> file_;
+  const std::array<std::byte, 16> uuid_;
+  std::mutex mu_;
+  bool all_ = false;
+  std::vector<uint64_t> bits_;      // the marks, as on disk
+  std::vector<uint32_t> inflight_;  // writes in flight per granule
+  std::vector<uint64_t> epoch_;     // the sync epoch each granule was last written in
+  uint64_t sync_epoch_ = 1;
+  std::vector<uint32_t> candidates_;  // marked and idle at the last StartSync()
+};
+
 class Mirror {
  public:
   // `copies[0]` is the data directory's. `allocated` lists the physical
   // extents in use (for a full rebuild). quorum: 1..copies.size().
+  // `intent`: the write-intent map (with more than one copy); without one
+  // a resync after a crash copies every allocated extent.
   Mirror(std::vector<std::unique_ptr<Copy>> copies, unsigned quorum, std::array<std::byte, 16> uuid,
-         std::function<std::vector<uint32_t>()> allocated);
+         std::function<std::vector<uint32_t>()> allocated, std::unique_ptr<IntentMap> intent = nullptr);
   ~Mirror();
 
   // Opens every copy and reads its header. `fresh`: the store holds no
@@ -180,6 +245,9 @@ class Mirror {
   std::mutex maintain_mu_;
   // What byte 49 of the headers written says: 1 from Start() to Close().
   std::atomic<bool> open_{false};
+  std::unique_ptr<IntentMap> intent_;
+  // Whether the intent map may clear marks: every copy whole, none resyncing.
+  bool AllInStep();
 };
 
 }  // namespace qcloud::block::detail
