@@ -4,6 +4,11 @@
 #include "monitor/chunk.h"
 #include "monitor/label_codec.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <bit>
+#include <cerrno>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -20,6 +25,11 @@ constexpr std::string_view kFooterMagic = "QTSB";
 
 uint32_t Sum(ByteView b) { return static_cast<uint32_t>(Xxh3_64(b)); }
 Status Bad(const std::string& what) { return Status(Errc::kCorruption, "block: " + what); }
+uint64_t Align8(uint64_t n) { return (n + 7) & ~uint64_t{7}; }
+// A version 4 table's size for `series` series and `chunks` chunks.
+uint64_t TableSize(uint64_t series, uint64_t chunks) {
+  return kChunkTableHeader + Align8(4 * (series + 1)) + sizeof(ChunkRef) * chunks;
+}
 
 }  // namespace
 
@@ -28,6 +38,7 @@ std::string BlockFileName(int64_t mint, int64_t maxt) { return fmt::format("{}-{
 Result<uint64_t> WriteBlock(Env& env, const std::string& dir, int64_t mint, int64_t maxt,
                             const std::vector<SeriesChunks>& series, uint64_t samples, uint32_t version) {
   if (version < 2 || version > kBlockVersion) return InvalidArgument(fmt::format("block: cannot write version {}", version));
+  const bool table = version >= 4;
   QCLOUD_RETURN_IF_ERROR(env.CreateDirs(dir));
   const std::string name = BlockFileName(mint, maxt);
   const std::string tmp = JoinPath(dir, name + ".tmp");
@@ -42,18 +53,26 @@ Result<uint64_t> WriteBlock(Env& env, const std::string& dir, int64_t mint, int6
   Buffer index;
   ByteWriter iw(index);
   iw.PutVarint64(series.size());
+  std::vector<uint32_t> begin{0};  // version 4's table
+  std::vector<ChunkRef> refs;
   for (const SeriesChunks& s : series) {
     EncodeLabels(s.labels, iw);
-    iw.PutVarint64(s.chunks.size());
+    if (!table) iw.PutVarint64(s.chunks.size());
     for (const ChunkData& c : s.chunks) {
-      iw.PutVarint64(static_cast<uint64_t>(c.mint - mint));
-      iw.PutVarint64(static_cast<uint64_t>(c.maxt - c.mint));
-      iw.PutVarint64(out.size());
+      if (table) {
+        refs.push_back({.mint = c.mint, .maxt = c.maxt, .offset = out.size()});
+      } else {
+        iw.PutVarint64(static_cast<uint64_t>(c.mint - mint));
+        iw.PutVarint64(static_cast<uint64_t>(c.maxt - c.mint));
+        iw.PutVarint64(out.size());
+      }
       const ByteView bytes(reinterpret_cast<const std::byte*>(c.bytes.data()), c.bytes.size());
       w.PutFixed32(static_cast<uint32_t>(bytes.size()));
       w.PutBytes(bytes);
       w.PutFixed32(Sum(bytes));
     }
+    if (refs.size() > UINT32_MAX) return InvalidArgument("block: more than 2^32 chunks");
+    begin.push_back(static_cast<uint32_t>(refs.size()));
   }
   // Version 3: the index is one zstd frame. Its label sets repeat names
   // and values from series to series; compressed it is ~1/15 the size.
@@ -65,6 +84,23 @@ Result<uint64_t> WriteBlock(Env& env, const std::string& dir, int64_t mint, int6
   }
   const uint64_t index_at = out.size();
   w.PutBytes(packed.readable());
+  if (table) {
+    // The table: at the index's end rounded up to 8, fixed-width.
+    while (out.size() % 8 != 0) w.PutBytes(ByteView(std::string_view("\0", 1)));
+    Buffer t;
+    ByteWriter tw(t);
+    for (uint32_t b : begin) tw.PutFixed32(b);
+    if (begin.size() % 2 != 0) tw.PutFixed32(0);
+    for (const ChunkRef& r : refs) {
+      tw.PutFixed64(static_cast<uint64_t>(r.mint));
+      tw.PutFixed64(static_cast<uint64_t>(r.maxt));
+      tw.PutFixed64(r.offset);
+    }
+    w.PutFixed64(series.size());
+    w.PutFixed64(refs.size());
+    w.PutFixed64(Xxh3_64(t.readable()));
+    w.PutBytes(t.readable());
+  }
   w.PutFixed64(index_at);
   w.PutFixed64(packed.size());
   w.PutFixed64(samples);
@@ -78,7 +114,7 @@ Result<uint64_t> WriteBlock(Env& env, const std::string& dir, int64_t mint, int6
   return static_cast<uint64_t>(out.size());
 }
 
-Result<BlockIndex> DecodeBlockIndex(ByteView index, int64_t block_mint, uint64_t file_size) {
+Result<BlockIndex> DecodeBlockIndex(ByteView index, int64_t block_mint, uint64_t chunks_end, bool with_refs) {
   ByteReader r(index);
   auto n = r.ReadVarint64();
   if (!n || *n > index.size()) return Bad("series count");
@@ -89,6 +125,10 @@ Result<BlockIndex> DecodeBlockIndex(ByteView index, int64_t block_mint, uint64_t
   for (uint64_t i = 0; i < *n; ++i) {
     std::optional<Labels> labels = DecodeLabels(r);
     if (!labels || labels->empty()) return Bad("invalid labels");
+    if (!with_refs) {
+      labels_of.push_back(std::move(*labels));
+      continue;
+    }
     auto c = r.ReadVarint64();
     if (!c || *c > r.remaining()) return Bad("chunk count");
     if (out.chunks.size() + *c > UINT32_MAX) return Bad("chunk count");
@@ -99,7 +139,7 @@ Result<BlockIndex> DecodeBlockIndex(ByteView index, int64_t block_mint, uint64_t
       auto off = r.ReadVarint64();
       if (!dmin || !span || !off) return Bad("chunk reference");
       if (*dmin > (uint64_t{1} << 62) || *span > (uint64_t{1} << 62)) return Bad("chunk time range");
-      if (*off < kBlockHeaderSize || *off > file_size || file_size - *off < 8) return Bad("chunk offset");
+      if (*off < kBlockHeaderSize || *off > chunks_end || chunks_end - *off < 8) return Bad("chunk offset");
       const int64_t cmin = block_mint + static_cast<int64_t>(*dmin);
       out.chunks.push_back({.mint = cmin, .maxt = cmin + static_cast<int64_t>(*span), .offset = *off});
     }
@@ -108,7 +148,56 @@ Result<BlockIndex> DecodeBlockIndex(ByteView index, int64_t block_mint, uint64_t
   if (!r.empty()) return Bad("bytes after the index");
   out.labels = std::make_shared<const std::vector<Labels>>(std::move(labels_of));
   out.chunks.shrink_to_fit();  // kept for the block's life: no growth slack
+  if (!with_refs) out.chunk_begin.clear();
   return out;
+}
+
+Status DecodeChunkTable(ByteView table, size_t series, int64_t block_mint, uint64_t chunks_end, BlockIndex* out) {
+  if (table.size() < kChunkTableHeader) return Bad("chunk table cut short");
+  const std::byte* p = table.data();
+  const uint64_t n_series = DecodeFixed64(p);
+  const uint64_t n_chunks = DecodeFixed64(p + 8);
+  if (n_series != series) return Bad("chunk table: series count");
+  if (n_chunks > table.size() / sizeof(ChunkRef) || n_chunks > UINT32_MAX ||
+      TableSize(n_series, n_chunks) != table.size()) {
+    return Bad("chunk table: size");
+  }
+  if (Xxh3_64(table.subview(kChunkTableHeader, table.size() - kChunkTableHeader)) != DecodeFixed64(p + 16)) {
+    return Bad("chunk table checksum");
+  }
+  const std::byte* begin = p + kChunkTableHeader;
+  const std::byte* refs = begin + Align8(4 * (series + 1));
+  uint32_t prev = 0;
+  if (DecodeFixed32(begin) != 0 || DecodeFixed32(begin + 4 * series) != n_chunks) return Bad("chunk table: bounds");
+  for (size_t i = 1; i <= series; ++i) {
+    const uint32_t b = DecodeFixed32(begin + 4 * i);
+    if (b < prev) return Bad("chunk table: order");
+    prev = b;
+  }
+  for (uint64_t j = 0; j < n_chunks; ++j) {
+    const std::byte* e = refs + sizeof(ChunkRef) * j;
+    const auto mint = static_cast<int64_t>(DecodeFixed64(e));
+    const auto maxt = static_cast<int64_t>(DecodeFixed64(e + 8));
+    const uint64_t off = DecodeFixed64(e + 16);
+    if (mint < block_mint || maxt < mint) return Bad("chunk time range");
+    if (off < kBlockHeaderSize || off > chunks_end || chunks_end - off < 8) return Bad("chunk offset");
+  }
+  if (out != nullptr) {
+    out->chunk_begin.resize(series + 1);
+    for (size_t i = 0; i <= series; ++i) out->chunk_begin[i] = DecodeFixed32(begin + 4 * i);
+    out->chunks.resize(n_chunks);
+    for (uint64_t j = 0; j < n_chunks; ++j) {
+      const std::byte* e = refs + sizeof(ChunkRef) * j;
+      out->chunks[j] = {.mint = static_cast<int64_t>(DecodeFixed64(e)),
+                        .maxt = static_cast<int64_t>(DecodeFixed64(e + 8)),
+                        .offset = DecodeFixed64(e + 16)};
+    }
+  }
+  return Status::Ok();
+}
+
+BlockReader::~BlockReader() {
+  if (map_ != nullptr) ::munmap(map_, map_len_);
 }
 
 Result<std::unique_ptr<BlockReader>> BlockReader::Open(Env& env, const std::string& path) {
@@ -130,20 +219,56 @@ Result<std::unique_ptr<BlockReader>> BlockReader::Open(Env& env, const std::stri
   const uint64_t at = DecodeFixed64(foot);
   const uint64_t len = DecodeFixed64(foot + 8);
   b->samples_ = DecodeFixed64(foot + 16);
-  if (len > kMaxBlockIndexBytes || at < kBlockHeaderSize || at > b->size_ - kBlockFooterSize ||
-      len != b->size_ - kBlockFooterSize - at) {
+  const uint64_t body_end = b->size_ - kBlockFooterSize;  // where the footer starts
+  if (len > kMaxBlockIndexBytes || at < kBlockHeaderSize || at > body_end || len > body_end - at ||
+      (b->version_ < 4 && len != body_end - at)) {
     return Bad(path + ": index out of place");
+  }
+  // Version 4: the chunk table, from the index's end rounded up to 8 to
+  // the footer.
+  const uint64_t table_at = Align8(at + len);
+  if (b->version_ >= 4 && (table_at > body_end || body_end - table_at > kMaxBlockIndexBytes)) {
+    return Bad(path + ": chunk table out of place");
   }
   std::string index(len, '\0');
   QCLOUD_ASSIGN_OR_RETURN(got, b->file_->ReadAt(at, MutableByteView(reinterpret_cast<std::byte*>(index.data()), len)));
   if (got != len || Sum(ByteView(index)) != DecodeFixed32(foot + 24)) return Bad(path + ": index checksum");
+  const bool with_refs = b->version_ < 4;
   if (b->version_ >= 3) {
     auto raw = ZstdDecompress(ByteView(index), kMaxBlockIndexBytes);
     if (!raw.ok()) return Bad(path + ": index: " + raw.status().message());
-    QCLOUD_ASSIGN_OR_RETURN(b->index_, DecodeBlockIndex(raw->readable(), b->mint_, at));
+    QCLOUD_ASSIGN_OR_RETURN(b->index_, DecodeBlockIndex(raw->readable(), b->mint_, at, with_refs));
   } else {
-    QCLOUD_ASSIGN_OR_RETURN(b->index_, DecodeBlockIndex(ByteView(index), b->mint_, at));
+    QCLOUD_ASSIGN_OR_RETURN(b->index_, DecodeBlockIndex(ByteView(index), b->mint_, at, with_refs));
   }
+  if (b->version_ >= 4) {
+    const uint64_t table_len = body_end - table_at;
+    std::string table(table_len, '\0');
+    QCLOUD_ASSIGN_OR_RETURN(got, b->file_->ReadAt(table_at, MutableByteView(reinterpret_cast<std::byte*>(table.data()), table_len)));
+    if (got != table_len) return Bad(path + ": chunk table cut short");
+    const int fd = b->file_->native_handle();
+    // Mapped where the file has a descriptor and the table's layout is the
+    // host's; else decoded into memory.
+    const bool map = fd >= 0 && std::endian::native == std::endian::little;
+    Status st = DecodeChunkTable(ByteView(table), b->index_.labels->size(), b->mint_, at, map ? nullptr : &b->index_);
+    if (!st.ok()) return Bad(path + ": " + st.message());
+    if (map) {
+      const auto page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+      const uint64_t from = table_at / page * page;
+      void* m = ::mmap(nullptr, body_end - from, PROT_READ, MAP_SHARED, fd, static_cast<off_t>(from));
+      if (m == MAP_FAILED) return Status(Errc::kIoError, path + ": mmap: " + std::strerror(errno));
+      b->map_ = m;
+      b->map_len_ = body_end - from;
+      const auto* t = static_cast<const std::byte*>(m) + (table_at - from);
+      b->begin_ = reinterpret_cast<const uint32_t*>(t + kChunkTableHeader);
+      b->refs_ = reinterpret_cast<const ChunkRef*>(t + kChunkTableHeader + Align8(4 * (b->index_.labels->size() + 1)));
+      b->index_.chunk_begin.clear();
+      b->index_.chunks.clear();
+      return b;
+    }
+  }
+  b->begin_ = b->index_.chunk_begin.data();
+  b->refs_ = b->index_.chunks.data();
   return b;
 }
 

@@ -1,10 +1,13 @@
 // Fuzzes the TSDB's block reader, the disk input of every query. The first
-// byte picks: the index decoder alone over the bytes, or a whole block
-// file built around them (a valid header and footer with the right index
+// byte picks: the index decoder alone over the bytes, the version 4 chunk
+// table decoder alone (its checksum made right), or a whole block file
+// built around them (a valid header and footer with the right index
 // checksum, the bytes as chunk area and index: as they are in a version 2
-// file, zstd-compressed in a version 3 one), opened and every chunk it
-// names read and decoded (block chunks, monitor/block_codec.h). Everything must stay in bounds, and each
-// failure must be a Status, never a crash.
+// file, zstd-compressed in a version 3 one, and in a version 4 one the
+// second half of them as the chunk table, its checksum made right), opened
+// and every chunk it names read and decoded (block chunks,
+// monitor/block_codec.h). Everything must stay in bounds, and each failure
+// must be a Status, never a crash.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -22,17 +25,39 @@ using namespace qcloud::monitor::detail;
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 2) return 0;
   const ByteView in(reinterpret_cast<const std::byte*>(data + 2), size - 2);
-  if (data[0] % 2 == 0) {
-    (void)DecodeBlockIndex(in, 1000, uint64_t{1} << 20);
+  // A table's checksum over its bytes after the header, made right.
+  auto fix_table = [](std::string& t) {
+    if (t.size() < kChunkTableHeader) return;
+    const uint64_t sum = Xxh3_64(ByteView(t).subview(kChunkTableHeader, t.size() - kChunkTableHeader));
+    for (int i = 0; i < 8; ++i) t[16 + i] = static_cast<char>(sum >> (8 * i));
+  };
+  if (data[0] % 4 == 0) {
+    (void)DecodeBlockIndex(in, 1000, uint64_t{1} << 20, data[1] % 2 == 0);
+    return 0;
+  }
+  if (data[0] % 4 == 2) {
+    std::string t(reinterpret_cast<const char*>(in.data()), in.size());
+    fix_table(t);
+    BlockIndex idx;
+    if (DecodeChunkTable(ByteView(t), data[1], 1000, uint64_t{1} << 20, &idx).ok()) {
+      if (idx.chunk_begin.size() != size_t{data[1]} + 1 || idx.chunk_begin.back() != idx.chunks.size()) std::abort();
+    }
     return 0;
   }
   // Split the rest: the first data[1] * 4 bytes are the chunk area.
   const size_t chunk_bytes = std::min<size_t>(in.size(), size_t{data[1]} * 4);
   const ByteView chunks = in.subview(0, chunk_bytes);
   ByteView index = in.subview(chunk_bytes, in.size() - chunk_bytes);
-  const uint32_t version = data[0] % 4 == 3 ? 3 : 2;
+  const uint32_t version = data[0] % 4 == 3 ? 3 : data[0] % 8 == 5 ? 4 : 2;
+  std::string table;
+  if (version == 4) {
+    const size_t half = index.size() / 2;
+    table.assign(reinterpret_cast<const char*>(index.data()) + half, index.size() - half);
+    fix_table(table);
+    index = index.subview(0, half);
+  }
   Buffer packed;
-  if (version == 3) {
+  if (version >= 3) {
     auto z = ZstdCompress(index);
     if (!z.ok()) std::abort();
     packed = std::move(z).value();
@@ -48,6 +73,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   w.PutBytes(chunks);
   const uint64_t at = file.size();
   w.PutBytes(index);
+  if (version == 4) {
+    while (file.size() % 8 != 0) w.PutBytes(ByteView(std::string_view("\0", 1)));
+    w.PutBytes(ByteView(table));
+  }
   w.PutFixed64(at);
   w.PutFixed64(index.size());
   w.PutFixed64(7);

@@ -302,7 +302,7 @@ TEST_CASE("monitor block chunks cut short or altered are refused") {
 namespace qcloud::monitor::detail {
 namespace {
 
-TEST_CASE("monitor blocks of version 3 compress the index and version 2 ones are still read") {
+TEST_CASE("monitor blocks of versions 2 3 and 4 read the same and version 4 maps its chunk table") {
   std::vector<SeriesChunks> series;
   uint64_t samples = 0;
   for (int i = 0; i < 300; ++i) {
@@ -316,28 +316,82 @@ TEST_CASE("monitor blocks of version 3 compress the index and version 2 ones are
                       {{.mint = s.front().t, .maxt = s.back().t, .bytes = EncodeBlockChunk(s)}}});
   }
   std::sort(series.begin(), series.end(), [](const auto& a, const auto& b) { return a.labels < b.labels; });
+  // A second chunk for every third series: tables with uneven runs.
+  for (size_t i = 0; i < series.size(); i += 3) {
+    std::vector<Sample> s{{7'300'000, 1.5}, {7'360'000, 2.5}};
+    series[i].chunks.push_back({.mint = s.front().t, .maxt = s.back().t, .bytes = EncodeBlockChunk(s)});
+    samples += 2;
+  }
   testing::MemEnv env;
+  testing::TempDir dir("qcloud-block-v4");
+  auto posix = REQUIRE_VALUE(OpenPosixEnv());
   const uint64_t v2 = REQUIRE_VALUE(WriteBlock(env, "/v2", 0, 7'200'000 * 2, series, samples, 2));
-  const uint64_t v3 = REQUIRE_VALUE(WriteBlock(env, "/v3", 0, 7'200'000 * 2, series, samples));
-  MESSAGE("300 series x 120 samples: version 2 ", v2, " bytes, version 3 ", v3, " bytes");
+  const uint64_t v3 = REQUIRE_VALUE(WriteBlock(env, "/v3", 0, 7'200'000 * 2, series, samples, 3));
+  const uint64_t v4 = REQUIRE_VALUE(WriteBlock(env, "/v4", 0, 7'200'000 * 2, series, samples));
+  REQUIRE_VALUE(WriteBlock(*posix, dir.path, 0, 7'200'000 * 2, series, samples));
+  MESSAGE("300 series x 120 samples: version 2 ", v2, " bytes, version 3 ", v3, ", version 4 ", v4);
   CHECK(v3 < v2);
   const std::string name = BlockFileName(0, 7'200'000 * 2);
-  auto a = REQUIRE_VALUE(BlockReader::Open(env, "/v2/" + name));
-  auto b = REQUIRE_VALUE(BlockReader::Open(env, "/v3/" + name));
-  CHECK(a->version() == 2);
-  CHECK(b->version() == 3);
-  REQUIRE(a->series_count() == 300);
-  REQUIRE(b->series_count() == 300);
-  for (size_t i = 0; i < 300; ++i) {
-    CHECK(a->labels(i) == series[i].labels);
-    CHECK(b->labels(i) == series[i].labels);
-    std::vector<Sample> x, y;
-    REQUIRE_OK(a->ReadSamples(a->chunks(i)[0], INT64_MIN, INT64_MAX, x));
-    REQUIRE_OK(b->ReadSamples(b->chunks(i)[0], INT64_MIN, INT64_MAX, y));
-    CHECK(x.size() == 120);
-    CHECK(x == y);
+  std::vector<std::unique_ptr<BlockReader>> readers;
+  readers.push_back(REQUIRE_VALUE(BlockReader::Open(env, "/v2/" + name)));
+  readers.push_back(REQUIRE_VALUE(BlockReader::Open(env, "/v3/" + name)));
+  readers.push_back(REQUIRE_VALUE(BlockReader::Open(env, "/v4/" + name)));  // no descriptor: decoded
+  readers.push_back(REQUIRE_VALUE(BlockReader::Open(*posix, JoinPath(dir.path, name))));
+  CHECK(readers[0]->version() == 2);
+  CHECK(readers[1]->version() == 3);
+  CHECK(readers[2]->version() == 4);
+  CHECK_FALSE(readers[2]->mapped());
+  CHECK(readers[3]->mapped());
+  for (const auto& r : readers) {
+    REQUIRE(r->series_count() == 300);
+    for (size_t i = 0; i < 300; ++i) {
+      CHECK(r->labels(i) == series[i].labels);
+      REQUIRE(r->chunks(i).size() == series[i].chunks.size());
+      for (size_t j = 0; j < series[i].chunks.size(); ++j) {
+        const ChunkRef ref = r->chunks(i)[j];
+        CHECK(ref.mint == series[i].chunks[j].mint);
+        CHECK(ref.maxt == series[i].chunks[j].maxt);
+        std::vector<Sample> x;
+        REQUIRE_OK(r->ReadSamples(ref, INT64_MIN, INT64_MAX, x));
+        CHECK(x.size() == (j == 0 ? 120 : 2));
+      }
+    }
   }
   CHECK_ERRC(WriteBlock(env, "/v1", 0, 1, series, samples, 1), Errc::kInvalidArgument);
+}
+
+TEST_CASE("monitor version 4 blocks with a damaged or misplaced chunk table are refused") {
+  std::vector<SeriesChunks> series;
+  for (int i = 0; i < 20; ++i) {
+    std::vector<Sample> s{{1000, 1}, {61'000, static_cast<double>(i)}};
+    series.push_back({REQUIRE_VALUE(Labels::FromPairs({{"__name__", "up"}, {"i", std::to_string(i)}})),
+                      {{.mint = 1000, .maxt = 61'000, .bytes = EncodeBlockChunk(s)}}});
+  }
+  std::sort(series.begin(), series.end(), [](const auto& a, const auto& b) { return a.labels < b.labels; });
+  testing::MemEnv env;
+  const uint64_t size = REQUIRE_VALUE(WriteBlock(env, "/b", 0, 7'200'000, series, 40));
+  const std::string path = "/b/" + BlockFileName(0, 7'200'000);
+  const std::string good = REQUIRE_VALUE(ReadFileToString(env, path));
+  REQUIRE(good.size() == size);
+  // The table is the 24 + 88 + 20 * 24 bytes before the footer.
+  const size_t table_len = 24 + 88 + 20 * 24;
+  const size_t table_at = size - kBlockFooterSize - table_len;
+  auto refused = [&](const std::string& bytes) {
+    REQUIRE_OK(WriteFileAtomically(env, path, ByteView(bytes)));
+    return BlockReader::Open(env, path).status().code() == Errc::kCorruption;
+  };
+  CHECK_FALSE(refused(good));
+  for (size_t at = table_at; at < table_at + table_len; at += 7) {
+    std::string bad = good;
+    bad[at] = static_cast<char>(bad[at] ^ 0x40);
+    INFO("byte ", at - table_at, " of the table");
+    CHECK(refused(bad));  // the header's counts or sum, or the checksum of the rest
+  }
+  // The table cut short (the footer moved up) and one entry too many.
+  std::string cut = good.substr(0, table_at + table_len - 24) + good.substr(size - kBlockFooterSize);
+  CHECK(refused(cut));
+  std::string more = good.substr(0, size - kBlockFooterSize) + std::string(24, '\0') + good.substr(size - kBlockFooterSize);
+  CHECK(refused(more));
 }
 
 }  // namespace

@@ -9,10 +9,19 @@
 //           bytes are a block chunk (monitor/block_codec.h) in version 2, a
 //           Gorilla chunk (monitor/chunk.h) in version 1
 //   index   varint series count; per series: varint k, k x (name, value)
-//           varint-length-prefixed; varint chunk count; per chunk: varint
-//           mint - block mint, varint maxt - chunk mint, varint file offset
+//           varint-length-prefixed; then, before version 4: varint chunk
+//           count; per chunk: varint mint - block mint, varint maxt - chunk
+//           mint, varint file offset. One zstd frame from version 3.
+//   table   version 4, at the index's end rounded up to 8: u64 series |
+//           u64 chunks | u64 xxh3-64 of the rest | u32 first chunk per
+//           series, and the chunk count after the last (series + 1), zero
+//           padded to 8 | per chunk i64 mint | i64 maxt | u64 file offset
 //   footer  u64 index offset | u64 index length | u64 samples | u32 index
 //           checksum | "QTSB"
+//
+// Version 4's table is fixed-width so that a reader maps it rather than
+// decode it into memory: the chunk references of a year of blocks would
+// otherwise cost tens of KiB per series.
 //
 // Integers little endian. A block is written to a temporary name, synced,
 // renamed and its directory synced: a block either exists whole or not.
@@ -34,7 +43,9 @@
 
 namespace qcloud::monitor::detail {
 
-inline constexpr uint32_t kBlockVersion = 3;  // written; 2 (index not compressed) and 1 (Gorilla chunks only) are still read
+// Written; 3 (chunk references in the index), 2 (index not compressed) and
+// 1 (Gorilla chunks only) are still read.
+inline constexpr uint32_t kBlockVersion = 4;
 inline constexpr size_t kBlockHeaderSize = 32;
 inline constexpr size_t kBlockFooterSize = 32;
 inline constexpr uint64_t kMaxBlockIndexBytes = uint64_t{1} << 31;  // 2 GiB
@@ -44,12 +55,15 @@ struct ChunkRef {
   int64_t mint = 0, maxt = 0;
   uint64_t offset = 0;  // of the chunk's length field in the file
 };
+static_assert(sizeof(ChunkRef) == 24, "a version 4 table's entry, mapped as it is on disk");
+inline constexpr size_t kChunkTableHeader = 24;
 
 
 // A block's index in memory: per series (in the block's order, by labels)
 // its labels, and its chunks [chunk_begin[i], chunk_begin[i + 1]) of
-// `chunks`. The label list is shared: blocks with the very same series
-// hold one list between them (the Tsdb swaps it in; monitor/tsdb.cc).
+// `chunks` (left empty where a version 4 table is mapped instead). The
+// label list is shared: blocks with the very same series hold one list
+// between them (the Tsdb swaps it in; monitor/tsdb.cc).
 struct BlockIndex {
   std::shared_ptr<const std::vector<Labels>> labels;
   std::vector<uint32_t> chunk_begin{0};  // series count + 1
@@ -77,28 +91,39 @@ Result<uint64_t> WriteBlock(Env& env, const std::string& dir, int64_t mint, int6
                             const std::vector<SeriesChunks>& series, uint64_t samples,
                             uint32_t version = kBlockVersion);
 
-// Decodes an index (disk input: bounded, checked). kCorruption when malformed.
-Result<BlockIndex> DecodeBlockIndex(ByteView index, int64_t block_mint, uint64_t file_size);
+// Decodes an index (disk input: bounded, checked). kCorruption when
+// malformed. `chunks_end`: where the chunk area ends (the index's offset).
+// `with_refs`: the index holds chunk references (versions 1-3).
+Result<BlockIndex> DecodeBlockIndex(ByteView index, int64_t block_mint, uint64_t chunks_end, bool with_refs = true);
+// Checks a version 4 chunk table of `series` series (disk input: bounded,
+// checked) and, with `out`, decodes it into out->chunk_begin and
+// out->chunks. kCorruption when malformed.
+Status DecodeChunkTable(ByteView table, size_t series, int64_t block_mint, uint64_t chunks_end, BlockIndex* out);
 
 class BlockReader {
  public:
   // Reads the header, footer and index. kCorruption when any fails its checks.
   static Result<std::unique_ptr<BlockReader>> Open(Env& env, const std::string& path);
+  ~BlockReader();
+  BlockReader(const BlockReader&) = delete;
+  BlockReader& operator=(const BlockReader&) = delete;
   int64_t mint() const noexcept { return mint_; }
   int64_t maxt() const noexcept { return maxt_; }
   const std::string& path() const noexcept { return path_; }
   uint64_t size() const noexcept { return size_; }
   uint64_t samples() const noexcept { return samples_; }
-  size_t series_count() const noexcept { return index_.chunk_begin.size() - 1; }
+  size_t series_count() const noexcept { return index_.labels->size(); }
   const Labels& labels(size_t i) const noexcept { return (*index_.labels)[i]; }
   const std::shared_ptr<const std::vector<Labels>>& label_list() const noexcept { return index_.labels; }
   // The owner may swap the label list for an equal one: the same sets in
   // the same order, shared with the head and other blocks.
   void ShareLabels(std::shared_ptr<const std::vector<Labels>> labels) noexcept { index_.labels = std::move(labels); }
   std::span<const ChunkRef> chunks(size_t i) const noexcept {
-    return std::span<const ChunkRef>(index_.chunks)
-        .subspan(index_.chunk_begin[i], index_.chunk_begin[i + 1] - index_.chunk_begin[i]);
+    return std::span<const ChunkRef>(refs_ + begin_[i], begin_[i + 1] - begin_[i]);
   }
+  // Whether the chunk references are a mapping of the file (version 4 on
+  // a file with a descriptor), not decoded into memory.
+  bool mapped() const noexcept { return map_ != nullptr; }
   uint32_t version() const noexcept { return version_; }
   // One chunk's bytes, checksum verified (kCorruption otherwise).
   Result<std::vector<uint8_t>> ReadChunk(const ChunkRef& ref) const;
@@ -107,6 +132,7 @@ class BlockReader {
   Status ReadSamples(const ChunkRef& ref, int64_t mint, int64_t maxt, std::vector<Sample>& out) const;
 
  private:
+  BlockReader() = default;
   std::unique_ptr<File> file_;
   std::string path_;
   int64_t mint_ = 0, maxt_ = 0;
@@ -114,6 +140,11 @@ class BlockReader {
   uint64_t samples_ = 0;
   uint32_t version_ = kBlockVersion;
   BlockIndex index_;
+  // The chunk references: index_'s vectors, or the mapped table.
+  const uint32_t* begin_ = nullptr;
+  const ChunkRef* refs_ = nullptr;
+  void* map_ = nullptr;
+  size_t map_len_ = 0;
 };
 
 }  // namespace qcloud::monitor::detail
