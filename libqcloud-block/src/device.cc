@@ -320,17 +320,19 @@ Result<std::unique_ptr<IntentMap>> IntentMap::Open(Env& env, const std::string& 
   QCLOUD_ASSIGN_OR_RETURN(auto file, env.OpenFile(path, OpenMode::kCreate));
   std::unique_ptr<IntentMap> m(new IntentMap(std::move(file), uuid));
   m->all_ = img.all;
-  m->bits_ = std::move(img.bits);
-  m->GrowLocked(m->bits_.size() * 64);
+  m->bits_ = std::move(img.bits);  // in-flight counts and epochs grow with the writes
   return m;
 }
 
 Status IntentMap::Start(bool crashed) {
   std::lock_guard lock(mu_);
-  if (!crashed) {
-    all_ = false;
+  if (!crashed) all_ = false;
+  // Nothing in flight yet. The marks stay only after a crash, and not
+  // where `all` says more than they do.
+  inflight_.clear();
+  epoch_.clear();
+  if (!crashed || all_) {
     bits_.clear();
-    std::fill(epoch_.begin(), epoch_.end(), 0);
     QCLOUD_RETURN_IF_ERROR(file_->Truncate(kIntentHeader));
   }
   QCLOUD_RETURN_IF_ERROR(WriteHeaderLocked());
@@ -353,10 +355,9 @@ Status IntentMap::WriteWordsLocked(size_t from, size_t to) {
 }
 
 void IntentMap::GrowLocked(size_t granules) {
-  if (inflight_.size() >= granules) return;
-  inflight_.resize(granules, 0);
-  epoch_.resize(granules, 0);
-  bits_.resize((granules + 63) / 64, 0);
+  if (inflight_.size() < granules) inflight_.resize(granules, 0);
+  if (epoch_.size() < granules) epoch_.resize(granules, 0);
+  if (bits_.size() < (granules + 63) / 64) bits_.resize((granules + 63) / 64, 0);
 }
 
 bool IntentMap::Dirty(uint32_t p) {
@@ -369,24 +370,29 @@ Status IntentMap::Begin(uint32_t first, uint32_t last) {
   const size_t g0 = first / kIntentGranule, g1 = last / kIntentGranule;
   std::lock_guard lock(mu_);
   GrowLocked(g1 + 1);
-  size_t from = SIZE_MAX, to = 0;  // the words that changed
+  const size_t from = g0 / 64, to = g1 / 64 + 1;  // the words it may change
+  std::vector<uint64_t> before(bits_.begin() + static_cast<ptrdiff_t>(from), bits_.begin() + static_cast<ptrdiff_t>(to));
+  bool changed = false;
   for (size_t g = g0; g <= g1; ++g) {
-    inflight_[g]++;
-    epoch_[g] = sync_epoch_;
     uint64_t& w = bits_[g / 64];
     if ((w >> (g % 64) & 1) != 0) continue;
     w |= uint64_t{1} << (g % 64);
-    from = std::min(from, g / 64);
-    to = g / 64 + 1;
+    changed = true;
   }
-  if (from == SIZE_MAX) return Status::Ok();
-  // Durable before any copy sees the write; under the lock, so a second
-  // writer of the granule does not go ahead of the mark.
-  Status st = WriteWordsLocked(from, to);
-  if (st.ok()) st = file_->Sync();
-  if (!st.ok()) {
-    for (size_t g = g0; g <= g1; ++g) inflight_[g]--;
-    return st.WithContext("the write-intent map");
+  if (changed) {
+    // Durable before any copy sees the write; under the lock, so a second
+    // writer of the granule does not go ahead of the mark.
+    Status st = WriteWordsLocked(from, to);
+    if (st.ok()) st = file_->Sync();
+    if (!st.ok()) {
+      // Not marked after all: the next writer tries again.
+      std::copy(before.begin(), before.end(), bits_.begin() + static_cast<ptrdiff_t>(from));
+      return st.WithContext("the write-intent map");
+    }
+  }
+  for (size_t g = g0; g <= g1; ++g) {
+    inflight_[g]++;
+    epoch_[g] = sync_epoch_;
   }
   return Status::Ok();
 }
@@ -404,8 +410,10 @@ uint64_t IntentMap::StartSync() {
     for (uint64_t b = bits_[w]; b != 0; b &= b - 1) {
       const size_t g = w * 64 + static_cast<size_t>(std::countr_zero(b));
       // Idle, and not written in the interval before this one either: a
-      // granule in steady use stays marked rather than cost a sync each time.
-      if (inflight_[g] == 0 && epoch_[g] + 1 < e) candidates_.push_back(static_cast<uint32_t>(g));
+      // granule in steady use stays marked rather than cost a sync each
+      // time. (Marks read after a crash have no counts: never written since.)
+      const bool idle = g >= inflight_.size() || (inflight_[g] == 0 && epoch_[g] + 1 < e);
+      if (idle) candidates_.push_back(static_cast<uint32_t>(g));
     }
   }
   return e;
@@ -416,7 +424,7 @@ void IntentMap::EndSync(uint64_t epoch, bool clear) {
   if (!clear || epoch != sync_epoch_) return;  // a later sync started: it decides
   size_t from = SIZE_MAX, to = 0;
   for (uint32_t g : candidates_) {
-    if (epoch_[g] >= epoch) continue;  // written since the sync started
+    if (g < epoch_.size() && epoch_[g] >= epoch) continue;  // written since the sync started
     bits_[g / 64] &= ~(uint64_t{1} << (g % 64));
     from = std::min<size_t>(from, g / 64);
     to = std::max<size_t>(to, g / 64 + 1);

@@ -194,13 +194,14 @@ class DataMap {
   // page cache, else null.
   const std::byte* Cached(uint64_t offset, uint64_t length) const {
     if (offset >= kReserve || length > kReserve - offset || length == 0) return nullptr;
-    const uint64_t from = offset / kPage * kPage;
-    const uint64_t to = (offset + length + kPage - 1) / kPage * kPage;
-    std::array<unsigned char, 256> vec;
+    static const auto page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+    const uint64_t from = offset / page * page;
+    const uint64_t to = (offset + length + page - 1) / page * page;
+    std::array<unsigned char, 256> vec{};
     for (uint64_t at = from; at < to;) {
-      const uint64_t n = std::min<uint64_t>(to - at, vec.size() * kPage);
+      const uint64_t n = std::min<uint64_t>(to - at, vec.size() * page);
       if (::mincore(base_ + at, n, vec.data()) != 0) return nullptr;
-      for (uint64_t i = 0; i < n / kPage; ++i) {
+      for (uint64_t i = 0; i < n / page; ++i) {
         if ((vec[i] & 1) == 0) return nullptr;
       }
       at += n;
@@ -220,7 +221,6 @@ class DataMap {
   }
 
  private:
-  static constexpr uint64_t kPage = 4096;
   std::shared_ptr<File> file_;
   std::byte* base_ = nullptr;
 };
@@ -427,11 +427,16 @@ class StoreImpl final : public Store {
   // read and again when reads go to another copy.
   std::shared_ptr<DataMap> MapOf(const std::shared_ptr<File>& file) {
     std::lock_guard lock(map_mu_);
-    if (map_ == nullptr || map_->file() != file.get()) map_ = DataMap::Map(file);
+    if (map_failed_ == file.get()) return nullptr;  // not tried again for the same file
+    if (map_ == nullptr || map_->file() != file.get()) {
+      map_ = DataMap::Map(file);
+      if (map_ == nullptr) map_failed_ = file.get();
+    }
     return map_;
   }
   std::mutex map_mu_;
   std::shared_ptr<DataMap> map_;
+  const File* map_failed_ = nullptr;
   std::mutex recycle_mu_;
   std::vector<uint32_t> unsettled_;  // freed and unpinned, pages still cached: retried
 
