@@ -121,7 +121,7 @@ Result<BlockIndex> DecodeBlockIndex(ByteView index, int64_t block_mint, uint64_t
   BlockIndex out;
   std::vector<Labels> labels_of;
   labels_of.reserve(*n);
-  out.chunk_begin.reserve(*n + 1);
+  if (with_refs) out.chunk_begin.reserve(*n + 1);
   for (uint64_t i = 0; i < *n; ++i) {
     std::optional<Labels> labels = DecodeLabels(r);
     if (!labels || labels->empty()) return Bad("invalid labels");
@@ -148,7 +148,7 @@ Result<BlockIndex> DecodeBlockIndex(ByteView index, int64_t block_mint, uint64_t
   if (!r.empty()) return Bad("bytes after the index");
   out.labels = std::make_shared<const std::vector<Labels>>(std::move(labels_of));
   out.chunks.shrink_to_fit();  // kept for the block's life: no growth slack
-  if (!with_refs) out.chunk_begin.clear();
+  if (!with_refs) out.chunk_begin = {};
   return out;
 }
 
@@ -262,8 +262,8 @@ Result<std::unique_ptr<BlockReader>> BlockReader::Open(Env& env, const std::stri
       const auto* t = static_cast<const std::byte*>(m) + (table_at - from);
       b->begin_ = reinterpret_cast<const uint32_t*>(t + kChunkTableHeader);
       b->refs_ = reinterpret_cast<const ChunkRef*>(t + kChunkTableHeader + Align8(4 * (b->index_.labels->size() + 1)));
-      b->index_.chunk_begin.clear();
-      b->index_.chunks.clear();
+      b->index_.chunk_begin = {};
+      b->index_.chunks = {};
       return b;
     }
   }
