@@ -212,7 +212,11 @@ class DataMap {
   // Before [offset, offset + length) is punched out and reused: drops this
   // mapping's references to its pages (no plan refers to them), so that
   // Mirror::Uncached() can drop the pages; the 2 MiB-aligned range around
-  // it, as there (a large folio may straddle extents).
+  // it, as there (a large folio may straddle extents). A neighbouring
+  // extent in that range may have a reply queued from this mapping: its
+  // bytes stay right (the mapping faults them back in), but the send that
+  // faults reads the disk on the loop's thread. Recycling is rare (trims,
+  // deletes), so that stall is accepted rather than tracked.
   void Forget(uint64_t offset, uint64_t length) const {
     const uint64_t from = offset / detail::kLargestFolio * detail::kLargestFolio;
     const uint64_t to = std::min(kReserve, (offset + length + detail::kLargestFolio - 1) /
