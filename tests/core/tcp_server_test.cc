@@ -496,15 +496,40 @@ struct SendFiles final : SessionFactory {
   std::vector<std::weak_ptr<const void>> holds;
 };
 
+// An unlinked temporary file of 3 MiB + 5 bytes of a pattern no two
+// nearby offsets share, and the same bytes in memory.
+struct PatternFile {
+  int fd = -1;
+  std::string bytes;
+  explicit PatternFile(uint64_t mul) : bytes(3 * 1024 * 1024 + 5, '\0') {
+    char path[] = "/tmp/qcloud-tcp-pattern-XXXXXX";
+    fd = ::mkstemp(path);
+    REQUIRE(fd >= 0);
+    ::unlink(path);
+    for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<char>((i * mul + i / 4093) & 0xff);
+    REQUIRE(::pwrite(fd, bytes.data(), bytes.size(), 0) == static_cast<ssize_t>(bytes.size()));
+  }
+  ~PatternFile() { ::close(fd); }
+};
+
+// A client that leaves with `requests`' replies still queued: their holds
+// go with the connection, and the worker serves on (`probe` answers `want`).
+void LeaveQueuedThenServe(TcpServer& server, SendFiles& files, const std::string& requests,
+                          const std::string& probe, const std::string& want) {
+  {
+    test::SocketClient gone(server.address());
+    REQUIRE(gone.Send(requests));
+  }
+  CHECK(Eventually([&] { return files.AllReleased(); }));
+  test::SocketClient after(server.address());
+  REQUIRE(after.Send(probe));
+  CHECK(after.Read(want.size()) == want);
+}
+
 TEST_CASE("tcp server: file bytes sent without a copy arrive in order and exact") {
-  char path[] = "/tmp/qcloud-tcp-sendfile-XXXXXX";
-  const int fd = ::mkstemp(path);
-  REQUIRE(fd >= 0);
-  ::unlink(path);
-  // 3 MiB + 5 bytes of a pattern no two nearby offsets share.
-  std::string file(3 * 1024 * 1024 + 5, '\0');
-  for (size_t i = 0; i < file.size(); ++i) file[i] = static_cast<char>((i * 7919 + i / 4096) & 0xff);
-  REQUIRE(::pwrite(fd, file.data(), file.size(), 0) == static_cast<ssize_t>(file.size()));
+  const PatternFile pattern(7919);
+  const int fd = pattern.fd;
+  const std::string& file = pattern.bytes;
   auto expect = [&](uint64_t off, uint64_t len) {
     std::string got = off < file.size() ? file.substr(off, len) : "";
     got.resize(len, '\0');  // zeros past the end
@@ -546,30 +571,17 @@ TEST_CASE("tcp server: file bytes sent without a copy arrive in order and exact"
     CHECK(c.Read(want.size()) == want);
     CHECK(Eventually([&] { return files.AllReleased(); }));
 
-    // A client that leaves with file bytes still queued: its holds go with
-    // the connection, and the worker serves on.
-    {
-      test::SocketClient gone(server->address());
-      REQUIRE(gone.Send("send 0 3000000\nsend 0 3000000\nsend 0 3000000\n"));
-    }
-    CHECK(Eventually([&] { return files.AllReleased(); }));
-    test::SocketClient after(server->address());
-    REQUIRE(after.Send("send 5 3\n"));
-    CHECK(after.Read(6) == expect(5, 3));
+    LeaveQueuedThenServe(*server, files, "send 0 3000000\nsend 0 3000000\nsend 0 3000000\n", "send 5 3\n",
+                         expect(5, 3));
     server->Stop();
     CHECK_OK(worker.get());
   });
-  ::close(fd);
 }
 
 TEST_CASE("tcp server: memory sent by reference arrives in order and exact between file bytes and plain bytes") {
-  char path[] = "/tmp/qcloud-tcp-sendmem-XXXXXX";
-  const int fd = ::mkstemp(path);
-  REQUIRE(fd >= 0);
-  ::unlink(path);
-  std::string file(3 * 1024 * 1024 + 5, '\0');
-  for (size_t i = 0; i < file.size(); ++i) file[i] = static_cast<char>((i * 104729 + i / 4093) & 0xff);
-  REQUIRE(::pwrite(fd, file.data(), file.size(), 0) == static_cast<ssize_t>(file.size()));
+  const PatternFile pattern(104729);
+  const int fd = pattern.fd;
+  const std::string& file = pattern.bytes;
   auto expect = [&](uint64_t off, uint64_t len) { return "<" + file.substr(off, len) + ">\n"; };
   ForEachBackend([&](LoopBackend backend) {
     SendFiles files;
@@ -598,20 +610,11 @@ TEST_CASE("tcp server: memory sent by reference arrives in order and exact betwe
     CHECK(got == want);
     CHECK(Eventually([&] { return files.AllReleased(); }));
 
-    // A client that leaves with memory still queued: its holds go with the
-    // connection, and the worker serves on.
-    {
-      test::SocketClient gone(server->address());
-      REQUIRE(gone.Send("mem 0 3000000\nmem 5 3000000\nsend 0 3000000\nmem 1 3000000\n"));
-    }
-    CHECK(Eventually([&] { return files.AllReleased(); }));
-    test::SocketClient after(server->address());
-    REQUIRE(after.Send("mem 5 3\n"));
-    CHECK(after.Read(6) == expect(5, 3));
+    LeaveQueuedThenServe(*server, files, "mem 0 3000000\nmem 5 3000000\nsend 0 3000000\nmem 1 3000000\n",
+                         "mem 5 3\n", expect(5, 3));
     server->Stop();
     CHECK_OK(worker.get());
   });
-  ::close(fd);
 }
 
 TEST_CASE("tcp server: while one connection's read waits, the worker serves the others") {
