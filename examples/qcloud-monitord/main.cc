@@ -59,6 +59,13 @@ struct Flags {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Large allocations (request bodies, a block being written or merged)
+  // from mmap, always: glibc otherwise raises its mmap threshold to the
+  // largest block freed, serves the next ones from the heap and leaves it
+  // fragmented under the series' long-lived memory. Measured with a 24 h
+  // load of 10,000 series: RSS per series 2,818 -> 2,536 B (medians of 9
+  // alternated runs), peak RSS about 15% lower, CPU alike (bench/README.md).
+  ::mallopt(M_MMAP_THRESHOLD, 128 * 1024);
   Flags f;
   examples::CommandLine cli(kProgram, "the monitoring store: Prometheus's HTTP API, remote write, PromQL");
   cli.AddEndpoint("listen", &f.listen, "address to serve the API and /metrics on (port 0 = any)");
