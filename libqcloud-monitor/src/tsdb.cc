@@ -759,15 +759,24 @@ Result<std::map<Labels, std::vector<Sample>>> TsdbImpl::CollectLocked(std::span<
                               return b.reader->labels(id);
                             }));
     for (uint64_t id : ids) {
+      // first_only: a series found in an earlier block is not read again,
+      // and of one found here one sample is kept (the answer is its labels).
+      if (first_only) {
+        auto it = out.find(b.reader->labels(id));
+        if (it != out.end() && !it->second.empty()) continue;
+      }
       std::vector<Sample>* dst = nullptr;
       for (const detail::ChunkRef& ref : b.reader->chunks(id)) {
         if (ref.maxt < mint || ref.mint > maxt) continue;
-        if (first_only && dst != nullptr && !dst->empty()) break;
         if (!dst) dst = &out[b.reader->labels(id)];
         const size_t before = dst->size();
         if (!b.reader->ReadSamples(ref, mint, maxt, *dst).ok()) {
           dst->resize(before);
           Bump(counters_.corrupt_chunks);  // skipped; the rest answers
+        }
+        if (first_only && !dst->empty()) {
+          dst->resize(1);
+          break;
         }
       }
     }
@@ -777,6 +786,10 @@ Result<std::map<Labels, std::vector<Sample>>> TsdbImpl::CollectLocked(std::span<
     if (first_only) {
       auto it = out.find(s->labels);
       if (it != out.end() && !it->second.empty()) continue;
+      std::vector<Sample> found;
+      s->Collect(mint, maxt, found);
+      if (!found.empty()) out[s->labels].push_back(found.front());
+      continue;
     }
     s->Collect(mint, maxt, out[s->labels]);
   }
