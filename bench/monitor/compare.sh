@@ -52,11 +52,14 @@
 #                           changing; sum of vm_data_size_bytes (data and
 #                           indexdb) / sum of vm_rows of storage/*: every
 #                           sample, as VictoriaMetrics has no head
-#   RSS per active series   (VmRSS after compaction - VmRSS 1 s after
-#                           start) / series; no GC is forced in the Go
-#                           servers: it is the memory the OS sees
-#                           (the row below it: RssAnon alone, without
-#                           mapped files such as blocks and binaries)
+#   RSS per active series   (VmRSS 2 s after compaction, before the
+#                           queries - VmRSS 1 s after start) / series; no
+#                           GC is forced in the Go servers: it is the
+#                           memory the OS sees (the rows below it: RssAnon
+#                           alone, without mapped files such as blocks and
+#                           binaries; and VmRSS once the queries ran).
+#                           Until session 16 the script read it after the
+#                           queries, unlike this description.
 #   peak RSS                VmHWM
 #   slowest remote-write    the longest request (retries included) the
 #                           load generator saw
@@ -148,7 +151,7 @@ declare -A NAME=([qcloud]=qcloud-monitord [prom]=Prometheus [vm]=VictoriaMetrics
 
 # run_system ROUND SYSTEM: one run; its figures in $tmp/runs/ROUND.SYSTEM.json.
 run_system() {
-  local r=$1 s=$2 dir rc=0 bg rss0 anon0 cpu0 cpu1 t_load t_settle bytes samples what alive=1
+  local r=$1 s=$2 dir rc=0 bg rss0 anon0 rss1 anon1 cpu0 cpu1 t_load t_settle bytes samples what alive=1
   dir=$tmp/$r.$s
   mkdir -p "$dir"
   bg=$(cpu_busy "$SERVER_CPU,$CLIENT_CPU" 0.5)
@@ -165,13 +168,14 @@ run_system() {
   t_settle=$(awk -v a="$t_load" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
   cpu1=$(cpu_seconds "$SERVER_PID")
   sleep 2
+  rss1=$(rss_kb "$SERVER_PID" || echo 0) anon1=$(anon_kb "$SERVER_PID" || echo 0)
   read -r bytes samples what < <("disk_$s" "$SERVER_PORT" "$dir")
   run_queries "$SERVER_PORT" "$first_ms" "$end_ms" "$interval_ms" "$RANGE_RUNS" "$SUM_RUNS" "$dir/queries.json" ||
     { sed "s/^/  [$r ${NAME[$s]}] queries: /" "$dir/queries.json.err" >&2; echo '{}' >"$dir/queries.json"; }
   kill -0 "$SERVER_PID" 2>/dev/null || alive=0
-  "$PY" - "$dir" "$r" "$s" "$rc" "$bg" "$rss0" "$(rss_kb "$SERVER_PID" || echo 0)" "$(hwm_kb "$SERVER_PID" || echo 0)" \
+  "$PY" - "$dir" "$r" "$s" "$rc" "$bg" "$rss0" "$rss1" "$(hwm_kb "$SERVER_PID" || echo 0)" \
     "$cpu0" "$cpu1" "$t_settle" "${bytes:-0}" "${samples:-0}" "$alive" "$SERIES" \
-    "$anon0" "$(anon_kb "$SERVER_PID" || echo 0)" "${what:-}" <<'EOF'
+    "$anon0" "$anon1" "${what:-}" "$(rss_kb "$SERVER_PID" || echo 0)" <<'EOF'
 import json, sys
 d, r, s = sys.argv[1:4]
 rc, bg, rss0, rss1, hwm, cpu0, cpu1, settle, nbytes, nsamples, alive, series, anon0, anon1 = map(float, sys.argv[4:18])
@@ -184,7 +188,8 @@ run = dict(round=int(r), system=s, loadgen_exit=int(rc), bg_cpu_pct=bg, alive=bo
            settle_s=settle, bytes_per_sample=nbytes / nsamples if nsamples else 0, disk_bytes=nbytes,
            disk_samples=nsamples, rss_start_kib=rss0, rss_kib=rss1, peak_rss_mib=hwm / 1024,
            rss_per_series=(rss1 - rss0) * 1024 / series, anon_per_series=(anon1 - anon0) * 1024 / series,
-           disk_what=sys.argv[18].replace('_', ' '), load=load, queries=q)
+           disk_what=sys.argv[18].replace('_', ' '), load=load, queries=q,
+           rss_after_queries_per_series=(float(sys.argv[19]) - rss0) * 1024 / series)
 json.dump(run, open(d + '/run.json', 'w'))
 EOF
   stop_server "$SERVER_PID"
@@ -283,6 +288,7 @@ rows = [
     ('bytes/sample on disk, compacted', 'lower', lambda x: x['bytes_per_sample'], '{:.3f}', ('vm', '<=')),
     ('RSS per active series, bytes', 'lower', lambda x: x['rss_per_series'], '{:,.0f}', (1024, '<=')),
     ('  of which anonymous memory', 'lower', lambda x: x['anon_per_series'], '{:,.0f}', None),
+    ('  the same after the queries below', 'lower', lambda x: x.get('rss_after_queries_per_series', 0), '{:,.0f}', None),
     ('peak RSS, MiB', 'lower', lambda x: x['peak_rss_mib'], '{:,.0f}', None),
     ('slowest remote-write request, ms', 'lower', lambda x: x['load'].get('max_ms', 0), '{:.0f}', None),
     ('query_range %s, 1 series, ms' % span, 'lower', lambda x: x['queries'].get('range_ms', 0), '{:.2f}', None),
