@@ -12,6 +12,8 @@
 
 #include <fmt/format.h>
 
+#include "qcloud/core/hash.h"
+
 #if QCLOUD_HAVE_LIBNBD
 #include <libnbd.h>
 #endif
@@ -284,6 +286,10 @@ namespace {
 constexpr std::string_view kIntentMagic = "QCLOUD-BLOCK-INTENT v1\n";
 constexpr size_t kIntentAllAt = 48;      // u8: 1 = every granule dirty
 constexpr size_t kIntentGranuleAt = 56;  // u64 LE: extents per bit
+constexpr size_t kIntentStaleAt = 64;    // u8 count, then from byte 72 that many u64 LE name hashes
+constexpr size_t kIntentStaleList = 72;
+
+uint64_t CopyId(std::string_view name) { return Xxh3_64(ByteView(name)); }
 
 }  // namespace
 
@@ -293,9 +299,13 @@ IntentImage ParseIntentMap(ByteView file, const std::array<std::byte, 16>& uuid)
       std::memcmp(file.data(), kIntentMagic.data(), kIntentMagic.size()) != 0 ||
       std::memcmp(file.data() + kUuidAt, uuid.data(), uuid.size()) != 0 ||
       DecodeFixed64(file.data() + kIntentGranuleAt) != kIntentGranule ||
-      file[kIntentAllAt] != std::byte{0}) {
+      file[kIntentAllAt] != std::byte{0} ||
+      std::to_integer<size_t>(file[kIntentStaleAt]) > kMaxStaleCopies) {
     img.all = true;
     return img;
+  }
+  for (size_t i = 0; i < std::to_integer<size_t>(file[kIntentStaleAt]); ++i) {
+    img.stale.push_back(DecodeFixed64(file.data() + kIntentStaleList + 8 * i));
   }
   const size_t n = file.size() - kIntentHeader;
   img.bits.assign((n + 7) / 8, 0);
@@ -321,6 +331,7 @@ Result<std::unique_ptr<IntentMap>> IntentMap::Open(Env& env, const std::string& 
   std::unique_ptr<IntentMap> m(new IntentMap(std::move(file), uuid));
   m->all_ = img.all;
   m->bits_ = std::move(img.bits);  // in-flight counts and epochs grow with the writes
+  m->stale_ = std::move(img.stale);
   return m;
 }
 
@@ -345,6 +356,8 @@ Status IntentMap::WriteHeaderLocked() {
   std::memcpy(h.data() + kUuidAt, uuid_.data(), uuid_.size());
   h[kIntentAllAt] = std::byte{all_ ? uint8_t{1} : uint8_t{0}};
   EncodeFixed64(h.data() + kIntentGranuleAt, kIntentGranule);
+  h[kIntentStaleAt] = std::byte{static_cast<uint8_t>(stale_.size())};
+  for (size_t i = 0; i < stale_.size(); ++i) EncodeFixed64(h.data() + kIntentStaleList + 8 * i, stale_[i]);
   return file_->WriteAt(0, ByteView(h.data(), h.size()));
 }
 
@@ -438,6 +451,35 @@ void IntentMap::EndSync(uint64_t epoch, bool clear) {
   }
 }
 
+Status IntentMap::MarkStale(std::string_view copy) {
+  const uint64_t id = CopyId(copy);
+  std::lock_guard lock(mu_);
+  if (std::find(stale_.begin(), stale_.end(), id) != stale_.end()) return Status::Ok();
+  if (stale_.size() == kMaxStaleCopies) return Status(Errc::kResourceExhausted, "too many stale copies");
+  stale_.push_back(id);
+  Status st = WriteHeaderLocked();
+  if (st.ok()) st = file_->Sync();
+  if (!st.ok()) stale_.pop_back();
+  return st.WithContext("the write-intent map");
+}
+
+bool IntentMap::Stale(std::string_view copy) {
+  const uint64_t id = CopyId(copy);
+  std::lock_guard lock(mu_);
+  return std::find(stale_.begin(), stale_.end(), id) != stale_.end();
+}
+
+void IntentMap::ClearStale(std::string_view copy) {
+  const uint64_t id = CopyId(copy);
+  std::lock_guard lock(mu_);
+  if (std::erase(stale_, id) > 0) (void)WriteHeaderLocked();
+}
+
+void IntentMap::ForgetStale() {
+  std::lock_guard lock(mu_);
+  stale_.clear();
+}
+
 uint64_t IntentMap::marked() {
   std::lock_guard lock(mu_);
   uint64_t n = 0;
@@ -482,16 +524,18 @@ Status Mirror::WriteHeader(Copy& c, uint8_t state) {
 }
 
 void Mirror::Fail(Slot& s, const Status& why) {
-  std::lock_guard lock(s.mu);
-  if (s.health.load() != CopyState::Health::kFailed) s.failures++;
-  s.health = CopyState::Health::kFailed;
-  s.last_error = why.ToString();
-  s.missed.merge(s.unsynced);
-  s.unsynced.clear();
-  // A resync cut short: what it had not reached may differ anywhere.
-  if (s.resync) {
-    s.resync = false;
-    s.full = true;
+  {
+    std::lock_guard lock(s.mu);
+    if (s.health.load() != CopyState::Health::kFailed) s.failures++;
+    s.health = CopyState::Health::kFailed;
+    s.last_error = why.ToString();
+    s.missed.merge(s.unsynced);
+    s.unsynced.clear();
+    // A resync cut short: what it had not reached may differ anywhere.
+    if (s.resync) {
+      s.resync = false;
+      s.full = true;
+    }
   }
 }
 
@@ -516,6 +560,14 @@ Status Mirror::Start(bool fresh) {
       return Corruption(fmt::format("{}: holds another store's data (its header is not this store's)",
                                     s.copy->name()));
     }
+    // Whole by its header, but it failed while a store ran and missed
+    // acknowledged writes: rebuilt, never read or resynced from.
+    if (!fresh && intent_ != nullptr && intent_->Stale(s.copy->name())) {
+      Fail(s, Status(Errc::kUnavailable, "it missed writes while it was failed"));
+      s.full = true;
+      why += fmt::format("; {}: missed writes, to be rebuilt", s.copy->name());
+      continue;
+    }
     if (fresh || (mine && h[kStateAt] == static_cast<std::byte>(kCopyWhole))) {
       if (fresh) st = WriteHeader(*s.copy, kCopyWhole);
       if (st.ok()) {
@@ -539,7 +591,10 @@ Status Mirror::Start(bool fresh) {
   }
   if (slots_.size() == 1) return Status::Ok();  // one copy: it cannot disagree with another
   // After a crash the intent map's marks say which extents to resync.
-  if (intent_ != nullptr) QCLOUD_RETURN_IF_ERROR(intent_->Start(crashed));
+  if (intent_ != nullptr) {
+    if (fresh) intent_->ForgetStale();
+    QCLOUD_RETURN_IF_ERROR(intent_->Start(crashed));
+  }
   // Marked in use before the first write; after a crash, every whole copy
   // but the one reads go to is resynced from it (Maintain()).
   open_ = true;
@@ -687,6 +742,7 @@ Status Mirror::Mutate(uint64_t offset, uint64_t length,
   } end_intent{intent_.get(), first, last};
   struct Job {
     Slot* slot;
+    size_t index;
     CopyState::Health health;
     std::function<Status()> wait;
   };
@@ -703,9 +759,10 @@ Status Mirror::Mutate(uint64_t offset, uint64_t length,
         continue;
       }
     }
-    jobs.push_back({&s, h, start(*s.copy)});
+    jobs.push_back({&s, i, h, start(*s.copy)});
   }
   unsigned whole = 0;
+  uint32_t took = 0;  // bit i: copy i has the write
   Status err;
   for (Job& j : jobs) {
     Slot& s = *j.slot;
@@ -721,9 +778,22 @@ Status Mirror::Mutate(uint64_t offset, uint64_t length,
       std::lock_guard lock(s.mu);
       for (uint32_t e = first; e <= last; ++e) s.unsynced.insert(e);
     }
+    took |= uint32_t{1} << j.index;
     if (j.health == CopyState::Health::kWhole) ++whole;
   }
-  if (whole >= quorum_) return Status::Ok();
+  if (whole >= quorum_) {
+    // Acknowledged without some copies: each is recorded stale first, so
+    // that no later open takes it for whole (IntentMap::MarkStale).
+    for (size_t i = 0; intent_ != nullptr && i < slots_.size(); ++i) {
+      if ((took >> i & 1) != 0) continue;
+      if (Status st = intent_->MarkStale(slots_[i]->copy->name()); !st.ok()) {
+        return Status(Errc::kIoError, fmt::format("the write reached {} of {} copies, and {} could not be recorded "
+                                                  "as missing it: {}", whole, slots_.size(),
+                                                  slots_[i]->copy->name(), st.message()));
+      }
+    }
+    return Status::Ok();
+  }
   return Status(err.ok() ? Errc::kIoError : err.code(),
                 fmt::format("{} of {} copies took the write, {} needed{}", whole, slots_.size(), quorum_,
                             err.ok() ? "" : ": " + err.message()));
@@ -859,6 +929,7 @@ Status Mirror::Rebuild(Slot& target) {
     return Status::Ok();
   }
   target.health = CopyState::Health::kWhole;
+  if (intent_ != nullptr) intent_->ClearStale(target.copy->name());
   return Status::Ok();
 }
 

@@ -585,6 +585,42 @@ TEST_CASE("block store marks made after a clean reopen are durable before their 
   CHECK(ReadAll(*REQUIRE_VALUE(store->OpenVolume("v")), 0, 4096) == Pattern(4096, 2));
 }
 
+TEST_CASE("block store a copy that missed writes is rebuilt after a crash and never resynced from") {
+  TempDir dir("qcloud-block"), r1("qcloud-replica");
+  auto open = [&] {
+    return REQUIRE_VALUE(Store::Open({.data_dir = dir.path, .replicas = {r1.path}, .write_quorum = 1}));
+  };
+  const std::string data = dir.path + "/extents.dat", aside = dir.path + "/extents.aside";
+  {
+    auto store = open();
+    REQUIRE_OK(store->CreateVolume("v", 8 * kMiB));
+    auto v = REQUIRE_VALUE(store->OpenVolume("v"));
+    REQUIRE_OK(v->Write(0, V(Pattern(8192, 1)), false));
+    REQUIRE_OK(store->Flush());
+    // The data directory's copy goes away and cannot come back (a
+    // directory stands where its file was): it fails, and the replica
+    // alone takes the next write (quorum 1).
+    std::filesystem::rename(data, aside);
+    std::filesystem::create_directory(data);
+    CHECK_FALSE(store->Maintain().ok());  // it cannot be reopened
+    CHECK(store->copies()[0].health == "failed");
+    REQUIRE_OK(v->Write(0, V(Pattern(8192, 2)), false));
+    REQUIRE_OK(store->Flush());
+    // Destroyed without Close(): a crash. Then the old copy comes back,
+    // whole by its header, without the second write.
+  }
+  std::filesystem::remove(data);
+  std::filesystem::rename(aside, data);
+  auto store = open();
+  CHECK(store->copies()[0].health != "whole");
+  auto v = REQUIRE_VALUE(store->OpenVolume("v"));
+  CHECK(ReadAll(*v, 0, 8192) == Pattern(8192, 2));  // from the replica
+  REQUIRE_OK(store->Maintain());
+  CHECK(store->copies()[0].health == "whole");
+  CHECK(CopyBytes(r1.path, 2 * kMiB) == CopyBytes(dir.path, 2 * kMiB));
+  CHECK(ReadAll(*v, 0, 8192) == Pattern(8192, 2));
+}
+
 TEST_CASE("block store intent maps that are short foreign damaged or too large read as all dirty") {
   std::array<std::byte, 16> uuid{};
   uuid[3] = std::byte{9};
@@ -621,6 +657,17 @@ TEST_CASE("block store intent maps that are short foreign damaged or too large r
   b = good;
   b.resize(detail::kIntentHeader + detail::kIntentMaxBytes + 1);
   CHECK(all(b));  // more bits than extents can be numbered
+  b = good;
+  b[64] = std::byte{17};
+  CHECK(all(b));  // more stale copies than can be listed
+  // Two stale copies listed: their ids come back.
+  b = good;
+  b[64] = std::byte{2};
+  b[72] = std::byte{7};
+  b[80 + 7] = std::byte{1};
+  img = detail::ParseIntentMap(V(b), uuid);
+  CHECK_FALSE(img.all);
+  CHECK(img.stale == std::vector<uint64_t>{7, uint64_t{1} << 56});
 }
 
 TEST_CASE("block store refuses another store's replica and too few whole copies") {

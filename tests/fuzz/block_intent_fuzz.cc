@@ -2,8 +2,9 @@
 // docs/notes/block-format.md): any bytes, as a file read back after a
 // crash. Checks, besides ASan/UBSan: a map that is not exactly the store's
 // (magic, uuid, granule size, size bounds) reads as every granule dirty;
-// otherwise no more words than the file holds bytes for, and no trailing
-// zero word; and the same input with its `all` byte set reads as all.
+// otherwise no more words than the file holds bytes for, no trailing zero
+// word, and at most kMaxStaleCopies stale copies (none when all); and the
+// same input with its `all` byte set reads as all.
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -24,7 +25,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < kIntentHeader || size > kIntentHeader + kIntentMaxBytes) {
     if (!img.all) std::abort();
   }
-  if (img.all && !img.bits.empty()) std::abort();
+  if (img.all && (!img.bits.empty() || !img.stale.empty())) std::abort();
+  if (img.stale.size() > kMaxStaleCopies) std::abort();
   if (!img.all) {
     if (img.bits.size() > (size - kIntentHeader + 7) / 8) std::abort();
     if (!img.bits.empty() && img.bits.back() == 0) std::abort();

@@ -119,12 +119,18 @@ inline constexpr size_t kIntentHeader = 4096;
 // Bits for every u32 extent number: the largest map a file may hold.
 inline constexpr uint64_t kIntentMaxBytes = (uint64_t{1} << 32) / kIntentGranule / 8;
 
+// At most this many copies are recorded stale (a store has at most 5).
+inline constexpr size_t kMaxStaleCopies = 16;
+
 // What an intent.map file says: every granule dirty (`all`: the map was
 // missing, foreign or damaged, or a resync from such a state has not
-// finished) or the marked ones in `bits` (bit g % 64 of word g / 64).
+// finished) or the marked ones in `bits` (bit g % 64 of word g / 64); and
+// the copies that missed acknowledged writes (xxh3-64 of their names;
+// unknown, so empty, when `all`).
 struct IntentImage {
   bool all = false;
   std::vector<uint64_t> bits;
+  std::vector<uint64_t> stale;
 };
 // Decodes a whole intent.map; bad or foreign content reads as `all`.
 IntentImage ParseIntentMap(ByteView file, const std::array<std::byte, 16>& uuid);
@@ -152,6 +158,18 @@ class IntentMap {
   // Marked granules now, for tests and the copies' listing.
   uint64_t marked();
 
+  // Copies that missed acknowledged writes: each recorded durably before
+  // the first write it missed is acknowledged (Mirror::Mutate), so that
+  // after any stop such a copy is rebuilt, and never read from or resynced
+  // from. Named by their location (Copy::name()). Kept across clean stops
+  // until the copy is rebuilt.
+  Status MarkStale(std::string_view copy);
+  bool Stale(std::string_view copy);
+  // Rebuilt: not synced (a lost clear only rebuilds it again).
+  void ClearStale(std::string_view copy);
+  // A new store: no copy can have missed anything.
+  void ForgetStale();
+
  private:
   IntentMap(std::unique_ptr<File> file, std::array<std::byte, 16> uuid) : file_(std::move(file)), uuid_(uuid) {}
   Status WriteHeaderLocked();
@@ -167,6 +185,7 @@ class IntentMap {
   std::vector<uint64_t> epoch_;     // the sync epoch each granule was last written in
   uint64_t sync_epoch_ = 1;
   std::vector<uint32_t> candidates_;  // marked and idle at the last StartSync()
+  std::vector<uint64_t> stale_;       // xxh3-64 of stale copies' names
 };
 
 class Mirror {
