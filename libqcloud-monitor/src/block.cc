@@ -174,24 +174,21 @@ Status DecodeChunkTable(ByteView table, size_t series, int64_t block_mint, uint6
     if (b < prev) return Bad("chunk table: order");
     prev = b;
   }
-  for (uint64_t j = 0; j < n_chunks; ++j) {
-    const std::byte* e = refs + sizeof(ChunkRef) * j;
-    const auto mint = static_cast<int64_t>(DecodeFixed64(e));
-    const auto maxt = static_cast<int64_t>(DecodeFixed64(e + 8));
-    const uint64_t off = DecodeFixed64(e + 16);
-    if (mint < block_mint || maxt < mint) return Bad("chunk time range");
-    if (off < kBlockHeaderSize || off > chunks_end || chunks_end - off < 8) return Bad("chunk offset");
-  }
   if (out != nullptr) {
     out->chunk_begin.resize(series + 1);
     for (size_t i = 0; i <= series; ++i) out->chunk_begin[i] = DecodeFixed32(begin + 4 * i);
     out->chunks.resize(n_chunks);
-    for (uint64_t j = 0; j < n_chunks; ++j) {
-      const std::byte* e = refs + sizeof(ChunkRef) * j;
-      out->chunks[j] = {.mint = static_cast<int64_t>(DecodeFixed64(e)),
-                        .maxt = static_cast<int64_t>(DecodeFixed64(e + 8)),
-                        .offset = DecodeFixed64(e + 16)};
+  }
+  for (uint64_t j = 0; j < n_chunks; ++j) {
+    const std::byte* e = refs + sizeof(ChunkRef) * j;
+    const ChunkRef ref{.mint = static_cast<int64_t>(DecodeFixed64(e)),
+                       .maxt = static_cast<int64_t>(DecodeFixed64(e + 8)),
+                       .offset = DecodeFixed64(e + 16)};
+    if (ref.mint < block_mint || ref.maxt < ref.mint) return Bad("chunk time range");
+    if (ref.offset < kBlockHeaderSize || ref.offset > chunks_end || chunks_end - ref.offset < 8) {
+      return Bad("chunk offset");
     }
+    if (out != nullptr) out->chunks[j] = ref;
   }
   return Status::Ok();
 }
