@@ -64,13 +64,13 @@ std::optional<int> ExponentOf(double v) noexcept {
   return std::nullopt;
 }
 
-ChunkAppender::ChunkAppender(bool decimal) : bytes_{0, 0}, try_decimal_(decimal) {}
+ChunkAppender::ChunkAppender(bool decimal) : try_decimal_(decimal) { bytes_.Assign({0, 0}); }
 
 void ChunkAppender::Reset(bool decimal, int e) {
   if (decimal) {
-    bytes_ = {kDecimalFlag, 0, static_cast<uint8_t>(e)};
+    bytes_.Assign({kDecimalFlag, 0, static_cast<uint8_t>(e)});
   } else {
-    bytes_ = {0, 0};
+    bytes_.Assign({0, 0});
   }
   decimal_ = decimal;
   exp_ = static_cast<int8_t>(e);

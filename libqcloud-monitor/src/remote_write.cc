@@ -7,6 +7,7 @@
 #include <mutex>
 #include <random>
 
+#include "monitor/scratch.h"
 #include "qcloud/core/hash.h"
 
 #include <fmt/format.h>
@@ -132,8 +133,42 @@ bool DecodeLabel(std::string_view m, Label& l) {
   return true;
 }
 
-// The body's protobuf, decompressed into a buffer per thread (kept: a
-// body's protobuf is large and short-lived). Valid until the thread's next call.
+// A request's scratch, kept per thread (monitor/scratch.h): the body's
+// protobuf decompressed, and the ingester's tables of its series.
+struct Entry {
+  std::string_view series;
+  Hash128 id;  // of its label fields' bytes
+  size_t samples_at = 0, samples_n = 0;
+  uint64_t ref = 0;  // 0: not known by its bytes
+};
+struct Scratch {
+  std::string raw;   // the body, decompressed
+  std::string keys;  // one series's label bytes at a time
+  std::vector<Sample> samples;
+  std::vector<Entry> entries;
+  std::vector<RefSamples> refs;
+  std::vector<size_t> refs_entry;
+};
+thread_local Scratch scratch;
+
+// Frees the thread's scratch buffers that a large body grew, when the
+// request is done (whatever its outcome).
+struct ReleaseScratchAfter {
+  ReleaseScratchAfter() = default;
+  ReleaseScratchAfter(const ReleaseScratchAfter&) = delete;
+  ReleaseScratchAfter& operator=(const ReleaseScratchAfter&) = delete;
+  ~ReleaseScratchAfter() {
+    detail::ReleaseIfOver(scratch.raw);
+    detail::ReleaseIfOver(scratch.keys);
+    detail::ReleaseIfOver(scratch.samples);
+    detail::ReleaseIfOver(scratch.entries);
+    detail::ReleaseIfOver(scratch.refs);
+    detail::ReleaseIfOver(scratch.refs_entry);
+  }
+};
+
+// The body's protobuf, decompressed into the thread's scratch. Valid until
+// the thread's next call.
 Result<std::string_view> Uncompress(ByteView body, const RemoteWriteLimits& limits) {
   if (body.size() > limits.max_body_bytes) {
     return InvalidArgument(fmt::format("remote write: body of {} bytes, at most {}", body.size(), limits.max_body_bytes));
@@ -146,7 +181,7 @@ Result<std::string_view> Uncompress(ByteView body, const RemoteWriteLimits& limi
     return InvalidArgument(fmt::format("remote write: decompresses to {} bytes, at most {}", raw_size,
                                        limits.max_decoded_bytes));
   }
-  thread_local std::string raw;
+  std::string& raw = scratch.raw;
   raw.resize(raw_size);
   if (!snappy::RawUncompress(body.chars(), body.size(), raw.data())) {
     return InvalidArgument("remote write: snappy: corrupt input");
@@ -225,6 +260,7 @@ Status SeriesSamplesAndKey(std::string_view series, std::vector<Sample>& out, st
 }  // namespace
 
 Result<std::vector<SeriesSamples>> DecodeRemoteWrite(ByteView body, const RemoteWriteLimits& limits) {
+  ReleaseScratchAfter release;
   QCLOUD_ASSIGN_OR_RETURN(std::string_view raw, Uncompress(body, limits));
   std::vector<SeriesSamples> out;
   const Status walked = ForEachSeries(raw, [&](std::string_view series) -> Status {
@@ -247,21 +283,13 @@ size_t RemoteWriteIngester::cached() const {
 }
 
 Result<AppendResult> RemoteWriteIngester::Ingest(ByteView body) {
+  ReleaseScratchAfter release;
   QCLOUD_ASSIGN_OR_RETURN(std::string_view raw, Uncompress(body, limits_));
-  struct Entry {
-    std::string_view series;
-    Hash128 id;  // of its label fields' bytes
-    size_t samples_at = 0, samples_n = 0;
-    uint64_t ref = 0;  // 0: not known by its bytes
-  };
-  // Per-request scratch, kept per thread: a body's worth of entries is a
-  // few hundred KiB, and allocating it per request leaves holes in the
-  // heap that the series' growing chunks then pin.
-  thread_local std::string keys;  // one series's label bytes at a time
-  thread_local std::vector<Sample> samples;
-  thread_local std::vector<Entry> entries;
-  thread_local std::vector<RefSamples> refs;
-  thread_local std::vector<size_t> refs_entry;
+  std::string& keys = scratch.keys;
+  std::vector<Sample>& samples = scratch.samples;
+  std::vector<Entry>& entries = scratch.entries;
+  std::vector<RefSamples>& refs = scratch.refs;
+  std::vector<size_t>& refs_entry = scratch.refs_entry;
   keys.clear();
   samples.clear();
   entries.clear();

@@ -18,6 +18,7 @@
 #include "monitor/block.h"
 #include "monitor/block_codec.h"
 #include "monitor/chunk.h"
+#include "monitor/scratch.h"
 #include "monitor/wal.h"
 
 namespace qcloud::monitor {
@@ -35,7 +36,7 @@ void Bump(std::atomic<uint64_t>& c, uint64_t n = 1) { c.fetch_add(n, std::memory
 
 struct Chunk {
   int64_t mint = 0, maxt = 0;
-  std::vector<uint8_t> bytes;
+  detail::PoolBytes bytes;  // monitor/chunk_pool.h
 };
 
 void Decode(ByteView bytes, int64_t mint, int64_t maxt, std::vector<Sample>& out, bool& bad) {
@@ -47,7 +48,8 @@ void Decode(ByteView bytes, int64_t mint, int64_t maxt, std::vector<Sample>& out
   if (!it.status().ok()) bad = true;
 }
 
-ByteView View(const std::vector<uint8_t>& b) { return {reinterpret_cast<const std::byte*>(b.data()), b.size()}; }
+ByteView View(std::span<const uint8_t> b) { return {reinterpret_cast<const std::byte*>(b.data()), b.size()}; }
+ByteView View(const detail::PoolBytes& b) { return View(b.span()); }
 
 // One series in memory: closed chunks and the open one. `maxt` and
 // `last_bits` are read and written by appenders only (serialized).
@@ -70,7 +72,9 @@ struct MemSeries {
   void Add(int64_t t, double v) {
     std::lock_guard lock(mu());
     if (open.samples() == detail::kMaxChunkSamples) {
-      chunks.push_back({.mint = open_mint, .maxt = maxt, .bytes = open.bytes()});
+      detail::PoolBytes closed = open.TakeBytes();
+      closed.ShrinkToFit();
+      chunks.push_back({.mint = open_mint, .maxt = maxt, .bytes = std::move(closed)});
       open = detail::ChunkAppender(true);
     }
     if (open.samples() == 0) open_mint = t;
@@ -82,8 +86,8 @@ struct MemSeries {
   // Copies of its chunks' bytes, closed then open, in time order.
   void ChunkBytes(std::vector<std::vector<uint8_t>>& out) const {
     std::lock_guard lock(mu());
-    for (const Chunk& c : chunks) out.push_back(c.bytes);
-    if (open.samples() > 0) out.push_back(open.bytes());
+    for (const Chunk& c : chunks) out.emplace_back(c.bytes.data(), c.bytes.data() + c.bytes.size());
+    if (open.samples() > 0) out.emplace_back(open.bytes().begin(), open.bytes().end());
   }
 
   void Collect(int64_t mint, int64_t maxt_q, std::vector<Sample>& out) const {
@@ -100,6 +104,13 @@ struct MemSeries {
     std::vector<Sample> s;
     Collect(mint, maxt_q, s);
     return !s.empty();
+  }
+
+  // Moves its chunks out of slabs being emptied (detail::ChunkPoolRepack).
+  void Relocate() {
+    std::lock_guard lock(mu());
+    for (Chunk& c : chunks) c.bytes.Relocate();
+    open.RelocateBytes();
   }
 
   bool Empty() const {
@@ -125,9 +136,14 @@ struct MemSeries {
       } else {
         detail::ChunkAppender a(true);
         for (const Sample& x : keep) a.Append(x.t, x.v);
-        chunks.front() = {.mint = keep.front().t, .maxt = keep.back().t, .bytes = a.bytes()};
+        detail::PoolBytes bytes = a.TakeBytes();
+        bytes.ShrinkToFit();
+        chunks.front() = {.mint = keep.front().t, .maxt = keep.back().t, .bytes = std::move(bytes)};
       }
     }
+    // The vector grew to hold the closed chunks of up to 1.5 block
+    // durations; most series keep none or one after a cut.
+    if (chunks.capacity() > chunks.size() * 2 + 1) chunks.shrink_to_fit();
     if (open.samples() > 0 && open_mint < from) {
       keep.clear();
       Decode(View(open.bytes()), from, INT64_MAX, keep, bad);
@@ -303,7 +319,7 @@ LoadedBlock Load(std::unique_ptr<detail::BlockReader> reader, LabelSets& sets, c
 struct Counters {
   std::atomic<uint64_t> samples{0}, wal_bytes{0}, replayed{0}, torn{0};
   std::atomic<uint64_t> appended{0}, out_of_order{0}, duplicates{0}, conflicts{0}, too_old{0};
-  std::atomic<uint64_t> compactions{0}, corrupt_chunks{0}, merges{0};
+  std::atomic<uint64_t> compactions{0}, corrupt_chunks{0}, merges{0}, repacks{0};
 };
 
 std::string SegmentName(uint32_t seq) { return fmt::format("{:08}", seq); }
@@ -360,6 +376,8 @@ class TsdbImpl final : public Tsdb {
   };
   // The order rule, the log, then the head. append_mu_ held.
   Result<AppendResult> AppendTargets(std::span<const Target> targets, std::vector<WalSeries>& created, size_t total);
+  Result<AppendResult> AppendTargetsKeep(std::span<const Target> targets, std::vector<WalSeries>& created,
+                                         size_t total);
   // Adds a series under `ref`. mu_ held exclusively.
   MemSeries* InsertLocked(uint64_t ref, Labels labels);
   // The head series matching every matcher. mu_ held shared.
@@ -660,6 +678,19 @@ Result<AppendResult> TsdbImpl::AppendRefs(std::span<const RefSamples> batch, std
 
 Result<AppendResult> TsdbImpl::AppendTargets(std::span<const Target> targets, std::vector<WalSeries>& created,
                                              size_t total) {
+  Result<AppendResult> res = AppendTargetsKeep(targets, created, total);
+  // What a large batch grew is not kept (monitor/scratch.h); `targets` may
+  // be targets_ itself, so this is after its last use.
+  detail::ReleaseIfOver(newest_);
+  detail::ReleaseIfOver(accepted_);
+  detail::ReleaseIfOver(targets_);
+  wal_record_.Clear();
+  wal_record_.ShrinkIfIdle(detail::kScratchKeepBytes);
+  return res;
+}
+
+Result<AppendResult> TsdbImpl::AppendTargetsKeep(std::span<const Target> targets, std::vector<WalSeries>& created,
+                                                 size_t total) {
   AppendResult res;
   // The order rule, per series, against its newest sample so far (in the
   // store or earlier in this batch): an open-addressing table by ref, kept
@@ -982,6 +1013,14 @@ Status TsdbImpl::Compact() {
   QCLOUD_RETURN_IF_ERROR(MergeBlocks());
   ApplyRetention();
   label_sets_.Sweep();
+  if (detail::ChunkPoolWorthRepacking()) {
+    // Every series' chunks move to slabs of their own (a copy of the
+    // head's chunk bytes, about a millisecond per 3 MB); appends go on.
+    detail::ChunkPoolRepack repack;
+    std::shared_lock lock(mu_);
+    for (const auto& [ref, s] : by_ref_) s->Relocate();
+    Bump(counters_.repacks);
+  }
   return Status::Ok();
 }
 
@@ -1189,6 +1228,8 @@ TsdbStats TsdbImpl::stats() {
     std::lock_guard append(append_mu_);
     st.wal_segments = wal_segments_.load(std::memory_order_relaxed);
   }
+  st.chunk_memory_bytes = detail::GetChunkPoolStats().resident_bytes;
+  st.chunk_repacks = counters_.repacks.load(std::memory_order_relaxed);
   const auto r = std::memory_order_relaxed;
   st.samples = counters_.samples.load(r);
   st.wal_bytes = counters_.wal_bytes.load(r);

@@ -119,7 +119,7 @@ void CheckEveryCutRefused(const std::vector<uint8_t>& b, size_t samples) {
 TEST_CASE("monitor chunk cut short or with a bad count is refused not read past") {
   ChunkAppender a;
   for (int i = 0; i < 50; ++i) a.Append(i * 1000, i * 0.5);
-  std::vector<uint8_t> b = a.bytes();
+  std::vector<uint8_t> b(a.bytes().begin(), a.bytes().end());
   CheckEveryCutRefused(b, 50);
   b[0] = 0x7f;  // claims 32k samples
   ChunkIterator it(ByteView(reinterpret_cast<const std::byte*>(b.data()), b.size()));
@@ -223,7 +223,7 @@ TEST_CASE("monitor decimal chunk cut short or with a bad exponent is refused not
   ChunkAppender a(true);
   for (int i = 0; i < 50; ++i) a.Append(i * 1000, i * 0.5 + (i % 3) * 100);
   REQUIRE(a.decimal());
-  std::vector<uint8_t> b = a.bytes();
+  std::vector<uint8_t> b(a.bytes().begin(), a.bytes().end());
   CheckEveryCutRefused(b, 50);
   b[2] = 18;  // no decimal chunk has E past 17
   ChunkIterator it(ByteView(reinterpret_cast<const std::byte*>(b.data()), b.size()));

@@ -361,7 +361,7 @@ TEST_CASE("monitor tsdb replays a checkpoint of Gorilla chunks written before de
   Buffer seg;
   detail::EncodeSeriesRecord({{.ref = 1, .labels = a}}, seg);
   Buffer chunks;
-  detail::EncodeChunksRecord({{.ref = 1, .bytes = gorilla.bytes()}}, chunks);
+  detail::EncodeChunksRecord({{.ref = 1, .bytes = {gorilla.bytes().begin(), gorilla.bytes().end()}}}, chunks);
   std::string rec(chunks.readable().AsStringView());
   REQUIRE(static_cast<uint8_t>(rec[8]) == detail::kRecordChunks);
   rec[8] = static_cast<char>(detail::kRecordGorillaChunks);

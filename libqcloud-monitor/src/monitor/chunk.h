@@ -29,9 +29,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
+#include "monitor/chunk_pool.h"
 #include "qcloud/core/bytes.h"
 #include "qcloud/core/status.h"
 
@@ -61,17 +63,20 @@ class ChunkAppender {
   size_t samples() const noexcept { return count_; }
   bool decimal() const noexcept { return decimal_; }
   // The encoded chunk, header included.
-  const std::vector<uint8_t>& bytes() const noexcept { return bytes_; }
+  std::span<const uint8_t> bytes() const noexcept { return bytes_.span(); }
+  // The encoded chunk's storage, moved out: the appender is empty after
+  // this until it is assigned a new one.
+  PoolBytes TakeBytes() noexcept { return std::move(bytes_); }
+  // PoolBytes::Relocate() of the chunk's storage (a repack).
+  void RelocateBytes() { bytes_.Relocate(); }
 
  private:
   void Reset(bool decimal, int e);
   void Put(int64_t t, double v, int64_t m);
   void Widen(int64_t t, double v);
-  // A new last byte. The head keeps a chunk per series open for hours:
-  // its bytes grow by a quarter (at least 32), not double, so that the
-  // unused tail stays small.
+  // A new last byte (PoolBytes grows by a quarter, not double: the head
+  // keeps a chunk per series open for hours).
   void NextByte() {
-    if (bytes_.size() == bytes_.capacity()) bytes_.reserve(bytes_.capacity() + std::max<size_t>(32, bytes_.capacity() / 4));
     bytes_.push_back(0);
     bit_pos_ = 0;
   }
@@ -84,7 +89,7 @@ class ChunkAppender {
   void WriteVarint(uint64_t v);
 
   // Small fields: the head keeps one appender per series.
-  std::vector<uint8_t> bytes_;
+  PoolBytes bytes_;
   int64_t t_ = 0;
   int64_t delta_ = 0;
   uint64_t v_ = 0;

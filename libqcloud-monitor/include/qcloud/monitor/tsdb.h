@@ -117,6 +117,8 @@ struct TsdbStats {
   uint64_t samples = 0;          // in memory
   uint64_t chunks = 0;           // closed chunks in memory
   uint64_t chunk_bytes = 0;      // their encoded size, open chunks included
+  uint64_t chunk_memory_bytes = 0;  // the pages that hold chunks in memory (all stores of the process)
+  uint64_t chunk_repacks = 0;    // times Compact() moved the head's chunks to give pages back
   uint64_t wal_bytes = 0;        // log written since open, replayed included
   uint64_t wal_segments = 0;
   uint64_t replayed_samples = 0; // at open
