@@ -57,6 +57,8 @@ HttpApi::HttpApi(Tsdb& db, HttpApiOptions options)
   if (options_.clock == nullptr) options_.clock = &RealClock();
 }
 
+void HttpApi::ReleaseIdleMemory() { ingester_.ReleaseIdleMemory(); }
+
 HttpApiStats HttpApi::stats() const noexcept {
   const auto r = std::memory_order_relaxed;
   return {.queries = counters_.queries.load(r),

@@ -7,7 +7,6 @@
 #include <mutex>
 #include <random>
 
-#include "monitor/scratch.h"
 #include "qcloud/core/hash.h"
 
 #include <fmt/format.h>
@@ -133,43 +132,15 @@ bool DecodeLabel(std::string_view m, Label& l) {
   return true;
 }
 
-// A request's scratch, kept per thread (monitor/scratch.h): the body's
-// protobuf decompressed, and the ingester's tables of its series.
 struct Entry {
   std::string_view series;
   Hash128 id;  // of its label fields' bytes
   size_t samples_at = 0, samples_n = 0;
   uint64_t ref = 0;  // 0: not known by its bytes
 };
-struct Scratch {
-  std::string raw;   // the body, decompressed
-  std::string keys;  // one series's label bytes at a time
-  std::vector<Sample> samples;
-  std::vector<Entry> entries;
-  std::vector<RefSamples> refs;
-  std::vector<size_t> refs_entry;
-};
-thread_local Scratch scratch;
 
-// Frees the thread's scratch buffers that a large body grew, when the
-// request is done (whatever its outcome).
-struct ReleaseScratchAfter {
-  ReleaseScratchAfter() = default;
-  ReleaseScratchAfter(const ReleaseScratchAfter&) = delete;
-  ReleaseScratchAfter& operator=(const ReleaseScratchAfter&) = delete;
-  ~ReleaseScratchAfter() {
-    detail::ReleaseIfOver(scratch.raw);
-    detail::ReleaseIfOver(scratch.keys);
-    detail::ReleaseIfOver(scratch.samples);
-    detail::ReleaseIfOver(scratch.entries);
-    detail::ReleaseIfOver(scratch.refs);
-    detail::ReleaseIfOver(scratch.refs_entry);
-  }
-};
-
-// The body's protobuf, decompressed into the thread's scratch. Valid until
-// the thread's next call.
-Result<std::string_view> Uncompress(ByteView body, const RemoteWriteLimits& limits) {
+// The body's protobuf, decompressed into `raw`.
+Result<std::string_view> Uncompress(ByteView body, const RemoteWriteLimits& limits, std::string& raw) {
   if (body.size() > limits.max_body_bytes) {
     return InvalidArgument(fmt::format("remote write: body of {} bytes, at most {}", body.size(), limits.max_body_bytes));
   }
@@ -181,7 +152,6 @@ Result<std::string_view> Uncompress(ByteView body, const RemoteWriteLimits& limi
     return InvalidArgument(fmt::format("remote write: decompresses to {} bytes, at most {}", raw_size,
                                        limits.max_decoded_bytes));
   }
-  std::string& raw = scratch.raw;
   raw.resize(raw_size);
   if (!snappy::RawUncompress(body.chars(), body.size(), raw.data())) {
     return InvalidArgument("remote write: snappy: corrupt input");
@@ -260,8 +230,8 @@ Status SeriesSamplesAndKey(std::string_view series, std::vector<Sample>& out, st
 }  // namespace
 
 Result<std::vector<SeriesSamples>> DecodeRemoteWrite(ByteView body, const RemoteWriteLimits& limits) {
-  ReleaseScratchAfter release;
-  QCLOUD_ASSIGN_OR_RETURN(std::string_view raw, Uncompress(body, limits));
+  std::string buffer;
+  QCLOUD_ASSIGN_OR_RETURN(std::string_view raw, Uncompress(body, limits, buffer));
   std::vector<SeriesSamples> out;
   const Status walked = ForEachSeries(raw, [&](std::string_view series) -> Status {
     QCLOUD_ASSIGN_OR_RETURN(Labels labels, SeriesLabels(series));
@@ -282,9 +252,48 @@ size_t RemoteWriteIngester::cached() const {
   return cache_.size();
 }
 
+// A request's buffers, reused by later requests: a body's worth of entries
+// is a few hundred KiB, and allocating it per request costs page faults
+// (measured: 15% of the server's CPU with bench/monitor's bodies) and leaves
+// holes in the heap. ReleaseIdleMemory() frees the ones no request took
+// since its last call.
+struct RemoteWriteIngester::Scratch {
+  std::string raw;   // the body, decompressed
+  std::string keys;  // one series's label bytes at a time
+  std::vector<Sample> samples;
+  std::vector<Entry> entries;
+  std::vector<RefSamples> refs;
+  std::vector<size_t> refs_entry;
+  bool used = true;  // since the last ReleaseIdleMemory()
+};
+
+RemoteWriteIngester::~RemoteWriteIngester() = default;
+
+void RemoteWriteIngester::ReleaseIdleMemory() {
+  std::lock_guard lock(scratch_mu_);
+  std::erase_if(idle_scratch_, [](const std::unique_ptr<Scratch>& s) { return !s->used; });
+  for (auto& s : idle_scratch_) s->used = false;
+}
+
 Result<AppendResult> RemoteWriteIngester::Ingest(ByteView body) {
-  ReleaseScratchAfter release;
-  QCLOUD_ASSIGN_OR_RETURN(std::string_view raw, Uncompress(body, limits_));
+  std::unique_ptr<Scratch> scratch;
+  {
+    std::lock_guard lock(scratch_mu_);
+    if (!idle_scratch_.empty()) {
+      scratch = std::move(idle_scratch_.back());
+      idle_scratch_.pop_back();
+    }
+  }
+  if (scratch == nullptr) scratch = std::make_unique<Scratch>();
+  Result<AppendResult> r = IngestWith(*scratch, body);
+  scratch->used = true;
+  std::lock_guard lock(scratch_mu_);
+  idle_scratch_.push_back(std::move(scratch));
+  return r;
+}
+
+Result<AppendResult> RemoteWriteIngester::IngestWith(Scratch& scratch, ByteView body) {
+  QCLOUD_ASSIGN_OR_RETURN(std::string_view raw, Uncompress(body, limits_, scratch.raw));
   std::string& keys = scratch.keys;
   std::vector<Sample>& samples = scratch.samples;
   std::vector<Entry>& entries = scratch.entries;

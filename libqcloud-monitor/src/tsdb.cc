@@ -18,7 +18,6 @@
 #include "monitor/block.h"
 #include "monitor/block_codec.h"
 #include "monitor/chunk.h"
-#include "monitor/scratch.h"
 #include "monitor/wal.h"
 
 namespace qcloud::monitor {
@@ -376,8 +375,6 @@ class TsdbImpl final : public Tsdb {
   };
   // The order rule, the log, then the head. append_mu_ held.
   Result<AppendResult> AppendTargets(std::span<const Target> targets, std::vector<WalSeries>& created, size_t total);
-  Result<AppendResult> AppendTargetsKeep(std::span<const Target> targets, std::vector<WalSeries>& created,
-                                         size_t total);
   // Adds a series under `ref`. mu_ held exclusively.
   MemSeries* InsertLocked(uint64_t ref, Labels labels);
   // The head series matching every matcher. mu_ held shared.
@@ -412,6 +409,10 @@ class TsdbImpl final : public Tsdb {
   std::vector<WalSample> accepted_;
   Buffer wal_record_;
   std::vector<Target> targets_;
+  // Appends so far, and at the last Compact(): an idle store frees the
+  // scratch above (a large batch's worth stays otherwise). append_mu_.
+  uint64_t append_calls_ = 0;
+  uint64_t append_calls_at_compact_ = 0;
   std::unique_ptr<File> wal_;
   uint32_t wal_seq_ = 0;
   uint64_t wal_off_ = 0;
@@ -678,19 +679,7 @@ Result<AppendResult> TsdbImpl::AppendRefs(std::span<const RefSamples> batch, std
 
 Result<AppendResult> TsdbImpl::AppendTargets(std::span<const Target> targets, std::vector<WalSeries>& created,
                                              size_t total) {
-  Result<AppendResult> res = AppendTargetsKeep(targets, created, total);
-  // What a large batch grew is not kept (monitor/scratch.h); `targets` may
-  // be targets_ itself, so this is after its last use.
-  detail::ReleaseIfOver(newest_);
-  detail::ReleaseIfOver(accepted_);
-  detail::ReleaseIfOver(targets_);
-  wal_record_.Clear();
-  wal_record_.ShrinkIfIdle(detail::kScratchKeepBytes);
-  return res;
-}
-
-Result<AppendResult> TsdbImpl::AppendTargetsKeep(std::span<const Target> targets, std::vector<WalSeries>& created,
-                                                 size_t total) {
+  ++append_calls_;
   AppendResult res;
   // The order rule, per series, against its newest sample so far (in the
   // store or earlier in this batch): an open-addressing table by ref, kept
@@ -1013,6 +1002,17 @@ Status TsdbImpl::Compact() {
   QCLOUD_RETURN_IF_ERROR(MergeBlocks());
   ApplyRetention();
   label_sets_.Sweep();
+  {
+    std::lock_guard append(append_mu_);
+    if (append_calls_ == append_calls_at_compact_) {
+      decltype(newest_)().swap(newest_);
+      decltype(accepted_)().swap(accepted_);
+      decltype(targets_)().swap(targets_);
+      wal_record_.Clear();
+      wal_record_.ShrinkIfIdle(0);
+    }
+    append_calls_at_compact_ = append_calls_;
+  }
   if (detail::ChunkPoolWorthRepacking()) {
     // Every series' chunks move to slabs of their own (a copy of the
     // head's chunk bytes, about a millisecond per 3 MB); appends go on.

@@ -70,6 +70,11 @@ Normalisation (applied to both sides identically; nothing else is normalised)
    (but exp=-1), `cas=` as in 2 (ordinals in the sorted order).
 5. `me` (meta debug) lines: `exp=<n>` (but not exp=-1) and `la=<n>` count
    seconds on each server's clock -> `exp=<t>`, `la=<t>`; `cas=<n>` as in 2.
+7. Only in the cases of TTL_SLACK_CASES, whose TTL is set on one connection
+   and read on another (two steps, milliseconds apart): meta `t<N>` flags
+   that differ by one second are equal. memcached's clock ticks once a
+   second, so its remaining TTL can read one less when a tick falls between
+   the steps (seen once: t99 against t100).
 CAS values needed by later requests (cas, ms C<cas>, binary cas field) are
 taken from each server's own earlier replies (dynamic steps).
 
@@ -1552,6 +1557,19 @@ def select_cases(only):
     return out
 
 
+# Normalisation rule 7: cases whose TTL is set and read by two steps.
+TTL_SLACK_CASES = {'bin_gat_then_text_ttl'}
+META_TTL_RE = re.compile(rb'(?<= )t(\d+)(?=[ \r])')
+
+
+def ttl_close(a, b):
+    """True when a and b are equal but for meta t<N> flags one second apart."""
+    if META_TTL_RE.sub(b't<n>', a) != META_TTL_RE.sub(b't<n>', b):
+        return False
+    ta, tb = META_TTL_RE.findall(a), META_TTL_RE.findall(b)
+    return len(ta) == len(tb) and all(abs(int(x) - int(y)) <= 1 for x, y in zip(ta, tb))
+
+
 def run_case(ref, cand, name, steps, final, deadline_abs):
     result = {}
 
@@ -1652,7 +1670,7 @@ def main():
                     if 'step timeout' in r['notes']:
                         problems.append('HARNESS: reference (%s) step %d timed out' % (ref.label, i))
                 for i, (x, y) in enumerate(zip(ra, rb)):
-                    if x['norm'] != y['norm']:
+                    if x['norm'] != y['norm'] and not (name in TTL_SLACK_CASES and ttl_close(x['norm'], y['norm'])):
                         off = first_diff(x['norm'], y['norm'])
                         problems.append(
                             'step %d (conn %s%s) first difference at offset %d (lengths %d vs %d)\n'

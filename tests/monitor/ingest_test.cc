@@ -10,9 +10,11 @@
 #include <doctest/doctest.h>
 #include <snappy.h>
 
+#include <atomic>
 #include <bit>
 #include <cmath>
 #include <string>
+#include <thread>
 
 #include "qcloud/testing/doctest_helpers.h"
 
@@ -254,6 +256,50 @@ TEST_CASE("monitor remote write ingester appends known series by reference and t
   REQUIRE(h1.size() == 1);
   CHECK(h1[0].samples.size() == 4);
   CHECK(h1[0].samples.back().t == t0 + 2 * h + h / 2);
+}
+
+TEST_CASE("monitor remote write ingester keeps every sample while idle buffers are released from another thread") {
+  testing::TempDir dir("qcloud-ingest-release");
+  auto db = REQUIRE_VALUE(Tsdb::Open({.data_dir = dir.path}));
+  RemoteWriteIngester in(*db);
+  const int64_t t0 = 1700000000000;
+  constexpr int kThreads = 3, kBodies = 40, kSeries = 50;
+  std::atomic<bool> done{false};
+  std::thread releaser([&] {
+    while (!done.load()) {
+      in.ReleaseIdleMemory();
+      REQUIRE_OK(db->Compact());  // frees the append scratch when no append came since the last call
+      std::this_thread::yield();
+    }
+  });
+  std::vector<std::thread> senders;
+  std::atomic<uint64_t> appended{0};
+  for (int t = 0; t < kThreads; ++t) {
+    senders.emplace_back([&, t] {
+      for (int b = 0; b < kBodies; ++b) {
+        std::vector<SeriesSamples> series;
+        for (int i = 0; i < kSeries; ++i) {
+          series.push_back({REQUIRE_VALUE(Labels::FromPairs({{"__name__", "up"}, {"sender", std::to_string(t)},
+                                                             {"instance", "h" + std::to_string(i)}})),
+                            {{t0 + b * 1000, static_cast<double>(b)}}});
+        }
+        appended += REQUIRE_VALUE(in.Ingest(ByteView(EncodeRemoteWrite(series)))).appended;
+      }
+    });
+  }
+  for (std::thread& s : senders) s.join();
+  done = true;
+  releaser.join();
+  in.ReleaseIdleMemory();
+  in.ReleaseIdleMemory();  // twice: every buffer idle since the first call goes
+  CHECK(appended.load() == uint64_t{kThreads} * kBodies * kSeries);
+  auto all = REQUIRE_VALUE(db->Select(std::vector{Matcher::Equal("__name__", "up")}, INT64_MIN, INT64_MAX));
+  REQUIRE(all.size() == size_t{kThreads} * kSeries);
+  for (const SeriesSamples& s : all) CHECK(s.samples.size() == size_t{kBodies});
+  // And it still takes bodies afterwards.
+  std::vector<SeriesSamples> one = {{REQUIRE_VALUE(Labels::FromPairs({{"__name__", "up"}, {"sender", "0"}, {"instance", "h0"}})),
+                                     {{t0 + kBodies * 1000, 1}}}};
+  CHECK(REQUIRE_VALUE(in.Ingest(ByteView(EncodeRemoteWrite(one)))).appended == 1);
 }
 
 }  // namespace

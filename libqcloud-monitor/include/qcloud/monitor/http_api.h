@@ -63,6 +63,9 @@ class QCLOUD_EXPORT HttpApi {
   explicit HttpApi(Tsdb& db, HttpApiOptions options = {});
   HttpResponse Handle(const HttpRequest& request);
   HttpApiStats stats() const noexcept;
+  // Frees request buffers no request used since the last call
+  // (RemoteWriteIngester::ReleaseIdleMemory); call it every few seconds.
+  void ReleaseIdleMemory();
   // The API's and the store's counters as qcloud_monitor_* metrics.
   Status RegisterMetrics(MetricsRegistry& registry);
 

@@ -13,6 +13,8 @@
 // skipped.
 
 #include <cstddef>
+#include <memory>
+#include <mutex>
 #include <shared_mutex>
 #include <unordered_map>
 #include <span>
@@ -49,10 +51,17 @@ class QCLOUD_EXPORT RemoteWriteIngester {
  public:
   // `db` is not owned and outlives the ingester.
   explicit RemoteWriteIngester(Tsdb& db, RemoteWriteLimits limits = {}, size_t max_cached = size_t{1} << 21);
+  ~RemoteWriteIngester();
   Result<AppendResult> Ingest(ByteView body);
   size_t cached() const;  // series remembered
+  // Frees the request buffers (a few hundred KiB each, one per request
+  // at once) that no request used since the last call. Call it every few
+  // seconds: a busy receiver keeps its buffers, an idle one gives them back.
+  void ReleaseIdleMemory();
 
  private:
+  struct Scratch;
+  Result<AppendResult> IngestWith(Scratch& scratch, ByteView body);
   // A series is known by the 128-bit XXH3 of its label fields' bytes,
   // seeded with a secret of this ingester's (a client cannot aim two
   // label sets at one entry); 32 bytes a series instead of ~170 with the
@@ -68,6 +77,8 @@ class QCLOUD_EXPORT RemoteWriteIngester {
   uint64_t seed_;
   mutable std::shared_mutex mu_;
   std::unordered_map<uint64_t, Cached> cache_;
+  std::mutex scratch_mu_;
+  std::vector<std::unique_ptr<Scratch>> idle_scratch_;  // scratch_mu_
 };
 
 // The body a remote-write sender POSTs for `series`.
