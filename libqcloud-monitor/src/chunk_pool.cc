@@ -41,29 +41,29 @@ size_t ClassFor(size_t n) {
 struct Slab {
   Slab* prev = nullptr;  // in its class's list of slabs with room
   Slab* next = nullptr;
+  Slab* all_prev = nullptr;  // in the list of slabs with live objects
+  Slab* all_next = nullptr;
   void* free = nullptr;  // freed objects, linked through their first bytes
   uint32_t bump = kHeaderBytes;  // the next never-used object
   uint32_t live = 0;
   uint32_t cls = 0;
-  bool listed = false;  // in the list of slabs with room
-  uint64_t epoch = 0;   // the pool's when the slab was (re)made
+  bool listed = false;    // in the list of slabs with room
+  bool draining = false;  // a repack empties it: it takes no new objects
 };
 static_assert(sizeof(Slab) <= kHeaderBytes);
 
+// Objects of a class in one slab.
+uint32_t PerSlab(size_t cls) { return static_cast<uint32_t>((kSlabBytes - kHeaderBytes) / kClasses[cls]); }
+
 class Pool {
  public:
+  Pool() { empty_.reserve(kKeepEmptySlabs + 1); }
+
   void* Allocate(size_t cls) {
     std::lock_guard lock(mu_);
     Slab* s = room_[cls];
-    if (s != nullptr && Draining(s)) {
-      // Slabs listed before a repack began are not filled again; the
-      // list is cut there (they were all listed before the newer ones).
-      Cut(cls, s);
-      s = nullptr;
-    }
     if (s == nullptr) {
-      s = NewSlab(cls);
-      if (s == nullptr) throw std::bad_alloc();
+      s = NewSlab(cls);  // throws bad_alloc
       Link(s);
     }
     void* p;
@@ -75,13 +75,13 @@ class Pool {
       p = reinterpret_cast<char*>(s) + s->bump;
       s->bump += kClasses[cls];
     }
-    ++s->live;
+    if (s->live++ == 0) LinkAll(s);
     allocated_ += kClasses[cls];
     if (s->free == nullptr && s->bump + kClasses[cls] > kSlabBytes) Unlink(s);
     return p;
   }
 
-  void Free(void* p, size_t cls) {
+  void Free(void* p, size_t cls) noexcept {
     Slab* s = SlabOf(p);
     std::lock_guard lock(mu_);
     std::memcpy(p, &s->free, sizeof(void*));
@@ -90,36 +90,50 @@ class Pool {
     allocated_ -= kClasses[cls];
     if (--s->live == 0) {
       if (s->listed) Unlink(s);
-      empty_.push_back(s);
+      UnlinkAll(s);
+      s->draining = false;
+      empty_.push_back(s);  // reserved: at most kKeepEmptySlabs + 1
       if (empty_.size() > kKeepEmptySlabs) {
         // The oldest empty slab's pages go back to the system; its address
         // range is kept for a later slab (zero-filled when touched again).
         Slab* gone = empty_.front();
         empty_.erase(empty_.begin());
         ::madvise(gone, kSlabBytes, MADV_DONTNEED);
-        cold_.push_back(gone);
+        cold_.push_back(gone);  // reserved for every slab mapped
         resident_ -= kSlabBytes;
       }
-    } else if (!s->listed && !Draining(s)) {
+    } else if (!s->listed && !s->draining) {
       Link(s);
     }
   }
 
-  // Repacking: the slabs made before BeginRepack() take no new objects
-  // until the last EndRepack(); Relocate() moves an object out of one.
+  // Repacking: at the first BeginRepack(), the slabs at most half full stop
+  // taking new objects until the last EndRepack(); Relocate() moves an
+  // object out of one. Fuller slabs stay as they are: a repack copies only
+  // what sits in sparse slabs, and they empty as it goes.
   void BeginRepack() {
     std::lock_guard lock(mu_);
-    if (repacks_++ == 0) drain_before_ = ++epoch_;
+    if (repacks_++ > 0) return;
+    for (Slab* s = all_; s != nullptr; s = s->all_next) {
+      if (s->live * 2 > PerSlab(s->cls)) continue;
+      s->draining = true;
+      if (s->listed) Unlink(s);
+    }
   }
   void EndRepack() {
     std::lock_guard lock(mu_);
-    if (--repacks_ == 0) drain_before_ = 0;  // draining slabs are listed again at their next free
+    if (--repacks_ > 0) return;
+    for (Slab* s = all_; s != nullptr; s = s->all_next) {
+      if (!s->draining) continue;
+      s->draining = false;
+      if (s->free != nullptr || s->bump + kClasses[s->cls] <= kSlabBytes) Link(s);
+    }
   }
   void* Relocate(void* p, size_t cls) {
     Slab* s = SlabOf(p);
     {
       std::lock_guard lock(mu_);
-      if (!Draining(s)) return p;
+      if (!s->draining) return p;
     }
     void* q = Allocate(cls);
     std::memcpy(q, p, kClasses[cls]);
@@ -148,13 +162,17 @@ class Pool {
         cold_.pop_back();
       } else {
         if (next_ == end_) {
-          // Mapped with a slab's slack so that slabs start aligned.
+          // Mapped with a slab's slack so that slabs start aligned; no huge
+          // pages (a 2 MiB page would keep a whole region resident).
+          cold_.reserve(mapped_slabs_ + kRegionBytes / kSlabBytes);  // Free() never allocates
           void* m = ::mmap(nullptr, kRegionBytes + kSlabBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
                            -1, 0);
-          if (m == MAP_FAILED) return nullptr;
+          if (m == MAP_FAILED) throw std::bad_alloc();
+          ::madvise(m, kRegionBytes + kSlabBytes, MADV_NOHUGEPAGE);
           const uintptr_t lo = (reinterpret_cast<uintptr_t>(m) + kSlabBytes - 1) & ~(kSlabBytes - 1);
           next_ = reinterpret_cast<char*>(lo);
           end_ = next_ + kRegionBytes;
+          mapped_slabs_ += kRegionBytes / kSlabBytes;
         }
         at = next_;
         next_ += kSlabBytes;
@@ -164,25 +182,7 @@ class Pool {
     QCLOUD_POOL_UNPOISON(at, kSlabBytes);  // its freed chunks were poisoned
     Slab* s = new (at) Slab();
     s->cls = static_cast<uint32_t>(cls);
-    s->epoch = epoch_;
     return s;
-  }
-
-  bool Draining(const Slab* s) const { return s->epoch < drain_before_; }
-
-  // Unlists `from` and every slab after it in the class's list.
-  void Cut(size_t cls, Slab* from) {
-    if (from->prev != nullptr) {
-      from->prev->next = nullptr;
-    } else {
-      room_[cls] = nullptr;
-    }
-    for (Slab* s = from; s != nullptr;) {
-      Slab* next = s->next;
-      s->prev = s->next = nullptr;
-      s->listed = false;
-      s = next;
-    }
   }
 
   void Link(Slab* s) {
@@ -204,16 +204,33 @@ class Pool {
     s->listed = false;
   }
 
+  void LinkAll(Slab* s) {
+    s->all_prev = nullptr;
+    s->all_next = all_;
+    if (all_ != nullptr) all_->all_prev = s;
+    all_ = s;
+  }
+
+  void UnlinkAll(Slab* s) {
+    if (s->all_prev != nullptr) {
+      s->all_prev->all_next = s->all_next;
+    } else {
+      all_ = s->all_next;
+    }
+    if (s->all_next != nullptr) s->all_next->all_prev = s->all_prev;
+    s->all_prev = s->all_next = nullptr;
+  }
+
   std::mutex mu_;
   Slab* room_[kNumClasses] = {};
+  Slab* all_ = nullptr;       // every slab with a live object
   std::vector<Slab*> empty_;  // no live object, resident
   std::vector<Slab*> cold_;   // no live object, pages given back
   char* next_ = nullptr;      // the current region's unused slabs
   char* end_ = nullptr;
+  size_t mapped_slabs_ = 0;
   size_t resident_ = 0;
   size_t allocated_ = 0;
-  uint64_t epoch_ = 1;
-  uint64_t drain_before_ = 0;  // slabs of an older epoch are draining (0: none)
   int repacks_ = 0;
 };
 
@@ -296,9 +313,11 @@ void PoolBytes::Grow() {
 
 void PoolBytes::Assign(std::initializer_list<uint8_t> bytes) {
   if (bytes.size() > cap_) {
+    const size_t cap = CapacityFor(bytes.size());
+    uint8_t* p = AllocateBytes(cap);  // may throw: nothing changed yet
     Release();
-    cap_ = static_cast<uint32_t>(CapacityFor(bytes.size()));
-    p_ = AllocateBytes(cap_);
+    p_ = p;
+    cap_ = static_cast<uint32_t>(cap);
   }
   std::copy(bytes.begin(), bytes.end(), p_);
   size_ = static_cast<uint32_t>(bytes.size());

@@ -265,6 +265,7 @@ struct RemoteWriteIngester::Scratch {
   std::vector<RefSamples> refs;
   std::vector<size_t> refs_entry;
   bool used = true;  // since the last ReleaseIdleMemory()
+  size_t peak = 0;   // the largest body (decoded) since then
 };
 
 RemoteWriteIngester::~RemoteWriteIngester() = default;
@@ -272,7 +273,17 @@ RemoteWriteIngester::~RemoteWriteIngester() = default;
 void RemoteWriteIngester::ReleaseIdleMemory() {
   std::lock_guard lock(scratch_mu_);
   std::erase_if(idle_scratch_, [](const std::unique_ptr<Scratch>& s) { return !s->used; });
-  for (auto& s : idle_scratch_) s->used = false;
+  for (auto& s : idle_scratch_) {
+    // Buffers grown by a burst of larger bodies than the recent ones go too.
+    if (s->raw.capacity() > 2 * s->peak + (size_t{64} << 10)) s = std::make_unique<Scratch>();
+    s->used = false;
+    s->peak = 0;
+  }
+}
+
+size_t RemoteWriteIngester::idle_buffers() const {
+  std::lock_guard lock(scratch_mu_);
+  return idle_scratch_.size();
 }
 
 Result<AppendResult> RemoteWriteIngester::Ingest(ByteView body) {
@@ -287,6 +298,7 @@ Result<AppendResult> RemoteWriteIngester::Ingest(ByteView body) {
   if (scratch == nullptr) scratch = std::make_unique<Scratch>();
   Result<AppendResult> r = IngestWith(*scratch, body);
   scratch->used = true;
+  scratch->peak = std::max(scratch->peak, scratch->raw.size());
   std::lock_guard lock(scratch_mu_);
   idle_scratch_.push_back(std::move(scratch));
   return r;

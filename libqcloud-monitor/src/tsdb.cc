@@ -71,10 +71,11 @@ struct MemSeries {
   void Add(int64_t t, double v) {
     std::lock_guard lock(mu());
     if (open.samples() == detail::kMaxChunkSamples) {
-      detail::PoolBytes closed = open.TakeBytes();
-      closed.ShrinkToFit();
-      chunks.push_back({.mint = open_mint, .maxt = maxt, .bytes = std::move(closed)});
-      open = detail::ChunkAppender(true);
+      // Copied, not moved, and the new appender made first: if memory
+      // runs out, nothing has changed (the log holds the samples either way).
+      detail::ChunkAppender fresh(true);
+      chunks.push_back({.mint = open_mint, .maxt = maxt, .bytes = detail::PoolBytes(open.bytes())});
+      open = std::move(fresh);
     }
     if (open.samples() == 0) open_mint = t;
     open.Append(t, v);
@@ -358,6 +359,9 @@ class TsdbImpl final : public Tsdb {
   Status CutHead();
   // Merges finished windows of blocks (see Blocks in tsdb.h). compact_mu_ held.
   Status MergeBlocks();
+  // Frees append scratch a burst left, and repacks the chunk pool when it
+  // is worth it (Compact()'s last step, whatever the cut did).
+  void ReleaseMemory();
   Status MergeWindow(int64_t start, int64_t end, const std::vector<const detail::BlockReader*>& sources);
   // A new segment holding the head as it is (its series and samples), then
   // the older segments removed. compact_mu_ held; appends go on meanwhile.
@@ -409,10 +413,10 @@ class TsdbImpl final : public Tsdb {
   std::vector<WalSample> accepted_;
   Buffer wal_record_;
   std::vector<Target> targets_;
-  // Appends so far, and at the last Compact(): an idle store frees the
-  // scratch above (a large batch's worth stays otherwise). append_mu_.
-  uint64_t append_calls_ = 0;
-  uint64_t append_calls_at_compact_ = 0;
+  // The largest batch (samples) since the last Compact(), which frees the
+  // scratch above when it holds more than twice that: a burst's worth does
+  // not stay for good. append_mu_.
+  size_t append_peak_ = 0;
   std::unique_ptr<File> wal_;
   uint32_t wal_seq_ = 0;
   uint64_t wal_off_ = 0;
@@ -679,7 +683,7 @@ Result<AppendResult> TsdbImpl::AppendRefs(std::span<const RefSamples> batch, std
 
 Result<AppendResult> TsdbImpl::AppendTargets(std::span<const Target> targets, std::vector<WalSeries>& created,
                                              size_t total) {
-  ++append_calls_;
+  append_peak_ = std::max(append_peak_, total);
   AppendResult res;
   // The order rule, per series, against its newest sample so far (in the
   // store or earlier in this batch): an open-addressing table by ref, kept
@@ -997,21 +1001,30 @@ Status TsdbImpl::MergeWindow(int64_t start, int64_t end, const std::vector<const
 
 Status TsdbImpl::Compact() {
   std::lock_guard compacting(compact_mu_);
-  QCLOUD_RETURN_IF_ERROR(CutHead());
+  Status st = CutHead();
   // Merging reads and writes blocks only: appends go on meanwhile.
-  QCLOUD_RETURN_IF_ERROR(MergeBlocks());
-  ApplyRetention();
-  label_sets_.Sweep();
+  if (st.ok()) st = MergeBlocks();
+  if (st.ok()) {
+    ApplyRetention();
+    label_sets_.Sweep();
+  }
+  ReleaseMemory();
+  return st;
+}
+
+void TsdbImpl::ReleaseMemory() {
   {
     std::lock_guard append(append_mu_);
-    if (append_calls_ == append_calls_at_compact_) {
-      decltype(newest_)().swap(newest_);
-      decltype(accepted_)().swap(accepted_);
-      decltype(targets_)().swap(targets_);
-      wal_record_.Clear();
-      wal_record_.ShrinkIfIdle(0);
-    }
-    append_calls_at_compact_ = append_calls_;
+    const size_t peak = append_peak_;
+    append_peak_ = 0;
+    // Each scratch holds about one entry (or 32 bytes of log) per sample
+    // of the largest batch: more than twice the recent peak is a burst's.
+    auto over = [peak](size_t have) { return have > 2 * peak + 1024; };
+    if (over(accepted_.capacity())) decltype(accepted_)().swap(accepted_);
+    if (over(targets_.capacity())) decltype(targets_)().swap(targets_);
+    if (over(newest_.size() / 4)) decltype(newest_)().swap(newest_);
+    wal_record_.Clear();
+    if (over(wal_record_.capacity() / 32)) wal_record_.ShrinkIfIdle(0);
   }
   if (detail::ChunkPoolWorthRepacking()) {
     // Every series' chunks move to slabs of their own (a copy of the
@@ -1021,7 +1034,6 @@ Status TsdbImpl::Compact() {
     for (const auto& [ref, s] : by_ref_) s->Relocate();
     Bump(counters_.repacks);
   }
-  return Status::Ok();
 }
 
 Status TsdbImpl::CutHead() {

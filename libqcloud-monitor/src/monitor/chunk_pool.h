@@ -25,7 +25,8 @@
 namespace qcloud::monitor::detail {
 
 // A growable, movable run of bytes in the pool: a chunk's encoding, in 16
-// bytes (a std::vector's 24, and the heap's header besides).
+// bytes (a std::vector's 24, and the heap's header besides). At most
+// 2^32 - 1 bytes (a chunk holds at most 0x7fff samples: under 1 MiB).
 class PoolBytes {
  public:
   PoolBytes() noexcept = default;
@@ -79,10 +80,13 @@ ChunkPoolStats GetChunkPoolStats();
 // Defragmenting, as Redis's active defrag does. Chunks leave their size
 // class at different times (a counter's chunk grows slower than a float's),
 // so a slab's freed slots are not all taken again, and slabs stay resident
-// for a few live chunks. While a ChunkPoolRepack lives, the slabs made
-// before it take no new chunks, and Relocate() moves a chunk out of them;
-// once every chunk moved, those slabs are empty and their pages go back.
-// Nested and concurrent repacks are allowed.
+// for a few live chunks. While a ChunkPoolRepack lives, the slabs at most
+// half full when it began take no new chunks, and Relocate() moves a chunk
+// out of them (a no-op for the others); once every chunk moved, those slabs
+// are empty and their pages go back. Nested and concurrent repacks are
+// allowed (the first one chooses the slabs). The pool is the process's:
+// with several stores, one store's repack moves only its own chunks, and
+// the others' keep their sparse slabs until they repack too.
 class ChunkPoolRepack {
  public:
   ChunkPoolRepack();

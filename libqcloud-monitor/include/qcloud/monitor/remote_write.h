@@ -55,9 +55,12 @@ class QCLOUD_EXPORT RemoteWriteIngester {
   Result<AppendResult> Ingest(ByteView body);
   size_t cached() const;  // series remembered
   // Frees the request buffers (a few hundred KiB each, one per request
-  // at once) that no request used since the last call. Call it every few
-  // seconds: a busy receiver keeps its buffers, an idle one gives them back.
+  // at once) that no request used since the last call, and those grown
+  // past twice the largest body they took since then. Call it every few
+  // seconds: a busy receiver keeps what its bodies need, an idle one gives
+  // it back.
   void ReleaseIdleMemory();
+  size_t idle_buffers() const;  // request buffers kept for reuse
 
  private:
   struct Scratch;
@@ -77,7 +80,7 @@ class QCLOUD_EXPORT RemoteWriteIngester {
   uint64_t seed_;
   mutable std::shared_mutex mu_;
   std::unordered_map<uint64_t, Cached> cache_;
-  std::mutex scratch_mu_;
+  mutable std::mutex scratch_mu_;
   std::vector<std::unique_ptr<Scratch>> idle_scratch_;  // scratch_mu_
 };
 
