@@ -4,7 +4,8 @@
 # alternating builds. Faster than compare.sh (no peers, no queries) for
 # comparing two builds of qcloud-monitord only.
 #
-#   bench/monitor/rss_ab.sh [--rounds 3] [--series 10000] [--loadgen PATH] MONITORD...
+#   bench/monitor/rss_ab.sh [--rounds 3] [--series 10000] [--span 24h] [--interval 60s]
+#       [--loadgen PATH] MONITORD...
 #   e.g. bench/snapshot.sh /tmp/ab/before build/release examples/qcloud-monitord/qcloud-monitord
 #        (after the change) bench/snapshot.sh /tmp/ab/after ...
 #        bench/monitor/rss_ab.sh /tmp/ab/before/qcloud-monitord /tmp/ab/after/qcloud-monitord
@@ -12,20 +13,22 @@
 # Per run: a fresh data directory and server (--compact-every 1s) on CPU 1,
 # the load generator on CPU 0; RSS 1 s after start; the bodies sent; then it
 # waits until compactions and head samples stop changing, 2 s more, and
-# prints per series (10,000) the growth of VmRSS and RssAnon since start,
+# prints per series (--series) the growth of VmRSS and RssAnon since start,
 # the head's samples, the chunk pool's resident bytes and the server's CPU
 # ticks (utime + stime) over the whole load and compaction.
 set -euo pipefail
-ROUNDS=3 SERIES=10000 LOADGEN=build/release/bench/monitor/monitor_loadgen PORT=19392
+ROUNDS=3 SERIES=10000 SPAN=24h INTERVAL=60s LOADGEN=build/release/bench/monitor/monitor_loadgen PORT=19392
 while [[ $# -gt 0 && $1 == --* ]]; do
   case $1 in
     --rounds) ROUNDS=$2; shift 2 ;;
     --series) SERIES=$2; shift 2 ;;
+    --span) SPAN=$2; shift 2 ;;
+    --interval) INTERVAL=$2; shift 2 ;;
     --loadgen) LOADGEN=$2; shift 2 ;;
-    *) sed -n '2,17p' "$0"; exit 2 ;;
+    *) sed -n '2,18p' "$0"; exit 2 ;;
   esac
 done
-[[ $# -ge 1 ]] || { sed -n '2,17p' "$0"; exit 2; }
+[[ $# -ge 1 ]] || { sed -n '2,18p' "$0"; exit 2; }
 WORK=$(mktemp -d /tmp/qcloud-rss-ab.XXXXXX)
 SERVER_PID=
 cleanup() {
@@ -33,7 +36,7 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-"$LOADGEN" --series "$SERIES" --span 24h --interval 60s --batch 5000 --write-bodies "$WORK/bodies" >/dev/null
+"$LOADGEN" --series "$SERIES" --span "$SPAN" --interval "$INTERVAL" --batch 5000 --write-bodies "$WORK/bodies" >/dev/null
 metric() { curl -sf --max-time 5 "http://127.0.0.1:$PORT/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
 status() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
 for round in $(seq "$ROUNDS"); do

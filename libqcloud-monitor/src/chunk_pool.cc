@@ -270,7 +270,7 @@ ChunkPoolRepack::~ChunkPoolRepack() { ThePool().EndRepack(); }
 bool ChunkPoolWorthRepacking() {
   const ChunkPoolStats st = ThePool().Stats();
   const size_t waste = st.resident_bytes > st.allocated_bytes ? st.resident_bytes - st.allocated_bytes : 0;
-  return waste > std::max<size_t>(size_t{1} << 20, st.allocated_bytes / 4);
+  return waste > std::max<size_t>(size_t{1} << 20, st.allocated_bytes / 8);
 }
 
 PoolBytes::PoolBytes(std::span<const uint8_t> copy) {

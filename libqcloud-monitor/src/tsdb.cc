@@ -18,6 +18,7 @@
 #include "monitor/block.h"
 #include "monitor/block_codec.h"
 #include "monitor/chunk.h"
+#include "monitor/head_chunks.h"
 #include "monitor/wal.h"
 
 namespace qcloud::monitor {
@@ -33,10 +34,22 @@ using detail::WalSeries;
 
 void Bump(std::atomic<uint64_t>& c, uint64_t n = 1) { c.fetch_add(n, std::memory_order_relaxed); }
 
+// A closed chunk: in memory (the pool), or in a head chunk file.
 struct Chunk {
   int64_t mint = 0, maxt = 0;
-  detail::PoolBytes bytes;  // monitor/chunk_pool.h
+  detail::PoolBytes bytes;  // monitor/chunk_pool.h; empty when in a file
+  detail::HeadChunkFiles::Ref at;  // monitor/head_chunks.h; file 0 when in memory
+  uint32_t len = 0;                // in the file
 };
+
+using HeadFiles = detail::HeadChunkFiles;  // null: every chunk in memory
+
+std::span<const uint8_t> BytesOf(const Chunk& c, const HeadFiles* files) {
+  return c.at.file != 0 ? files->Read(c.at, c.len) : c.bytes.span();
+}
+void ReleaseChunk(const Chunk& c, HeadFiles* files) {
+  if (c.at.file != 0) files->Release(c.at);
+}
 
 void Decode(ByteView bytes, int64_t mint, int64_t maxt, std::vector<Sample>& out, bool& bad) {
   detail::ChunkIterator it(bytes);
@@ -48,7 +61,6 @@ void Decode(ByteView bytes, int64_t mint, int64_t maxt, std::vector<Sample>& out
 }
 
 ByteView View(std::span<const uint8_t> b) { return {reinterpret_cast<const std::byte*>(b.data()), b.size()}; }
-ByteView View(const detail::PoolBytes& b) { return View(b.span()); }
 
 // One series in memory: closed chunks and the open one. `maxt` and
 // `last_bits` are read and written by appenders only (serialized).
@@ -68,13 +80,20 @@ struct MemSeries {
   detail::ChunkAppender open{true};  // decimal while the values are
   int64_t open_mint = 0;
 
-  void Add(int64_t t, double v) {
+  void Add(int64_t t, double v, HeadFiles* files) {
     std::lock_guard lock(mu());
     if (open.samples() == detail::kMaxChunkSamples) {
       // Copied, not moved, and the new appender made first: if memory
       // runs out, nothing has changed (the log holds the samples either way).
       detail::ChunkAppender fresh(true);
-      chunks.push_back({.mint = open_mint, .maxt = maxt, .bytes = detail::PoolBytes(open.bytes())});
+      chunks.reserve(chunks.size() + 1);
+      Chunk c{.mint = open_mint, .maxt = maxt};
+      if (files == nullptr || !files->Write(open.bytes(), c.at)) {
+        c.bytes = detail::PoolBytes(open.bytes());
+      } else {
+        c.len = static_cast<uint32_t>(open.bytes().size());
+      }
+      chunks.push_back(std::move(c));
       open = std::move(fresh);
     }
     if (open.samples() == 0) open_mint = t;
@@ -84,25 +103,28 @@ struct MemSeries {
   }
 
   // Copies of its chunks' bytes, closed then open, in time order.
-  void ChunkBytes(std::vector<std::vector<uint8_t>>& out) const {
+  void ChunkBytes(std::vector<std::vector<uint8_t>>& out, const HeadFiles* files) const {
     std::lock_guard lock(mu());
-    for (const Chunk& c : chunks) out.emplace_back(c.bytes.data(), c.bytes.data() + c.bytes.size());
+    for (const Chunk& c : chunks) {
+      const auto b = BytesOf(c, files);
+      out.emplace_back(b.begin(), b.end());
+    }
     if (open.samples() > 0) out.emplace_back(open.bytes().begin(), open.bytes().end());
   }
 
-  void Collect(int64_t mint, int64_t maxt_q, std::vector<Sample>& out) const {
+  void Collect(int64_t mint, int64_t maxt_q, std::vector<Sample>& out, const HeadFiles* files) const {
     std::lock_guard lock(mu());
     bool bad = false;  // memory chunks are our own encoding
     for (const Chunk& c : chunks) {
       if (c.maxt < mint || c.mint > maxt_q) continue;
-      Decode(View(c.bytes), mint, maxt_q, out, bad);
+      Decode(View(BytesOf(c, files)), mint, maxt_q, out, bad);
     }
     if (open.samples() > 0 && open_mint <= maxt_q) Decode(View(open.bytes()), mint, maxt_q, out, bad);
   }
 
-  bool HasSampleIn(int64_t mint, int64_t maxt_q) const {
+  bool HasSampleIn(int64_t mint, int64_t maxt_q, const HeadFiles* files) const {
     std::vector<Sample> s;
-    Collect(mint, maxt_q, s);
+    Collect(mint, maxt_q, s, files);
     return !s.empty();
   }
 
@@ -122,22 +144,24 @@ struct MemSeries {
   // go, and only the chunks across it are encoded again (a cut holds the
   // appends while every series does this: it costs a chunk, not the head).
   // maxt and last_bits stay: the order rule still holds against the newest.
-  void DropBefore(int64_t from) {
+  void DropBefore(int64_t from, HeadFiles* files) {
     std::lock_guard lock(mu());
     size_t gone = 0;
-    while (gone < chunks.size() && chunks[gone].maxt < from) ++gone;
+    while (gone < chunks.size() && chunks[gone].maxt < from) ReleaseChunk(chunks[gone++], files);
     chunks.erase(chunks.begin(), chunks.begin() + static_cast<std::ptrdiff_t>(gone));
     std::vector<Sample> keep;
     bool bad = false;  // memory chunks are our own encoding
     if (!chunks.empty() && chunks.front().mint < from) {
-      Decode(View(chunks.front().bytes), from, INT64_MAX, keep, bad);
+      Decode(View(BytesOf(chunks.front(), files)), from, INT64_MAX, keep, bad);
       if (keep.empty()) {
+        ReleaseChunk(chunks.front(), files);
         chunks.erase(chunks.begin());
       } else {
         detail::ChunkAppender a(true);
         for (const Sample& x : keep) a.Append(x.t, x.v);
         detail::PoolBytes bytes = a.TakeBytes();
         bytes.ShrinkToFit();
+        ReleaseChunk(chunks.front(), files);
         chunks.front() = {.mint = keep.front().t, .maxt = keep.back().t, .bytes = std::move(bytes)};
       }
     }
@@ -425,6 +449,9 @@ class TsdbImpl final : public Tsdb {
   mutable std::shared_mutex mu_;  // the maps below
   std::unordered_multimap<uint64_t, MemSeries*> by_hash_;  // by Labels::Hash()
   std::unordered_map<uint64_t, std::unique_ptr<MemSeries>> by_ref_;
+  // Closed head chunks on disk (data_dir/chunks_head); null with an
+  // in-memory Env. Written and released under append_mu_.
+  std::unique_ptr<detail::HeadChunkFiles> head_files_;
   Postings postings_;  // of the head: refs
   uint64_t next_ref_ = 1;
   std::vector<LoadedBlock> blocks_;  // by time
@@ -454,6 +481,8 @@ Result<std::unique_ptr<Tsdb>> TsdbImpl::Open(const TsdbOptions& options) {
   QCLOUD_RETURN_IF_ERROR(db->env_->CreateDirs(db->blocks_dir_));
   QCLOUD_RETURN_IF_ERROR(db->LoadBlocks());
   db->append_floor_ = db->head_mint_;
+  QCLOUD_ASSIGN_OR_RETURN(db->head_files_,
+                          detail::HeadChunkFiles::Open(*db->env_, JoinPath(options.data_dir, "chunks_head")));
   QCLOUD_RETURN_IF_ERROR(db->Replay());
   return std::unique_ptr<Tsdb>(std::move(db));
 }
@@ -482,7 +511,7 @@ Status TsdbImpl::Replay() {
   std::unique_lock lock(mu_);
   auto replay_one = [this](MemSeries& series, int64_t t, double v) {
     if (t <= series.maxt || t < head_mint_) return;
-    series.Add(t, v);
+    series.Add(t, v, head_files_.get());
     if (t > head_maxt_.load(std::memory_order_relaxed)) head_maxt_.store(t, std::memory_order_relaxed);
     if (t < head_first_.load(std::memory_order_relaxed)) head_first_.store(t, std::memory_order_relaxed);
     Bump(counters_.samples);
@@ -744,7 +773,7 @@ Result<AppendResult> TsdbImpl::AppendTargets(std::span<const Target> targets, st
     int64_t head_min = head_first_.load(std::memory_order_relaxed);
     for (const WalSample& s : accepted) {
       if (last == nullptr || last->ref != s.ref) last = by_ref_.at(s.ref).get();
-      last->Add(s.t, s.v);
+      last->Add(s.t, s.v, head_files_.get());
       head_max = std::max(head_max, s.t);
       head_min = std::min(head_min, s.t);
     }
@@ -811,11 +840,11 @@ Result<std::map<Labels, std::vector<Sample>>> TsdbImpl::CollectLocked(std::span<
       auto it = out.find(s->labels);
       if (it != out.end() && !it->second.empty()) continue;
       std::vector<Sample> found;
-      s->Collect(mint, maxt, found);
+      s->Collect(mint, maxt, found, head_files_.get());
       if (!found.empty()) out[s->labels].push_back(found.front());
       continue;
     }
-    s->Collect(mint, maxt, out[s->labels]);
+    s->Collect(mint, maxt, out[s->labels], head_files_.get());
   }
   std::erase_if(out, [](const auto& kv) { return kv.second.empty(); });
   return out;
@@ -1025,6 +1054,7 @@ void TsdbImpl::ReleaseMemory() {
     if (over(newest_.size() / 4)) decltype(newest_)().swap(newest_);
     wal_record_.Clear();
     if (over(wal_record_.capacity() / 32)) wal_record_.ShrinkIfIdle(0);
+    if (head_files_ != nullptr) head_files_->UnmapPages();
   }
   if (detail::ChunkPoolWorthRepacking()) {
     // Every series' chunks move to slabs of their own (a copy of the
@@ -1069,7 +1099,7 @@ Status TsdbImpl::CutBlock(int64_t start, int64_t end) {
     std::shared_lock lock(mu_);
     for (const auto& [ref, s] : by_ref_) {
       std::vector<Sample> part;
-      s->Collect(start, end - 1, part);
+      s->Collect(start, end - 1, part, head_files_.get());
       if (part.empty()) continue;
       samples += part.size();
       detail::SeriesChunks sc{.labels = s->labels, .chunks = {}};
@@ -1098,7 +1128,7 @@ Status TsdbImpl::CutBlock(int64_t start, int64_t end) {
   head_mint_ = end;
   std::vector<uint64_t> gone;
   for (auto& [ref, s] : by_ref_) {
-    s->DropBefore(end);
+    s->DropBefore(end, head_files_.get());
     if (s->Empty()) gone.push_back(ref);
   }
   // Series with nothing left in the head leave it (their refs are not
@@ -1180,7 +1210,7 @@ Status TsdbImpl::Checkpoint() {
   size_t pending = 0;
   for (const auto& [ref, s] : head) {
     mine.clear();
-    s->ChunkBytes(mine);  // under the series' lock: appends to it wait this long only
+    s->ChunkBytes(mine, head_files_.get());  // under the series' lock: appends to it wait this long only
     for (std::vector<uint8_t>& b : mine) {
       pending += b.size();
       chunks.push_back({.ref = ref, .bytes = std::move(b)});
@@ -1232,7 +1262,7 @@ TsdbStats TsdbImpl::stats() {
     for (const auto& [ref, s] : by_ref_) {
       std::lock_guard slock(s->mu());
       st.chunks += s->chunks.size();
-      for (const Chunk& c : s->chunks) st.chunk_bytes += c.bytes.size();
+      for (const Chunk& c : s->chunks) st.chunk_bytes += c.at.file != 0 ? c.len : c.bytes.size();
       st.chunk_bytes += s->open.bytes().size();
     }
   }

@@ -95,6 +95,59 @@ TEST_CASE("monitor tsdb selects what was appended by matchers and time range") {
   MESSAGE("chunk bytes per sample: ", static_cast<double>(st.chunk_bytes) / static_cast<double>(st.samples));
 }
 
+size_t FilesIn(const std::string& dir) {
+  return static_cast<size_t>(std::distance(std::filesystem::directory_iterator(dir), std::filesystem::directory_iterator()));
+}
+
+TEST_CASE("monitor tsdb keeps closed head chunks in files that cuts remove and a restart starts again") {
+  TempDir dir("qcloud-tsdb-head-files");
+  const std::string head_dir = dir.path + "/chunks_head";
+  const int64_t h = 3600000, step = 15000;
+  const int64_t t0 = 1700000000000 / (2 * h) * (2 * h);
+  constexpr int kSeries = 40;
+  auto name = [](int i) { return Labels::FromPairs({{"__name__", "m"}, {"i", std::to_string(i)}}).value(); };
+  auto value = [](int i, int64_t t) { return i % 2 == 0 ? static_cast<double>(t / 1000 + i) : 0.1 * static_cast<double>(t % 7919 + i); };
+  auto append = [&](Tsdb& db, int64_t from, int64_t to) {
+    for (int64_t t = from; t < to; t += step) {
+      std::vector<SeriesSamples> batch;
+      for (int i = 0; i < kSeries; ++i) batch.push_back({name(i), {{t, value(i, t)}}});
+      REQUIRE_OK(db.Append(batch));
+    }
+  };
+  auto check = [&](Tsdb& db, int64_t from, int64_t to) {
+    auto got = REQUIRE_VALUE(db.Select(std::vector{Matcher::Equal("__name__", "m")}, from, to - 1));
+    REQUIRE(got.size() == size_t{kSeries});
+    for (const SeriesSamples& s : got) {
+      const int i = std::stoi(std::string(s.labels.Get("i")));
+      REQUIRE(s.samples.size() == static_cast<size_t>((to - from) / step));
+      for (size_t k = 0; k < s.samples.size(); ++k) {
+        const int64_t t = from + static_cast<int64_t>(k) * step;
+        REQUIRE(s.samples[k].t == t);
+        REQUIRE(std::bit_cast<uint64_t>(s.samples[k].v) == std::bit_cast<uint64_t>(value(i, t)));
+      }
+    }
+  };
+  {
+    auto db = REQUIRE_VALUE(Tsdb::Open({.data_dir = dir.path}));
+    append(*db, t0, t0 + 2 * h);  // 480 samples a series: 3 closed chunks and an open one
+    CHECK(FilesIn(head_dir) == 1);
+    CHECK(db->stats().chunks == 3 * kSeries);
+    check(*db, t0, t0 + 2 * h);
+    append(*db, t0 + 2 * h, t0 + 3 * h + step);  // the first two hours can be cut
+    REQUIRE_OK(db->Compact());
+    CHECK(db->stats().blocks == 1);
+    check(*db, t0, t0 + 3 * h + step);  // the block, the head's files and memory
+  }
+  // The files are not read at a restart: the log is, and the files start over.
+  auto db = REQUIRE_VALUE(Tsdb::Open({.data_dir = dir.path}));
+  check(*db, t0, t0 + 3 * h + step);
+  append(*db, t0 + 3 * h + step, t0 + 5 * h);
+  check(*db, t0, t0 + 5 * h);
+  REQUIRE_OK(db->Compact());  // cuts [2h, 4h): the chunks before 4 h leave their files
+  check(*db, t0, t0 + 5 * h);
+  CHECK(FilesIn(head_dir) <= 1);
+}
+
 TEST_CASE("monitor tsdb order rule refuses older samples and conflicting duplicates") {
   TempDir dir("qcloud-tsdb");
   auto db = OpenDb(dir.path);

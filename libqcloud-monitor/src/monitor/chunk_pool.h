@@ -94,8 +94,8 @@ class ChunkPoolRepack {
   ChunkPoolRepack(const ChunkPoolRepack&) = delete;
   ChunkPoolRepack& operator=(const ChunkPoolRepack&) = delete;
 };
-// True when the resident pages exceed what the chunks take by more than a
-// quarter (and 1 MiB): what a repack could give back.
+// True when the resident pages exceed what the chunks take by more than an
+// eighth (and 1 MiB): what a repack could give back.
 bool ChunkPoolWorthRepacking();
 
 }  // namespace qcloud::monitor::detail
