@@ -86,7 +86,9 @@ struct MemSeries {
       // Copied, not moved, and the new appender made first: if memory
       // runs out, nothing has changed (the log holds the samples either way).
       detail::ChunkAppender fresh(true);
-      chunks.reserve(chunks.size() + 1);
+      // Room first (doubling), so that a chunk written to a file is never
+      // lost to a push_back that throws.
+      if (chunks.size() == chunks.capacity()) chunks.reserve(std::max<size_t>(2, chunks.size() * 2));
       Chunk c{.mint = open_mint, .maxt = maxt};
       if (files == nullptr || !files->Write(open.bytes(), c.at)) {
         c.bytes = detail::PoolBytes(open.bytes());
@@ -120,12 +122,6 @@ struct MemSeries {
       Decode(View(BytesOf(c, files)), mint, maxt_q, out, bad);
     }
     if (open.samples() > 0 && open_mint <= maxt_q) Decode(View(open.bytes()), mint, maxt_q, out, bad);
-  }
-
-  bool HasSampleIn(int64_t mint, int64_t maxt_q, const HeadFiles* files) const {
-    std::vector<Sample> s;
-    Collect(mint, maxt_q, s, files);
-    return !s.empty();
   }
 
   // Moves its chunks out of slabs being emptied (detail::ChunkPoolRepack).
@@ -1057,8 +1053,8 @@ void TsdbImpl::ReleaseMemory() {
     if (head_files_ != nullptr) head_files_->UnmapPages();
   }
   if (detail::ChunkPoolWorthRepacking()) {
-    // Every series' chunks move to slabs of their own (a copy of the
-    // head's chunk bytes, about a millisecond per 3 MB); appends go on.
+    // Chunks in slabs at most half full move to fresh slabs (a copy of at
+    // most half those slabs' bytes), and the sparse slabs empty; appends go on.
     detail::ChunkPoolRepack repack;
     std::shared_lock lock(mu_);
     for (const auto& [ref, s] : by_ref_) s->Relocate();
