@@ -24,7 +24,7 @@ namespace {
 constexpr size_t kSlabBytes = size_t{16} << 10;
 constexpr size_t kRegionBytes = size_t{4} << 20;  // address space taken at a time
 constexpr size_t kHeaderBytes = 64;               // a slab's header, before its objects
-constexpr size_t kKeepEmptySlabs = 16;            // resident for reuse; the rest madvised away
+constexpr size_t kKeepEmptySlabs = 4;             // resident for reuse; the rest madvised away
 constexpr uint32_t kClasses[] = {16,  32,  48,  64,  80,  96,  112, 128,  160,  192,  224,  256,
                                  320, 384, 448, 512, 640, 768, 896, 1024, 1280, 1536, 1792};
 constexpr size_t kNumClasses = std::size(kClasses);
@@ -107,18 +107,40 @@ class Pool {
     }
   }
 
-  // Repacking: at the first BeginRepack(), the slabs at most half full stop
-  // taking new objects until the last EndRepack(); Relocate() moves an
-  // object out of one. Fuller slabs stay as they are: a repack copies only
-  // what sits in sparse slabs, and they empty as it goes.
+  // Repacking: at the first BeginRepack(), in each class the emptiest slabs
+  // whose objects fit in the other slabs' free slots stop taking new objects
+  // until the last EndRepack(); Relocate() moves an object out of one. The
+  // other slabs stay as they are: a repack copies only what sits in the
+  // slabs it empties.
   void BeginRepack() {
     std::lock_guard lock(mu_);
-    if (repacks_++ > 0) return;
-    for (Slab* s = all_; s != nullptr; s = s->all_next) {
-      if (s->live * 2 > PerSlab(s->cls)) continue;
-      s->draining = true;
-      if (s->listed) Unlink(s);
+    if (repacks_ > 0) {
+      ++repacks_;
+      return;
     }
+    std::vector<Slab*> slabs;  // may throw: nothing changed yet
+    for (Slab* s = all_; s != nullptr; s = s->all_next) slabs.push_back(s);
+    std::sort(slabs.begin(), slabs.end(), [](const Slab* a, const Slab* b) {
+      return a->cls != b->cls ? a->cls < b->cls : a->live < b->live;
+    });
+    for (size_t lo = 0; lo < slabs.size();) {
+      size_t hi = lo;
+      uint64_t room = 0;  // free slots in the class's slabs kept
+      while (hi < slabs.size() && slabs[hi]->cls == slabs[lo]->cls) room += PerSlab(slabs[lo]->cls) - slabs[hi++]->live;
+      // Drain the emptiest while what they hold fits in the rest's room.
+      uint64_t moved = 0;
+      for (size_t i = lo; i < hi; ++i) {
+        Slab* x = slabs[i];
+        const uint64_t free_here = PerSlab(x->cls) - x->live;
+        if (moved + x->live > room - free_here) break;
+        moved += x->live;
+        room -= free_here;
+        x->draining = true;
+        if (x->listed) Unlink(x);
+      }
+      lo = hi;
+    }
+    ++repacks_;
   }
   void EndRepack() {
     std::lock_guard lock(mu_);
@@ -147,7 +169,7 @@ class Pool {
 
   ChunkPoolStats Stats() {
     std::lock_guard lock(mu_);
-    return {.resident_bytes = resident_, .allocated_bytes = allocated_};
+    return {.resident_bytes = resident_, .allocated_bytes = allocated_, .empty_bytes = empty_.size() * kSlabBytes};
   }
 
  private:
@@ -269,8 +291,11 @@ ChunkPoolRepack::~ChunkPoolRepack() { ThePool().EndRepack(); }
 
 bool ChunkPoolWorthRepacking() {
   const ChunkPoolStats st = ThePool().Stats();
-  const size_t waste = st.resident_bytes > st.allocated_bytes ? st.resident_bytes - st.allocated_bytes : 0;
-  return waste > std::max<size_t>(size_t{1} << 20, st.allocated_bytes / 8);
+  // The empty slabs kept are not waste, and every class has a slab part
+  // full: a repack cannot do better than that.
+  const size_t used = st.allocated_bytes + st.empty_bytes;
+  const size_t waste = st.resident_bytes > used ? st.resident_bytes - used : 0;
+  return waste > std::max<size_t>(size_t{512} << 10, st.allocated_bytes / 16);
 }
 
 PoolBytes::PoolBytes(std::span<const uint8_t> copy) {
@@ -300,9 +325,10 @@ void PoolBytes::Release() noexcept {
 }
 
 void PoolBytes::Grow() {
-  // Up by a quarter, at least 32 bytes: a head chunk grows for hours, so the
-  // unused tail stays small.
-  const size_t want = std::max<size_t>({size_t{cap_} + 32, size_t{cap_} + cap_ / 4, 16});
+  // To the next class (classes are at most a quarter apart), above them up
+  // by a quarter: a head chunk grows a few bytes at a time for hours, and
+  // 10,000s of them grow at once, so the unused tails must stay small.
+  const size_t want = cap_ < kLargest ? size_t{cap_} + 1 : size_t{cap_} + cap_ / 4;
   const size_t cap = CapacityFor(want);
   uint8_t* p = AllocateBytes(cap);
   if (size_ > 0) std::memcpy(p, p_, size_);

@@ -72,8 +72,9 @@ class PoolBytes {
 // The pool's pages in use (slabs holding at least one chunk, and the few
 // empty ones kept for reuse), and the bytes handed out (by class size).
 struct ChunkPoolStats {
-  size_t resident_bytes = 0;
-  size_t allocated_bytes = 0;
+  size_t resident_bytes = 0;   // slabs with pages
+  size_t allocated_bytes = 0;  // the slots of live objects
+  size_t empty_bytes = 0;      // empty slabs kept resident for reuse
 };
 ChunkPoolStats GetChunkPoolStats();
 
@@ -94,8 +95,9 @@ class ChunkPoolRepack {
   ChunkPoolRepack(const ChunkPoolRepack&) = delete;
   ChunkPoolRepack& operator=(const ChunkPoolRepack&) = delete;
 };
-// True when the resident pages exceed what the chunks take by more than an
-// eighth (and 1 MiB): what a repack could give back.
+// True when the resident pages exceed what the chunks take by more than a
+// sixteenth (and 512 KiB, about what the slabs part full of every class
+// take), not counting the empty slabs kept: what a repack could give back.
 bool ChunkPoolWorthRepacking();
 
 }  // namespace qcloud::monitor::detail
