@@ -13,6 +13,7 @@
 #include <string_view>
 #include <unordered_map>
 
+#include <boost/unordered/unordered_flat_set.hpp>
 #include <fmt/format.h>
 
 #include "monitor/block.h"
@@ -174,6 +175,68 @@ struct MemSeries {
   }
 };
 
+// The head's series, owned, found by ref and by label set: two open-
+// addressing sets of pointers (about 14 bytes a series each, where node-based
+// maps took about 40, and no allocation per series).
+class SeriesTable {
+ public:
+  SeriesTable() = default;
+  SeriesTable(const SeriesTable&) = delete;
+  SeriesTable& operator=(const SeriesTable&) = delete;
+  ~SeriesTable() {
+    for (MemSeries* s : by_ref_) delete s;
+  }
+
+  size_t size() const noexcept { return by_ref_.size(); }
+  MemSeries* Find(uint64_t ref) const {
+    auto it = by_ref_.find(ref);
+    return it == by_ref_.end() ? nullptr : *it;
+  }
+  // `ref` must be there.
+  MemSeries& At(uint64_t ref) const { return *Find(ref); }
+  MemSeries* Find(const Labels& labels) const {
+    auto it = by_labels_.find(labels);
+    return it == by_labels_.end() ? nullptr : *it;
+  }
+  // Its ref and labels are new to the table. Either both sets hold it or,
+  // when memory runs out, neither.
+  MemSeries* Insert(std::unique_ptr<MemSeries> s) {
+    by_ref_.reserve(by_ref_.size() + 1);
+    by_labels_.reserve(by_labels_.size() + 1);
+    MemSeries* raw = s.release();
+    by_ref_.insert(raw);
+    by_labels_.insert(raw);
+    return raw;
+  }
+  void Erase(MemSeries* s) {
+    by_labels_.erase(s->labels);
+    by_ref_.erase(s->ref);
+    delete s;
+  }
+  auto begin() const { return by_ref_.begin(); }
+  auto end() const { return by_ref_.end(); }
+
+ private:
+  struct ByRef {
+    using is_transparent = void;
+    size_t operator()(const MemSeries* s) const noexcept { return (*this)(s->ref); }
+    size_t operator()(uint64_t ref) const noexcept { return std::hash<uint64_t>{}(ref); }
+    bool operator()(const MemSeries* a, const MemSeries* b) const noexcept { return a->ref == b->ref; }
+    bool operator()(uint64_t a, const MemSeries* b) const noexcept { return a == b->ref; }
+    bool operator()(const MemSeries* a, uint64_t b) const noexcept { return a->ref == b; }
+  };
+  struct ByLabels {
+    using is_transparent = void;
+    size_t operator()(const MemSeries* s) const noexcept { return s->labels.Hash(); }
+    size_t operator()(const Labels& l) const noexcept { return l.Hash(); }
+    bool operator()(const MemSeries* a, const MemSeries* b) const noexcept { return a->labels == b->labels; }
+    bool operator()(const Labels& a, const MemSeries* b) const noexcept { return a == b->labels; }
+    bool operator()(const MemSeries* a, const Labels& b) const noexcept { return a->labels == b; }
+  };
+  boost::unordered_flat_set<MemSeries*, ByRef, ByRef> by_ref_;
+  boost::unordered_flat_set<MemSeries*, ByLabels, ByLabels> by_labels_;
+};
+
 // Label name -> value -> ids (ascending): the head's (series refs).
 using Postings = std::map<std::string, std::map<std::string, std::vector<uint64_t>, std::less<>>, std::less<>>;
 
@@ -273,26 +336,23 @@ class LabelSets {
  public:
   // The equal set already held, or `labels` now held.
   Labels Intern(Labels labels) {
-    const uint64_t h = labels.Hash();
     std::lock_guard lock(mu_);
-    auto [lo, hi] = sets_.equal_range(h);
-    for (auto it = lo; it != hi; ++it) {
-      if (it->second == labels) return it->second;
-    }
-    sets_.emplace(h, labels);
-    return labels;
+    return *sets_.insert(std::move(labels)).first;
   }
   // Forgets the sets held by no one else (their series left the head and
   // every block). A set's only other holders copy it from a holder, so a
   // count of 1 cannot rise meanwhile.
   void Sweep() {
     std::lock_guard lock(mu_);
-    std::erase_if(sets_, [](const auto& kv) { return kv.second.use_count() == 1; });
+    boost::unordered::erase_if(sets_, [](const Labels& l) { return l.use_count() == 1; });
   }
 
  private:
   std::mutex mu_;
-  std::unordered_multimap<uint64_t, Labels> sets_;  // by Labels::Hash()
+  struct Hash {
+    size_t operator()(const Labels& l) const noexcept { return l.Hash(); }
+  };
+  boost::unordered_flat_set<Labels, Hash> sets_;
 };
 
 // A block opened: its label sets swapped for the shared ones, and its label
@@ -443,8 +503,7 @@ class TsdbImpl final : public Tsdb {
   std::atomic<uint64_t> wal_segments_{0};
 
   mutable std::shared_mutex mu_;  // the maps below
-  std::unordered_multimap<uint64_t, MemSeries*> by_hash_;  // by Labels::Hash()
-  std::unordered_map<uint64_t, std::unique_ptr<MemSeries>> by_ref_;
+  SeriesTable series_;
   // Closed head chunks on disk (data_dir/chunks_head); null with an
   // in-memory Env. Written and released under append_mu_.
   std::unique_ptr<detail::HeadChunkFiles> head_files_;
@@ -539,7 +598,7 @@ Status TsdbImpl::Replay() {
           break;
         }
         for (WalSeries& s : *series) {
-          if (by_ref_.contains(s.ref) || s.ref == 0) continue;
+          if (s.ref == 0 || series_.Find(s.ref) != nullptr) continue;
           InsertLocked(s.ref, std::move(s.labels));
           next_ref_ = std::max(next_ref_, s.ref + 1);
         }
@@ -550,8 +609,7 @@ Status TsdbImpl::Replay() {
           break;
         }
         for (const WalSample& s : *samples) {
-          auto it = by_ref_.find(s.ref);
-          if (it != by_ref_.end()) replay_one(*it->second, s.t, s.v);
+          if (MemSeries* m = series_.Find(s.ref)) replay_one(*m, s.t, s.v);
         }
       } else if (rec->type == detail::kRecordChunks || rec->type == detail::kRecordGorillaChunks) {
         auto chunks = detail::DecodeChunks(rec->payload);
@@ -560,10 +618,10 @@ Status TsdbImpl::Replay() {
           break;
         }
         for (const detail::WalChunk& c : *chunks) {
-          auto it = by_ref_.find(c.ref);
-          if (it == by_ref_.end()) continue;
+          MemSeries* m = series_.Find(c.ref);
+          if (m == nullptr) continue;
           detail::ChunkIterator x(ByteView(c.bytes.data(), c.bytes.size()));
-          while (x.Next()) replay_one(*it->second, x.t(), x.v());
+          while (x.Next()) replay_one(*m, x.t(), x.v());
           // The record's checksum held, so this is no torn write: count it, go on.
           if (!x.status().ok()) Bump(counters_.corrupt_chunks);
         }
@@ -586,20 +644,14 @@ Status TsdbImpl::Replay() {
 }
 
 MemSeries* TsdbImpl::FindLocked(const Labels& labels) const {
-  auto [lo, hi] = by_hash_.equal_range(labels.Hash());
-  for (auto it = lo; it != hi; ++it) {
-    if (it->second->labels == labels) return it->second;
-  }
-  return nullptr;
+  return series_.Find(labels);
 }
 
 MemSeries* TsdbImpl::InsertLocked(uint64_t ref, Labels labels) {
   auto s = std::make_unique<MemSeries>();
   s->ref = ref;
   s->labels = label_sets_.Intern(std::move(labels));
-  MemSeries* raw = s.get();
-  by_hash_.emplace(raw->labels.Hash(), raw);
-  for (LabelView l : raw->labels.pairs()) {
+  for (LabelView l : s->labels.pairs()) {
     auto name = postings_.find(l.name);
     if (name == postings_.end()) name = postings_.try_emplace(std::string(l.name)).first;
     auto value = name->second.find(l.value);
@@ -608,8 +660,7 @@ MemSeries* TsdbImpl::InsertLocked(uint64_t ref, Labels labels) {
     // Refs arrive ascending, except at replay after a gap: keep the order.
     refs.insert(std::upper_bound(refs.begin(), refs.end(), ref), ref);
   }
-  by_ref_.emplace(ref, std::move(s));
-  return raw;
+  return series_.Insert(std::move(s));
 }
 
 Status TsdbImpl::WriteWal(ByteView record) {
@@ -657,9 +708,9 @@ Result<AppendResult> TsdbImpl::Append(std::span<const SeriesSamples> batch) {
         created.push_back({.ref = next_ref_ + created.size(), .labels = batch[i].labels});
       }
     }
-    if (by_ref_.size() + created.size() > options_.max_series) {
+    if (series_.size() + created.size() > options_.max_series) {
       return Status(Errc::kResourceExhausted,
-                    fmt::format("{} series: at most {} (max_series)", by_ref_.size() + created.size(),
+                    fmt::format("{} series: at most {} (max_series)", series_.size() + created.size(),
                                 options_.max_series));
     }
   }
@@ -694,12 +745,12 @@ Result<AppendResult> TsdbImpl::AppendRefs(std::span<const RefSamples> batch, std
   {
     std::shared_lock lock(mu_);
     for (size_t i = 0; i < batch.size(); ++i) {
-      auto it = by_ref_.find(batch[i].ref);
-      if (it == by_ref_.end()) {
+      MemSeries* found = series_.Find(batch[i].ref);
+      if (found == nullptr) {
         if (unknown != nullptr) unknown->push_back(i);
         continue;
       }
-      if (!batch[i].samples.empty()) targets.push_back({.found = it->second.get(), .ref = batch[i].ref, .samples = batch[i].samples});
+      if (!batch[i].samples.empty()) targets.push_back({.found = found, .ref = batch[i].ref, .samples = batch[i].samples});
     }
   }
   std::vector<WalSeries> none;
@@ -768,7 +819,7 @@ Result<AppendResult> TsdbImpl::AppendTargets(std::span<const Target> targets, st
     int64_t head_max = head_maxt_.load(std::memory_order_relaxed);
     int64_t head_min = head_first_.load(std::memory_order_relaxed);
     for (const WalSample& s : accepted) {
-      if (last == nullptr || last->ref != s.ref) last = by_ref_.at(s.ref).get();
+      if (last == nullptr || last->ref != s.ref) last = &series_.At(s.ref);
       last->Add(s.t, s.v, head_files_.get());
       head_max = std::max(head_max, s.t);
       head_min = std::min(head_min, s.t);
@@ -789,11 +840,11 @@ Result<AppendResult> TsdbImpl::AppendTargets(std::span<const Target> targets, st
 
 Result<std::vector<MemSeries*>> TsdbImpl::MatchLocked(std::span<const Matcher> matchers) const {
   QCLOUD_ASSIGN_OR_RETURN(std::vector<uint64_t> refs, MatchPostings(postings_, matchers, [&](uint64_t ref) -> const Labels& {
-                            return by_ref_.at(ref)->labels;
+                            return series_.At(ref).labels;
                           }));
   std::vector<MemSeries*> out;
   out.reserve(refs.size());
-  for (uint64_t ref : refs) out.push_back(by_ref_.at(ref).get());
+  for (uint64_t ref : refs) out.push_back(&series_.At(ref));
   return out;
 }
 
@@ -1057,7 +1108,7 @@ void TsdbImpl::ReleaseMemory() {
     // most half those slabs' bytes), and the sparse slabs empty; appends go on.
     detail::ChunkPoolRepack repack;
     std::shared_lock lock(mu_);
-    for (const auto& [ref, s] : by_ref_) s->Relocate();
+    for (MemSeries* s : series_) s->Relocate();
     Bump(counters_.repacks);
   }
 }
@@ -1093,7 +1144,7 @@ Status TsdbImpl::CutBlock(int64_t start, int64_t end) {
   uint64_t samples = 0;
   {
     std::shared_lock lock(mu_);
-    for (const auto& [ref, s] : by_ref_) {
+    for (const MemSeries* s : series_) {
       std::vector<Sample> part;
       s->Collect(start, end - 1, part, head_files_.get());
       if (part.empty()) continue;
@@ -1122,22 +1173,15 @@ Status TsdbImpl::CutBlock(int64_t start, int64_t end) {
   std::unique_lock lock(mu_);
   if (block.reader) blocks_.push_back(std::move(block));
   head_mint_ = end;
-  std::vector<uint64_t> gone;
-  for (auto& [ref, s] : by_ref_) {
+  std::vector<MemSeries*> gone;
+  for (MemSeries* s : series_) {
     s->DropBefore(end, head_files_.get());
-    if (s->Empty()) gone.push_back(ref);
+    if (s->Empty()) gone.push_back(s);
   }
   // Series with nothing left in the head leave it (their refs are not
   // reused; the log's checkpoint forgets them).
-  for (uint64_t ref : gone) {
-    MemSeries* s = by_ref_.at(ref).get();
-    auto [lo, hi] = by_hash_.equal_range(s->labels.Hash());
-    for (auto it = lo; it != hi; ++it) {
-      if (it->second == s) {
-        by_hash_.erase(it);
-        break;
-      }
-    }
+  for (MemSeries* s : gone) {
+    const uint64_t ref = s->ref;
     for (LabelView l : s->labels.pairs()) {
       auto name = postings_.find(l.name);
       auto value = name->second.find(l.value);
@@ -1145,7 +1189,7 @@ Status TsdbImpl::CutBlock(int64_t start, int64_t end) {
       if (value->second.empty()) name->second.erase(value);
       if (name->second.empty()) postings_.erase(name);
     }
-    by_ref_.erase(ref);
+    series_.Erase(s);
   }
   counters_.samples.fetch_sub(std::min(samples, counters_.samples.load()), std::memory_order_relaxed);
   head_first_.store(end, std::memory_order_relaxed);
@@ -1176,8 +1220,8 @@ Status TsdbImpl::Checkpoint() {
   std::vector<WalSeries> labels;
   {
     std::shared_lock lock(mu_);
-    head.reserve(by_ref_.size());
-    for (const auto& [ref, s] : by_ref_) head.emplace_back(ref, s.get());
+    head.reserve(series_.size());
+    for (MemSeries* s : series_) head.emplace_back(s->ref, s);
   }
   std::sort(head.begin(), head.end());
   // Streamed in records of bounded size, so a big head costs no big
@@ -1254,8 +1298,8 @@ TsdbStats TsdbImpl::stats() {
   TsdbStats st;
   {
     std::shared_lock lock(mu_);
-    st.series = by_ref_.size();
-    for (const auto& [ref, s] : by_ref_) {
+    st.series = series_.size();
+    for (const MemSeries* s : series_) {
       std::lock_guard slock(s->mu());
       st.chunks += s->chunks.size();
       for (const Chunk& c : s->chunks) st.chunk_bytes += c.at.file != 0 ? c.len : c.bytes.size();
