@@ -95,12 +95,18 @@ std::vector<uint8_t> EncodeBlockChunk(std::span<const Sample> samples) {
       mantissas.push_back(m);
     }
   }
+  // A head-format chunk: Gorilla or adaptive float for any values; an
+  // adaptive decimal one when it beats the packed form below.
+  const auto as_chunk = [](std::span<const uint8_t> chunk) {
+    std::vector<uint8_t> out{kBlockChunkGorilla};
+    out.insert(out.end(), chunk.begin(), chunk.end());
+    return out;
+  };
   if (!decimal) {
     ChunkAppender a;
     for (const Sample& s : samples) a.Append(s.t, s.v);
-    std::vector<uint8_t> out{kBlockChunkGorilla};
-    out.insert(out.end(), a.bytes().begin(), a.bytes().end());
-    return out;
+    const std::optional<ChunkAppender> smaller = FloatDeltasIfSmaller(a.bytes());
+    return as_chunk(smaller ? smaller->bytes() : a.bytes());
   }
   std::vector<uint8_t> packed;
   PutVarint(packed, samples.size());
@@ -126,6 +132,9 @@ std::vector<uint8_t> EncodeBlockChunk(std::span<const Sample> samples) {
     out.push_back(kBlockChunkPacked);
     out.insert(out.end(), packed.begin(), packed.end());
   }
+  ChunkAppender a(true);
+  for (const Sample& s : samples) a.Append(s.t, s.v);
+  if (a.bytes().size() + 1 < out.size()) return as_chunk(a.bytes());
   return out;
 }
 

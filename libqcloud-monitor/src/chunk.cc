@@ -22,7 +22,10 @@ constexpr Bucket kBuckets[] = {{0b10, 2, 14}, {0b110, 3, 17}, {0b1110, 4, 20}};
 // A decimal chunk's mantissa delta-of-delta, zigzagged: '0' for 0, then
 // these, then '11111' + 64 bits.
 constexpr Bucket kValueBuckets[] = {{0b10, 2, 8}, {0b110, 3, 13}, {0b1110, 4, 18}, {0b11110, 5, 28}};
-constexpr uint8_t kDecimalFlag = 0x80;  // in a chunk's first byte
+constexpr uint8_t kDecimalFlag = 0x80;   // in a chunk's first byte: decimal or adaptive (3-byte header)
+constexpr uint8_t kAdaptiveFlag = 0x40;  // in the third byte: adaptive, else decimal
+constexpr uint8_t kFloatFlag = 0x20;     // in an adaptive chunk's third byte: x is the double's bits
+constexpr uint8_t kExpMask = 0x1f;
 
 constexpr double kPow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
                              1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
@@ -64,11 +67,43 @@ std::optional<int> ExponentOf(double v) noexcept {
   return std::nullopt;
 }
 
-ChunkAppender::ChunkAppender(bool decimal) : try_decimal_(decimal) { bytes_.Assign({0, 0}); }
+void ResidualModel::Residuals(uint64_t next, uint64_t z[2]) const noexcept {
+  z[0] = ZigZag(static_cast<int64_t>(next - x));
+  z[1] = ZigZag(static_cast<int64_t>(next - x - delta));
+}
+
+void ResidualModel::Update(uint64_t next, const uint64_t z[2], int choice) noexcept {
+  for (int j = 0; j < 2; ++j) {
+    width[j] = static_cast<uint16_t>(width[j] + std::bit_width(z[j]));
+    nonzero[j] = static_cast<uint8_t>(nonzero[j] + (z[j] != 0 ? 1 : 0));
+  }
+  if (z[choice] == 0) ++zeros;
+  if (++n == 64) {  // a window of the last 32-64: the model follows the data
+    for (int j = 0; j < 2; ++j) {
+      width[j] = static_cast<uint16_t>(width[j] >> 1);
+      nonzero[j] = static_cast<uint8_t>(nonzero[j] >> 1);
+    }
+    zeros = static_cast<uint8_t>(zeros >> 1);
+    n = 32;
+  }
+  delta = next - x;
+  x = next;
+}
+
+ChunkAppender::ChunkAppender(bool decimal) : try_decimal_(decimal) { Reset(false, 0); }
+
+ChunkAppender ChunkAppender::FloatDeltas() {
+  ChunkAppender a;
+  a.float_deltas_ = true;
+  a.Reset(false, 0);
+  return a;
+}
 
 void ChunkAppender::Reset(bool decimal, int e) {
   if (decimal) {
-    bytes_.Assign({kDecimalFlag, 0, static_cast<uint8_t>(e)});
+    bytes_.Assign({kDecimalFlag, 0, static_cast<uint8_t>(kAdaptiveFlag | e)});
+  } else if (float_deltas_) {
+    bytes_.Assign({kDecimalFlag, 0, kAdaptiveFlag | kFloatFlag});
   } else {
     bytes_.Assign({0, 0});
   }
@@ -77,7 +112,7 @@ void ChunkAppender::Reset(bool decimal, int e) {
   bit_pos_ = 8;
   count_ = 0;
   t_ = delta_ = 0;
-  v_ = m_ = mdelta_ = 0;
+  model_ = ResidualModel();
   leading_ = 0xff;
   trailing_ = 0;
 }
@@ -109,16 +144,20 @@ void ChunkAppender::Append(int64_t t, double v) {
     const std::optional<int> e = ExponentOf(v);
     Reset(e.has_value(), e ? std::max(0, *e) : 0);
   }
+  if (!decimal_) {
+    Put(t, std::bit_cast<uint64_t>(v));
+    return;
+  }
   int64_t m = 0;
-  if (decimal_ && !ToMantissa(v, exp_, m)) {
+  if (!ToMantissa(v, exp_, m)) {
     Widen(t, v);
     return;
   }
-  Put(t, v, m);
+  Put(t, static_cast<uint64_t>(m));
 }
 
 // `v` has no mantissa at this chunk's exponent: the chunk is written again
-// with the smallest exponent that holds every value, or as Gorilla.
+// with the smallest exponent that holds every value, or as a float chunk.
 void ChunkAppender::Widen(int64_t t, double v) {
   std::vector<std::pair<int64_t, double>> all;
   all.reserve(count_ + 1);
@@ -131,19 +170,20 @@ void ChunkAppender::Widen(int64_t t, double v) {
   std::vector<int64_t> ms(all.size(), 0);
   for (size_t i = 0; decimal && i < all.size(); ++i) decimal = ToMantissa(all[i].second, exp, ms[i]);
   Reset(decimal, decimal ? exp : 0);
-  for (size_t i = 0; i < all.size(); ++i) Put(all[i].first, all[i].second, ms[i]);
+  for (size_t i = 0; i < all.size(); ++i) {
+    Put(all[i].first, decimal ? static_cast<uint64_t>(ms[i]) : std::bit_cast<uint64_t>(all[i].second));
+  }
 }
 
-void ChunkAppender::Put(int64_t t, double v, int64_t m) {
-  const uint64_t bits = std::bit_cast<uint64_t>(v);
+void ChunkAppender::Put(int64_t t, uint64_t x) {
   if (count_ == 0) {
     WriteVarint(ZigZag(t));
     if (decimal_) {
-      WriteVarint(ZigZag(m));
-      m_ = static_cast<uint64_t>(m);
+      WriteVarint(ZigZag(static_cast<int64_t>(x)));
     } else {
-      WriteBits(bits, 64);
+      WriteBits(x, 64);
     }
+    model_.x = x;  // Gorilla: the last value's bits
   } else {
     // Differences wrap at 64 bits (no signed overflow on any timestamps);
     // the iterator wraps the same way.
@@ -171,54 +211,80 @@ void ChunkAppender::Put(int64_t t, double v, int64_t m) {
       }
     }
     delta_ = delta;
-    if (decimal_) {
-      const uint64_t d = static_cast<uint64_t>(m) - m_;
-      const uint64_t z = ZigZag(static_cast<int64_t>(d - mdelta_));
-      if (z == 0) {
-        WriteBit(false);
-      } else {
-        bool done = false;
-        for (const Bucket& b : kValueBuckets) {
-          if (z < (uint64_t{1} << b.value_bits)) {
-            WriteBits(b.prefix, b.prefix_bits);
-            WriteBits(z, b.value_bits);
-            done = true;
-            break;
-          }
-        }
-        if (!done) {
-          WriteBits(0b11111, 5);
-          WriteBits(z, 64);
-        }
-      }
-      m_ = static_cast<uint64_t>(m);
-      mdelta_ = d;
-    } else if (const uint64_t x = bits ^ v_; x == 0) {
-      WriteBit(false);
+    if (decimal_ || float_deltas_) {
+      PutResidual(x);
     } else {
-      WriteBit(true);
-      int leading = std::countl_zero(x);
-      const int trailing = std::countr_zero(x);
-      if (leading >= 32) leading = 31;  // 5 bits
-      if (leading_ != 0xff && leading >= leading_ && trailing >= trailing_) {
-        WriteBit(false);
-        WriteBits(x >> trailing_, 64 - leading_ - trailing_);
-      } else {
-        leading_ = static_cast<uint8_t>(leading);
-        trailing_ = static_cast<uint8_t>(trailing);
-        WriteBit(true);
-        WriteBits(static_cast<uint64_t>(leading), 5);
-        const int sig = 64 - leading - trailing;
-        WriteBits(static_cast<uint64_t>(sig == 64 ? 0 : sig), 6);
-        WriteBits(x >> trailing, sig);
-      }
+      PutXor(x);
     }
   }
   t_ = t;
-  v_ = bits;
   ++count_;
-  bytes_[0] = static_cast<uint8_t>((decimal_ ? kDecimalFlag : 0) | (count_ >> 8));
+  bytes_[0] = static_cast<uint8_t>((decimal_ || float_deltas_ ? kDecimalFlag : 0) | (count_ >> 8));
   bytes_[1] = static_cast<uint8_t>(count_);
+}
+
+void ChunkAppender::PutResidual(uint64_t x) {
+  uint64_t z[2];
+  model_.Residuals(x, z);
+  const int choice = model_.Choice();
+  if (count_ == 1) {
+    WriteVarint(z[choice]);  // no residuals to go by yet
+  } else {
+    const bool zero_flag = model_.ZeroFlag();
+    uint64_t r = z[choice];
+    if (zero_flag) WriteBit(r != 0);
+    if (!zero_flag || r != 0) {
+      if (zero_flag) --r;  // 0 has its bit
+      const int k = model_.RiceK(choice, zero_flag);
+      const uint64_t q = r >> k;
+      if (q < kRiceEscape) {
+        WriteBits((uint64_t{1} << q) - 1, static_cast<int>(q));
+        WriteBit(false);
+        WriteBits(r, k);
+      } else {
+        WriteBits((uint64_t{1} << kRiceEscape) - 1, kRiceEscape);
+        WriteBits(r, 64);
+      }
+    }
+  }
+  model_.Update(x, z, choice);
+}
+
+void ChunkAppender::PutXor(uint64_t bits) {
+  const uint64_t x = bits ^ model_.x;
+  model_.x = bits;
+  if (x == 0) {
+    WriteBit(false);
+    return;
+  }
+  WriteBit(true);
+  int leading = std::countl_zero(x);
+  const int trailing = std::countr_zero(x);
+  if (leading >= 32) leading = 31;  // 5 bits
+  if (leading_ != 0xff && leading >= leading_ && trailing >= trailing_) {
+    WriteBit(false);
+    WriteBits(x >> trailing_, 64 - leading_ - trailing_);
+  } else {
+    leading_ = static_cast<uint8_t>(leading);
+    trailing_ = static_cast<uint8_t>(trailing);
+    WriteBit(true);
+    WriteBits(static_cast<uint64_t>(leading), 5);
+    const int sig = 64 - leading - trailing;
+    WriteBits(static_cast<uint64_t>(sig == 64 ? 0 : sig), 6);
+    WriteBits(x >> trailing, sig);
+  }
+}
+
+std::optional<ChunkAppender> FloatDeltasIfSmaller(std::span<const uint8_t> chunk) {
+  if (chunk.empty() || (chunk[0] & kDecimalFlag) != 0) return std::nullopt;
+  ChunkAppender a = ChunkAppender::FloatDeltas();
+  ChunkIterator it(ByteView(reinterpret_cast<const std::byte*>(chunk.data()), chunk.size()));
+  while (it.Next()) {
+    a.Append(it.t(), it.v());
+    if (a.bytes().size() >= chunk.size()) return std::nullopt;
+  }
+  if (!it.status().ok() || a.samples() != it.total()) return std::nullopt;
+  return a;
 }
 
 ChunkIterator::ChunkIterator(ByteView chunk) noexcept
@@ -227,20 +293,24 @@ ChunkIterator::ChunkIterator(ByteView chunk) noexcept
     Fail("chunk shorter than its header");
     return;
   }
-  decimal_ = (data_[0] & kDecimalFlag) != 0;
   total_ = (size_t{data_[0] & 0x7fu} << 8) | data_[1];
-  if (decimal_) {
-    if (size_ < 3) {
-      Fail("chunk shorter than its header");
-      return;
-    }
-    exp_ = data_[2];
-    if (exp_ > kMaxChunkExp) {
-      Fail("decimal exponent");
-      return;
-    }
-    bit_ = 24;
+  if ((data_[0] & kDecimalFlag) == 0) return;  // Gorilla
+  if (size_ < 3) {
+    Fail("chunk shorter than its header");
+    return;
   }
+  const uint8_t b = data_[2];
+  bit_ = 24;
+  if ((b & kAdaptiveFlag) != 0) {
+    kind_ = Kind::kAdaptive;
+    float_ = (b & kFloatFlag) != 0;
+    exp_ = b & kExpMask;
+    if ((b & 0x80) != 0 || exp_ > kMaxChunkExp || (float_ && exp_ != 0)) Fail("chunk header");
+    return;
+  }
+  kind_ = Kind::kDecimal;
+  exp_ = b;
+  if (exp_ > kMaxChunkExp) Fail("decimal exponent");
 }
 
 double ChunkIterator::v() const noexcept { return std::bit_cast<double>(v_); }
@@ -261,9 +331,13 @@ bool ChunkIterator::ReadBit(bool& bit) noexcept {
 bool ChunkIterator::ReadBits(int n, uint64_t& out) noexcept {
   if (static_cast<size_t>(n) > size_ * 8 - bit_) return false;
   out = 0;
-  for (int i = 0; i < n; ++i) {
-    out = (out << 1) | ((data_[bit_ >> 3] >> (7 - (bit_ & 7))) & 1);
-    ++bit_;
+  while (n > 0) {  // up to a byte at a time
+    const int room = 8 - static_cast<int>(bit_ & 7);
+    const int take = n < room ? n : room;
+    const unsigned part = (data_[bit_ >> 3] >> (room - take)) & ((1u << take) - 1);
+    out = (out << take) | part;
+    bit_ += static_cast<size_t>(take);
+    n -= take;
   }
   return true;
 }
@@ -285,13 +359,14 @@ bool ChunkIterator::Next() noexcept {
     uint64_t t;
     if (!ReadVarint(t)) return Fail("first sample cut short");
     t_ = UnZigZag(t);
-    if (decimal_) {
+    if (kind_ == Kind::kGorilla || float_) {
+      if (!ReadBits(64, v_)) return Fail("first sample cut short");
+      model_.x = v_;
+    } else {
       uint64_t z;
       if (!ReadVarint(z)) return Fail("first sample cut short");
-      m_ = static_cast<uint64_t>(UnZigZag(z));
+      m_ = model_.x = static_cast<uint64_t>(UnZigZag(z));
       v_ = std::bit_cast<uint64_t>(FromMantissa(static_cast<int64_t>(m_), exp_));
-    } else if (!ReadBits(64, v_)) {
-      return Fail("first sample cut short");
     }
     ++read_;
     return true;
@@ -320,8 +395,9 @@ bool ChunkIterator::Next() noexcept {
     delta_ = static_cast<int64_t>(static_cast<uint64_t>(delta_) + static_cast<uint64_t>(dod));
   }
   t_ = static_cast<int64_t>(static_cast<uint64_t>(t_) + static_cast<uint64_t>(delta_));
+  if (kind_ == Kind::kAdaptive) return NextAdaptive();
   bool bit;
-  if (decimal_) {
+  if (kind_ == Kind::kDecimal) {
     int ones = 0;
     while (ones < 5) {
       if (!ReadBit(bit)) return Fail("value cut short");
@@ -354,6 +430,45 @@ bool ChunkIterator::Next() noexcept {
     if (!ReadBits(n, x)) return Fail("value cut short");
     v_ ^= n == 64 ? x : (x << trailing_);
   }
+  ++read_;
+  return true;
+}
+
+bool ChunkIterator::NextAdaptive() noexcept {
+  const int choice = model_.Choice();
+  uint64_t zc = 0;  // the chosen prediction's residual, zigzagged
+  if (read_ == 1) {
+    if (!ReadVarint(zc)) return Fail("value cut short");
+  } else {
+    const bool zero_flag = model_.ZeroFlag();
+    bool nonzero = true;
+    if (zero_flag && !ReadBit(nonzero)) return Fail("value cut short");
+    if (nonzero) {
+      int q = 0;
+      bool bit = true;
+      while (q < kRiceEscape) {
+        if (!ReadBit(bit)) return Fail("value cut short");
+        if (!bit) break;
+        ++q;
+      }
+      uint64_t r;
+      if (q == kRiceEscape) {
+        if (!ReadBits(64, r)) return Fail("value cut short");
+      } else {
+        const int k = model_.RiceK(choice, zero_flag);
+        uint64_t low;
+        if (!ReadBits(k, low)) return Fail("value cut short");
+        r = (static_cast<uint64_t>(q) << k) | low;
+      }
+      zc = zero_flag ? r + 1 : r;
+    }
+  }
+  const uint64_t predicted = choice == 0 ? model_.x : model_.x + model_.delta;
+  const uint64_t x = predicted + static_cast<uint64_t>(UnZigZag(zc));
+  uint64_t z[2];
+  model_.Residuals(x, z);
+  model_.Update(x, z, choice);
+  v_ = float_ ? x : std::bit_cast<uint64_t>(FromMantissa(static_cast<int64_t>(x), exp_));
   ++read_;
   return true;
 }

@@ -90,11 +90,15 @@ struct MemSeries {
       // Room first (doubling), so that a chunk written to a file is never
       // lost to a push_back that throws.
       if (chunks.size() == chunks.capacity()) chunks.reserve(std::max<size_t>(2, chunks.size() * 2));
+      // A float chunk as Gorilla while open, then the smaller kind.
+      const std::optional<detail::ChunkAppender> smaller =
+          open.decimal() ? std::nullopt : detail::FloatDeltasIfSmaller(open.bytes());
+      const std::span<const uint8_t> closed = smaller ? smaller->bytes() : open.bytes();
       Chunk c{.mint = open_mint, .maxt = maxt};
-      if (files == nullptr || !files->Write(open.bytes(), c.at)) {
-        c.bytes = detail::PoolBytes(open.bytes());
+      if (files == nullptr || !files->Write(closed, c.at)) {
+        c.bytes = detail::PoolBytes(closed);
       } else {
-        c.len = static_cast<uint32_t>(open.bytes().size());
+        c.len = static_cast<uint32_t>(closed.size());
       }
       chunks.push_back(std::move(c));
       open = std::move(fresh);
@@ -611,7 +615,8 @@ Status TsdbImpl::Replay() {
         for (const WalSample& s : *samples) {
           if (MemSeries* m = series_.Find(s.ref)) replay_one(*m, s.t, s.v);
         }
-      } else if (rec->type == detail::kRecordChunks || rec->type == detail::kRecordGorillaChunks) {
+      } else if (rec->type == detail::kRecordChunks || rec->type == detail::kRecordDecimalChunks ||
+                 rec->type == detail::kRecordGorillaChunks) {
         auto chunks = detail::DecodeChunks(rec->payload);
         if (!chunks.ok()) {
           cut = true;

@@ -1,7 +1,7 @@
 // Fuzzes the TSDB's chunk codecs. Block chunks (monitor/block_codec.h):
 // arbitrary bytes decoded within bounds, and decimal-looking series
-// round-tripped exactly. Head chunks (monitor/chunk.h), Gorilla and
-// decimal. Decode: arbitrary bytes as a chunk must be read within bounds,
+// round-tripped exactly. Head chunks (monitor/chunk.h), Gorilla, adaptive
+// float and adaptive decimal. Decode: arbitrary bytes as a chunk must be read within bounds,
 // and end in a clean stop or a kCorruption status. Round trip: the bytes as
 // samples (a timestamp step and 64 value bits each) encoded and decoded
 // again must come back bit for bit; in a decimal chunk most values are
@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <span>
 #include <vector>
 
 #include "monitor/block_codec.h"
@@ -76,10 +77,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     a.Append(t, std::bit_cast<double>(bits));
     want.push_back({t, bits});
   }
-  ChunkIterator it(ByteView(reinterpret_cast<const std::byte*>(a.bytes().data()), a.bytes().size()));
-  for (const auto& [wt, wb] : want) {
-    if (!it.Next() || it.t() != wt || it.v_bits() != wb) std::abort();
+  const auto check = [&](std::span<const uint8_t> bytes) {
+    ChunkIterator it(ByteView(reinterpret_cast<const std::byte*>(bytes.data()), bytes.size()));
+    for (const auto& [wt, wb] : want) {
+      if (!it.Next() || it.t() != wt || it.v_bits() != wb) std::abort();
+    }
+    if (it.Next() || !it.status().ok()) std::abort();
+  };
+  check(a.bytes());
+  if (!decimal) {  // the same samples as an adaptive float chunk, and the close-time choice
+    ChunkAppender f = ChunkAppender::FloatDeltas();
+    for (const auto& [wt, wb] : want) f.Append(wt, std::bit_cast<double>(wb));
+    check(f.bytes());
+    if (const auto smaller = FloatDeltasIfSmaller(a.bytes())) check(smaller->bytes());
   }
-  if (it.Next() || !it.status().ok()) std::abort();
   return 0;
 }

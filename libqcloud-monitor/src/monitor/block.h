@@ -43,9 +43,11 @@
 
 namespace qcloud::monitor::detail {
 
-// Written; 3 (chunk references in the index), 2 (index not compressed) and
-// 1 (Gorilla chunks only) are still read.
-inline constexpr uint32_t kBlockVersion = 4;
+// Written; 4 (no adaptive chunks in its block chunks), 3 (chunk references
+// in the index), 2 (index not compressed) and 1 (Gorilla chunks only) are
+// still read. 5 has 4's layout: the version tells older readers, which
+// cannot read adaptive chunks, to leave the block alone.
+inline constexpr uint32_t kBlockVersion = 5;
 inline constexpr size_t kBlockHeaderSize = 32;
 inline constexpr size_t kBlockFooterSize = 32;
 inline constexpr uint64_t kMaxBlockIndexBytes = uint64_t{1} << 31;  // 2 GiB

@@ -1,25 +1,37 @@
 #pragma once
 
-// Compressed chunks of one series' samples, of two kinds
-// (docs/notes/monitor-format.md, "Chunks"):
-//
-// Gorilla (Pelkonen et al., VLDB 2015) as Prometheus uses it. Timestamps:
+// Compressed chunks of one series' samples, of three kinds
+// (docs/notes/monitor-format.md, "Chunks"). All three share the timestamps:
 // the first as a zigzag varint, the second as a varint delta, then
 // delta-of-deltas in prefix-coded buckets ('0'; '10' + 14 bits; '110' + 17;
-// '1110' + 20; '1111' + 64). Values: the first as 64 raw bits, then the XOR
-// with the previous value: '0' when equal; '10' + the meaningful bits when
-// they fit the previous leading/trailing-zero window; '11' + 5 bits of
-// leading zeros + 6 bits of length (0 = 64) + the bits otherwise. Layout: a
-// 2-byte big-endian sample count (below 0x8000), then the bit stream.
+// '1110' + 20; '1111' + 64).
 //
-// Decimal: the values monitoring data is mostly made of (integers, 12.47)
-// as integer mantissas m with one exponent E per chunk, v = m / 10^E bit
-// for bit. Timestamps as above; values: the first mantissa as a zigzag
-// varint, then the zigzag delta-of-delta of the mantissas: '0' when 0;
-// '10' + 8 bits; '110' + 13; '1110' + 18; '11110' + 28; '11111' + 64.
-// Layout: 2 bytes big-endian, 0x8000 | the sample count; u8 E (0..17); the
-// bit stream. A counter or a two-decimal gauge costs 1-3 bytes a sample
-// here against 3-6 in Gorilla's XOR.
+// Adaptive (decimal since format 3): values as 64-bit integers x, either
+// decimal mantissas m with one exponent E per chunk (v = m / 10^E bit for
+// bit: integers, 12.47) or, for a float chunk, the double's bits. The
+// first x as a zigzag varint (decimal) or 64 raw bits; then the zigzag
+// residual against one of two predictions, the last x (delta) or the last x
+// plus the last delta (delta of delta), Rice-coded. Which prediction, the
+// Rice parameter and whether a zero residual gets its own flag bit are
+// chosen from the residuals before (both ends compute them the same way),
+// so nothing but the residuals is written. A counter of random increments
+// costs about a bit more than their entropy. Layout: 2 bytes big-endian,
+// 0x8000 | the sample count; u8 0x40 | 0x20 for a float chunk | E (0..17,
+// 0 for float); the bit stream.
+//
+// Gorilla (Pelkonen et al., VLDB 2015) as Prometheus uses it: values XORed
+// with the previous one: '0' when equal; '10' + the meaningful bits when
+// they fit the previous leading/trailing-zero window; '11' + 5 bits of
+// leading zeros + 6 bits of length (0 = 64) + the bits. Layout: a 2-byte
+// big-endian sample count (below 0x8000), then the bit stream. Written for
+// a chunk with a value that is no short decimal (XOR keeps the trailing
+// zeros of integer-valued floats cheap); a closed one is written again as
+// an adaptive float chunk when that is smaller (a random-walk float: ~46
+// bits a sample against ~51).
+//
+// Read only (written before format 3): decimal with delta-of-deltas of the
+// mantissas in buckets ('0'; '10' + 8 bits; '110' + 13; '1110' + 18;
+// '11110' + 28; '11111' + 64); 0x8000 | count, u8 E (0..17).
 //
 // A chunk is disk and network input (blocks, the WAL's chunk records):
 // the iterator checks every read against the end and reports a bad chunk
@@ -51,13 +63,44 @@ bool ToMantissa(double v, int e, int64_t& m) noexcept;
 // integer with trailing zeros: 1.5e9 is 15 * 10^8), or nothing (NaN, -0, 1/3).
 std::optional<int> ExponentOf(double v) noexcept;
 
+// The adaptive coding's state after each sample, the same at both ends.
+struct ResidualModel {
+  uint64_t x = 0;      // the last value
+  uint64_t delta = 0;  // the last difference (wrapping)
+  // Over the last 32-64 residuals, per prediction (0 = delta, 1 = delta of
+  // delta): the sum of their bit widths and how many were not zero; how
+  // many of the chosen one's were zero; how many there were.
+  uint16_t width[2] = {0, 0};
+  uint8_t nonzero[2] = {0, 0};
+  uint8_t zeros = 0;
+  uint8_t n = 0;
+
+  int Choice() const noexcept { return width[1] < width[0] ? 1 : 0; }
+  // A zero residual gets its own bit once at least a quarter were zero.
+  bool ZeroFlag() const noexcept { return n > 0 && zeros * 4 >= n; }
+  // The Rice parameter: the mean bit width of the chosen residuals (the
+  // non-zero ones when they have their flag).
+  int RiceK(int choice, bool zero_flag) const noexcept {
+    const unsigned count = zero_flag ? nonzero[choice] : n;
+    const unsigned k = width[choice] / (count == 0 ? 1 : count);
+    return static_cast<int>(k > 63 ? 63 : k);
+  }
+  // The residuals of `next` against both predictions, zigzagged.
+  void Residuals(uint64_t next, uint64_t z[2]) const noexcept;
+  void Update(uint64_t next, const uint64_t z[2], int choice) noexcept;
+};
+
+inline constexpr int kRiceEscape = 32;  // this many 1s: 64 raw bits follow
+
 class ChunkAppender {
  public:
-  // `decimal`: a decimal chunk while every value is an exact short decimal,
+  // `decimal`: decimal values while every value is an exact short decimal,
   // encoded again with a larger exponent, or as Gorilla, when a value is
   // not (at most 18 times a chunk; a chunk holds at most 0x7fff samples).
-  // Otherwise always Gorilla.
+  // Otherwise Gorilla.
   explicit ChunkAppender(bool decimal = false);
+  // An adaptive float chunk (any values).
+  static ChunkAppender FloatDeltas();
   // Timestamps must not decrease (the head checks).
   void Append(int64_t t, double v);
   size_t samples() const noexcept { return count_; }
@@ -72,10 +115,12 @@ class ChunkAppender {
 
  private:
   void Reset(bool decimal, int e);
-  void Put(int64_t t, double v, int64_t m);
+  void Put(int64_t t, uint64_t x);
+  void PutResidual(uint64_t x);
+  void PutXor(uint64_t bits);
   void Widen(int64_t t, double v);
-  // A new last byte (PoolBytes grows by a quarter, not double: the head
-  // keeps a chunk per series open for hours).
+  // A new last byte (PoolBytes grows a class at a time: the head keeps a
+  // chunk per series open for hours).
   void NextByte() {
     bytes_.push_back(0);
     bit_pos_ = 0;
@@ -92,16 +137,20 @@ class ChunkAppender {
   PoolBytes bytes_;
   int64_t t_ = 0;
   int64_t delta_ = 0;
-  uint64_t v_ = 0;
-  uint64_t m_ = 0, mdelta_ = 0;  // decimal: the last mantissa and its delta (wrapping)
+  ResidualModel model_;
   uint16_t count_ = 0;           // below 0x8000
   uint8_t bit_pos_ = 8;          // bits used in the last byte (8 = full: the next bit starts a byte)
   int8_t exp_ = 0;
-  uint8_t leading_ = 0xff;  // of the last XOR window; 0xff = none yet
+  uint8_t leading_ = 0xff;  // Gorilla: of the last XOR window; 0xff = none yet
   uint8_t trailing_ = 0;
   bool try_decimal_ = false;
   bool decimal_ = false;
+  bool float_deltas_ = false;
 };
+
+// A closed Gorilla chunk written again as an adaptive float chunk, when
+// that is smaller; nothing otherwise (or for another kind of chunk).
+std::optional<ChunkAppender> FloatDeltasIfSmaller(std::span<const uint8_t> chunk);
 
 class ChunkIterator {
  public:
@@ -116,17 +165,21 @@ class ChunkIterator {
   size_t total() const noexcept { return total_; }
 
  private:
+  enum class Kind : uint8_t { kGorilla, kDecimal, kAdaptive };
   bool ReadBit(bool& bit) noexcept;
   bool ReadBits(int n, uint64_t& out) noexcept;
   bool ReadVarint(uint64_t& out) noexcept;
   bool Fail(const char* why) noexcept;
+  bool NextAdaptive() noexcept;
 
   const uint8_t* data_;
   size_t size_;
   size_t bit_ = 16;  // position in bits (after the header)
-  bool decimal_ = false;
+  Kind kind_ = Kind::kGorilla;
+  bool float_ = false;  // adaptive: x is the double's bits
   int exp_ = 0;
   uint64_t m_ = 0, mdelta_ = 0;
+  ResidualModel model_;
   size_t total_ = 0;
   size_t read_ = 0;
   int64_t t_ = 0;

@@ -37,7 +37,8 @@ namespace qcloud::monitor::detail {
 inline constexpr uint8_t kRecordSeries = 1;
 inline constexpr uint8_t kRecordSamples = 2;
 inline constexpr uint8_t kRecordGorillaChunks = 3;  // read only
-inline constexpr uint8_t kRecordChunks = 4;
+inline constexpr uint8_t kRecordDecimalChunks = 4;  // read only: Gorilla or (old) decimal chunks
+inline constexpr uint8_t kRecordChunks = 5;         // any kind, adaptive included
 inline constexpr size_t kRecordHeader = 9;
 inline constexpr size_t kMaxRecordBytes = 64 << 20;  // a record longer than this is corrupt
 
