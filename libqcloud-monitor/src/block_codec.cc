@@ -71,6 +71,73 @@ Status Bad(const char* what) { return Status(Errc::kCorruption, std::string("blo
 
 }  // namespace
 
+namespace {
+
+// Kinds 2 and 3's bytes: varint timestamps and mantissas.
+std::vector<uint8_t> Packed(std::span<const Sample> samples, const std::vector<int64_t>& mantissas, int e) {
+  std::vector<uint8_t> packed;
+  PutVarint(packed, samples.size());
+  std::vector<int64_t> ts;
+  ts.reserve(samples.size());
+  for (const Sample& s : samples) ts.push_back(s.t);
+  PutSeries(packed, ts, 2);
+  packed.push_back(static_cast<uint8_t>(static_cast<int8_t>(e)));
+  std::vector<uint8_t> d1, d2;
+  PutSeries(d1, mantissas, 1);
+  PutSeries(d2, mantissas, 2);
+  const bool second = d2.size() < d1.size();
+  packed.push_back(second ? 1 : 0);
+  const auto& m = second ? d2 : d1;
+  packed.insert(packed.end(), m.begin(), m.end());
+  return packed;
+}
+
+// Kinds 4 and 5's bytes: varint timestamps, then the values as an
+// adaptive chunk's residuals (mantissas, or a float's bits).
+std::vector<uint8_t> Split(std::span<const Sample> samples, const std::vector<int64_t>* mantissas, int e) {
+  std::vector<uint8_t> out;
+  PutVarint(out, samples.size());
+  std::vector<int64_t> ts;
+  ts.reserve(samples.size());
+  for (const Sample& s : samples) ts.push_back(s.t);
+  PutSeries(out, ts, 2);
+  out.push_back(mantissas != nullptr ? 0 : 1);
+  out.push_back(static_cast<uint8_t>(static_cast<int8_t>(e)));
+  uint8_t bit_pos = 8;
+  BitOut<std::vector<uint8_t>> bits{out, bit_pos};
+  ResidualModel model;
+  for (size_t i = 0; i < samples.size(); ++i) {
+    const uint64_t x = mantissas != nullptr ? static_cast<uint64_t>((*mantissas)[i]) : std::bit_cast<uint64_t>(samples[i].v);
+    if (i > 0) {
+      PutResidual(bits, model, x, i == 1);
+    } else if (mantissas != nullptr) {
+      bits.WriteVarint(ZigZag(static_cast<int64_t>(x)));
+      model.x = x;
+    } else {
+      bits.WriteBits(x, 64);
+      model.x = x;
+    }
+  }
+  return out;
+}
+
+// `plain` as kind `kind`, or as `kind + 1` (one zstd frame) when smaller.
+std::vector<uint8_t> Framed(uint8_t kind, const std::vector<uint8_t>& plain) {
+  std::vector<uint8_t> out;
+  auto z = ZstdCompress(ByteView(reinterpret_cast<const std::byte*>(plain.data()), plain.size()), {.level = 3});
+  if (z.ok() && z->size() + 1 < plain.size()) {
+    out.push_back(static_cast<uint8_t>(kind + 1));
+    const ByteView zb = z->readable();
+    out.insert(out.end(), reinterpret_cast<const uint8_t*>(zb.data()), reinterpret_cast<const uint8_t*>(zb.data()) + zb.size());
+  } else {
+    out.push_back(kind);
+    out.insert(out.end(), plain.begin(), plain.end());
+  }
+  return out;
+}
+
+}  // namespace
+
 std::vector<uint8_t> EncodeBlockChunk(std::span<const Sample> samples) {
   // Values as decimals with one exponent, when every one is one.
   int e = INT32_MIN;
@@ -95,47 +162,18 @@ std::vector<uint8_t> EncodeBlockChunk(std::span<const Sample> samples) {
       mantissas.push_back(m);
     }
   }
-  // A head-format chunk: Gorilla or adaptive float for any values; an
-  // adaptive decimal one when it beats the packed form below.
-  const auto as_chunk = [](std::span<const uint8_t> chunk) {
-    std::vector<uint8_t> out{kBlockChunkGorilla};
-    out.insert(out.end(), chunk.begin(), chunk.end());
-    return out;
-  };
-  if (!decimal) {
+  // The smallest of the forms that can hold the values.
+  std::vector<uint8_t> best;
+  if (decimal) {
+    best = Framed(kBlockChunkPacked, Packed(samples, mantissas, e));
+  } else {
     ChunkAppender a;
     for (const Sample& s : samples) a.Append(s.t, s.v);
-    const std::optional<ChunkAppender> smaller = FloatDeltasIfSmaller(a.bytes());
-    return as_chunk(smaller ? smaller->bytes() : a.bytes());
+    best.push_back(kBlockChunkGorilla);
+    best.insert(best.end(), a.bytes().begin(), a.bytes().end());
   }
-  std::vector<uint8_t> packed;
-  PutVarint(packed, samples.size());
-  std::vector<int64_t> ts;
-  ts.reserve(samples.size());
-  for (const Sample& s : samples) ts.push_back(s.t);
-  PutSeries(packed, ts, 2);
-  packed.push_back(static_cast<uint8_t>(static_cast<int8_t>(e)));
-  std::vector<uint8_t> d1, d2;
-  PutSeries(d1, mantissas, 1);
-  PutSeries(d2, mantissas, 2);
-  const bool second = d2.size() < d1.size();
-  packed.push_back(second ? 1 : 0);
-  const auto& m = second ? d2 : d1;
-  packed.insert(packed.end(), m.begin(), m.end());
-  std::vector<uint8_t> out;
-  auto z = ZstdCompress(ByteView(reinterpret_cast<const std::byte*>(packed.data()), packed.size()), {.level = 3});
-  if (z.ok() && z->size() + 1 < packed.size()) {
-    out.push_back(kBlockChunkPackedZstd);
-    const ByteView zb = z->readable();
-    out.insert(out.end(), reinterpret_cast<const uint8_t*>(zb.data()), reinterpret_cast<const uint8_t*>(zb.data()) + zb.size());
-  } else {
-    out.push_back(kBlockChunkPacked);
-    out.insert(out.end(), packed.begin(), packed.end());
-  }
-  ChunkAppender a(true);
-  for (const Sample& s : samples) a.Append(s.t, s.v);
-  if (a.bytes().size() + 1 < out.size()) return as_chunk(a.bytes());
-  return out;
+  std::vector<uint8_t> split = Framed(kBlockChunkSplit, Split(samples, decimal ? &mantissas : nullptr, decimal ? e : 0));
+  return split.size() < best.size() ? split : best;
 }
 
 Status DecodeBlockChunk(ByteView bytes, int64_t mint, int64_t maxt, std::vector<Sample>& out) {
@@ -150,31 +188,71 @@ Status DecodeBlockChunk(ByteView bytes, int64_t mint, int64_t maxt, std::vector<
     }
     return it.status();
   }
+  if (kind < kBlockChunkPacked || kind > kBlockChunkSplitZstd) return Bad("unknown kind");
   Buffer unpacked;
-  if (kind == kBlockChunkPackedZstd) {
-    // Bounded: at most ~22 bytes a sample packed (two 10-byte varints and some).
+  if (kind == kBlockChunkPackedZstd || kind == kBlockChunkSplitZstd) {
+    // Bounded: at most ~22 bytes a sample packed (a 10-byte varint and 12
+    // bytes of an escaped residual, or two 10-byte varints).
     auto raw = ZstdDecompress(body, kMaxBlockChunkSamples * 24 + 64);
     if (!raw.ok()) return Bad("zstd frame");
     unpacked = std::move(raw).value();
     body = unpacked.readable();
-  } else if (kind != kBlockChunkPacked) {
-    return Bad("unknown kind");
   }
+  const bool split = kind == kBlockChunkSplit || kind == kBlockChunkSplitZstd;
   ByteReader r(body);
   auto n = r.ReadVarint64();
   if (!n || *n == 0 || *n > kMaxBlockChunkSamples) return Bad("sample count");
-  std::vector<int64_t> ts, ms;
+  std::vector<int64_t> ts;
   if (!GetSeries(r, *n, 2, ts)) return Bad("timestamps");
-  auto e8 = r.ReadU8();
-  auto mode = r.ReadU8();
+  std::optional<uint8_t> mode, e8;
+  if (split) {
+    mode = r.ReadU8();
+    e8 = r.ReadU8();
+  } else {
+    e8 = r.ReadU8();
+    mode = r.ReadU8();
+  }
   if (!e8 || !mode || *mode > 1) return Bad("value header");
   const int e = static_cast<int8_t>(*e8);
-  if (e > kMaxExp || e < -kMaxExp) return Bad("exponent");
-  if (!GetSeries(r, *n, *mode == 1 ? 2 : 1, ms)) return Bad("values");
-  if (!r.empty()) return Bad("bytes after the values");
+  if (e > kMaxExp || e < -kMaxExp || (split && *mode == 1 && e != 0)) return Bad("exponent");
+  std::vector<int64_t> xs;
+  if (split) {
+    const ByteView rest = r.rest();
+    BitIn in{.data = reinterpret_cast<const uint8_t*>(rest.data()), .size = rest.size(), .bit = 0};
+    const bool floats = *mode == 1;
+    ResidualModel model;
+    xs.resize(*n);
+    for (size_t i = 0; i < *n; ++i) {
+      uint64_t x;
+      bool ok;
+      if (i > 0) {
+        ok = GetResidual(in, model, i == 1, x);
+      } else if (floats) {
+        ok = in.ReadBits(64, x);
+        model.x = x;
+      } else {
+        uint64_t z = 0;
+        ok = in.ReadVarint(z);
+        x = model.x = static_cast<uint64_t>(UnZigZag(z));
+      }
+      if (!ok) return Bad("values");
+      xs[i] = static_cast<int64_t>(x);
+    }
+    if ((in.bit + 7) / 8 != in.size) return Bad("bytes after the values");
+    if (floats) {
+      for (size_t i = 0; i < *n; ++i) {
+        if (ts[i] > maxt) break;
+        if (ts[i] >= mint) out.push_back({ts[i], std::bit_cast<double>(xs[i])});
+      }
+      return Status::Ok();
+    }
+  } else {
+    if (!GetSeries(r, *n, *mode == 1 ? 2 : 1, xs)) return Bad("values");
+    if (!r.empty()) return Bad("bytes after the values");
+  }
   for (size_t i = 0; i < *n; ++i) {
     if (ts[i] > maxt) break;
-    if (ts[i] >= mint) out.push_back({ts[i], FromMantissa(ms[i], e)});
+    if (ts[i] >= mint) out.push_back({ts[i], FromMantissa(xs[i], e)});
   }
   return Status::Ok();
 }

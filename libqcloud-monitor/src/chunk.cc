@@ -90,6 +90,105 @@ void ResidualModel::Update(uint64_t next, const uint64_t z[2], int choice) noexc
   x = next;
 }
 
+template <class Bytes>
+void PutResidual(BitOut<Bytes> out, ResidualModel& model, uint64_t x, bool second) {
+  uint64_t z[2];
+  model.Residuals(x, z);
+  const int choice = model.Choice();
+  if (second) {
+    out.WriteVarint(z[choice]);  // no residuals to go by yet
+  } else {
+    const bool zero_flag = model.ZeroFlag();
+    uint64_t r = z[choice];
+    if (zero_flag) out.WriteBit(r != 0);
+    if (!zero_flag || r != 0) {
+      if (zero_flag) --r;  // 0 has its bit
+      const int k = model.RiceK(choice, zero_flag);
+      const uint64_t q = r >> k;
+      if (q < kRiceEscape) {
+        out.WriteBits((uint64_t{1} << q) - 1, static_cast<int>(q));
+        out.WriteBit(false);
+        out.WriteBits(r, k);
+      } else {
+        out.WriteBits((uint64_t{1} << kRiceEscape) - 1, kRiceEscape);
+        out.WriteBits(r, 64);
+      }
+    }
+  }
+  model.Update(x, z, choice);
+}
+template void PutResidual(BitOut<PoolBytes>, ResidualModel&, uint64_t, bool);
+template void PutResidual(BitOut<std::vector<uint8_t>>, ResidualModel&, uint64_t, bool);
+
+bool GetResidual(BitIn& in, ResidualModel& model, bool second, uint64_t& x) noexcept {
+  const int choice = model.Choice();
+  uint64_t zc = 0;  // the chosen prediction's residual, zigzagged
+  if (second) {
+    if (!in.ReadVarint(zc)) return false;
+  } else {
+    const bool zero_flag = model.ZeroFlag();
+    bool nonzero = true;
+    if (zero_flag && !in.ReadBit(nonzero)) return false;
+    if (nonzero) {
+      int q = 0;
+      bool bit = true;
+      while (q < kRiceEscape) {
+        if (!in.ReadBit(bit)) return false;
+        if (!bit) break;
+        ++q;
+      }
+      uint64_t r;
+      if (q == kRiceEscape) {
+        if (!in.ReadBits(64, r)) return false;
+      } else {
+        const int k = model.RiceK(choice, zero_flag);
+        uint64_t low;
+        if (!in.ReadBits(k, low)) return false;
+        r = (static_cast<uint64_t>(q) << k) | low;
+      }
+      zc = zero_flag ? r + 1 : r;
+    }
+  }
+  const uint64_t predicted = choice == 0 ? model.x : model.x + model.delta;
+  x = predicted + static_cast<uint64_t>(UnZigZag(zc));
+  uint64_t z[2];
+  model.Residuals(x, z);
+  model.Update(x, z, choice);
+  return true;
+}
+
+bool BitIn::ReadBit(bool& out) noexcept {
+  if (bit >= size * 8) return false;
+  out = ((data[bit >> 3] >> (7 - (bit & 7))) & 1) != 0;
+  ++bit;
+  return true;
+}
+
+bool BitIn::ReadBits(int n, uint64_t& out) noexcept {
+  if (static_cast<size_t>(n) > size * 8 - bit) return false;
+  out = 0;
+  while (n > 0) {  // up to a byte at a time
+    const int room = 8 - static_cast<int>(bit & 7);
+    const int take = n < room ? n : room;
+    const unsigned part = (data[bit >> 3] >> (room - take)) & ((1u << take) - 1);
+    out = (out << take) | part;
+    bit += static_cast<size_t>(take);
+    n -= take;
+  }
+  return true;
+}
+
+bool BitIn::ReadVarint(uint64_t& out) noexcept {
+  out = 0;
+  for (int shift = 0; shift < 64; shift += 7) {
+    uint64_t b;
+    if (!ReadBits(8, b)) return false;
+    out |= (b & 0x7f) << shift;
+    if ((b & 0x80) == 0) return true;
+  }
+  return false;
+}
+
 ChunkAppender::ChunkAppender(bool decimal) : try_decimal_(decimal) { Reset(false, 0); }
 
 ChunkAppender ChunkAppender::FloatDeltas() {
@@ -117,28 +216,6 @@ void ChunkAppender::Reset(bool decimal, int e) {
   trailing_ = 0;
 }
 
-void ChunkAppender::WriteBits(uint64_t value, int n) {
-  // Up to a byte at a time: fill the last byte's free bits, then whole bytes.
-  if (n < 64) value &= (uint64_t{1} << n) - 1;
-  while (n > 0) {
-    if (bit_pos_ == 8) NextByte();
-    const int room = 8 - bit_pos_;
-    const int take = n < room ? n : room;
-    const auto part = static_cast<uint8_t>((value >> (n - take)) & ((1u << take) - 1));
-    bytes_.back() |= static_cast<uint8_t>(part << (room - take));
-    bit_pos_ += take;
-    n -= take;
-  }
-}
-
-void ChunkAppender::WriteVarint(uint64_t v) {
-  while (v >= 0x80) {
-    WriteBits((v & 0x7f) | 0x80, 8);
-    v >>= 7;
-  }
-  WriteBits(v, 8);
-}
-
 void ChunkAppender::Append(int64_t t, double v) {
   if (count_ == 0 && try_decimal_) {
     const std::optional<int> e = ExponentOf(v);
@@ -157,7 +234,7 @@ void ChunkAppender::Append(int64_t t, double v) {
 }
 
 // `v` has no mantissa at this chunk's exponent: the chunk is written again
-// with the smallest exponent that holds every value, or as a float chunk.
+// with the smallest exponent that holds every value, or as Gorilla.
 void ChunkAppender::Widen(int64_t t, double v) {
   std::vector<std::pair<int64_t, double>> all;
   all.reserve(count_ + 1);
@@ -176,12 +253,13 @@ void ChunkAppender::Widen(int64_t t, double v) {
 }
 
 void ChunkAppender::Put(int64_t t, uint64_t x) {
+  BitOut<PoolBytes> out = Out();
   if (count_ == 0) {
-    WriteVarint(ZigZag(t));
+    out.WriteVarint(ZigZag(t));
     if (decimal_) {
-      WriteVarint(ZigZag(static_cast<int64_t>(x)));
+      out.WriteVarint(ZigZag(static_cast<int64_t>(x)));
     } else {
-      WriteBits(x, 64);
+      out.WriteBits(x, 64);
     }
     model_.x = x;  // Gorilla: the last value's bits
   } else {
@@ -189,30 +267,30 @@ void ChunkAppender::Put(int64_t t, uint64_t x) {
     // the iterator wraps the same way.
     const auto delta = static_cast<int64_t>(static_cast<uint64_t>(t) - static_cast<uint64_t>(t_));
     if (count_ == 1) {
-      WriteVarint(static_cast<uint64_t>(delta));
+      out.WriteVarint(static_cast<uint64_t>(delta));
     } else {
       const auto dod = static_cast<int64_t>(static_cast<uint64_t>(delta) - static_cast<uint64_t>(delta_));
       if (dod == 0) {
-        WriteBit(false);
+        out.WriteBit(false);
       } else {
         bool done = false;
         for (const Bucket& b : kBuckets) {
           if (Fits(dod, b.value_bits)) {
-            WriteBits(b.prefix, b.prefix_bits);
-            WriteBits(static_cast<uint64_t>(dod), b.value_bits);
+            out.WriteBits(b.prefix, b.prefix_bits);
+            out.WriteBits(static_cast<uint64_t>(dod), b.value_bits);
             done = true;
             break;
           }
         }
         if (!done) {
-          WriteBits(0b1111, 4);
-          WriteBits(static_cast<uint64_t>(dod), 64);
+          out.WriteBits(0b1111, 4);
+          out.WriteBits(static_cast<uint64_t>(dod), 64);
         }
       }
     }
     delta_ = delta;
     if (decimal_ || float_deltas_) {
-      PutResidual(x);
+      PutResidual(out, model_, x, count_ == 1);
     } else {
       PutXor(x);
     }
@@ -223,55 +301,29 @@ void ChunkAppender::Put(int64_t t, uint64_t x) {
   bytes_[1] = static_cast<uint8_t>(count_);
 }
 
-void ChunkAppender::PutResidual(uint64_t x) {
-  uint64_t z[2];
-  model_.Residuals(x, z);
-  const int choice = model_.Choice();
-  if (count_ == 1) {
-    WriteVarint(z[choice]);  // no residuals to go by yet
-  } else {
-    const bool zero_flag = model_.ZeroFlag();
-    uint64_t r = z[choice];
-    if (zero_flag) WriteBit(r != 0);
-    if (!zero_flag || r != 0) {
-      if (zero_flag) --r;  // 0 has its bit
-      const int k = model_.RiceK(choice, zero_flag);
-      const uint64_t q = r >> k;
-      if (q < kRiceEscape) {
-        WriteBits((uint64_t{1} << q) - 1, static_cast<int>(q));
-        WriteBit(false);
-        WriteBits(r, k);
-      } else {
-        WriteBits((uint64_t{1} << kRiceEscape) - 1, kRiceEscape);
-        WriteBits(r, 64);
-      }
-    }
-  }
-  model_.Update(x, z, choice);
-}
-
 void ChunkAppender::PutXor(uint64_t bits) {
+  BitOut<PoolBytes> out = Out();
   const uint64_t x = bits ^ model_.x;
   model_.x = bits;
   if (x == 0) {
-    WriteBit(false);
+    out.WriteBit(false);
     return;
   }
-  WriteBit(true);
+  out.WriteBit(true);
   int leading = std::countl_zero(x);
   const int trailing = std::countr_zero(x);
   if (leading >= 32) leading = 31;  // 5 bits
   if (leading_ != 0xff && leading >= leading_ && trailing >= trailing_) {
-    WriteBit(false);
-    WriteBits(x >> trailing_, 64 - leading_ - trailing_);
+    out.WriteBit(false);
+    out.WriteBits(x >> trailing_, 64 - leading_ - trailing_);
   } else {
     leading_ = static_cast<uint8_t>(leading);
     trailing_ = static_cast<uint8_t>(trailing);
-    WriteBit(true);
-    WriteBits(static_cast<uint64_t>(leading), 5);
+    out.WriteBit(true);
+    out.WriteBits(static_cast<uint64_t>(leading), 5);
     const int sig = 64 - leading - trailing;
-    WriteBits(static_cast<uint64_t>(sig == 64 ? 0 : sig), 6);
-    WriteBits(x >> trailing, sig);
+    out.WriteBits(static_cast<uint64_t>(sig == 64 ? 0 : sig), 6);
+    out.WriteBits(x >> trailing, sig);
   }
 }
 
@@ -288,19 +340,19 @@ std::optional<ChunkAppender> FloatDeltasIfSmaller(std::span<const uint8_t> chunk
 }
 
 ChunkIterator::ChunkIterator(ByteView chunk) noexcept
-    : data_(reinterpret_cast<const uint8_t*>(chunk.data())), size_(chunk.size()) {
-  if (size_ < 2) {
+    : in_{.data = reinterpret_cast<const uint8_t*>(chunk.data()), .size = chunk.size(), .bit = 16} {
+  if (in_.size < 2) {
     Fail("chunk shorter than its header");
     return;
   }
-  total_ = (size_t{data_[0] & 0x7fu} << 8) | data_[1];
-  if ((data_[0] & kDecimalFlag) == 0) return;  // Gorilla
-  if (size_ < 3) {
+  total_ = (size_t{in_.data[0] & 0x7fu} << 8) | in_.data[1];
+  if ((in_.data[0] & kDecimalFlag) == 0) return;  // Gorilla
+  if (in_.size < 3) {
     Fail("chunk shorter than its header");
     return;
   }
-  const uint8_t b = data_[2];
-  bit_ = 24;
+  const uint8_t b = in_.data[2];
+  in_.bit = 24;
   if ((b & kAdaptiveFlag) != 0) {
     kind_ = Kind::kAdaptive;
     float_ = (b & kFloatFlag) != 0;
@@ -321,50 +373,18 @@ bool ChunkIterator::Fail(const char* why) noexcept {
   return false;
 }
 
-bool ChunkIterator::ReadBit(bool& bit) noexcept {
-  if (bit_ >= size_ * 8) return false;
-  bit = ((data_[bit_ >> 3] >> (7 - (bit_ & 7))) & 1) != 0;
-  ++bit_;
-  return true;
-}
-
-bool ChunkIterator::ReadBits(int n, uint64_t& out) noexcept {
-  if (static_cast<size_t>(n) > size_ * 8 - bit_) return false;
-  out = 0;
-  while (n > 0) {  // up to a byte at a time
-    const int room = 8 - static_cast<int>(bit_ & 7);
-    const int take = n < room ? n : room;
-    const unsigned part = (data_[bit_ >> 3] >> (room - take)) & ((1u << take) - 1);
-    out = (out << take) | part;
-    bit_ += static_cast<size_t>(take);
-    n -= take;
-  }
-  return true;
-}
-
-bool ChunkIterator::ReadVarint(uint64_t& out) noexcept {
-  out = 0;
-  for (int shift = 0; shift < 64; shift += 7) {
-    uint64_t b;
-    if (!ReadBits(8, b)) return false;
-    out |= (b & 0x7f) << shift;
-    if ((b & 0x80) == 0) return true;
-  }
-  return false;
-}
-
 bool ChunkIterator::Next() noexcept {
   if (!status_.ok() || read_ >= total_) return false;
   if (read_ == 0) {
     uint64_t t;
-    if (!ReadVarint(t)) return Fail("first sample cut short");
+    if (!in_.ReadVarint(t)) return Fail("first sample cut short");
     t_ = UnZigZag(t);
     if (kind_ == Kind::kGorilla || float_) {
-      if (!ReadBits(64, v_)) return Fail("first sample cut short");
+      if (!in_.ReadBits(64, v_)) return Fail("first sample cut short");
       model_.x = v_;
     } else {
       uint64_t z;
-      if (!ReadVarint(z)) return Fail("first sample cut short");
+      if (!in_.ReadVarint(z)) return Fail("first sample cut short");
       m_ = model_.x = static_cast<uint64_t>(UnZigZag(z));
       v_ = std::bit_cast<uint64_t>(FromMantissa(static_cast<int64_t>(m_), exp_));
     }
@@ -373,13 +393,13 @@ bool ChunkIterator::Next() noexcept {
   }
   if (read_ == 1) {
     uint64_t d;
-    if (!ReadVarint(d)) return Fail("second timestamp cut short");
+    if (!in_.ReadVarint(d)) return Fail("second timestamp cut short");
     delta_ = static_cast<int64_t>(d);
   } else {
     int ones = 0;
     bool bit;
     while (ones < 4) {
-      if (!ReadBit(bit)) return Fail("timestamp cut short");
+      if (!in_.ReadBit(bit)) return Fail("timestamp cut short");
       if (!bit) break;
       ++ones;
     }
@@ -387,7 +407,7 @@ bool ChunkIterator::Next() noexcept {
     if (ones > 0) {
       const int bits = ones == 4 ? 64 : kBuckets[ones - 1].value_bits;
       uint64_t raw;
-      if (!ReadBits(bits, raw)) return Fail("timestamp cut short");
+      if (!in_.ReadBits(bits, raw)) return Fail("timestamp cut short");
       // The buckets hold [-(2^(b-1) - 1), 2^(b-1)]: above the top, negative.
       if (bits < 64 && raw > (uint64_t{1} << (bits - 1))) raw |= ~uint64_t{0} << bits;
       dod = static_cast<int64_t>(raw);
@@ -395,17 +415,23 @@ bool ChunkIterator::Next() noexcept {
     delta_ = static_cast<int64_t>(static_cast<uint64_t>(delta_) + static_cast<uint64_t>(dod));
   }
   t_ = static_cast<int64_t>(static_cast<uint64_t>(t_) + static_cast<uint64_t>(delta_));
-  if (kind_ == Kind::kAdaptive) return NextAdaptive();
+  if (kind_ == Kind::kAdaptive) {
+    uint64_t x;
+    if (!GetResidual(in_, model_, read_ == 1, x)) return Fail("value cut short");
+    v_ = float_ ? x : std::bit_cast<uint64_t>(FromMantissa(static_cast<int64_t>(x), exp_));
+    ++read_;
+    return true;
+  }
   bool bit;
   if (kind_ == Kind::kDecimal) {
     int ones = 0;
     while (ones < 5) {
-      if (!ReadBit(bit)) return Fail("value cut short");
+      if (!in_.ReadBit(bit)) return Fail("value cut short");
       if (!bit) break;
       ++ones;
     }
     uint64_t z = 0;
-    if (ones > 0 && !ReadBits(ones == 5 ? 64 : kValueBuckets[ones - 1].value_bits, z)) {
+    if (ones > 0 && !in_.ReadBits(ones == 5 ? 64 : kValueBuckets[ones - 1].value_bits, z)) {
       return Fail("value cut short");
     }
     mdelta_ += static_cast<uint64_t>(UnZigZag(z));
@@ -414,12 +440,12 @@ bool ChunkIterator::Next() noexcept {
     ++read_;
     return true;
   }
-  if (!ReadBit(bit)) return Fail("value cut short");
+  if (!in_.ReadBit(bit)) return Fail("value cut short");
   if (bit) {
-    if (!ReadBit(bit)) return Fail("value cut short");
+    if (!in_.ReadBit(bit)) return Fail("value cut short");
     if (bit) {
       uint64_t lead, sig;
-      if (!ReadBits(5, lead) || !ReadBits(6, sig)) return Fail("value cut short");
+      if (!in_.ReadBits(5, lead) || !in_.ReadBits(6, sig)) return Fail("value cut short");
       if (sig == 0) sig = 64;
       if (lead + sig > 64) return Fail("value window past 64 bits");
       leading_ = static_cast<int>(lead);
@@ -427,48 +453,9 @@ bool ChunkIterator::Next() noexcept {
     }  // else the last window again (before any: 64 bits, still bounded)
     uint64_t x;
     const int n = 64 - leading_ - trailing_;
-    if (!ReadBits(n, x)) return Fail("value cut short");
+    if (!in_.ReadBits(n, x)) return Fail("value cut short");
     v_ ^= n == 64 ? x : (x << trailing_);
   }
-  ++read_;
-  return true;
-}
-
-bool ChunkIterator::NextAdaptive() noexcept {
-  const int choice = model_.Choice();
-  uint64_t zc = 0;  // the chosen prediction's residual, zigzagged
-  if (read_ == 1) {
-    if (!ReadVarint(zc)) return Fail("value cut short");
-  } else {
-    const bool zero_flag = model_.ZeroFlag();
-    bool nonzero = true;
-    if (zero_flag && !ReadBit(nonzero)) return Fail("value cut short");
-    if (nonzero) {
-      int q = 0;
-      bool bit = true;
-      while (q < kRiceEscape) {
-        if (!ReadBit(bit)) return Fail("value cut short");
-        if (!bit) break;
-        ++q;
-      }
-      uint64_t r;
-      if (q == kRiceEscape) {
-        if (!ReadBits(64, r)) return Fail("value cut short");
-      } else {
-        const int k = model_.RiceK(choice, zero_flag);
-        uint64_t low;
-        if (!ReadBits(k, low)) return Fail("value cut short");
-        r = (static_cast<uint64_t>(q) << k) | low;
-      }
-      zc = zero_flag ? r + 1 : r;
-    }
-  }
-  const uint64_t predicted = choice == 0 ? model_.x : model_.x + model_.delta;
-  const uint64_t x = predicted + static_cast<uint64_t>(UnZigZag(zc));
-  uint64_t z[2];
-  model_.Residuals(x, z);
-  model_.Update(x, z, choice);
-  v_ = float_ ? x : std::bit_cast<uint64_t>(FromMantissa(static_cast<int64_t>(x), exp_));
   ++read_;
   return true;
 }

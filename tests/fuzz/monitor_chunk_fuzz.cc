@@ -1,6 +1,6 @@
 // Fuzzes the TSDB's chunk codecs. Block chunks (monitor/block_codec.h):
-// arbitrary bytes decoded within bounds, and decimal-looking series
-// round-tripped exactly. Head chunks (monitor/chunk.h), Gorilla, adaptive
+// arbitrary bytes decoded within bounds, and decimal-looking series (now
+// and then a float of any bits) round-tripped bit for bit. Head chunks (monitor/chunk.h), Gorilla, adaptive
 // float and adaptive decimal. Decode: arbitrary bytes as a chunk must be read within bounds,
 // and end in a clean stop or a kCorruption status. Round trip: the bytes as
 // samples (a timestamp step and 64 value bits each) encoded and decoded
@@ -40,14 +40,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       std::memcpy(&step, in.data() + i, 2);
       std::memcpy(&m, in.data() + i + 2, 4);
       t += step;
-      want.push_back({t, static_cast<double>(m) / (step % 3 == 0 ? 100 : 1)});
+      // Now and then a float of any bits (NaN too): the chunk goes float.
+      const double v = step % 61 == 0 ? std::bit_cast<double>((uint64_t{static_cast<uint32_t>(m)} << 32) | step)
+                                      : static_cast<double>(m) / (step % 3 == 0 ? 100 : 1);
+      want.push_back({t, v});
     }
     if (want.empty()) return 0;
     const std::vector<uint8_t> enc = EncodeBlockChunk(want);
     std::vector<qcloud::monitor::Sample> got;
     if (!DecodeBlockChunk(ByteView(reinterpret_cast<const std::byte*>(enc.data()), enc.size()), INT64_MIN, INT64_MAX, got).ok() ||
-        got != want) {
+        got.size() != want.size()) {
       std::abort();
+    }
+    for (size_t i = 0; i < got.size(); ++i) {
+      if (got[i].t != want[i].t || std::bit_cast<uint64_t>(got[i].v) != std::bit_cast<uint64_t>(want[i].v)) std::abort();
     }
     return 0;
   }

@@ -92,6 +92,64 @@ struct ResidualModel {
 
 inline constexpr int kRiceEscape = 32;  // this many 1s: 64 raw bits follow
 
+// Bits appended to `bytes` (PoolBytes or a vector), most significant first;
+// `bit_pos` is the bits used in the last byte (8: the next bit starts one).
+template <class Bytes>
+struct BitOut {
+  Bytes& bytes;
+  uint8_t& bit_pos;
+
+  void WriteBit(bool bit) {
+    if (bit_pos == 8) {
+      bytes.push_back(0);
+      bit_pos = 0;
+    }
+    if (bit) bytes.back() |= static_cast<uint8_t>(0x80 >> bit_pos);
+    ++bit_pos;
+  }
+  // The low n bits of `value`.
+  void WriteBits(uint64_t value, int n) {
+    if (n < 64) value &= (uint64_t{1} << n) - 1;
+    while (n > 0) {  // fill the last byte's free bits, then whole bytes
+      if (bit_pos == 8) {
+        bytes.push_back(0);
+        bit_pos = 0;
+      }
+      const int room = 8 - bit_pos;
+      const int take = n < room ? n : room;
+      const auto part = static_cast<uint8_t>((value >> (n - take)) & ((1u << take) - 1));
+      bytes.back() |= static_cast<uint8_t>(part << (room - take));
+      bit_pos = static_cast<uint8_t>(bit_pos + take);
+      n -= take;
+    }
+  }
+  void WriteVarint(uint64_t v) {
+    while (v >= 0x80) {
+      WriteBits((v & 0x7f) | 0x80, 8);
+      v >>= 7;
+    }
+    WriteBits(v, 8);
+  }
+};
+
+// Bits read from [data, data + size), every read checked against the end.
+struct BitIn {
+  const uint8_t* data = nullptr;
+  size_t size = 0;
+  size_t bit = 0;  // position in bits
+
+  bool ReadBit(bool& out) noexcept;
+  bool ReadBits(int n, uint64_t& out) noexcept;
+  bool ReadVarint(uint64_t& out) noexcept;
+};
+
+// The residual of sample n >= 1 of a stream of x's (sample 0's x is the
+// caller's, in `model.x`), written and read as adaptive chunks do
+// (monitor-format.md, "Chunks"); the model moves on to x.
+template <class Bytes>
+void PutResidual(BitOut<Bytes> out, ResidualModel& model, uint64_t x, bool second);
+bool GetResidual(BitIn& in, ResidualModel& model, bool second, uint64_t& x) noexcept;
+
 class ChunkAppender {
  public:
   // `decimal`: decimal values while every value is an exact short decimal,
@@ -116,22 +174,9 @@ class ChunkAppender {
  private:
   void Reset(bool decimal, int e);
   void Put(int64_t t, uint64_t x);
-  void PutResidual(uint64_t x);
   void PutXor(uint64_t bits);
   void Widen(int64_t t, double v);
-  // A new last byte (PoolBytes grows a class at a time: the head keeps a
-  // chunk per series open for hours).
-  void NextByte() {
-    bytes_.push_back(0);
-    bit_pos_ = 0;
-  }
-  void WriteBit(bool bit) {
-    if (bit_pos_ == 8) NextByte();
-    if (bit) bytes_.back() |= static_cast<uint8_t>(0x80 >> bit_pos_);
-    ++bit_pos_;
-  }
-  void WriteBits(uint64_t value, int n);  // the low n bits, most significant first
-  void WriteVarint(uint64_t v);
+  BitOut<PoolBytes> Out() { return {bytes_, bit_pos_}; }
 
   // Small fields: the head keeps one appender per series.
   PoolBytes bytes_;
@@ -166,15 +211,9 @@ class ChunkIterator {
 
  private:
   enum class Kind : uint8_t { kGorilla, kDecimal, kAdaptive };
-  bool ReadBit(bool& bit) noexcept;
-  bool ReadBits(int n, uint64_t& out) noexcept;
-  bool ReadVarint(uint64_t& out) noexcept;
   bool Fail(const char* why) noexcept;
-  bool NextAdaptive() noexcept;
 
-  const uint8_t* data_;
-  size_t size_;
-  size_t bit_ = 16;  // position in bits (after the header)
+  BitIn in_;  // from after the header
   Kind kind_ = Kind::kGorilla;
   bool float_ = false;  // adaptive: x is the double's bits
   int exp_ = 0;
