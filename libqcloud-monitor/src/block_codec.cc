@@ -67,6 +67,34 @@ bool GetSeries(ByteReader& r, size_t n, int order, std::vector<int64_t>& xs) {
   return true;
 }
 
+// Split timestamps: t0, t1 - t0, then (run length, delta of delta) pairs
+// for the rest; every run at least 1, together exactly n - 2.
+bool GetRuns(ByteReader& r, size_t n, std::vector<int64_t>& ts) {
+  ts.resize(n);
+  auto t0 = r.ReadVarint64();
+  if (!t0) return false;
+  uint64_t t = static_cast<uint64_t>(UnZigZag(*t0));
+  ts[0] = static_cast<int64_t>(t);
+  if (n == 1) return true;
+  auto d1 = r.ReadVarint64();
+  if (!d1) return false;
+  uint64_t delta = static_cast<uint64_t>(UnZigZag(*d1));
+  t += delta;
+  ts[1] = static_cast<int64_t>(t);
+  for (size_t i = 2; i < n;) {
+    auto run = r.ReadVarint64();
+    auto dod = r.ReadVarint64();
+    if (!run || !dod || *run == 0 || *run > n - i) return false;
+    const auto step = static_cast<uint64_t>(UnZigZag(*dod));
+    for (uint64_t k = 0; k < *run; ++k, ++i) {
+      delta += step;
+      t += delta;
+      ts[i] = static_cast<int64_t>(t);
+    }
+  }
+  return true;
+}
+
 Status Bad(const char* what) { return Status(Errc::kCorruption, std::string("block chunk: ") + what); }
 
 }  // namespace
@@ -92,19 +120,39 @@ std::vector<uint8_t> Packed(std::span<const Sample> samples, const std::vector<i
   return packed;
 }
 
-// Kinds 4 and 5's bytes: varint timestamps, then the values as an
-// adaptive chunk's residuals (mantissas, or a float's bits).
+// Kind 4's bytes: timestamps as runs of deltas of deltas, then the values
+// as an adaptive chunk's residuals (mantissas, or a float's bits).
 std::vector<uint8_t> Split(std::span<const Sample> samples, const std::vector<int64_t>* mantissas, int e) {
   std::vector<uint8_t> out;
   PutVarint(out, samples.size());
-  std::vector<int64_t> ts;
-  ts.reserve(samples.size());
-  for (const Sample& s : samples) ts.push_back(s.t);
-  PutSeries(out, ts, 2);
+  PutVarint(out, ZigZag(samples[0].t));
+  if (samples.size() > 1) {
+    uint64_t delta = static_cast<uint64_t>(samples[1].t) - static_cast<uint64_t>(samples[0].t);
+    PutVarint(out, ZigZag(static_cast<int64_t>(delta)));
+    uint64_t run_dod = 0, run = 0;
+    for (size_t i = 2; i < samples.size(); ++i) {
+      const uint64_t d = static_cast<uint64_t>(samples[i].t) - static_cast<uint64_t>(samples[i - 1].t);
+      const uint64_t dod = d - delta;
+      delta = d;
+      if (run > 0 && dod == run_dod) {
+        ++run;
+        continue;
+      }
+      if (run > 0) {
+        PutVarint(out, run);
+        PutVarint(out, ZigZag(static_cast<int64_t>(run_dod)));
+      }
+      run_dod = dod;
+      run = 1;
+    }
+    if (run > 0) {
+      PutVarint(out, run);
+      PutVarint(out, ZigZag(static_cast<int64_t>(run_dod)));
+    }
+  }
   out.push_back(mantissas != nullptr ? 0 : 1);
   out.push_back(static_cast<uint8_t>(static_cast<int8_t>(e)));
-  uint8_t bit_pos = 8;
-  BitOut<std::vector<uint8_t>> bits{out, bit_pos};
+  VectorBitOut bits(out);
   ResidualModel model;
   for (size_t i = 0; i < samples.size(); ++i) {
     const uint64_t x = mantissas != nullptr ? static_cast<uint64_t>((*mantissas)[i]) : std::bit_cast<uint64_t>(samples[i].v);
@@ -118,6 +166,7 @@ std::vector<uint8_t> Split(std::span<const Sample> samples, const std::vector<in
       model.x = x;
     }
   }
+  bits.Finish();
   return out;
 }
 
@@ -172,7 +221,17 @@ std::vector<uint8_t> EncodeBlockChunk(std::span<const Sample> samples) {
     best.push_back(kBlockChunkGorilla);
     best.insert(best.end(), a.bytes().begin(), a.bytes().end());
   }
-  std::vector<uint8_t> split = Framed(kBlockChunkSplit, Split(samples, decimal ? &mantissas : nullptr, decimal ? e : 0));
+  // Split: decimals plain (zstd already had its go at them packed), floats
+  // also through zstd.
+  std::vector<uint8_t> plain = Split(samples, decimal ? &mantissas : nullptr, decimal ? e : 0);
+  std::vector<uint8_t> split;
+  if (decimal) {
+    split.reserve(plain.size() + 1);
+    split.push_back(kBlockChunkSplit);
+    split.insert(split.end(), plain.begin(), plain.end());
+  } else {
+    split = Framed(kBlockChunkSplit, plain);
+  }
   return split.size() < best.size() ? split : best;
 }
 
@@ -191,8 +250,8 @@ Status DecodeBlockChunk(ByteView bytes, int64_t mint, int64_t maxt, std::vector<
   if (kind < kBlockChunkPacked || kind > kBlockChunkSplitZstd) return Bad("unknown kind");
   Buffer unpacked;
   if (kind == kBlockChunkPackedZstd || kind == kBlockChunkSplitZstd) {
-    // Bounded: at most ~22 bytes a sample packed (a 10-byte varint and 12
-    // bytes of an escaped residual, or two 10-byte varints).
+    // Bounded: at most ~22 bytes a sample (two 10-byte varints and some;
+    // split: a run's two varints, 12 bytes of an escaped residual).
     auto raw = ZstdDecompress(body, kMaxBlockChunkSamples * 24 + 64);
     if (!raw.ok()) return Bad("zstd frame");
     unpacked = std::move(raw).value();
@@ -203,7 +262,7 @@ Status DecodeBlockChunk(ByteView bytes, int64_t mint, int64_t maxt, std::vector<
   auto n = r.ReadVarint64();
   if (!n || *n == 0 || *n > kMaxBlockChunkSamples) return Bad("sample count");
   std::vector<int64_t> ts;
-  if (!GetSeries(r, *n, 2, ts)) return Bad("timestamps");
+  if (split ? !GetRuns(r, *n, ts) : !GetSeries(r, *n, 2, ts)) return Bad("timestamps");
   std::optional<uint8_t> mode, e8;
   if (split) {
     mode = r.ReadU8();

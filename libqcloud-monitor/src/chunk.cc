@@ -90,36 +90,6 @@ void ResidualModel::Update(uint64_t next, const uint64_t z[2], int choice) noexc
   x = next;
 }
 
-template <class Bytes>
-void PutResidual(BitOut<Bytes> out, ResidualModel& model, uint64_t x, bool second) {
-  uint64_t z[2];
-  model.Residuals(x, z);
-  const int choice = model.Choice();
-  if (second) {
-    out.WriteVarint(z[choice]);  // no residuals to go by yet
-  } else {
-    const bool zero_flag = model.ZeroFlag();
-    uint64_t r = z[choice];
-    if (zero_flag) out.WriteBit(r != 0);
-    if (!zero_flag || r != 0) {
-      if (zero_flag) --r;  // 0 has its bit
-      const int k = model.RiceK(choice, zero_flag);
-      const uint64_t q = r >> k;
-      if (q < kRiceEscape) {
-        out.WriteBits((uint64_t{1} << q) - 1, static_cast<int>(q));
-        out.WriteBit(false);
-        out.WriteBits(r, k);
-      } else {
-        out.WriteBits((uint64_t{1} << kRiceEscape) - 1, kRiceEscape);
-        out.WriteBits(r, 64);
-      }
-    }
-  }
-  model.Update(x, z, choice);
-}
-template void PutResidual(BitOut<PoolBytes>, ResidualModel&, uint64_t, bool);
-template void PutResidual(BitOut<std::vector<uint8_t>>, ResidualModel&, uint64_t, bool);
-
 bool GetResidual(BitIn& in, ResidualModel& model, bool second, uint64_t& x) noexcept {
   const int choice = model.Choice();
   uint64_t zc = 0;  // the chosen prediction's residual, zigzagged
@@ -131,12 +101,7 @@ bool GetResidual(BitIn& in, ResidualModel& model, bool second, uint64_t& x) noex
     if (zero_flag && !in.ReadBit(nonzero)) return false;
     if (nonzero) {
       int q = 0;
-      bool bit = true;
-      while (q < kRiceEscape) {
-        if (!in.ReadBit(bit)) return false;
-        if (!bit) break;
-        ++q;
-      }
+      if (!in.ReadUnary(kRiceEscape, q)) return false;
       uint64_t r;
       if (q == kRiceEscape) {
         if (!in.ReadBits(64, r)) return false;
@@ -174,6 +139,29 @@ bool BitIn::ReadBits(int n, uint64_t& out) noexcept {
     out = (out << take) | part;
     bit += static_cast<size_t>(take);
     n -= take;
+  }
+  return true;
+}
+
+bool BitIn::ReadUnary(int max, int& ones) noexcept {
+  ones = 0;
+  while (ones < max) {
+    if (bit >= size * 8) return false;
+    const int used = static_cast<int>(bit & 7);
+    const int avail = 8 - used;
+    const auto w = static_cast<uint8_t>(data[bit >> 3] << used);  // the byte's unread bits, then 0s
+    const int run = std::countl_one(w);                           // at most avail
+    if (ones + run >= max) {
+      bit += static_cast<size_t>(max - ones);
+      ones = max;
+      return true;
+    }
+    ones += run;
+    if (run < avail) {
+      bit += static_cast<size_t>(run) + 1;  // and the 0
+      return true;
+    }
+    bit += static_cast<size_t>(avail);
   }
   return true;
 }

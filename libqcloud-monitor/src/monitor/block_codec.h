@@ -12,7 +12,8 @@
 //     2  packed: the bytes below
 //     3  packed, then compressed as one zstd frame
 //     4  split: the bytes below (version 5)
-//     5  split, then compressed as one zstd frame (version 5)
+//     5  split, then compressed as one zstd frame (version 5; the synthetic
+//        random walks of bench/monitor repeat their steps, and zstd finds it)
 //   packed:
 //     varint n (1 .. kMaxBlockChunkSamples)
 //     timestamps: zigzag varint t0, zigzag varint (t1 - t0), then zigzag
@@ -21,7 +22,10 @@
 //     u8 m_mode: 0 = zigzag varint m0 then deltas, 1 = m0, d1, then deltas
 //       of deltas (the smaller is written; arithmetic wraps at 64 bits)
 //   split:
-//     varint n; timestamps as packed
+//     varint n (1 .. kMaxBlockChunkSamples)
+//     timestamps: zigzag varint t0, zigzag varint (t1 - t0), then for the
+//       other n - 2 pairs of varint run (>= 1) and zigzag varint delta of
+//       delta, which repeats `run` times (a regular scrape: one pair)
 //     u8 0 = decimal (x = m as above), 1 = float (x = the value's bits)
 //     i8 E (0 for float)
 //     a bit stream, most significant bit first, to the end (the last

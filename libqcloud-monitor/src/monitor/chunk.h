@@ -132,6 +132,44 @@ struct BitOut {
   }
 };
 
+// Bits appended to a vector through a 64-bit accumulator (faster than
+// BitOut when the stream is written at once); Finish() writes the last
+// byte, its unused bits 0.
+class VectorBitOut {
+ public:
+  explicit VectorBitOut(std::vector<uint8_t>& out) : out_(out) {}
+  void WriteBit(bool bit) { WriteBits(bit ? 1 : 0, 1); }
+  void WriteBits(uint64_t value, int n) {
+    if (n > 32) {
+      WriteBits(value >> 32, n - 32);
+      n = 32;
+    }
+    if (n == 0) return;
+    acc_ = (acc_ << n) | (value & ((uint64_t{1} << n) - 1));
+    fill_ += n;  // below 8 + 32
+    while (fill_ >= 8) {
+      fill_ -= 8;
+      out_.push_back(static_cast<uint8_t>(acc_ >> fill_));
+    }
+  }
+  void WriteVarint(uint64_t v) {
+    while (v >= 0x80) {
+      WriteBits((v & 0x7f) | 0x80, 8);
+      v >>= 7;
+    }
+    WriteBits(v, 8);
+  }
+  void Finish() {
+    if (fill_ > 0) out_.push_back(static_cast<uint8_t>(acc_ << (8 - fill_)));
+    fill_ = 0;
+  }
+
+ private:
+  std::vector<uint8_t>& out_;
+  uint64_t acc_ = 0;
+  int fill_ = 0;  // bits of acc_ not yet written
+};
+
 // Bits read from [data, data + size), every read checked against the end.
 struct BitIn {
   const uint8_t* data = nullptr;
@@ -141,13 +179,40 @@ struct BitIn {
   bool ReadBit(bool& out) noexcept;
   bool ReadBits(int n, uint64_t& out) noexcept;
   bool ReadVarint(uint64_t& out) noexcept;
+  // 1s up to `max` of them; the 0 that ends fewer is read too.
+  bool ReadUnary(int max, int& ones) noexcept;
 };
 
 // The residual of sample n >= 1 of a stream of x's (sample 0's x is the
 // caller's, in `model.x`), written and read as adaptive chunks do
-// (monitor-format.md, "Chunks"); the model moves on to x.
-template <class Bytes>
-void PutResidual(BitOut<Bytes> out, ResidualModel& model, uint64_t x, bool second);
+// (monitor-format.md, "Chunks"); the model moves on to x. `Out` is a
+// BitOut or a VectorBitOut.
+template <class Out>
+void PutResidual(Out& out, ResidualModel& model, uint64_t x, bool second) {
+  uint64_t z[2];
+  model.Residuals(x, z);
+  const int choice = model.Choice();
+  if (second) {
+    out.WriteVarint(z[choice]);  // no residuals to go by yet
+  } else {
+    const bool zero_flag = model.ZeroFlag();
+    uint64_t r = z[choice];
+    if (zero_flag) out.WriteBit(r != 0);
+    if (!zero_flag || r != 0) {
+      if (zero_flag) --r;  // 0 has its bit
+      const int k = model.RiceK(choice, zero_flag);
+      const uint64_t q = r >> k;
+      if (q < kRiceEscape) {
+        out.WriteBits(((uint64_t{1} << q) - 1) << 1, static_cast<int>(q) + 1);  // q 1s, a 0
+        out.WriteBits(r, k);
+      } else {
+        out.WriteBits((uint64_t{1} << kRiceEscape) - 1, kRiceEscape);
+        out.WriteBits(r, 64);
+      }
+    }
+  }
+  model.Update(x, z, choice);
+}
 bool GetResidual(BitIn& in, ResidualModel& model, bool second, uint64_t& x) noexcept;
 
 class ChunkAppender {
