@@ -10,6 +10,7 @@
 #include <set>
 #include <shared_mutex>
 #include <span>
+#include <stdexcept>
 #include <string_view>
 #include <unordered_map>
 
@@ -160,6 +161,9 @@ struct MemSeries {
       } else {
         detail::ChunkAppender a(true);
         for (const Sample& x : keep) a.Append(x.t, x.v);
+        if (!a.decimal()) {
+          if (std::optional<detail::ChunkAppender> smaller = detail::FloatDeltasIfSmaller(a.bytes())) a = std::move(*smaller);
+        }
         detail::PoolBytes bytes = a.TakeBytes();
         bytes.ShrinkToFit();
         ReleaseChunk(chunks.front(), files);
@@ -196,24 +200,32 @@ class SeriesTable {
     auto it = by_ref_.find(ref);
     return it == by_ref_.end() ? nullptr : *it;
   }
-  // `ref` must be there.
-  MemSeries& At(uint64_t ref) const { return *Find(ref); }
+  // `ref` must be there (std::out_of_range otherwise).
+  MemSeries& At(uint64_t ref) const {
+    MemSeries* s = Find(ref);
+    if (s == nullptr) throw std::out_of_range("tsdb: no head series with this ref");
+    return *s;
+  }
   MemSeries* Find(const Labels& labels) const {
     auto it = by_labels_.find(labels);
     return it == by_labels_.end() ? nullptr : *it;
   }
-  // Its ref and labels are new to the table. Either both sets hold it or,
-  // when memory runs out, neither.
+  // Its ref and its labels must be new to the table. Either both sets
+  // hold it or, when memory runs out (bad_alloc), neither.
   MemSeries* Insert(std::unique_ptr<MemSeries> s) {
-    by_ref_.reserve(by_ref_.size() + 1);
-    by_labels_.reserve(by_labels_.size() + 1);
-    MemSeries* raw = s.release();
+    MemSeries* raw = s.get();
     by_ref_.insert(raw);
-    by_labels_.insert(raw);
-    return raw;
+    try {
+      by_labels_.insert(raw);
+    } catch (...) {
+      by_ref_.erase(raw->ref);
+      throw;
+    }
+    return s.release();
   }
   void Erase(MemSeries* s) {
-    by_labels_.erase(s->labels);
+    auto it = by_labels_.find(s->labels);
+    if (it != by_labels_.end() && *it == s) by_labels_.erase(it);
     by_ref_.erase(s->ref);
     delete s;
   }
@@ -465,6 +477,8 @@ class TsdbImpl final : public Tsdb {
   Result<AppendResult> AppendTargets(std::span<const Target> targets, std::vector<WalSeries>& created, size_t total);
   // Adds a series under `ref`. mu_ held exclusively.
   MemSeries* InsertLocked(uint64_t ref, Labels labels);
+  // The series's ref out of the postings of its labels (those it is in). mu_ held.
+  void RemovePostingsLocked(const MemSeries& s) noexcept;
   // The head series matching every matcher. mu_ held shared.
   Result<std::vector<MemSeries*>> MatchLocked(std::span<const Matcher> matchers) const;
   // Per matching series (blocks, then the head), its samples in [mint,
@@ -576,6 +590,15 @@ Status TsdbImpl::Replay() {
     Bump(counters_.samples);
     Bump(counters_.replayed);
   };
+  // A label set under a second ref (a cut dropped the series and a later
+  // append made it again before the checkpoint landed): its records go to
+  // the series the set has.
+  std::unordered_map<uint64_t, MemSeries*> aliases;
+  auto find_ref = [&](uint64_t ref) -> MemSeries* {
+    if (MemSeries* m = series_.Find(ref)) return m;
+    auto it = aliases.find(ref);
+    return it == aliases.end() ? nullptr : it->second;
+  };
   bool cut = false;
   for (uint32_t seq : seqs) {
     const std::string path = JoinPath(wal_dir_, SegmentName(seq));
@@ -602,8 +625,12 @@ Status TsdbImpl::Replay() {
           break;
         }
         for (WalSeries& s : *series) {
-          if (s.ref == 0 || series_.Find(s.ref) != nullptr) continue;
-          InsertLocked(s.ref, std::move(s.labels));
+          if (s.ref == 0 || find_ref(s.ref) != nullptr) continue;
+          if (MemSeries* same = series_.Find(s.labels)) {
+            aliases.emplace(s.ref, same);
+          } else {
+            InsertLocked(s.ref, std::move(s.labels));
+          }
           next_ref_ = std::max(next_ref_, s.ref + 1);
         }
       } else if (rec->type == detail::kRecordSamples) {
@@ -613,7 +640,7 @@ Status TsdbImpl::Replay() {
           break;
         }
         for (const WalSample& s : *samples) {
-          if (MemSeries* m = series_.Find(s.ref)) replay_one(*m, s.t, s.v);
+          if (MemSeries* m = find_ref(s.ref)) replay_one(*m, s.t, s.v);
         }
       } else if (rec->type == detail::kRecordChunks || rec->type == detail::kRecordDecimalChunks ||
                  rec->type == detail::kRecordGorillaChunks) {
@@ -623,7 +650,7 @@ Status TsdbImpl::Replay() {
           break;
         }
         for (const detail::WalChunk& c : *chunks) {
-          MemSeries* m = series_.Find(c.ref);
+          MemSeries* m = find_ref(c.ref);
           if (m == nullptr) continue;
           detail::ChunkIterator x(ByteView(c.bytes.data(), c.bytes.size()));
           while (x.Next()) replay_one(*m, x.t(), x.v());
@@ -652,20 +679,39 @@ MemSeries* TsdbImpl::FindLocked(const Labels& labels) const {
   return series_.Find(labels);
 }
 
+void TsdbImpl::RemovePostingsLocked(const MemSeries& s) noexcept {
+  for (LabelView l : s.labels.pairs()) {
+    auto name = postings_.find(l.name);
+    if (name == postings_.end()) continue;
+    auto value = name->second.find(l.value);
+    if (value == name->second.end()) continue;
+    std::erase(value->second, s.ref);
+    if (value->second.empty()) name->second.erase(value);
+    if (name->second.empty()) postings_.erase(name);
+  }
+}
+
 MemSeries* TsdbImpl::InsertLocked(uint64_t ref, Labels labels) {
   auto s = std::make_unique<MemSeries>();
   s->ref = ref;
   s->labels = label_sets_.Intern(std::move(labels));
-  for (LabelView l : s->labels.pairs()) {
-    auto name = postings_.find(l.name);
-    if (name == postings_.end()) name = postings_.try_emplace(std::string(l.name)).first;
-    auto value = name->second.find(l.value);
-    if (value == name->second.end()) value = name->second.try_emplace(std::string(l.value)).first;
-    std::vector<uint64_t>& refs = value->second;
-    // Refs arrive ascending, except at replay after a gap: keep the order.
-    refs.insert(std::upper_bound(refs.begin(), refs.end(), ref), ref);
+  MemSeries* raw = series_.Insert(std::move(s));
+  try {
+    for (LabelView l : raw->labels.pairs()) {
+      auto name = postings_.find(l.name);
+      if (name == postings_.end()) name = postings_.try_emplace(std::string(l.name)).first;
+      auto value = name->second.find(l.value);
+      if (value == name->second.end()) value = name->second.try_emplace(std::string(l.value)).first;
+      std::vector<uint64_t>& refs = value->second;
+      // Refs arrive ascending, except at replay after a gap: keep the order.
+      refs.insert(std::upper_bound(refs.begin(), refs.end(), ref), ref);
+    }
+  } catch (...) {  // out of memory: the series goes, and the postings it got
+    RemovePostingsLocked(*raw);
+    series_.Erase(raw);
+    throw;
   }
-  return series_.Insert(std::move(s));
+  return raw;
 }
 
 Status TsdbImpl::WriteWal(ByteView record) {
@@ -1109,8 +1155,9 @@ void TsdbImpl::ReleaseMemory() {
     if (head_files_ != nullptr) head_files_->UnmapPages();
   }
   if (detail::ChunkPoolWorthRepacking()) {
-    // Chunks in slabs at most half full move to fresh slabs (a copy of at
-    // most half those slabs' bytes), and the sparse slabs empty; appends go on.
+    // Chunks in the emptiest slabs of each class move into the free slots of
+    // the others (a copy of what those few slabs hold), and those slabs
+    // empty; appends go on.
     detail::ChunkPoolRepack repack;
     std::shared_lock lock(mu_);
     for (MemSeries* s : series_) s->Relocate();
@@ -1186,14 +1233,7 @@ Status TsdbImpl::CutBlock(int64_t start, int64_t end) {
   // Series with nothing left in the head leave it (their refs are not
   // reused; the log's checkpoint forgets them).
   for (MemSeries* s : gone) {
-    const uint64_t ref = s->ref;
-    for (LabelView l : s->labels.pairs()) {
-      auto name = postings_.find(l.name);
-      auto value = name->second.find(l.value);
-      std::erase(value->second, ref);
-      if (value->second.empty()) name->second.erase(value);
-      if (name->second.empty()) postings_.erase(name);
-    }
+    RemovePostingsLocked(*s);
     series_.Erase(s);
   }
   counters_.samples.fetch_sub(std::min(samples, counters_.samples.load()), std::memory_order_relaxed);

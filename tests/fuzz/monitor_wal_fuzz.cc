@@ -55,7 +55,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       Buffer out;
       EncodeChunksRecord(*chunks, out);
       auto rec = DecodeRecord(out.readable());
-      if (!rec.ok() || rec->type != kRecordChunks) std::abort();  // written as type 4
+      if (!rec.ok() || rec->type != kRecordChunks) std::abort();  // written as type 5
       auto again = DecodeChunks(rec->payload);
       if (!again.ok() || again->size() != chunks->size()) std::abort();
       for (size_t i = 0; i < chunks->size(); ++i) {

@@ -430,6 +430,80 @@ TEST_CASE("monitor tsdb replays a checkpoint of Gorilla chunks written before de
   CHECK(got[0].samples == want);
 }
 
+// Frames `rec` (a record as Encode*Record makes it) as record type `type`.
+std::string Retyped(const Buffer& rec_buf, uint8_t type) {
+  std::string rec(rec_buf.readable().AsStringView());
+  rec[8] = static_cast<char>(type);
+  const auto sum = static_cast<uint32_t>(Xxh3_64(ByteView(std::string_view(rec).substr(8))));
+  std::memcpy(rec.data() + 4, &sum, 4);
+  return rec;
+}
+
+TEST_CASE("monitor tsdb replays a checkpoint of decimal chunks written before adaptive chunks") {
+  // A decimal chunk as 7bcc960 wrote it (byte 2 = E, no 0x40), in a type 4
+  // record: 12 samples of 1234.5 + 3, 3.25, 3.5, 3.75 ... at 15 s, one late.
+  const std::vector<uint8_t> old_chunk = {0x80, 0x0c, 0x02, 0x80, 0xa0, 0xab, 0xfe, 0xf9, 0x62, 0xf4, 0x88, 0x0f,
+                                          0x98, 0x75, 0xc2, 0x58, 0x46, 0x48, 0xc9, 0x19, 0x29, 0x58, 0x0f, 0xa8,
+                                          0xca, 0xfc, 0x1a, 0x32, 0x46, 0x4a, 0x55, 0x19, 0x23, 0x20};
+  std::vector<Sample> want;
+  int64_t t = 1700000000000;
+  double v = 1234.5;
+  for (int i = 0; i < 12; ++i) {
+    want.push_back({t, v});
+    t += (i == 5 ? 15250 : 15000);
+    v += 0.25 * (i % 4) + 3;
+  }
+  TempDir dir("qcloud-tsdb");
+  std::filesystem::create_directories(dir.path + "/wal");
+  const Labels a = L({{"__name__", "old_decimal"}, {"job", "j"}});
+  Buffer seg, chunks;
+  detail::EncodeSeriesRecord({{.ref = 1, .labels = a}}, seg);
+  detail::EncodeChunksRecord({{.ref = 1, .bytes = old_chunk}}, chunks);
+  std::string file(seg.readable().AsStringView());
+  file += Retyped(chunks, detail::kRecordDecimalChunks);
+  std::ofstream(dir.path + "/wal/00000001", std::ios::binary) << file;
+  auto db = OpenDb(dir.path);
+  auto got = REQUIRE_VALUE(db->Select(std::vector{Matcher::Equal("__name__", "old_decimal")}, 0, INT64_MAX));
+  REQUIRE(got.size() == 1);
+  CHECK(got[0].samples == want);
+  CHECK(db->stats().corrupt_chunks == 0);
+}
+
+TEST_CASE("monitor tsdb replays one label set logged under two refs into one series") {
+  // A cut dropped ref 1's series and an append made it again as ref 2
+  // before the checkpoint landed: both refs' records are in the log.
+  TempDir dir("qcloud-tsdb");
+  std::filesystem::create_directories(dir.path + "/wal");
+  const Labels a = L({{"__name__", "twice"}, {"job", "j"}});
+  const Labels b = L({{"__name__", "other"}, {"job", "j"}});
+  Buffer seg;
+  detail::EncodeSeriesRecord({{.ref = 1, .labels = a}}, seg);
+  detail::EncodeSamplesRecord({{.ref = 1, .t = 1000, .v = 1}, {.ref = 1, .t = 2000, .v = 2}}, seg);
+  detail::EncodeSeriesRecord({{.ref = 2, .labels = a}, {.ref = 3, .labels = b}}, seg);
+  detail::EncodeSamplesRecord({{.ref = 2, .t = 3000, .v = 3}, {.ref = 3, .t = 3000, .v = 30}}, seg);
+  std::ofstream(dir.path + "/wal/00000001", std::ios::binary) << seg.readable().AsStringView();
+  {
+    auto db = OpenDb(dir.path);
+    CHECK(db->stats().series == 2);
+    auto got = REQUIRE_VALUE(db->Select(std::vector{Matcher::Equal("job", "j")}, 0, INT64_MAX));
+    REQUIRE(got.size() == 2);
+    std::map<Labels, std::vector<Sample>> by;
+    for (auto& r : got) by[r.labels] = r.samples;
+    CHECK(by[a] == std::vector<Sample>{{1000, 1}, {2000, 2}, {3000, 3}});
+    CHECK(by[b] == std::vector<Sample>{{3000, 30}});
+    // New samples for the set go to that one series, and a new set gets a ref past both.
+    std::vector<SeriesSamples> more = {{a, {{4000, 4}}}, {L({{"__name__", "new"}, {"job", "j"}}), {{4000, 5}}}};
+    auto r = REQUIRE_VALUE(db->Append(more));
+    CHECK(r.appended == 2);
+    CHECK(r.new_series == 1);
+    CHECK(db->stats().series == 3);
+  }
+  auto db = OpenDb(dir.path);
+  auto got = REQUIRE_VALUE(db->Select(std::vector{Matcher::Equal("__name__", "twice")}, 0, INT64_MAX));
+  REQUIRE(got.size() == 1);
+  CHECK(got[0].samples == std::vector<Sample>{{1000, 1}, {2000, 2}, {3000, 3}, {4000, 4}});
+}
+
 TEST_CASE("monitor tsdb reports a corrupt block or chunk and answers from the rest") {
   TempDir dir("qcloud-tsdb");
   std::map<Labels, std::vector<Sample>> model;

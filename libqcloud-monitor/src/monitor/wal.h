@@ -10,14 +10,15 @@
 //   type 1, series:  varint n, then n x (varint ref, varint k, k x (name, value)
 //                    as varint-length-prefixed bytes)
 //   type 2, samples: varint n, then n x (varint ref, zigzag varint t, u64 value bits)
-//   type 4, chunks:  varint n, then n x (varint ref, varint length, a chunk
-//                    as monitor/chunk.h writes it, Gorilla or decimal): a
-//                    checkpoint's copy of the head, ~2.4 bytes a sample
-//                    instead of ~17
-//   type 3, chunks:  the same with Gorilla chunks only: written before
-//                    decimal chunks, still read. A build from before skips
-//                    type 4 as a newer version's record (it cannot take a
-//                    log back) rather than misread decimal chunks.
+//   type 5, chunks:  varint n, then n x (varint ref, varint length, a chunk
+//                    as monitor/chunk.h writes it, any kind): a checkpoint's
+//                    copy of the head, ~2 bytes a sample instead of ~17
+//   type 4, chunks:  the same without adaptive chunks (Gorilla or decimal),
+//                    written in sessions 15 to 17; type 3: Gorilla only,
+//                    written before. Both still read. A build from before a
+//                    kind skips the type that may hold it as a newer
+//                    version's record (it cannot take a log back) rather
+//                    than misread the chunks.
 //
 // A record is written with one write(2) and acknowledged after it (and
 // after fdatasync with sync_wal). Replay reads records until the end or
