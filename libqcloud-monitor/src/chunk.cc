@@ -204,6 +204,21 @@ void ChunkAppender::Reset(bool decimal, int e) {
   trailing_ = 0;
 }
 
+int64_t ChunkAppender::first_t() const noexcept {
+  // Sample 0's time is the first varint after the header, on a byte boundary.
+  uint64_t z = 0;
+  int shift = 0;
+  for (size_t i = (bytes_.data()[0] & kDecimalFlag) != 0 ? 3 : 2; i < bytes_.size() && shift < 64; ++i, shift += 7) {
+    z |= uint64_t{bytes_.data()[i] & 0x7fu} << shift;
+    if ((bytes_.data()[i] & 0x80) == 0) break;
+  }
+  return UnZigZag(z);
+}
+
+uint64_t ChunkAppender::last_bits() const noexcept {
+  return decimal_ ? std::bit_cast<uint64_t>(FromMantissa(static_cast<int64_t>(model_.x), exp_)) : model_.x;
+}
+
 void ChunkAppender::Append(int64_t t, double v) {
   if (count_ == 0 && try_decimal_) {
     const std::optional<int> e = ExponentOf(v);

@@ -9,6 +9,7 @@
 
 #include "qcloud/core/hash.h"
 
+#include <boost/unordered/unordered_flat_map.hpp>
 #include <fmt/format.h>
 
 #include "proto/remote.pb.h"  // generated from proto/remote.proto
@@ -244,12 +245,24 @@ Result<std::vector<SeriesSamples>> DecodeRemoteWrite(ByteView body, const Remote
   return out;
 }
 
+struct RemoteWriteIngester::Cache {
+  struct Entry {
+    uint64_t high = 0;  // the hash's high half; its low half is the key
+    uint64_t ref = 0;
+  };
+  boost::unordered_flat_map<uint64_t, Entry> map;  // ~38 bytes a series where a node map took ~56
+};
+
 RemoteWriteIngester::RemoteWriteIngester(Tsdb& db, RemoteWriteLimits limits, size_t max_cached)
-    : db_(db), limits_(limits), max_cached_(max_cached), seed_(std::random_device{}() | uint64_t{std::random_device{}()} << 32) {}
+    : db_(db),
+      limits_(limits),
+      max_cached_(max_cached),
+      seed_(std::random_device{}() | uint64_t{std::random_device{}()} << 32),
+      cache_(std::make_unique<Cache>()) {}
 
 size_t RemoteWriteIngester::cached() const {
   std::shared_lock lock(mu_);
-  return cache_.size();
+  return cache_->map.size();
 }
 
 // A request's buffers, reused by later requests: a body's worth of entries
@@ -332,8 +345,8 @@ Result<AppendResult> RemoteWriteIngester::IngestWith(Scratch& scratch, ByteView 
   {
     std::shared_lock lock(mu_);
     for (Entry& e : entries) {
-      auto it = cache_.find(e.id.low);
-      if (it != cache_.end() && it->second.high == e.id.high) e.ref = it->second.ref;
+      auto it = cache_->map.find(e.id.low);
+      if (it != cache_->map.end() && it->second.high == e.id.high) e.ref = it->second.ref;
     }
   }
   // 3. The others are decoded and checked before anything is appended: a
@@ -392,11 +405,11 @@ Result<AppendResult> RemoteWriteIngester::IngestWith(Scratch& scratch, ByteView 
     std::vector<uint64_t> got(by_labels.size());
     for (size_t k = 0; k < by_labels.size(); ++k) got[k] = db_.Ref(by_labels[k].labels);
     std::unique_lock lock(mu_);
-    if (cache_.size() + by_labels.size() > max_cached_) cache_.clear();
+    if (cache_->map.size() + by_labels.size() > max_cached_) cache_->map.clear();
     for (size_t k = 0; k < by_labels.size(); ++k) {
       if (got[k] == 0) continue;  // no sample taken: not in the head
       const Entry& e = entries[by_labels_entry[k]];
-      cache_.insert_or_assign(e.id.low, Cached{e.id.high, got[k]});
+      cache_->map.insert_or_assign(e.id.low, Cache::Entry{e.id.high, got[k]});
     }
   }
   return total;

@@ -64,23 +64,27 @@ void Decode(ByteView bytes, int64_t mint, int64_t maxt, std::vector<Sample>& out
 
 ByteView View(std::span<const uint8_t> b) { return {reinterpret_cast<const std::byte*>(b.data()), b.size()}; }
 
-// One series in memory: closed chunks and the open one. `maxt` and
-// `last_bits` are read and written by appenders only (serialized).
+// One series in memory: closed chunks and the open one. A series with a
+// sample has one in the open chunk (a close starts the next at once, and a
+// cut that empties the open chunk empties the series), so the open chunk
+// knows the newest sample.
 struct MemSeries {
   uint64_t ref = 0;
   Labels labels;  // interned: one copy shared with the blocks (LabelSets)
-  int64_t maxt = INT64_MIN;
-  uint64_t last_bits = 0;
 
-  // chunks, open, open_mint: one of a fixed set of locks, not one per
-  // series (a std::mutex is 40 bytes; series are many, contention is rare).
+  // chunks, open: one of a fixed set of locks, not one per series (a
+  // std::mutex is 40 bytes; series are many, contention is rare).
   std::mutex& mu() const {
     static std::mutex stripes[1024];
     return stripes[(reinterpret_cast<uintptr_t>(this) / alignof(MemSeries)) % 1024];
   }
   std::vector<Chunk> chunks;
   detail::ChunkAppender open{true};  // decimal while the values are
-  int64_t open_mint = 0;
+
+  // The newest sample's time and value bits, for the order rule: read by
+  // appenders (serialized; appends change them) without the lock.
+  int64_t MaxT() const noexcept { return open.samples() > 0 ? open.last_t() : INT64_MIN; }
+  uint64_t LastBits() const noexcept { return open.samples() > 0 ? open.last_bits() : 0; }
 
   void Add(int64_t t, double v, HeadFiles* files) {
     std::lock_guard lock(mu());
@@ -88,14 +92,17 @@ struct MemSeries {
       // Copied, not moved, and the new appender made first: if memory
       // runs out, nothing has changed (the log holds the samples either way).
       detail::ChunkAppender fresh(true);
-      // Room first (doubling), so that a chunk written to a file is never
-      // lost to a push_back that throws.
-      if (chunks.size() == chunks.capacity()) chunks.reserve(std::max<size_t>(2, chunks.size() * 2));
+      // Room first, so that a chunk written to a file is never lost to a
+      // push_back that throws. By a quarter: a series holds a few closed
+      // chunks (a cut leaves the list exact), each slot unused costs 48
+      // bytes a series, and a long block duration still grows it in
+      // amortized constant time.
+      if (chunks.size() == chunks.capacity()) chunks.reserve(chunks.size() + 1 + chunks.size() / 4);
       // A float chunk as Gorilla while open, then the smaller kind.
       const std::optional<detail::ChunkAppender> smaller =
           open.decimal() ? std::nullopt : detail::FloatDeltasIfSmaller(open.bytes());
       const std::span<const uint8_t> closed = smaller ? smaller->bytes() : open.bytes();
-      Chunk c{.mint = open_mint, .maxt = maxt};
+      Chunk c{.mint = open.first_t(), .maxt = open.last_t()};
       if (files == nullptr || !files->Write(closed, c.at)) {
         c.bytes = detail::PoolBytes(closed);
       } else {
@@ -104,10 +111,7 @@ struct MemSeries {
       chunks.push_back(std::move(c));
       open = std::move(fresh);
     }
-    if (open.samples() == 0) open_mint = t;
     open.Append(t, v);
-    maxt = t;
-    last_bits = std::bit_cast<uint64_t>(v);
   }
 
   // Copies of its chunks' bytes, closed then open, in time order.
@@ -127,7 +131,7 @@ struct MemSeries {
       if (c.maxt < mint || c.mint > maxt_q) continue;
       Decode(View(BytesOf(c, files)), mint, maxt_q, out, bad);
     }
-    if (open.samples() > 0 && open_mint <= maxt_q) Decode(View(open.bytes()), mint, maxt_q, out, bad);
+    if (open.samples() > 0 && open.first_t() <= maxt_q) Decode(View(open.bytes()), mint, maxt_q, out, bad);
   }
 
   // Moves its chunks out of slabs being emptied (detail::ChunkPoolRepack).
@@ -145,7 +149,8 @@ struct MemSeries {
   // Keeps only the samples at or after `from`: closed chunks before it
   // go, and only the chunks across it are encoded again (a cut holds the
   // appends while every series does this: it costs a chunk, not the head).
-  // maxt and last_bits stay: the order rule still holds against the newest.
+  // The newest sample stays unless everything goes (the series then leaves
+  // the head): the order rule still holds against it.
   void DropBefore(int64_t from, HeadFiles* files) {
     std::lock_guard lock(mu());
     size_t gone = 0;
@@ -170,15 +175,14 @@ struct MemSeries {
         chunks.front() = {.mint = keep.front().t, .maxt = keep.back().t, .bytes = std::move(bytes)};
       }
     }
-    // The vector grew to hold the closed chunks of up to 1.5 block
+    // The list grew to hold the closed chunks of up to 1.5 block
     // durations; most series keep none or one after a cut.
-    if (chunks.capacity() > chunks.size() * 2 + 1) chunks.shrink_to_fit();
-    if (open.samples() > 0 && open_mint < from) {
+    if (chunks.capacity() > chunks.size()) chunks.shrink_to_fit();
+    if (open.samples() > 0 && open.first_t() < from) {
       keep.clear();
       Decode(View(open.bytes()), from, INT64_MAX, keep, bad);
       open = detail::ChunkAppender(true);
       for (const Sample& x : keep) open.Append(x.t, x.v);
-      if (!keep.empty()) open_mint = keep.front().t;
     }
   }
 };
@@ -583,7 +587,7 @@ Status TsdbImpl::Replay() {
   std::sort(seqs.begin(), seqs.end());
   std::unique_lock lock(mu_);
   auto replay_one = [this](MemSeries& series, int64_t t, double v) {
-    if (t <= series.maxt || t < head_mint_) return;
+    if (t <= series.MaxT() || t < head_mint_) return;
     series.Add(t, v, head_files_.get());
     if (t > head_maxt_.load(std::memory_order_relaxed)) head_maxt_.store(t, std::memory_order_relaxed);
     if (t < head_first_.load(std::memory_order_relaxed)) head_first_.store(t, std::memory_order_relaxed);
@@ -829,8 +833,8 @@ Result<AppendResult> TsdbImpl::AppendTargets(std::span<const Target> targets, st
     NewestSlot& n = newest_[at];
     if (n.ref == 0) {
       n.ref = ref;
-      n.t = target.found ? target.found->maxt : INT64_MIN;
-      n.bits = target.found ? target.found->last_bits : 0;
+      n.t = target.found ? target.found->MaxT() : INT64_MIN;
+      n.bits = target.found ? target.found->LastBits() : 0;
     }
     for (const Sample& s : target.samples) {
       const uint64_t bits = std::bit_cast<uint64_t>(s.v);

@@ -197,16 +197,25 @@ void PutResidual(Out& out, ResidualModel& model, uint64_t x, bool second) {
   } else {
     const bool zero_flag = model.ZeroFlag();
     uint64_t r = z[choice];
-    if (zero_flag) out.WriteBit(r != 0);
-    if (!zero_flag || r != 0) {
-      if (zero_flag) --r;  // 0 has its bit
+    if (zero_flag && r == 0) {
+      out.WriteBit(false);
+    } else {
+      if (zero_flag) --r;  // 0 has its flag
       const int k = model.RiceK(choice, zero_flag);
       const uint64_t q = r >> k;
+      const int flag = zero_flag ? 1 : 0;  // a 1 first
       if (q < kRiceEscape) {
-        out.WriteBits(((uint64_t{1} << q) - 1) << 1, static_cast<int>(q) + 1);  // q 1s, a 0
-        out.WriteBits(r, k);
+        // [1] q 1s, a 0, the low k bits of r: at once when they fit 64 bits.
+        const int head = flag + static_cast<int>(q) + 1;
+        const uint64_t code = ((uint64_t{1} << (head - 1)) - 1) << 1;
+        if (head + k <= 64) {
+          out.WriteBits(k == 0 ? code : (code << k) | (r & ((uint64_t{1} << k) - 1)), head + k);
+        } else {
+          out.WriteBits(code, head);
+          out.WriteBits(r, k);
+        }
       } else {
-        out.WriteBits((uint64_t{1} << kRiceEscape) - 1, kRiceEscape);
+        out.WriteBits((uint64_t{1} << (flag + kRiceEscape)) - 1, flag + kRiceEscape);
         out.WriteBits(r, 64);
       }
     }
@@ -228,6 +237,11 @@ class ChunkAppender {
   void Append(int64_t t, double v);
   size_t samples() const noexcept { return count_; }
   bool decimal() const noexcept { return decimal_; }
+  // The first and the last sample's time, and the last value's bits (with
+  // a sample appended).
+  int64_t first_t() const noexcept;
+  int64_t last_t() const noexcept { return t_; }
+  uint64_t last_bits() const noexcept;
   // The encoded chunk, header included.
   std::span<const uint8_t> bytes() const noexcept { return bytes_.span(); }
   // The encoded chunk's storage, moved out: the appender is empty after
@@ -253,9 +267,9 @@ class ChunkAppender {
   int8_t exp_ = 0;
   uint8_t leading_ = 0xff;  // Gorilla: of the last XOR window; 0xff = none yet
   uint8_t trailing_ = 0;
-  bool try_decimal_ = false;
-  bool decimal_ = false;
-  bool float_deltas_ = false;
+  bool try_decimal_ : 1 = false;
+  bool decimal_ : 1 = false;
+  bool float_deltas_ : 1 = false;
 };
 
 // A closed Gorilla chunk written again as an adaptive float chunk, when

@@ -16,7 +16,6 @@
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
-#include <unordered_map>
 #include <span>
 #include <string>
 #include <vector>
@@ -70,16 +69,15 @@ class QCLOUD_EXPORT RemoteWriteIngester {
   // label sets at one entry); 32 bytes a series instead of ~170 with the
   // bytes kept. Two label sets agree on 128 such bits with a probability of
   // about n^2 / 2^129 among n series.
-  struct Cached {
-    uint64_t high = 0;  // the hash's high half; its low half is the map's key
-    uint64_t ref = 0;
-  };
+  // An open-addressing map from the hash's low half to its high half and
+  // the series' ref (src/remote_write.cc).
+  struct Cache;
   Tsdb& db_;
   RemoteWriteLimits limits_;
   size_t max_cached_;
   uint64_t seed_;
   mutable std::shared_mutex mu_;
-  std::unordered_map<uint64_t, Cached> cache_;
+  std::unique_ptr<Cache> cache_;  // mu_
   mutable std::mutex scratch_mu_;
   std::vector<std::unique_ptr<Scratch>> idle_scratch_;  // scratch_mu_
 };
