@@ -182,9 +182,10 @@ poll_stable() {  # STATE_CMD [DONE_CMD]
   echo "  (did not settle in 300 s: $last)" >&2
 }
 
-settle_qcloud() {  # its --compact-every 1s cuts the head; wait until it stops
+settle_qcloud() {  # its --compact-every 1s cuts the head and merges blocks; wait until both stop
   local port=$1
-  poll_stable "echo \$(metric $port qcloud_monitor_compactions_total) \$(metric $port qcloud_monitor_head_samples)"
+  poll_stable "echo \$(metric $port qcloud_monitor_compactions_total) \$(metric $port qcloud_monitor_merges_total) \$(metric $port qcloud_monitor_head_samples)" \
+    "c=\$(metric $port qcloud_monitor_compacting); [[ \${c:-0} == 0 ]]"  # empty from builds before the gauge
 }
 
 settle_prom() {  # head compaction (head > 3 h) and block merges run on their own

@@ -12,7 +12,8 @@
 #
 # Per run: a fresh data directory and server (--compact-every 1s) on CPU 1,
 # the load generator on CPU 0; RSS 1 s after start; the bodies sent; then it
-# waits until compactions and head samples stop changing, 2 s more, and
+# waits until cuts, merges and head samples stop changing with no
+# compaction running, 2 s more, and
 # prints per series (--series) the growth of VmRSS and RssAnon since start,
 # the head's samples, the chunk pool's resident bytes and the server's CPU
 # ticks (utime + stime) over the whole load and compaction.
@@ -50,9 +51,12 @@ for round in $(seq "$ROUNDS"); do
     cpu0=$(awk '{ print $14 + $15 }' /proc/$SERVER_PID/stat)
     timeout 600 taskset -c 0 "$LOADGEN" --url "http://127.0.0.1:$PORT/api/v1/write" --bodies "$WORK/bodies" >/dev/null
     prev=
+    # Settled: no cut, merge or head change over a second, and no
+    # compaction running (a merge of a day's blocks takes seconds).
     for _ in $(seq 120); do
-      cur="$(metric qcloud_monitor_compactions_total) $(metric qcloud_monitor_head_samples)"
-      [[ $cur == "$prev" ]] && break
+      cur="$(metric qcloud_monitor_compactions_total) $(metric qcloud_monitor_merges_total) $(metric qcloud_monitor_head_samples)"
+      busy=$(metric qcloud_monitor_compacting)  # empty from builds before the gauge
+      [[ $cur == "$prev" && ${busy:-0} == 0 ]] && break
       prev=$cur
       sleep 1
     done

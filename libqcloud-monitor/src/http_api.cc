@@ -309,6 +309,9 @@ Status HttpApi::RegisterMetrics(MetricsRegistry& registry) {
       {"qcloud_monitor_block_samples", "Samples in blocks on disk.", MetricType::kGauge, db(&TsdbStats::block_samples)},
       {"qcloud_monitor_wal_bytes_total", "Bytes written to the write-ahead log.", MetricType::kCounter, db(&TsdbStats::wal_bytes)},
       {"qcloud_monitor_compactions_total", "Head cuts into blocks.", MetricType::kCounter, db(&TsdbStats::compactions)},
+      {"qcloud_monitor_merges_total", "Blocks merged into a larger one.", MetricType::kCounter, db(&TsdbStats::merges)},
+      {"qcloud_monitor_compacting", "1 while a compaction (a cut, merges, retention) runs.", MetricType::kGauge,
+       db(&TsdbStats::compacting)},
       {"qcloud_monitor_corrupt_chunks_total", "Chunks that failed their checksum when read.", MetricType::kCounter,
        db(&TsdbStats::corrupt_chunks)},
   };

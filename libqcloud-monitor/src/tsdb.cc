@@ -540,6 +540,7 @@ class TsdbImpl final : public Tsdb {
   std::atomic<int64_t> head_first_{INT64_MAX};  // the oldest sample in the head (an estimate after cuts)
 
   Counters counters_;
+  std::atomic<uint64_t> compacting_{0};  // 1 while Compact() runs
 };
 
 Result<std::unique_ptr<Tsdb>> TsdbImpl::Open(const TsdbOptions& options) {
@@ -1132,6 +1133,11 @@ Status TsdbImpl::MergeWindow(int64_t start, int64_t end, const std::vector<const
 
 Status TsdbImpl::Compact() {
   std::lock_guard compacting(compact_mu_);
+  compacting_.store(1, std::memory_order_relaxed);
+  struct Done {
+    std::atomic<uint64_t>& flag;
+    ~Done() { flag.store(0, std::memory_order_relaxed); }
+  } done{compacting_};
   Status st = CutHead();
   // Merging reads and writes blocks only: appends go on meanwhile.
   if (st.ok()) st = MergeBlocks();
@@ -1373,6 +1379,7 @@ TsdbStats TsdbImpl::stats() {
   st.too_old = counters_.too_old.load(r);
   st.compactions = counters_.compactions.load(r);
   st.merges = counters_.merges.load(r);
+  st.compacting = compacting_.load(r);
   {
     std::lock_guard lock(merge_errors_mu_);
     st.merge_errors = merge_errors_;

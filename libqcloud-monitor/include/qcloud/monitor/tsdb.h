@@ -129,6 +129,7 @@ struct TsdbStats {
   uint64_t block_samples = 0;    // in blocks
   uint64_t compactions = 0;      // head cuts
   uint64_t merges = 0;           // blocks merged into a larger one
+  uint64_t compacting = 0;       // 1 while Compact() runs (a cut, merges, retention)
   std::vector<std::string> merge_errors;  // merges that failed (their blocks stay as they were)
   uint64_t corrupt_chunks = 0;   // failed their checksum when read (skipped)
   std::vector<std::string> corrupt_blocks;  // left out at open: path and why
