@@ -1,7 +1,7 @@
 // monitor_codec_bench: the TSDB's chunk codecs on compare.sh's mix
 // (bench/monitor/mix.h, 1,000 series x a day a minute apart): head chunks
 // (append as the head does, iterate) and block chunks (encode, decode) in
-// time per sample, and bytes per sample, overall and, in BM_BlockBitsByKind,
+// time per sample, and bytes per sample, overall and, in BM_BitsByKind,
 // bits per sample by kind of series.
 //
 //   build/release/bench/monitor/monitor_codec_bench

@@ -185,7 +185,16 @@ poll_stable() {  # STATE_CMD [DONE_CMD]
 settle_qcloud() {  # its --compact-every 1s cuts the head and merges blocks; wait until both stop
   local port=$1
   poll_stable "echo \$(metric $port qcloud_monitor_compactions_total) \$(metric $port qcloud_monitor_merges_total) \$(metric $port qcloud_monitor_head_samples)" \
-    "c=\$(metric $port qcloud_monitor_compacting); [[ \${c:-0} == 0 ]]"  # empty from builds before the gauge
+    "qcloud_idle $port"
+}
+
+# qcloud_idle PORT: /metrics answered and no compaction runs (a build from
+# before the qcloud_monitor_compacting gauge counts as idle when it answers).
+qcloud_idle() {
+  local out c
+  out=$(curl -sf --max-time 30 "http://127.0.0.1:$1/metrics") || return 1
+  c=$(awk '$1 == "qcloud_monitor_compacting" { print $2 }' <<<"$out")
+  [[ ${c:-0} == 0 ]]
 }
 
 settle_prom() {  # head compaction (head > 3 h) and block merges run on their own

@@ -53,13 +53,17 @@ for round in $(seq "$ROUNDS"); do
     prev=
     # Settled: no cut, merge or head change over a second, and no
     # compaction running (a merge of a day's blocks takes seconds).
+    settled=
     for _ in $(seq 120); do
       cur="$(metric qcloud_monitor_compactions_total) $(metric qcloud_monitor_merges_total) $(metric qcloud_monitor_head_samples)"
-      busy=$(metric qcloud_monitor_compacting)  # empty from builds before the gauge
-      [[ $cur == "$prev" && ${busy:-0} == 0 ]] && break
+      if out=$(curl -sf --max-time 5 "http://127.0.0.1:$PORT/metrics"); then
+        busy=$(awk '$1 == "qcloud_monitor_compacting" { print $2 }' <<<"$out")  # empty from builds before the gauge
+        [[ $cur == "$prev" && ${busy:-0} == 0 ]] && settled=1 && break
+      fi
       prev=$cur
       sleep 1
     done
+    [[ -n $settled ]] || echo "round $round $m: did not settle in 120 s (measured anyway)" >&2
     sleep 2
     rss1=$(status $SERVER_PID VmRSS) anon1=$(status $SERVER_PID RssAnon)
     cpu1=$(awk '{ print $14 + $15 }' /proc/$SERVER_PID/stat)

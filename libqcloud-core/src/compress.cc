@@ -11,19 +11,41 @@ struct DctxDeleter {
 };
 }  // namespace
 
-Result<Buffer> ZstdCompress(ByteView input, const ZstdOptions& options) {
+namespace {
+// With `cctx` (may be null: a context for this call only).
+Result<Buffer> Compress(ZSTD_CCtx* cctx, ByteView input, const ZstdOptions& options) {
   if (options.level < ZSTD_minCLevel() || options.level > ZSTD_maxCLevel()) {
     return InvalidArgument(fmt::format("zstd level {} out of range", options.level));
   }
   Buffer out;
   size_t bound = ZSTD_compressBound(input.size());
   auto dst = out.Prepare(bound);
-  size_t n = ZSTD_compress(dst.data(), dst.size(), input.data(), input.size(), options.level);
+  size_t n = cctx != nullptr ? ZSTD_compressCCtx(cctx, dst.data(), dst.size(), input.data(), input.size(), options.level)
+                             : ZSTD_compress(dst.data(), dst.size(), input.data(), input.size(), options.level);
   if (ZSTD_isError(n)) {
     return Status(Errc::kResourceExhausted, fmt::format("zstd: {}", ZSTD_getErrorName(n)));
   }
   out.Commit(n);
   return out;
+}
+}  // namespace
+
+Result<Buffer> ZstdCompress(ByteView input, const ZstdOptions& options) { return Compress(nullptr, input, options); }
+
+struct ZstdCompressor::Context {
+  ZSTD_CCtx* cctx = nullptr;
+};
+
+ZstdCompressor::ZstdCompressor() : ctx_(new Context{ZSTD_createCCtx()}) {}
+
+ZstdCompressor::~ZstdCompressor() {
+  ZSTD_freeCCtx(ctx_->cctx);
+  delete ctx_;
+}
+
+Result<Buffer> ZstdCompressor::Compress(ByteView input, const ZstdOptions& options) {
+  // Without a context (creation failed): one per call, as ZstdCompress.
+  return qcloud::Compress(ctx_->cctx, input, options);
 }
 
 Result<Buffer> ZstdDecompress(ByteView input, size_t max_output) {

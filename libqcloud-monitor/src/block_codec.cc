@@ -171,9 +171,10 @@ std::vector<uint8_t> Split(std::span<const Sample> samples, const std::vector<in
 }
 
 // `plain` as kind `kind`, or as `kind + 1` (one zstd frame) when smaller.
-std::vector<uint8_t> Framed(uint8_t kind, const std::vector<uint8_t>& plain) {
+std::vector<uint8_t> Framed(uint8_t kind, const std::vector<uint8_t>& plain, ZstdCompressor* zstd) {
   std::vector<uint8_t> out;
-  auto z = ZstdCompress(ByteView(reinterpret_cast<const std::byte*>(plain.data()), plain.size()), {.level = 3});
+  const ByteView in(reinterpret_cast<const std::byte*>(plain.data()), plain.size());
+  auto z = zstd != nullptr ? zstd->Compress(in, {.level = 3}) : ZstdCompress(in, {.level = 3});
   if (z.ok() && z->size() + 1 < plain.size()) {
     out.push_back(static_cast<uint8_t>(kind + 1));
     const ByteView zb = z->readable();
@@ -187,7 +188,7 @@ std::vector<uint8_t> Framed(uint8_t kind, const std::vector<uint8_t>& plain) {
 
 }  // namespace
 
-std::vector<uint8_t> EncodeBlockChunk(std::span<const Sample> samples) {
+std::vector<uint8_t> EncodeBlockChunk(std::span<const Sample> samples, ZstdCompressor* zstd) {
   // Values as decimals with one exponent, when every one is one.
   int e = INT32_MIN;
   bool decimal = !samples.empty();
@@ -214,7 +215,7 @@ std::vector<uint8_t> EncodeBlockChunk(std::span<const Sample> samples) {
   // The smallest of the forms that can hold the values.
   std::vector<uint8_t> best;
   if (decimal) {
-    best = Framed(kBlockChunkPacked, Packed(samples, mantissas, e));
+    best = Framed(kBlockChunkPacked, Packed(samples, mantissas, e), zstd);
   } else {
     ChunkAppender a;
     for (const Sample& s : samples) a.Append(s.t, s.v);
@@ -230,7 +231,7 @@ std::vector<uint8_t> EncodeBlockChunk(std::span<const Sample> samples) {
     split.push_back(kBlockChunkSplit);
     split.insert(split.end(), plain.begin(), plain.end());
   } else {
-    split = Framed(kBlockChunkSplit, plain);
+    split = Framed(kBlockChunkSplit, plain, zstd);
   }
   return split.size() < best.size() ? split : best;
 }

@@ -222,22 +222,43 @@ uint64_t ChunkAppender::last_bits() const noexcept {
 void ChunkAppender::Append(int64_t t, double v) {
   if (count_ == 0 && try_decimal_) {
     const std::optional<int> e = ExponentOf(v);
-    Reset(e.has_value(), e ? std::max(0, *e) : 0);
+    Reset(e.has_value(), e ? std::max(0, *e) : 0);  // may throw with no sample in
   }
-  if (!decimal_) {
-    Put(t, std::bit_cast<uint64_t>(v));
-    return;
+  uint64_t x = std::bit_cast<uint64_t>(v);
+  if (decimal_) {
+    int64_t m = 0;
+    if (!ToMantissa(v, exp_, m)) {
+      Widen(t, v);
+      return;
+    }
+    x = static_cast<uint64_t>(m);
   }
-  int64_t m = 0;
-  if (!ToMantissa(v, exp_, m)) {
-    Widen(t, v);
-    return;
+  // A sample's bits go out a few at a time, and a byte may be added between
+  // them (which can throw): what a throw leaves half written is taken back.
+  const size_t size = bytes_.size();
+  const uint8_t bit_pos = bit_pos_;
+  const uint8_t last = size > 0 ? bytes_.data()[size - 1] : 0;
+  const int64_t t0 = t_, delta0 = delta_;
+  const ResidualModel model = model_;
+  const uint8_t leading = leading_, trailing = trailing_;
+  try {
+    Put(t, x);
+  } catch (...) {
+    bytes_.Truncate(size);
+    if (size > 0) bytes_.data()[size - 1] = last;
+    bit_pos_ = bit_pos;
+    t_ = t0;
+    delta_ = delta0;
+    model_ = model;
+    leading_ = leading;
+    trailing_ = trailing;
+    throw;
   }
-  Put(t, static_cast<uint64_t>(m));
 }
 
 // `v` has no mantissa at this chunk's exponent: the chunk is written again
-// with the smallest exponent that holds every value, or as Gorilla.
+// with the smallest exponent that holds every value, or as Gorilla, into a
+// new appender that then replaces this one (a throw changes nothing).
 void ChunkAppender::Widen(int64_t t, double v) {
   std::vector<std::pair<int64_t, double>> all;
   all.reserve(count_ + 1);
@@ -249,10 +270,14 @@ void ChunkAppender::Widen(int64_t t, double v) {
   const int exp = decimal ? std::max<int>(exp_, *e) : 0;
   std::vector<int64_t> ms(all.size(), 0);
   for (size_t i = 0; decimal && i < all.size(); ++i) decimal = ToMantissa(all[i].second, exp, ms[i]);
-  Reset(decimal, decimal ? exp : 0);
+  ChunkAppender w;
+  w.try_decimal_ = try_decimal_;
+  w.float_deltas_ = float_deltas_;
+  w.Reset(decimal, decimal ? exp : 0);
   for (size_t i = 0; i < all.size(); ++i) {
-    Put(all[i].first, decimal ? static_cast<uint64_t>(ms[i]) : std::bit_cast<uint64_t>(all[i].second));
+    w.Put(all[i].first, decimal ? static_cast<uint64_t>(ms[i]) : std::bit_cast<uint64_t>(all[i].second));
   }
+  *this = std::move(w);
 }
 
 void ChunkAppender::Put(int64_t t, uint64_t x) {

@@ -89,9 +89,11 @@ struct MemSeries {
   void Add(int64_t t, double v, HeadFiles* files) {
     std::lock_guard lock(mu());
     if (open.samples() == detail::kMaxChunkSamples) {
-      // Copied, not moved, and the new appender made first: if memory
-      // runs out, nothing has changed (the log holds the samples either way).
+      // Copied, not moved, and the new appender made (with the sample in)
+      // first: if memory runs out, nothing has changed (the log holds the
+      // samples either way), and the open chunk still has the newest.
       detail::ChunkAppender fresh(true);
+      fresh.Append(t, v);
       // Room first, so that a chunk written to a file is never lost to a
       // push_back that throws. By a quarter: a series holds a few closed
       // chunks (a cut leaves the list exact), each slot unused costs 48
@@ -110,6 +112,7 @@ struct MemSeries {
       }
       chunks.push_back(std::move(c));
       open = std::move(fresh);
+      return;
     }
     open.Append(t, v);
   }
@@ -181,8 +184,9 @@ struct MemSeries {
     if (open.samples() > 0 && open.first_t() < from) {
       keep.clear();
       Decode(View(open.bytes()), from, INT64_MAX, keep, bad);
-      open = detail::ChunkAppender(true);
-      for (const Sample& x : keep) open.Append(x.t, x.v);
+      detail::ChunkAppender kept(true);  // replaces the open chunk once whole
+      for (const Sample& x : keep) kept.Append(x.t, x.v);
+      open = std::move(kept);
     }
   }
 };
@@ -1080,6 +1084,7 @@ Status TsdbImpl::MergeWindow(int64_t start, int64_t end, const std::vector<const
   std::vector<detail::SeriesChunks> out;
   uint64_t samples = 0;
   std::vector<Sample> all;
+  ZstdCompressor zstd;  // one context for the block's chunks
   for (;;) {
     const Labels* next = nullptr;
     for (size_t k = 0; k < sources.size(); ++k) {
@@ -1105,7 +1110,7 @@ Status TsdbImpl::MergeWindow(int64_t start, int64_t end, const std::vector<const
     detail::SeriesChunks sc{.labels = labels, .chunks = {}};
     for (size_t i = 0; i < all.size(); i += detail::kMaxBlockChunkSamples) {
       const std::span<const Sample> piece(all.data() + i, std::min(all.size() - i, detail::kMaxBlockChunkSamples));
-      sc.chunks.push_back({.mint = piece.front().t, .maxt = piece.back().t, .bytes = detail::EncodeBlockChunk(piece)});
+      sc.chunks.push_back({.mint = piece.front().t, .maxt = piece.back().t, .bytes = detail::EncodeBlockChunk(piece, &zstd)});
     }
     out.push_back(std::move(sc));
   }
@@ -1204,6 +1209,7 @@ Status TsdbImpl::CutHead() {
 Status TsdbImpl::CutBlock(int64_t start, int64_t end) {
   std::vector<detail::SeriesChunks> series;
   uint64_t samples = 0;
+  ZstdCompressor zstd;  // one context for the block's chunks
   {
     std::shared_lock lock(mu_);
     for (const MemSeries* s : series_) {
@@ -1215,7 +1221,7 @@ Status TsdbImpl::CutBlock(int64_t start, int64_t end) {
       for (size_t i = 0; i < part.size(); i += detail::kMaxBlockChunkSamples) {
         const size_t n = std::min(part.size() - i, detail::kMaxBlockChunkSamples);
         const std::span<const Sample> piece(part.data() + i, n);
-        sc.chunks.push_back({.mint = piece.front().t, .maxt = piece.back().t, .bytes = detail::EncodeBlockChunk(piece)});
+        sc.chunks.push_back({.mint = piece.front().t, .maxt = piece.back().t, .bytes = detail::EncodeBlockChunk(piece, &zstd)});
       }
       series.push_back(std::move(sc));
     }

@@ -198,6 +198,23 @@ TEST_CASE("monitor decimal chunks round trip exactly and widen or fall back to G
   }
 }
 
+TEST_CASE("monitor chunk appender knows its first and last sample through widening and fallback") {
+  // The head's order rule reads the newest sample from the open chunk.
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const std::vector<std::pair<int64_t, double>> in = {{-5000, 1500}, {1, 1517}, {2, 0.5}, {3, 12.125}, {40, -0.0},
+                                                       {41, 7}, {1700000000000, nan}, {1700000000001, 1.0 / 3}};
+  for (int kind = 0; kind < 3; ++kind) {
+    CAPTURE(kind);
+    ChunkAppender a = kind == 2 ? ChunkAppender::FloatDeltas() : ChunkAppender(kind == 1);
+    for (auto [t, v] : in) {
+      a.Append(t, v);
+      CHECK(a.first_t() == -5000);
+      CHECK(a.last_t() == t);
+      CHECK(a.last_bits() == std::bit_cast<uint64_t>(v));
+    }
+  }
+}
+
 TEST_CASE("monitor decimal chunks are smaller than Gorilla ones for counters and short gauges") {
   std::vector<std::pair<int64_t, double>> cpu, load;
   std::mt19937_64 rng(5);

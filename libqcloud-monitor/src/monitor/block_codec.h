@@ -40,6 +40,7 @@
 #include <vector>
 
 #include "qcloud/core/bytes.h"
+#include "qcloud/core/compress.h"
 #include "qcloud/core/result.h"
 #include "qcloud/monitor/tsdb.h"
 
@@ -52,8 +53,9 @@ inline constexpr uint8_t kBlockChunkPackedZstd = 3;
 inline constexpr uint8_t kBlockChunkSplit = 4;
 inline constexpr uint8_t kBlockChunkSplitZstd = 5;
 
-// Samples in time order, 1 .. kMaxBlockChunkSamples of them.
-std::vector<uint8_t> EncodeBlockChunk(std::span<const Sample> samples);
+// Samples in time order, 1 .. kMaxBlockChunkSamples of them. `zstd`: a
+// compressor to reuse across the chunks of a block (else one per call).
+std::vector<uint8_t> EncodeBlockChunk(std::span<const Sample> samples, ZstdCompressor* zstd = nullptr);
 // Appends the samples in [mint, maxt]. kCorruption when malformed.
 Status DecodeBlockChunk(ByteView bytes, int64_t mint, int64_t maxt, std::vector<Sample>& out);
 

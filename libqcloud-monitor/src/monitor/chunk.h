@@ -233,7 +233,8 @@ class ChunkAppender {
   explicit ChunkAppender(bool decimal = false);
   // An adaptive float chunk (any values).
   static ChunkAppender FloatDeltas();
-  // Timestamps must not decrease (the head checks).
+  // Timestamps must not decrease (the head checks). When memory runs out
+  // (bad_alloc), the appender is as it was.
   void Append(int64_t t, double v);
   size_t samples() const noexcept { return count_; }
   bool decimal() const noexcept { return decimal_; }

@@ -54,6 +54,8 @@ class PoolBytes {
     if (size_ == cap_) Grow();
     p_[size_++] = b;
   }
+  // Drops the bytes from n on (n <= size(); the storage stays).
+  void Truncate(size_t n) noexcept { size_ = static_cast<uint32_t>(n); }
   // Replaces the contents (the storage is kept when it is large enough).
   void Assign(std::initializer_list<uint8_t> bytes);
   // Moves into the smallest class that holds size() (a closed chunk).
