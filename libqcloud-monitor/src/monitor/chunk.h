@@ -6,7 +6,7 @@
 // delta-of-deltas in prefix-coded buckets ('0'; '10' + 14 bits; '110' + 17;
 // '1110' + 20; '1111' + 64).
 //
-// Adaptive (decimal since format 3): values as 64-bit integers x, either
+// Adaptive (since block version 5 / log record type 5): values as 64-bit integers x, either
 // decimal mantissas m with one exponent E per chunk (v = m / 10^E bit for
 // bit: integers, 12.47) or, for a float chunk, the double's bits. The
 // first x as a zigzag varint (decimal) or 64 raw bits; then the zigzag
@@ -29,7 +29,7 @@
 // an adaptive float chunk when that is smaller (a random-walk float: ~46
 // bits a sample against ~51).
 //
-// Read only (written before format 3): decimal with delta-of-deltas of the
+// Read only (written before block version 5): decimal with delta-of-deltas of the
 // mantissas in buckets ('0'; '10' + 8 bits; '110' + 13; '1110' + 18;
 // '11110' + 28; '11111' + 64); 0x8000 | count, u8 E (0..17).
 //
