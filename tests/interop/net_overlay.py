@@ -15,6 +15,7 @@
 
 import json
 import os
+import select
 import subprocess
 import sys
 import time
@@ -142,9 +143,19 @@ def test(args):
 
         # (c) tshark reads the underlay.
         cap = os.path.join(net.tmp, 'underlay.pcap')
-        shark = net.popen(net.fab, 'tshark', '-q', '-i', 'h1s', '-a', 'duration:4', '-w', cap,
+        shark = net.popen(net.fab, 'tshark', '-q', '-i', 'h1s', '-a', 'duration:8', '-w', cap,
                           '-f', 'udp port 4789 or ip proto 47', stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        time.sleep(1.5)
+        # Ping once the capture runs: tshark says so on stderr ("Capturing
+        # on 'h1s'"); on a busy machine that takes seconds, not a fixed 1.5.
+        started, said = time.monotonic(), b''
+        while time.monotonic() - started < 6 and b'Capturing on' not in said:
+            ready, _, _ = select.select([shark.stderr], [], [], 0.2)
+            if ready:
+                more = os.read(shark.stderr.fileno(), 4096)
+                if not more:
+                    break
+                said += more
+        time.sleep(0.3)
         net.ping('vm1', '192.168.0.2', count=4, interval=0.1)
         net.ping('vm3', '192.168.0.1', count=4, interval=0.1)
         shark.wait(30)
