@@ -36,7 +36,7 @@ struct ZstdCompressor::Context {
   ZSTD_CCtx* cctx = nullptr;
 };
 
-ZstdCompressor::ZstdCompressor() : ctx_(new Context{ZSTD_createCCtx()}) {}
+ZstdCompressor::ZstdCompressor() : ctx_(new Context{}) {}  // the zstd context at the first Compress()
 
 ZstdCompressor::~ZstdCompressor() {
   ZSTD_freeCCtx(ctx_->cctx);
@@ -44,6 +44,7 @@ ZstdCompressor::~ZstdCompressor() {
 }
 
 Result<Buffer> ZstdCompressor::Compress(ByteView input, const ZstdOptions& options) {
+  if (ctx_->cctx == nullptr) ctx_->cctx = ZSTD_createCCtx();
   // Without a context (creation failed): one per call, as ZstdCompress.
   return qcloud::Compress(ctx_->cctx, input, options);
 }

@@ -149,6 +149,13 @@ struct MemSeries {
     return chunks.empty() && open.samples() == 0;
   }
 
+  // The oldest sample's time (INT64_MAX with none).
+  int64_t MinT() const {
+    std::lock_guard lock(mu());
+    if (!chunks.empty()) return chunks.front().mint;
+    return open.samples() > 0 ? open.first_t() : INT64_MAX;
+  }
+
   // Keeps only the samples at or after `from`: closed chunks before it
   // go, and only the chunks across it are encoded again (a cut holds the
   // appends while every series does this: it costs a chunk, not the head).
@@ -1190,8 +1197,11 @@ Status TsdbImpl::CutHead() {
       const int64_t newest = head_maxt_.load(std::memory_order_relaxed);
       if (newest == INT64_MIN) break;
       start = head_mint_;
-      if (start == INT64_MIN) {
-        const int64_t first = head_first_.load(std::memory_order_relaxed);
+      const int64_t first = head_first_.load(std::memory_order_relaxed);
+      // From the range of the oldest sample when that is past the head's
+      // start: the ranges between hold nothing.
+      if (start == INT64_MIN ||
+          (first != INT64_MAX && first > start && static_cast<uint64_t>(first) - static_cast<uint64_t>(start) >= static_cast<uint64_t>(d))) {
         start = first >= 0 ? first / d * d : -((-first + d - 1) / d) * d;
       }
       if (newest < start + d + d / 2) break;  // the range may still get samples
@@ -1253,7 +1263,12 @@ Status TsdbImpl::CutBlock(int64_t start, int64_t end) {
     series_.Erase(s);
   }
   counters_.samples.fetch_sub(std::min(samples, counters_.samples.load()), std::memory_order_relaxed);
-  head_first_.store(end, std::memory_order_relaxed);
+  // The oldest sample left: the next cut starts at its range, not at the
+  // next one (samples far apart would otherwise cost a pass over the head
+  // for every empty range between them).
+  int64_t oldest = INT64_MAX;
+  for (const MemSeries* s : series_) oldest = std::min(oldest, s->MinT());
+  head_first_.store(std::max(oldest, end), std::memory_order_relaxed);
   Bump(counters_.compactions);
   return Status::Ok();
 }
