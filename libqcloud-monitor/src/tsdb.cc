@@ -1252,9 +1252,12 @@ Status TsdbImpl::CutBlock(int64_t start, int64_t end) {
   if (block.reader) blocks_.push_back(std::move(block));
   head_mint_ = end;
   std::vector<MemSeries*> gone;
+  int64_t oldest = INT64_MAX;  // the oldest sample left
   for (MemSeries* s : series_) {
     s->DropBefore(end, head_files_.get());
-    if (s->Empty()) gone.push_back(s);
+    const int64_t first = s->MinT();
+    if (first == INT64_MAX) gone.push_back(s);  // empty
+    oldest = std::min(oldest, first);
   }
   // Series with nothing left in the head leave it (their refs are not
   // reused; the log's checkpoint forgets them).
@@ -1263,11 +1266,9 @@ Status TsdbImpl::CutBlock(int64_t start, int64_t end) {
     series_.Erase(s);
   }
   counters_.samples.fetch_sub(std::min(samples, counters_.samples.load()), std::memory_order_relaxed);
-  // The oldest sample left: the next cut starts at its range, not at the
-  // next one (samples far apart would otherwise cost a pass over the head
-  // for every empty range between them).
-  int64_t oldest = INT64_MAX;
-  for (const MemSeries* s : series_) oldest = std::min(oldest, s->MinT());
+  // The next cut starts at the oldest sample's range, not at the next one
+  // (samples far apart would otherwise cost a pass over the head for every
+  // empty range between them).
   head_first_.store(std::max(oldest, end), std::memory_order_relaxed);
   Bump(counters_.compactions);
   return Status::Ok();
