@@ -26,12 +26,47 @@ constexpr std::string_view kFooterMagic = "QTSB";
 uint32_t Sum(ByteView b) { return static_cast<uint32_t>(Xxh3_64(b)); }
 Status Bad(const std::string& what) { return Status(Errc::kCorruption, "block: " + what); }
 uint64_t Align8(uint64_t n) { return (n + 7) & ~uint64_t{7}; }
-// A version 4 table's size for `series` series and `chunks` chunks.
-uint64_t TableSize(uint64_t series, uint64_t chunks) {
-  return kChunkTableHeader + Align8(4 * (series + 1)) + sizeof(ChunkRef) * chunks;
+// A table's size for `series` series and `chunks` chunks of `entry` bytes.
+uint64_t TableSize(uint64_t series, uint64_t chunks, uint32_t entry) {
+  return kChunkTableHeader + Align8(4 * (series + 1)) + uint64_t{entry} * chunks;
 }
 
+constexpr uint64_t kOffsetMask = (uint64_t{1} << kOffsetBits) - 1;
+static_assert(kMaxChunkBytes < (1u << (64 - kOffsetBits)), "a version 6 chunk's length fits above its offset");
+
 }  // namespace
+
+ChunkRef ChunkRefs::operator[](size_t i) const noexcept {
+  ChunkRef r;
+  switch (form_) {
+    case Form::kMemory:
+      std::memcpy(&r, p_ + i * sizeof(ChunkRef), sizeof r);
+      break;
+    case Form::kWide:
+    case Form::kWideWithLength: {
+      const std::byte* e = p_ + i * kWideEntry;
+      r.mint = static_cast<int64_t>(DecodeFixed64(e));
+      r.maxt = static_cast<int64_t>(DecodeFixed64(e + 8));
+      r.offset = DecodeFixed64(e + 16);
+      if (form_ == Form::kWideWithLength) {
+        r.length = static_cast<uint32_t>(r.offset >> kOffsetBits);
+        r.offset &= kOffsetMask;
+      }
+      break;
+    }
+    case Form::kCompact: {
+      const std::byte* e = p_ + i * kCompactEntry;
+      // No overflow: checked when the table was read.
+      r.mint = block_mint_ + DecodeFixed32(e);
+      r.maxt = r.mint + DecodeFixed32(e + 4);
+      const uint64_t x = DecodeFixed64(e + 8);
+      r.offset = x & kOffsetMask;
+      r.length = static_cast<uint32_t>(x >> kOffsetBits);
+      break;
+    }
+  }
+  return r;
+}
 
 std::string BlockFileName(int64_t mint, int64_t maxt) { return fmt::format("{}-{}.qtb", mint, maxt); }
 
@@ -39,6 +74,18 @@ Result<uint64_t> WriteBlock(Env& env, const std::string& dir, int64_t mint, int6
                             const std::vector<SeriesChunks>& series, uint64_t samples, uint32_t version) {
   if (version < 2 || version > kBlockVersion) return InvalidArgument(fmt::format("block: cannot write version {}", version));
   const bool table = version >= 4;
+  // Version 6: chunks without their length in front (the table has it),
+  // compact table entries when the range allows.
+  const bool lengths_in_table = version >= 6;
+  uint32_t entry = lengths_in_table ? kCompactEntry : kWideEntry;
+  for (const SeriesChunks& s : series) {
+    for (const ChunkData& c : s.chunks) {
+      if (c.bytes.empty() || c.bytes.size() > kMaxChunkBytes || c.mint < mint || c.maxt < c.mint) {
+        return InvalidArgument("block: a chunk before the block, or of no or too many bytes");
+      }
+      if (static_cast<uint64_t>(c.maxt) - static_cast<uint64_t>(mint) > UINT32_MAX) entry = kWideEntry;
+    }
+  }
   QCLOUD_RETURN_IF_ERROR(env.CreateDirs(dir));
   const std::string name = BlockFileName(mint, maxt);
   const std::string tmp = JoinPath(dir, name + ".tmp");
@@ -49,7 +96,7 @@ Result<uint64_t> WriteBlock(Env& env, const std::string& dir, int64_t mint, int6
   w.PutFixed32(version);
   w.PutFixed64(static_cast<uint64_t>(mint));
   w.PutFixed64(static_cast<uint64_t>(maxt));
-  w.PutFixed32(0);
+  w.PutFixed32(lengths_in_table ? entry : 0);
   Buffer index;
   ByteWriter iw(index);
   iw.PutVarint64(series.size());
@@ -59,7 +106,10 @@ Result<uint64_t> WriteBlock(Env& env, const std::string& dir, int64_t mint, int6
     EncodeLabels(s.labels, iw);
     if (!table) iw.PutVarint64(s.chunks.size());
     for (const ChunkData& c : s.chunks) {
-      if (table) {
+      if (lengths_in_table) {
+        if (out.size() > kOffsetMask) return InvalidArgument("block: chunks past 2^40 bytes");
+        refs.push_back({.mint = c.mint, .maxt = c.maxt, .offset = out.size(), .length = static_cast<uint32_t>(c.bytes.size())});
+      } else if (table) {
         refs.push_back({.mint = c.mint, .maxt = c.maxt, .offset = out.size()});
       } else {
         iw.PutVarint64(static_cast<uint64_t>(c.mint - mint));
@@ -67,7 +117,7 @@ Result<uint64_t> WriteBlock(Env& env, const std::string& dir, int64_t mint, int6
         iw.PutVarint64(out.size());
       }
       const ByteView bytes(reinterpret_cast<const std::byte*>(c.bytes.data()), c.bytes.size());
-      w.PutFixed32(static_cast<uint32_t>(bytes.size()));
+      if (!lengths_in_table) w.PutFixed32(static_cast<uint32_t>(bytes.size()));
       w.PutBytes(bytes);
       w.PutFixed32(Sum(bytes));
     }
@@ -92,9 +142,15 @@ Result<uint64_t> WriteBlock(Env& env, const std::string& dir, int64_t mint, int6
     for (uint32_t b : begin) tw.PutFixed32(b);
     if (begin.size() % 2 != 0) tw.PutFixed32(0);
     for (const ChunkRef& r : refs) {
-      tw.PutFixed64(static_cast<uint64_t>(r.mint));
-      tw.PutFixed64(static_cast<uint64_t>(r.maxt));
-      tw.PutFixed64(r.offset);
+      const uint64_t at = lengths_in_table ? r.offset | uint64_t{r.length} << kOffsetBits : r.offset;
+      if (entry == kCompactEntry) {
+        tw.PutFixed32(static_cast<uint32_t>(static_cast<uint64_t>(r.mint) - static_cast<uint64_t>(mint)));
+        tw.PutFixed32(static_cast<uint32_t>(static_cast<uint64_t>(r.maxt) - static_cast<uint64_t>(r.mint)));
+      } else {
+        tw.PutFixed64(static_cast<uint64_t>(r.mint));
+        tw.PutFixed64(static_cast<uint64_t>(r.maxt));
+      }
+      tw.PutFixed64(at);
     }
     w.PutFixed64(series.size());
     w.PutFixed64(refs.size());
@@ -152,14 +208,15 @@ Result<BlockIndex> DecodeBlockIndex(ByteView index, int64_t block_mint, uint64_t
   return out;
 }
 
-Status DecodeChunkTable(ByteView table, size_t series, int64_t block_mint, uint64_t chunks_end, BlockIndex* out) {
+Status DecodeChunkTable(ByteView table, size_t series, int64_t block_mint, uint64_t chunks_end, uint32_t version,
+                        uint32_t entry, BlockIndex* out) {
+  if (entry != kWideEntry && (entry != kCompactEntry || version < 6)) return Bad("chunk table: entry size");
   if (table.size() < kChunkTableHeader) return Bad("chunk table cut short");
   const std::byte* p = table.data();
   const uint64_t n_series = DecodeFixed64(p);
   const uint64_t n_chunks = DecodeFixed64(p + 8);
   if (n_series != series) return Bad("chunk table: series count");
-  if (n_chunks > table.size() / sizeof(ChunkRef) || n_chunks > UINT32_MAX ||
-      TableSize(n_series, n_chunks) != table.size()) {
+  if (n_chunks > table.size() / entry || n_chunks > UINT32_MAX || TableSize(n_series, n_chunks, entry) != table.size()) {
     return Bad("chunk table: size");
   }
   if (Xxh3_64(table.subview(kChunkTableHeader, table.size() - kChunkTableHeader)) != DecodeFixed64(p + 16)) {
@@ -179,13 +236,34 @@ Status DecodeChunkTable(ByteView table, size_t series, int64_t block_mint, uint6
     for (size_t i = 0; i <= series; ++i) out->chunk_begin[i] = DecodeFixed32(begin + 4 * i);
     out->chunks.resize(n_chunks);
   }
+  const bool with_length = version >= 6;
   for (uint64_t j = 0; j < n_chunks; ++j) {
-    const std::byte* e = refs + sizeof(ChunkRef) * j;
-    const ChunkRef ref{.mint = static_cast<int64_t>(DecodeFixed64(e)),
-                       .maxt = static_cast<int64_t>(DecodeFixed64(e + 8)),
-                       .offset = DecodeFixed64(e + 16)};
+    const std::byte* e = refs + entry * j;
+    ChunkRef ref;
+    if (entry == kCompactEntry) {
+      int64_t mint = 0, maxt = 0;
+      if (__builtin_add_overflow(block_mint, int64_t{DecodeFixed32(e)}, &mint) ||
+          __builtin_add_overflow(mint, int64_t{DecodeFixed32(e + 4)}, &maxt)) {
+        return Bad("chunk time range");
+      }
+      ref = {.mint = mint, .maxt = maxt, .offset = DecodeFixed64(e + 8)};
+    } else {
+      ref = {.mint = static_cast<int64_t>(DecodeFixed64(e)),
+             .maxt = static_cast<int64_t>(DecodeFixed64(e + 8)),
+             .offset = DecodeFixed64(e + 16)};
+    }
+    if (with_length) {
+      ref.length = static_cast<uint32_t>(ref.offset >> kOffsetBits);
+      ref.offset &= kOffsetMask;
+    }
     if (ref.mint < block_mint || ref.maxt < ref.mint) return Bad("chunk time range");
-    if (ref.offset < kBlockHeaderSize || ref.offset > chunks_end || chunks_end - ref.offset < 8) {
+    if (with_length) {
+      // The bytes and their checksum, inside the chunk area.
+      if (ref.length == 0 || ref.length > kMaxChunkBytes || ref.offset < kBlockHeaderSize || ref.offset > chunks_end ||
+          chunks_end - ref.offset < uint64_t{ref.length} + 4) {
+        return Bad("chunk offset");
+      }
+    } else if (ref.offset < kBlockHeaderSize || ref.offset > chunks_end || chunks_end - ref.offset < 8) {
       return Bad("chunk offset");
     }
     if (out != nullptr) out->chunks[j] = ref;
@@ -210,6 +288,7 @@ Result<std::unique_ptr<BlockReader>> BlockReader::Open(Env& env, const std::stri
   if (b->version_ < 1 || b->version_ > kBlockVersion) return Bad(path + ": unknown version");
   b->mint_ = static_cast<int64_t>(DecodeFixed64(head + 12));
   b->maxt_ = static_cast<int64_t>(DecodeFixed64(head + 20));
+  const uint32_t entry = b->version_ >= 6 ? DecodeFixed32(head + 28) : kWideEntry;
   std::byte foot[kBlockFooterSize];
   QCLOUD_ASSIGN_OR_RETURN(got, b->file_->ReadAt(b->size_ - kBlockFooterSize, MutableByteView(foot, sizeof foot)));
   if (got != sizeof foot || std::memcmp(foot + 28, kFooterMagic.data(), 4) != 0) return Bad(path + ": no footer");
@@ -247,7 +326,8 @@ Result<std::unique_ptr<BlockReader>> BlockReader::Open(Env& env, const std::stri
     // Mapped where the file has a descriptor and the table's layout is the
     // host's; else decoded into memory.
     const bool map = fd >= 0 && std::endian::native == std::endian::little;
-    Status st = DecodeChunkTable(ByteView(table), b->index_.labels->size(), b->mint_, at, map ? nullptr : &b->index_);
+    Status st = DecodeChunkTable(ByteView(table), b->index_.labels->size(), b->mint_, at, b->version_, entry,
+                                 map ? nullptr : &b->index_);
     if (!st.ok()) return Bad(path + ": " + st.message());
     if (map) {
       const auto page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
@@ -258,18 +338,34 @@ Result<std::unique_ptr<BlockReader>> BlockReader::Open(Env& env, const std::stri
       b->map_len_ = body_end - from;
       const auto* t = static_cast<const std::byte*>(m) + (table_at - from);
       b->begin_ = reinterpret_cast<const uint32_t*>(t + kChunkTableHeader);
-      b->refs_ = reinterpret_cast<const ChunkRef*>(t + kChunkTableHeader + Align8(4 * (b->index_.labels->size() + 1)));
+      b->refs_ = t + kChunkTableHeader + Align8(4 * (b->index_.labels->size() + 1));
+      b->entry_ = entry;
+      b->form_ = entry == kCompactEntry ? ChunkRefs::Form::kCompact
+                 : b->version_ >= 6     ? ChunkRefs::Form::kWideWithLength
+                                        : ChunkRefs::Form::kWide;
       b->index_.chunk_begin = {};
       b->index_.chunks = {};
       return b;
     }
   }
   b->begin_ = b->index_.chunk_begin.data();
-  b->refs_ = b->index_.chunks.data();
+  b->refs_ = reinterpret_cast<const std::byte*>(b->index_.chunks.data());
   return b;
 }
 
 Result<std::vector<uint8_t>> BlockReader::ReadChunk(const ChunkRef& ref) const {
+  if (ref.length != 0) {  // version 6: the bytes, then their checksum
+    const uint32_t n = ref.length;
+    std::vector<uint8_t> data(n + 4);
+    QCLOUD_ASSIGN_OR_RETURN(size_t got, file_->ReadAt(ref.offset, MutableByteView(reinterpret_cast<std::byte*>(data.data()), n + 4)));
+    if (got != n + 4) return Bad(path_ + ": chunk cut short");
+    if (Sum(ByteView(reinterpret_cast<const std::byte*>(data.data()), n)) !=
+        DecodeFixed32(reinterpret_cast<const std::byte*>(data.data() + n))) {
+      return Bad(path_ + ": chunk checksum");
+    }
+    data.resize(n);
+    return data;
+  }
   std::byte len_bytes[4];
   QCLOUD_ASSIGN_OR_RETURN(size_t got, file_->ReadAt(ref.offset, MutableByteView(len_bytes, 4)));
   if (got != 4) return Bad(path_ + ": chunk cut short");

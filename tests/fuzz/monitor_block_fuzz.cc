@@ -1,13 +1,13 @@
 // Fuzzes the TSDB's block reader, the disk input of every query. The first
-// byte picks: the index decoder alone over the bytes, the version 4 chunk
-// table decoder alone (its checksum made right), or a whole block file
-// built around them (a valid header and footer with the right index
-// checksum, the bytes as chunk area and index: as they are in a version 2
-// file, zstd-compressed in a version 3 one, and in a version 4 one the
-// second half of them as the chunk table, its checksum made right), opened
-// and every chunk it names read and decoded (block chunks,
-// monitor/block_codec.h). Everything must stay in bounds, and each failure
-// must be a Status, never a crash.
+// byte picks: the index decoder alone over the bytes, the chunk table
+// decoder alone (version 5 wide entries, version 6 wide or compact ones; its
+// checksum made right), or a whole block file built around them (a valid
+// header and footer with the right index checksum, the bytes as chunk area
+// and index: as they are in a version 2 file, zstd-compressed in a version
+// 3 one, and in a version 4 or 6 one the second half of them as the chunk
+// table, its checksum made right), opened and every chunk it names read and
+// decoded (block chunks, monitor/block_codec.h). Everything must stay in
+// bounds, and each failure must be a Status, never a crash.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -39,7 +39,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::string t(reinterpret_cast<const char*>(in.data()), in.size());
     fix_table(t);
     BlockIndex idx;
-    if (DecodeChunkTable(ByteView(t), data[1], 1000, uint64_t{1} << 20, &idx).ok()) {
+    // Versions 5 and 6, wide entries or (6 only) compact ones.
+    const uint32_t version = (data[0] & 8) != 0 ? 6 : 5;
+    const uint32_t entry = (data[0] & 16) != 0 ? kCompactEntry : kWideEntry;
+    if (DecodeChunkTable(ByteView(t), data[1], 1000, uint64_t{1} << 20, version, entry, &idx).ok()) {
       if (idx.chunk_begin.size() != size_t{data[1]} + 1 || idx.chunk_begin.back() != idx.chunks.size()) std::abort();
     }
     return 0;
@@ -48,9 +51,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const size_t chunk_bytes = std::min<size_t>(in.size(), size_t{data[1]} * 4);
   const ByteView chunks = in.subview(0, chunk_bytes);
   ByteView index = in.subview(chunk_bytes, in.size() - chunk_bytes);
-  const uint32_t version = data[0] % 4 == 3 ? 3 : data[0] % 8 == 5 ? 4 : 2;
+  const uint32_t version = data[0] % 4 == 3 ? 3 : data[0] % 8 == 5 ? 4 : data[0] % 16 == 9 ? 6 : 2;
+  const uint32_t entry = version == 6 && (data[0] & 16) != 0 ? kCompactEntry : kWideEntry;
   std::string table;
-  if (version == 4) {
+  if (version >= 4) {
     const size_t half = index.size() / 2;
     table.assign(reinterpret_cast<const char*>(index.data()) + half, index.size() - half);
     fix_table(table);
@@ -69,11 +73,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   w.PutFixed32(version);
   w.PutFixed64(1000);
   w.PutFixed64(2000);
-  w.PutFixed32(0);
+  w.PutFixed32(version == 6 ? entry : 0);
   w.PutBytes(chunks);
   const uint64_t at = file.size();
   w.PutBytes(index);
-  if (version == 4) {
+  if (version >= 4) {
     while (file.size() % 8 != 0) w.PutBytes(ByteView(std::string_view("\0", 1)));
     w.PutBytes(ByteView(table));
   }
@@ -90,7 +94,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto reader = BlockReader::Open(env, "/b.qtb");
   if (!reader.ok()) return 0;
   for (size_t i = 0; i < (*reader)->series_count(); ++i) {
-    for (const ChunkRef& ref : (*reader)->chunks(i)) {
+    for (const ChunkRef ref : (*reader)->chunks(i)) {
       std::vector<qcloud::monitor::Sample> out;
       (void)(*reader)->ReadSamples(ref, INT64_MIN, INT64_MAX, out);
       if (out.size() > 65535) std::abort();

@@ -41,8 +41,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       std::memcpy(&m, in.data() + i + 2, 4);
       t += step;
       // Now and then a float of any bits (NaN too): the chunk goes float.
-      const double v = step % 61 == 0 ? std::bit_cast<double>((uint64_t{static_cast<uint32_t>(m)} << 32) | step)
-                                      : static_cast<double>(m) / (step % 3 == 0 ? 100 : 1);
+      // Now and then whole pages (a common divisor for the coded kind).
+      const double v = step % 61 == 0   ? std::bit_cast<double>((uint64_t{static_cast<uint32_t>(m)} << 32) | step)
+                       : step % 7 == 0 ? static_cast<double>(m) * 4096
+                                       : static_cast<double>(m) / (step % 3 == 0 ? 100 : 1);
       want.push_back({t, v});
     }
     if (want.empty()) return 0;

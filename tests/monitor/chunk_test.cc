@@ -5,6 +5,7 @@
 #include "monitor/block.h"
 #include "monitor/block_codec.h"
 #include "monitor/chunk.h"
+#include "monitor/range_coder.h"
 
 #include <doctest/doctest.h>
 
@@ -15,6 +16,7 @@
 #include <random>
 #include <vector>
 
+#include "qcloud/core/hash.h"
 #include "qcloud/testing/doctest_helpers.h"
 #include "qcloud/testing/mem_env.h"
 
@@ -297,7 +299,7 @@ TEST_CASE("monitor block chunks store decimals exactly and fall back to Gorilla 
   CHECK(part == std::vector<Sample>(counter.begin() + 10, counter.begin() + 20));
 }
 
-TEST_CASE("monitor block chunks split random counters and random-walk floats into varint timestamps and Rice-coded values") {
+TEST_CASE("monitor block chunks split random-walk floats and range-code random counters") {
   std::mt19937_64 rng(7);
   std::vector<Sample> walk, bytes_counter;
   double w = 47.25, c = 1e9;
@@ -319,16 +321,122 @@ TEST_CASE("monitor block chunks split random counters and random-walk floats int
   MESSAGE("1440 random-walk floats: ", walk_bytes, " bytes, Gorilla ", gorilla.bytes().size());
   CHECK(walk_bytes * 10 < gorilla.bytes().size() * 9);
   CHECK(BlockRoundTrip(bytes_counter, &kind, &counter_bytes) == bytes_counter);
-  CHECK((kind == kBlockChunkSplit || kind == kBlockChunkSplitZstd));
-  // 20 bits of entropy a sample: within 1.5 bits of it.
+  CHECK(kind == kBlockChunkCoded);
+  // 20 bits of entropy a sample: within half a bit of it.
   MESSAGE("1440 samples of a counter of random increments below 2^20: ", counter_bytes, " bytes");
-  CHECK(counter_bytes * 8 < 1440 * 43 / 2);
+  CHECK(counter_bytes * 8 < 1440 * 41 / 2);
   // Every cut of the split form is refused.
   const std::vector<uint8_t> enc = EncodeBlockChunk(walk);
   for (size_t cut = 0; cut < enc.size(); ++cut) {
     std::vector<Sample> out;
     CHECK_FALSE(DecodeBlockChunk(ByteView(reinterpret_cast<const std::byte*>(enc.data()), cut), INT64_MIN, INT64_MAX, out).ok());
   }
+}
+
+TEST_CASE("monitor range coder round trips adaptive and direct bits and refuses a cut stream") {
+  std::mt19937_64 rng(11);
+  struct Op {
+    int kind;  // 0: an adaptive bit in context ctx; 1: n direct bits
+    int ctx;
+    unsigned bit;
+    uint64_t v;
+    int n;
+  };
+  std::vector<Op> ops;
+  for (int i = 0; i < 20000; ++i) {
+    if (rng() % 3 == 0) {
+      const int n = static_cast<int>(rng() % 65);
+      ops.push_back({1, 0, 0, n == 0 ? 0 : rng() >> (64 - n), n});
+    } else {
+      const int ctx = static_cast<int>(rng() % 4);
+      // Context c's bit is 1 with probability c / 3: always 0, rarely 1, often 1, always 1.
+      const unsigned bit = ctx == 0 ? 0 : ctx == 3 ? 1 : rng() % 3 < static_cast<uint64_t>(ctx) ? 1 : 0;
+      ops.push_back({0, ctx, bit, 0, 0});
+    }
+  }
+  std::vector<uint8_t> bytes;
+  {
+    RangeEncoder enc(bytes);
+    AdaptiveBit p[4];
+    for (const Op& op : ops) {
+      if (op.kind == 0) {
+        enc.Bit(p[op.ctx], op.bit);
+      } else {
+        enc.Direct(op.v, op.n);
+      }
+    }
+    enc.Finish();
+  }
+  auto decode = [&](size_t size, bool* same) {
+    RangeDecoder dec(bytes.data(), size);
+    AdaptiveBit p[4];
+    *same = true;
+    for (const Op& op : ops) {
+      if (op.kind == 0) {
+        *same = *same && dec.Bit(p[op.ctx]) == op.bit;
+      } else {
+        *same = *same && dec.Direct(op.n) == op.v;
+      }
+    }
+    return dec.valid() && dec.ended_exactly();
+  };
+  bool same = false;
+  CHECK(decode(bytes.size(), &same));
+  CHECK(same);
+  for (size_t cut : {size_t{0}, size_t{1}, bytes.size() / 2, bytes.size() - 1}) {
+    CHECK_FALSE(decode(cut, &same));
+  }
+  bytes.push_back(0);
+  CHECK_FALSE(decode(bytes.size(), &same));
+}
+
+TEST_CASE("monitor coded block chunks take out a common step and predict gauges from their mean") {
+  std::mt19937_64 rng(5);
+  std::vector<Sample> pages, load, rare, extremes, bits;
+  double page = 4096.0 * 150000;
+  for (int i = 0; i < 1440; ++i) {
+    const int64_t t = 1700000000000 + i * 60000;
+    if (rng() % 2 == 0) page += 4096.0 * (static_cast<double>(rng() % 129) - 64);
+    pages.push_back({t, page});                                       // whole 4 KiB pages
+    load.push_back({t, static_cast<double>(rng() % 400) / 100});      // 0.00 .. 3.99 at random
+    rare.push_back({t, static_cast<double>(i / 500)});                // moves twice
+    extremes.push_back({t, i % 2 == 0 ? 9007199254740991.0 : -9007199254740991.0});  // +-(2^53 - 1)
+    uint64_t any = rng();
+    bits.push_back({t, std::bit_cast<double>(i % 3 == 0 ? (any | 0x7ff0000000000001ULL) : any)});  // NaNs too
+  }
+  size_t n = 0;
+  uint8_t kind = 0;
+  CHECK(BlockRoundTrip(pages, &kind, &n) == pages);
+  CHECK(kind == kBlockChunkCoded);
+  // Half the steps stay, the others one of 129 page counts: 4.5 bits of entropy.
+  MESSAGE("1440 page gauges: ", n, " bytes");
+  CHECK(n * 8 < 1440 * 5);
+  CHECK(BlockRoundTrip(load, &kind, &n) == load);
+  CHECK(kind == kBlockChunkCoded);
+  // 8.64 bits of entropy; 8.83 against a mean of the last 8 or so, 9.36
+  // against the last value.
+  MESSAGE("1440 loads: ", n, " bytes");
+  CHECK(n * 8 < 1440 * 19 / 2);
+  CHECK(BlockRoundTrip(rare, &kind, &n) == rare);
+  MESSAGE("1440 samples of a value that moves twice: ", n, " bytes");
+  CHECK(n < 64);
+  CHECK(BlockRoundTrip(extremes, &kind, &n) == extremes);
+  CHECK(kind == kBlockChunkCoded);
+  const auto out = BlockRoundTrip(bits, &kind, &n);
+  REQUIRE(out.size() == bits.size());
+  for (size_t i = 0; i < bits.size(); ++i) CHECK(std::bit_cast<uint64_t>(out[i].v) == std::bit_cast<uint64_t>(bits[i].v));
+  // Each cut of a coded chunk is refused, as is a byte after it.
+  std::vector<uint8_t> enc = EncodeBlockChunk(load);
+  REQUIRE(enc[0] == kBlockChunkCoded);
+  for (size_t cut = 0; cut < enc.size(); ++cut) {
+    std::vector<Sample> got;
+    CHECK_FALSE(DecodeBlockChunk(ByteView(reinterpret_cast<const std::byte*>(enc.data()), cut), INT64_MIN, INT64_MAX, got).ok());
+    CHECK(got.empty());
+  }
+  enc.push_back(0);
+  std::vector<Sample> got;
+  CHECK(DecodeBlockChunk(ByteView(reinterpret_cast<const std::byte*>(enc.data()), enc.size()), INT64_MIN, INT64_MAX, got).code() ==
+        Errc::kCorruption);
 }
 
 TEST_CASE("monitor block chunks cut short or altered are refused") {
@@ -353,9 +461,10 @@ TEST_CASE("monitor block chunks cut short or altered are refused") {
 namespace qcloud::monitor::detail {
 namespace {
 
-TEST_CASE("monitor blocks of versions 2 3 and 4 read the same and version 4 maps its chunk table") {
+TEST_CASE("monitor blocks of versions 2 to 6 read the same and versions 4 to 6 map their chunk table") {
   std::vector<SeriesChunks> series;
   uint64_t samples = 0;
+  size_t chunks = 0;
   for (int i = 0; i < 300; ++i) {
     std::vector<Sample> s;
     for (int k = 0; k < 120; ++k) s.push_back({1000 + k * 60'000, static_cast<double>(i * 1000 + k)});
@@ -365,6 +474,7 @@ TEST_CASE("monitor blocks of versions 2 3 and 4 read the same and version 4 maps
                                                        {"instance", "host-" + std::to_string(i) + ":9100"},
                                                        {"job", "node"}}))),
                       {{.mint = s.front().t, .maxt = s.back().t, .bytes = EncodeBlockChunk(s)}}});
+    ++chunks;
   }
   std::sort(series.begin(), series.end(), [](const auto& a, const auto& b) { return a.labels < b.labels; });
   // A second chunk for every third series: tables with uneven runs.
@@ -372,47 +482,70 @@ TEST_CASE("monitor blocks of versions 2 3 and 4 read the same and version 4 maps
     std::vector<Sample> s{{7'300'000, 1.5}, {7'360'000, 2.5}};
     series[i].chunks.push_back({.mint = s.front().t, .maxt = s.back().t, .bytes = EncodeBlockChunk(s)});
     samples += 2;
+    ++chunks;
   }
+  // The same with a last chunk 2^32 ms past the block's start: version 6
+  // writes wide entries.
+  std::vector<SeriesChunks> far = series;
+  const int64_t far_t = (int64_t{1} << 32) + 5000;
+  far.back().chunks.push_back({.mint = far_t, .maxt = far_t, .bytes = EncodeBlockChunk(std::vector<Sample>{{far_t, 9}})});
   testing::MemEnv env;
-  testing::TempDir dir("qcloud-block-v4");
+  testing::TempDir dir("qcloud-block-v6");
   auto posix = REQUIRE_VALUE(OpenPosixEnv());
-  const uint64_t v2 = REQUIRE_VALUE(WriteBlock(env, "/v2", 0, 7'200'000 * 2, series, samples, 2));
-  const uint64_t v3 = REQUIRE_VALUE(WriteBlock(env, "/v3", 0, 7'200'000 * 2, series, samples, 3));
-  const uint64_t v4 = REQUIRE_VALUE(WriteBlock(env, "/v4", 0, 7'200'000 * 2, series, samples, 4));
-  REQUIRE_VALUE(WriteBlock(*posix, dir.path, 0, 7'200'000 * 2, series, samples));
-  MESSAGE("300 series x 120 samples: version 2 ", v2, " bytes, version 3 ", v3, ", version 4 ", v4);
+  const int64_t end = 7'200'000 * 2;
+  const uint64_t v2 = REQUIRE_VALUE(WriteBlock(env, "/v2", 0, end, series, samples, 2));
+  const uint64_t v3 = REQUIRE_VALUE(WriteBlock(env, "/v3", 0, end, series, samples, 3));
+  const uint64_t v4 = REQUIRE_VALUE(WriteBlock(env, "/v4", 0, end, series, samples, 4));
+  const uint64_t v5 = REQUIRE_VALUE(WriteBlock(*posix, JoinPath(dir.path, "v5"), 0, end, series, samples, 5));
+  const uint64_t v6 = REQUIRE_VALUE(WriteBlock(env, "/v6", 0, end, series, samples));
+  REQUIRE_VALUE(WriteBlock(*posix, JoinPath(dir.path, "v6"), 0, end, series, samples));
+  const uint64_t wide = REQUIRE_VALUE(WriteBlock(*posix, JoinPath(dir.path, "wide"), 0, far_t + 1, far, samples + 1));
+  MESSAGE("300 series x 120 samples: version 2 ", v2, " bytes, version 3 ", v3, ", version 4 ", v4, ", version 5 ", v5,
+          ", version 6 ", v6);
   CHECK(v3 < v2);
-  const std::string name = BlockFileName(0, 7'200'000 * 2);
+  // Version 6: no length before a chunk, 16-byte table entries instead of 24.
+  CHECK(v5 - v6 == 12 * chunks);
+  const std::string name = BlockFileName(0, end);
   std::vector<std::unique_ptr<BlockReader>> readers;
   readers.push_back(REQUIRE_VALUE(BlockReader::Open(env, "/v2/" + name)));
   readers.push_back(REQUIRE_VALUE(BlockReader::Open(env, "/v3/" + name)));
   readers.push_back(REQUIRE_VALUE(BlockReader::Open(env, "/v4/" + name)));  // no descriptor: decoded
-  readers.push_back(REQUIRE_VALUE(BlockReader::Open(*posix, JoinPath(dir.path, name))));
-  CHECK(readers[0]->version() == 2);
-  CHECK(readers[1]->version() == 3);
-  CHECK(readers[2]->version() == 4);
-  CHECK(readers[3]->version() == 5);  // 4's layout
+  readers.push_back(REQUIRE_VALUE(BlockReader::Open(*posix, JoinPath(dir.path, "v5/" + name))));
+  readers.push_back(REQUIRE_VALUE(BlockReader::Open(env, "/v6/" + name)));  // decoded
+  readers.push_back(REQUIRE_VALUE(BlockReader::Open(*posix, JoinPath(dir.path, "v6/" + name))));
+  auto wide_reader = REQUIRE_VALUE(BlockReader::Open(*posix, JoinPath(dir.path, "wide/" + BlockFileName(0, far_t + 1))));
+  const uint32_t versions[] = {2, 3, 4, 5, 6, 6};
+  for (size_t k = 0; k < readers.size(); ++k) CHECK(readers[k]->version() == versions[k]);
   CHECK_FALSE(readers[2]->mapped());
   CHECK(readers[3]->mapped());
-  for (const auto& r : readers) {
+  CHECK_FALSE(readers[4]->mapped());
+  CHECK(readers[5]->mapped());
+  CHECK(wide_reader->mapped());
+  MESSAGE("with a chunk 2^32 ms on (wide entries): ", wide, " bytes");
+  CHECK(wide > v6 + 8 * chunks);  // 8 bytes more an entry
+  readers.push_back(std::move(wide_reader));
+  for (size_t k = 0; k < readers.size(); ++k) {
+    const auto& r = readers[k];
+    const auto& want = k + 1 == readers.size() ? far : series;
     REQUIRE(r->series_count() == 300);
     for (size_t i = 0; i < 300; ++i) {
-      CHECK(r->labels(i) == series[i].labels);
-      REQUIRE(r->chunks(i).size() == series[i].chunks.size());
-      for (size_t j = 0; j < series[i].chunks.size(); ++j) {
+      CHECK(r->labels(i) == want[i].labels);
+      REQUIRE(r->chunks(i).size() == want[i].chunks.size());
+      for (size_t j = 0; j < want[i].chunks.size(); ++j) {
         const ChunkRef ref = r->chunks(i)[j];
-        CHECK(ref.mint == series[i].chunks[j].mint);
-        CHECK(ref.maxt == series[i].chunks[j].maxt);
+        CHECK(ref.mint == want[i].chunks[j].mint);
+        CHECK(ref.maxt == want[i].chunks[j].maxt);
         std::vector<Sample> x;
         REQUIRE_OK(r->ReadSamples(ref, INT64_MIN, INT64_MAX, x));
-        CHECK(x.size() == (j == 0 ? 120 : 2));
+        CHECK(x.size() == (j == 0 ? 120 : j == 1 && ref.mint < far_t ? 2 : 1));
       }
     }
   }
   CHECK_ERRC(WriteBlock(env, "/v1", 0, 1, series, samples, 1), Errc::kInvalidArgument);
+  CHECK_ERRC(WriteBlock(env, "/late", 2000, end, series, samples), Errc::kInvalidArgument);  // a chunk before mint
 }
 
-TEST_CASE("monitor version 4 blocks with a damaged or misplaced chunk table are refused") {
+TEST_CASE("monitor blocks with a damaged or misplaced chunk table are refused") {
   std::vector<SeriesChunks> series;
   for (int i = 0; i < 20; ++i) {
     std::vector<Sample> s{{1000, 1}, {61'000, static_cast<double>(i)}};
@@ -420,30 +553,55 @@ TEST_CASE("monitor version 4 blocks with a damaged or misplaced chunk table are 
                       {{.mint = 1000, .maxt = 61'000, .bytes = EncodeBlockChunk(s)}}});
   }
   std::sort(series.begin(), series.end(), [](const auto& a, const auto& b) { return a.labels < b.labels; });
-  testing::MemEnv env;
-  const uint64_t size = REQUIRE_VALUE(WriteBlock(env, "/b", 0, 7'200'000, series, 40));
-  const std::string path = "/b/" + BlockFileName(0, 7'200'000);
-  const std::string good = REQUIRE_VALUE(ReadFileToString(env, path));
-  REQUIRE(good.size() == size);
-  // The table is the 24 + 88 + 20 * 24 bytes before the footer.
-  const size_t table_len = 24 + 88 + 20 * 24;
-  const size_t table_at = size - kBlockFooterSize - table_len;
-  auto refused = [&](const std::string& bytes) {
-    REQUIRE_OK(WriteFileAtomically(env, path, ByteView(bytes)));
-    return BlockReader::Open(env, path).status().code() == Errc::kCorruption;
-  };
-  CHECK_FALSE(refused(good));
-  for (size_t at = table_at; at < table_at + table_len; at += 7) {
-    std::string bad = good;
-    bad[at] = static_cast<char>(bad[at] ^ 0x40);
-    INFO("byte ", at - table_at, " of the table");
-    CHECK(refused(bad));  // the header's counts or sum, or the checksum of the rest
+  for (uint32_t version : {5u, 6u}) {
+    INFO("version ", version);
+    testing::MemEnv env;
+    const uint64_t size = REQUIRE_VALUE(WriteBlock(env, "/b", 0, 7'200'000, series, 40, version));
+    const std::string path = "/b/" + BlockFileName(0, 7'200'000);
+    const std::string good = REQUIRE_VALUE(ReadFileToString(env, path));
+    REQUIRE(good.size() == size);
+    // The table is the 24 + 88 + 20 * 24 (16) bytes before the footer.
+    const size_t entry = version == 6 ? kCompactEntry : kWideEntry;
+    const size_t table_len = 24 + 88 + 20 * entry;
+    const size_t table_at = size - kBlockFooterSize - table_len;
+    auto refused = [&](const std::string& bytes) {
+      REQUIRE_OK(WriteFileAtomically(env, path, ByteView(bytes)));
+      return BlockReader::Open(env, path).status().code() == Errc::kCorruption;
+    };
+    CHECK_FALSE(refused(good));
+    for (size_t at = table_at; at < table_at + table_len; at += 7) {
+      std::string bad = good;
+      bad[at] = static_cast<char>(bad[at] ^ 0x40);
+      INFO("byte ", at - table_at, " of the table");
+      CHECK(refused(bad));  // the header's counts or sum, or the checksum of the rest
+    }
+    // The table cut short (the footer moved up) and one entry too many.
+    std::string cut = good.substr(0, table_at + table_len - entry) + good.substr(size - kBlockFooterSize);
+    CHECK(refused(cut));
+    std::string more =
+        good.substr(0, size - kBlockFooterSize) + std::string(entry, '\0') + good.substr(size - kBlockFooterSize);
+    CHECK(refused(more));
+    if (version == 6) {
+      // Entries that point past the chunk area, their checksum made right;
+      // and an entry size the header may not give.
+      auto with_sum = [&](std::string t) {
+        const uint64_t sum = Xxh3_64(ByteView(t).subview(table_at + kChunkTableHeader, table_len - kChunkTableHeader));
+        for (int i = 0; i < 8; ++i) t[table_at + 16 + i] = static_cast<char>(sum >> (8 * i));
+        return t;
+      };
+      CHECK_FALSE(refused(with_sum(good)));
+      const size_t last = table_at + table_len - kCompactEntry;  // the last entry
+      std::string long_chunk = good;
+      long_chunk[last + 8 + 5] = static_cast<char>(long_chunk[last + 8 + 5] + 1);  // its length + 1
+      CHECK(refused(with_sum(long_chunk)));
+      std::string zero = good;
+      for (int i = 5; i < 8; ++i) zero[last + 8 + i] = 0;  // its length 0
+      CHECK(refused(with_sum(zero)));
+      std::string odd_entry = good;
+      odd_entry[28] = 20;
+      CHECK(refused(odd_entry));
+    }
   }
-  // The table cut short (the footer moved up) and one entry too many.
-  std::string cut = good.substr(0, table_at + table_len - 24) + good.substr(size - kBlockFooterSize);
-  CHECK(refused(cut));
-  std::string more = good.substr(0, size - kBlockFooterSize) + std::string(24, '\0') + good.substr(size - kBlockFooterSize);
-  CHECK(refused(more));
 }
 
 }  // namespace

@@ -43,11 +43,12 @@
 
 namespace qcloud::monitor::detail {
 
-// Written; 4 (no adaptive chunks in its block chunks), 3 (chunk references
-// in the index), 2 (index not compressed) and 1 (Gorilla chunks only) are
-// still read. 5 has 4's layout: the version tells older readers, which
-// cannot read adaptive chunks, to leave the block alone.
-inline constexpr uint32_t kBlockVersion = 5;
+// Written; 5 (no range-coded block chunks), 4 (no adaptive chunks either),
+// 3 (chunk references in the index), 2 (index not compressed) and 1
+// (Gorilla chunks only) are still read. 5 and 6 have 4's layout: the
+// version tells an older reader, which cannot read the newer chunks, to
+// leave the block alone.
+inline constexpr uint32_t kBlockVersion = 6;
 inline constexpr size_t kBlockHeaderSize = 32;
 inline constexpr size_t kBlockFooterSize = 32;
 inline constexpr uint64_t kMaxBlockIndexBytes = uint64_t{1} << 31;  // 2 GiB
@@ -55,9 +56,53 @@ inline constexpr uint32_t kMaxChunkBytes = 1 << 20;
 
 struct ChunkRef {
   int64_t mint = 0, maxt = 0;
-  uint64_t offset = 0;  // of the chunk's length field in the file
+  // Versions 1 to 5: where the chunk's length field is in the file, and
+  // `length` is 0. Version 6: where its bytes are, and their count.
+  uint64_t offset = 0;
+  uint32_t length = 0;
 };
-static_assert(sizeof(ChunkRef) == 24, "a version 4 table's entry, mapped as it is on disk");
+
+// Version 6's table entries: compact (16 bytes) when the block's range is
+// below 2^32 ms, else wide (24 bytes); the header's last field says which.
+// The entries of versions 4 and 5 are wide without a length.
+inline constexpr uint32_t kWideEntry = 24;
+inline constexpr uint32_t kCompactEntry = 16;
+inline constexpr int kOffsetBits = 40;  // version 6: offset | length << 40
+
+// A series' chunk references as the block holds them: decoded one at a
+// time from the mapped table (or read from memory), by value.
+class ChunkRefs {
+ public:
+  enum class Form : uint8_t { kMemory, kWide, kWideWithLength, kCompact };
+  ChunkRefs(const std::byte* p, size_t n, Form form, int64_t block_mint) noexcept
+      : p_(p), n_(n), form_(form), block_mint_(block_mint) {}
+  size_t size() const noexcept { return n_; }
+  bool empty() const noexcept { return n_ == 0; }
+  ChunkRef operator[](size_t i) const noexcept;
+
+  class Iterator {
+   public:
+    Iterator(const ChunkRefs* refs, size_t i) noexcept : refs_(refs), i_(i) {}
+    ChunkRef operator*() const noexcept { return (*refs_)[i_]; }
+    Iterator& operator++() noexcept {
+      ++i_;
+      return *this;
+    }
+    bool operator!=(const Iterator& o) const noexcept { return i_ != o.i_; }
+
+   private:
+    const ChunkRefs* refs_;
+    size_t i_;
+  };
+  Iterator begin() const noexcept { return Iterator(this, 0); }
+  Iterator end() const noexcept { return Iterator(this, n_); }
+
+ private:
+  const std::byte* p_;
+  size_t n_;
+  Form form_;
+  int64_t block_mint_;
+};
 inline constexpr size_t kChunkTableHeader = 24;
 
 
@@ -97,10 +142,12 @@ Result<uint64_t> WriteBlock(Env& env, const std::string& dir, int64_t mint, int6
 // malformed. `chunks_end`: where the chunk area ends (the index's offset).
 // `with_refs`: the index holds chunk references (versions 1-3).
 Result<BlockIndex> DecodeBlockIndex(ByteView index, int64_t block_mint, uint64_t chunks_end, bool with_refs = true);
-// Checks a version 4 chunk table of `series` series (disk input: bounded,
-// checked) and, with `out`, decodes it into out->chunk_begin and
-// out->chunks. kCorruption when malformed.
-Status DecodeChunkTable(ByteView table, size_t series, int64_t block_mint, uint64_t chunks_end, BlockIndex* out);
+// Checks a chunk table (versions 4 to 6) of `series` series (disk input:
+// bounded, checked) and, with `out`, decodes it into out->chunk_begin and
+// out->chunks. `entry`: kWideEntry, or kCompactEntry (version 6 only).
+// kCorruption when malformed.
+Status DecodeChunkTable(ByteView table, size_t series, int64_t block_mint, uint64_t chunks_end, uint32_t version,
+                        uint32_t entry, BlockIndex* out);
 
 class BlockReader {
  public:
@@ -120,8 +167,8 @@ class BlockReader {
   // The owner may swap the label list for an equal one: the same sets in
   // the same order, shared with the head and other blocks.
   void ShareLabels(std::shared_ptr<const std::vector<Labels>> labels) noexcept { index_.labels = std::move(labels); }
-  std::span<const ChunkRef> chunks(size_t i) const noexcept {
-    return std::span<const ChunkRef>(refs_ + begin_[i], begin_[i + 1] - begin_[i]);
+  ChunkRefs chunks(size_t i) const noexcept {
+    return ChunkRefs(refs_ + begin_[i] * static_cast<size_t>(entry_), begin_[i + 1] - begin_[i], form_, mint_);
   }
   // Whether the chunk references are a mapping of the file (version 4 on
   // a file with a descriptor), not decoded into memory.
@@ -144,7 +191,9 @@ class BlockReader {
   BlockIndex index_;
   // The chunk references: index_'s vectors, or the mapped table.
   const uint32_t* begin_ = nullptr;
-  const ChunkRef* refs_ = nullptr;
+  const std::byte* refs_ = nullptr;
+  uint32_t entry_ = sizeof(ChunkRef);  // bytes per reference at refs_
+  ChunkRefs::Form form_ = ChunkRefs::Form::kMemory;
   void* map_ = nullptr;
   size_t map_len_ = 0;
 };

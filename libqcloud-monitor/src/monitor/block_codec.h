@@ -1,39 +1,30 @@
 #pragma once
 
-// How a block stores one series' samples (block format versions 2 to 5,
-// docs/notes/monitor-format.md): smaller than the head's chunks for the
-// values monitoring data is made of — integers and decimal fractions
-// (12.47, 0.93) kept as integers, the way VictoriaMetrics stores them — and
-// for floats. The encoder writes the smallest form that holds the values.
+// How a block stores one series' samples (block format versions 2 to 6,
+// docs/notes/monitor-format.md, which specifies every kind bit for bit):
+// smaller than the head's chunks for the values monitoring data is made of
+// — integers and decimal fractions (12.47, 0.93) kept as integers, the way
+// VictoriaMetrics stores them — and for floats.
 //
 //   u8 kind, then:
 //     1  a chunk as monitor/chunk.h writes it (Gorilla for any values;
 //        other kinds read too)
-//     2  packed: the bytes below
-//     3  packed, then compressed as one zstd frame
-//     4  split: the bytes below (version 5)
+//     2  packed: varint timestamps and mantissas (read only)
+//     3  packed, then compressed as one zstd frame (read only)
+//     4  split: timestamps as runs of deltas of deltas, values as an
+//        adaptive chunk's Rice-coded residuals (version 5)
 //     5  split, then compressed as one zstd frame (version 5; the synthetic
 //        random walks of bench/monitor repeat their steps, and zstd finds it)
-//   packed:
-//     varint n (1 .. kMaxBlockChunkSamples)
-//     timestamps: zigzag varint t0, zigzag varint (t1 - t0), then zigzag
-//       varints of the deltas of deltas
-//     i8 E: every value is m / 10^E exactly (E >= 0) or m * 10^-E (E < 0)
-//     u8 m_mode: 0 = zigzag varint m0 then deltas, 1 = m0, d1, then deltas
-//       of deltas (the smaller is written; arithmetic wraps at 64 bits)
-//   split:
-//     varint n (1 .. kMaxBlockChunkSamples)
-//     timestamps: zigzag varint t0, zigzag varint (t1 - t0), then for the
-//       other n - 2 pairs of varint run (>= 1) and zigzag varint delta of
-//       delta, which repeats `run` times (a regular scrape: one pair)
-//     u8 0 = decimal (x = m as above), 1 = float (x = the value's bits)
-//     i8 E (0 for float)
-//     a bit stream, most significant bit first, to the end (the last
-//       byte's unused bits 0): x0 as a zigzag varint (decimal) or 64 bits,
-//       then each later x as an adaptive chunk's residual (monitor/chunk.h)
+//     6  coded (version 6): timestamps and values each as x0 + g * y_i (g
+//        their common divisor), the y_i's residuals against a prediction
+//        chosen per chunk (delta, delta of delta, a moving mean; or none
+//        when the y_i are 0, 1, 2, ... or all 0), range-coded
+//        (monitor/range_coder.h): bit width by an adaptive tree, sign and
+//        the two bits below the top adaptive, the rest direct.
 //
-// Decoding is bounded and checked (disk input): counts, varints, the zstd
-// frame's size, and trailing bytes.
+// Written: decimals as kind 6; floats as the smallest of kinds 1, 4/5 and
+// 6. Decoding is bounded and checked (disk input): counts, varints, the
+// zstd frame's size, the range coder's end, and trailing bytes.
 
 #include <cstdint>
 #include <span>
@@ -52,6 +43,7 @@ inline constexpr uint8_t kBlockChunkPacked = 2;
 inline constexpr uint8_t kBlockChunkPackedZstd = 3;
 inline constexpr uint8_t kBlockChunkSplit = 4;
 inline constexpr uint8_t kBlockChunkSplitZstd = 5;
+inline constexpr uint8_t kBlockChunkCoded = 6;
 
 // Samples in time order, 1 .. kMaxBlockChunkSamples of them. `zstd`: a
 // compressor to reuse across the chunks of a block (else one per call).
