@@ -301,6 +301,8 @@ Status HttpApi::RegisterMetrics(MetricsRegistry& registry) {
        db(&TsdbStats::chunk_bytes)},
       {"qcloud_monitor_chunk_memory_bytes", "Resident pages holding chunks in memory.", MetricType::kGauge,
        db(&TsdbStats::chunk_memory_bytes)},
+      {"qcloud_monitor_chunk_memory_used_bytes", "Of those, the slots of live chunks.", MetricType::kGauge,
+       db(&TsdbStats::chunk_memory_used_bytes)},
       {"qcloud_monitor_chunk_repacks_total", "Times the head's chunks were moved to give pages back.",
        MetricType::kCounter, db(&TsdbStats::chunk_repacks)},
       {"qcloud_monitor_samples_appended_total", "Samples taken by the store.", MetricType::kCounter, db(&TsdbStats::appended)},

@@ -64,6 +64,12 @@ void Decode(ByteView bytes, int64_t mint, int64_t maxt, std::vector<Sample>& out
 
 ByteView View(std::span<const uint8_t> b) { return {reinterpret_cast<const std::byte*>(b.data()), b.size()}; }
 
+// Which aligned range of `range` ms holds t ([k * range, (k + 1) * range)).
+int64_t RangeIndex(int64_t t, int64_t range) noexcept {
+  const int64_t q = t / range;
+  return t % range < 0 ? q - 1 : q;
+}
+
 // One series in memory: closed chunks and the open one. A series with a
 // sample has one in the open chunk (a close starts the next at once, and a
 // cut that empties the open chunk empties the series), so the open chunk
@@ -86,9 +92,14 @@ struct MemSeries {
   int64_t MaxT() const noexcept { return open.samples() > 0 ? open.last_t() : INT64_MIN; }
   uint64_t LastBits() const noexcept { return open.samples() > 0 ? open.last_bits() : 0; }
 
-  void Add(int64_t t, double v, HeadFiles* files) {
+  // `range`: the block duration. A chunk is closed at 120 samples, and
+  // when a sample falls in the next block's range (as Prometheus's head
+  // chunks end at one), so that a cut drops whole chunks: none is encoded
+  // again in memory for the part after the cut.
+  void Add(int64_t t, double v, HeadFiles* files, int64_t range) {
     std::lock_guard lock(mu());
-    if (open.samples() == detail::kMaxChunkSamples) {
+    if (open.samples() == detail::kMaxChunkSamples ||
+        (open.samples() > 0 && RangeIndex(t, range) != RangeIndex(open.first_t(), range))) {
       // Copied, not moved, and the new appender made (with the sample in)
       // first: if memory runs out, nothing has changed (the log holds the
       // samples either way), and the open chunk still has the newest.
@@ -600,7 +611,7 @@ Status TsdbImpl::Replay() {
   std::unique_lock lock(mu_);
   auto replay_one = [this](MemSeries& series, int64_t t, double v) {
     if (t <= series.MaxT() || t < head_mint_) return;
-    series.Add(t, v, head_files_.get());
+    series.Add(t, v, head_files_.get(), options_.block_duration.count());
     if (t > head_maxt_.load(std::memory_order_relaxed)) head_maxt_.store(t, std::memory_order_relaxed);
     if (t < head_first_.load(std::memory_order_relaxed)) head_first_.store(t, std::memory_order_relaxed);
     Bump(counters_.samples);
@@ -883,11 +894,12 @@ Result<AppendResult> TsdbImpl::AppendTargets(std::span<const Target> targets, st
   {
     std::shared_lock lock(mu_);
     MemSeries* last = nullptr;
+    const int64_t range = options_.block_duration.count();
     int64_t head_max = head_maxt_.load(std::memory_order_relaxed);
     int64_t head_min = head_first_.load(std::memory_order_relaxed);
     for (const WalSample& s : accepted) {
       if (last == nullptr || last->ref != s.ref) last = &series_.At(s.ref);
-      last->Add(s.t, s.v, head_files_.get());
+      last->Add(s.t, s.v, head_files_.get(), range);
       head_max = std::max(head_max, s.t);
       head_min = std::min(head_min, s.t);
     }
@@ -1387,7 +1399,9 @@ TsdbStats TsdbImpl::stats() {
     std::lock_guard append(append_mu_);
     st.wal_segments = wal_segments_.load(std::memory_order_relaxed);
   }
-  st.chunk_memory_bytes = detail::GetChunkPoolStats().resident_bytes;
+  const detail::ChunkPoolStats pool = detail::GetChunkPoolStats();
+  st.chunk_memory_bytes = pool.resident_bytes;
+  st.chunk_memory_used_bytes = pool.allocated_bytes;
   st.chunk_repacks = counters_.repacks.load(std::memory_order_relaxed);
   const auto r = std::memory_order_relaxed;
   st.samples = counters_.samples.load(r);

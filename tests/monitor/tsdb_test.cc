@@ -313,6 +313,41 @@ void CheckAll(Tsdb& db, const std::map<Labels, std::vector<Sample>>& model, int6
   CHECK(got.size() == want_series);
 }
 
+TEST_CASE("monitor tsdb closes head chunks at block range edges so that a cut drops whole chunks") {
+  TempDir dir("qcloud-tsdb-chunk-edges");
+  const int64_t h = 3600000, step = 60000;
+  const int64_t edge = 1700000000000 / (2 * h) * (2 * h) + 2 * h;  // a block range's end
+  auto db = REQUIRE_VALUE(Tsdb::Open({.data_dir = dir.path}));
+  const Labels l = Labels::FromPairs({{"__name__", "m"}}).value();
+  auto append = [&](int64_t from, int64_t to) {
+    for (int64_t t = from; t < to; t += step) {
+      std::vector<SeriesSamples> batch = {{l, {{t, static_cast<double>(t / step % 1000)}}}};
+      REQUIRE_OK(db->Append(batch));
+    }
+  };
+  // 30 samples before the edge, 50 after: no chunk reaches 120 samples;
+  // the edge alone closes one.
+  append(edge - 30 * step, edge + 50 * step);
+  CHECK(db->stats().chunks == 1);  // [edge - 30 min, edge) closed; the rest open
+  REQUIRE_OK(db->Compact());       // the head reaches less than half a range past the edge: no cut
+  CHECK(db->stats().blocks == 0);
+  append(edge + 50 * step, edge + 62 * step);
+  REQUIRE_OK(db->Compact());  // cuts the range before the edge: exactly the closed chunk
+  const TsdbStats st = db->stats();
+  CHECK(st.blocks == 1);
+  CHECK(st.block_samples == 30);
+  CHECK(st.chunks == 0);
+  CHECK(st.samples == 62);
+  auto got = REQUIRE_VALUE(db->Select(std::vector{Matcher::Equal("__name__", "m")}, INT64_MIN, INT64_MAX));
+  REQUIRE(got.size() == 1);
+  REQUIRE(got[0].samples.size() == 30 + 62);
+  for (size_t i = 0; i < got[0].samples.size(); ++i) {
+    const int64_t t = edge - 30 * step + static_cast<int64_t>(i) * step;
+    CHECK(got[0].samples[i].t == t);
+    CHECK(got[0].samples[i].v == static_cast<double>(t / step % 1000));
+  }
+}
+
 TEST_CASE("monitor tsdb cuts the head into blocks that answer queries and survive reopen") {
   TempDir dir("qcloud-tsdb");
   std::map<Labels, std::vector<Sample>> model;

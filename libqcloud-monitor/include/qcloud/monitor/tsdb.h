@@ -118,6 +118,7 @@ struct TsdbStats {
   uint64_t chunks = 0;           // closed chunks in memory
   uint64_t chunk_bytes = 0;      // their encoded size, open chunks included
   uint64_t chunk_memory_bytes = 0;  // the pages that hold chunks in memory (all stores of the process)
+  uint64_t chunk_memory_used_bytes = 0;  // of them, the slots of live chunks
   uint64_t chunk_repacks = 0;    // times Compact() moved the head's chunks to give pages back
   uint64_t wal_bytes = 0;        // log written since open, replayed included
   uint64_t wal_segments = 0;
