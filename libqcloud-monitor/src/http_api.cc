@@ -90,7 +90,7 @@ HttpResponse HttpApi::Handle(const HttpRequest& req) {
       return bad(r.status().message());
     }
     counters_.samples_written.fetch_add(r->appended, std::memory_order_relaxed);
-    counters_.samples_refused.fetch_add(r->out_of_order + r->conflicts + r->too_old, std::memory_order_relaxed);
+    counters_.samples_refused.fetch_add(r->out_of_order + r->conflicts + r->too_old + r->out_of_range, std::memory_order_relaxed);
     return HttpResponse{.status = 204, .body = ""};
   };
   auto append = [&](std::vector<SeriesSamples>& series) { return written(db_.Append(series)); };

@@ -368,6 +368,7 @@ Result<AppendResult> RemoteWriteIngester::IngestWith(Scratch& scratch, ByteView 
     total.duplicates += r.duplicates;
     total.conflicts += r.conflicts;
     total.too_old += r.too_old;
+    total.out_of_range += r.out_of_range;
   };
   // 4. New series first: what can refuse a whole batch (max_series) does
   //    so before the known series are taken.

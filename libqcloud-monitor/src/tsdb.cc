@@ -440,7 +440,7 @@ LoadedBlock Load(std::unique_ptr<detail::BlockReader> reader, LabelSets& sets, c
 
 struct Counters {
   std::atomic<uint64_t> samples{0}, wal_bytes{0}, replayed{0}, torn{0};
-  std::atomic<uint64_t> appended{0}, out_of_order{0}, duplicates{0}, conflicts{0}, too_old{0};
+  std::atomic<uint64_t> appended{0}, out_of_order{0}, duplicates{0}, conflicts{0}, too_old{0}, out_of_range{0};
   std::atomic<uint64_t> compactions{0}, corrupt_chunks{0}, merges{0}, repacks{0};
 };
 
@@ -574,7 +574,11 @@ Result<std::unique_ptr<Tsdb>> TsdbImpl::Open(const TsdbOptions& options) {
     QCLOUD_ASSIGN_OR_RETURN(db->own_env_, OpenPosixEnv());
     db->env_ = db->own_env_.get();
   }
-  if (options.block_duration.count() <= 0) return InvalidArgument("tsdb: block_duration must be positive");
+  // Up to 2^50 ms (35,000 years): with timestamps within 2^62 ms, a range's
+  // start plus 1.5 durations stays an int64.
+  if (options.block_duration.count() <= 0 || options.block_duration.count() > (int64_t{1} << 50)) {
+    return InvalidArgument("tsdb: block_duration must be positive and at most 2^50 ms");
+  }
   db->wal_dir_ = JoinPath(options.data_dir, "wal");
   db->blocks_dir_ = JoinPath(options.data_dir, "blocks");
   QCLOUD_RETURN_IF_ERROR(db->env_->CreateDirs(db->wal_dir_));
@@ -610,7 +614,8 @@ Status TsdbImpl::Replay() {
   std::sort(seqs.begin(), seqs.end());
   std::unique_lock lock(mu_);
   auto replay_one = [this](MemSeries& series, int64_t t, double v) {
-    if (t <= series.MaxT() || t < head_mint_) return;
+    // (A log of an older build may hold timestamps out of range: skipped.)
+    if (t <= series.MaxT() || t < head_mint_ || t < -kMaxTimestamp || t > kMaxTimestamp) return;
     series.Add(t, v, head_files_.get(), options_.block_duration.count());
     if (t > head_maxt_.load(std::memory_order_relaxed)) head_maxt_.store(t, std::memory_order_relaxed);
     if (t < head_first_.load(std::memory_order_relaxed)) head_first_.store(t, std::memory_order_relaxed);
@@ -861,7 +866,9 @@ Result<AppendResult> TsdbImpl::AppendTargets(std::span<const Target> targets, st
     }
     for (const Sample& s : target.samples) {
       const uint64_t bits = std::bit_cast<uint64_t>(s.v);
-      if (s.t < append_floor_) {
+      if (s.t < -kMaxTimestamp || s.t > kMaxTimestamp) {
+        ++res.out_of_range;
+      } else if (s.t < append_floor_) {
         ++res.too_old;
       } else if (s.t < n.t) {
         ++res.out_of_order;
@@ -914,6 +921,7 @@ Result<AppendResult> TsdbImpl::AppendTargets(std::span<const Target> targets, st
   Bump(counters_.duplicates, res.duplicates);
   Bump(counters_.conflicts, res.conflicts);
   Bump(counters_.too_old, res.too_old);
+  Bump(counters_.out_of_range, res.out_of_range);
   return res;
 }
 
@@ -1413,6 +1421,7 @@ TsdbStats TsdbImpl::stats() {
   st.duplicates = counters_.duplicates.load(r);
   st.conflicts = counters_.conflicts.load(r);
   st.too_old = counters_.too_old.load(r);
+  st.out_of_range = counters_.out_of_range.load(r);
   st.compactions = counters_.compactions.load(r);
   st.merges = counters_.merges.load(r);
   st.compacting = compacting_.load(r);

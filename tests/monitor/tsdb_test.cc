@@ -170,6 +170,42 @@ TEST_CASE("monitor tsdb order rule refuses older samples and conflicting duplica
   CHECK(got[0].samples[3] == Sample{40, 4});
 }
 
+TEST_CASE("monitor tsdb refuses timestamps beyond 2^62 ms and cuts blocks at both ends") {
+  TempDir dir("qcloud-tsdb-range");
+  const Labels x = L({{"__name__", "x"}});
+  const int64_t h = 3600000;
+  // Each end in a store of its own (retention would drop the far past at
+  // once beside the far future).
+  for (const int64_t edge : {-kMaxTimestamp, kMaxTimestamp}) {
+    INFO("edge ", edge);
+    auto db = OpenDb(dir.path + (edge < 0 ? "/early" : "/late"));
+    const int64_t first = edge < 0 ? edge : edge - 4 * h, last = edge < 0 ? edge + 4 * h : edge;
+    const int64_t beyond = edge < 0 ? INT64_MIN : INT64_MAX, next = edge < 0 ? edge - 1 : edge + 1;
+    std::vector<SeriesSamples> batch = {{x, {{beyond, 1}, {next, 2}}}};
+    auto r = REQUIRE_VALUE(db->Append(batch));
+    CHECK(r.out_of_range == 2);
+    batch = {{x, {{first, 3}, {last, 4}}}};
+    r = REQUIRE_VALUE(db->Append(batch));
+    CHECK(r.appended == 2);
+    CHECK(db->stats().out_of_range == 2);
+    // The ranges around the edge are int64 arithmetic: the older one is cut.
+    REQUIRE_OK(db->Compact());
+    CHECK(db->stats().blocks >= 1);
+    auto got = REQUIRE_VALUE(db->Select(std::vector{Matcher::Equal("__name__", "x")}, INT64_MIN, INT64_MAX));
+    REQUIRE(got.size() == 1);
+    CHECK(got[0].samples == std::vector<Sample>{{first, 3}, {last, 4}});
+    db.reset();  // and the block's name (a negative mint) reads back
+    db = OpenDb(dir.path + (edge < 0 ? "/early" : "/late"));
+    CHECK(db->stats().blocks >= 1);
+    CHECK(db->stats().corrupt_blocks.empty());
+    got = REQUIRE_VALUE(db->Select(std::vector{Matcher::Equal("__name__", "x")}, INT64_MIN, INT64_MAX));
+    REQUIRE(got.size() == 1);
+    CHECK(got[0].samples == std::vector<Sample>{{first, 3}, {last, 4}});
+  }
+  CHECK_ERRC(Tsdb::Open({.data_dir = dir.path + "/x", .block_duration = std::chrono::milliseconds(int64_t{1} << 51)}),
+             Errc::kInvalidArgument);
+}
+
 TEST_CASE("monitor tsdb replays its log at open and cuts a torn tail") {
   TempDir dir("qcloud-tsdb");
   std::vector<SeriesSamples> model;

@@ -103,6 +103,10 @@ struct TsdbOptions {
   Env* env = nullptr;                   // not owned, outlives the store; null = POSIX
 };
 
+// Timestamps a store takes: within 2^62 ms (146 million years) of the
+// epoch, so that block ranges around them are int64 arithmetic.
+inline constexpr int64_t kMaxTimestamp = int64_t{1} << 62;
+
 struct AppendResult {
   uint64_t appended = 0;
   uint64_t new_series = 0;
@@ -110,6 +114,7 @@ struct AppendResult {
   uint64_t duplicates = 0;    // same timestamp and value as the newest: taken silently
   uint64_t conflicts = 0;     // same timestamp, another value: refused
   uint64_t too_old = 0;       // older than the last cut into a block: refused
+  uint64_t out_of_range = 0;  // a timestamp beyond +-kMaxTimestamp: refused
 };
 
 struct TsdbStats {
@@ -124,7 +129,7 @@ struct TsdbStats {
   uint64_t wal_segments = 0;
   uint64_t replayed_samples = 0; // at open
   uint64_t wal_torn_bytes = 0;   // cut off the log's end at open
-  uint64_t appended = 0, out_of_order = 0, duplicates = 0, conflicts = 0, too_old = 0;
+  uint64_t appended = 0, out_of_order = 0, duplicates = 0, conflicts = 0, too_old = 0, out_of_range = 0;
   uint64_t blocks = 0;
   uint64_t block_bytes = 0;      // on disk
   uint64_t block_samples = 0;    // in blocks
