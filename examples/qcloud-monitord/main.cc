@@ -16,6 +16,7 @@
 
 #include <malloc.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <cstdint>
 #include <cstdio>
@@ -240,7 +241,7 @@ int main(int argc, char** argv) {
     });
   }
   (*life)->Every("compact", f.compact_every, [&tsdb, &api, &log, last = uint64_t{0}, trimmed_at = AnonBytes(),
-                                              free_at = FreeHeapBytes()]() mutable {
+                                              free_low = FreeHeapBytes()]() mutable {
     if (Status s = tsdb.Compact(); !s.ok()) log.Log(LogLevel::kWarning, "compact: " + s.ToString());
     api.ReleaseIdleMemory();  // remote-write buffers idle since the last tick
     // A cut or a merge frees much at once, and so does a large query once
@@ -249,16 +250,18 @@ int main(int argc, char** argv) {
     // ~170 MB after the queries of bench/monitor/compare.sh). A query is
     // seen as anonymous memory grown by 32 MiB since the last trim, or,
     // when that trim ran while a query held its memory, as 32 MiB more
-    // free in malloc's arenas than right after it (a one-round compare.sh
-    // read 5.7 KB a series more after its queries than before them).
+    // free in malloc's arenas than at their lowest since (a one-round
+    // compare.sh read 5.7 KB a series more after its queries than before).
     const monitor::TsdbStats st = tsdb.stats();
     const uint64_t n = st.compactions + st.merges;
     constexpr uint64_t kSlack = uint64_t{32} << 20;
-    if (n != last || AnonBytes() > trimmed_at + kSlack || FreeHeapBytes() > free_at + kSlack) {
+    const uint64_t free_now = FreeHeapBytes();
+    free_low = std::min(free_low, free_now);
+    if (n != last || AnonBytes() > trimmed_at + kSlack || free_now > free_low + kSlack) {
       last = n;
       ::malloc_trim(0);
       trimmed_at = AnonBytes();
-      free_at = FreeHeapBytes();
+      free_low = FreeHeapBytes();
     }
     return Status::Ok();
   });

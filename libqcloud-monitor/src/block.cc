@@ -56,9 +56,10 @@ ChunkRef ChunkRefs::operator[](size_t i) const noexcept {
     }
     case Form::kCompact: {
       const std::byte* e = p_ + i * kCompactEntry;
-      // No overflow: checked when the table was read.
-      r.mint = block_mint_ + DecodeFixed32(e);
-      r.maxt = r.mint + DecodeFixed32(e + 4);
+      // Checked when the table was read not to overflow; unsigned here all
+      // the same, as the mapping is the file's and not that copy.
+      r.mint = static_cast<int64_t>(static_cast<uint64_t>(block_mint_) + DecodeFixed32(e));
+      r.maxt = static_cast<int64_t>(static_cast<uint64_t>(r.mint) + DecodeFixed32(e + 4));
       const uint64_t x = DecodeFixed64(e + 8);
       r.offset = x & kOffsetMask;
       r.length = static_cast<uint32_t>(x >> kOffsetBits);
@@ -196,8 +197,12 @@ Result<BlockIndex> DecodeBlockIndex(ByteView index, int64_t block_mint, uint64_t
       if (!dmin || !span || !off) return Bad("chunk reference");
       if (*dmin > (uint64_t{1} << 62) || *span > (uint64_t{1} << 62)) return Bad("chunk time range");
       if (*off < kBlockHeaderSize || *off > chunks_end || chunks_end - *off < 8) return Bad("chunk offset");
-      const int64_t cmin = block_mint + static_cast<int64_t>(*dmin);
-      out.chunks.push_back({.mint = cmin, .maxt = cmin + static_cast<int64_t>(*span), .offset = *off});
+      int64_t cmin = 0, cmax = 0;
+      if (__builtin_add_overflow(block_mint, static_cast<int64_t>(*dmin), &cmin) ||
+          __builtin_add_overflow(cmin, static_cast<int64_t>(*span), &cmax)) {
+        return Bad("chunk time range");
+      }
+      out.chunks.push_back({.mint = cmin, .maxt = cmax, .offset = *off});
     }
     out.chunk_begin.push_back(static_cast<uint32_t>(out.chunks.size()));
   }
@@ -288,6 +293,9 @@ Result<std::unique_ptr<BlockReader>> BlockReader::Open(Env& env, const std::stri
   if (b->version_ < 1 || b->version_ > kBlockVersion) return Bad(path + ": unknown version");
   b->mint_ = static_cast<int64_t>(DecodeFixed64(head + 12));
   b->maxt_ = static_cast<int64_t>(DecodeFixed64(head + 20));
+  // A range a store can have written: around timestamps within
+  // kMaxTimestamp, 12 block durations of at most 2^50 ms at most.
+  if (b->mint_ >= b->maxt_ || b->mint_ < -kMaxBlockTime || b->maxt_ > kMaxBlockTime) return Bad(path + ": time range");
   const uint32_t entry = b->version_ >= 6 ? DecodeFixed32(head + 28) : kWideEntry;
   std::byte foot[kBlockFooterSize];
   QCLOUD_ASSIGN_OR_RETURN(got, b->file_->ReadAt(b->size_ - kBlockFooterSize, MutableByteView(foot, sizeof foot)));

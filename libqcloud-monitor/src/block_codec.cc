@@ -443,7 +443,7 @@ Status DecodeCoded(ByteView body, int64_t mint, int64_t maxt, std::vector<Sample
   }
   if (coded && (!rc.valid() || !rc.ended_exactly())) {
     out.resize(first);
-    return Bad("bytes after the values");
+    return Bad("values cut short, or bytes after them");
   }
   return Status::Ok();
 }

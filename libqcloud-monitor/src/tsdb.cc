@@ -579,6 +579,9 @@ Result<std::unique_ptr<Tsdb>> TsdbImpl::Open(const TsdbOptions& options) {
   if (options.block_duration.count() <= 0 || options.block_duration.count() > (int64_t{1} << 50)) {
     return InvalidArgument("tsdb: block_duration must be positive and at most 2^50 ms");
   }
+  // Longer than any two timestamps apart is forever (milliseconds::max()
+  // included): the newest minus it stays an int64.
+  db->options_.retention = std::min(options.retention, std::chrono::milliseconds(kMaxTimestamp));
   db->wal_dir_ = JoinPath(options.data_dir, "wal");
   db->blocks_dir_ = JoinPath(options.data_dir, "blocks");
   QCLOUD_RETURN_IF_ERROR(db->env_->CreateDirs(db->wal_dir_));

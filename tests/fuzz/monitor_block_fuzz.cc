@@ -24,7 +24,16 @@ using namespace qcloud::monitor::detail;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 2) return 0;
-  const ByteView in(reinterpret_cast<const std::byte*>(data + 2), size - 2);
+  ByteView in(reinterpret_cast<const std::byte*>(data + 2), size - 2);
+  // With bit 6 of the first byte, the block's mint and maxt come from the
+  // next 16 bytes (the overflow checks of the chunk times, the header's
+  // range check); else [1000, 2000).
+  int64_t mint = 1000, maxt = 2000;
+  if ((data[0] & 64) != 0 && in.size() >= 16) {
+    mint = static_cast<int64_t>(DecodeFixed64(in.data()));
+    maxt = static_cast<int64_t>(DecodeFixed64(in.data() + 8));
+    in = in.subview(16, in.size() - 16);
+  }
   // A table's checksum over its bytes after the header, made right.
   auto fix_table = [](std::string& t) {
     if (t.size() < kChunkTableHeader) return;
@@ -32,7 +41,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     for (int i = 0; i < 8; ++i) t[16 + i] = static_cast<char>(sum >> (8 * i));
   };
   if (data[0] % 4 == 0) {
-    (void)DecodeBlockIndex(in, 1000, uint64_t{1} << 20, data[1] % 2 == 0);
+    (void)DecodeBlockIndex(in, mint, uint64_t{1} << 20, data[1] % 2 == 0);
     return 0;
   }
   if (data[0] % 4 == 2) {
@@ -42,7 +51,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     // Versions 5 and 6, wide entries or (6 only) compact ones.
     const uint32_t version = (data[0] & 8) != 0 ? 6 : 5;
     const uint32_t entry = (data[0] & 16) != 0 ? kCompactEntry : kWideEntry;
-    if (DecodeChunkTable(ByteView(t), data[1], 1000, uint64_t{1} << 20, version, entry, &idx).ok()) {
+    if (DecodeChunkTable(ByteView(t), data[1], mint, uint64_t{1} << 20, version, entry, &idx).ok()) {
       if (idx.chunk_begin.size() != size_t{data[1]} + 1 || idx.chunk_begin.back() != idx.chunks.size()) std::abort();
     }
     return 0;
@@ -71,8 +80,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   ByteWriter w(file);
   w.PutBytes(ByteView(std::string_view("QTSDBLK1")));
   w.PutFixed32(version);
-  w.PutFixed64(1000);
-  w.PutFixed64(2000);
+  w.PutFixed64(static_cast<uint64_t>(mint));
+  w.PutFixed64(static_cast<uint64_t>(maxt));
   w.PutFixed32(version == 6 ? entry : 0);
   w.PutBytes(chunks);
   const uint64_t at = file.size();

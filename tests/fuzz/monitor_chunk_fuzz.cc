@@ -39,7 +39,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       int32_t m;
       std::memcpy(&step, in.data() + i, 2);
       std::memcpy(&m, in.data() + i + 2, 4);
-      t += step;
+      // In time order (the encoder's contract), from far before the epoch
+      // when the first step is odd, now and then jumping up to 2^50 ms.
+      if (i == 0 && step % 2 == 1) t = -(int64_t{1} << 62);
+      t += step % 97 == 0 && t < (int64_t{1} << 61) ? static_cast<int64_t>(uint64_t{static_cast<uint32_t>(m)} << 18) : step;
       // Now and then a float of any bits (NaN too): the chunk goes float.
       // Now and then whole pages (a common divisor for the coded kind).
       const double v = step % 61 == 0   ? std::bit_cast<double>((uint64_t{static_cast<uint32_t>(m)} << 32) | step)

@@ -35,8 +35,10 @@ TEST_CASE("monitor labels in one block compare order and iterate as the pairs th
   for (int i = 0; i < 300; ++i) {
     std::vector<Label> pairs;
     const int n = static_cast<int>(rng() % 5);
+    // Names of the fixed list (stored as an index) and others, mixed.
+    const char* known[] = {"job", "instance", "le", "zone", "mode"};
     for (int k = 0; k < n; ++k) {
-      pairs.push_back({std::string(1, static_cast<char>('a' + rng() % 4)) + std::to_string(k),
+      pairs.push_back({rng() % 2 == 0 ? std::string(known[k]) : std::string(1, static_cast<char>('a' + rng() % 4)) + std::to_string(k),
                        std::string(rng() % 3, static_cast<char>('x' + rng() % 3))});
     }
     Labels l = REQUIRE_VALUE(Labels::FromPairs(pairs));
@@ -68,10 +70,32 @@ TEST_CASE("monitor labels in one block compare order and iterate as the pairs th
       if (sets[i] == sets[j]) CHECK(built[i].Hash() == built[j].Hash());
     }
   }
-  // Copies share one block.
+  // Copies share one block; assignments and moves keep the count.
   const Labels copy = built[1];
   CHECK(copy == built[1]);
   CHECK(built[1].use_count() == (built[1].empty() ? 0 : 2));
+  {
+    Labels a = REQUIRE_VALUE(Labels::FromPairs({{"__name__", "up"}, {"instance", "h:9100"}, {"odd_name", "v"}}));
+    CHECK(a.use_count() == 1);
+    Labels b = a;
+    b = a;  // the same block again
+    CHECK(a.use_count() == 2);
+    const Labels& alias = b;
+    b = alias;  // itself
+    CHECK(a.use_count() == 2);
+    Labels c = std::move(b);
+    CHECK(b.empty());  // NOLINT(bugprone-use-after-move): moved from is empty
+    CHECK(a.use_count() == 2);
+    c = Labels();
+    CHECK(a.use_count() == 1);
+    b = built[2];
+    b = std::move(a);
+    CHECK(a.empty());  // NOLINT(bugprone-use-after-move)
+    CHECK(b.use_count() == 1);
+    CHECK(b.ToString() == "up{instance=\"h:9100\", odd_name=\"v\"}");
+    CHECK(b.metric_name() == "up");
+    CHECK(b.Get("instance") == "h:9100");
+  }
   // The largest set the bounds allow: 64 labels with values of 4096 bytes.
   std::vector<Label> big;
   for (int k = 0; k < static_cast<int>(kMaxLabels); ++k) {

@@ -45,10 +45,13 @@ namespace qcloud::monitor::detail {
 
 // Written; 5 (no range-coded block chunks), 4 (no adaptive chunks either),
 // 3 (chunk references in the index), 2 (index not compressed) and 1
-// (Gorilla chunks only) are still read. 5 and 6 have 4's layout: the
-// version tells an older reader, which cannot read the newer chunks, to
-// leave the block alone.
+// (Gorilla chunks only) are still read. 5 has 4's layout (the version tells
+// an older reader, which cannot read its chunks, to leave the block alone);
+// 6 moves the chunks' lengths into the table and may have compact entries.
 inline constexpr uint32_t kBlockVersion = 6;
+// The farthest a block's mint or maxt lies from the epoch: timestamps
+// within kMaxTimestamp (2^62 ms), ranges of at most 12 x 2^50 ms.
+inline constexpr int64_t kMaxBlockTime = kMaxTimestamp + (int64_t{1} << 56);
 inline constexpr size_t kBlockHeaderSize = 32;
 inline constexpr size_t kBlockFooterSize = 32;
 inline constexpr uint64_t kMaxBlockIndexBytes = uint64_t{1} << 31;  // 2 GiB
@@ -62,8 +65,9 @@ struct ChunkRef {
   uint32_t length = 0;
 };
 
-// Version 6's table entries: compact (16 bytes) when the block's range is
-// below 2^32 ms, else wide (24 bytes); the header's last field says which.
+// Version 6's table entries: compact (16 bytes) when every chunk's maxt is
+// within 2^32 - 1 ms of the block's mint, else wide (24 bytes); the
+// header's last field says which.
 // The entries of versions 4 and 5 are wide without a length.
 inline constexpr uint32_t kWideEntry = 24;
 inline constexpr uint32_t kCompactEntry = 16;
@@ -132,8 +136,9 @@ std::string BlockFileName(int64_t mint, int64_t maxt);
 
 // Writes the block for [mint, maxt) into `dir` (atomically, durably).
 // Returns its size in bytes.
-// `version` is kBlockVersion but for tests of older readers (2 or 3; the
-// chunks must be block chunks).
+// `version` is kBlockVersion but for tests of older readers (2 to 5): the
+// chunks are written as given, so such a block may hold chunk kinds the
+// version had not (which this reader reads all the same).
 Result<uint64_t> WriteBlock(Env& env, const std::string& dir, int64_t mint, int64_t maxt,
                             const std::vector<SeriesChunks>& series, uint64_t samples,
                             uint32_t version = kBlockVersion);
