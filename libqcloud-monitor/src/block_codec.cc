@@ -112,23 +112,21 @@ void PutRuns(std::vector<uint8_t>& out, std::span<const Sample> samples) {
   }
 }
 
-// Kind 4's bytes: timestamps as runs of deltas of deltas, then the values
-// as an adaptive chunk's residuals (mantissas, or a float's bits).
-std::vector<uint8_t> Split(std::span<const Sample> samples, const std::vector<int64_t>* mantissas, int e) {
+// Kind 4's bytes for floats (decimals are kind 6 since version 6; kind 4
+// decimals are still read): timestamps as runs of deltas of deltas, then
+// the values' bits as an adaptive chunk's residuals.
+std::vector<uint8_t> SplitFloats(std::span<const Sample> samples) {
   std::vector<uint8_t> out;
   PutVarint(out, samples.size());
   PutRuns(out, samples);
-  out.push_back(mantissas != nullptr ? 0 : 1);
-  out.push_back(static_cast<uint8_t>(static_cast<int8_t>(e)));
+  out.push_back(1);  // floats
+  out.push_back(0);  // E
   VectorBitOut bits(out);
   ResidualModel model;
   for (size_t i = 0; i < samples.size(); ++i) {
-    const uint64_t x = mantissas != nullptr ? static_cast<uint64_t>((*mantissas)[i]) : std::bit_cast<uint64_t>(samples[i].v);
+    const auto x = std::bit_cast<uint64_t>(samples[i].v);
     if (i > 0) {
       PutResidual(bits, model, x, i == 1);
-    } else if (mantissas != nullptr) {
-      bits.WriteVarint(ZigZag(static_cast<int64_t>(x)));
-      model.x = x;
     } else {
       bits.WriteBits(x, 64);
       model.x = x;
@@ -378,7 +376,7 @@ std::vector<uint8_t> EncodeBlockChunk(std::span<const Sample> samples, ZstdCompr
     for (const Sample& s : samples) a.Append(s.t, s.v);
     best.insert(best.end(), a.bytes().begin(), a.bytes().end());
   }
-  std::vector<uint8_t> split = Framed(kBlockChunkSplit, Split(samples, nullptr, 0), zstd);
+  std::vector<uint8_t> split = Framed(kBlockChunkSplit, SplitFloats(samples), zstd);
   if (split.size() < best.size()) best = std::move(split);
   return coded.size() < best.size() ? coded : best;
 }

@@ -1082,7 +1082,7 @@ Status TsdbImpl::MergeBlocks() {
         std::shared_lock lock(mu_);
         std::map<int64_t, std::vector<const detail::BlockReader*>> windows;
         for (const LoadedBlock& b : blocks_) {
-          const int64_t w = b.reader->mint() >= 0 ? b.reader->mint() / range : -((-b.reader->mint() + range - 1) / range);
+          const int64_t w = RangeIndex(b.reader->mint(), range);
           if (b.reader->maxt() > (w + 1) * range) continue;  // wider than the window already
           windows[w * range].push_back(b.reader.get());
         }
@@ -1225,7 +1225,7 @@ Status TsdbImpl::CutHead() {
       // start: the ranges between hold nothing.
       if (start == INT64_MIN ||
           (first != INT64_MAX && first > start && static_cast<uint64_t>(first) - static_cast<uint64_t>(start) >= static_cast<uint64_t>(d))) {
-        start = first >= 0 ? first / d * d : -((-first + d - 1) / d) * d;
+        start = RangeIndex(first, d) * d;
       }
       if (newest < start + d + d / 2) break;  // the range may still get samples
       // The range is closed from here: appends refuse samples before its
