@@ -3,10 +3,13 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <charconv>
 #include <chrono>
 #include <cstdio>
@@ -52,9 +55,24 @@ Status Connect(const Endpoint& ep, std::chrono::milliseconds timeout, Socket& so
   ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
   const int one = 1;
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0) {
-    return Status::FromErrno(errno, "connect " + ep.ToString());
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&ss), len) == 0) return Status::Ok();
+  if (errno != EINTR) return Status::FromErrno(errno, "connect " + ep.ToString());
+  // A signal cut the wait short; the connection goes on without us
+  // (connect(2)): wait for it until the timeout, then take its outcome.
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    pollfd p{.fd = fd, .events = POLLOUT, .revents = 0};
+    const int r = ::poll(&p, 1, static_cast<int>(std::max<int64_t>(left.count(), 0)));
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return Status::FromErrno(errno, "connect " + ep.ToString());
+    if (r == 0) return Status::FromErrno(ETIMEDOUT, "connect " + ep.ToString());
+    break;
   }
+  int err = 0;
+  socklen_t err_len = sizeof err;
+  if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &err_len) != 0) err = errno;
+  if (err != 0) return Status::FromErrno(err, "connect " + ep.ToString());
   return Status::Ok();
 }
 
