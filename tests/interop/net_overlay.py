@@ -16,6 +16,7 @@
 import json
 import os
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -143,22 +144,34 @@ def test(args):
 
         # (c) tshark reads the underlay.
         cap = os.path.join(net.tmp, 'underlay.pcap')
-        shark = net.popen(net.fab, 'tshark', '-q', '-i', 'h1s', '-a', 'duration:8', '-w', cap,
+        # No duration: on a busy machine tshark can take longer to start than
+        # any fixed capture window leaves for the pings. It is stopped with
+        # SIGINT (which writes the file out) once the pings are done; the
+        # autostop is only a bound.
+        shark = net.popen(net.fab, 'tshark', '-q', '-i', 'h1s', '-a', 'duration:90', '-w', cap,
                           '-f', 'udp port 4789 or ip proto 47', stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         # Ping once the capture runs: tshark says so on stderr ("Capturing
-        # on 'h1s'"); on a busy machine that takes seconds, not a fixed 1.5.
+        # on 'h1s'").
         started, said = time.monotonic(), b''
-        while time.monotonic() - started < 6 and b'Capturing on' not in said:
+        while time.monotonic() - started < 60 and b'Capturing on' not in said:
             ready, _, _ = select.select([shark.stderr], [], [], 0.2)
             if ready:
                 more = os.read(shark.stderr.fileno(), 4096)
                 if not more:
                     break
                 said += more
+        capturing = b'Capturing on' in said
+        check('c: tshark captures on the underlay', capturing, said[-400:])
         time.sleep(0.3)
         net.ping('vm1', '192.168.0.2', count=4, interval=0.1)
         net.ping('vm3', '192.168.0.1', count=4, interval=0.1)
-        shark.wait(30)
+        time.sleep(0.5)
+        shark.send_signal(signal.SIGINT)
+        try:
+            shark.wait(30)
+        except subprocess.TimeoutExpired:
+            shark.kill()
+            shark.wait()
         os.chmod(net.tmp, 0o755)
         fields = net_lib.run('tshark', '-r', cap, '-T', 'fields', '-E', 'separator=;', '-e', 'frame.protocols',
                              '-e', 'vxlan.vni', '-e', 'gre.key', '-e', '_ws.malformed', check_rc=False).stdout
