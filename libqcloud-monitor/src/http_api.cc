@@ -20,11 +20,11 @@ using Params = std::vector<std::pair<std::string, std::string>>;
 
 void JsonLabels(std::string& out, const Labels& l) { detail::JsonPairs(out, l); }
 
-void JsonPoint(std::string& out, const Point& p) {
+void JsonPoint(std::string& out, const Point& p, bool scalar = false) {
   out += '[';
   out += FormatTime(p.t);
   out += ",\"";
-  out += FormatValue(p.v);
+  out += scalar ? FormatScalarValue(p.v) : FormatValue(p.v);
   out += "\"]";
 }
 
@@ -130,10 +130,18 @@ HttpResponse HttpApi::Handle(const HttpRequest& req) {
     if (!t.ok()) return InvalidArgument(fmt::format("invalid parameter \"{}\": {}", name, t.status().message()));
     return t;
   };
-  auto query_result = [&](Result<QueryResult> r) -> HttpResponse {
+  // Prometheus 2.42 writes a parse error as "1:5: parse error: ...", after
+  // "invalid parameter "query": " for an instant query only.
+  auto query_result = [&](Result<QueryResult> r, bool instant) -> HttpResponse {
     if (!r.ok()) {
-      if (r.status().code() == Errc::kInvalidArgument && r.status().message().starts_with("parse error")) {
-        return bad("invalid parameter \"query\": 1:" + r.status().message().substr(std::string_view("parse error at char ").size()));
+      const std::string m = r.status().message();
+      if (r.status().code() == Errc::kInvalidArgument && m.starts_with("parse error at char ")) {
+        std::string_view rest = std::string_view(m).substr(std::string_view("parse error at char ").size());
+        const size_t colon = rest.find(": ");
+        std::string text = colon == std::string_view::npos
+                               ? "1:" + std::string(rest)
+                               : "1:" + std::string(rest.substr(0, colon)) + ": parse error: " + std::string(rest.substr(colon + 2));
+        return bad(instant ? "invalid parameter \"query\": " + text : text);
       }
       if (r.status().code() == Errc::kInvalidArgument) return bad(r.status().message());
       return Fail(422, "execution", r.status().message());
@@ -142,11 +150,14 @@ HttpResponse HttpApi::Handle(const HttpRequest& req) {
     switch (r->type) {
       case ValueType::kScalar:
         data += "\"scalar\",\"result\":";
-        JsonPoint(data, r->series[0].points[0]);
+        JsonPoint(data, r->series[0].points[0], /*scalar=*/true);
         return Success(data + "}");
       case ValueType::kVector: data += "\"vector\",\"result\":["; break;
       case ValueType::kMatrix: data += "\"matrix\",\"result\":["; break;
-      case ValueType::kString: return Fail(422, "execution", "string results are not supported");
+      case ValueType::kString:
+        data += "\"string\",\"result\":[" + FormatTime(r->series[0].points[0].t) + ",";
+        JsonString(data, r->string);
+        return Success(data + "]}");
     }
     bool first = true;
     for (const SeriesPoints& s : r->series) {
@@ -176,7 +187,7 @@ HttpResponse HttpApi::Handle(const HttpRequest& req) {
     if (q == nullptr) return bad("invalid parameter \"query\": missing");
     auto t = time_param("time", now);
     if (!t.ok()) return bad(t.status().message());
-    return query_result(engine_.Instant(*q, *t));
+    return query_result(engine_.Instant(*q, *t), true);
   }
   if (path == "/api/v1/query_range") {
     counters_.range_queries.fetch_add(1, std::memory_order_relaxed);
@@ -192,10 +203,15 @@ HttpResponse HttpApi::Handle(const HttpRequest& req) {
     if (step == nullptr) return bad("invalid parameter \"step\": missing");
     auto st = ParseDuration(*step, true);
     if (!st.ok()) return bad("invalid parameter \"step\": " + st.status().message());
-    return query_result(engine_.Range(*q, *start, *end, *st));
+    return query_result(engine_.Range(*q, *start, *end, *st), false);
   }
   if (path == "/api/v1/series" || path == "/api/v1/labels" ||
       (path.starts_with("/api/v1/label/") && path.ends_with("/values"))) {
+    // Prometheus takes POST for the series and label names, GET only for
+    // a label's values.
+    if (post && path.starts_with("/api/v1/label/")) {
+      return HttpResponse{.status = 405, .content_type = "text/plain; charset=utf-8", .body = "Method Not Allowed\n"};
+    }
     counters_.series_requests.fetch_add(1, std::memory_order_relaxed);
     auto start = time_param("start", INT64_MIN);
     auto end = time_param("end", INT64_MAX);

@@ -18,7 +18,9 @@ class Regex {
   static re2::RE2::Options Options() {
     re2::RE2::Options o;
     o.set_log_errors(false);
-    o.set_dot_nl(true);  // Prometheus compiles with (?s): "." matches a newline too
+    // Prometheus 2.x compiles ^(?:re)$ without (?s): "." does not match a
+    // newline (3.0 changed that; the peer here is 2.42).
+    o.set_dot_nl(false);
     return o;
   }
   re2::RE2 re_;

@@ -158,17 +158,8 @@ class Lexer {
       char c = in_[pos_++];
       if (c == '\\' && quote != '`') {
         if (pos_ >= in_.size()) break;
-        const char e = in_[pos_++];
-        switch (e) {
-          case 'n': c = '\n'; break;
-          case 't': c = '\t'; break;
-          case 'r': c = '\r'; break;
-          case '\\': c = '\\'; break;
-          case '"': c = '"'; break;
-          case '\'': c = '\''; break;
-          default:
-            return Error(pos_ - 1, fmt::format("unknown escape sequence '\\{}'", e));
-        }
+        QCLOUD_RETURN_IF_ERROR(Escape(quote, t.text));
+        continue;
       } else if (c == '\n' && quote != '`') {
         return Error(pos_ - 1, "unterminated quoted string");
       }
@@ -177,6 +168,74 @@ class Lexer {
     if (pos_ >= in_.size()) return Error(t.pos, "unterminated quoted string");
     ++pos_;
     return t;
+  }
+
+  // After a backslash in a quoted string: Go's escapes, as Prometheus's
+  // lexer takes them (\a \b \f \n \r \t \v \\ and the quote, \x and three
+  // octal digits for a byte, \u and \U for a code point), appended to out.
+  Status Escape(char quote, std::string& out) {
+    const size_t at = pos_;
+    if (pos_ >= in_.size()) return Error(at, "escape sequence not terminated");
+    const char e = in_[pos_++];
+    switch (e) {
+      case 'a': out += '\a'; return Status::Ok();
+      case 'b': out += '\b'; return Status::Ok();
+      case 'f': out += '\f'; return Status::Ok();
+      case 'n': out += '\n'; return Status::Ok();
+      case 'r': out += '\r'; return Status::Ok();
+      case 't': out += '\t'; return Status::Ok();
+      case 'v': out += '\v'; return Status::Ok();
+      case '\\': out += '\\'; return Status::Ok();
+      default: break;
+    }
+    if (e == quote) {
+      out += e;
+      return Status::Ok();
+    }
+    int digits = 0, base = 0;
+    uint32_t max = 0;
+    if (e >= '0' && e <= '7') {
+      --pos_;
+      digits = 3, base = 8, max = 255;
+    } else if (e == 'x') {
+      digits = 2, base = 16, max = 255;
+    } else if (e == 'u') {
+      digits = 4, base = 16, max = 0x10FFFF;
+    } else if (e == 'U') {
+      digits = 8, base = 16, max = 0x10FFFF;
+    } else {
+      return Error(at, fmt::format("unknown escape sequence U+{:04X} '{}'", static_cast<unsigned char>(e), e));
+    }
+    uint32_t v = 0;
+    for (int i = 0; i < digits; ++i) {
+      if (pos_ >= in_.size()) return Error(at, "escape sequence not terminated");
+      const char c = in_[pos_];
+      const int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : 99;
+      if (d >= base) return Error(pos_, fmt::format("illegal character U+{:04X} '{}' in escape sequence", static_cast<unsigned char>(c), c));
+      v = v * static_cast<uint32_t>(base) + static_cast<uint32_t>(d);
+      ++pos_;
+    }
+    if (v > max || (e != 'x' && base == 16 && v >= 0xD800 && v < 0xE000)) {
+      return Error(at, "escape sequence is an invalid Unicode code point");
+    }
+    if (e == 'x' || base == 8) {
+      out += static_cast<char>(v);  // a byte, as Go's string escapes give
+    } else if (v < 0x80) {
+      out += static_cast<char>(v);
+    } else if (v < 0x800) {
+      out += static_cast<char>(0xC0 | (v >> 6));
+      out += static_cast<char>(0x80 | (v & 0x3F));
+    } else if (v < 0x10000) {
+      out += static_cast<char>(0xE0 | (v >> 12));
+      out += static_cast<char>(0x80 | ((v >> 6) & 0x3F));
+      out += static_cast<char>(0x80 | (v & 0x3F));
+    } else {
+      out += static_cast<char>(0xF0 | (v >> 18));
+      out += static_cast<char>(0x80 | ((v >> 12) & 0x3F));
+      out += static_cast<char>(0x80 | ((v >> 6) & 0x3F));
+      out += static_cast<char>(0x80 | (v & 0x3F));
+    }
+    return Status::Ok();
   }
 
   Result<Token> NumberOrDuration() {
@@ -324,6 +383,9 @@ class Parser {
   Status Error(const Token& at, const std::string& what) const {
     return InvalidArgument(fmt::format("parse error at char {}: {}", at.pos + 1, what));
   }
+  // Prometheus's keywords and aggregation operators are case-insensitive
+  // (BY, Offset, SUM); function names are not.
+  static bool Kw(const Token& t, std::string_view word) { return t.kind == Tok::kIdent && AsciiLower(t.text) == word; }
   Status Expect(Tok k, const char* what) {
     if (Peek().kind != k) return Error(Peek(), fmt::format("expected {}, got {}", what, Describe(Peek())));
     Take();
@@ -335,7 +397,7 @@ class Parser {
     QCLOUD_ASSIGN_OR_RETURN(NodePtr lhs, Unary());
     for (;;) {
       const Token& op = Peek();
-      const int prec = Precedence(op.kind, op.text);
+      const int prec = Precedence(op.kind, AsciiLower(op.text));
       if (prec < 0 || prec < min_prec) break;
       if (op.kind == Tok::kIdent) {
         return Error(op, fmt::format("operator \"{}\" is not supported", op.text));
@@ -344,16 +406,16 @@ class Parser {
       auto n = std::make_shared<Node>();
       n->kind = Node::Kind::kBinary;
       n->text = t.text;
-      if (Peek().kind == Tok::kIdent && Peek().text == "bool") {
+      if (Kw(Peek(), "bool")) {
         if (!IsComparison(n->text)) return Error(Peek(), "bool modifier can only be used on comparison operators");
         Take();
         n->bool_modifier = true;
       }
-      if (Peek().kind == Tok::kIdent && (Peek().text == "on" || Peek().text == "ignoring")) {
-        (Take().text == "on" ? n->on : n->ignoring) = true;
+      if (Kw(Peek(), "on") || Kw(Peek(), "ignoring")) {
+        (Kw(Take(), "on") ? n->on : n->ignoring) = true;
         QCLOUD_ASSIGN_OR_RETURN(n->labels, LabelList());
       }
-      if (Peek().kind == Tok::kIdent && (Peek().text == "group_left" || Peek().text == "group_right")) {
+      if (Kw(Peek(), "group_left") || Kw(Peek(), "group_right")) {
         return Error(Peek(), fmt::format("{} is not supported", Peek().text));
       }
       // ^ is right-associative; the others left.
@@ -418,13 +480,13 @@ class Parser {
         }
         if (Peek().kind != Tok::kDuration) return Error(Peek(), fmt::format("expected a duration, got {}", Describe(Peek())));
         QCLOUD_ASSIGN_OR_RETURN(e->range, ParseDuration(Take().text));
-        if (e->range <= 0) return Error(at, "range must be positive");
+        if (e->range <= 0) return Error(at, "duration must be greater than 0");
         if (Peek().kind == Tok::kColon) return Error(Peek(), "subqueries are not supported");
         QCLOUD_RETURN_IF_ERROR(Expect(Tok::kRBracket, "\"]\""));
         e->type = ValueType::kMatrix;
         continue;
       }
-      if (Peek().kind == Tok::kIdent && Peek().text == "offset") {
+      if (Kw(Peek(), "offset")) {
         const Token at = Take();
         if (e->kind != Node::Kind::kSelector) return Error(at, "offset modifier must be preceded by a selector");
         if (e->offset != 0) return Error(at, "offset may not be set multiple times");
@@ -434,7 +496,9 @@ class Parser {
           negative = true;
         }
         if (Peek().kind != Tok::kDuration) return Error(Peek(), fmt::format("expected a duration, got {}", Describe(Peek())));
-        QCLOUD_ASSIGN_OR_RETURN(e->offset, ParseDuration(Take().text));
+        const Token d = Take();
+        QCLOUD_ASSIGN_OR_RETURN(e->offset, ParseDuration(d.text));
+        if (e->offset == 0) return Error(d, "duration must be greater than 0");
         if (negative) e->offset = -e->offset;
         continue;
       }
@@ -502,7 +566,7 @@ class Parser {
       n->number = lower == "inf" ? HUGE_VAL : std::nan("");
       return n;
     }
-    if (IsAggregation(t.text) && (Peek().kind == Tok::kLParen || (Peek().kind == Tok::kIdent && (Peek().text == "by" || Peek().text == "without")))) {
+    if (IsAggregation(lower) && (Peek().kind == Tok::kLParen || Kw(Peek(), "by") || Kw(Peek(), "without"))) {
       return Aggregation(n, t);
     }
     if (Peek().kind == Tok::kLParen) return Call(n, t);
@@ -510,7 +574,7 @@ class Parser {
     // Prometheus's keywords are no metric names ({__name__="on"} selects one).
     for (const char* kw : {"by", "without", "offset", "bool", "on", "ignoring", "group_left", "group_right", "and",
                            "or", "unless", "atan2"}) {
-      if (t.text == kw) return Error(t, fmt::format("unexpected \"{}\"", t.text));
+      if (lower == kw) return Error(t, fmt::format("unexpected \"{}\"", t.text));
     }
     return Selector(n, t.text);
   }
@@ -591,11 +655,11 @@ class Parser {
   Result<NodePtr> Aggregation(NodePtr n, const Token& op) {
     n->kind = Node::Kind::kAggregate;
     n->type = ValueType::kVector;
-    n->text = op.text;
+    n->text = AsciiLower(op.text);  // keywords are case-insensitive: SUM, Sum
     auto grouping = [&]() -> Status {
-      if (Peek().kind == Tok::kIdent && (Peek().text == "by" || Peek().text == "without")) {
+      if (Kw(Peek(), "by") || Kw(Peek(), "without")) {
         if (n->grouped) return Error(Peek(), "grouping given twice");
-        n->without = Take().text == "without";
+        n->without = Kw(Take(), "without");
         n->grouped = true;
         QCLOUD_ASSIGN_OR_RETURN(n->labels, LabelList());
       }
@@ -676,13 +740,85 @@ struct Value {
   std::vector<std::pair<const Labels*, std::vector<Sample>>> mat;
 };
 
+bool IsOddInteger(double y) {
+  if (std::fabs(y) >= 0x1p53) return false;  // every double this large is even
+  double whole = 0;
+  return std::modf(y, &whole) == 0 && std::fmod(whole, 2) != 0;
+}
+
+// x^y as Go's math.Pow computes it, so that PromQL's ^ gives Prometheus's
+// digits: the special cases of IEEE pow, then x^frac(y) through exp and
+// log and x^int(y) by squaring the mantissa, exponents kept apart. The C
+// library's pow is correctly rounded and differs in the last bit at times
+// (6 ^ -2.5).
+double GoPow(double x, double y) {
+  if (y == 0 || x == 1) return 1;
+  if (y == 1) return x;
+  if (std::isnan(x) || std::isnan(y)) return NAN;
+  if (x == 0) {
+    if (y < 0) return std::signbit(x) && IsOddInteger(y) ? -HUGE_VAL : HUGE_VAL;
+    return std::signbit(x) && IsOddInteger(y) ? x : 0.0;
+  }
+  if (std::isinf(y)) {
+    if (x == -1) return 1;
+    return (std::fabs(x) < 1) == (y > 0) ? 0.0 : HUGE_VAL;
+  }
+  if (std::isinf(x)) {
+    if (x < 0) return GoPow(1 / x, -y);  // (-0)^-y
+    return y < 0 ? 0.0 : HUGE_VAL;
+  }
+  if (y == 0.5) return std::sqrt(x);
+  if (y == -0.5) return 1 / std::sqrt(x);
+  double yi = 0;
+  double yf = std::modf(std::fabs(y), &yi);
+  if (yf != 0 && x < 0) return NAN;
+  if (yi >= 0x1p63) {
+    // An even integer so large that only -1 stays finite and non-zero.
+    if (x == -1) return 1;
+    return (std::fabs(x) < 1) == (y > 0) ? 0.0 : HUGE_VAL;
+  }
+  double a1 = 1;  // the answer is a1 * 2^ae
+  int64_t ae = 0;
+  if (yf != 0) {
+    if (yf > 0.5) {
+      yf -= 1;
+      yi += 1;
+    }
+    a1 = std::exp(yf * std::log(x));
+  }
+  int xe_int = 0;
+  double x1 = std::frexp(x, &xe_int);
+  int64_t xe = xe_int;
+  for (auto i = static_cast<int64_t>(yi); i != 0; i >>= 1) {
+    if (xe < -(int64_t{1} << 12) || (int64_t{1} << 12) < xe) {
+      ae += xe;  // overflow or underflow for sure: ldexp says which
+      break;
+    }
+    if ((i & 1) == 1) {
+      a1 *= x1;
+      ae += xe;
+    }
+    x1 *= x1;
+    xe <<= 1;
+    if (x1 < 0.5) {
+      x1 += x1;
+      --xe;
+    }
+  }
+  if (y < 0) {
+    a1 = 1 / a1;
+    ae = -ae;
+  }
+  return std::ldexp(a1, static_cast<int>(std::clamp<int64_t>(ae, -100000, 100000)));
+}
+
 double Arith(const std::string& op, double a, double b) {
   if (op == "+") return a + b;
   if (op == "-") return a - b;
   if (op == "*") return a * b;
   if (op == "/") return a / b;
   if (op == "%") return std::fmod(a, b);
-  if (op == "^") return std::pow(a, b);
+  if (op == "^") return GoPow(a, b);
   if (op == "==") return a == b;
   if (op == "!=") return a != b;
   if (op == ">") return a > b;
@@ -726,26 +862,40 @@ std::optional<double> ExtrapolatedRate(const std::vector<Sample>& s, int64_t ran
   return result * factor;
 }
 
+// sum += inc, with the rounding error kept in c (Neumaier's variant of
+// Kahan's summation: the larger operand's low bits are the ones lost).
+void KahanAdd(double inc, double& sum, double& c) {
+  const double t = sum + inc;
+  if (std::fabs(sum) >= std::fabs(inc)) {
+    c += (sum - t) + inc;
+  } else {
+    c += (inc - t) + sum;
+  }
+  sum = t;
+}
+
 std::optional<double> OverTime(const std::string& f, const std::vector<Sample>& s) {
   if (s.empty()) return std::nullopt;
   if (f == "count_over_time") return static_cast<double>(s.size());
   if (f == "last_over_time") return s.back().v;
+  // Both with Neumaier's compensated sum, as Prometheus 2.42's are; a
+  // plain sum differs in the last digits.
   if (f == "sum_over_time") {
-    double sum = 0;
-    for (const Sample& x : s) sum += x.v;
-    return sum;
+    double sum = 0, c = 0;
+    for (const Sample& x : s) KahanAdd(x.v, sum, c);
+    return std::isinf(sum) ? sum : sum + c;
   }
   if (f == "avg_over_time") {
-    double mean = 0, count = 0;
+    double mean = 0, count = 0, c = 0;
     for (const Sample& x : s) {
       count++;
       if (std::isinf(mean)) {
         if (std::isinf(x.v) && (mean > 0) == (x.v > 0)) continue;
         if (!std::isinf(x.v) && !std::isnan(x.v)) continue;
       }
-      mean += x.v / count - mean / count;
+      KahanAdd(x.v / count - mean / count, mean, c);
     }
-    return mean;
+    return std::isinf(mean) ? mean : mean + c;
   }
   double best = s.front().v;
   for (const Sample& x : s) {
@@ -764,6 +914,19 @@ std::string Key(const Labels& l) {
     k += '\xff';
   }
   return k;
+}
+
+// A label set as Go's labels.Labels.String() writes it in error messages:
+// {__name__="up", job="api"}.
+std::string GoLabelsString(const Labels& l) {
+  std::string out = "{";
+  for (LabelView p : l.pairs()) {
+    if (out.size() > 1) out += ", ";
+    out += p.name;
+    out += '=';
+    out += Quote(p.value);
+  }
+  return out + "}";
 }
 
 // Prometheus's ContainsSameLabelset: by hash, labels compared where hashes meet.
@@ -856,8 +1019,13 @@ class Evaluator {
       }
       case Node::Kind::kAggregate:
         return Aggregate(n, t);
-      case Node::Kind::kBinary:
-        return Binary(n, t);
+      case Node::Kind::kBinary: {
+        // Prometheus checks every operation's result, not the query's only:
+        // 2 * {__name__=~"a|b"} inside a sum is an error too.
+        QCLOUD_ASSIGN_OR_RETURN(Value v, Binary(n, t));
+        QCLOUD_RETURN_IF_ERROR(CheckDuplicates(v.vec));
+        return v;
+      }
     }
     return out;
   }
@@ -992,31 +1160,40 @@ class Evaluator {
       }
       return out;
     }
-    // Vector to vector, one to one.
-    auto signature = [&](const Labels& x) {
-      return Key(n.on ? x.Only(n.labels) : x.Without(n.labels, true));
-    };
+    // Vector to vector, one to one. As Prometheus: nothing can match when
+    // a side is empty, so the other side's duplicates are no error then.
+    if (l.vec.empty() || r.vec.empty()) return out;
+    auto match_labels = [&](const Labels& x) { return n.on ? x.Only(n.labels) : x.Without(n.labels, true); };
     std::unordered_map<std::string, const Elem*> right;
     for (const Elem& e : r.vec) {
-      if (!right.emplace(signature(e.labels), &e).second) {
-        return Status(Errc::kAborted, "found duplicate series for the match group on the right hand-side of the operation; many-to-many matching not allowed");
+      auto [it, fresh] = right.emplace(Key(match_labels(e.labels)), &e);
+      if (!fresh) {
+        return Status(Errc::kAborted,
+                      fmt::format("found duplicate series for the match group {} on the right hand-side of the "
+                                  "operation: [{}, {}];many-to-many matching not allowed: matching labels must be "
+                                  "unique on one side",
+                                  GoLabelsString(match_labels(e.labels)), GoLabelsString(e.labels),
+                                  GoLabelsString(it->second->labels)));
       }
     }
     std::unordered_map<std::string, bool> seen_left;
     for (const Elem& e : l.vec) {
-      const std::string sig = signature(e.labels);
+      std::string sig = Key(match_labels(e.labels));
       auto it = right.find(sig);
       if (it == right.end()) continue;
-      if (!seen_left.emplace(sig, true).second) {
-        return Status(Errc::kAborted, "found duplicate series for the match group on the left hand-side of the operation; many-to-many matching not allowed");
-      }
       Labels labels = e.labels;
       if (n.on) {
         labels = labels.Only(n.labels);
       } else if (n.ignoring) {
         labels = labels.Without(n.labels, false);
       }
-      if (auto x = apply(labels, e.v, it->second->v, e.v)) out.vec.push_back(std::move(*x));
+      auto x = apply(labels, e.v, it->second->v, e.v);
+      if (!x) continue;  // filtered out: not a match, as Prometheus counts them
+      if (!seen_left.emplace(std::move(sig), true).second) {
+        return Status(Errc::kAborted,
+                      "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)");
+      }
+      out.vec.push_back(std::move(*x));
     }
     return out;
   }
@@ -1038,7 +1215,6 @@ Result<Expr> Expr::Parse(std::string_view query) {
   QCLOUD_ASSIGN_OR_RETURN(std::vector<Token> toks, lexer.All());
   Parser parser(std::move(toks));
   QCLOUD_ASSIGN_OR_RETURN(NodePtr root, parser.Parse());
-  if (root->type == ValueType::kString) return InvalidArgument("string literals are not supported as a query");
   Expr e;
   e.root_ = std::move(root);
   return e;
@@ -1067,6 +1243,15 @@ Result<QueryResult> QueryEngine::Range(std::string_view query, int64_t start, in
 }
 
 Result<QueryResult> QueryEngine::Instant(const Expr& expr, int64_t t) {
+  if (expr.type() == ValueType::kString) {  // a literal, maybe in parentheses
+    const detail::Node* n = expr.root_.get();
+    while (n->kind == detail::Node::Kind::kParen) n = n->args[0].get();
+    QueryResult r;
+    r.type = ValueType::kString;
+    r.string = n->text;
+    r.series.push_back({Labels(), {{t, 0}}});
+    return r;
+  }
   Evaluator ev(db_, options_);
   QCLOUD_RETURN_IF_ERROR(ev.Prefetch(*expr.root_, t, t));
   QCLOUD_ASSIGN_OR_RETURN(Value v, ev.Eval(*expr.root_, t));
@@ -1095,10 +1280,16 @@ Result<QueryResult> QueryEngine::Instant(const Expr& expr, int64_t t) {
 }
 
 Result<QueryResult> QueryEngine::Range(const Expr& expr, int64_t start, int64_t end, int64_t step) {
-  if (step <= 0) return InvalidArgument("zero or negative query resolution step widths are not accepted");
-  if (end < start) return InvalidArgument("end timestamp must not be before start time");
-  if ((end - start) / step + 1 > static_cast<int64_t>(kMaxSteps)) {
-    return InvalidArgument("exceeded maximum resolution of 11,000 points per timeseries");
+  if (step <= 0) {
+    return InvalidArgument(
+        "invalid parameter \"step\": zero or negative query resolution step widths are not accepted. Try a positive "
+        "integer");
+  }
+  if (end < start) return InvalidArgument("invalid parameter \"end\": end timestamp must not be before start time");
+  // Prometheus bounds the steps between start and end, so 11,001 points.
+  if ((end - start) / step > static_cast<int64_t>(kMaxSteps)) {
+    return InvalidArgument(
+        "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)");
   }
   if (expr.type() != ValueType::kScalar && expr.type() != ValueType::kVector) {
     return InvalidArgument(fmt::format("invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
@@ -1128,13 +1319,88 @@ Result<QueryResult> QueryEngine::Range(const Expr& expr, int64_t start, int64_t 
   return r;
 }
 
+namespace {
+
+// v (finite, not zero) as its shortest round-trip decimal digits d1d2...dn
+// and the decimal point's place: |v| = 0.d1d2...dn x 10^point. Go's
+// strconv and std::to_chars pick the same digits (the shortest string
+// that reads back as v, the closest one when several are as short).
+struct Digits {
+  std::string digits;
+  int point = 0;
+  bool negative = false;
+};
+
+Digits ShortestDigits(double v) {
+  char buf[64];
+  const auto r = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::scientific);
+  std::string_view s(buf, static_cast<size_t>(r.ptr - buf));
+  Digits d;
+  if (!s.empty() && s.front() == '-') {
+    d.negative = true;
+    s.remove_prefix(1);
+  }
+  const size_t e = s.find('e');
+  for (char c : s.substr(0, e)) {
+    if (c != '.') d.digits += c;
+  }
+  int exp = 0;
+  std::from_chars(s.data() + e + 1 + (s[e + 1] == '+' ? 1 : 0), s.data() + s.size(), exp);
+  d.point = exp + 1;
+  return d;
+}
+
+// Go's 'e' layout: d.ddde+XX, two exponent digits at least.
+std::string LayoutExp(const Digits& d) {
+  std::string out = d.negative ? "-" : "";
+  out += d.digits[0];
+  if (d.digits.size() > 1) out += "." + d.digits.substr(1);
+  const int exp = d.point - 1;
+  out += exp < 0 ? "e-" : "e+";
+  const int a = exp < 0 ? -exp : exp;
+  if (a < 10) out += '0';
+  out += std::to_string(a);
+  return out;
+}
+
+// Go's 'f' layout of the shortest digits: zeros pad out to the point
+// ("1152921504606847000" for 2^60, not its 19 exact digits).
+std::string LayoutFixed(const Digits& d) {
+  std::string out = d.negative ? "-" : "";
+  const int n = static_cast<int>(d.digits.size());
+  if (d.point <= 0) {
+    out += "0." + std::string(static_cast<size_t>(-d.point), '0') + d.digits;
+  } else if (d.point >= n) {
+    out += d.digits + std::string(static_cast<size_t>(d.point - n), '0');
+  } else {
+    out += d.digits.substr(0, static_cast<size_t>(d.point)) + "." + d.digits.substr(static_cast<size_t>(d.point));
+  }
+  return out;
+}
+
+}  // namespace
+
 std::string FormatValue(double v) {
   if (std::isnan(v)) return "NaN";
   if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
-  char buf[512];
-  auto [p, ec] = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::fixed);
-  if (ec != std::errc()) return fmt::format("{}", v);
-  return std::string(buf, p);
+  if (v == 0) return std::signbit(v) ? "-0" : "0";
+  const double a = std::fabs(v);
+  const Digits d = ShortestDigits(v);
+  return a < 1e-6 || a >= 1e21 ? LayoutExp(d) : LayoutFixed(d);
+}
+
+std::string FormatScalarValue(double v) {
+  if (std::isnan(v) || std::isinf(v) || v == 0) return FormatValue(v);
+  return LayoutFixed(ShortestDigits(v));
+}
+
+std::string FormatGoFloat(double v) {
+  if (std::isnan(v)) return "NaN";
+  if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
+  if (v == 0) return std::signbit(v) ? "-0" : "0";
+  const Digits d = ShortestDigits(v);
+  const int exp = d.point - 1;
+  return exp < -4 || exp >= 6 ? LayoutExp(d) : LayoutFixed(d);
 }
 
 std::string FormatTime(int64_t ms) {

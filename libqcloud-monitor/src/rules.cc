@@ -22,7 +22,7 @@ std::string Expand(std::string_view text, const Labels& labels, double value) {
     while (!inner.empty() && inner.front() == ' ') inner.remove_prefix(1);
     while (!inner.empty() && inner.back() == ' ') inner.remove_suffix(1);
     if (inner == "$value") {
-      out += FormatValue(value);
+      out += FormatGoFloat(value);  // as Go's templates print a float64
     } else if (inner.starts_with("$labels.")) {
       out += labels.Get(inner.substr(8));
     } else {

@@ -15,6 +15,7 @@
 
 #include "kv/prefix_stats.h"
 #include "kv/session.h"
+#include "qcloud/core/clock.h"
 #include "qcloud/kv/store.h"
 #include "qcloud/testing/doctest_helpers.h"
 
@@ -259,7 +260,10 @@ TEST_CASE("stats detail: counts per prefix in memcached's order and bounded") {
 }
 
 TEST_CASE("me reports memcached's fields and reads nothing") {
-  Node node;
+  ManualClock clock;  // la= counts whole seconds: no tick between set and me
+  StoreOptions so;
+  so.clock = &clock;
+  Node node(so);
   const std::string r = Run(node, "set k:1 5 0 3\r\nbar\r\nme k:1\r\nme k:1\r\nme nokey\r\nme\r\n");
   CHECK(r ==
         "STORED\r\nME k:1 exp=-1 la=0 cas=1 fetch=no cls=1 size=69\r\n"

@@ -118,6 +118,32 @@ TEST_CASE("promql range queries step through time and staleness ends a series") 
   CHECK_ERRC(f.engine.Range("g", 0, 10, 0), Errc::kInvalidArgument);
   CHECK_ERRC(f.engine.Range("g", 0, 20000 * kMin, 1000), Errc::kInvalidArgument);
   CHECK_ERRC(f.engine.Range("g[5m]", 0, 10, 1), Errc::kInvalidArgument);
+  // Prometheus bounds the steps, not the points: 11,000 steps are 11,001.
+  CHECK(REQUIRE_VALUE(f.engine.Range("vector(1)", 0, 11000, 1)).series[0].points.size() == 11001);
+  CHECK_ERRC(f.engine.Range("vector(1)", 0, 11001, 1), Errc::kInvalidArgument);
+}
+
+TEST_CASE("promql sums over time compensate rounding and powers are Go's") {
+  TempDir dir{"qcloud-promql-kahan"};
+  auto db = REQUIRE_VALUE(Tsdb::Open({.data_dir = dir.path}));
+  QueryEngine engine{*db};
+  // Values from the differential test against Prometheus 2.42: a plain
+  // sum gives -61.791 and a plain running mean 791.3333333333334.
+  Load(*db, {{L({{"__name__", "a"}}), {780, 782, 786, 794, 796, 810}},
+             {L({{"__name__", "b"}}), {1e16, 1, -1e16}}});
+  auto at = [&](const std::string& q) {
+    auto r = REQUIRE_VALUE(engine.Instant(q, 25 * kMin));
+    REQUIRE(r.series.size() == 1);
+    return FormatValue(r.series[0].points[0].v);
+  };
+  CHECK(at("avg_over_time(a[30m])") == "791.3333333333333");
+  // 1e16 + 1 rounds the 1 away; the compensation keeps it (a plain sum: 0).
+  CHECK(at("sum_over_time(b[30m])") == "1");
+  // Whole exponents by squaring, as Go's math.Pow: exact where the C
+  // library's pow rounds once.
+  CHECK(at("vector(2) ^ 60") == "1152921504606847000");
+  CHECK(at("vector(1.1) ^ 3") == FormatValue(1.1 * 1.1 * 1.1));
+  CHECK(at("vector(-8) ^ 0.5") == "NaN");
 }
 
 TEST_CASE("promql functions and unary minus that leave two series one label set fail as in Prometheus") {
@@ -126,7 +152,8 @@ TEST_CASE("promql functions and unary minus that leave two series one label set 
   // g{job="a"} and d{job="a"}: with the names dropped, both are {job="a"}.
   for (const char* q : {"rate({__name__=~\"g|d\"}[10m])", "sum(rate({__name__=~\"g|d\"}[10m]))",
                         "sum by (job) (delta({job=\"a\",__name__=~\"g|d\"}[10m]))", "-{__name__=~\"g|d\"}",
-                        "abs({__name__=~\"g|d\"})"}) {
+                        "abs({__name__=~\"g|d\"})", "sum by (job) (2 * {__name__=~\"g|d\"})",
+                        "max(({__name__=~\"g|d\"} > bool 0))"}) {
     INFO(q);
     auto r = f.engine.Instant(q, 20 * kMin);
     REQUIRE_FALSE(r.ok());
@@ -134,6 +161,20 @@ TEST_CASE("promql functions and unary minus that leave two series one label set 
     CHECK(r.status().message() == "vector cannot contain metrics with the same labelset");
     CHECK_ERRC(f.engine.Range(q, 10 * kMin, 20 * kMin, 5 * kMin), Errc::kAborted);
   }
+  // One side empty: nothing can match, so the other side's duplicate
+  // match groups are no error (Prometheus returns at once).
+  Expect(f.engine, "nothing * on (job) {__name__=~\"g|d\"}", 20 * kMin, {});
+  auto dup = f.engine.Instant("g * on (job) {__name__=~\"g|d\"}", 20 * kMin);
+  REQUIRE_FALSE(dup.ok());
+  CHECK(dup.status().message() ==
+        "found duplicate series for the match group {job=\"a\"} on the right hand-side of the operation: "
+        "[{__name__=\"g\", job=\"a\"}, {__name__=\"d\", job=\"a\"}];many-to-many matching not allowed: "
+        "matching labels must be unique on one side");
+  // Two left series in one match group are an error only when both pass
+  // the filter: d (5) and g (3) against 4.
+  Expect(f.engine, "{__name__=~\"g|d\"} > ignoring (x) vector(4)", 20 * kMin, {});
+  Expect(f.engine, "{__name__=~\"g|d\"} > on () vector(4)", 20 * kMin, {{"{}", 5}});
+  CHECK_ERRC(f.engine.Instant("{__name__=~\"g|d\"} > on () vector(1)", 20 * kMin), Errc::kAborted);
   // last_over_time keeps the names: two series.
   Expect(f.engine, "last_over_time({__name__=~\"g|d\"}[10m])", 20 * kMin, {{"d{job=\"a\"}", 5}, {"g{job=\"a\"}", 3}});
 }
@@ -141,7 +182,8 @@ TEST_CASE("promql functions and unary minus that leave two series one label set 
 TEST_CASE("promql parse errors name the problem and the parser prints back") {
   for (const char* bad : {"", "sum(", "rate(g)", "g[5m] + 1", "1 > 2", "{}", "{a=~\".*\"}", "g[5x]", "foo(g)",
                           "g @ 100", "g[5m:1m]", "a and b", "a * on(x) group_left b", "sum(g, 1)", "g offset",
-                          "\"str\"", "g{a=\"\\q\"}", "rate(g[5m]", ")", "g{a=~\"(\"}",
+                          "g{a=\"\\q\"}", "g{a='\\\"'}", "g{a=\"\\ud800\"}", "g{a=\"\\x4\"}", "rate(g[5m]", ")",
+                          "g{a=~\"(\"}", "g offset 0s", "g[0s]", "RATE(g[5m])",
                           // Keywords are no metric names (as in Prometheus; the fuzzer found a
                           // unary-signed one that printed back as a modifier).
                           "i+++group_left+++++++++an+++++++++++++2", "a + -group_right", "a - +on",
@@ -152,7 +194,10 @@ TEST_CASE("promql parse errors name the problem and the parser prints back") {
   CHECK_ERRC(Expr::Parse(std::string(2000, '(') + "1" + std::string(2000, ')')), Errc::kInvalidArgument);
   for (const char* good : {"sum by (job) (rate(http_requests_total{code=~\"5..\"}[5m] offset 1h))",
                            "g > bool 3", "1 + 2 * 3", "c / ignoring (i) g", "max without (a, b) (c)",
-                           "+g - -1", "{__name__=\"group_left\"} + 1"}) {
+                           "+g - -1", "{__name__=\"group_left\"} + 1", "\"str\"",
+                           // Keywords in any case, as Prometheus's lexer takes them.
+                           "SUM BY (job) (g)", "Sum(g) Without (a)", "g > BOOL 1", "g Offset 5m",
+                           "a * ON (x) b"}) {
     INFO(good);
     auto e = REQUIRE_VALUE(Expr::Parse(good));
     INFO(e.ToString());
@@ -160,14 +205,37 @@ TEST_CASE("promql parse errors name the problem and the parser prints back") {
     CHECK(again.ToString() == e.ToString());
   }
   CHECK(REQUIRE_VALUE(Expr::Parse("sum(rate(x[1h30m]))")).ToString() == "sum (rate(x[1h30m]))");
+  CHECK(REQUIRE_VALUE(Expr::Parse("SUM BY (Job) (g)")).ToString() == "sum by (Job) (g)");
+  // Go's string escapes: \u, \U, \x and octal bytes, \a \b \f \v.
+  CHECK(REQUIRE_VALUE(Expr::Parse("g{a=\"\\u00fcn\\U0001F600\\x41\\101\\a\"}")).ToString() ==
+        "g{a=\"\xc3\xbcn\xf0\x9f\x98\x80" "AA\a\"}");
   CHECK(REQUIRE_VALUE(Expr::Parse("0x10 + 1e2 + Inf")).type() == ValueType::kScalar);
 }
 
 TEST_CASE("promql values and times are written as Prometheus's API writes them") {
   CHECK(FormatValue(1) == "1");
   CHECK(FormatValue(0.1) == "0.1");
-  CHECK(FormatValue(1e21) == "1000000000000000000000");
-  CHECK(FormatValue(1.5e-7) == "0.00000015");
+  // Prometheus's JSON: the shortest digits, exponent form outside [1e-6, 1e21).
+  CHECK(FormatValue(1e21) == "1e+21");
+  CHECK(FormatValue(9.5e20) == "950000000000000000000");
+  CHECK(FormatValue(1.5e-7) == "1.5e-07");
+  CHECK(FormatValue(1e-6) == "0.000001");
+  CHECK(FormatValue(-2.5e300) == "-2.5e+300");
+  CHECK(FormatValue(1152921504606846976.0) == "1152921504606847000");
+  CHECK(FormatValue(0.30000000000000004) == "0.30000000000000004");
+  CHECK(FormatValue(-0.0) == "-0");
+  CHECK(FormatValue(5e-324) == "5e-324");
+  CHECK(FormatScalarValue(1e21) == "1000000000000000000000");
+  CHECK(FormatScalarValue(1e-7) == "0.0000001");
+  CHECK(FormatScalarValue(-INFINITY) == "-Inf");
+  // Go's %v, as templates print $value.
+  CHECK(FormatGoFloat(123456) == "123456");
+  CHECK(FormatGoFloat(1e6) == "1e+06");
+  CHECK(FormatGoFloat(1234567.5) == "1.2345675e+06");
+  CHECK(FormatGoFloat(0.0001) == "0.0001");
+  CHECK(FormatGoFloat(0.00001) == "1e-05");
+  CHECK(FormatGoFloat(0.5) == "0.5");
+  CHECK(FormatGoFloat(NAN) == "NaN");
   CHECK(FormatValue(-2.25) == "-2.25");
   CHECK(FormatValue(NAN) == "NaN");
   CHECK(FormatValue(INFINITY) == "+Inf");

@@ -20,7 +20,9 @@
 //   - binary + - * / % ^ and == != > < >= <= (a filter, or 0/1 with
 //     `bool`) between scalars and vectors; between two vectors one-to-one,
 //     matched on all labels but the name, or `on (...)` / `ignoring (...)`;
-//   - unary minus, parentheses.
+//   - unary minus, parentheses; a string literal as an instant query;
+//   - keywords and aggregation names in any case (SUM BY), strings with
+//     Go's escapes (\n, \x41, \u00fc, \U0001F600, octal).
 // Anything else (subqueries, @, and/or/unless, group_left/right,
 // other functions) is a parse error naming what is not supported.
 //
@@ -28,10 +30,17 @@
 // newest sample in [t - lookback, t] (5 minutes), a range selector the
 // samples in [t - range, t]; staleness markers (the StaleNaN bit pattern)
 // end a series. Functions other than last_over_time, arithmetic, and
-// `bool` comparisons drop the metric name.
+// `bool` comparisons drop the metric name; every function's and
+// operator's result must keep its label sets apart ("vector cannot contain
+// metrics with the same labelset"). sum_over_time and avg_over_time add
+// with Neumaier's compensation; ^ is Go's math.Pow (bit for bit for whole
+// exponents; through the C library's exp and log, an ulp or so from Go's,
+// for fractional ones). Checked against a real Prometheus 2.42 by
+// tests/interop/monitor_promql_diff.py.
 //
 // Bounds: a query of at most 64 KiB and nesting depth 128; at most
-// max_samples samples loaded and 11,000 steps in a range query.
+// max_samples samples loaded and 11,000 steps (11,001 points) in a range
+// query.
 //
 // Thread safety: an engine may be used from several threads (the Tsdb is
 // thread-safe; the engine holds no state between queries).
@@ -70,8 +79,10 @@ struct SeriesPoints {
 struct QueryResult {
   ValueType type = ValueType::kVector;
   // kVector: one point per series (at the query time); kMatrix: the points
-  // of each series; kScalar: one series with no labels and one point.
+  // of each series; kScalar: one series with no labels and one point;
+  // kString (an instant query of a string literal): that point's time.
   std::vector<SeriesPoints> series;
+  std::string string;  // kString: the literal
 };
 
 struct QueryOptions {
@@ -123,10 +134,18 @@ class QCLOUD_EXPORT QueryEngine {
   QueryOptions options_;
 };
 
-// A sample value as Prometheus's HTTP API writes it: the shortest decimal
-// that reads back as the same double, never in exponent form ("NaN",
-// "+Inf", "-Inf" for the specials).
+// A sample value as Prometheus's HTTP API writes it: the shortest digits
+// that read back as the same double, laid out in decimal ("0.1",
+// "1152921504606847000") unless |v| < 1e-6 or >= 1e21 ("1e-07", "1e+21");
+// "NaN", "+Inf", "-Inf" for the specials.
 QCLOUD_EXPORT std::string FormatValue(double v);
+// A scalar result's value: Prometheus writes those always in decimal
+// ("1000000000000000000000", "0.0000001").
+QCLOUD_EXPORT std::string FormatScalarValue(double v);
+// A value as Go's fmt prints a float64 (%v), which is how Prometheus's
+// templates write {{ $value }}: the same digits, in exponent form when the
+// exponent is below -4 or 6 and above ("1e+06", "123456", "1e-05").
+QCLOUD_EXPORT std::string FormatGoFloat(double v);
 // A timestamp in seconds as the API writes it: 1435781451.781.
 QCLOUD_EXPORT std::string FormatTime(int64_t ms);
 // A duration as PromQL writes it: 1h30m, 5m, 500ms.
