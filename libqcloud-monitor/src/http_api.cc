@@ -28,6 +28,17 @@ void JsonPoint(std::string& out, const Point& p, bool scalar = false) {
   out += "\"]";
 }
 
+// A parser error ("parse error at char 5: ...") as Prometheus 2.42 writes
+// it: "1:5: parse error: ...". Other messages unchanged.
+std::string PromParseError(const std::string& m) {
+  constexpr std::string_view kPrefix = "parse error at char ";
+  if (!m.starts_with(kPrefix)) return m;
+  const std::string_view rest = std::string_view(m).substr(kPrefix.size());
+  const size_t colon = rest.find(": ");
+  if (colon == std::string_view::npos) return "1:" + std::string(rest);
+  return "1:" + std::string(rest.substr(0, colon)) + ": parse error: " + std::string(rest.substr(colon + 2));
+}
+
 HttpResponse Json(int status, std::string body) {
   return HttpResponse{.status = status, .content_type = "application/json", .body = std::move(body)};
 }
@@ -127,7 +138,11 @@ HttpResponse HttpApi::Handle(const HttpRequest& req) {
     const std::string* v = Param(params, name);
     if (v == nullptr || v->empty()) return fallback;
     auto t = detail::ParseTime(*v);
-    if (!t.ok()) return InvalidArgument(fmt::format("invalid parameter \"{}\": {}", name, t.status().message()));
+    if (!t.ok()) {
+      // Prometheus's own words, which differ for `time`.
+      return InvalidArgument(fmt::format("invalid parameter \"{}\": {}{}", name,
+                                         name == "time" ? "Invalid time value for 'time': " : "", t.status().message()));
+    }
     return t;
   };
   // Prometheus 2.42 writes a parse error as "1:5: parse error: ...", after
@@ -136,12 +151,7 @@ HttpResponse HttpApi::Handle(const HttpRequest& req) {
     if (!r.ok()) {
       const std::string m = r.status().message();
       if (r.status().code() == Errc::kInvalidArgument && m.starts_with("parse error at char ")) {
-        std::string_view rest = std::string_view(m).substr(std::string_view("parse error at char ").size());
-        const size_t colon = rest.find(": ");
-        std::string text = colon == std::string_view::npos
-                               ? "1:" + std::string(rest)
-                               : "1:" + std::string(rest.substr(0, colon)) + ": parse error: " + std::string(rest.substr(colon + 2));
-        return bad(instant ? "invalid parameter \"query\": " + text : text);
+        return bad(instant ? "invalid parameter \"query\": " + PromParseError(m) : PromParseError(m));
       }
       if (r.status().code() == Errc::kInvalidArgument) return bad(r.status().message());
       return Fail(422, "execution", r.status().message());
@@ -184,26 +194,29 @@ HttpResponse HttpApi::Handle(const HttpRequest& req) {
   if (path == "/api/v1/query") {
     counters_.queries.fetch_add(1, std::memory_order_relaxed);
     const std::string* q = Param(params, "query");
-    if (q == nullptr) return bad("invalid parameter \"query\": missing");
     auto t = time_param("time", now);
     if (!t.ok()) return bad(t.status().message());
-    return query_result(engine_.Instant(*q, *t), true);
+    // A missing query is an empty one: "no expression found in input".
+    return query_result(engine_.Instant(q == nullptr ? std::string() : *q, *t), true);
   }
   if (path == "/api/v1/query_range") {
     counters_.range_queries.fetch_add(1, std::memory_order_relaxed);
     const std::string* q = Param(params, "query");
     const std::string* step = Param(params, "step");
-    if (q == nullptr) return bad("invalid parameter \"query\": missing");
     auto start = time_param("start", INT64_MIN);
     auto end = time_param("end", INT64_MIN);
     if (!start.ok()) return bad(start.status().message());
     if (!end.ok()) return bad(end.status().message());
-    if (*start == INT64_MIN) return bad("invalid parameter \"start\": missing");
-    if (*end == INT64_MIN) return bad("invalid parameter \"end\": missing");
-    if (step == nullptr) return bad("invalid parameter \"step\": missing");
-    auto st = ParseDuration(*step, true);
-    if (!st.ok()) return bad("invalid parameter \"step\": " + st.status().message());
-    return query_result(engine_.Range(*q, *start, *end, *st), false);
+    if (*start == INT64_MIN) return bad("invalid parameter \"start\": cannot parse \"\" to a valid timestamp");
+    if (*end == INT64_MIN) return bad("invalid parameter \"end\": cannot parse \"\" to a valid timestamp");
+    const std::string step_text = step == nullptr ? std::string() : *step;
+    auto st = ParseDuration(step_text, true);
+    if (!st.ok()) {
+      // Seconds below zero parse in Prometheus and fail its sign check.
+      if (step_text.starts_with('-') && ParseDuration(step_text.substr(1), true).ok()) st = int64_t{-1};
+      if (!st.ok()) return bad(fmt::format("invalid parameter \"step\": cannot parse \"{}\" to a valid duration", step_text));
+    }
+    return query_result(engine_.Range(q == nullptr ? std::string() : *q, *start, *end, *st), false);
   }
   if (path == "/api/v1/series" || path == "/api/v1/labels" ||
       (path.starts_with("/api/v1/label/") && path.ends_with("/values"))) {
@@ -221,7 +234,12 @@ HttpResponse HttpApi::Handle(const HttpRequest& req) {
     for (const auto& [n, v] : params) {
       if (n != "match[]") continue;
       auto e = Expr::Parse(v);
-      if (!e.ok()) return bad("invalid parameter \"match[]\": " + e.status().message());
+      if (!e.ok()) {
+        if (e.status().message().ends_with("at least one non-empty matcher")) {
+          return bad("invalid parameter \"match[]\": match[] must contain at least one non-empty matcher");
+        }
+        return bad("invalid parameter \"match[]\": " + PromParseError(e.status().message()));
+      }
       auto m = e->SelectorMatchers();
       if (!m.ok()) return bad("invalid parameter \"match[]\": " + m.status().message());
       selectors.push_back(std::move(m).value());

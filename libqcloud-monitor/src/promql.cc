@@ -73,8 +73,31 @@ class Lexer {
 
   Result<std::vector<Token>> All() {
     std::vector<Token> out;
+    if (in_.find_first_not_of(" \t\n\r") == std::string_view::npos) return Error(0, "no expression found in input");
+    // Prometheus's lexer finds unbalanced parentheses and braces itself,
+    // with these words.
+    int parens = 0;
+    bool braces = false;
     for (;;) {
       QCLOUD_ASSIGN_OR_RETURN(Token t, Next());
+      switch (t.kind) {
+        case Tok::kLParen: ++parens; break;
+        case Tok::kRParen:
+          if (--parens < 0) return Error(t.pos + 1, "unexpected right parenthesis ')'");
+          break;
+        case Tok::kLBrace: braces = true; break;
+        case Tok::kRBrace: braces = false; break;
+        case Tok::kEnd:
+          if (braces) return Error(t.pos, "unexpected end of input inside braces");
+          if (parens > 0) return Error(t.pos, "unclosed left parenthesis");
+          break;
+        default: break;
+      }
+      if (braces && t.kind != Tok::kLBrace && t.kind != Tok::kIdent && t.kind != Tok::kString &&
+          t.kind != Tok::kComma && t.kind != Tok::kAssign && t.kind != Tok::kNeq && t.kind != Tok::kRegex &&
+          t.kind != Tok::kNotRegex && t.kind != Tok::kRBrace && t.kind != Tok::kEnd) {
+        return Error(t.pos, fmt::format("unexpected character inside braces: '{}'", in_[t.pos]));
+      }
       const bool end = t.kind == Tok::kEnd;
       out.push_back(std::move(t));
       if (end) return out;
@@ -289,6 +312,13 @@ class Lexer {
   size_t pos_ = 0;
 };
 
+// A well-formed decimal number too large for a double (1e309).
+bool IsRangeError(const std::string& s) {
+  double v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  return ec == std::errc::result_out_of_range && p == s.data() + s.size();
+}
+
 std::optional<double> ParseNumber(const std::string& s) {
   if (s.size() > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
     uint64_t v = 0;
@@ -334,6 +364,21 @@ const FuncSig* Function(std::string_view name) {
   return it == kFuncs.end() ? nullptr : &it->second;
 }
 
+// Prometheus 2.42's functions: the ones this subset lacks are named as
+// unsupported, anything else is unknown.
+bool PrometheusFunction(std::string_view name) {
+  static constexpr std::string_view kAll[] = {
+      "abs", "absent", "absent_over_time", "acos", "acosh", "asin", "asinh", "atan", "atanh", "avg_over_time", "ceil",
+      "changes", "clamp", "clamp_max", "clamp_min", "cos", "cosh", "count_over_time", "days_in_month", "day_of_month",
+      "day_of_week", "day_of_year", "deg", "delta", "deriv", "exp", "floor", "histogram_count", "histogram_sum",
+      "histogram_fraction", "histogram_quantile", "holt_winters", "hour", "idelta", "increase", "irate",
+      "label_replace", "label_join", "last_over_time", "ln", "log10", "log2", "max_over_time", "min_over_time",
+      "minute", "month", "pi", "predict_linear", "present_over_time", "quantile_over_time", "rad", "rate", "resets",
+      "round", "scalar", "sgn", "sin", "sinh", "sort", "sort_desc", "sqrt", "stddev_over_time", "stdvar_over_time",
+      "sum_over_time", "tan", "tanh", "time", "timestamp", "vector", "year"};
+  return std::find(std::begin(kAll), std::end(kAll), name) != std::end(kAll);
+}
+
 int Precedence(Tok k, const std::string& text) {
   switch (k) {
     case Tok::kEql: case Tok::kNeq: case Tok::kGtr: case Tok::kLss: case Tok::kGte: case Tok::kLte: return 3;
@@ -376,6 +421,18 @@ class Parser {
  private:
   const Token& Peek(size_t ahead = 0) const { return toks_[std::min(i_ + ahead, toks_.size() - 1)]; }
   Token Take() { return toks_[std::min(i_++, toks_.size() - 1)]; }
+  // A token as Prometheus's parser names it in errors: identifier "x",
+  // number "1", string "\"a\"", duration "5m", end of input, "(".
+  static std::string Item(const Token& t) {
+    switch (t.kind) {
+      case Tok::kEnd: return "end of input";
+      case Tok::kIdent: return fmt::format("identifier \"{}\"", t.text);
+      case Tok::kNumber: return fmt::format("number \"{}\"", t.text);
+      case Tok::kDuration: return fmt::format("duration \"{}\"", t.text);
+      case Tok::kString: return fmt::format("string \"{}\"", t.text);
+      default: return fmt::format("\"{}\"", t.text);
+    }
+  }
   static std::string Describe(const Token& t) {
     if (t.kind == Tok::kEnd) return "end of input";
     return fmt::format("\"{}\"", t.text);
@@ -473,12 +530,13 @@ class Parser {
       if (Peek().kind == Tok::kLBracket) {
         const Token at = Take();
         if (e->kind != Node::Kind::kSelector || e->range != 0 || e->offset != 0) {
-          if (e->type == ValueType::kVector || e->type == ValueType::kScalar) {
+          if (Peek().kind == Tok::kDuration && Peek(1).kind == Tok::kColon &&
+              (e->type == ValueType::kVector || e->type == ValueType::kScalar)) {
             return Error(at, "subqueries are not supported");
           }
           return Error(at, "ranges only allowed for vector selectors");
         }
-        if (Peek().kind != Tok::kDuration) return Error(Peek(), fmt::format("expected a duration, got {}", Describe(Peek())));
+        if (Peek().kind != Tok::kDuration) return DurationError("");
         QCLOUD_ASSIGN_OR_RETURN(e->range, ParseDuration(Take().text));
         if (e->range <= 0) return Error(at, "duration must be greater than 0");
         if (Peek().kind == Tok::kColon) return Error(Peek(), "subqueries are not supported");
@@ -488,14 +546,16 @@ class Parser {
       }
       if (Kw(Peek(), "offset")) {
         const Token at = Take();
-        if (e->kind != Node::Kind::kSelector) return Error(at, "offset modifier must be preceded by a selector");
+        if (e->kind != Node::Kind::kSelector) {
+          return Error(at, "offset modifier must be preceded by an instant vector selector or range vector selector or a subquery");
+        }
         if (e->offset != 0) return Error(at, "offset may not be set multiple times");
         bool negative = false;
         if (Peek().kind == Tok::kSub) {
           Take();
           negative = true;
         }
-        if (Peek().kind != Tok::kDuration) return Error(Peek(), fmt::format("expected a duration, got {}", Describe(Peek())));
+        if (Peek().kind != Tok::kDuration) return DurationError(" in offset");
         const Token d = Take();
         QCLOUD_ASSIGN_OR_RETURN(e->offset, ParseDuration(d.text));
         if (e->offset == 0) return Error(d, "duration must be greater than 0");
@@ -507,18 +567,31 @@ class Parser {
     }
   }
 
+  // Where a duration must be: Prometheus's words for what is there.
+  Status DurationError(std::string_view where) {
+    const Token& t = Peek();
+    if (t.kind == Tok::kNumber) {
+      const Token& unit = Peek(1);
+      if (unit.kind == Tok::kIdent && unit.pos == t.pos + t.text.size()) {
+        return Error(t, fmt::format("not a valid duration string: \"{}{}\"", t.text, unit.text));
+      }
+      return Error(t, "missing unit character in duration");
+    }
+    return Error(t, fmt::format("unexpected {}{}, expected duration", Item(t), where));
+  }
+
   Result<std::vector<std::string>> LabelList() {
     QCLOUD_RETURN_IF_ERROR(Expect(Tok::kLParen, "\"(\""));
     std::vector<std::string> out;
     while (Peek().kind != Tok::kRParen) {
       if (Peek().kind != Tok::kIdent || !ValidLabelName(Peek().text)) {
-        return Error(Peek(), fmt::format("expected a label name, got {}", Describe(Peek())));
+        return Error(Peek(), fmt::format("unexpected {} in grouping opts, expected label", Item(Peek())));
       }
       out.push_back(Take().text);
       if (Peek().kind == Tok::kComma) {
         Take();
       } else if (Peek().kind != Tok::kRParen) {
-        return Error(Peek(), fmt::format("expected \",\" or \")\", got {}", Describe(Peek())));
+        return Error(Peek(), fmt::format("unexpected {} in grouping opts, expected \")\" or \",\"", Item(Peek())));
       }
     }
     Take();
@@ -532,7 +605,10 @@ class Parser {
       case Tok::kNumber: {
         Take();
         auto v = ParseNumber(t.text);
-        if (!v) return Error(t, fmt::format("bad number \"{}\"", t.text));
+        if (!v) {
+          return Error(t, fmt::format("error parsing number: strconv.ParseFloat: parsing \"{}\": {}", t.text,
+                                      IsRangeError(t.text) ? "value out of range" : "invalid syntax"));
+        }
         n->number = *v;
         return n;
       }
@@ -611,7 +687,7 @@ class Parser {
         if (Peek().kind == Tok::kComma) {
           Take();
         } else if (Peek().kind != Tok::kRBrace) {
-          return Error(Peek(), fmt::format("expected \",\" or \"}}\", got {}", Describe(Peek())));
+          return Error(Peek(), fmt::format("unexpected {} in label matching, expected \",\" or \"}}\"", Item(Peek())));
         }
       }
       Take();
@@ -624,7 +700,10 @@ class Parser {
 
   Result<NodePtr> Call(NodePtr n, const Token& name) {
     const FuncSig* sig = Function(name.text);
-    if (sig == nullptr) return Error(name, fmt::format("unknown or unsupported function \"{}\"", name.text));
+    if (sig == nullptr) {
+      if (PrometheusFunction(name.text)) return Error(name, fmt::format("function \"{}\" is not supported", name.text));
+      return Error(name, fmt::format("unknown function with name \"{}\"", name.text));
+    }
     Take();  // (
     n->kind = Node::Kind::kCall;
     n->text = name.text;
@@ -666,7 +745,11 @@ class Parser {
       return Status::Ok();
     };
     QCLOUD_RETURN_IF_ERROR(grouping());
-    QCLOUD_RETURN_IF_ERROR(Expect(Tok::kLParen, "\"(\""));
+    if (Peek().kind != Tok::kLParen) {
+      return Error(Peek(), fmt::format("unexpected {} in aggregation", Item(Peek())));
+    }
+    Take();
+    if (Peek().kind == Tok::kRParen) return Error(op, "no arguments for aggregate expression provided");
     QCLOUD_ASSIGN_OR_RETURN(NodePtr arg, Expr(0));
     if (Peek().kind == Tok::kComma) return Error(Peek(), fmt::format("\"{}\" takes one argument", op.text));
     QCLOUD_RETURN_IF_ERROR(Expect(Tok::kRParen, "\")\""));
