@@ -191,13 +191,6 @@ int main(int argc, char** argv) {
         if (r.path == "/metrics") {
           return HttpResponse{.content_type = std::string(MetricsRegistry::kContentType), .body = registry.RenderText()};
         }
-        // Prometheus's management endpoints, which probes and load balancers
-        // ask: serving means healthy, and ready once the WAL was replayed
-        // (Open() returned before the listener started).
-        if (r.path == "/-/healthy" || r.path == "/-/ready") {
-          return HttpResponse{.content_type = "text/plain; charset=utf-8",
-                              .body = r.path == "/-/healthy" ? "qcloud-monitord is Healthy.\n" : "qcloud-monitord is Ready.\n"};
-        }
         return api.Handle(r);
       },
       {.listen = f.listen.ToString(), .threads = f.threads, .logger = &log});

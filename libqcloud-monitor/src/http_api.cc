@@ -20,9 +20,23 @@ using Params = std::vector<std::pair<std::string, std::string>>;
 
 void JsonLabels(std::string& out, const Labels& l) { detail::JsonPairs(out, l); }
 
+// A point's time as Prometheus 2.42's API writes a sample's: seconds, and
+// the milliseconds in three digits when there are any ("1.500", "1.050");
+// a scalar's goes through Go's encoding/json: "1.5".
+void JsonPointTime(std::string& out, int64_t ms) {
+  const uint64_t a = ms < 0 ? uint64_t{0} - static_cast<uint64_t>(ms) : static_cast<uint64_t>(ms);
+  if (ms < 0) out += '-';
+  out += std::to_string(a / 1000);
+  if (a % 1000 != 0) out += fmt::format(".{:03}", a % 1000);
+}
+
 void JsonPoint(std::string& out, const Point& p, bool scalar = false) {
   out += '[';
-  out += FormatTime(p.t);
+  if (scalar) {
+    out += FormatTime(p.t);
+  } else {
+    JsonPointTime(out, p.t);
+  }
   out += ",\"";
   out += scalar ? FormatScalarValue(p.v) : FormatValue(p.v);
   out += "\"]";

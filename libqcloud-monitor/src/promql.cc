@@ -648,9 +648,14 @@ class Parser {
     if (Peek().kind == Tok::kLParen) return Call(n, t);
     if (t.text.find(':') == std::string::npos && !ValidMetricName(t.text)) return Error(t, "bad metric name");
     // Prometheus's keywords are no metric names ({__name__="on"} selects one).
-    for (const char* kw : {"by", "without", "offset", "bool", "on", "ignoring", "group_left", "group_right", "and",
-                           "or", "unless", "atan2"}) {
+    // The modifiers in any case (Prometheus's grammar has no metric named
+    // BOOL); by, and, or, unless as written in lower case only, as before:
+    // printed back they would read as the operator.
+    for (const char* kw : {"without", "offset", "bool", "on", "ignoring", "group_left", "group_right"}) {
       if (lower == kw) return Error(t, fmt::format("unexpected \"{}\"", t.text));
+    }
+    for (const char* kw : {"by", "and", "or", "unless", "atan2"}) {
+      if (t.text == kw) return Error(t, fmt::format("unexpected \"{}\"", t.text));
     }
     return Selector(n, t.text);
   }
@@ -1326,6 +1331,7 @@ Result<QueryResult> QueryEngine::Range(std::string_view query, int64_t start, in
 }
 
 Result<QueryResult> QueryEngine::Instant(const Expr& expr, int64_t t) {
+  if (t < -kMaxTimestamp || t > kMaxTimestamp) return InvalidArgument("query time out of range");
   if (expr.type() == ValueType::kString) {  // a literal, maybe in parentheses
     const detail::Node* n = expr.root_.get();
     while (n->kind == detail::Node::Kind::kParen) n = n->args[0].get();
@@ -1369,8 +1375,11 @@ Result<QueryResult> QueryEngine::Range(const Expr& expr, int64_t start, int64_t 
         "integer");
   }
   if (end < start) return InvalidArgument("invalid parameter \"end\": end timestamp must not be before start time");
+  if (start < -kMaxTimestamp || end > kMaxTimestamp) return InvalidArgument("query time out of range");
+  if (step > kMaxDurationMs) return InvalidArgument("invalid parameter \"step\": step out of range");
   // Prometheus bounds the steps between start and end, so 11,001 points.
-  if ((end - start) / step > static_cast<int64_t>(kMaxSteps)) {
+  // (Unsigned: end - start of times 2^62 apart fits in no int64.)
+  if ((static_cast<uint64_t>(end) - static_cast<uint64_t>(start)) / static_cast<uint64_t>(step) > kMaxSteps) {
     return InvalidArgument(
         "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)");
   }
@@ -1519,7 +1528,9 @@ Result<int64_t> ParseDuration(std::string_view s, bool allow_seconds) {
     double sec = 0;
     auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), sec);
     if (ec == std::errc() && p == s.data() + s.size()) {
-      if (!std::isfinite(sec) || sec < 0 || sec > 9.2e15) return InvalidArgument(fmt::format("bad duration \"{}\"", s));
+      if (!std::isfinite(sec) || sec < 0 || sec * 1000 > static_cast<double>(kMaxDurationMs)) {
+        return InvalidArgument(fmt::format("bad duration \"{}\"", s));
+      }
       return static_cast<int64_t>(std::llround(sec * 1000));
     }
   }
@@ -1551,6 +1562,7 @@ Result<int64_t> ParseDuration(std::string_view s, bool allow_seconds) {
     total += n * kUnits[rank].second;
     i = u;
   }
+  if (total > kMaxDurationMs) return InvalidArgument(fmt::format("duration \"{}\" out of range", s));
   return total;
 }
 

@@ -5,6 +5,8 @@
 
 #include "qcloud/monitor/promql.h"
 
+#include "qcloud/monitor/http_api.h"
+
 #include <doctest/doctest.h>
 
 #include <bit>
@@ -250,6 +252,37 @@ TEST_CASE("promql values and times are written as Prometheus's API writes them")
   CHECK_ERRC(ParseDuration("30m1h"), Errc::kInvalidArgument);
   CHECK_ERRC(ParseDuration("5"), Errc::kInvalidArgument);
   CHECK(FormatDuration(90 * kMin) == "1h30m");
+}
+
+TEST_CASE("promql API answers as Prometheus's JSON and refuses ranges no int64 holds") {
+  Fixture f;
+  HttpApi api(*f.db);
+  auto get = [&](std::string path, std::string query) {
+    HttpRequest r;
+    r.method = "GET";
+    r.path = std::move(path);
+    r.query = std::move(query);
+    return api.Handle(r);
+  };
+  // A sample's time: milliseconds in three digits, as Prometheus writes it.
+  auto v = get("/api/v1/query", "query=g&time=1.5");
+  CHECK(v.status == 200);
+  CHECK(v.body.find("[1.500,\"1\"]") != std::string::npos);
+  // A scalar's: Go's encoding/json.
+  CHECK(get("/api/v1/query", "query=1e21&time=1.5").body.find("[1.5,\"1000000000000000000000\"]") != std::string::npos);
+  // A string result stays valid JSON whatever its bytes (U+FFFD for a bad one).
+  auto str = get("/api/v1/query", "query=%22a%5Cxffb%22&time=2");
+  CHECK(str.status == 200);
+  CHECK(str.body == "{\"status\":\"success\",\"data\":{\"resultType\":\"string\",\"result\":[2,\"a\\ufffdb\"]}}");
+  // Times and steps at the API's limits: refused, never a wrapped loop.
+  for (const char* q : {"query=1&start=-9.2e15&end=9.2e15&step=1", "query=1&start=9e15&end=9.2e15&step=9.2e15",
+                        "query=vector(1)&start=9e15&end=9.2e15&step=1000y", "query=1&start=0&end=1&step=-1"}) {
+    INFO(q);
+    CHECK(get("/api/v1/query_range", q).status == 400);
+  }
+  CHECK_ERRC(f.engine.Range("1", INT64_MIN, INT64_MAX, INT64_MAX), Errc::kInvalidArgument);
+  CHECK_ERRC(f.engine.Range("1", 0, 10, INT64_MAX), Errc::kInvalidArgument);
+  CHECK_ERRC(f.engine.Instant("g offset 1000y", 0), Errc::kInvalidArgument);
 }
 
 }  // namespace

@@ -63,6 +63,9 @@ namespace qcloud::monitor {
 inline constexpr size_t kMaxQueryBytes = 64 * 1024;
 inline constexpr int kMaxQueryDepth = 128;
 inline constexpr size_t kMaxSteps = 11000;
+// The longest range, offset or step: Go's time.Duration, int64
+// nanoseconds (292 years), as Prometheus takes them.
+inline constexpr int64_t kMaxDurationMs = INT64_MAX / 1'000'000;
 
 enum class ValueType { kScalar, kVector, kMatrix, kString };
 
