@@ -49,7 +49,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# Below the ephemeral range (interop_util.free_port): a port the kernel hands
+# out for :0 may be taken by another test's outgoing connect before it is bound.
+interop_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+free_port() { /usr/bin/python3 "$interop_dir/interop_util.py" free_port "$@"; }
 
 GiB=$((1 << 30))
 if [[ $mode == blockd ]]; then

@@ -5,6 +5,7 @@ closing tally. Standard library only."""
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -22,8 +23,40 @@ def check(name, ok, detail=''):
     print('%s %s%s' % ('PASS' if ok else 'FAIL', name, '' if ok else '  -- %s' % str(detail)[:600]))
 
 
+_GIVEN = set()
+_RNG = random.Random()  # its own: scripts that seed `random` do not fix the ports
+
+
+def _ephemeral_low():
+    try:
+        with open('/proc/sys/net/ipv4/ip_local_port_range') as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port():
-    s = socket.socket()
+    """A port free on 127.0.0.1 now, taken below the ephemeral range: a port
+    the kernel hands out for :0 is one that other tests' outgoing connects
+    also take, so a server that binds it a few seconds later could find it
+    in use. Random in 20000..32000 (capped below the range's low end), never
+    the same twice in one process; ones that fail to bind are skipped."""
+    hi = min(32000, _ephemeral_low() - 1)
+    lo = 20000 if hi > 21000 else 1024
+    for _ in range(1000 if hi - lo >= 100 else 0):
+        port = _RNG.randint(lo, hi)
+        if port in _GIVEN:
+            continue
+        s = socket.socket()
+        try:
+            s.bind(('127.0.0.1', port))
+        except OSError:
+            continue
+        finally:
+            s.close()
+        _GIVEN.add(port)
+        return port
+    s = socket.socket()  # no room below the ephemeral range: the kernel's choice
     s.bind(('127.0.0.1', 0))
     port = s.getsockname()[1]
     s.close()
@@ -109,3 +142,9 @@ def finish(work, keep_on_success=True):
     elif not keep_on_success:
         subprocess.run(['rm', '-rf', work])
     return 1 if failed else 0
+
+
+if __name__ == '__main__':
+    import sys
+    if sys.argv[1:2] == ['free_port']:  # for the shell scripts: free_port [N] prints N ports
+        print(' '.join(str(free_port()) for _ in range(int(sys.argv[2]) if len(sys.argv) > 2 else 1)))

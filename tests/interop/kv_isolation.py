@@ -137,8 +137,9 @@ def main():
             time.sleep(0.1)
             peak = max(peak, rss_kib(proc.pid))
         # The good client must not wait behind the slow one (generous bound:
-        # this is about starvation, not speed).
-        if worst > 2.0:
+        # this is about starvation, not speed; a loaded machine can stall one
+        # round trip for a second or two).
+        if worst > 5.0:
             failures.append(f'good client waited {worst:.2f} s for one round trip')
         # 2 GiB of replies were asked for; the server keeps ~4 MiB per client.
         if peak - base > 64 * 1024:

@@ -79,9 +79,25 @@ remote_write:
         # Prometheus's remote write skips samples older than its own start,
         # (its first batches come some 8 s in), so the window starts 6 s after
         # the first sample monitord got: ranges of 5 s lie within its data.
-        _, first = get(mport, '/api/v1/query_range', query='up{job="prometheus"}', start=int(t0),
-                       end=int(time.time()), step=1)
-        first_t = int(first['data']['result'][0]['values'][0][0]) if first.get('data', {}).get('result') else int(t0)
+        # --seconds is the least wait: on a busy machine the first batches
+        # come later, so wait (40 s more at most) until monitord holds samples
+        # enough for a window of 4 s.
+        first_t = None
+        deadline = time.time() + 40
+        while True:
+            _, first = get(mport, '/api/v1/query_range', query='up{job="prometheus"}', start=int(t0),
+                           end=int(time.time()), step=1)
+            res = first.get('data', {}).get('result')
+            first_t = int(res[0]['values'][0][0]) if res else None
+            _, got = get(mport, '/api/v1/query', query='count_over_time(up{job="prometheus"}[1h])')
+            res = got.get('data', {}).get('result')
+            held = float(res[0]['value'][1]) if res else 0
+            if first_t is not None and held >= 12 and int(time.time()) - 2 - (first_t + 6) >= 4:
+                break
+            if time.time() >= deadline:
+                break
+            time.sleep(0.5)
+        first_t = int(t0) if first_t is None else first_t
         start, end = first_t + 6, int(time.time()) - 2
         check('a window of at least 3 s to compare (%d..%d)' % (start, end), end - start >= 3, (start, end))
         for _ in range(100):
@@ -139,19 +155,38 @@ remote_write:
               lint.stdout + lint.stderr)
 
         # kill -9 during the stream: what was acknowledged stays; the queue resends the rest.
-        _, before = get(mport, '/api/v1/query', query='count_over_time(up{job="prometheus"}[1h])')
+        t_ack = time.time()
+        _, before = get(mport, '/api/v1/query', query='count_over_time(up{job="prometheus"}[1h])', time=t_ack)
         acked = int(before['data']['result'][0]['value'][1]) if before['data']['result'] else 0
         monitord.send_signal(signal.SIGKILL)
         monitord.wait()
-        time.sleep(2)  # Prometheus's sends fail meanwhile and are retried
+        time.sleep(2)  # the outage: Prometheus's sends fail meanwhile and are retried
         monitord = start_monitord(a.monitord, mport, os.path.join(work, 'monitord'))
-        time.sleep(4)
-        _, after = get(mport, '/api/v1/query', query='count_over_time(up{job="prometheus"}[1h])')
-        kept = int(after['data']['result'][0]['value'][1]) if after['data']['result'] else 0
-        check('after kill -9 the samples acknowledged before it are kept (%d then %d)' % (acked, kept),
-              acked > 0 and kept >= acked + 3, (acked, kept))
+        kept = 0
+        deadline = time.time() + 30
+        while True:  # until the resent and new samples are in (30 s at most)
+            _, after = get(mport, '/api/v1/query', query='count_over_time(up{job="prometheus"}[1h])')
+            res = after.get('data', {}).get('result')
+            kept = int(res[0]['value'][1]) if res else 0
+            if kept >= acked + 3 or time.time() >= deadline:
+                break
+            time.sleep(0.2)
+        # Polled until enough came in, the total alone could hide a loss:
+        # the count up to the moment `acked` was read must not have shrunk.
+        _, then = get(mport, '/api/v1/query', query='count_over_time(up{job="prometheus"}[1h])', time=t_ack)
+        res = then.get('data', {}).get('result')
+        kept_then = int(res[0]['value'][1]) if res else 0
+        check('after kill -9 the samples acknowledged before it are kept (%d then %d, %d in all)'
+              % (acked, kept_then, kept), acked > 0 and kept_then >= acked and kept >= acked + 3,
+              (acked, kept_then, kept))
         # No gap: Prometheus's queue resent what failed while the server was down.
         end2 = int(time.time()) - 2
+        for _ in range(100):  # a sample in (end2, end2 + 2] has arrived: all before it have too
+            _, got = get(mport, '/api/v1/query', query='count_over_time(up{job="prometheus"}[2s])', time=end2 + 2)
+            res = got.get('data', {}).get('result', [])
+            if res and float(res[0]['value'][1]) >= 2:
+                break
+            time.sleep(0.2)
         s1, p = get(pport, '/api/v1/query_range', query='up{job="prometheus"}', start=start, end=end2, step=1)
         s2, m = get(mport, '/api/v1/query_range', query='up{job="prometheus"}', start=start, end=end2, step=1)
         check('after the restart the series has no gap (same as Prometheus\'s)', p['data'] == m['data'],

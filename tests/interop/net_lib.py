@@ -76,6 +76,16 @@ class Overlay:
     def popen(self, ns, *cmd, **kw):
         return subprocess.Popen(['ip', 'netns', 'exec', ns, *cmd], **kw)
 
+    def wait_listening(self, ns, port, timeout=10):
+        """Until a TCP socket listens on `port` in namespace `ns` (`ss -Hltn`);
+        False when `timeout` seconds pass first."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if ':%d ' % port in self.sh(ns, 'ss', '-Hltn', check_rc=False).stdout:
+                return True
+            time.sleep(0.05)
+        return False
+
     # ---- hosts ------------------------------------------------------------------
 
     def host_ns(self, i):

@@ -84,7 +84,7 @@ def plane_failover(net):
 def move(net):
     server = net.popen(net.vm_ns('vm2'), 'iperf3', '-s', '-1', '-B', VM2[0], stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL)
-    time.sleep(0.3)
+    net.wait_listening(net.vm_ns('vm2'), 5201)  # iperf3's port
     client = net.popen(net.vm_ns('vm1'), 'iperf3', '-c', VM2[0], '-t', '5', '-i', '0.5', '-J',
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(1.5)

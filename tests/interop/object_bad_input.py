@@ -68,11 +68,19 @@ def main():
         # 2. A body shorter than Content-Length, then the client goes away.
         body = os.urandom(300 * 1024)
         head, _ = signed('PUT', port, '/bad/short', body)
+        conns = srv.metric('qcloud_object_connections')
         s = connect(port)
         s.sendall(head + body[:100 * 1024])
         time.sleep(0.2)
         s.close()
-        time.sleep(0.3)
+        # Until the server has let the connection go and the chunk count is
+        # back (10 s at most): the gauge says it saw the client leave.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if (srv.metric('qcloud_object_connections') <= conns
+                    and srv.metric('qcloud_object_chunks') == base_chunks):
+                break
+            time.sleep(0.05)
         r = request(port, 'HEAD', '/bad/short')
         check('cut upload: nothing visible', r and r[0] == 404, r and r[:2])
         check('cut upload: no chunk left behind', srv.metric('qcloud_object_chunks') == base_chunks,

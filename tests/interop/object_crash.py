@@ -85,7 +85,9 @@ def deterministic(srv):
     head, _ = signed('PUT', port, '/crash/cut', big)
     s = connect(port)
     s.sendall(head + big[:16 << 20])
-    time.sleep(0.3)  # chunks of the first 16 MiB are on disk by now
+    deadline = time.monotonic() + 10
+    while srv.metric('qcloud_object_chunks') <= chunks and time.monotonic() < deadline:
+        time.sleep(0.02)  # until chunks of the first 16 MiB are on disk (10 s at most)
     srv.kill()
     s.close()
     port = srv.start().port
