@@ -105,15 +105,33 @@ def start_kvd(path, memory_mb):
     return proc, port
 
 
-def stop(proc):
-    """SIGTERM, then SIGKILL after 5 s."""
+def stop(proc, sig=signal.SIGTERM, grace=5):
+    """`sig` (SIGTERM), then SIGKILL after `grace` seconds."""
     if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
         try:
-            proc.wait(5)
+            proc.wait(grace)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def wait_ready(port, proc, timeout=40):
+    """Until GET /-/ready on 127.0.0.1:port answers 200 (Prometheus and
+    Alertmanager take their port before they are ready); RuntimeError if
+    `proc` exits or time runs out."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError('server exited')
+        try:
+            with urllib.request.urlopen('http://127.0.0.1:%d/-/ready' % port, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError('not ready after %d s' % timeout)
 
 
 def get_json(port, path, **params):

@@ -34,7 +34,7 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from interop_util import check, finish, free_port, wait_port, stop  # noqa: E402
+from interop_util import check, finish, free_port, wait_port, wait_ready, stop  # noqa: E402
 
 GOT = {'am': [], 'qcloud': []}
 GROUP_INTERVAL = 3.0
@@ -134,14 +134,7 @@ def main():
     try:
         wait_port(am_port, am)
         wait_port(q_port, q)
-        for _ in range(100):  # Alertmanager answers its port before it is ready
-            try:
-                with urllib.request.urlopen('http://127.0.0.1:%d/-/ready' % am_port, timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            time.sleep(0.1)
+        wait_ready(am_port, am, timeout=20)  # Alertmanager answers its port before it is ready
 
         # Every alert begins just before it is sent: within group_wait, so
         # both wait it out (an alert older than group_wait is flushed at

@@ -41,7 +41,7 @@ import urllib.request
 from datetime import datetime, timezone
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from interop_util import check, finish, free_port, get_json, wait_port, stop  # noqa: E402
+from interop_util import check, finish, free_port, get_json, wait_port, wait_ready, stop  # noqa: E402
 
 
 # --------------------------------------------------------------------------
@@ -763,21 +763,6 @@ def rfc3339(ms, tz_offset_min=0):
         sign = '+' if tz_offset_min > 0 else '-'
         return base + frac + '%s%02d:%02d' % (sign, abs(tz_offset_min) // 60, abs(tz_offset_min) % 60)
     return dt.strftime('%Y-%m-%dT%H:%M:%S') + ('.%03d' % (ms % 1000) if ms % 1000 else '') + 'Z'
-
-
-def wait_ready(port, proc, timeout=40):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError('prometheus exited')
-        try:
-            with urllib.request.urlopen('http://127.0.0.1:%d/-/ready' % port, timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError('prometheus not ready')
 
 
 def main():

@@ -23,7 +23,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import net_lib  # noqa: E402
-from interop_util import check  # noqa: E402
+from interop_util import check, stop  # noqa: E402
 from net_lib import mac, switch_config  # noqa: E402
 
 VM = {  # name: (host, vpc, tap, ip, mac)
@@ -166,12 +166,7 @@ def test(args):
         net.ping('vm1', '192.168.0.2', count=4, interval=0.1)
         net.ping('vm3', '192.168.0.1', count=4, interval=0.1)
         time.sleep(0.5)
-        shark.send_signal(signal.SIGINT)
-        try:
-            shark.wait(30)
-        except subprocess.TimeoutExpired:
-            shark.kill()
-            shark.wait()
+        stop(shark, signal.SIGINT, grace=30)  # SIGINT: tshark writes the file out
         os.chmod(net.tmp, 0o755)
         fields = net_lib.run('tshark', '-r', cap, '-T', 'fields', '-E', 'separator=;', '-e', 'frame.protocols',
                              '-e', 'vxlan.vni', '-e', 'gre.key', '-e', '_ws.malformed', check_rc=False).stdout
