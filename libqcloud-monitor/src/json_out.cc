@@ -1,4 +1,5 @@
 #include "monitor/json_out.h"
+#include "monitor/utf8.h"
 
 #include <charconv>
 #include <cmath>
@@ -8,37 +9,6 @@
 
 namespace qcloud::monitor::detail {
 
-namespace {
-
-// The length of the well-formed UTF-8 sequence at s[i] (RFC 3629: no
-// overlongs, no surrogates, at most U+10FFFF), or 0.
-size_t Utf8Length(std::string_view s, size_t i) {
-  const auto b = [&](size_t k) { return static_cast<unsigned char>(s[i + k]); };
-  const unsigned char c = b(0);
-  size_t n = 0;
-  unsigned char lo = 0x80, hi = 0xBF;  // the second byte's bounds
-  if (c >= 0xC2 && c <= 0xDF) {
-    n = 2;
-  } else if (c >= 0xE0 && c <= 0xEF) {
-    n = 3;
-    if (c == 0xE0) lo = 0xA0;
-    if (c == 0xED) hi = 0x9F;
-  } else if (c >= 0xF0 && c <= 0xF4) {
-    n = 4;
-    if (c == 0xF0) lo = 0x90;
-    if (c == 0xF4) hi = 0x8F;
-  } else {
-    return 0;
-  }
-  if (i + n > s.size() || b(1) < lo || b(1) > hi) return 0;
-  for (size_t k = 2; k < n; ++k) {
-    if (b(k) < 0x80 || b(k) > 0xBF) return 0;
-  }
-  return n;
-}
-
-}  // namespace
-
 void JsonString(std::string& out, std::string_view s) {
   out += '"';
   for (size_t i = 0; i < s.size(); ++i) {
@@ -46,7 +16,7 @@ void JsonString(std::string& out, std::string_view s) {
     if (c >= 0x80) {
       // Valid UTF-8 as it is; any other byte as U+FFFD, as Go's
       // encoding/json writes it: the body stays valid JSON.
-      const size_t n = Utf8Length(s, i);
+      const size_t n = Utf8SequenceLength(s, i);
       if (n == 0) {
         out += "\\ufffd";
       } else {

@@ -386,9 +386,9 @@ int Precedence(Tok k, const std::string& text) {
     case Tok::kMul: case Tok::kDiv: case Tok::kMod: return 5;
     case Tok::kPow: return 6;
     case Tok::kIdent:
-      if (text == "or") return 1;
-      if (text == "and" || text == "unless") return 2;
-      if (text == "atan2") return 5;
+      if (EqualsIgnoreCase(text, "or")) return 1;
+      if (EqualsIgnoreCase(text, "and") || EqualsIgnoreCase(text, "unless")) return 2;
+      if (EqualsIgnoreCase(text, "atan2")) return 5;
       return -1;
     default: return -1;
   }
@@ -442,7 +442,7 @@ class Parser {
   }
   // Prometheus's keywords and aggregation operators are case-insensitive
   // (BY, Offset, SUM); function names are not.
-  static bool Kw(const Token& t, std::string_view word) { return t.kind == Tok::kIdent && AsciiLower(t.text) == word; }
+  static bool Kw(const Token& t, std::string_view word) { return t.kind == Tok::kIdent && EqualsIgnoreCase(t.text, word); }
   Status Expect(Tok k, const char* what) {
     if (Peek().kind != k) return Error(Peek(), fmt::format("expected {}, got {}", what, Describe(Peek())));
     Take();
@@ -454,7 +454,7 @@ class Parser {
     QCLOUD_ASSIGN_OR_RETURN(NodePtr lhs, Unary());
     for (;;) {
       const Token& op = Peek();
-      const int prec = Precedence(op.kind, AsciiLower(op.text));
+      const int prec = Precedence(op.kind, op.text);
       if (prec < 0 || prec < min_prec) break;
       if (op.kind == Tok::kIdent) {
         return Error(op, fmt::format("operator \"{}\" is not supported", op.text));

@@ -147,5 +147,17 @@ TEST_CASE("monitor matchers anchor regexes and treat absent labels as empty") {
   CHECK(re.ToString() == "job=~\"api|web.*\"");
 }
 
+TEST_CASE("monitor label values must be UTF-8 as RFC 3629 has it") {
+  for (const char* good : {"", "plain", "\xc3\xbc", "\xe2\x82\xac", "\xf0\x9f\x98\x80", "\xf4\x8f\xbf\xbf", "\xed\x9f\xbf"}) {
+    INFO(good);
+    CHECK(ValidUtf8(good));
+  }
+  for (const char* bad : {"\xff", "\xc0\x80", "\xe0\x80\x80", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xf0\x9f\x98",
+                          "a\xc3", "\x80", "\xf8\x88\x80\x80\x80"}) {
+    INFO(bad);
+    CHECK_FALSE(ValidUtf8(bad));
+  }
+}
+
 }  // namespace
 }  // namespace qcloud::monitor
